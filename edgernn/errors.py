@@ -1,0 +1,35 @@
+"""One error family for everything edgernn refuses.
+
+Every refusal is an :class:`EdgernnError`; callers that want to handle any of them
+catch that one class. The CLI turns it into a one-line message and exit status 1.
+Where several things are wrong at once (a model with three unsupported layers),
+the error carries the whole list in ``problems`` so the user fixes them in one go.
+"""
+
+from __future__ import annotations
+
+
+class EdgernnError(Exception):
+    """Base class of every error edgernn raises on purpose."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        self.problems = list(problems or [])
+        if self.problems:
+            message = message + ": " + "; ".join(self.problems)
+        super().__init__(message)
+
+
+class UnsupportedModel(EdgernnError):
+    """The source model uses a layer, option or structure edgernn cannot run exactly."""
+
+
+class InvalidModelFile(EdgernnError):
+    """A model file (source or .ernn) is malformed, truncated or inconsistent."""
+
+
+class InvalidInput(EdgernnError):
+    """An input array, state or argument given at run time is not what the model takes."""
+
+
+class NotStreamable(EdgernnError):
+    """The model runs in ``predict`` but cannot be stepped one timestep at a time."""

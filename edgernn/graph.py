@@ -1,0 +1,57 @@
+"""Evaluate a :class:`~edgernn.ir.ModelSpec` graph on whole arrays, with a pluggable numeric backend.
+
+The same walk runs the float64 reference (:mod:`edgernn.reference`) and the float32 Numba kernels
+(:mod:`edgernn.kernels`); a backend provides ``dtype``, ``recurrent_sequence``, ``dense`` and
+``activate`` with the signatures of :mod:`edgernn.reference`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import ir
+
+
+def _bidirectional(backend, op: ir.Bidirectional, x, mask):
+    y_f, _ = backend.recurrent_sequence(op.forward, x, mask)
+    y_b, _ = backend.recurrent_sequence(op.backward, x, mask)
+    if op.forward.return_sequences:
+        y_b = y_b[:, ::-1]  # Keras aligns the backward outputs with the forward timesteps
+    if op.merge_mode == "concat":
+        return np.concatenate([y_f, y_b], axis=-1)
+    if op.merge_mode == "sum":
+        return y_f + y_b
+    if op.merge_mode == "ave":
+        return (y_f + y_b) / 2
+    return y_f * y_b
+
+
+def execute(spec: ir.ModelSpec, inputs: list[np.ndarray], backend) -> list[np.ndarray]:
+    """Run ``spec`` on ``inputs`` (one array per model input, already validated) from zero state.
+
+    Returns one array per model output, in the backend's dtype.
+    """
+    env = {i.name: np.ascontiguousarray(x, dtype=backend.dtype) for i, x in zip(spec.inputs, inputs)}
+    for node in spec.nodes:
+        op = node.op
+        x = env[node.inputs[0]]
+        mask = env[node.mask] if node.mask else None
+        if isinstance(op, ir.Recurrent):
+            initial = [env[n] for n in node.initial_state] or None
+            y, states = backend.recurrent_sequence(op, x, mask, initial)
+            made = [y, *states][: len(node.outputs)]
+        elif isinstance(op, ir.Bidirectional):
+            made = [_bidirectional(backend, op, x, mask)]
+        elif isinstance(op, ir.Dense):
+            made = [backend.dense(op, x)]
+        elif isinstance(op, ir.Activation):
+            made = [backend.activate(op.activation, x)]
+        elif isinstance(op, ir.Masking):
+            keep = np.any(x != np.asarray(op.mask_value, dtype=x.dtype), axis=-1)
+            made = [x * keep[..., None].astype(x.dtype), keep]
+        elif isinstance(op, ir.RepeatVector):
+            made = [np.ascontiguousarray(np.repeat(x[:, None, :], op.n, axis=1))]
+        else:  # pragma: no cover - ir validation makes this unreachable
+            raise TypeError(f"unknown op {type(op).__name__}")
+        env.update(zip(node.outputs, made))
+    return [env[name] for name in spec.outputs]

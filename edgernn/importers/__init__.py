@@ -1,0 +1,50 @@
+"""Importers: one module per source format, each turning a trained model into a :class:`~edgernn.ir.ModelSpec`.
+
+The registry maps a file suffix (or an in-memory object's framework) to an importer function.
+Framework packages are imported lazily, inside the importer, only when that format is converted:
+the Keras importer reads files with h5py and JSON and never imports TensorFlow or Keras.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from ..errors import InvalidModelFile, UnsupportedModel
+
+# suffix -> "module:function"; the function takes (path, **options) and returns a ModelSpec.
+FILE_IMPORTERS = {
+    ".keras": "keras:load_keras_file",
+    ".h5": "keras:load_keras_file",
+    ".hdf5": "keras:load_keras_file",
+}
+# top-level package of an in-memory model's class -> "module:function" taking (model, **options).
+OBJECT_IMPORTERS = {
+    "keras": "keras:from_keras_model",
+    "tf_keras": "keras:from_keras_model",
+    "tensorflow": "keras:from_keras_model",
+}
+
+
+def _resolve(target: str):
+    module, function = target.split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), function)
+
+
+def import_model(source, **options):
+    """Import ``source`` (a path or an in-memory framework model) into a ModelSpec."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        target = FILE_IMPORTERS.get(path.suffix.lower())
+        if target is None:
+            known = ", ".join(sorted(FILE_IMPORTERS))
+            raise UnsupportedModel(f"{path}: unknown model format {path.suffix!r} (known: {known})")
+        if not path.is_file():
+            raise InvalidModelFile(f"{path}: no such file")
+        return _resolve(target)(path, **options)
+    package = type(source).__module__.split(".")[0]
+    target = OBJECT_IMPORTERS.get(package)
+    if target is None:
+        raise UnsupportedModel(f"cannot convert an object of type {type(source).__module__}.{type(source).__name__}")
+    return _resolve(target)(source, **options)

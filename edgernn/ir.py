@@ -1,0 +1,376 @@
+"""The one intermediate representation every importer produces and everything downstream reads.
+
+A model is a small dataflow graph (:class:`ModelSpec`) of nodes (:class:`Node`), each applying one
+layer op to named tensors. Chains (Sequential models) are graphs whose nodes each read the previous
+node's output; encoder-decoder models add the extra edges (an RNN's final states feeding another
+RNN's initial state). Importers do all the framework-specific reshuffling; here there is one layout.
+
+Canonical recurrent layout (Keras's, since Keras's semantics are edgernn's):
+
+* ``kernel``: ``(input_size, gates * units)`` -- the input projection is ``x @ kernel``.
+* ``recurrent_kernel``: ``(units, gates * units)`` -- the recurrent projection is ``h @ recurrent_kernel``.
+* gate blocks along the last axis, each ``units`` wide:
+
+  - LSTM (4 gates): ``i, f, c, o`` (input, forget, cell candidate, output)
+  - GRU (3 gates): ``z, r, h`` (update, reset, candidate)
+  - SimpleRNN (1 block)
+
+* ``bias``: ``(gates * units,)``, added to the input projection; ``None`` means no bias.
+* ``recurrent_bias``: GRU with ``reset_after=True`` only: ``(3 * units,)``, added to the recurrent
+  projection *before* the reset gate multiplies the candidate's part (cuDNN/PyTorch semantics).
+
+All weights are float32 numpy arrays; validation of shapes and values happens in ``__post_init__``,
+so an inconsistent spec can never be built, whatever importer or file it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import numpy as np
+
+from .errors import InvalidModelFile
+
+# Element-wise activations the kernels implement. Names are Keras 3's, except
+# ``hard_sigmoid_keras2``: Keras 2 defined hard_sigmoid as clip(0.2 x + 0.5, 0, 1), Keras 3 as
+# relu6(x + 3) / 6; the importer picks the one of the Keras version that saved the file.
+ELEMENTWISE_ACTIVATIONS = (
+    "linear",
+    "tanh",
+    "sigmoid",
+    "hard_sigmoid",
+    "hard_sigmoid_keras2",
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "celu",
+    "softplus",
+    "softsign",
+    "exponential",
+    "silu",
+    "hard_silu",
+    "gelu",
+    "mish",
+    "log_sigmoid",
+    "tanh_shrink",
+    "hard_tanh",
+)
+# Activations over the feature axis (not element-wise): only for Dense and Activation ops.
+VECTOR_ACTIVATIONS = ("softmax", "log_softmax")
+ACTIVATION_IDS = {name: i for i, name in enumerate(ELEMENTWISE_ACTIVATIONS + VECTOR_ACTIVATIONS)}
+
+CELL_GATES = {"lstm": 4, "gru": 3, "simple": 1}
+MERGE_MODES = ("concat", "sum", "ave", "mul")
+
+
+def _weights(owner: str, what: str, array, shape: tuple[int, ...], problems: list[str]) -> None:
+    """Check one weight array: float32, the expected shape, finite values."""
+    if not isinstance(array, np.ndarray):
+        problems.append(f"{owner}: {what} is not an array")
+        return
+    if array.dtype != np.float32:
+        problems.append(f"{owner}: {what} has dtype {array.dtype}, expected float32")
+    if array.shape != shape:
+        problems.append(f"{owner}: {what} has shape {array.shape}, expected {shape}")
+    elif not np.all(np.isfinite(array)):
+        problems.append(f"{owner}: {what} holds NaN or Inf")
+
+
+def _raise(problems: list[str], owner: str) -> None:
+    if problems:
+        raise InvalidModelFile(f"inconsistent layer {owner!r}", problems)
+
+
+def as_weight(array) -> np.ndarray:
+    """A C-contiguous float32 copy of ``array``, the only form weights take in the IR."""
+    return np.ascontiguousarray(np.asarray(array, dtype=np.float32))
+
+
+@dataclass(frozen=True, eq=False)
+class Recurrent:
+    """One recurrent layer (LSTM, GRU or SimpleRNN) over a sequence, in the canonical layout.
+
+    Shapes: input ``(batch, T, input_size)``; output ``(batch, T, units)`` when
+    ``return_sequences`` else ``(batch, units)``; states ``(batch, units)`` each (LSTM: h, c;
+    GRU and SimpleRNN: h). The equations per cell are in :mod:`edgernn.reference`.
+    """
+
+    name: str
+    cell: str
+    units: int
+    input_size: int
+    kernel: np.ndarray
+    recurrent_kernel: np.ndarray
+    bias: Optional[np.ndarray] = None
+    recurrent_bias: Optional[np.ndarray] = None
+    activation: str = "tanh"
+    recurrent_activation: str = "sigmoid"
+    reset_after: bool = True
+    return_sequences: bool = False
+    go_backwards: bool = False
+    # A masked timestep keeps the state; its output is the previous output (False) or zeros (True).
+    zero_output_for_mask: bool = False
+
+    def __post_init__(self):
+        problems: list[str] = []
+        if self.cell not in CELL_GATES:
+            _raise([f"unknown cell {self.cell!r}"], self.name)
+        if not (isinstance(self.units, int) and self.units >= 1):
+            _raise([f"units must be a positive integer, got {self.units!r}"], self.name)
+        if not (isinstance(self.input_size, int) and self.input_size >= 1):
+            _raise([f"input_size must be a positive integer, got {self.input_size!r}"], self.name)
+        width = self.gates * self.units
+        _weights(self.name, "kernel", self.kernel, (self.input_size, width), problems)
+        _weights(self.name, "recurrent_kernel", self.recurrent_kernel, (self.units, width), problems)
+        if self.bias is not None:
+            _weights(self.name, "bias", self.bias, (width,), problems)
+        if self.recurrent_bias is not None:
+            if not (self.cell == "gru" and self.reset_after):
+                problems.append("recurrent_bias exists only for GRU with reset_after=True")
+            _weights(self.name, "recurrent_bias", self.recurrent_bias, (width,), problems)
+        for what in ("activation", "recurrent_activation"):
+            if getattr(self, what) not in ELEMENTWISE_ACTIVATIONS:
+                problems.append(f"{what} {getattr(self, what)!r} is not an element-wise activation")
+        _raise(problems, self.name)
+
+    @property
+    def gates(self) -> int:
+        return CELL_GATES[self.cell]
+
+    @property
+    def state_count(self) -> int:
+        """Number of state vectors: 2 for LSTM (h, c), 1 otherwise."""
+        return 2 if self.cell == "lstm" else 1
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(a.size for a in (self.kernel, self.recurrent_kernel, self.bias, self.recurrent_bias) if a is not None)
+
+    @property
+    def output_size(self) -> int:
+        return self.units
+
+
+@dataclass(frozen=True, eq=False)
+class Bidirectional:
+    """Two recurrent layers over the same input, one reading it backwards, outputs merged.
+
+    ``backward.go_backwards`` is True; with ``return_sequences`` its output is flipped back in time
+    before merging, as Keras does. ``merge_mode``: concat (``2 * units`` features), sum, ave, mul.
+    """
+
+    name: str
+    forward: Recurrent
+    backward: Recurrent
+    merge_mode: str = "concat"
+
+    def __post_init__(self):
+        problems = []
+        if self.merge_mode not in MERGE_MODES:
+            problems.append(f"merge_mode {self.merge_mode!r} is not one of {MERGE_MODES}")
+        f, b = self.forward, self.backward
+        if (f.units, f.input_size, f.return_sequences) != (b.units, b.input_size, b.return_sequences):
+            problems.append("forward and backward layers differ in units, input size or return_sequences")
+        if f.go_backwards or not b.go_backwards:
+            problems.append("the backward layer must read backwards and the forward layer forwards")
+        _raise(problems, self.name)
+
+    @property
+    def output_size(self) -> int:
+        return 2 * self.forward.units if self.merge_mode == "concat" else self.forward.units
+
+    @property
+    def parameter_count(self) -> int:
+        return self.forward.parameter_count + self.backward.parameter_count
+
+
+@dataclass(frozen=True, eq=False)
+class Dense:
+    """``y = activation(x @ kernel + bias)`` over the last axis; kernel ``(input_size, units)``."""
+
+    name: str
+    kernel: np.ndarray
+    bias: Optional[np.ndarray] = None
+    activation: str = "linear"
+
+    def __post_init__(self):
+        problems: list[str] = []
+        if not isinstance(self.kernel, np.ndarray) or self.kernel.ndim != 2:
+            _raise(["kernel must be a 2-D array"], self.name)
+        _weights(self.name, "kernel", self.kernel, self.kernel.shape, problems)
+        if self.bias is not None:
+            _weights(self.name, "bias", self.bias, (self.kernel.shape[1],), problems)
+        if self.activation not in ACTIVATION_IDS:
+            problems.append(f"unknown activation {self.activation!r}")
+        _raise(problems, self.name)
+
+    @property
+    def input_size(self) -> int:
+        return self.kernel.shape[0]
+
+    @property
+    def output_size(self) -> int:
+        return self.kernel.shape[1]
+
+    @property
+    def parameter_count(self) -> int:
+        return self.kernel.size + (0 if self.bias is None else self.bias.size)
+
+
+@dataclass(frozen=True, eq=False)
+class Activation:
+    """``y = activation(x)``; softmax and log_softmax act over the last axis."""
+
+    name: str
+    activation: str
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATION_IDS:
+            _raise([f"unknown activation {self.activation!r}"], self.name)
+
+    parameter_count = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Masking:
+    """Marks timesteps whose features all equal ``mask_value`` as masked and zeroes them (Keras).
+
+    Outputs two tensors: the masked input and the mask ``(batch, T)`` (True = keep).
+    """
+
+    name: str
+    mask_value: float = 0.0
+
+    parameter_count = 0
+
+
+@dataclass(frozen=True, eq=False)
+class RepeatVector:
+    """``(batch, features) -> (batch, n, features)``: one vector repeated n times (one-to-many)."""
+
+    name: str
+    n: int
+
+    def __post_init__(self):
+        if not (isinstance(self.n, int) and self.n >= 1):
+            _raise([f"n must be a positive integer, got {self.n!r}"], self.name)
+
+    parameter_count = 0
+
+
+def _infer(node: Node, x: tuple[int, int], states: list[tuple[int, int]], problems: list[str]) -> list:
+    """Shapes ``(rank, features)`` of what ``node`` makes from input shape ``x``; problems appended."""
+    op, (rank, features) = node.op, x
+    where = f"node {op.name!r}"
+    if isinstance(op, (Recurrent, Bidirectional)):
+        layer = op.forward if isinstance(op, Bidirectional) else op
+        if rank != 3 or features != layer.input_size:
+            problems.append(f"{where} takes (batch, T, {layer.input_size}), gets rank {rank} with {features} features")
+        expected_states = [] if isinstance(op, Bidirectional) else [(2, layer.units)] * layer.state_count
+        if states and states != expected_states:
+            problems.append(f"{where}: initial_state must be {len(expected_states)} tensors of (batch, {layer.units})")
+        out = (3 if layer.return_sequences else 2, op.output_size)
+        extra = len(node.outputs) - 1
+        if isinstance(op, Recurrent) and extra == layer.state_count:
+            return [out] + [(2, layer.units)] * extra
+        return [out]
+    if isinstance(op, Dense):
+        if features != op.input_size:
+            problems.append(f"{where} takes {op.input_size} features, gets {features}")
+        return [(rank, op.output_size)]
+    if isinstance(op, Activation):
+        return [x]
+    if isinstance(op, Masking):
+        if rank != 3:
+            problems.append(f"{where} takes a sequence (batch, T, features)")
+        return [x, (3, 0)]
+    if isinstance(op, RepeatVector):
+        if rank != 2:
+            problems.append(f"{where} takes a vector (batch, features)")
+        return [(3, features)]
+    problems.append(f"{where}: unknown op {type(op).__name__}")
+    return []
+
+
+Op = Union[Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector]
+OP_TYPES = {cls.__name__: cls for cls in (Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector)}
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One op applied to named tensors.
+
+    ``inputs``: the data input (one name). ``mask``: the name of a mask tensor ``(batch, T)`` or
+    None. ``initial_state``: names of state tensors (Recurrent only; LSTM h, c). ``outputs``: the
+    op's result first, then -- for Recurrent with return_state -- its final states (LSTM h, c),
+    and for Masking the mask.
+    """
+
+    op: Op
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    mask: Optional[str] = None
+    initial_state: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Input:
+    """A model input: ``(batch, timesteps, features)`` (rank 3) or ``(batch, features)`` (rank 2).
+
+    ``timesteps`` is None when any length is accepted.
+    """
+
+    name: str
+    features: int
+    rank: int = 3
+    timesteps: Optional[int] = None
+
+
+@dataclass(frozen=True, eq=False)
+class ModelSpec:
+    """A whole model: inputs, nodes in an order where every tensor is made before it is read, outputs.
+
+    ``source`` records where it came from: ``{"format": "keras", "file": ..., "framework_version": ...}``.
+    """
+
+    inputs: tuple[Input, ...]
+    nodes: tuple[Node, ...]
+    outputs: tuple[str, ...]
+    source: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        problems: list[str] = []
+        if not self.inputs:
+            problems.append("the model has no input")
+        shapes = {i.name: (i.rank, i.features) for i in self.inputs}
+        for node in self.nodes:
+            missing = [n for n in node.inputs + node.initial_state + ((node.mask,) if node.mask else ()) if n not in shapes]
+            if missing or len(node.inputs) != 1:
+                problems.append(f"node {node.op.name!r} reads {missing or node.inputs} before it is made")
+                break
+            made = _infer(node, shapes[node.inputs[0]], [shapes[n] for n in node.initial_state], problems)
+            if len(made) != len(node.outputs):
+                problems.append(f"node {node.op.name!r} makes {len(made)} tensors, {len(node.outputs)} named")
+                break
+            shapes.update(zip(node.outputs, made))
+        for name in self.outputs:
+            if name not in shapes:
+                problems.append(f"output {name!r} is never made")
+        if problems:
+            raise InvalidModelFile("inconsistent model graph", problems)
+        object.__setattr__(self, "_shapes", shapes)
+
+    def tensor_shape(self, name: str) -> tuple[int, int]:
+        """``(rank, features)`` of a tensor; rank 3 is (batch, T, features), 2 is (batch, features)."""
+        return self._shapes[name]
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(node.op.parameter_count for node in self.nodes)
+
+    def replace(self, **changes) -> "ModelSpec":
+        return dataclasses.replace(self, **changes)

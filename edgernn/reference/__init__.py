@@ -1,0 +1,24 @@
+"""Plain NumPy float64 implementations of every op: readable, slow, and the oracle.
+
+The Numba kernels (:mod:`edgernn.kernels`) and the importers are tested against these.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .activations import activate
+from .recurrent import cell_step, recurrent_sequence
+
+dtype = np.float64
+
+
+def dense(op, x):
+    """``activation(x @ kernel + bias)`` over the last axis of ``x`` (..., input_size)."""
+    y = np.asarray(x, dtype=np.float64) @ op.kernel.astype(np.float64)
+    if op.bias is not None:
+        y = y + op.bias
+    return activate(op.activation, y)
+
+
+__all__ = ["activate", "cell_step", "dense", "recurrent_sequence", "dtype"]
