@@ -5,7 +5,14 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .errors import EdgernnError, InvalidInput, InvalidModelFile, NotStreamable, UnsupportedModel
-from .runtime import Model
+from .runtime import Model, Stream
+
+
+def load(path) -> Model:
+    """Load a ``.ernn`` file written by :meth:`Model.save` (validated; nothing in it is executed)."""
+    from .store import load as _load
+
+    return _load(path)
 
 
 def convert(source, **options) -> Model:
@@ -15,4 +22,4 @@ def convert(source, **options) -> Model:
     return Model(import_model(source, **options))
 
 
-__all__ = ["convert", "Model", "EdgernnError", "InvalidInput", "InvalidModelFile", "NotStreamable", "UnsupportedModel"]
+__all__ = ["convert", "load", "Model", "Stream", "EdgernnError", "InvalidInput", "InvalidModelFile", "NotStreamable", "UnsupportedModel"]

@@ -1,22 +1,352 @@
-"""Model and Stream: what users hold. (Being built: predict runs on the float64 reference for now.)"""
+"""Model and Stream: what a user holds after ``edgernn.convert`` or ``edgernn.load``.
+
+``Model.predict`` runs whole sequences from zero state, like the source framework's predict.
+``Model.stream(batch_size)`` returns a :class:`Stream`: Keras ``stateful=True`` semantics, where each
+batch row is an independent stream whose state is carried from call to call until reset.
+
+A stream owns all its memory -- states, previous outputs, scratch and the buffers of one step --
+allocated once when it is made, so ``step`` allocates nothing but its returned copy (and nothing
+at all with ``out=``). Weights are shared read-only between all streams of a model.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import graph, ir, reference
-from .errors import InvalidInput
+from . import graph, ir, kernels
+from .errors import InvalidInput, NotStreamable
+
+_F32 = np.float32
+
+
+def _as_float32(x, what: str) -> np.ndarray:
+    """``x`` as a float32 array; integer and float64 inputs are converted, anything else refused."""
+    try:
+        array = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise InvalidInput(f"{what} is not an array: {exc}") from None
+    if array.dtype.kind not in "fiub":
+        raise InvalidInput(f"{what} has dtype {array.dtype}; expected numbers (float32 preferred)")
+    return array.astype(_F32, copy=False)
 
 
 class Model:
-    """A converted model: ``predict`` whole sequences, ``stream`` for stateful stepping."""
+    """A converted recurrent model. ``spec`` is its :class:`~edgernn.ir.ModelSpec`."""
 
     def __init__(self, spec: ir.ModelSpec):
         self.spec = spec
 
+    # -- whole sequences ---------------------------------------------------------------------
     def predict(self, *inputs):
-        arrays = [np.asarray(x, dtype=np.float64) for x in inputs]
-        if len(arrays) != len(self.spec.inputs):
-            raise InvalidInput(f"the model takes {len(self.spec.inputs)} inputs, got {len(arrays)}")
-        outs = graph.execute(self.spec, arrays, reference)
-        return outs[0] if len(outs) == 1 else outs
+        """What the source framework's ``predict`` returns, from zero state.
+
+        ``x``: ``(batch, T, features)`` (or ``(batch, features)`` for a vector input). Several
+        inputs are given as several arguments or one list. Returns one array, or a list of arrays
+        for a model with several outputs.
+        """
+        if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)) and len(self.spec.inputs) > 1:
+            inputs = tuple(inputs[0])
+        if len(inputs) != len(self.spec.inputs):
+            raise InvalidInput(f"the model takes {len(self.spec.inputs)} input(s), got {len(inputs)}")
+        arrays = []
+        for spec_input, x in zip(self.spec.inputs, inputs):
+            array = _as_float32(x, f"input {spec_input.name!r}")
+            expected = ("batch", "T", spec_input.features)[3 - spec_input.rank :]
+            if array.ndim != spec_input.rank or array.shape[-1] != spec_input.features:
+                raise InvalidInput(f"input {spec_input.name!r} must have shape {expected}, got {array.shape}")
+            arrays.append(array)
+        if len({a.shape[0] for a in arrays}) > 1:
+            raise InvalidInput(f"inputs differ in batch size: {[a.shape[0] for a in arrays]}")
+        outputs = graph.execute(self.spec, arrays, kernels)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    # -- streams -------------------------------------------------------------------------------
+    def stream(self, batch_size: int = 1) -> "Stream":
+        """A stateful stream of ``batch_size`` independent rows, all starting from zero state."""
+        return Stream(self, batch_size)
+
+    def warmup(self) -> "Model":
+        """Compile (or load from Numba's on-disk cache) every kernel this model uses, once, now."""
+        batch = 2
+        if self.spec.nodes:
+            self.predict(*[np.zeros((batch, 2, i.features)[3 - i.rank :], _F32) for i in self.spec.inputs])
+        if streamable_problem(self.spec) is None:
+            s = self.stream(batch)
+            s.step(np.zeros((batch, self.spec.inputs[0].features), _F32))
+            s.run(np.zeros((batch, 2, self.spec.inputs[0].features), _F32))
+        return self
+
+    # -- description and storage ---------------------------------------------------------------
+    @property
+    def input_features(self) -> int:
+        return self.spec.inputs[0].features
+
+    @property
+    def output_features(self) -> int:
+        return self.spec.tensor_shape(self.spec.outputs[0])[1]
+
+    def save(self, path) -> None:
+        """Write the model to a ``.ernn`` file (see :mod:`edgernn.store`)."""
+        from .store import save
+
+        save(self.spec, path)
+
+    def __repr__(self) -> str:
+        layers = ", ".join(type(n.op).__name__ for n in self.spec.nodes)
+        return f"<edgernn.Model {self.input_features} -> {self.output_features} features: {layers}>"
+
+
+def streamable_problem(spec: ir.ModelSpec) -> str | None:
+    """Why ``spec`` cannot be stepped one timestep at a time, or None if it can.
+
+    A stream needs a chain: one sequence input, each node reading the previous node's output,
+    and only causal ops (forward recurrent layers without given initial states, Dense,
+    Activation, Masking); the last node's result is the model's only output.
+    """
+    if len(spec.inputs) != 1 or spec.inputs[0].rank != 3:
+        return "a stream takes one sequence input (batch, T, features)"
+    current = spec.inputs[0].name
+    for node in spec.nodes:
+        op = node.op
+        if node.inputs[0] != current:
+            return f"layer {op.name!r} does not read the previous layer's output (not a chain)"
+        if isinstance(op, ir.Bidirectional):
+            return f"layer {op.name!r} is Bidirectional: its backward half needs the whole sequence (use predict)"
+        if isinstance(op, ir.RepeatVector):
+            return f"layer {op.name!r} is RepeatVector: one-to-many models run in predict only"
+        if isinstance(op, ir.Recurrent) and op.go_backwards:
+            return f"layer {op.name!r} reads its input backwards (go_backwards): use predict"
+        if node.initial_state:
+            return f"layer {op.name!r} starts from another layer's state (encoder-decoder): use predict"
+        current = node.outputs[0]
+    if tuple(spec.outputs) != (current,):
+        return "the model's output is not the last layer's result"
+    return None
+
+
+class _RecurrentStage:
+    """A recurrent layer inside a stream: its kernel, and this stream's state, output and scratch."""
+
+    def __init__(self, node: ir.Node, batch: int):
+        self.node = node
+        self.kernel = kernels.RecurrentKernel(node.op)
+        self.state = self.kernel.new_state(batch)          # (S, B, H)
+        self.out = np.zeros((batch, node.op.units), _F32)  # previous output, repeated on masked steps
+        self.scratch = self.kernel.new_scratch()
+        self.step_y = np.zeros((1, batch, node.op.units), _F32)
+
+    def forward(self, x, keep, y):
+        self.kernel.run(x, self.state, self.out, y, keep, self.scratch)
+
+    def output_buffer(self, steps, batch):
+        return self.step_y if steps == 1 else np.empty((steps, batch, self.node.op.units), _F32)
+
+
+class _RowStage:
+    """A per-timestep op (Dense, Activation, Masking) applied to every row of a (T, B, F) block."""
+
+    def __init__(self, node: ir.Node, batch: int, features: int):
+        self.node = node
+        op = node.op
+        self.width = op.output_size if isinstance(op, ir.Dense) else features
+        if isinstance(op, ir.Dense):
+            self.dense_args = kernels.dense_kernel_args(op)
+        elif isinstance(op, ir.Activation):
+            self.activation = ir.ACTIVATION_IDS[op.activation]
+        else:
+            self.mask_value = _F32(op.mask_value)
+            self.step_keep = np.ones((1, batch), np.bool_)
+        self.step_y = np.zeros((1, batch, self.width), _F32)
+
+    def output_buffer(self, steps, batch):
+        return self.step_y if steps == 1 else np.empty((steps, batch, self.width), _F32)
+
+    def forward(self, x, y):
+        """Fill ``y`` from ``x``; for Masking, return the keep array ``(T, B)`` it computes."""
+        op = self.node.op
+        rows, out = x.reshape(-1, x.shape[-1]), y.reshape(-1, self.width)
+        if isinstance(op, ir.Dense):
+            kernels.dense_forward(rows, *self.dense_args, out)
+        elif isinstance(op, ir.Activation):
+            kernels.activation_forward(rows, self.activation, out)
+        else:
+            keep = self.step_keep if x.shape[0] == 1 else np.empty(x.shape[:2], np.bool_)
+            kernels.masking_forward(rows, self.mask_value, out, keep.reshape(-1))
+            return keep
+        return None
+
+
+class Stream:
+    """``batch_size`` independent, stateful streams through one model (Keras ``stateful=True``).
+
+    ``step(x_t)``: ``(batch, features) -> (batch, outputs)``, one timestep, state carried.
+    ``run(x)``: ``(batch, T, features) -> (batch, T, outputs)``, the output of every step.
+    ``reset()``/``reset(i)``: all streams / stream ``i`` back to zero state.
+    ``get_state()``/``set_state(st)``: a snapshot as a dict of plain numpy arrays.
+    ``forecast(n)``: closed loop, each output fed back as the next input.
+
+    For a model whose last recurrent layer has ``return_sequences=False``, each step's output is
+    what the model returns for the sequence that ends at that step. A refused call (wrong shape,
+    dtype, index) raises :class:`~edgernn.errors.InvalidInput` and leaves every state untouched.
+    """
+
+    def __init__(self, model: Model, batch_size: int = 1):
+        problem = streamable_problem(model.spec)
+        if problem is not None:
+            raise NotStreamable(problem)
+        if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+            raise InvalidInput(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.model = model
+        self.batch_size = batch = int(batch_size)
+        self.input_features = features = model.input_features
+        self.output_features = model.output_features
+        self._stages = []
+        keep_of = {}  # mask tensor name -> the Masking stage that makes it
+        for node in model.spec.nodes:
+            if isinstance(node.op, ir.Recurrent):
+                stage = _RecurrentStage(node, batch)
+                features = node.op.units
+            else:
+                stage = _RowStage(node, batch, features)
+                features = stage.width
+                if isinstance(node.op, ir.Masking):
+                    keep_of[node.outputs[1]] = stage
+            stage.mask_source = keep_of.get(node.mask)
+            self._stages.append(stage)
+        self._recurrent = [s for s in self._stages if isinstance(s, _RecurrentStage)]
+        self._step_x = np.zeros((1, batch, self.input_features), _F32)
+        self._step_x_row = self._step_x[0]
+        self._step_keep_all = np.ones((1, batch), np.bool_)
+        self._step_shape = (batch, self.input_features)
+        self._last_output = np.zeros((batch, self.output_features), _F32)
+        self._has_output = False
+
+    # -- running -------------------------------------------------------------------------------
+    def _forward(self, x):
+        """Run the chain over a time-major block ``x`` (T, B, F); returns (T, B, outputs)."""
+        steps, batch = x.shape[0], x.shape[1]
+        all_kept = self._step_keep_all if steps == 1 else np.ones((steps, batch), np.bool_)
+        made_keep = {}
+        for stage in self._stages:
+            y = stage.output_buffer(steps, batch)
+            if isinstance(stage, _RecurrentStage):
+                keep = made_keep.get(id(stage.mask_source), all_kept)
+                stage.forward(x, keep, y)
+            else:
+                keep = stage.forward(x, y)
+                if keep is not None:
+                    made_keep[id(stage)] = keep
+            x = y
+        return x
+
+    def step(self, x_t, out=None):
+        """One timestep: ``x_t`` (batch, features) -> a new array (batch, outputs), or into ``out``."""
+        if getattr(x_t, "shape", None) != self._step_shape or getattr(x_t, "dtype", None) != _F32:
+            x_t = self._checked_step_input(x_t)
+        if out is not None and (getattr(out, "shape", None) != (self.batch_size, self.output_features)
+                                or getattr(out, "dtype", None) != _F32):
+            raise InvalidInput(f"out must be a float32 array of shape {(self.batch_size, self.output_features)}")
+        np.copyto(self._step_x_row, x_t)
+        y = self._forward(self._step_x)[0]
+        np.copyto(self._last_output, y)
+        self._has_output = True
+        if out is None:
+            return y.copy()
+        np.copyto(out, y)
+        return out
+
+    def _checked_step_input(self, x_t):
+        array = _as_float32(x_t, "x_t")
+        if array.shape != self._step_shape:
+            raise InvalidInput(f"step takes x_t of shape (batch={self.batch_size}, features={self.input_features}), "
+                               f"got {array.shape}")
+        return array
+
+    def run(self, x):
+        """A block of timesteps: ``x`` (batch, T, features) -> (batch, T, outputs), state carried."""
+        array = _as_float32(x, "x")
+        if array.ndim != 3 or array.shape[0] != self.batch_size or array.shape[2] != self.input_features:
+            raise InvalidInput(f"run takes x of shape (batch={self.batch_size}, T, features={self.input_features}), "
+                               f"got {array.shape}")
+        if array.shape[1] == 0:
+            return np.zeros((self.batch_size, 0, self.output_features), _F32)
+        y = self._forward(np.ascontiguousarray(array.transpose(1, 0, 2)))
+        np.copyto(self._last_output, y[-1])
+        self._has_output = True
+        return np.ascontiguousarray(y.transpose(1, 0, 2))
+
+    def forecast(self, steps: int):
+        """Closed-loop prediction: ``steps`` new outputs (batch, steps, outputs).
+
+        The first input is the stream's last output (so ``f[:, 0]`` is the model applied to it),
+        and every output is fed back as the next input, the state carried throughout. Needs a
+        model whose outputs are as many as its input features, and a stream that has been
+        stepped or run on history first.
+        """
+        if not (isinstance(steps, (int, np.integer)) and steps >= 0):
+            raise InvalidInput(f"forecast takes a number of steps >= 0, got {steps!r}")
+        if self.output_features != self.input_features:
+            raise InvalidInput(f"forecast feeds outputs back as inputs, but the model has {self.output_features} "
+                               f"outputs and {self.input_features} input features")
+        if not self._has_output:
+            raise InvalidInput("forecast starts from the stream's last output: step or run it on history first")
+        result = np.empty((self.batch_size, int(steps), self.output_features), _F32)
+        for t in range(int(steps)):
+            self.step(self._last_output, out=result[:, t])
+        return result
+
+    # -- state -----------------------------------------------------------------------------------
+    def reset(self, index: int | None = None) -> None:
+        """Zero the state of every stream, or of stream ``index`` only."""
+        if index is None:
+            rows = slice(None)
+            self._has_output = False
+        else:
+            if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or not -self.batch_size <= index < self.batch_size:
+                raise InvalidInput(f"stream index {index!r} out of range for batch_size {self.batch_size}")
+            rows = int(index)
+        for stage in self._recurrent:
+            stage.state[:, rows] = 0.0
+            stage.out[rows] = 0.0
+        self._last_output[rows] = 0.0
+
+    def _state_names(self):
+        for stage in self._recurrent:
+            names = ("h", "c") if stage.node.op.cell == "lstm" else ("h",)
+            for k, part in enumerate(names):
+                yield f"{stage.node.op.name}/{part}", stage, k
+
+    def get_state(self) -> dict:
+        """A copy of every state: ``{"<layer>/h": (batch, units), "<layer>/c": ..., "output": (batch, outputs)}``.
+
+        ``output`` is the last output, which ``forecast`` feeds back first.
+        """
+        state = {name: stage.state[k].copy() for name, stage, k in self._state_names()}
+        state["output"] = self._last_output.copy()
+        return state
+
+    def set_state(self, state: dict) -> None:
+        """Restore a snapshot made by :meth:`get_state` (of a stream of this model and batch size)."""
+        if not isinstance(state, dict):
+            raise InvalidInput("set_state takes the dict that get_state returns")
+        expected = {name: (self.batch_size, stage.node.op.units) for name, stage, _ in self._state_names()}
+        expected["output"] = (self.batch_size, self.output_features)
+        problems = [f"missing {k!r}" for k in expected if k not in state]
+        problems += [f"unknown {k!r}" for k in state if k not in expected]
+        arrays = {}
+        for name, shape in expected.items():
+            if name in state:
+                array = np.asarray(state[name])
+                if array.shape != shape or array.dtype.kind != "f":
+                    problems.append(f"{name!r} must be a float array of shape {shape}, got {array.dtype} {array.shape}")
+                elif not np.all(np.isfinite(array)):
+                    problems.append(f"{name!r} holds NaN or Inf")
+                arrays[name] = array
+        if problems:
+            raise InvalidInput("state does not fit this stream", problems)
+        for name, stage, k in self._state_names():
+            stage.state[k] = arrays[name]
+            if k == 0:
+                stage.out[:] = arrays[name]  # the previous output of these cells is their h
+        self._last_output[:] = arrays["output"]
+        self._has_output = True

@@ -1,0 +1,17 @@
+"""Numba settings for every kernel, in one place.
+
+* ``nogil``: kernels release the GIL, so streams stepped from several threads run in parallel.
+* ``cache``: compiled machine code is kept on disk (``__pycache__`` beside the kernels, or
+  ``NUMBA_CACHE_DIR``), so a second process starts without compiling.
+* ``error_model="numpy"``: no Python-style ZeroDivisionError checks inside loops (they block
+  vectorisation); a division by zero gives inf/nan as in NumPy.
+* ``fastmath``: only flags that keep results within float32 rounding of the exact order
+  (contraction to FMA, no signed-zero care, reciprocal, reassociation for vectorised sums) --
+  no ``nnan``/``ninf``, so NaN inputs propagate rather than being assumed away.
+"""
+
+from __future__ import annotations
+
+JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath={"contract", "nsz", "arcp", "reassoc"})
+# Small helpers inlined into the kernels that call them.
+INLINE = dict(JIT, inline="always")

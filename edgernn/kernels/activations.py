@@ -1,0 +1,132 @@
+"""Activations as float32 scalar functions selected by an integer id (``ir.ACTIVATION_IDS``).
+
+Element-wise activations are one scalar function with a branch on the id: the kernels call it
+per element, so one compiled kernel serves every activation combination. softmax and
+log_softmax act on a whole row and live in :func:`activate_row`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ..ir import ACTIVATION_IDS
+from ._config import INLINE, JIT
+
+# Integer ids as module constants: Numba freezes globals at compile time.
+LINEAR = ACTIVATION_IDS["linear"]
+TANH = ACTIVATION_IDS["tanh"]
+SIGMOID = ACTIVATION_IDS["sigmoid"]
+HARD_SIGMOID = ACTIVATION_IDS["hard_sigmoid"]
+HARD_SIGMOID_KERAS2 = ACTIVATION_IDS["hard_sigmoid_keras2"]
+RELU = ACTIVATION_IDS["relu"]
+RELU6 = ACTIVATION_IDS["relu6"]
+LEAKY_RELU = ACTIVATION_IDS["leaky_relu"]
+ELU = ACTIVATION_IDS["elu"]
+SELU = ACTIVATION_IDS["selu"]
+CELU = ACTIVATION_IDS["celu"]
+SOFTPLUS = ACTIVATION_IDS["softplus"]
+SOFTSIGN = ACTIVATION_IDS["softsign"]
+EXPONENTIAL = ACTIVATION_IDS["exponential"]
+SILU = ACTIVATION_IDS["silu"]
+HARD_SILU = ACTIVATION_IDS["hard_silu"]
+GELU = ACTIVATION_IDS["gelu"]
+MISH = ACTIVATION_IDS["mish"]
+LOG_SIGMOID = ACTIVATION_IDS["log_sigmoid"]
+TANH_SHRINK = ACTIVATION_IDS["tanh_shrink"]
+HARD_TANH = ACTIVATION_IDS["hard_tanh"]
+SOFTMAX = ACTIVATION_IDS["softmax"]
+LOG_SOFTMAX = ACTIVATION_IDS["log_softmax"]
+
+_SELU_ALPHA = np.float32(1.6732632423543772848170429916717)
+_SELU_SCALE = np.float32(1.0507009873554804934193349852946)
+_SQRT_HALF = np.float32(0.7071067811865476)
+_ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
+
+
+@njit(**INLINE)
+def _softplus(v):
+    # log(1 + e^v) without overflow: max(v, 0) + log1p(e^-|v|)
+    return max(v, _ZERO) + np.float32(math.log1p(math.exp(-abs(v))))
+
+
+@njit(**JIT)
+def activate(kind, v):
+    """Element-wise activation ``kind`` of the float32 scalar ``v``."""
+    if kind == LINEAR:
+        return v
+    if kind == TANH:
+        return np.float32(math.tanh(v))
+    if kind == SIGMOID:
+        return _ONE / (_ONE + np.float32(math.exp(-v)))
+    if kind == HARD_SIGMOID:  # Keras 3: relu6(v + 3) / 6
+        return min(max(v + np.float32(3.0), _ZERO), np.float32(6.0)) / np.float32(6.0)
+    if kind == HARD_SIGMOID_KERAS2:  # Keras 2: clip(0.2 v + 0.5, 0, 1)
+        return min(max(np.float32(0.2) * v + np.float32(0.5), _ZERO), _ONE)
+    if kind == RELU:
+        return max(v, _ZERO)
+    if kind == RELU6:
+        return min(max(v, _ZERO), np.float32(6.0))
+    if kind == LEAKY_RELU:
+        return v if v >= _ZERO else np.float32(0.2) * v
+    if kind == ELU:
+        return v if v > _ZERO else np.float32(math.expm1(v))
+    if kind == SELU:
+        return _SELU_SCALE * (v if v > _ZERO else _SELU_ALPHA * np.float32(math.expm1(v)))
+    if kind == CELU:
+        return max(v, _ZERO) + min(_ZERO, np.float32(math.expm1(min(v, _ZERO))))
+    if kind == SOFTPLUS:
+        return _softplus(v)
+    if kind == SOFTSIGN:
+        return v / (_ONE + abs(v))
+    if kind == EXPONENTIAL:
+        return np.float32(math.exp(v))
+    if kind == SILU:
+        return v / (_ONE + np.float32(math.exp(-v)))
+    if kind == HARD_SILU:
+        return v * min(max(v + np.float32(3.0), _ZERO), np.float32(6.0)) / np.float32(6.0)
+    if kind == GELU:
+        return np.float32(0.5) * v * (_ONE + np.float32(math.erf(v * _SQRT_HALF)))
+    if kind == MISH:
+        return v * np.float32(math.tanh(_softplus(v)))
+    if kind == LOG_SIGMOID:
+        return -_softplus(-v)
+    if kind == TANH_SHRINK:
+        return v - np.float32(math.tanh(v))
+    if kind == HARD_TANH:
+        return min(max(v, -_ONE), _ONE)
+    return np.float32(np.nan)  # unreachable: ir validation admits known ids only
+
+
+@njit(**INLINE)
+def activate_row(kind, row):
+    """Apply activation ``kind`` in place to a 1-D float32 ``row`` (softmax over the row)."""
+    n = row.shape[0]
+    if kind == SOFTMAX or kind == LOG_SOFTMAX:
+        top = row[0]
+        for j in range(1, n):
+            top = max(top, row[j])
+        total = _ZERO
+        for j in range(n):
+            total += np.float32(math.exp(row[j] - top))
+        if kind == SOFTMAX:
+            for j in range(n):
+                row[j] = np.float32(math.exp(row[j] - top)) / total
+        else:
+            log_total = np.float32(math.log(total))
+            for j in range(n):
+                row[j] = row[j] - top - log_total
+    elif kind != LINEAR:
+        for j in range(n):
+            row[j] = activate(kind, row[j])
+
+
+@njit(**JIT)
+def activation_forward(x, kind, out):
+    """``out = activation(x)`` row by row; ``x``, ``out``: (rows, features) float32."""
+    for s in range(x.shape[0]):
+        out[s, :] = x[s, :]
+        activate_row(kind, out[s])

@@ -1,0 +1,255 @@
+"""The ``.ernn`` model file: a versioned, self-describing, pickle-free container of a ModelSpec.
+
+Container choice: a ZIP archive (the same container as NumPy's ``.npz``) holding
+
+* ``header.json`` -- format name and version, edgernn version, the source (file, framework and its
+  version), and the graph: inputs, nodes with every op attribute, outputs; weights by reference;
+* one ``.npy`` member per weight array, written and read with ``allow_pickle=False``.
+
+Why: numpy reads and writes it with no extra dependency (safetensors would add one for no gain at
+these sizes); the ``.npy`` format stores raw little-endian float32 with its shape, so nothing in the
+file is ever executed; ZIP's per-member CRC32 catches corruption, and members are stored
+uncompressed (weights barely compress), which keeps loading a plain read. On load, everything is
+validated before a Model exists: the header's types, every declared size against hard limits
+(so a hostile file cannot make us allocate gigabytes), array dtypes and shapes, and the whole
+graph through the IR's own checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, ir
+from .errors import EdgernnError, InvalidModelFile
+
+FORMAT = "edgernn-model"
+FORMAT_VERSION = 1
+HEADER = "header.json"
+MAX_HEADER_BYTES = 4 << 20      # a header is a few KB; refuse anything absurd before parsing it
+MAX_ARRAY_BYTES = 512 << 20     # one weight array
+MAX_MEMBERS = 10_000
+
+# The JSON type each op attribute must have; arrays are stored as members and referenced by name.
+_SCALAR_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
+
+
+def _field_kind(field: dataclasses.Field) -> tuple[str, bool]:
+    """``(kind, optional)`` of an op field from its annotation, e.g. ``("array", True)``."""
+    text = str(field.type)
+    optional = text.startswith("Optional[")
+    text = text.removeprefix("Optional[").removesuffix("]")
+    if text == "np.ndarray":
+        return "array", optional
+    if text in ir.OP_TYPES:
+        return "op", optional
+    return text, optional
+
+
+def _encode_op(op, prefix: str, arrays: dict) -> dict:
+    entry = {"type": type(op).__name__}
+    for field in dataclasses.fields(op):
+        value = getattr(op, field.name)
+        kind, _ = _field_kind(field)
+        if value is None:
+            entry[field.name] = None
+        elif kind == "array":
+            key = f"{prefix}{field.name}.npy"
+            arrays[key] = value
+            entry[field.name] = {"array": key}
+        elif kind == "op":
+            entry[field.name] = _encode_op(value, f"{prefix}{field.name}/", arrays)
+        else:
+            entry[field.name] = value.item() if isinstance(value, np.generic) else value
+    return entry
+
+
+def encode(spec: ir.ModelSpec) -> tuple[dict, dict]:
+    """The header dict and the ``{member name: array}`` dict that represent ``spec``."""
+    arrays: dict[str, np.ndarray] = {}
+    nodes = []
+    for index, node in enumerate(spec.nodes):
+        nodes.append({
+            "op": _encode_op(node.op, f"nodes/{index}/", arrays),
+            "inputs": list(node.inputs),
+            "outputs": list(node.outputs),
+            "mask": node.mask,
+            "initial_state": list(node.initial_state),
+        })
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "edgernn_version": __version__,
+        "source": spec.source,
+        "inputs": [dataclasses.asdict(i) for i in spec.inputs],
+        "nodes": nodes,
+        "outputs": list(spec.outputs),
+        "parameter_count": spec.parameter_count,
+    }
+    return header, arrays
+
+
+def save(spec: ir.ModelSpec, path) -> None:
+    """Write ``spec`` to ``path`` atomically: a temporary file in the same folder, then a rename,
+    so a crash or power loss leaves either the old file or the new one, never half of one."""
+    header, arrays = encode(spec)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as archive:
+                archive.writestr(HEADER, json.dumps(header, indent=1, sort_keys=True))
+                for key, array in arrays.items():
+                    buffer = io.BytesIO()
+                    np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+                    archive.writestr(key, buffer.getvalue())
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class _Reader:
+    """Reads one ``.ernn`` file, gathering every problem it finds before failing."""
+
+    def __init__(self, path: Path, archive: zipfile.ZipFile):
+        self.path = path
+        self.archive = archive
+        self.members = {info.filename: info for info in archive.infolist()}
+
+    def fail(self, problem: str):
+        raise InvalidModelFile(f"{self.path}: {problem}")
+
+    def array(self, reference) -> np.ndarray:
+        if not (isinstance(reference, dict) and set(reference) == {"array"} and isinstance(reference["array"], str)):
+            self.fail(f"an array reference must be {{'array': name}}, got {reference!r}")
+        key = reference["array"]
+        info = self.members.get(key)
+        if info is None:
+            self.fail(f"array {key!r} is missing")
+        if info.file_size > MAX_ARRAY_BYTES:
+            self.fail(f"array {key!r} declares {info.file_size} bytes, over the {MAX_ARRAY_BYTES} limit")
+        with self.archive.open(info) as member:
+            data = member.read(MAX_ARRAY_BYTES + 1)
+        try:
+            array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+        except Exception as exc:
+            self.fail(f"array {key!r} is not a valid .npy array ({exc})")
+        if array.dtype != np.float32:
+            self.fail(f"array {key!r} has dtype {array.dtype}, expected float32")
+        return ir.as_weight(array)
+
+    def op(self, entry, where: str):
+        if not isinstance(entry, dict) or entry.get("type") not in ir.OP_TYPES:
+            self.fail(f"{where}: unknown op {entry.get('type') if isinstance(entry, dict) else entry!r}")
+        cls = ir.OP_TYPES[entry["type"]]
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(entry) - set(fields) - {"type"}
+        if unknown:
+            self.fail(f"{where}: unknown attributes {sorted(unknown)} for {cls.__name__}")
+        values = {}
+        for name, field in fields.items():
+            if name not in entry:
+                continue  # the dataclass default applies
+            value, (kind, optional) = entry[name], _field_kind(field)
+            if value is None:
+                if not optional:
+                    self.fail(f"{where}: {name} must not be null")
+            elif kind == "array":
+                value = self.array(value)
+            elif kind == "op":
+                value = self.op(value, f"{where}.{name}")
+            elif not isinstance(value, _SCALAR_TYPES[kind]) or (kind in ("int", "float") and isinstance(value, bool)):
+                self.fail(f"{where}: {name} must be {kind}, got {type(value).__name__}")
+            values[name] = value
+        try:
+            return cls(**values)
+        except EdgernnError as exc:
+            self.fail(f"{where}: {exc}")
+        except TypeError as exc:  # a required attribute missing
+            self.fail(f"{where}: {exc}")
+
+    def spec(self) -> ir.ModelSpec:
+        info = self.members.get(HEADER)
+        if info is None:
+            self.fail("no header.json: not an .ernn file")
+        if info.file_size > MAX_HEADER_BYTES:
+            self.fail(f"header.json declares {info.file_size} bytes, over the {MAX_HEADER_BYTES} limit")
+        try:
+            header = json.loads(self.archive.read(info))
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.fail(f"header.json is not valid JSON ({exc})")
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            self.fail("header.json does not describe an edgernn model")
+        version = header.get("format_version")
+        if version != FORMAT_VERSION:
+            self.fail(f"format version {version!r} is not supported by edgernn {__version__} "
+                      f"(it reads version {FORMAT_VERSION})")
+        for key, kind in (("inputs", list), ("nodes", list), ("outputs", list), ("source", dict)):
+            if not isinstance(header.get(key), kind):
+                self.fail(f"header.json: {key!r} must be a {kind.__name__}")
+        inputs = []
+        for k, entry in enumerate(header["inputs"]):
+            if not (isinstance(entry, dict) and isinstance(entry.get("name"), str)
+                    and type(entry.get("features")) is int and entry["features"] >= 1
+                    and entry.get("rank") in (2, 3)
+                    and (entry.get("timesteps") is None or type(entry.get("timesteps")) is int)):
+                self.fail(f"input {k} is malformed: {entry!r}")
+            inputs.append(ir.Input(entry["name"], entry["features"], entry["rank"], entry.get("timesteps")))
+        nodes = []
+        for k, entry in enumerate(header["nodes"]):
+            if not isinstance(entry, dict):
+                self.fail(f"node {k} is not an object")
+            names = {key: entry.get(key) for key in ("inputs", "outputs", "initial_state")}
+            if not all(isinstance(v, list) and all(isinstance(n, str) for n in v) for v in names.values()):
+                self.fail(f"node {k}: inputs, outputs and initial_state must be lists of names")
+            if entry.get("mask") is not None and not isinstance(entry["mask"], str):
+                self.fail(f"node {k}: mask must be a name or null")
+            nodes.append(ir.Node(self.op(entry.get("op"), f"node {k}"), tuple(names["inputs"]),
+                                 tuple(names["outputs"]), entry.get("mask"), tuple(names["initial_state"])))
+        if not all(isinstance(n, str) for n in header["outputs"]):
+            self.fail("outputs must be names")
+        try:
+            return ir.ModelSpec(tuple(inputs), tuple(nodes), tuple(header["outputs"]), header["source"])
+        except EdgernnError as exc:
+            self.fail(str(exc))
+
+
+def load_spec(path) -> ir.ModelSpec:
+    """Read and validate a ``.ernn`` file; raises :class:`InvalidModelFile` naming the problem."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if len(archive.infolist()) > MAX_MEMBERS:
+                raise InvalidModelFile(f"{path}: {len(archive.infolist())} members, over the {MAX_MEMBERS} limit")
+            return _Reader(path, archive).spec()
+    except FileNotFoundError:
+        raise InvalidModelFile(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidModelFile(f"{path}: is a directory") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+        raise InvalidModelFile(f"{path}: not a readable .ernn file ({exc})") from None
+
+
+def load(path):
+    """Load a ``.ernn`` file as a :class:`~edgernn.runtime.Model`."""
+    from .runtime import Model
+
+    return Model(load_spec(path))
