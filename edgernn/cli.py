@@ -1,0 +1,172 @@
+"""The ``edgernn`` command: a thin click layer over the library.
+
+Every command turns an :class:`~edgernn.errors.EdgernnError` into one line on stderr and exit
+status 1 -- no traceback for a problem the user can fix.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .errors import EdgernnError, InvalidInput
+
+
+def _friendly(command):
+    """Report EdgernnError as ``error: <message>`` and exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except EdgernnError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _parse_options(pairs) -> dict:
+    """``("nonlinearity=relu", "num_layers=2")`` -> ``{"nonlinearity": "relu", "num_layers": 2}``."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--option takes KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+@click.group()
+@click.version_option(package_name="edgernn")
+def main():
+    """Run recurrent networks trained in Keras on small CPUs, stateful, without TensorFlow."""
+
+
+@main.command()
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="The .ernn file to write (default: SOURCE with .ernn).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="An importer option (repeatable).")
+@_friendly
+def convert(source, output, options):
+    """Convert a trained model (.keras, .h5) into an .ernn file."""
+    from . import convert as convert_model
+    from .summary import describe
+
+    model = convert_model(source, **_parse_options(options))
+    output = Path(output) if output else Path(source).with_suffix(".ernn")
+    model.save(output)
+    info = describe(model.spec)
+    click.echo(f"wrote {output}: {len(info['layers'])} layers, {info['parameters']} parameters, "
+               f"{info['state_bytes_per_stream']} state bytes per stream")
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@_friendly
+def info(model, as_json):
+    """Describe an .ernn model: layers, shapes, parameters, state size, origin."""
+    from . import load
+    from .summary import describe, format_description
+
+    description = describe(load(model).spec)
+    click.echo(json.dumps(description, indent=2) if as_json else format_description(description))
+
+
+def _csv_rows(stream, width: int):
+    """Yield float32 rows of ``width`` values from CSV text; a non-numeric first line is a header."""
+    for number, line in enumerate(stream, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        fields = text.replace(";", ",").split(",")
+        try:
+            row = np.array([float(f) for f in fields], dtype=np.float32)
+        except ValueError:
+            if number == 1:
+                continue  # a header line
+            raise InvalidInput(f"line {number}: not a row of numbers: {text[:60]!r}") from None
+        if row.size != width:
+            raise InvalidInput(f"line {number}: {row.size} values, the model takes {width} per row")
+        yield row
+
+
+def _npy_rows(path: Path, width: int):
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InvalidInput(f"{path}: not a readable .npy array ({exc})") from None
+    array = np.asarray(array, dtype=np.float32).reshape(len(array), -1) if array.ndim else array
+    if array.ndim != 2 or array.shape[1] != width:
+        raise InvalidInput(f"{path}: shape {array.shape}, expected (rows, {width})")
+    yield from array
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False),
+              help="CSV or .npy file of rows (default: CSV on stdin).")
+@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False), help="CSV file (default: stdout).")
+@click.option("--streams", default=1, show_default=True,
+              help="Independent streams: each row holds one timestep of every stream, side by side.")
+@_friendly
+def run(model, input_path, output_path, streams):
+    """Stream rows through a stateful model: one timestep per input row, one output row per input row.
+
+    Each output row is written and flushed as soon as its input row arrives, so this works at the
+    end of a shell pipeline fed by a sensor.
+    """
+    from . import load
+
+    m = load(model)
+    s = m.stream(batch_size=streams)
+    width = streams * m.input_features
+    if input_path and input_path.endswith(".npy"):
+        rows = _npy_rows(Path(input_path), width)
+        source = None
+    else:
+        source = open(input_path) if input_path else sys.stdin
+        rows = _csv_rows(source, width)
+    sink = open(output_path, "w") if output_path else sys.stdout
+    x = np.empty((streams, m.input_features), np.float32)
+    y = np.empty((streams, m.output_features), np.float32)
+    try:
+        for row in rows:
+            x.reshape(-1)[:] = row
+            s.step(x, out=y)
+            sink.write(",".join(f"{v:.9g}" for v in y.reshape(-1)) + "\n")
+            sink.flush()
+    except BrokenPipeError:
+        pass  # the reader went away (e.g. `| head`): stop quietly
+    finally:
+        if source not in (None, sys.stdin):
+            source.close()
+        if sink is not sys.stdout:
+            sink.close()
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@_friendly
+def warmup(model):
+    """Compile the model's kernels into Numba's on-disk cache, so later processes start fast."""
+    import time
+
+    from . import load
+
+    start = time.perf_counter()
+    load(model).warmup()
+    click.echo(f"kernels ready in {time.perf_counter() - start:.2f} s")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

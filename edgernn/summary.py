@@ -1,0 +1,83 @@
+"""A human-readable description of a model: what ``edgernn info`` prints."""
+
+from __future__ import annotations
+
+from . import ir
+from .runtime import streamable_problem
+
+
+def _details(op) -> str:
+    if isinstance(op, ir.Recurrent):
+        parts = [f"{op.cell.upper() if op.cell != 'simple' else 'SimpleRNN'}({op.units})",
+                 f"activation={op.activation}"]
+        if op.cell != "simple":
+            parts.append(f"recurrent_activation={op.recurrent_activation}")
+        if op.cell == "gru":
+            parts.append(f"reset_after={op.reset_after}")
+        if op.bias is None:
+            parts.append("no bias")
+        if op.return_sequences:
+            parts.append("return_sequences")
+        if op.go_backwards:
+            parts.append("go_backwards")
+        return ", ".join(parts)
+    if isinstance(op, ir.Bidirectional):
+        return f"Bidirectional({_details(op.forward)}), merge_mode={op.merge_mode}"
+    if isinstance(op, ir.Dense):
+        return f"Dense({op.output_size}), activation={op.activation}"
+    if isinstance(op, ir.Activation):
+        return f"Activation({op.activation})"
+    if isinstance(op, ir.Masking):
+        return f"Masking(mask_value={op.mask_value})"
+    return f"RepeatVector({op.n})"
+
+
+def state_bytes_per_stream(spec: ir.ModelSpec) -> int:
+    """Bytes of recurrent state one stream carries (float32 h, and c for LSTM, per recurrent layer)."""
+    total = 0
+    for node in spec.nodes:
+        layers = [node.op.forward, node.op.backward] if isinstance(node.op, ir.Bidirectional) else [node.op]
+        total += sum(4 * layer.units * layer.state_count for layer in layers if isinstance(layer, ir.Recurrent))
+    return total
+
+
+def describe(spec: ir.ModelSpec) -> dict:
+    """A JSON-ready description: layers with output shapes and parameters, totals, source."""
+    layers = []
+    for node in spec.nodes:
+        rank, features = spec.tensor_shape(node.outputs[0])
+        shape = ["batch", "T", features] if rank == 3 else ["batch", features]
+        layers.append({"name": node.op.name, "op": _details(node.op), "output_shape": shape,
+                       "parameters": node.op.parameter_count})
+    problem = streamable_problem(spec)
+    return {
+        "inputs": [{"name": i.name, "shape": ["batch", "T", i.features][3 - i.rank:]} for i in spec.inputs],
+        "layers": layers,
+        "outputs": [{"name": o, "features": spec.tensor_shape(o)[1]} for o in spec.outputs],
+        "parameters": spec.parameter_count,
+        "weight_bytes": 4 * spec.parameter_count,
+        "state_bytes_per_stream": state_bytes_per_stream(spec),
+        "streamable": problem is None,
+        "not_streamable_because": problem,
+        "source": spec.source,
+    }
+
+
+def format_description(info: dict) -> str:
+    """The description as aligned text."""
+    lines = []
+    src = info["source"]
+    if src:
+        origin = ", ".join(f"{k}={v}" for k, v in src.items() if v is not None)
+        lines.append(f"source: {origin}")
+    for i in info["inputs"]:
+        lines.append(f"input {i['name']}: ({', '.join(map(str, i['shape']))})")
+    width = max([len(layer["name"]) for layer in info["layers"]] + [5])
+    lines.append(f"{'layer'.ljust(width)}  {'output shape':<18}  {'params':>8}  op")
+    for layer in info["layers"]:
+        shape = "(" + ", ".join(map(str, layer["output_shape"])) + ")"
+        lines.append(f"{layer['name'].ljust(width)}  {shape:<18}  {layer['parameters']:>8}  {layer['op']}")
+    lines.append(f"parameters: {info['parameters']} ({info['weight_bytes']} bytes as float32)")
+    lines.append(f"state per stream: {info['state_bytes_per_stream']} bytes")
+    lines.append("streamable: yes" if info["streamable"] else f"streamable: no ({info['not_streamable_because']})")
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""Readers for the public UEA/UCR data in ../shared/data (also shipped by the `aeon` package).
+
+Used by the training scripts in tools/ only: the package and its tests never need these files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(os.environ.get("EDGERNN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def _aeon_copy(name: str) -> Path | None:
+    """The same file inside an installed `aeon` package, for machines without ../shared/data."""
+    try:
+        import aeon  # noqa: F401
+    except ImportError:
+        return None
+    return Path(aeon.__file__).parent / "datasets" / "data" / name
+
+
+def data_file(folder: str, name: str) -> Path:
+    path = DATA / folder / name
+    if path.is_file():
+        return path
+    alternative = _aeon_copy(f"{folder}/{name}")
+    if alternative is not None and alternative.is_file():
+        return alternative
+    raise FileNotFoundError(f"{path} not found (set EDGERNN_DATA, or `pip install aeon`)")
+
+
+def read_ts(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A multivariate, equal-length .ts file -> ``(x (cases, T, channels) float32, labels (cases,) int, class names)``."""
+    classes: list[str] = []
+    cases, labels = [], []
+    in_data = False
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not in_data:
+            if line.lower().startswith("@classlabel"):
+                classes = line.split()[2:]
+            in_data = line.lower() == "@data"
+            continue
+        *channels, label = line.split(":")
+        cases.append([[float(v) for v in channel.split(",")] for channel in channels])
+        labels.append(classes.index(label))
+    x = np.asarray(cases, dtype=np.float32).transpose(0, 2, 1)
+    return x, np.asarray(labels), classes
+
+
+def basic_motions():
+    """BasicMotions: 6-axis smartwatch IMU at 10 Hz, 100 steps; train (40) and test (40) splits."""
+    train = read_ts(data_file("BasicMotions", "BasicMotions_TRAIN.ts"))
+    test = read_ts(data_file("BasicMotions", "BasicMotions_TEST.ts"))
+    return train, test
