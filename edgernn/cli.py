@@ -83,7 +83,12 @@ def info(model, as_json):
 
 
 def _csv_rows(stream, width: int):
-    """Yield float32 rows of ``width`` values from CSV text; a non-numeric first line is a header."""
+    """Yield float32 rows of ``width`` values from CSV text.
+
+    Blank lines and ``#`` comments are skipped; non-numeric lines before the first row of numbers
+    are a header and skipped too; after it, a non-numeric line is an error naming its number.
+    """
+    seen_data = False
     for number, line in enumerate(stream, start=1):
         text = line.strip()
         if not text or text.startswith("#"):
@@ -92,11 +97,12 @@ def _csv_rows(stream, width: int):
         try:
             row = np.array([float(f) for f in fields], dtype=np.float32)
         except ValueError:
-            if number == 1:
+            if not seen_data:
                 continue  # a header line
             raise InvalidInput(f"line {number}: not a row of numbers: {text[:60]!r}") from None
         if row.size != width:
             raise InvalidInput(f"line {number}: {row.size} values, the model takes {width} per row")
+        seen_data = True
         yield row
 
 

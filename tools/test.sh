@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Run the test suite on a fresh machine: install edgernn with its test extra (TensorFlow/Keras,
+# pytest, hypothesis) into .venv, then run every test against the live frameworks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".[test]"
+exec .venv/bin/python -m pytest -q "$@"
