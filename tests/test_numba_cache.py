@@ -1,0 +1,49 @@
+"""Numba's on-disk cache: a second process finds the kernels the first one compiled."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import edgernn
+from edgernn import ir
+
+SCRIPT = """
+import json, sys, numpy as np, edgernn
+from edgernn import kernels
+from edgernn.kernels import activations
+model = edgernn.load(sys.argv[1])
+model.warmup()
+s = model.stream(3)
+s.step(np.zeros((3, model.input_features), np.float32))
+used = [kernels.lstm_run, kernels.gru_run, kernels.dense_forward]
+print(json.dumps({f.py_func.__name__: [sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values())]
+                  for f in used}))
+"""
+
+
+def test_second_process_loads_compiled_kernels_from_cache(tmp_path):
+    rng = np.random.default_rng(0)
+    w = lambda *shape: ir.as_weight(rng.normal(scale=0.4, size=shape))  # noqa: E731
+    nodes = (
+        ir.Node(ir.Recurrent("a", "lstm", 4, 2, w(2, 16), w(4, 16), w(16), return_sequences=True), ("x",), ("h1",)),
+        ir.Node(ir.Recurrent("b", "gru", 3, 4, w(4, 9), w(3, 9), w(9), recurrent_bias=w(9)), ("h1",), ("h2",)),
+        ir.Node(ir.Dense("d", w(3, 2), w(2)), ("h2",), ("y",)),
+    )
+    path = tmp_path / "m.ernn"
+    edgernn.Model(ir.ModelSpec((ir.Input("x", 2),), nodes, ("y",))).save(path)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+
+    def stats():
+        out = subprocess.run([sys.executable, "-c", SCRIPT, str(path)], env=env, capture_output=True, text=True,
+                             check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    first = stats()
+    assert all(misses > 0 for _, misses in first.values()), first  # compiled: nothing cached yet
+    second = stats()
+    assert all(hits > 0 and misses == 0 for hits, misses in second.values()), second
