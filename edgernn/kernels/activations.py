@@ -109,16 +109,21 @@ def activate_row(kind, row):
         top = row[0]
         for j in range(1, n):
             top = max(top, row[j])
+        # Shift the row in place first (row - top is exact for the largest entries). Fix: the
+        # one-expression form ``row[j] - top - log_total`` was reassociated under fastmath's
+        # ``reassoc`` into ``row[j] - (top + log_total)``, which loses log_total to the rounding of
+        # a large ``top`` (log_softmax of logits near 1e4 was off by 4e-4; of 1e30, by log(n)).
         total = _ZERO
         for j in range(n):
-            total += np.float32(math.exp(row[j] - top))
+            row[j] = row[j] - top
+            total += np.float32(math.exp(row[j]))
         if kind == SOFTMAX:
             for j in range(n):
-                row[j] = np.float32(math.exp(row[j] - top)) / total
+                row[j] = np.float32(math.exp(row[j])) / total
         else:
             log_total = np.float32(math.log(total))
             for j in range(n):
-                row[j] = row[j] - top - log_total
+                row[j] = row[j] - log_total
     elif kind != LINEAR:
         for j in range(n):
             row[j] = activate(kind, row[j])
