@@ -1,0 +1,313 @@
+"""The Numba float32 kernels held against the float64 NumPy reference (the oracle).
+
+Every recurrent cell (LSTM, GRU with both candidate formulas, SimpleRNN) over hypothesis-drawn
+shapes, activations, masks (including leading masked steps), ``go_backwards``,
+``return_sequences``, ``zero_output_for_mask`` and initial states; Dense with every activation;
+and every activation alone over a range of inputs up to extreme values.
+
+Tolerance: float32 against float64, ``|kernel - reference| <= 1e-5 + 1e-4 * |reference|``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from edgernn import ir, kernels, reference
+
+ATOL, RTOL = 1e-5, 1e-4
+ELEMENTWISE = ir.ELEMENTWISE_ACTIVATIONS
+ALL_ACTIVATIONS = tuple(ir.ACTIVATION_IDS)
+# Activations without an upper bound: with them a recurrence can grow step after step, so the
+# weights are drawn smaller to keep values in a range where float32 and float64 are comparable.
+UNBOUNDED = {"linear", "relu", "leaky_relu", "elu", "selu", "celu", "softplus", "exponential", "silu",
+             "hard_silu", "gelu", "mish", "tanh_shrink"}
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def close(actual, expected, what=""):
+    np.testing.assert_allclose(np.asarray(actual, np.float64), expected, rtol=RTOL, atol=ATOL, err_msg=what)
+
+
+# -- recurrent layers --------------------------------------------------------------------------------
+
+
+@st.composite
+def recurrent_cases(draw):
+    """A random recurrent layer and everything it runs on: (layer, x, mask, initial_state)."""
+    cell = draw(st.sampled_from(("lstm", "gru", "simple")))
+    units = draw(st.integers(1, 17))
+    features = draw(st.integers(1, 9))
+    batch = draw(st.integers(1, 6))
+    steps = draw(st.integers(0, 12))
+    activation = draw(st.sampled_from(ELEMENTWISE))
+    recurrent_activation = draw(st.sampled_from(ELEMENTWISE))
+    reset_after = draw(st.booleans()) if cell == "gru" else True
+    use_bias = draw(st.booleans())
+    use_recurrent_bias = cell == "gru" and reset_after and use_bias and draw(st.booleans())
+    mask_kind = draw(st.sampled_from(("none", "random", "leading", "all_masked_row")))
+    with_initial_state = draw(st.booleans())
+    flags = dict(
+        return_sequences=draw(st.booleans()),
+        go_backwards=draw(st.booleans()),
+        zero_output_for_mask=draw(st.booleans()),
+    )
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+
+    gates = ir.CELL_GATES[cell]
+    width = gates * units
+    grows = activation in UNBOUNDED or (cell != "simple" and recurrent_activation in UNBOUNDED)
+    scale = 0.25 if grows else 0.8
+    layer = ir.Recurrent(
+        name="rnn",
+        cell=cell,
+        units=units,
+        input_size=features,
+        kernel=ir.as_weight(rng.normal(0.0, scale / np.sqrt(features), (features, width))),
+        recurrent_kernel=ir.as_weight(rng.normal(0.0, scale / np.sqrt(units), (units, width))),
+        bias=ir.as_weight(rng.normal(0.0, 0.3 * scale, width)) if use_bias else None,
+        recurrent_bias=ir.as_weight(rng.normal(0.0, 0.3 * scale, width)) if use_recurrent_bias else None,
+        activation=activation,
+        recurrent_activation=recurrent_activation,
+        reset_after=reset_after,
+        **flags,
+    )
+    x = rng.uniform(-1.0, 1.0, (batch, steps, features)).astype(np.float32)
+
+    mask = None
+    if mask_kind != "none":
+        mask = rng.random((batch, steps)) < 0.7
+        if mask_kind == "leading":
+            # each row starts with 0..steps masked steps (a padded sequence, padding in front)
+            for row, lead in enumerate(rng.integers(0, steps + 1, batch)):
+                mask[row, :lead] = False
+        elif mask_kind == "all_masked_row":
+            mask[rng.integers(0, batch)] = False
+    initial = None
+    if with_initial_state:
+        initial = [rng.normal(0.0, 0.5, (batch, units)).astype(np.float32) for _ in range(layer.state_count)]
+    return layer, x, mask, initial
+
+
+def _describe(layer):
+    return (f"{layer.cell} units={layer.units} in={layer.input_size} act={layer.activation} "
+            f"rec_act={layer.recurrent_activation} reset_after={layer.reset_after} bias={layer.bias is not None} "
+            f"rs={layer.return_sequences} back={layer.go_backwards} zero_out={layer.zero_output_for_mask}")
+
+
+@SETTINGS
+@given(recurrent_cases())
+def test_recurrent_sequence_matches_reference(case):
+    layer, x, mask, initial = case
+    with np.errstate(over="ignore", invalid="ignore"):
+        y_ref, states_ref = reference.recurrent_sequence(layer, x, mask, initial)
+    # Keep to values float32 represents with room to spare (exponential cells can still run away).
+    assume(np.all(np.abs(y_ref) < 1e4) and all(np.all(np.abs(s) < 1e4) for s in states_ref))
+    y, states = kernels.recurrent_sequence(layer, x, mask, initial)
+
+    what = _describe(layer)
+    assert y.dtype == np.float32
+    assert y.shape == y_ref.shape
+    close(y, y_ref, what)
+    assert len(states) == len(states_ref) == layer.state_count
+    for state, state_ref in zip(states, states_ref):
+        assert state.shape == (x.shape[0], layer.units)
+        close(state, state_ref, what)
+
+
+@pytest.mark.parametrize("cell,reset_after", [("lstm", True), ("gru", True), ("gru", False), ("simple", True)])
+def test_masked_steps_keep_state_and_repeat_or_zero_output(cell, reset_after):
+    """Hand-checkable case: a row masked throughout keeps its initial state exactly, and its outputs
+    are the zeros it started from (or zeros by zero_output_for_mask); a row masked at its end
+    repeats its last real output."""
+    rng = np.random.default_rng(1)
+    units, features, steps = 5, 3, 6
+    width = ir.CELL_GATES[cell] * units
+    for zero_output in (False, True):
+        layer = ir.Recurrent("r", cell, units, features, ir.as_weight(rng.normal(0, 0.5, (features, width))),
+                             ir.as_weight(rng.normal(0, 0.5, (units, width))), ir.as_weight(rng.normal(0, 0.2, width)),
+                             reset_after=reset_after, return_sequences=True, zero_output_for_mask=zero_output)
+        x = rng.normal(size=(2, steps, features)).astype(np.float32)
+        mask = np.ones((2, steps), bool)
+        mask[0] = False
+        mask[1, 4:] = False
+        initial = [rng.normal(size=(2, units)).astype(np.float32) for _ in range(layer.state_count)]
+        y, states = kernels.recurrent_sequence(layer, x, mask, initial)
+        for state, start in zip(states, initial):
+            np.testing.assert_array_equal(state[0], start[0])
+        np.testing.assert_array_equal(y[0], 0.0)
+        if zero_output:
+            np.testing.assert_array_equal(y[1, 4:], 0.0)
+        else:
+            np.testing.assert_array_equal(y[1, 4], y[1, 3])
+            np.testing.assert_array_equal(y[1, 5], y[1, 3])
+        y_ref, _ = reference.recurrent_sequence(layer, x, mask, initial)
+        close(y, y_ref)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "simple"])
+def test_reference_sequence_semantics(cell):
+    """The oracle itself: go_backwards reads the reversed sequence (no flip of the result), an
+    all-True mask changes nothing, and masked trailing steps leave the final state of the prefix."""
+    rng = np.random.default_rng(2)
+    units, features, steps = 4, 3, 7
+    width = ir.CELL_GATES[cell] * units
+
+    def layer(**flags):
+        local = np.random.default_rng(3)
+        return ir.Recurrent("r", cell, units, features, ir.as_weight(local.normal(0, 0.5, (features, width))),
+                            ir.as_weight(local.normal(0, 0.5, (units, width))), ir.as_weight(local.normal(0, 0.2, width)),
+                            return_sequences=True, **flags)
+
+    x = rng.normal(size=(3, steps, features))
+    forward, backward = layer(), layer(go_backwards=True)
+    y_b, s_b = reference.recurrent_sequence(backward, x)
+    y_f, s_f = reference.recurrent_sequence(forward, x[:, ::-1])
+    np.testing.assert_array_equal(y_b, y_f)
+    for a, b in zip(s_b, s_f):
+        np.testing.assert_array_equal(a, b)
+
+    y_masked, _ = reference.recurrent_sequence(forward, x, np.ones((3, steps), bool))
+    y_plain, _ = reference.recurrent_sequence(forward, x)
+    np.testing.assert_array_equal(y_masked, y_plain)
+
+    mask = np.ones((3, steps), bool)
+    mask[:, 5:] = False
+    y_m, s_m = reference.recurrent_sequence(forward, x, mask)
+    y_p, s_p = reference.recurrent_sequence(forward, x[:, :5])
+    for a, b in zip(s_m, s_p):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(y_m[:, 5], y_p[:, 4])
+
+
+def test_zero_length_sequence():
+    rng = np.random.default_rng(4)
+    for cell in ("lstm", "gru", "simple"):
+        width = ir.CELL_GATES[cell] * 3
+        for rs in (False, True):
+            layer = ir.Recurrent("r", cell, 3, 2, ir.as_weight(rng.normal(size=(2, width))),
+                                 ir.as_weight(rng.normal(size=(3, width))), return_sequences=rs)
+            x = np.zeros((2, 0, 2), np.float32)
+            initial = [rng.normal(size=(2, 3)).astype(np.float32) for _ in range(layer.state_count)]
+            y, states = kernels.recurrent_sequence(layer, x, None, initial)
+            y_ref, states_ref = reference.recurrent_sequence(layer, x, None, initial)
+            assert y.shape == y_ref.shape == ((2, 0, 3) if rs else (2, 3))
+            np.testing.assert_array_equal(y, y_ref)
+            for s, s_ref, s0 in zip(states, states_ref, initial):
+                np.testing.assert_array_equal(s, s0)
+                np.testing.assert_array_equal(s_ref, s0)
+
+
+# -- dense -------------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    activation=st.sampled_from(ALL_ACTIVATIONS),
+    leading=st.lists(st.integers(0, 5), min_size=0, max_size=2),
+    input_size=st.integers(1, 17),
+    output_size=st.integers(1, 17),
+    use_bias=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_dense_matches_reference(activation, leading, input_size, output_size, use_bias, seed):
+    rng = np.random.default_rng(seed)
+    op = ir.Dense("d", ir.as_weight(rng.normal(0, 1.5 / np.sqrt(input_size), (input_size, output_size))),
+                  ir.as_weight(rng.normal(0, 0.5, output_size)) if use_bias else None, activation)
+    x = rng.uniform(-2, 2, (*leading, input_size)).astype(np.float32)
+    y = kernels.dense(op, x)
+    y_ref = reference.dense(op, x)
+    assert y.dtype == np.float32 and y.shape == y_ref.shape == (*leading, output_size)
+    close(y, y_ref, activation)
+
+
+@pytest.mark.parametrize("activation", ALL_ACTIVATIONS)
+def test_dense_every_activation_fixed(activation):
+    """Every activation through Dense, explicitly (not left to hypothesis's draw)."""
+    rng = np.random.default_rng(ir.ACTIVATION_IDS[activation])
+    op = ir.Dense("d", ir.as_weight(rng.normal(0, 0.7, (6, 5))), ir.as_weight(rng.normal(0, 0.5, 5)), activation)
+    x = rng.uniform(-3, 3, (4, 7, 6)).astype(np.float32)
+    close(kernels.dense(op, x), reference.dense(op, x), activation)
+    if activation == "softmax":
+        np.testing.assert_allclose(kernels.dense(op, x).sum(-1), 1.0, rtol=1e-6)
+
+
+# -- activations -------------------------------------------------------------------------------------------
+
+_F32_MAX = float(np.finfo(np.float32).max)
+EXTREMES = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-6, -1e-6, 1e-3, -1e-3, 0.5, -0.5, 2.9999, 3.0, -3.0, -3.0001,
+                     10.0, -10.0, 20.0, -20.0, 50.0, -50.0, 80.0, -80.0, 88.0, -88.0, 100.0, -100.0, 1e3, -1e3,
+                     1e6, -1e6, 1e30, -1e30])
+
+
+@pytest.mark.parametrize("activation", ELEMENTWISE)
+def test_activation_matches_reference(activation):
+    values = np.concatenate([np.linspace(-8.0, 8.0, 1601), EXTREMES]).astype(np.float32)
+    x = values.reshape(1, -1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = reference.activate(activation, x.astype(np.float64))
+    actual = kernels.activate(activation, x)
+    assert actual.dtype == np.float32 and actual.shape == x.shape
+    representable = np.isfinite(expected) & (np.abs(expected) <= _F32_MAX)
+    close(actual[representable], expected[representable], activation)
+    # where the exact result overflows float32, the kernel gives an infinity of the right sign
+    overflow = ~representable & np.isfinite(x.astype(np.float64))
+    assert np.all(np.isinf(actual[overflow]) & (np.sign(actual[overflow]) == np.sign(expected[overflow]))), activation
+
+
+@pytest.mark.parametrize("activation", ELEMENTWISE)
+def test_activation_shapes_and_rows(activation):
+    """Same result for any 2-D/3-D layout: element-wise means element-wise."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-6, 6, (3, 4, 5)).astype(np.float32)
+    y = kernels.activate(activation, x)
+    assert y.shape == x.shape
+    np.testing.assert_array_equal(y.reshape(-1), kernels.activate(activation, x.reshape(1, -1)).reshape(-1))
+    close(y, reference.activate(activation, x), activation)
+
+
+@pytest.mark.parametrize("activation", ir.VECTOR_ACTIVATIONS)
+def test_vector_activation_matches_reference(activation):
+    rng = np.random.default_rng(6)
+    rows = [
+        rng.uniform(-8, 8, 7),
+        np.array([50.0, -50.0, 0.0, 1.0, 2.0, 3.0, -1.0]),
+        np.array([80.0, 80.0, 80.0, -80.0, 0.0, 1e3, -1e3]),
+        np.full(7, -1e3),
+        np.full(7, 1e30),
+        np.zeros(7),
+    ]
+    x = np.array(rows, np.float32)
+    actual = kernels.activate(activation, x)
+    expected = reference.activate(activation, x.astype(np.float64))
+    close(actual, expected, activation)
+    if activation == "softmax":
+        np.testing.assert_allclose(actual.sum(-1), 1.0, rtol=1e-6)
+    # logits far from zero: (x - max) is exact there, so log_softmax keeps its float32 precision
+    big = np.array([[1e4, 1e4 + 1, 1e4 - 3], [-2e4, -2e4 + 0.5, -2e4 - 8]], np.float32)
+    close(kernels.activate(activation, big), reference.activate(activation, big.astype(np.float64)), activation)
+    # one feature: softmax is 1, log_softmax is 0
+    single = kernels.activate(activation, np.array([[3.0], [-1e3]], np.float32))
+    np.testing.assert_array_equal(single, 1.0 if activation == "softmax" else 0.0)
+
+
+def test_reference_activation_anchor_values():
+    """A few known values of the oracle's definitions (Keras 3's, and Keras 2's hard_sigmoid)."""
+    a = reference.activate
+    assert a("sigmoid", 0.0) == 0.5
+    assert a("hard_sigmoid", 1.5) == pytest.approx(0.75)           # relu6(x + 3) / 6
+    assert a("hard_sigmoid_keras2", 1.5) == pytest.approx(0.8)     # 0.2 x + 0.5
+    assert a("hard_sigmoid_keras2", 3.0) == 1.0 and a("hard_sigmoid", 3.0) == 1.0
+    assert a("leaky_relu", -1.0) == pytest.approx(-0.2)
+    assert a("softplus", 0.0) == pytest.approx(np.log(2.0))
+    assert a("selu", -1.0) == pytest.approx(-1.0507009873554805 * 1.6732632423543772 * (1 - np.exp(-1.0)))
+    assert a("gelu", 1.0) == pytest.approx(0.8413447460685429)
+    assert a("mish", 1.0) == pytest.approx(np.tanh(np.log1p(np.e)))
+    assert a("log_sigmoid", 0.0) == pytest.approx(-np.log(2.0))
+    assert a("hard_silu", 1.0) == pytest.approx(2.0 / 3.0)
+    assert a("relu6", 7.0) == 6.0 and a("hard_tanh", -4.0) == -1.0
+    assert a("tanh_shrink", 1.0) == pytest.approx(1.0 - np.tanh(1.0))
+    np.testing.assert_allclose(a("softmax", np.array([[0.0, np.log(3.0)]])), [[0.25, 0.75]])
