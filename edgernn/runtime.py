@@ -273,7 +273,10 @@ class Stream:
         y = self._forward(np.ascontiguousarray(array.transpose(1, 0, 2)))
         np.copyto(self._last_output, y[-1])
         self._has_output = True
-        return np.ascontiguousarray(y.transpose(1, 0, 2))
+        # Fix: a copy, always. With T == 1, ``y`` is the stream's reusable one-step buffer, and for
+        # batch 1 its transpose is already contiguous, so ascontiguousarray returned a view of it:
+        # the caller's result changed under it on the next step/run.
+        return y.transpose(1, 0, 2).copy()
 
     def forecast(self, steps: int):
         """Closed-loop prediction: ``steps`` new outputs (batch, steps, outputs).
