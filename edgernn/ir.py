@@ -352,6 +352,10 @@ class ModelSpec:
             if missing or len(node.inputs) != 1:
                 problems.append(f"node {node.op.name!r} reads {missing or node.inputs} before it is made")
                 break
+            # Fix: a mask must name a mask (a Masking node's second output, recorded as (3, 0)); naming
+            # a data tensor passed validation and failed in predict with a NumPy ValueError.
+            if node.mask and shapes[node.mask] != (3, 0):
+                problems.append(f"node {node.op.name!r}: mask {node.mask!r} is not a mask made by a Masking node")
             made = _infer(node, shapes[node.inputs[0]], [shapes[n] for n in node.initial_state], problems)
             if len(made) != len(node.outputs):
                 problems.append(f"node {node.op.name!r} makes {len(made)} tensors, {len(node.outputs)} named")
