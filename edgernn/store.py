@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -36,9 +37,24 @@ HEADER = "header.json"
 MAX_HEADER_BYTES = 4 << 20      # a header is a few KB; refuse anything absurd before parsing it
 MAX_ARRAY_BYTES = 512 << 20     # one weight array
 MAX_MEMBERS = 10_000
+# Fix: integer attributes not tied to an array's shape (RepeatVector.n, Input.features/timesteps)
+# were unbounded, so a file could declare RepeatVector(n=10**12) and make predict allocate terabytes.
+MAX_DIMENSION = 1 << 24
 
 # The JSON type each op attribute must have; arrays are stored as members and referenced by name.
 _SCALAR_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
+
+
+def _op_class_name(field: dataclasses.Field) -> str:
+    """The op class a nested-op field holds, e.g. ``"Recurrent"`` for Bidirectional.forward."""
+    return str(field.type).removeprefix("Optional[").removesuffix("]")
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _field_kind(field: dataclasses.Field) -> tuple[str, bool]:
@@ -156,9 +172,13 @@ class _Reader:
             self.fail(f"array {key!r} has dtype {array.dtype}, expected float32")
         return ir.as_weight(array)
 
-    def op(self, entry, where: str):
-        if not isinstance(entry, dict) or entry.get("type") not in ir.OP_TYPES:
+    def op(self, entry, where: str, expected: str | None = None):
+        # Fix: the type must be a string (a list raised TypeError: unhashable), and a nested op must be
+        # of its field's type (Bidirectional.forward of type Dense raised AttributeError in the IR).
+        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str) or entry["type"] not in ir.OP_TYPES:
             self.fail(f"{where}: unknown op {entry.get('type') if isinstance(entry, dict) else entry!r}")
+        if expected is not None and entry["type"] != expected:
+            self.fail(f"{where}: must be a {expected}, got {entry['type']}")
         cls = ir.OP_TYPES[entry["type"]]
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(entry) - set(fields) - {"type"}
@@ -175,9 +195,13 @@ class _Reader:
             elif kind == "array":
                 value = self.array(value)
             elif kind == "op":
-                value = self.op(value, f"{where}.{name}")
+                value = self.op(value, f"{where}.{name}", _op_class_name(field))
             elif not isinstance(value, _SCALAR_TYPES[kind]) or (kind in ("int", "float") and isinstance(value, bool)):
                 self.fail(f"{where}: {name} must be {kind}, got {type(value).__name__}")
+            elif kind == "int" and abs(value) > MAX_DIMENSION:
+                self.fail(f"{where}: {name} = {value} is over the {MAX_DIMENSION} limit")
+            elif kind == "float" and not _finite(value):
+                self.fail(f"{where}: {name} must be a finite number, got {value!r}")
             values[name] = value
         try:
             return cls(**values)
@@ -194,12 +218,13 @@ class _Reader:
             self.fail(f"header.json declares {info.file_size} bytes, over the {MAX_HEADER_BYTES} limit")
         try:
             header = json.loads(self.archive.read(info))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            # Fix: RecursionError too: "[[[[..." nested 100,000 deep escaped as a RecursionError.
             self.fail(f"header.json is not valid JSON ({exc})")
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             self.fail("header.json does not describe an edgernn model")
         version = header.get("format_version")
-        if version != FORMAT_VERSION:
+        if type(version) is not int or version != FORMAT_VERSION:  # Fix: true == 1 and 1.0 == 1 passed
             self.fail(f"format version {version!r} is not supported by edgernn {__version__} "
                       f"(it reads version {FORMAT_VERSION})")
         for key, kind in (("inputs", list), ("nodes", list), ("outputs", list), ("source", dict)):
@@ -207,10 +232,12 @@ class _Reader:
                 self.fail(f"header.json: {key!r} must be a {kind.__name__}")
         inputs = []
         for k, entry in enumerate(header["inputs"]):
+            # Fix: rank must be an int (3.0 passed, then predict failed with a TypeError); sizes bounded.
             if not (isinstance(entry, dict) and isinstance(entry.get("name"), str)
-                    and type(entry.get("features")) is int and entry["features"] >= 1
-                    and entry.get("rank") in (2, 3)
-                    and (entry.get("timesteps") is None or type(entry.get("timesteps")) is int)):
+                    and type(entry.get("features")) is int and 1 <= entry["features"] <= MAX_DIMENSION
+                    and type(entry.get("rank")) is int and entry["rank"] in (2, 3)
+                    and (entry.get("timesteps") is None
+                         or (type(entry.get("timesteps")) is int and 1 <= entry["timesteps"] <= MAX_DIMENSION))):
                 self.fail(f"input {k} is malformed: {entry!r}")
             inputs.append(ir.Input(entry["name"], entry["features"], entry["rank"], entry.get("timesteps")))
         nodes = []
