@@ -296,6 +296,25 @@ def test_bidirectional_masked(cell, return_sequences, tmp_path):
     check(model, masked_data(), tmp_path)
 
 
+def test_bidirectional_forces_zero_output_like_keras(tmp_path):
+    # Keras's Bidirectional.__init__ sets zero_output_for_mask = return_sequences on both layers,
+    # whatever their config says; a config claiming True without return_sequences must be
+    # overridden (Keras would on load), or trailing-masked rows would give zeros.
+    model = randomize(seq(layers.Masking(0.0), layers.Bidirectional(layers.LSTM(3)), steps=7))
+    model.save(tmp_path / "bi.keras")
+
+    def claim_zero_output(blob):
+        config = json.loads(blob)
+        bi = config["config"]["layers"][-1]["config"]
+        for key in ("layer", "backward_layer"):
+            bi[key]["config"]["zero_output_for_mask"] = True
+        return json.dumps(config).encode()
+
+    _rewrite_zip(tmp_path / "bi.keras", tmp_path / "edited.keras", replace={"config.json": claim_zero_output})
+    x = masked_data()
+    assert_same(edgernn.convert(tmp_path / "edited.keras").predict(x), keras_predict(model, x))
+
+
 def test_bidirectional_explicit_backward_layer(tmp_path):
     bi = layers.Bidirectional(
         layers.GRU(3, return_sequences=True),
@@ -334,6 +353,24 @@ def test_two_inputs_two_branches(tmp_path):
     yb = layers.Dense(2)(layers.GRU(4)(b))
     model = keras.Model([a, b], [ya, yb], name="branches")
     check(model, [data(), data(4, 5, 2, seed=7)], tmp_path)
+
+
+def test_shared_layers(tmp_path):
+    # One LSTM and one Dense called on two inputs: two inbound nodes each, one set of weights.
+    a, b = keras.Input((T, F), name="a"), keras.Input((T, F), name="b")
+    lstm, head = layers.LSTM(3, name="shared_lstm"), layers.Dense(2, name="shared_head")
+    model = keras.Model([a, b], [head(lstm(a)), head(lstm(b))], name="shared")
+    (m, _) = check(model, [data(), data(seed=9)], tmp_path)
+    assert len(m.spec.nodes) == 4
+
+
+def test_initial_state_from_dense(tmp_path):
+    # Conditioning: a static vector -> Dense -> the GRU's initial state.
+    static, sequence = keras.Input((4,), name="static"), keras.Input((T, F), name="sequence")
+    h0 = layers.Dense(5, activation="tanh")(static)
+    y = layers.GRU(5, return_sequences=True)(sequence, initial_state=h0)
+    model = keras.Model([static, sequence], y, name="conditioned")
+    check(model, [np.random.default_rng(4).normal(size=(4, 4)).astype(np.float32), data()], tmp_path)
 
 
 # --- stateful ----------------------------------------------------------------------------------
@@ -420,6 +457,9 @@ KERAS2_SCRIPT = textwrap.dedent(
         "simple_rnn": keras.Sequential([L.SimpleRNN(3, return_sequences=True, go_backwards=True, input_shape=(6, 3)), L.TimeDistributed(L.Dense(2, activation="hard_sigmoid"))]),
         "masked_bidirectional": keras.Sequential([L.Masking(0.0, input_shape=(6, 3)), L.Bidirectional(L.LSTM(3, return_sequences=True)), L.Dropout(0.2), L.GRU(2)]),
     }
+    inp = keras.Input((6, 3))
+    masked = L.Masking(0.0)(inp)
+    models["masked_functional"] = keras.Model(inp, L.GRU(2)(L.LSTM(3, return_sequences=True)(L.Dense(3)(masked))))
     enc_in = keras.Input((None, 3)); dec_in = keras.Input((None, 3))
     _, h, c = L.LSTM(4, return_state=True)(enc_in)
     y = L.LSTM(4, return_sequences=True)(dec_in, initial_state=[h, c])
@@ -433,10 +473,18 @@ KERAS2_SCRIPT = textwrap.dedent(
         np.save(os.path.join(out, name + ".y.npy"), m.predict(inputs, verbose=0))
         m.save(os.path.join(out, name + ".h5"))
         m.save(os.path.join(out, name + ".keras"))
+    # An in-memory tf-keras model converts too (edgernn saves it and reads the file).
+    import edgernn
+    m = models["gru_reset_before"]
+    np.save(os.path.join(out, "in_memory.ours.npy"), edgernn.convert(m).predict(x))
+    np.save(os.path.join(out, "in_memory.y.npy"), m.predict(x, verbose=0))
     print(keras.__version__ if hasattr(keras, "__version__") else "tf-keras")
     """
 )
-KERAS2_MODELS = ["lstm_hard_sigmoid", "gru_reset_before", "gru_reset_after", "simple_rnn", "masked_bidirectional", "encoder_decoder"]
+KERAS2_MODELS = [
+    "lstm_hard_sigmoid", "gru_reset_before", "gru_reset_after", "simple_rnn", "masked_bidirectional",
+    "masked_functional", "encoder_decoder",
+]
 
 
 @pytest.fixture(scope="module")
@@ -459,6 +507,10 @@ def test_keras2_files(keras2_dir, name, fmt):
     if (keras2_dir / f"{name}.x2.npy").exists():
         inputs.append(np.load(keras2_dir / f"{name}.x2.npy"))
     assert_same(m.predict(*inputs), np.load(keras2_dir / f"{name}.y.npy"))
+
+
+def test_keras2_in_memory_model(keras2_dir):
+    assert_same(np.load(keras2_dir / "in_memory.ours.npy"), np.load(keras2_dir / "in_memory.y.npy"))
 
 
 def test_keras2_hard_sigmoid_is_keras2s(keras2_dir):
@@ -577,6 +629,21 @@ def test_garbage_files(tmp_path, good_keras_file):
 
     _rewrite_zip(good_keras_file, tmp_path / "shapes.keras", replace={"config.json": wider})
     cases["shapes.keras"] = "shape"
+    _rewrite_zip(good_keras_file, tmp_path / "units.keras", replace={"config.json": lambda b: b.replace(b'"units": 3', b'"units": "3"')})
+    cases["units.keras"] = "units"
+
+    def poison(blob):  # a NaN in the LSTM kernel
+        import io
+
+        import h5py
+
+        buf = io.BytesIO(blob)
+        with h5py.File(buf, "a") as f:
+            f["layers/lstm/cell/vars/0"][0, 0] = np.nan
+        return buf.getvalue()
+
+    _rewrite_zip(good_keras_file, tmp_path / "nan.keras", replace={"model.weights.h5": poison})
+    cases["nan.keras"] = "NaN"
     randomize(seq(layers.LSTM(3))).save_weights(tmp_path / "only.weights.h5")
     cases["only.weights.h5"] = "model_config"
     for name, words in cases.items():

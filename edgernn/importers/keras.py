@@ -109,7 +109,11 @@ def load_keras_file(path, **options) -> ir.ModelSpec:
     if options:
         raise TypeError(f"load_keras_file() got unexpected options: {', '.join(sorted(options))}")
     path = Path(path)
-    label = path.name
+    return _load(path, path.name, {"file": path.name})
+
+
+def _load(path: Path, label: str, source: dict) -> ir.ModelSpec:
+    """Read and convert ``path``; ``label`` names the model in error messages."""
     try:
         if zipfile.is_zipfile(path):
             config, meta, weights = _read_zip(path, label)
@@ -121,11 +125,15 @@ def load_keras_file(path, **options) -> ir.ModelSpec:
         raise InvalidModelFile(f"{label}: cannot read the file: {exc}") from exc
     version = meta.get("keras_version")
     major = _keras_major(version, config)
-    source = {"format": "keras", "file": label, "framework": "keras", "framework_version": version}
+    source = {"format": "keras", **source, "framework": "keras", "framework_version": version}
     if meta.get("backend"):
         source["backend"] = meta["backend"]
     try:
         return _Converter(label, config, weights, major).convert(source)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError, OSError) as exc:
+        # A config or weights file that is not what Keras writes (a field of the wrong type, a
+        # missing key, an unreadable dataset): the file is malformed, say so with the file's name.
+        raise InvalidModelFile(f"{label}: malformed model config or weights ({type(exc).__name__}: {exc})") from exc
     finally:
         weights.close()
 
@@ -152,11 +160,11 @@ def from_keras_model(model, **options) -> ir.ModelSpec:
                 raise UnsupportedModel(
                     f"Keras could not save model {getattr(model, 'name', '?')!r} for conversion: {exc}"
                 ) from exc
-        spec = load_keras_file(target)
-    source = dict(spec.source, file=None)
-    if isinstance(getattr(model, "name", None), str):
-        source["model_name"] = model.name
-    return spec.replace(source=source)
+        name = getattr(model, "name", None)
+        source = {"file": None}
+        if isinstance(name, str):
+            source["model_name"] = name
+        return _load(Path(target), f"Keras model {name!r}", source)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -645,8 +653,8 @@ class _Converter:
         table = _KERAS3_ACTIVATIONS if self.major >= 3 else _KERAS2_ACTIVATIONS
         mapped = table.get(name)
         if mapped is None or (elementwise and mapped not in ir.ELEMENTWISE_ACTIVATIONS):
-            kind = "an element-wise" if elementwise else "a"
-            problems.append(f"{where}: activation {name!r} is not {kind} activation edgernn supports (Keras {self.major})")
+            kind = "an element-wise activation" if elementwise else "an activation"
+            problems.append(f"{where}: activation {name!r} is not {kind} edgernn supports (Keras {self.major})")
             return None
         return mapped
 
@@ -687,18 +695,31 @@ class _Converter:
             return None
         handler = _HANDLERS.get(cls)
         if handler is None:
-            what = "nested models" if cls in _MODEL_CLASSES else f"{cls} layers"
-            self.unsupported.append(f"{where}: {what} are not supported")
+            if cls in _MODEL_CLASSES:
+                what = "nested models are"
+            elif ".ops." in str(entry.get("module") or ""):
+                what = f"keras.ops.{_snake_case(cls)} in a functional graph is"
+            else:
+                what = f"{cls} layers are"
+            self.unsupported.append(f"{where}: {what} not supported")
             return None
         dtype_problem = self._dtype_problem(cfg)
         if dtype_problem:
             problems.append(f"{where}: {dtype_problem}")
-        # Values of refused upstream layers propagate silently (already reported).
+        # Values of refused upstream layers propagate silently (already reported); the layer's
+        # own config is still checked so that one error lists every problem.
         if any(v is _UNKNOWN for v in call.inputs + call.initial_state + [call.mask]):
-            handler(self, entry, call, k, where, problems, dry=True)
+            try:
+                handler(self, entry, call, k, where, problems, dry=True)
+            except InvalidModelFile as exc:
+                self.invalid.append(f"{where}: {exc}")
             self.unsupported.extend(problems)
             return None
-        outs = handler(self, entry, call, k, where, problems, dry=False)
+        try:
+            outs = handler(self, entry, call, k, where, problems, dry=False)
+        except InvalidModelFile as exc:  # an IR op refused its weights (NaN, shapes): name the layer
+            self.invalid.append(f"{where}: {exc}")
+            return None
         self.unsupported.extend(problems)
         return None if problems else outs
 
@@ -797,7 +818,7 @@ class _Converter:
         """ir.Dense from a Dense config; ``kernel`` (features, units) as Keras stores it (x @ kernel)."""
         units, use_bias = cfg.get("units"), cfg.get("use_bias", True)
         if not isinstance(units, int) or units < 1:
-            raise InvalidModelFile(f"{self.label}: {where}: units {units!r} is not a positive integer")
+            raise InvalidModelFile(f"units {units!r} is not a positive integer")
         if cfg.get("lora_rank"):
             problems.append(f"{where}: LoRA-adapted Dense layers are not supported")
         if cfg.get("quantization_config"):
@@ -836,7 +857,7 @@ class _Converter:
         name = cfg.get("name", entry.get("name"))
         inner = cfg.get("layer")
         if not isinstance(inner, dict) or not isinstance(inner.get("config"), dict):
-            raise InvalidModelFile(f"{self.label}: {where}: no wrapped layer in the config")
+            raise InvalidModelFile("no wrapped layer in the config")
         inner_cls = inner.get("class_name")
         custom = self._custom(inner)
         if custom or inner_cls not in ({"Dense", "Activation"} | _IDENTITY_LAYERS):
@@ -881,7 +902,7 @@ class _Converter:
     def _repeat_vector(self, entry, call, k, where, problems, dry):
         n = entry["config"].get("n")
         if not isinstance(n, int) or n < 1:
-            raise InvalidModelFile(f"{self.label}: {where}: n {n!r} is not a positive integer")
+            raise InvalidModelFile(f"n {n!r} is not a positive integer")
         if dry:
             return None
         x = self._data_input(call, where, problems, ranks=(2,))
@@ -939,7 +960,7 @@ class _Converter:
             return None
         units = cell_cfg.get("units")
         if not isinstance(units, int) or units < 1:
-            raise InvalidModelFile(f"{self.label}: {where}: units {units!r} is not a positive integer")
+            raise InvalidModelFile(f"units {units!r} is not a positive integer")
         if cfg.get("time_major"):
             problems.append(f"{where}: time_major=True is not supported")
         if cfg.get("num_constants"):
@@ -1064,7 +1085,7 @@ class _Converter:
             problems.append(f"{where}: merge_mode {merge!r} is not supported (only {', '.join(ir.MERGE_MODES)})")
         fwd_entry, bwd_entry = cfg.get("layer"), cfg.get("backward_layer")
         if not isinstance(fwd_entry, dict) or not isinstance(fwd_entry.get("config"), dict):
-            raise InvalidModelFile(f"{self.label}: {where}: no wrapped layer in the config")
+            raise InvalidModelFile("no wrapped layer in the config")
         fwd = self._rnn_settings(fwd_entry, where, problems)
         if isinstance(bwd_entry, dict) and isinstance(bwd_entry.get("config"), dict):
             bwd = self._rnn_settings(bwd_entry, where, problems)
