@@ -25,7 +25,7 @@ ALL_ACTIVATIONS = tuple(ir.ACTIVATION_IDS)
 UNBOUNDED = {"linear", "relu", "leaky_relu", "elu", "selu", "celu", "softplus", "exponential", "silu",
              "hard_silu", "gelu", "mish", "tanh_shrink"}
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def close(actual, expected, what=""):

@@ -20,7 +20,7 @@ from edgernn.errors import InvalidInput, NotStreamable
 
 F32 = np.float32
 CELLS = ("lstm", "gru", "gru_v1", "simple")  # gru_v1: GRU with reset_after=False
-SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # -- building models from the IR ---------------------------------------------------------------------------
