@@ -115,10 +115,11 @@ def load_keras_file(path, **options) -> ir.ModelSpec:
 def _load(path: Path, label: str, source: dict) -> ir.ModelSpec:
     """Read and convert ``path``; ``label`` names the model in error messages."""
     try:
-        if zipfile.is_zipfile(path):
-            config, meta, weights = _read_zip(path, label)
-        elif h5py.is_hdf5(path):
+        # HDF5 first: its signature sits at offset 0, a zip's directory at the end of the file.
+        if h5py.is_hdf5(path):
             config, meta, weights = _read_legacy_h5(path, label)
+        elif zipfile.is_zipfile(path):
+            config, meta, weights = _read_zip(path, label)
         else:
             raise InvalidModelFile(f"{label}: not a Keras model file (neither a .keras zip nor HDF5)")
     except OSError as exc:
