@@ -347,6 +347,12 @@ class ModelSpec:
         if not self.inputs:
             problems.append("the model has no input")
         shapes = {i.name: (i.rank, i.features) for i in self.inputs}
+        # Fix: layer names must be unique (as in Keras): a stream's state is keyed by them
+        # ("<layer>/h"), and two layers of one name shared one key, so set_state(get_state())
+        # silently loaded the second layer's state into both.
+        names = [node.op.name for node in self.nodes]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"two or more layers are named {name!r}")
         for node in self.nodes:
             missing = [n for n in node.inputs + node.initial_state + ((node.mask,) if node.mask else ()) if n not in shapes]
             if missing or len(node.inputs) != 1:
