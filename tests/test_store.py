@@ -458,6 +458,7 @@ MALFORMED = [
     ("reads_unknown_tensor", _header(lambda h: h["nodes"][2].__setitem__("inputs", ["nowhere"])), ["before it is made"]),
     ("output_never_made", _header(lambda h: h.__setitem__("outputs", ["ghost"])), ["output 'ghost' is never made"]),
     ("mask_names_a_data_tensor", _header(lambda h: h["nodes"][2].__setitem__("mask", "a")), ["is not a mask"]),
+    ("duplicate_layer_names", _set("gru_v1", "name", "gru"), ["two or more layers are named 'gru'"]),
     ("too_many_outputs_named", _header(lambda h: h["nodes"][5].__setitem__("outputs", ["e", "e2"])), ["makes 1 tensors, 2 named"]),
     ("initial_state_wrong_count", _header(lambda h: h["nodes"][2].__setitem__("initial_state", ["a"])),
      ["initial_state must be 1 tensors of (batch, 5)"]),

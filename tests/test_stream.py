@@ -282,6 +282,16 @@ def test_snapshot_is_a_copy_and_names_every_state():
     assert_states_equal(s.get_state(), before)
 
 
+def test_layer_names_key_the_state_so_they_must_be_unique():
+    """get_state keys states by layer name; two layers of one name would share a key (and
+    set_state would load one layer's state into both), so such a spec cannot be built."""
+    rng = np.random.default_rng(12)
+    first = recurrent(rng, "rnn", "gru", 3, 2, return_sequences=True)
+    second = recurrent(rng, "rnn", "gru", 3, 3, return_sequences=True)
+    with pytest.raises(edgernn.InvalidModelFile, match="named 'rnn'"):
+        ir.ModelSpec((ir.Input("x", 2),), (ir.Node(first, ("x",), ("a",)), ir.Node(second, ("a",), ("b",))), ("b",))
+
+
 # -- forecast --------------------------------------------------------------------------------------------------
 
 
