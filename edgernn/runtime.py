@@ -194,7 +194,9 @@ class Stream:
         problem = streamable_problem(model.spec)
         if problem is not None:
             raise NotStreamable(problem)
-        if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+        # Fix: bools refused, as reset() refuses them (stream(True) made a stream of batch 1).
+        if not (isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, (bool, np.bool_))
+                and batch_size >= 1):
             raise InvalidInput(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model
         self.batch_size = batch = int(batch_size)
@@ -286,7 +288,8 @@ class Stream:
         model whose outputs are as many as its input features, and a stream that has been
         stepped or run on history first.
         """
-        if not (isinstance(steps, (int, np.integer)) and steps >= 0):
+        # Fix: bools refused, as reset() refuses them (forecast(True) ran one step).
+        if not (isinstance(steps, (int, np.integer)) and not isinstance(steps, (bool, np.bool_)) and steps >= 0):
             raise InvalidInput(f"forecast takes a number of steps >= 0, got {steps!r}")
         if self.output_features != self.input_features:
             raise InvalidInput(f"forecast feeds outputs back as inputs, but the model has {self.output_features} "
