@@ -258,6 +258,18 @@ def test_activation_matches_reference(activation):
     assert np.all(np.isinf(actual[overflow]) & (np.sign(actual[overflow]) == np.sign(expected[overflow]))), activation
 
 
+@pytest.mark.parametrize("activation", ALL_ACTIVATIONS)
+def test_activation_nan_and_infinities_like_reference(activation):
+    """No nnan/ninf fastmath flags: NaN propagates and infinities map as in float64 NumPy."""
+    x = np.array([[np.nan, 1.0, -2.0], [np.inf, 0.5, -1.0], [-np.inf, 0.0, 3.0], [np.nan, np.inf, -np.inf]], np.float32)
+    with np.errstate(all="ignore"):
+        expected = reference.activate(activation, x.astype(np.float64))
+    actual = kernels.activate(activation, x)
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected), err_msg=activation)
+    finite_or_inf = ~np.isnan(expected)
+    close(actual[finite_or_inf], expected[finite_or_inf], activation)
+
+
 @pytest.mark.parametrize("activation", ELEMENTWISE)
 def test_activation_shapes_and_rows(activation):
     """Same result for any 2-D/3-D layout: element-wise means element-wise."""

@@ -7,6 +7,7 @@ same float32 kernels, so equal means equal (bit for bit), not close.
 
 from __future__ import annotations
 
+import threading
 import tracemalloc
 
 import numpy as np
@@ -337,7 +338,7 @@ def test_forecast_refusals():
     with pytest.raises(InvalidInput, match="step or run"):
         s.forecast(3)  # reset() forgets the last output
     s.run(np.ones((2, 4, 3)))
-    for bad in (-1, 1.5, "3", None):
+    for bad in (-1, 1.5, "3", None, True, np.float64(2.0)):
         before = s.get_state()
         with pytest.raises(InvalidInput):
             s.forecast(bad)
@@ -438,9 +439,10 @@ def test_refused_set_state_on_fresh_stream_keeps_forecast_refused():
 
 def test_invalid_batch_size():
     model = forecaster()
-    for bad in (0, -1, 2.0, "4", None):
+    for bad in (0, -1, 2.0, "4", None, True):
         with pytest.raises(InvalidInput):
             model.stream(bad)
+    assert model.stream(np.int64(3)).batch_size == 3
 
 
 def test_float64_int_and_list_inputs_are_converted():
@@ -496,6 +498,42 @@ def test_step_allocates_nothing():
         tracemalloc.stop()
     assert current - baseline < 1024, f"memory grew by {current - baseline} bytes over 10,000 steps"
     assert peak - baseline < 4096, f"a step allocated up to {peak - baseline} bytes"
+
+
+def test_streams_in_threads_match_sequential_runs():
+    """Kernels release the GIL and share only read-only weights: streams of one model stepped in
+    parallel threads give what each gives alone."""
+    model = chain(13, 4, [("lstm", 16), ("gru", 8)], mask_value=0.0, head=(3, "softmax"))
+    rng = np.random.default_rng(13)
+    xs = [inputs(rng, 32, 60, 4, mask_value=0.0) for _ in range(4)]
+    expected = [model.stream(32).run(x) for x in xs]
+    results = [None] * 4
+
+    def work(k):
+        s = model.stream(32)
+        results[k] = np.stack([s.step(xs[k][:, t]) for t in range(60)], axis=1)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_predict_refusals():
+    model = chain(14, 3, [("lstm", 4)], head=(2, "linear"))
+    for bad in (np.zeros((2, 5, 4)), np.zeros((2, 3)), np.zeros((2, 5, 3, 1)), np.full((2, 5, 3), "a"), [[1.0], [1.0, 2.0]]):
+        with pytest.raises(InvalidInput):
+            model.predict(bad)
+    with pytest.raises(InvalidInput):
+        model.predict(np.zeros((2, 5, 3)), np.zeros((2, 5, 3)))
+    two = edgernn.Model(next(spec for name, spec in _not_streamable_models() if name is None))
+    with pytest.raises(InvalidInput, match="batch size"):
+        two.predict(np.zeros((2, 4, 3)), np.zeros((3, 4, 2)))
+    y = two.predict([np.zeros((2, 4, 3)), np.zeros((2, 5, 2))])  # one list of inputs works too
+    assert y.shape == (2, 5, 4)
 
 
 # -- masking inside streams -------------------------------------------------------------------------------------
