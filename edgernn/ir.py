@@ -18,6 +18,15 @@ Canonical recurrent layout (Keras's, since Keras's semantics are edgernn's):
 * ``bias``: ``(gates * units,)``, added to the input projection; ``None`` means no bias.
 * ``recurrent_bias``: GRU with ``reset_after=True`` only: ``(3 * units,)``, added to the recurrent
   projection *before* the reset gate multiplies the candidate's part (cuDNN/PyTorch semantics).
+* LSTM extras that Keras lacks but ONNX and PyTorch have (None when absent):
+
+  - ``peephole``: ``(3, units)``, rows i, f, o: the gates also see the cell, ``i = σ(z_i + p_i * c)``,
+    ``f = σ(z_f + p_f * c)``, ``o = σ(z_o + p_o * c')`` (ONNX ``P``, reordered from i, o, f).
+  - ``projection``: ``(units, proj_size)``: ``h = (o * φ(c')) @ projection`` (PyTorch ``proj_size``),
+    so h and the output have ``proj_size`` features while c keeps ``units``; the recurrent kernel
+    is then ``(proj_size, 4 * units)``.
+* ``cell_clip``: ONNX ``clip``: every gate pre-activation is clipped to ``[-cell_clip, cell_clip]``
+  before its activation (all cells); None means no clipping.
 
 All weights are float32 numpy arrays; validation of shapes and values happens in ``__post_init__``,
 so an inconsistent spec can never be built, whatever importer or file it came from.
@@ -94,9 +103,10 @@ def as_weight(array) -> np.ndarray:
 class Recurrent:
     """One recurrent layer (LSTM, GRU or SimpleRNN) over a sequence, in the canonical layout.
 
-    Shapes: input ``(batch, T, input_size)``; output ``(batch, T, units)`` when
-    ``return_sequences`` else ``(batch, units)``; states ``(batch, units)`` each (LSTM: h, c;
-    GRU and SimpleRNN: h). The equations per cell are in :mod:`edgernn.reference`.
+    Shapes: input ``(batch, T, input_size)``; output ``(batch, T, output_size)`` when
+    ``return_sequences`` else ``(batch, output_size)``; states ``(batch, size)`` for each size in
+    ``state_sizes`` (LSTM: h, c; GRU and SimpleRNN: h). ``output_size`` is ``units`` unless an
+    LSTM has a projection. The equations per cell are in :mod:`edgernn.reference`.
     """
 
     name: str
@@ -114,6 +124,9 @@ class Recurrent:
     go_backwards: bool = False
     # A masked timestep keeps the state; its output is the previous output (False) or zeros (True).
     zero_output_for_mask: bool = False
+    peephole: Optional[np.ndarray] = None
+    projection: Optional[np.ndarray] = None
+    cell_clip: Optional[float] = None
 
     def __post_init__(self):
         problems: list[str] = []
@@ -125,7 +138,19 @@ class Recurrent:
             _raise([f"input_size must be a positive integer, got {self.input_size!r}"], self.name)
         width = self.gates * self.units
         _weights(self.name, "kernel", self.kernel, (self.input_size, width), problems)
-        _weights(self.name, "recurrent_kernel", self.recurrent_kernel, (self.units, width), problems)
+        _weights(self.name, "recurrent_kernel", self.recurrent_kernel, (self.output_size, width), problems)
+        if (self.peephole is not None or self.projection is not None) and self.cell != "lstm":
+            problems.append("peephole and projection exist only for LSTM")
+        if self.peephole is not None:
+            _weights(self.name, "peephole", self.peephole, (3, self.units), problems)
+        if self.projection is not None:
+            if not (isinstance(self.projection, np.ndarray) and self.projection.ndim == 2
+                    and self.projection.shape[0] == self.units and self.projection.shape[1] >= 1):
+                _raise([f"projection must have shape ({self.units}, proj_size)"], self.name)
+            _weights(self.name, "projection", self.projection, self.projection.shape, problems)
+        if self.cell_clip is not None and not (isinstance(self.cell_clip, (int, float))
+                                               and not isinstance(self.cell_clip, bool) and self.cell_clip > 0):
+            problems.append(f"cell_clip must be a positive number, got {self.cell_clip!r}")
         if self.bias is not None:
             _weights(self.name, "bias", self.bias, (width,), problems)
         if self.recurrent_bias is not None:
@@ -148,11 +173,18 @@ class Recurrent:
 
     @property
     def parameter_count(self) -> int:
-        return sum(a.size for a in (self.kernel, self.recurrent_kernel, self.bias, self.recurrent_bias) if a is not None)
+        arrays = (self.kernel, self.recurrent_kernel, self.bias, self.recurrent_bias, self.peephole, self.projection)
+        return sum(a.size for a in arrays if a is not None)
 
     @property
     def output_size(self) -> int:
-        return self.units
+        """Features of the output and of h: ``units``, or ``proj_size`` with a projection."""
+        return self.units if self.projection is None else int(self.projection.shape[1])
+
+    @property
+    def state_sizes(self) -> tuple[int, ...]:
+        """Features of each state: LSTM (h, c), otherwise (h,)."""
+        return (self.output_size, self.units) if self.cell == "lstm" else (self.units,)
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,7 +205,7 @@ class Bidirectional:
         if self.merge_mode not in MERGE_MODES:
             problems.append(f"merge_mode {self.merge_mode!r} is not one of {MERGE_MODES}")
         f, b = self.forward, self.backward
-        if (f.units, f.input_size, f.return_sequences) != (b.units, b.input_size, b.return_sequences):
+        if (f.output_size, f.input_size, f.return_sequences) != (b.output_size, b.input_size, b.return_sequences):
             problems.append("forward and backward layers differ in units, input size or return_sequences")
         if f.go_backwards or not b.go_backwards:
             problems.append("the backward layer must read backwards and the forward layer forwards")
@@ -181,7 +213,8 @@ class Bidirectional:
 
     @property
     def output_size(self) -> int:
-        return 2 * self.forward.units if self.merge_mode == "concat" else self.forward.units
+        size = self.forward.output_size
+        return 2 * size if self.merge_mode == "concat" else size
 
     @property
     def parameter_count(self) -> int:
@@ -270,13 +303,14 @@ def _infer(node: Node, x: tuple[int, int], states: list[tuple[int, int]], proble
         layer = op.forward if isinstance(op, Bidirectional) else op
         if rank != 3 or features != layer.input_size:
             problems.append(f"{where} takes (batch, T, {layer.input_size}), gets rank {rank} with {features} features")
-        expected_states = [] if isinstance(op, Bidirectional) else [(2, layer.units)] * layer.state_count
+        expected_states = [] if isinstance(op, Bidirectional) else [(2, size) for size in layer.state_sizes]
         if states and states != expected_states:
-            problems.append(f"{where}: initial_state must be {len(expected_states)} tensors of (batch, {layer.units})")
+            shapes = ", ".join(f"(batch, {size})" for size in layer.state_sizes)
+            problems.append(f"{where}: initial_state must be {len(expected_states)} tensors of {shapes}")
         out = (3 if layer.return_sequences else 2, op.output_size)
         extra = len(node.outputs) - 1
         if isinstance(op, Recurrent) and extra == layer.state_count:
-            return [out] + [(2, layer.units)] * extra
+            return [out] + expected_states
         return [out]
     if isinstance(op, Dense):
         if features != op.input_size:

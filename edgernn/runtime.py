@@ -130,16 +130,16 @@ class _RecurrentStage:
     def __init__(self, node: ir.Node, batch: int):
         self.node = node
         self.kernel = kernels.RecurrentKernel(node.op)
-        self.state = self.kernel.new_state(batch)          # (S, B, H)
-        self.out = np.zeros((batch, node.op.units), _F32)  # previous output, repeated on masked steps
+        self.state = self.kernel.new_state(batch)  # (h,) or (h, c), each (B, size)
+        self.out = np.zeros((batch, node.op.output_size), _F32)  # previous output, repeated on masked steps
         self.scratch = self.kernel.new_scratch()
-        self.step_y = np.zeros((1, batch, node.op.units), _F32)
+        self.step_y = np.zeros((1, batch, node.op.output_size), _F32)
 
     def forward(self, x, keep, y):
         self.kernel.run(x, self.state, self.out, y, keep, self.scratch)
 
     def output_buffer(self, steps, batch):
-        return self.step_y if steps == 1 else np.empty((steps, batch, self.node.op.units), _F32)
+        return self.step_y if steps == 1 else np.empty((steps, batch, self.node.op.output_size), _F32)
 
 
 class _RowStage:
@@ -207,7 +207,7 @@ class Stream:
         for node in model.spec.nodes:
             if isinstance(node.op, ir.Recurrent):
                 stage = _RecurrentStage(node, batch)
-                features = node.op.units
+                features = node.op.output_size
             else:
                 stage = _RowStage(node, batch, features)
                 features = stage.width
@@ -312,7 +312,8 @@ class Stream:
                 raise InvalidInput(f"stream index {index!r} out of range for batch_size {self.batch_size}")
             rows = int(index)
         for stage in self._recurrent:
-            stage.state[:, rows] = 0.0
+            for state in stage.state:
+                state[rows] = 0.0
             stage.out[rows] = 0.0
         self._last_output[rows] = 0.0
 
@@ -323,7 +324,7 @@ class Stream:
                 yield f"{stage.node.op.name}/{part}", stage, k
 
     def get_state(self) -> dict:
-        """A copy of every state: ``{"<layer>/h": (batch, units), "<layer>/c": ..., "output": (batch, outputs)}``.
+        """A copy of every state: ``{"<layer>/h": (batch, size), "<layer>/c": ..., "output": (batch, outputs)}``.
 
         ``output`` is the last output, which ``forecast`` feeds back first.
         """
@@ -335,7 +336,7 @@ class Stream:
         """Restore a snapshot made by :meth:`get_state` (of a stream of this model and batch size)."""
         if not isinstance(state, dict):
             raise InvalidInput("set_state takes the dict that get_state returns")
-        expected = {name: (self.batch_size, stage.node.op.units) for name, stage, _ in self._state_names()}
+        expected = {name: (self.batch_size, stage.state[k].shape[1]) for name, stage, k in self._state_names()}
         expected["output"] = (self.batch_size, self.output_features)
         problems = [f"missing {k!r}" for k in expected if k not in state]
         problems += [f"unknown {k!r}" for k in state if k not in expected]
@@ -351,7 +352,7 @@ class Stream:
         if problems:
             raise InvalidInput("state does not fit this stream", problems)
         for name, stage, k in self._state_names():
-            stage.state[k] = arrays[name]
+            stage.state[k][:] = arrays[name]
             if k == 0:
                 stage.out[:] = arrays[name]  # the previous output of these cells is their h
         self._last_output[:] = arrays["output"]

@@ -20,6 +20,12 @@ def _details(op) -> str:
             parts.append("return_sequences")
         if op.go_backwards:
             parts.append("go_backwards")
+        if op.peephole is not None:
+            parts.append("peepholes")
+        if op.projection is not None:
+            parts.append(f"proj_size={op.output_size}")
+        if op.cell_clip is not None:
+            parts.append(f"cell_clip={op.cell_clip}")
         return ", ".join(parts)
     if isinstance(op, ir.Bidirectional):
         return f"Bidirectional({_details(op.forward)}), merge_mode={op.merge_mode}"
@@ -37,7 +43,7 @@ def state_bytes_per_stream(spec: ir.ModelSpec) -> int:
     total = 0
     for node in spec.nodes:
         layers = [node.op.forward, node.op.backward] if isinstance(node.op, ir.Bidirectional) else [node.op]
-        total += sum(4 * layer.units * layer.state_count for layer in layers if isinstance(layer, ir.Recurrent))
+        total += sum(4 * sum(layer.state_sizes) for layer in layers if isinstance(layer, ir.Recurrent))
     return total
 
 

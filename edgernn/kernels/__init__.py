@@ -20,14 +20,15 @@ from .simple_rnn import simple_run
 dtype = np.float32
 
 
-def _or_zeros(array, size):
-    return np.zeros(size, np.float32) if array is None else array
+def _or_zeros(array, shape):
+    return np.zeros(shape, np.float32) if array is None else array
 
 
 class RecurrentKernel:
-    """A recurrent layer made ready for its kernel: ids resolved, absent biases as zeros.
+    """A recurrent layer made ready for its kernel: ids resolved, absent optional weights as neutral
+    arrays (zero biases and peepholes, an empty projection, an infinite clip).
 
-    Holds only read-only weights, so one instance serves any number of streams; state, previous
+    Holds only read-only weights, so one instance serves any number of streams; states, previous
     output and scratch are passed in by the caller (each stream owns its own).
     """
 
@@ -36,30 +37,38 @@ class RecurrentKernel:
         width = layer.gates * layer.units
         self.bias = _or_zeros(layer.bias, width)
         self.recurrent_bias = _or_zeros(layer.recurrent_bias, width)
+        self.peephole = _or_zeros(layer.peephole, (3, layer.units))
+        self.projection = _or_zeros(layer.projection, (0, 0))
+        self.clip = np.float32(np.inf if layer.cell_clip is None else layer.cell_clip)
         self.activation = ACTIVATION_IDS[layer.activation]
         self.recurrent_activation = ACTIVATION_IDS[layer.recurrent_activation]
 
-    def new_state(self, batch: int) -> np.ndarray:
-        """Zero state ``(state_count, batch, units)``: LSTM rows h, c; GRU/SimpleRNN row h."""
-        return np.zeros((self.layer.state_count, batch, self.layer.units), np.float32)
+    def new_state(self, batch: int) -> tuple[np.ndarray, ...]:
+        """Zero states, one ``(batch, size)`` array each: LSTM (h, c), GRU and SimpleRNN (h,)."""
+        return tuple(np.zeros((batch, size), np.float32) for size in self.layer.state_sizes)
 
     def new_scratch(self) -> np.ndarray:
         layer = self.layer
         if layer.cell == "gru":
             return np.zeros((2, 3 * layer.units), np.float32)
-        return np.zeros(layer.gates * layer.units, np.float32)
+        if layer.cell == "lstm":
+            return np.zeros(5 * layer.units, np.float32)
+        return np.zeros(layer.units, np.float32)
 
-    def run(self, x, state, out, ys, keep, scratch):
-        """Advance ``state`` over ``x`` (T, B, F); each step's output into ``ys`` (T, B, H)."""
+    def run(self, x, states, out, ys, keep, scratch):
+        """Advance ``states`` over ``x`` (T, B, F); each step's output into ``ys`` (T, B, output_size)."""
         layer = self.layer
         if layer.cell == "lstm":
-            lstm_run(x, layer.kernel, self.bias, layer.recurrent_kernel, state, out, ys, keep,
-                     self.activation, self.recurrent_activation, layer.zero_output_for_mask, scratch)
+            h, c = states
+            lstm_run(x, layer.kernel, self.bias, layer.recurrent_kernel, self.peephole, self.projection, self.clip,
+                     h, c, out, ys, keep, self.activation, self.recurrent_activation, layer.zero_output_for_mask,
+                     scratch)
         elif layer.cell == "gru":
-            gru_run(x, layer.kernel, self.bias, layer.recurrent_kernel, self.recurrent_bias, state, out, ys, keep,
-                    self.activation, self.recurrent_activation, layer.reset_after, layer.zero_output_for_mask, scratch)
+            gru_run(x, layer.kernel, self.bias, layer.recurrent_kernel, self.recurrent_bias, self.clip, states[0], out,
+                    ys, keep, self.activation, self.recurrent_activation, layer.reset_after,
+                    layer.zero_output_for_mask, scratch)
         else:
-            simple_run(x, layer.kernel, self.bias, layer.recurrent_kernel, state, out, ys, keep,
+            simple_run(x, layer.kernel, self.bias, layer.recurrent_kernel, self.clip, states[0], out, ys, keep,
                        self.activation, layer.zero_output_for_mask, scratch)
 
 
@@ -70,14 +79,15 @@ def recurrent_sequence(layer, x, mask=None, initial_state=None):
     order = slice(None, None, -1) if layer.go_backwards else slice(None)
     xt = np.ascontiguousarray(x.transpose(1, 0, 2)[order], dtype=np.float32)
     keep = np.ones((steps, batch), np.bool_) if mask is None else np.ascontiguousarray(mask.T[order], dtype=np.bool_)
-    state = runner.new_state(batch)
+    states = runner.new_state(batch)
     if initial_state is not None:
-        state[:] = np.stack([np.asarray(s, np.float32) for s in initial_state])
-    out = np.zeros((batch, layer.units), np.float32)
-    ys = np.empty((steps, batch, layer.units), np.float32)
-    runner.run(xt, state, out, ys, keep, runner.new_scratch())
+        for state, given in zip(states, initial_state):
+            state[:] = given
+    out = np.zeros((batch, layer.output_size), np.float32)
+    ys = np.empty((steps, batch, layer.output_size), np.float32)
+    runner.run(xt, states, out, ys, keep, runner.new_scratch())
     y = ys.transpose(1, 0, 2).copy() if layer.return_sequences else out
-    return y, tuple(state)
+    return y, states
 
 
 def dense_kernel_args(op):

@@ -129,6 +129,17 @@ def activate_row(kind, row):
             row[j] = activate(kind, row[j])
 
 
+@njit(**INLINE)
+def clipped(v, limit):
+    """``v`` limited to [-limit, limit] (ONNX's cell clip; limit is inf when a layer has none).
+    Comparisons, not min/max, so a NaN stays NaN."""
+    if v > limit:
+        return limit
+    if v < -limit:
+        return -limit
+    return v
+
+
 @njit(**JIT)
 def activation_forward(x, kind, out):
     """``out = activation(x)`` row by row; ``x``, ``out``: (rows, features) float32."""

@@ -7,23 +7,23 @@ from numba import njit
 
 from ._config import JIT
 from ._linalg import project
-from .activations import activate
+from .activations import activate, clipped
 
 
 @njit(**JIT)
 def gru_run(
-    x, kernel, bias, recurrent_kernel, recurrent_bias, state, out, ys, keep,
+    x, kernel, bias, recurrent_kernel, recurrent_bias, clip, h, out, ys, keep,
     activation, recurrent_activation, reset_after, zero_output, z,
 ):
-    """Run ``T`` GRU steps for ``B`` independent streams, updating ``state`` in place.
+    """Run ``T`` GRU steps for ``B`` independent streams, updating ``h`` in place.
 
     Shapes: ``x`` (T, B, F); ``kernel`` (F, 3H); ``bias``, ``recurrent_bias`` (3H,) (zeros when
-    absent); ``recurrent_kernel`` (H, 3H); ``state`` (1, B, H); ``out`` (B, H) previous output;
+    absent); ``recurrent_kernel`` (H, 3H); ``clip`` the cell clip (inf when absent);
+    ``h`` (B, H); ``out`` (B, H) previous output;
     ``ys`` (T, B, H); ``keep`` (T, B) bool; ``z`` (2, 3H) scratch: row 0 input part, row 1 recurrent.
     """
     steps, batch = x.shape[0], x.shape[1]
     units = recurrent_kernel.shape[0]
-    h = state[0]
     xw, hu = z[0], z[1]
     for t in range(steps):
         for s in range(batch):
@@ -34,11 +34,12 @@ def gru_run(
                     # Stage 2 -- recurrent part, bias inside the reset product: hu = h U + b_U
                     project(hu, recurrent_bias, h[s], recurrent_kernel)
                     for j in range(units):
-                        update = activate(recurrent_activation, xw[j] + hu[j])
-                        reset = activate(recurrent_activation, xw[units + j] + hu[units + j])
+                        update = activate(recurrent_activation, clipped(xw[j] + hu[j], clip))
+                        reset = activate(recurrent_activation, clipped(xw[units + j] + hu[units + j], clip))
                         # Stage 3 -- candidate: h~ = φ(xw_h + r * hu_h)
                         xw[j] = update
-                        xw[2 * units + j] = activate(activation, xw[2 * units + j] + reset * hu[2 * units + j])
+                        xw[2 * units + j] = activate(
+                            activation, clipped(xw[2 * units + j] + reset * hu[2 * units + j], clip))
                 else:
                     # Stage 2 -- gates from h U_z, h U_r (no recurrent bias in this form)
                     for j in range(2 * units):
@@ -48,16 +49,17 @@ def gru_run(
                         for j in range(2 * units):
                             hu[j] += hk * recurrent_kernel[k, j]
                     for j in range(units):
-                        xw[j] = activate(recurrent_activation, xw[j] + hu[j])
+                        xw[j] = activate(recurrent_activation, clipped(xw[j] + hu[j], clip))
                         # r * h, kept in hu's last block for the candidate's product
-                        hu[2 * units + j] = activate(recurrent_activation, xw[units + j] + hu[units + j]) * h[s, j]
+                        reset = activate(recurrent_activation, clipped(xw[units + j] + hu[units + j], clip))
+                        hu[2 * units + j] = reset * h[s, j]
                     # Stage 3 -- candidate: h~ = φ(xw_h + (r * h) U_h)
                     for k in range(units):
                         rh = hu[2 * units + k]
                         for j in range(units):
                             xw[2 * units + j] += rh * recurrent_kernel[k, 2 * units + j]
                     for j in range(units):
-                        xw[2 * units + j] = activate(activation, xw[2 * units + j])
+                        xw[2 * units + j] = activate(activation, clipped(xw[2 * units + j], clip))
                 # Stage 4 -- h' = z * h + (1 - z) * h~
                 for j in range(units):
                     update = xw[j]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .activations import activate
+from .lstm import clip
 
 
 def gru_step(layer, x, h):
@@ -19,6 +20,8 @@ def gru_step(layer, x, h):
         reset_after=True  (cuDNN, PyTorch):  h~ = φ(x W_h + b_h + r * (h U_h + b_Uh))
         reset_after=False (original GRU):    h~ = φ(x W_h + b_h + (r * h) U_h)
         h' = z * h + (1 - z) * h~
+
+    With a cell clip, each pre-activation is clipped to [-clip, clip] before σ or φ (ONNX).
     """
     n = layer.units
     W = layer.kernel.astype(np.float64)
@@ -30,12 +33,12 @@ def gru_step(layer, x, h):
         hu = h @ U
         if layer.recurrent_bias is not None:
             hu = hu + layer.recurrent_bias
-        z = activate(layer.recurrent_activation, xw[:, :n] + hu[:, :n])
-        r = activate(layer.recurrent_activation, xw[:, n : 2 * n] + hu[:, n : 2 * n])
-        candidate = activate(layer.activation, xw[:, 2 * n :] + r * hu[:, 2 * n :])
+        z = activate(layer.recurrent_activation, clip(layer, xw[:, :n] + hu[:, :n]))
+        r = activate(layer.recurrent_activation, clip(layer, xw[:, n : 2 * n] + hu[:, n : 2 * n]))
+        candidate = activate(layer.activation, clip(layer, xw[:, 2 * n :] + r * hu[:, 2 * n :]))
     else:
         hu = h @ U[:, : 2 * n]
-        z = activate(layer.recurrent_activation, xw[:, :n] + hu[:, :n])
-        r = activate(layer.recurrent_activation, xw[:, n : 2 * n] + hu[:, n:])
-        candidate = activate(layer.activation, xw[:, 2 * n :] + (r * h) @ U[:, 2 * n :])
+        z = activate(layer.recurrent_activation, clip(layer, xw[:, :n] + hu[:, :n]))
+        r = activate(layer.recurrent_activation, clip(layer, xw[:, n : 2 * n] + hu[:, n:]))
+        candidate = activate(layer.activation, clip(layer, xw[:, 2 * n :] + (r * h) @ U[:, 2 * n :]))
     return (z * h + (1.0 - z) * candidate,)

@@ -21,8 +21,8 @@ def cell_step(layer, x, states):
 def recurrent_sequence(layer, x, mask=None, initial_state=None):
     """Run ``layer`` over ``x`` (B, T, input_size) from ``initial_state`` (zeros if None).
 
-    Returns ``(y, states)``: ``y`` is (B, T, units) when ``return_sequences`` else (B, units);
-    ``states`` the final states, each (B, units).
+    Returns ``(y, states)``: ``y`` is (B, T, output_size) when ``return_sequences`` else
+    (B, output_size); ``states`` the final states (sizes ``layer.state_sizes``).
 
     Keras semantics reproduced here:
 
@@ -34,13 +34,13 @@ def recurrent_sequence(layer, x, mask=None, initial_state=None):
     x = np.asarray(x, dtype=np.float64)
     batch, steps, _ = x.shape
     if initial_state is None:
-        states = tuple(np.zeros((batch, layer.units)) for _ in range(layer.state_count))
+        states = tuple(np.zeros((batch, size)) for size in layer.state_sizes)
     else:
         states = tuple(np.asarray(s, dtype=np.float64) for s in initial_state)
     if layer.go_backwards:
         x = x[:, ::-1]
         mask = None if mask is None else mask[:, ::-1]
-    previous = np.zeros((batch, layer.units))
+    previous = np.zeros((batch, layer.output_size))
     outputs = []
     for t in range(steps):
         new_states = cell_step(layer, x[:, t], states)
@@ -52,7 +52,7 @@ def recurrent_sequence(layer, x, mask=None, initial_state=None):
         states, previous = new_states, out
         outputs.append(out)
     if layer.return_sequences:
-        y = np.stack(outputs, axis=1) if outputs else np.zeros((batch, 0, layer.units))
+        y = np.stack(outputs, axis=1) if outputs else np.zeros((batch, 0, layer.output_size))
     else:
-        y = outputs[-1] if outputs else np.zeros((batch, layer.units))
+        y = outputs[-1] if outputs else np.zeros((batch, layer.output_size))
     return y, states
