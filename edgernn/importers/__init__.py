@@ -18,18 +18,40 @@ FILE_IMPORTERS = {
     ".keras": "keras:load_keras_file",
     ".h5": "keras:load_keras_file",
     ".hdf5": "keras:load_keras_file",
+    ".pt": "pytorch:load_torch_file",          # state_dict (weights_only) or TorchScript
+    ".pth": "pytorch:load_torch_file",
+    ".safetensors": "pytorch:load_safetensors_file",  # read without torch
+    ".onnx": "onnx:load_onnx_file",
+    ".tflite": "tflite:load_tflite_file",
 }
 # top-level package of an in-memory model's class -> "module:function" taking (model, **options).
 OBJECT_IMPORTERS = {
     "keras": "keras:from_keras_model",
     "tf_keras": "keras:from_keras_model",
     "tensorflow": "keras:from_keras_model",
+    "torch": "pytorch:from_torch_module",
 }
+# Each importer module also defines ``run_source(source, inputs, **options) -> list[np.ndarray]``:
+# the source model run by its own framework on ``inputs`` (one array per model input, the shapes
+# edgernn's predict takes), returning what edgernn's predict should return, as a list. It raises
+# ImportError when the framework is not installed. Conversion verification (edgernn/verify.py)
+# uses it to hold every converted model against its source.
 
 
 def _resolve(target: str):
     module, function = target.split(":")
     return getattr(importlib.import_module(f"{__name__}.{module}"), function)
+
+
+def importer_module(source):
+    """The importer module (e.g. ``edgernn.importers.keras``) that handles ``source``."""
+    if isinstance(source, (str, os.PathLike)):
+        target = FILE_IMPORTERS.get(Path(source).suffix.lower())
+    else:
+        target = OBJECT_IMPORTERS.get(type(source).__module__.split(".")[0])
+    if target is None:
+        raise UnsupportedModel(f"no importer for {source!r}")
+    return importlib.import_module(f"{__name__}.{target.split(':')[0]}")
 
 
 def import_model(source, **options):
