@@ -43,12 +43,22 @@ def _resolve(target: str):
     return getattr(importlib.import_module(f"{__name__}.{module}"), function)
 
 
+def _framework(obj) -> str:
+    """The top-level package of ``obj``'s framework: of the first class in its MRO that a registered
+    framework defines (a user's ``class Net(torch.nn.Module)`` lives in ``__main__``)."""
+    for cls in type(obj).__mro__:
+        package = (cls.__module__ or "").split(".")[0]
+        if package in OBJECT_IMPORTERS:
+            return package
+    return type(obj).__module__.split(".")[0]
+
+
 def importer_module(source):
     """The importer module (e.g. ``edgernn.importers.keras``) that handles ``source``."""
     if isinstance(source, (str, os.PathLike)):
         target = FILE_IMPORTERS.get(Path(source).suffix.lower())
     else:
-        target = OBJECT_IMPORTERS.get(type(source).__module__.split(".")[0])
+        target = OBJECT_IMPORTERS.get(_framework(source))
     if target is None:
         raise UnsupportedModel(f"no importer for {source!r}")
     return importlib.import_module(f"{__name__}.{target.split(':')[0]}")
@@ -65,8 +75,7 @@ def import_model(source, **options):
         if not path.is_file():
             raise InvalidModelFile(f"{path}: no such file")
         return _resolve(target)(path, **options)
-    package = type(source).__module__.split(".")[0]
-    target = OBJECT_IMPORTERS.get(package)
+    target = OBJECT_IMPORTERS.get(_framework(source))
     if target is None:
         raise UnsupportedModel(f"cannot convert an object of type {type(source).__module__}.{type(source).__name__}")
     return _resolve(target)(source, **options)
