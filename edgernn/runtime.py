@@ -65,6 +65,12 @@ class Model:
         """A stateful stream of ``batch_size`` independent rows, all starting from zero state."""
         return Stream(self, batch_size)
 
+    def _chain_program(self) -> "kernels.ChainProgram":
+        """The model packed for the fused step kernel, made once and shared by all its streams."""
+        if getattr(self, "_program", None) is None:
+            self._program = kernels.ChainProgram(self.spec.nodes, self.input_features)
+        return self._program
+
     def warmup(self) -> "Model":
         """Compile (or load from Numba's on-disk cache) every kernel this model uses, once, now."""
         batch = 2
@@ -124,56 +130,77 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
     return None
 
 
-class _RecurrentStage:
-    """A recurrent layer inside a stream: its kernel, and this stream's state, output and scratch."""
+# A stream of at most this many rows steps through the fused one-call kernel; a larger one
+# through BLAS matrix products across its streams (tools/bench measures where they cross).
+FUSED_STEP_MAX_BATCH = 16
 
-    def __init__(self, node: ir.Node, batch: int):
+
+class _RecurrentStage:
+    """A recurrent layer inside a stream: its kernel, and views of this stream's state blocks."""
+
+    def __init__(self, node: ir.Node, blocks: dict, state: np.ndarray, batch: int):
         self.node = node
         self.kernel = kernels.RecurrentKernel(node.op)
-        self.state = self.kernel.new_state(batch)  # (h,) or (h, c), each (B, size)
-        self.out = np.zeros((batch, node.op.output_size), _F32)  # previous output, repeated on masked steps
+        view = kernels.ChainProgram.view
+        self.states = tuple(view(state, batch, blocks[name]) for name in ("h", "c") if name in blocks)
+        self.previous = view(state, batch, blocks["prev"])  # previous output, repeated on masked steps
         self.scratch = self.kernel.new_scratch()
-        self.step_y = np.zeros((1, batch, node.op.output_size), _F32)
+        self.buffers = self.kernel.new_batch_buffers(batch) if batch > FUSED_STEP_MAX_BATCH else None
+        self.width = node.op.output_size
 
-    def forward(self, x, keep, y):
-        self.kernel.run(x, self.state, self.out, y, keep, self.scratch)
+    def block(self, x, keep):
+        """T steps: ``x`` (T, B, F), ``keep`` (T, B) -> every step's output (T, B, width)."""
+        ys = np.empty(x.shape[:2] + (self.width,), _F32)
+        self.kernel.sequence(x, self.states, self.previous, ys, keep, self.scratch)
+        return ys
 
-    def output_buffer(self, steps, batch):
-        return self.step_y if steps == 1 else np.empty((steps, batch, self.node.op.output_size), _F32)
+    def batch_step(self, x, keep):
+        """One step of many streams: ``x`` (B, F) -> the output (B, width), no allocation."""
+        self.kernel.batch_step(x, self.states, self.previous, keep, self.buffers, self.scratch)
+        return self.previous
 
 
 class _RowStage:
-    """A per-timestep op (Dense, Activation, Masking) applied to every row of a (T, B, F) block."""
+    """A per-timestep op (Dense, Activation, Masking) applied to every row of its input."""
 
     def __init__(self, node: ir.Node, batch: int, features: int):
         self.node = node
         op = node.op
         self.width = op.output_size if isinstance(op, ir.Dense) else features
         if isinstance(op, ir.Dense):
-            self.dense_args = kernels.dense_kernel_args(op)
+            self.kernel, self.bias, self.activation = kernels.dense_kernel_args(op)
         elif isinstance(op, ir.Activation):
             self.activation = ir.ACTIVATION_IDS[op.activation]
         else:
             self.mask_value = _F32(op.mask_value)
-            self.step_keep = np.ones((1, batch), np.bool_)
-        self.step_y = np.zeros((1, batch, self.width), _F32)
+            self.step_keep = np.ones(batch, np.bool_)
+        self.step_y = np.zeros((batch, self.width), _F32)
 
-    def output_buffer(self, steps, batch):
-        return self.step_y if steps == 1 else np.empty((steps, batch, self.width), _F32)
+    def apply(self, x, y, keep):
+        """Fill ``y`` (rows, width) from ``x`` (rows, F); Masking also fills ``keep`` (rows,).
 
-    def forward(self, x, y):
-        """Fill ``y`` from ``x``; for Masking, return the keep array ``(T, B)`` it computes."""
+        Dense uses one BLAS product over all rows, then the activation in place."""
         op = self.node.op
-        rows, out = x.reshape(-1, x.shape[-1]), y.reshape(-1, self.width)
         if isinstance(op, ir.Dense):
-            kernels.dense_forward(rows, *self.dense_args, out)
+            np.matmul(x, self.kernel, out=y)
+            kernels.bias_activation(y, self.bias, self.activation)
         elif isinstance(op, ir.Activation):
-            kernels.activation_forward(rows, self.activation, out)
+            kernels.activation_forward(x, self.activation, y)
         else:
-            keep = self.step_keep if x.shape[0] == 1 else np.empty(x.shape[:2], np.bool_)
-            kernels.masking_forward(rows, self.mask_value, out, keep.reshape(-1))
-            return keep
-        return None
+            kernels.masking_forward(x, self.mask_value, y, keep)
+
+    def block(self, x):
+        """``x`` (T, B, F) -> ``(y (T, B, width), keep (T, B) or None)``."""
+        y = np.empty(x.shape[:2] + (self.width,), _F32)
+        keep = np.empty(x.shape[:2], np.bool_) if isinstance(self.node.op, ir.Masking) else None
+        self.apply(x.reshape(-1, x.shape[-1]), y.reshape(-1, self.width), None if keep is None else keep.reshape(-1))
+        return y, keep
+
+    def batch_step(self, x):
+        """``x`` (B, F) -> ``(y (B, width), keep (B,) or None)`` into reusable buffers."""
+        keep = self.step_keep if isinstance(self.node.op, ir.Masking) else None
+        self.apply(x, self.step_y, keep)
+        return self.step_y, keep
 
 
 class Stream:
@@ -188,6 +215,14 @@ class Stream:
     For a model whose last recurrent layer has ``return_sequences=False``, each step's output is
     what the model returns for the sequence that ends at that step. A refused call (wrong shape,
     dtype, index) raises :class:`~edgernn.errors.InvalidInput` and leaves every state untouched.
+
+    How it runs: all state lives in one flat float32 array (see :mod:`edgernn.kernels.chain`).
+    ``step`` on up to ``FUSED_STEP_MAX_BATCH`` streams is one call of the fused chain kernel, whose
+    Numba signature is fixed: a float32 C-contiguous input of the right shape goes straight in, and
+    anything else falls to a checked path that converts or refuses it. Larger batches step
+    through BLAS products across streams; ``run`` goes layer by layer over the whole block, each
+    layer's input projections one BLAS product. The paths agree to float32 rounding, not bit
+    for bit (their sums run in different orders); each path is deterministic.
     """
 
     def __init__(self, model: Model, batch_size: int = 1):
@@ -202,67 +237,93 @@ class Stream:
         self.batch_size = batch = int(batch_size)
         self.input_features = features = model.input_features
         self.output_features = model.output_features
+        program = model._chain_program()
+        self._program = program
+        self._state = program.new_state(batch)
+        self._scratch = program.new_scratch()
+        self._fused = batch <= FUSED_STEP_MAX_BATCH
         self._stages = []
-        keep_of = {}  # mask tensor name -> the Masking stage that makes it
+        blocks = iter(program.blocks)
+        keep_of = {}  # mask tensor name -> index of the Masking stage that makes it
         for node in model.spec.nodes:
             if isinstance(node.op, ir.Recurrent):
-                stage = _RecurrentStage(node, batch)
-                features = node.op.output_size
+                stage = _RecurrentStage(node, next(blocks), self._state, batch)
             else:
                 stage = _RowStage(node, batch, features)
-                features = stage.width
                 if isinstance(node.op, ir.Masking):
-                    keep_of[node.outputs[1]] = stage
+                    keep_of[node.outputs[1]] = len(self._stages)
+            features = stage.width
             stage.mask_source = keep_of.get(node.mask)
             self._stages.append(stage)
         self._recurrent = [s for s in self._stages if isinstance(s, _RecurrentStage)]
-        self._step_x = np.zeros((1, batch, self.input_features), _F32)
-        self._step_x_row = self._step_x[0]
-        self._step_keep_all = np.ones((1, batch), np.bool_)
-        self._step_shape = (batch, self.input_features)
-        self._last_output = np.zeros((batch, self.output_features), _F32)
+        self._last_output = program.view(self._state, batch, program.last_output)
+        self._step_x = np.zeros((batch, self.input_features), _F32)
+        self._step_y = np.zeros((batch, self.output_features), _F32)
+        self._all_kept = np.ones(batch, np.bool_)
+        self._fused_args = (program.program, program.params, program.weights, program.meta)
         self._has_output = False
 
     # -- running -------------------------------------------------------------------------------
-    def _forward(self, x):
-        """Run the chain over a time-major block ``x`` (T, B, F); returns (T, B, outputs)."""
-        steps, batch = x.shape[0], x.shape[1]
-        all_kept = self._step_keep_all if steps == 1 else np.ones((steps, batch), np.bool_)
-        made_keep = {}
-        for stage in self._stages:
-            y = stage.output_buffer(steps, batch)
-            if isinstance(stage, _RecurrentStage):
-                keep = made_keep.get(id(stage.mask_source), all_kept)
-                stage.forward(x, keep, y)
-            else:
-                keep = stage.forward(x, y)
-                if keep is not None:
-                    made_keep[id(stage)] = keep
-            x = y
-        return x
-
     def step(self, x_t, out=None):
-        """One timestep: ``x_t`` (batch, features) -> a new array (batch, outputs), or into ``out``."""
-        if getattr(x_t, "shape", None) != self._step_shape or getattr(x_t, "dtype", None) != _F32:
-            x_t = self._checked_step_input(x_t)
-        if out is not None and (getattr(out, "shape", None) != (self.batch_size, self.output_features)
-                                or getattr(out, "dtype", None) != _F32):
-            raise InvalidInput(f"out must be a float32 array of shape {(self.batch_size, self.output_features)}")
-        np.copyto(self._step_x_row, x_t)
-        y = self._forward(self._step_x)[0]
-        np.copyto(self._last_output, y)
-        self._has_output = True
-        if out is None:
-            return y.copy()
-        np.copyto(out, y)
-        return out
+        """One timestep: ``x_t`` (batch, features) -> a new array (batch, outputs), or into ``out``.
 
-    def _checked_step_input(self, x_t):
+        With ``out`` (a float32 C-contiguous (batch, outputs) array) nothing is allocated.
+        """
+        y = self._step_y if out is None else out
+        if self._fused:
+            try:
+                refused = kernels.chain_step(*self._fused_args, x_t, y, self._state, self._scratch)
+            except TypeError:  # not float32 / not C-contiguous: no compiled signature matches
+                refused = 1
+            if refused:
+                return self._checked_step(x_t, out)
+            self._has_output = True
+            return y.copy() if out is None else out
+        return self._checked_step(x_t, out)
+
+    def _checked_step(self, x_t, out):
+        """The careful path: validate everything before touching any state, convert, then step."""
         array = _as_float32(x_t, "x_t")
-        if array.shape != self._step_shape:
+        if array.shape != (self.batch_size, self.input_features):
             raise InvalidInput(f"step takes x_t of shape (batch={self.batch_size}, features={self.input_features}), "
                                f"got {array.shape}")
-        return array
+        if out is not None and not (isinstance(out, np.ndarray) and out.shape == self._step_y.shape
+                                    and out.dtype == _F32 and out.flags.writeable):
+            raise InvalidInput(f"out must be a writeable float32 array of shape {self._step_y.shape}")
+        np.copyto(self._step_x, array)
+        if self._fused:
+            kernels.chain_step(*self._fused_args, self._step_x, self._step_y, self._state, self._scratch)
+        else:
+            self._batch_step(self._step_x)
+        self._has_output = True
+        if out is None:
+            return self._step_y.copy()
+        np.copyto(out, self._step_y)
+        return out
+
+    def _batch_step(self, x):
+        """One step of many streams, stage by stage, through reusable buffers."""
+        keeps = {}
+        for index, stage in enumerate(self._stages):
+            if isinstance(stage, _RecurrentStage):
+                x = stage.batch_step(x, keeps.get(stage.mask_source, self._all_kept))
+            else:
+                x, keep = stage.batch_step(x)
+                keeps[index] = keep
+        np.copyto(self._step_y, x)
+        np.copyto(self._last_output, x)
+
+    def _block(self, x):
+        """T steps of every stream, layer by layer: ``x`` (T, B, F) -> (T, B, outputs)."""
+        all_kept = np.ones(x.shape[:2], np.bool_)
+        keeps = {}
+        for index, stage in enumerate(self._stages):
+            if isinstance(stage, _RecurrentStage):
+                x = stage.block(x, keeps.get(stage.mask_source, all_kept))
+            else:
+                x, keep = stage.block(x)
+                keeps[index] = keep
+        return x
 
     def run(self, x):
         """A block of timesteps: ``x`` (batch, T, features) -> (batch, T, outputs), state carried."""
@@ -272,12 +333,10 @@ class Stream:
                                f"got {array.shape}")
         if array.shape[1] == 0:
             return np.zeros((self.batch_size, 0, self.output_features), _F32)
-        y = self._forward(np.ascontiguousarray(array.transpose(1, 0, 2)))
+        y = self._block(np.ascontiguousarray(array.transpose(1, 0, 2)))
         np.copyto(self._last_output, y[-1])
         self._has_output = True
-        # Fix: a copy, always. With T == 1, ``y`` is the stream's reusable one-step buffer, and for
-        # batch 1 its transpose is already contiguous, so ascontiguousarray returned a view of it:
-        # the caller's result changed under it on the next step/run.
+        # A copy, always: the caller's result must never be a view of a buffer the stream reuses.
         return y.transpose(1, 0, 2).copy()
 
     def forecast(self, steps: int):
@@ -296,10 +355,12 @@ class Stream:
                                f"outputs and {self.input_features} input features")
         if not self._has_output:
             raise InvalidInput("forecast starts from the stream's last output: step or run it on history first")
-        result = np.empty((self.batch_size, int(steps), self.output_features), _F32)
+        result = np.empty((int(steps), self.batch_size, self.output_features), _F32)
+        feedback = np.empty((self.batch_size, self.input_features), _F32)
         for t in range(int(steps)):
-            self.step(self._last_output, out=result[:, t])
-        return result
+            np.copyto(feedback, self._last_output)
+            self.step(feedback, out=result[t])
+        return result.transpose(1, 0, 2).copy()
 
     # -- state -----------------------------------------------------------------------------------
     def reset(self, index: int | None = None) -> None:
@@ -312,9 +373,9 @@ class Stream:
                 raise InvalidInput(f"stream index {index!r} out of range for batch_size {self.batch_size}")
             rows = int(index)
         for stage in self._recurrent:
-            for state in stage.state:
+            for state in stage.states:
                 state[rows] = 0.0
-            stage.out[rows] = 0.0
+            stage.previous[rows] = 0.0
         self._last_output[rows] = 0.0
 
     def _state_names(self):
@@ -328,7 +389,7 @@ class Stream:
 
         ``output`` is the last output, which ``forecast`` feeds back first.
         """
-        state = {name: stage.state[k].copy() for name, stage, k in self._state_names()}
+        state = {name: stage.states[k].copy() for name, stage, k in self._state_names()}
         state["output"] = self._last_output.copy()
         return state
 
@@ -336,7 +397,7 @@ class Stream:
         """Restore a snapshot made by :meth:`get_state` (of a stream of this model and batch size)."""
         if not isinstance(state, dict):
             raise InvalidInput("set_state takes the dict that get_state returns")
-        expected = {name: (self.batch_size, stage.state[k].shape[1]) for name, stage, k in self._state_names()}
+        expected = {name: stage.states[k].shape for name, stage, k in self._state_names()}
         expected["output"] = (self.batch_size, self.output_features)
         problems = [f"missing {k!r}" for k in expected if k not in state]
         problems += [f"unknown {k!r}" for k in state if k not in expected]
@@ -352,8 +413,8 @@ class Stream:
         if problems:
             raise InvalidInput("state does not fit this stream", problems)
         for name, stage, k in self._state_names():
-            stage.state[k][:] = arrays[name]
+            stage.states[k][:] = arrays[name]
             if k == 0:
-                stage.out[:] = arrays[name]  # the previous output of these cells is their h
+                stage.previous[:] = arrays[name]  # the previous output of these cells is their h
         self._last_output[:] = arrays["output"]
         self._has_output = True

@@ -46,7 +46,8 @@ def test_run_csv_on_stdin_matches_stream(small_model):
     text = "a,b,c\n" + "\n".join(",".join(f"{v:.9g}" for v in r) for r in rows) + "\n"
     result = CliRunner().invoke(main, ["run", str(small_model)], input=text)
     assert result.exit_code == 0, result.output
-    np.testing.assert_array_equal(_parse(result.output), _expected(small_model, rows))
+    # the CLI steps one row at a time; _expected runs a block: equal up to float32 rounding
+    np.testing.assert_allclose(_parse(result.output), _expected(small_model, rows), rtol=1e-5, atol=1e-6)
 
 
 def test_run_many_streams_side_by_side(small_model, tmp_path):
@@ -56,7 +57,7 @@ def test_run_many_streams_side_by_side(small_model, tmp_path):
     result = CliRunner().invoke(main, ["run", str(small_model), "--streams", "4", "-i", str(tmp_path / "x.npy"),
                                        "-o", str(out)])
     assert result.exit_code == 0, result.output
-    np.testing.assert_array_equal(_parse(out.read_text()), _expected(small_model, rows, streams=4))
+    np.testing.assert_allclose(_parse(out.read_text()), _expected(small_model, rows, streams=4), rtol=1e-5, atol=1e-6)
 
 
 def test_run_bad_row_is_one_line_error(small_model):
@@ -106,7 +107,7 @@ def test_real_pipeline_flushes_each_row(small_model):
             process.stdin.write(",".join(f"{v:.9g}" for v in row) + "\n")
             process.stdin.flush()
             answer = process.stdout.readline()  # blocks until this row's output is flushed
-            np.testing.assert_array_equal(_parse(answer)[0], expected[k])
+            np.testing.assert_allclose(_parse(answer)[0], expected[k], rtol=1e-5, atol=1e-6)
     finally:
         process.stdin.close()
         assert process.wait(timeout=60) == 0

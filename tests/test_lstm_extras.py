@@ -54,7 +54,7 @@ def test_stream_and_round_trip(cell, peephole, proj, clip, tmp_path):
     x = np.random.default_rng(4).normal(size=(2, 7, 4)).astype(np.float32)
     stream = model.stream(2)
     steps = np.stack([stream.step(x[:, t]) for t in range(7)], axis=1)
-    np.testing.assert_array_equal(steps, model.predict(x))
+    np.testing.assert_allclose(steps, model.predict(x), rtol=1e-5, atol=1e-6)  # fused step vs block path
     assert {k: v.shape for k, v in stream.get_state().items() if k != "output"} == {
         f"rnn/{name}": (2, size) for name, size in zip(("h", "c"), layer.state_sizes)}
     model.save(tmp_path / "m.ernn")

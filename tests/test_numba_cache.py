@@ -15,12 +15,12 @@ from edgernn import ir
 SCRIPT = """
 import json, sys, numpy as np, edgernn
 from edgernn import kernels
-from edgernn.kernels import activations
+from edgernn.kernels import gru, lstm
 model = edgernn.load(sys.argv[1])
 model.warmup()
 s = model.stream(3)
 s.step(np.zeros((3, model.input_features), np.float32))
-used = [kernels.lstm_run, kernels.gru_run, kernels.dense_forward]
+used = [kernels.chain_step, lstm.lstm_sequence, gru.gru_sequence, kernels.bias_activation]
 print(json.dumps({f.py_func.__name__: [sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values())]
                   for f in used}))
 """

@@ -1,5 +1,17 @@
 """Numba float32 kernels: one file per op, and the glue that prepares a layer for them.
 
+Three ways through a recurrent layer, all computing the same equations with the same
+``*_update`` functions (so they agree to the last bit on the same inputs):
+
+* a block of T steps (``predict``, ``Stream.run``): the input projections of the whole block are
+  one BLAS matrix product here in NumPy, then the jitted ``*_sequence`` kernel runs the recurrence;
+* one step of many streams (``Stream.step`` with a large batch): input and recurrent projections
+  are BLAS products across streams, then the jitted ``*_batch_update`` applies the gates;
+* one step of a few streams: :mod:`edgernn.kernels.chain` runs the whole model in one call.
+
+Matrix products stay out of Numba on purpose: inside a jitted function ``@`` needs SciPy's BLAS
+bindings, and NumPy's own BLAS call is just as fast from here.
+
 This module is also the float32 backend of :func:`edgernn.graph.execute` (``dtype``,
 ``recurrent_sequence``, ``dense``, ``activate``), mirroring :mod:`edgernn.reference`.
 Kernels are time-major: sequences are ``(T, B, features)`` so each timestep is contiguous.
@@ -11,11 +23,12 @@ import numpy as np
 
 from ..ir import ACTIVATION_IDS
 from .activations import activation_forward
-from .dense import dense_forward
-from .gru import gru_run
-from .lstm import lstm_run
+from .chain import ChainProgram, chain_step, is_standard, split_recurrent
+from .dense import bias_activation, dense_forward
+from .gru import gru_batch_update, gru_sequence
+from .lstm import lstm_batch_update, lstm_sequence
 from .masking import masking_forward
-from .simple_rnn import simple_run
+from .simple_rnn import simple_batch_update, simple_sequence
 
 dtype = np.float32
 
@@ -25,8 +38,9 @@ def _or_zeros(array, shape):
 
 
 class RecurrentKernel:
-    """A recurrent layer made ready for its kernel: ids resolved, absent optional weights as neutral
-    arrays (zero biases and peepholes, an empty projection, an infinite clip).
+    """A recurrent layer made ready for its kernels: ids resolved, absent optional weights as
+    neutral arrays (zero biases and peepholes, an empty projection, an infinite clip), the GRU
+    recurrent kernel split as its candidate needs.
 
     Holds only read-only weights, so one instance serves any number of streams; states, previous
     output and scratch are passed in by the caller (each stream owns its own).
@@ -42,34 +56,68 @@ class RecurrentKernel:
         self.clip = np.float32(np.inf if layer.cell_clip is None else layer.cell_clip)
         self.activation = ACTIVATION_IDS[layer.activation]
         self.recurrent_activation = ACTIVATION_IDS[layer.recurrent_activation]
+        self.standard = is_standard(layer)
+        self.recurrent_main, self.recurrent_candidate = split_recurrent(layer)
 
     def new_state(self, batch: int) -> tuple[np.ndarray, ...]:
         """Zero states, one ``(batch, size)`` array each: LSTM (h, c), GRU and SimpleRNN (h,)."""
         return tuple(np.zeros((batch, size), np.float32) for size in self.layer.state_sizes)
 
     def new_scratch(self) -> np.ndarray:
-        layer = self.layer
-        if layer.cell == "gru":
-            return np.zeros((2, 3 * layer.units), np.float32)
-        if layer.cell == "lstm":
-            return np.zeros(5 * layer.units, np.float32)
-        return np.zeros(layer.units, np.float32)
+        units = self.layer.units
+        return np.zeros({"lstm": 5 * units, "gru": 6 * units, "simple": units}[self.layer.cell], np.float32)
 
-    def run(self, x, states, out, ys, keep, scratch):
+    def input_projection(self, x: np.ndarray) -> np.ndarray:
+        """``x W + b`` for a block ``x`` (T, B, F): one BLAS product -> (T, B, gates * units)."""
+        steps, batch, features = x.shape
+        xw = x.reshape(steps * batch, features) @ self.layer.kernel
+        xw += self.bias
+        return xw.reshape(steps, batch, self.bias.shape[0])
+
+    def sequence(self, x, states, out, ys, keep, scratch):
         """Advance ``states`` over ``x`` (T, B, F); each step's output into ``ys`` (T, B, output_size)."""
-        layer = self.layer
+        layer, xw = self.layer, self.input_projection(x)
         if layer.cell == "lstm":
             h, c = states
-            lstm_run(x, layer.kernel, self.bias, layer.recurrent_kernel, self.peephole, self.projection, self.clip,
-                     h, c, out, ys, keep, self.activation, self.recurrent_activation, layer.zero_output_for_mask,
-                     scratch)
+            lstm_sequence(xw, layer.recurrent_kernel, self.peephole, self.projection, self.clip, h, c, out, ys, keep,
+                          self.activation, self.recurrent_activation, self.standard, layer.zero_output_for_mask,
+                          scratch)
         elif layer.cell == "gru":
-            gru_run(x, layer.kernel, self.bias, layer.recurrent_kernel, self.recurrent_bias, self.clip, states[0], out,
-                    ys, keep, self.activation, self.recurrent_activation, layer.reset_after,
-                    layer.zero_output_for_mask, scratch)
+            gru_sequence(xw, self.recurrent_main, self.recurrent_bias, self.recurrent_candidate, layer.reset_after,
+                         self.clip, states[0], out, ys, keep, self.activation, self.recurrent_activation,
+                         self.standard, layer.zero_output_for_mask, scratch.reshape(2, -1))
         else:
-            simple_run(x, layer.kernel, self.bias, layer.recurrent_kernel, self.clip, states[0], out, ys, keep,
-                       self.activation, layer.zero_output_for_mask, scratch)
+            simple_sequence(xw, layer.recurrent_kernel, self.clip, states[0], out, ys, keep, self.activation,
+                            self.standard, layer.zero_output_for_mask, scratch)
+
+    def new_batch_buffers(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Buffers for :meth:`batch_step`: input and recurrent projections, (batch, gates * units)."""
+        width = self.layer.gates * self.layer.units
+        return np.zeros((batch, width), np.float32), np.zeros((batch, width), np.float32)
+
+    def batch_step(self, x, states, out, keep, buffers, scratch):
+        """One step of many streams: ``x`` (B, F); projections by BLAS into ``buffers``, no allocation."""
+        layer = self.layer
+        xw, hu = buffers
+        np.matmul(x, layer.kernel, out=xw)
+        if layer.cell == "gru":
+            if layer.reset_after:
+                np.matmul(states[0], self.recurrent_main, out=hu)
+            else:
+                # only z and r have a recurrent product here; hu's last block is scratch for r * h
+                np.matmul(states[0], self.recurrent_main, out=hu[:, : 2 * layer.units])
+            gru_batch_update(xw, hu, self.bias, self.recurrent_bias, states[0], out, keep, self.recurrent_candidate,
+                             layer.reset_after, self.clip, self.activation, self.recurrent_activation, self.standard,
+                             layer.zero_output_for_mask)
+            return
+        np.matmul(states[0], layer.recurrent_kernel, out=hu)
+        if layer.cell == "lstm":
+            lstm_batch_update(xw, hu, self.bias, states[0], states[1], out, keep, self.peephole, self.projection,
+                              self.clip, self.activation, self.recurrent_activation, self.standard,
+                              layer.zero_output_for_mask, scratch)
+        else:
+            simple_batch_update(xw, hu, self.bias, states[0], out, keep, self.clip, self.activation, self.standard,
+                                layer.zero_output_for_mask)
 
 
 def recurrent_sequence(layer, x, mask=None, initial_state=None):
@@ -85,7 +133,7 @@ def recurrent_sequence(layer, x, mask=None, initial_state=None):
             state[:] = given
     out = np.zeros((batch, layer.output_size), np.float32)
     ys = np.empty((steps, batch, layer.output_size), np.float32)
-    runner.run(xt, states, out, ys, keep, runner.new_scratch())
+    runner.sequence(xt, states, out, ys, keep, runner.new_scratch())
     y = ys.transpose(1, 0, 2).copy() if layer.return_sequences else out
     return y, states
 
@@ -96,9 +144,11 @@ def dense_kernel_args(op):
 
 
 def dense(op, x):
+    """``activation(x W + b)`` over the last axis: one BLAS product, then bias and activation."""
     rows = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, op.input_size)
-    out = np.empty((rows.shape[0], op.output_size), np.float32)
-    dense_forward(rows, *dense_kernel_args(op), out)
+    kernel, bias, activation = dense_kernel_args(op)
+    out = rows @ kernel
+    bias_activation(out, bias, activation)
     return out.reshape(x.shape[:-1] + (op.output_size,))
 
 
@@ -109,4 +159,5 @@ def activate(name, x):
     return out.reshape(x.shape)
 
 
-__all__ = ["RecurrentKernel", "masking_forward", "dense_forward", "activation_forward", "recurrent_sequence", "dense", "activate", "dense_kernel_args", "dtype"]
+__all__ = ["RecurrentKernel", "ChainProgram", "bias_activation", "chain_step", "masking_forward", "dense_forward", "activation_forward",
+           "recurrent_sequence", "dense", "activate", "dense_kernel_args", "dtype"]

@@ -15,3 +15,13 @@ def dense_forward(x, kernel, bias, activation, out):
     for s in range(x.shape[0]):
         project(out[s], bias, x[s], kernel)
         activate_row(activation, out[s])
+
+
+@njit(**JIT)
+def bias_activation(y, bias, activation):
+    """``y = activation(y + bias)`` in place, row by row: the rest of a Dense layer whose product
+    ``x W`` came from BLAS. ``y`` (rows, O), ``bias`` (O,)."""
+    for s in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            y[s, j] += bias[j]
+        activate_row(activation, y[s])

@@ -1,70 +1,102 @@
-"""GRU kernel, float32: the equations of :func:`edgernn.reference.gru.gru_step`, per stream."""
+"""GRU kernels, float32: the equations of :func:`edgernn.reference.gru.gru_step`, both candidate forms.
+
+As for the LSTM (see :mod:`edgernn.kernels.lstm`): ``gru_update`` is one stream's step; the
+sequence kernel takes input projections computed by BLAS for a whole block; the batch kernel
+takes input and recurrent projections computed by BLAS across streams.
+
+The recurrent kernel arrives split: ``recurrent_main`` is U (H, 3H) with ``reset_after=True``,
+and U's z, r blocks (H, 2H) with ``reset_after=False``, whose candidate needs ``(r * h) U_h`` after
+r is known, so U_h (H, H) comes apart as ``recurrent_candidate``.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from ._config import JIT
-from ._linalg import project
-from .activations import activate, clipped
+from ._config import INLINE, JIT
+from ._linalg import accumulate, project
+from .activations import activate, clipped, fast_sigmoid, fast_tanh
+
+
+@njit(**INLINE)
+def gru_update(xw, hu, h, recurrent_candidate, reset_after, clip, activation, recurrent_activation, standard):
+    """One stream's GRU step; updates ``h`` (H,) in place; overwrites ``xw`` and ``hu``.
+
+    ``xw`` (3H,) = ``x W + b`` (blocks z, r, h). ``hu`` (3H,): with ``reset_after``, ``h U + b_U``
+    (all three blocks); without, ``h U_zr`` in its first 2H entries (the rest is scratch).
+    ``standard``: tanh/sigmoid and no clip.
+    """
+    units = h.shape[0]
+    if reset_after:
+        for j in range(units):
+            # Stage 2 -- z = σ(xw_z + hu_z), r = σ(xw_r + hu_r); Stage 3 -- h~ = φ(xw_h + r hu_h)
+            if standard:
+                update = fast_sigmoid(xw[j] + hu[j])
+                reset = fast_sigmoid(xw[units + j] + hu[units + j])
+                candidate = fast_tanh(xw[2 * units + j] + reset * hu[2 * units + j])
+            else:
+                update = activate(recurrent_activation, clipped(xw[j] + hu[j], clip))
+                reset = activate(recurrent_activation, clipped(xw[units + j] + hu[units + j], clip))
+                candidate = activate(activation, clipped(xw[2 * units + j] + reset * hu[2 * units + j], clip))
+            # Stage 4 -- h' = z h + (1 - z) h~
+            h[j] = update * h[j] + (np.float32(1.0) - update) * candidate
+    else:
+        for j in range(units):
+            # Stage 2 -- z and r; r * h kept in hu's last block for the candidate's product
+            xw[j] = activate(recurrent_activation, clipped(xw[j] + hu[j], clip))
+            reset = activate(recurrent_activation, clipped(xw[units + j] + hu[units + j], clip))
+            hu[2 * units + j] = reset * h[j]
+        # Stage 3 -- h~ = φ(xw_h + (r * h) U_h)
+        accumulate(xw[2 * units :], hu[2 * units :], recurrent_candidate)
+        for j in range(units):
+            candidate = activate(activation, clipped(xw[2 * units + j], clip))
+            # Stage 4 -- h' = z h + (1 - z) h~
+            h[j] = xw[j] * h[j] + (np.float32(1.0) - xw[j]) * candidate
 
 
 @njit(**JIT)
-def gru_run(
-    x, kernel, bias, recurrent_kernel, recurrent_bias, clip, h, out, ys, keep,
-    activation, recurrent_activation, reset_after, zero_output, z,
-):
-    """Run ``T`` GRU steps for ``B`` independent streams, updating ``h`` in place.
+def gru_sequence(xw, recurrent_main, recurrent_bias, recurrent_candidate, reset_after, clip, h, out, ys, keep,
+                 activation, recurrent_activation, standard, zero_output, z):
+    """T steps of B streams from ``xw`` (T, B, 3H) = ``x W + b`` (BLAS over the block).
 
-    Shapes: ``x`` (T, B, F); ``kernel`` (F, 3H); ``bias``, ``recurrent_bias`` (3H,) (zeros when
-    absent); ``recurrent_kernel`` (H, 3H); ``clip`` the cell clip (inf when absent);
-    ``h`` (B, H); ``out`` (B, H) previous output;
-    ``ys`` (T, B, H); ``keep`` (T, B) bool; ``z`` (2, 3H) scratch: row 0 input part, row 1 recurrent.
+    ``recurrent_bias`` (3H,) (zeros when absent or without reset_after); ``h`` (B, H); ``out``,
+    ``ys``, ``keep`` as in :func:`edgernn.kernels.lstm.lstm_sequence`; ``z`` (2, 3H) scratch.
     """
-    steps, batch = x.shape[0], x.shape[1]
-    units = recurrent_kernel.shape[0]
-    xw, hu = z[0], z[1]
-    for t in range(steps):
-        for s in range(batch):
+    units = h.shape[1]
+    row, hu = z[0], z[1]
+    for t in range(xw.shape[0]):
+        for s in range(xw.shape[1]):
             if keep[t, s]:
-                # Stage 1 -- input part: xw = x W + b  (blocks z, r, h)
-                project(xw, bias, x[t, s], kernel)
+                # Stage 1 -- recurrent part: hu = h U + b_U (reset_after) or h U_zr
+                row[:] = xw[t, s]
                 if reset_after:
-                    # Stage 2 -- recurrent part, bias inside the reset product: hu = h U + b_U
-                    project(hu, recurrent_bias, h[s], recurrent_kernel)
-                    for j in range(units):
-                        update = activate(recurrent_activation, clipped(xw[j] + hu[j], clip))
-                        reset = activate(recurrent_activation, clipped(xw[units + j] + hu[units + j], clip))
-                        # Stage 3 -- candidate: h~ = φ(xw_h + r * hu_h)
-                        xw[j] = update
-                        xw[2 * units + j] = activate(
-                            activation, clipped(xw[2 * units + j] + reset * hu[2 * units + j], clip))
+                    project(hu, recurrent_bias, h[s], recurrent_main)
                 else:
-                    # Stage 2 -- gates from h U_z, h U_r (no recurrent bias in this form)
-                    for j in range(2 * units):
-                        hu[j] = np.float32(0.0)
-                    for k in range(units):
-                        hk = h[s, k]
-                        for j in range(2 * units):
-                            hu[j] += hk * recurrent_kernel[k, j]
-                    for j in range(units):
-                        xw[j] = activate(recurrent_activation, clipped(xw[j] + hu[j], clip))
-                        # r * h, kept in hu's last block for the candidate's product
-                        reset = activate(recurrent_activation, clipped(xw[units + j] + hu[units + j], clip))
-                        hu[2 * units + j] = reset * h[s, j]
-                    # Stage 3 -- candidate: h~ = φ(xw_h + (r * h) U_h)
-                    for k in range(units):
-                        rh = hu[2 * units + k]
-                        for j in range(units):
-                            xw[2 * units + j] += rh * recurrent_kernel[k, 2 * units + j]
-                    for j in range(units):
-                        xw[2 * units + j] = activate(activation, clipped(xw[2 * units + j], clip))
-                # Stage 4 -- h' = z * h + (1 - z) * h~
-                for j in range(units):
-                    update = xw[j]
-                    h[s, j] = update * h[s, j] + (np.float32(1.0) - update) * xw[2 * units + j]
-                    out[s, j] = h[s, j]
+                    hu[: 2 * units] = np.float32(0.0)
+                    accumulate(hu[: 2 * units], h[s], recurrent_main)
+                gru_update(row, hu, h[s], recurrent_candidate, reset_after, clip, activation,
+                           recurrent_activation, standard)
+                out[s, :] = h[s]
             elif zero_output:
                 out[s, :] = np.float32(0.0)
-            ys[t, s, :] = out[s, :]
+            ys[t, s, :] = out[s]
+
+
+@njit(**JIT)
+def gru_batch_update(xw, hu, bias, recurrent_bias, h, out, keep, recurrent_candidate, reset_after, clip, activation,
+                     recurrent_activation, standard, zero_output):
+    """One step of B streams from ``xw`` = ``x W`` (B, 3H) and ``hu`` (B, 3H) computed by BLAS across
+    streams (``h U`` with reset_after, else ``h U_zr`` in its first 2H columns); the biases are
+    added here, in place."""
+    width = xw.shape[1]
+    for s in range(xw.shape[0]):
+        if keep[s]:
+            for j in range(width):
+                xw[s, j] += bias[j]
+                hu[s, j] += recurrent_bias[j]
+            gru_update(xw[s], hu[s], h[s], recurrent_candidate, reset_after, clip, activation,
+                       recurrent_activation, standard)
+            out[s, :] = h[s]
+        elif zero_output:
+            out[s, :] = np.float32(0.0)

@@ -1,59 +1,103 @@
-"""LSTM kernel, float32: the equations of :func:`edgernn.reference.lstm.lstm_step`, per stream."""
+"""LSTM kernels, float32: the equations of :func:`edgernn.reference.lstm.lstm_step`.
+
+``lstm_update`` is one stream's step from its full gate pre-activations; the kernels around it
+differ only in where the pre-activations come from:
+
+* ``lstm_sequence``: a block of T steps whose input projection ``x W + b`` was computed for the
+  whole block by one BLAS matrix product (outside Numba); the recurrent part ``h U`` per step here.
+* ``lstm_batch_update``: one step of many streams whose ``x W + b + h U`` came from two BLAS
+  matrix products across streams.
+* :mod:`edgernn.kernels.chain` calls ``lstm_update`` for the fused one-step path of small batches.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from ._config import JIT
-from ._linalg import accumulate, project
-from .activations import activate, clipped
+from ._config import INLINE, JIT
+from ._linalg import accumulate
+from .activations import activate, clipped, fast_sigmoid, fast_tanh
+
+
+@njit(**INLINE)
+def lstm_update(z, h, c, peephole, projection, clip, activation, recurrent_activation, standard, hidden):
+    """One stream's LSTM step from its gate pre-activations; updates ``h`` and ``c`` in place.
+
+    ``z`` (4H,): ``x W + b + h U`` (blocks i, f, c, o); ``h`` (P,), ``c`` (H,); ``peephole``
+    (3, H); ``projection`` (H, P) or (0, 0); ``clip`` (inf for none); ``standard``: tanh/sigmoid,
+    no peephole, no clip -- the common case, taken by a branch-free loop that vectorises;
+    ``hidden`` (H,) scratch.
+    """
+    units = c.shape[0]
+    if standard:
+        for j in range(units):
+            # Stage 2 -- c' = σ(z_f) c + σ(z_i) tanh(z_c);  Stage 3 -- h' = σ(z_o) tanh(c')
+            cell = fast_sigmoid(z[units + j]) * c[j] + fast_sigmoid(z[j]) * fast_tanh(z[2 * units + j])
+            c[j] = cell
+            hidden[j] = fast_sigmoid(z[3 * units + j]) * fast_tanh(cell)
+    else:
+        for j in range(units):
+            # Stage 2 -- c' = σ(clip(z_f + p_f c)) c + σ(clip(z_i + p_i c)) φ(clip(z_c))
+            old = c[j]
+            input_gate = activate(recurrent_activation, clipped(z[j] + peephole[0, j] * old, clip))
+            forget_gate = activate(recurrent_activation, clipped(z[units + j] + peephole[1, j] * old, clip))
+            candidate = activate(activation, clipped(z[2 * units + j], clip))
+            cell = forget_gate * old + input_gate * candidate
+            c[j] = cell
+            # Stage 3 -- h' = σ(clip(z_o + p_o c')) φ(c')
+            output_gate = activate(recurrent_activation, clipped(z[3 * units + j] + peephole[2, j] * cell, clip))
+            hidden[j] = output_gate * activate(activation, cell)
+    # Stage 4 -- h' = hidden, or (PyTorch proj_size) hidden @ projection
+    if projection.shape[0] > 0:
+        h[:] = np.float32(0.0)
+        accumulate(h, hidden, projection)
+    else:
+        h[:] = hidden
 
 
 @njit(**JIT)
-def lstm_run(x, kernel, bias, recurrent_kernel, peephole, projection, clip, h, c, out, ys, keep,
-             activation, recurrent_activation, zero_output, z):
-    """Run ``T`` LSTM steps for ``B`` independent streams, updating ``h`` and ``c`` in place.
+def lstm_sequence(xw, recurrent_kernel, peephole, projection, clip, h, c, out, ys, keep,
+                  activation, recurrent_activation, standard, zero_output, z):
+    """T steps of B streams from precomputed input projections.
 
-    Shapes (float32 unless noted): ``x`` (T, B, F) time-major; ``kernel`` (F, 4H); ``bias`` (4H,)
-    (zeros when the layer has none); ``recurrent_kernel`` (P, 4H); ``peephole`` (3, H) rows i, f, o
-    (zeros when absent); ``projection`` (H, P), or (0, 0) when absent (then P = H); ``clip`` the
-    cell clip (inf when absent); ``h`` (B, P); ``c`` (B, H); ``out`` (B, P), the previous output,
-    which a masked step repeats; ``ys`` (T, B, P) receives each step's output; ``keep`` (T, B)
-    bool, False = masked step; ``z`` (5H,) scratch: 4H gate pre-activations, H for o * φ(c').
+    ``xw`` (T, B, 4H) = ``x W + b``; ``recurrent_kernel`` (P, 4H); ``h`` (B, P) and ``c`` (B, H)
+    updated in place; ``out`` (B, P) the previous output, repeated by a masked step (zeros with
+    ``zero_output``); ``ys`` (T, B, P) receives every step's output; ``keep`` (T, B) bool, False =
+    masked; ``z`` (5H,) scratch.
     """
-    steps, batch = x.shape[0], x.shape[1]
     units = c.shape[1]
-    projected = projection.shape[0] > 0
-    gates = z[: 4 * units]
-    hidden = z[4 * units :]
-    for t in range(steps):
-        for s in range(batch):
+    gates, hidden = z[: 4 * units], z[4 * units :]
+    for t in range(xw.shape[0]):
+        for s in range(xw.shape[1]):
             if keep[t, s]:
-                # Stage 1 -- gate pre-activations: z = x W + b + h U  (blocks i, f, c, o)
-                project(gates, bias, x[t, s], kernel)
+                # Stage 1 -- z = (x W + b) + h U
+                gates[:] = xw[t, s]
                 accumulate(gates, h[s], recurrent_kernel)
-                for j in range(units):
-                    # Stage 2 -- cell update: c' = σ(z_i + p_i c) * φ(z_c) + σ(z_f + p_f c) * c
-                    old = c[s, j]
-                    input_gate = activate(recurrent_activation, clipped(gates[j] + peephole[0, j] * old, clip))
-                    forget_gate = activate(recurrent_activation,
-                                           clipped(gates[units + j] + peephole[1, j] * old, clip))
-                    candidate = activate(activation, clipped(gates[2 * units + j], clip))
-                    cell = forget_gate * old + input_gate * candidate
-                    c[s, j] = cell
-                    # Stage 3 -- hidden update: h' = σ(z_o + p_o c') * φ(c')
-                    output_gate = activate(recurrent_activation,
-                                           clipped(gates[3 * units + j] + peephole[2, j] * cell, clip))
-                    hidden[j] = output_gate * activate(activation, cell)
-                # Stage 4 -- optional projection: h' = (o * φ(c')) P
-                if projected:
-                    for j in range(h.shape[1]):
-                        h[s, j] = np.float32(0.0)
-                    accumulate(h[s], hidden, projection)
-                else:
-                    h[s, :] = hidden
-                out[s, :] = h[s, :]
+                lstm_update(gates, h[s], c[s], peephole, projection, clip, activation, recurrent_activation,
+                            standard, hidden)
+                out[s, :] = h[s]
             elif zero_output:
                 out[s, :] = np.float32(0.0)
-            ys[t, s, :] = out[s, :]
+            ys[t, s, :] = out[s]
+
+
+@njit(**JIT)
+def lstm_batch_update(xw, hu, bias, h, c, out, keep, peephole, projection, clip, activation, recurrent_activation,
+                      standard, zero_output, z):
+    """One step of B streams from ``xw`` = ``x W`` and ``hu`` = ``h U``, both (B, 4H), computed by
+    BLAS across streams; the bias is added here (a broadcast add in NumPy would allocate).
+
+    ``keep`` (B,) bool; other shapes as in :func:`lstm_sequence`; ``z`` (5H,) scratch.
+    """
+    units = c.shape[1]
+    gates, hidden = z[: 4 * units], z[4 * units :]
+    for s in range(xw.shape[0]):
+        if keep[s]:
+            for j in range(4 * units):
+                gates[j] = xw[s, j] + bias[j] + hu[s, j]
+            lstm_update(gates, h[s], c[s], peephole, projection, clip, activation, recurrent_activation,
+                        standard, hidden)
+            out[s, :] = h[s]
+        elif zero_output:
+            out[s, :] = np.float32(0.0)

@@ -1,31 +1,52 @@
-"""SimpleRNN kernel, float32: ``h' = φ(x W + b + h U)`` per stream."""
+"""SimpleRNN kernels, float32: ``h' = φ(clip(x W + b + h U))``, in the three forms of
+:mod:`edgernn.kernels.lstm` (one stream, a block from BLAS input projections, many streams)."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from ._config import JIT
-from ._linalg import accumulate, project
-from .activations import activate, clipped
+from ._config import INLINE, JIT
+from ._linalg import accumulate
+from .activations import activate, clipped, fast_tanh
+
+
+@njit(**INLINE)
+def simple_update(z, h, clip, activation, standard):
+    """``h' = φ(clip(z))`` for one stream; ``z`` (H,) = ``x W + b + h U``; ``standard``: tanh, no clip."""
+    if standard:
+        for j in range(h.shape[0]):
+            h[j] = fast_tanh(z[j])
+    else:
+        for j in range(h.shape[0]):
+            h[j] = activate(activation, clipped(z[j], clip))
 
 
 @njit(**JIT)
-def simple_run(x, kernel, bias, recurrent_kernel, clip, h, out, ys, keep, activation, zero_output, z):
-    """Run ``T`` SimpleRNN steps for ``B`` streams; shapes as in :func:`edgernn.kernels.lstm.lstm_run`
-    with one gate block: ``kernel`` (F, H), ``h`` (B, H), ``z`` (H,) scratch."""
-    steps, batch = x.shape[0], x.shape[1]
-    units = recurrent_kernel.shape[0]
-    for t in range(steps):
-        for s in range(batch):
+def simple_sequence(xw, recurrent_kernel, clip, h, out, ys, keep, activation, standard, zero_output, z):
+    """T steps of B streams from ``xw`` (T, B, H) = ``x W + b``; shapes as in
+    :func:`edgernn.kernels.lstm.lstm_sequence`; ``z`` (H,) scratch."""
+    for t in range(xw.shape[0]):
+        for s in range(xw.shape[1]):
             if keep[t, s]:
-                # Stage 1 -- pre-activation: z = x W + b + h U
-                project(z, bias, x[t, s], kernel)
+                z[:] = xw[t, s]
                 accumulate(z, h[s], recurrent_kernel)
-                # Stage 2 -- h' = φ(z)
-                for j in range(units):
-                    h[s, j] = activate(activation, clipped(z[j], clip))
-                    out[s, j] = h[s, j]
+                simple_update(z, h[s], clip, activation, standard)
+                out[s, :] = h[s]
             elif zero_output:
                 out[s, :] = np.float32(0.0)
-            ys[t, s, :] = out[s, :]
+            ys[t, s, :] = out[s]
+
+
+@njit(**JIT)
+def simple_batch_update(xw, hu, bias, h, out, keep, clip, activation, standard, zero_output):
+    """One step of B streams from ``xw`` = ``x W`` and ``hu`` = ``h U`` (B, H), by BLAS across
+    streams; the bias is added here, in place."""
+    for s in range(xw.shape[0]):
+        if keep[s]:
+            for j in range(xw.shape[1]):
+                xw[s, j] += bias[j] + hu[s, j]
+            simple_update(xw[s], h[s], clip, activation, standard)
+            out[s, :] = h[s]
+        elif zero_output:
+            out[s, :] = np.float32(0.0)
