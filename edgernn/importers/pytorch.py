@@ -62,6 +62,7 @@ from __future__ import annotations
 import io
 import itertools
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -323,7 +324,7 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
     rank = 3
     tensor = "x"
     for index, layer in enumerate(layers):
-        where = f"{label}: module {layer.path!r}" if layer.path else label
+        where = f"module {layer.path!r}" if layer.path else "the module"
         if isinstance(layer, _RNN):
             if features is not None and features != layer.input_size:
                 problems.append(f"{where} takes {layer.input_size} features but gets {features}")
@@ -474,7 +475,7 @@ def _activation_attrs(module, cls: str) -> dict:
 def _walk(module, path: str, options: dict, layers: list, problems: list[str], label: str) -> None:
     """Append the layers of ``module`` (at ``path``) in registration order."""
     cls = _class_name(module)
-    where = f"{label}: module {path!r} ({cls})" if path else f"{label} ({cls})"
+    where = f"module {path!r} ({cls})" if path else cls
     if cls in _RNN_CLASSES:
         rnn = _rnn_from_module(module, path, options, problems, where)
         if rnn is not None:
@@ -495,15 +496,15 @@ def _walk(module, path: str, options: dict, layers: list, problems: list[str], l
         return
     children = list(module.named_children())
     own = [name for name, _ in module.named_parameters(recurse=False)]
-    if own:
-        problems.append(f"{where} holds parameters of its own ({', '.join(own)}) that its forward() uses in a "
-                        "way edgernn cannot see")
     if not children:
-        if cls in _CONTAINER_CLASSES:
+        if cls in _CONTAINER_CLASSES and not own:
             return
         problems.append(f"{where} is not supported (supported: LSTM, GRU, RNN, Linear, activations, Dropout, "
                         "Identity, and modules composed of them)")
         return
+    if own:
+        problems.append(f"{where} holds parameters of its own ({', '.join(own)}) that its forward() uses in a "
+                        "way edgernn cannot see")
     for name, child in children:
         _walk(child, f"{path}.{name}" if path else name, options, layers, problems, label)
 
@@ -513,7 +514,7 @@ def _chain_from_module(module, options: dict, label: str, source: dict) -> _Chai
     layers: list = []
     _walk(module, "", options, layers, problems, label)
     if problems:
-        raise UnsupportedModel(f"cannot convert {label}", problems)
+        raise UnsupportedModel(f"{label}: cannot convert", problems)
     bare = _class_name(module) in _RNN_CLASSES
     return _Chain(layers, bare, label, source)
 
@@ -627,16 +628,16 @@ def _units_from_state_dict(state: dict, options: dict, label: str, problems: lis
             m = _LINEAR_KEY.match(key)
             kind = "linear" if m else None
         if m is None:
-            problems.append(f"{label}: parameter {key!r} belongs to no supported module (LSTM, GRU, RNN, Linear)")
+            problems.append(f"parameter {key!r} belongs to no supported module (LSTM, GRU, RNN, Linear)")
             continue
         prefix = m.group("prefix") or ""
         if kinds.setdefault(prefix, kind) != kind:
-            problems.append(f"{label}: module {prefix!r} mixes recurrent and Linear parameters")
+            problems.append(f"module {prefix!r} mixes recurrent and Linear parameters")
             continue
         groups.setdefault(prefix, {})[key[len(prefix) + 1:] if prefix else key] = value
     layers: dict[str, object] = {}
     for prefix, params in groups.items():
-        where = f"{label}: module {prefix!r}" if prefix else label
+        where = f"module {prefix!r}" if prefix else "the module"
         if kinds[prefix] == "rnn":
             rnn = _rnn_from_params(params, prefix, options, problems, where)
             if rnn is not None:
@@ -661,7 +662,7 @@ def _units_from_state_dict(state: dict, options: dict, label: str, problems: lis
         raise UnsupportedModel(f"option activations={activations!r} must map module paths to activation names")
     extra: dict[str, object] = {}
     for path, name in activations.items():
-        where = f"{label}: option activations[{path!r}]"
+        where = f"option activations[{path!r}]"
         cls = str(name)
         if cls in _SKIP_CLASSES or cls.lower() in ("dropout", "identity"):
             extra[path] = None
@@ -696,12 +697,12 @@ def _units_from_state_dict(state: dict, options: dict, label: str, problems: lis
             for gap in sorted(set(range(min(indices), max(indices) + 1)) - set(indices)):
                 path = f"{parent}.{gap}" if parent else str(gap)
                 problems.append(
-                    f"{label}: module {path!r} has no parameters, so the state dict does not say what it is; "
+                    f"module {path!r} has no parameters, so the state dict does not say what it is; "
                     f"name it with the option activations={{{path!r}: 'ReLU'}} (or 'Dropout', 'Tanh', ...)")
         result.append((top, ordered))
     unknown = [p for p in extra if p not in layers and not _is_gap(p, layers)]
     for path in unknown:
-        problems.append(f"{label}: option activations names {path!r}, which is neither a module of the state dict "
+        problems.append(f"option activations names {path!r}, which is neither a module of the state dict "
                         "nor a gap in a Sequential's numbering")
     return result
 
@@ -735,7 +736,7 @@ def _chain_from_state_dict(state: dict, options: dict, label: str, ordered: bool
     problems: list[str] = []
     units = _units_from_state_dict(state, options, label, problems)
     if problems:
-        raise UnsupportedModel(f"cannot convert {label}", problems)
+        raise UnsupportedModel(f"{label}: cannot convert", problems)
     if not units:
         raise InvalidModelFile(f"{label}: the state dict holds no parameters")
     order = options.get("order")
@@ -807,9 +808,15 @@ def _load_torch(path: Path, options: dict):
     try:
         # weights_only=True: tensors and plain containers only. A file that holds a pickled
         # module or any other object is refused here, before any of its code could run.
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Detected pickle protocol 4 ..." for a plain pickle file
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's message suggests turning the restriction off; keep only the line that says what was refused.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        found = [line for line in lines if "Unsupported" in line] or [line for line in lines if "Unpickler" in line]
+        first = (found or lines or [type(exc).__name__])[0]
+        first = re.sub(r"\x1b\[[0-9;]*m", "", first)[:300]
         raise InvalidModelFile(
             f"{label}: not a state dict that loads with weights_only=True ({first}); edgernn never unpickles "
             "arbitrary objects: save model.state_dict() with torch.save, or a TorchScript module") from exc
