@@ -239,8 +239,8 @@ class Stream:
         self.output_features = model.output_features
         program = model._chain_program()
         self._program = program
-        self._state = program.new_state(batch)
-        self._scratch = program.new_scratch()
+        self._memory = program.new_memory(batch)  # state, then the fused kernel's scratch
+        self._state = self._memory[: batch * program.state_width]
         self._fused = batch <= FUSED_STEP_MAX_BATCH
         self._stages = []
         blocks = iter(program.blocks)
@@ -260,7 +260,7 @@ class Stream:
         self._step_x = np.zeros((batch, self.input_features), _F32)
         self._step_y = np.zeros((batch, self.output_features), _F32)
         self._all_kept = np.ones(batch, np.bool_)
-        self._fused_args = (program.program, program.params, program.weights, program.meta)
+        self._fused_args = (program.program, program.weights)
         self._has_output = False
 
     # -- running -------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ class Stream:
         y = self._step_y if out is None else out
         if self._fused:
             try:
-                refused = kernels.chain_step(*self._fused_args, x_t, y, self._state, self._scratch)
+                refused = kernels.chain_step(*self._fused_args, x_t, y, self._memory)
             except TypeError:  # not float32 / not C-contiguous: no compiled signature matches
                 refused = 1
             if refused:
@@ -292,7 +292,7 @@ class Stream:
             raise InvalidInput(f"out must be a writeable float32 array of shape {self._step_y.shape}")
         np.copyto(self._step_x, array)
         if self._fused:
-            kernels.chain_step(*self._fused_args, self._step_x, self._step_y, self._state, self._scratch)
+            kernels.chain_step(*self._fused_args, self._step_x, self._step_y, self._memory)
         else:
             self._batch_step(self._step_x)
         self._has_output = True

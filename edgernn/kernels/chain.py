@@ -4,19 +4,24 @@ For small batches a step's cost is dominated by per-call overhead (Numba's dispa
 180 ns plus 45 ns per array argument), so the stream packs its model once into a few flat arrays
 and every step is a single call of :func:`chain_step` with eight arguments, whatever the model:
 
-* ``program`` (stages, NCOLS) int64: one row per op -- its kind, sizes, activation ids, flags and
-  the offsets of its weights in ``weights`` and of its state in each stream's state row;
-* ``params`` (stages, 2) float32: the cell clip and the mask value;
-* ``weights``: every weight array of the model, flat, each 64-byte aligned;
-* ``meta`` int64: sizes and the offsets of the scratch regions;
-* ``state``: flat, ``B * state_width`` floats in blocks of (B, size), one block per quantity --
-  each recurrent layer's h, c and previous output, then the model's last output (which
-  ``forecast`` feeds back). Blocks rather than rows per stream, so that the many-streams path
-  and the block kernels see each state as a contiguous (B, size) matrix for BLAS;
-* ``scratch``: ping-pong buffers for intermediate vectors and the gate pre-activations.
+* ``program`` (1 + stages, NCOLS) int64: row 0 holds sizes and offsets (``M_*``); then one row
+  per op -- its kind, sizes, activation ids, flags and the offsets of its weights in ``weights``
+  and of its state in ``memory``;
+* ``weights``: every weight array of the model, flat, each 64-byte aligned, then per op its
+  float parameters (cell clip, mask value);
+* ``x`` (B, F) and ``y`` (B, O);
+* ``memory``: the stream's own floats. First its state, ``B * state_width`` floats in blocks of
+  (B, size), one block per quantity -- each recurrent layer's h, c and previous output, then the
+  model's last output (which ``forecast`` feeds back). Blocks rather than rows per stream, so
+  that the many-streams path and the block kernels see each state as a contiguous (B, size)
+  matrix for BLAS. Then scratch: ping-pong buffers for intermediate vectors, the gate
+  pre-activations.
+
+Five arguments, because each one costs: on the machines measured, Numba's dispatcher spends
+about 0.2 us per argument before the kernel starts (tools/bench reports it).
 
 One compiled function serves every model, so the on-disk cache holds it once. The per-stage code
-calls the same ``*_update`` functions as the other kernels, so all paths compute the same floats.
+calls the same ``*_update`` functions as the other kernels, so all paths compute the same terms.
 """
 
 from __future__ import annotations
@@ -42,8 +47,8 @@ NCOLS = 17
 RESET_AFTER, ZERO_OUTPUT, USES_MASK, STANDARD, PROJECTED = 1, 2, 4, 8, 16
 # Param columns.
 CLIP, MASK_VALUE = 0, 1
-# Meta entries.
-M_STAGES, M_IN, M_OUT, M_PING, M_PONG, M_Z, M_HIDDEN, M_LAST, M_WIDTH = range(9)
+# Entries of program row 0.
+M_STAGES, M_IN, M_OUT, M_PING, M_PONG, M_Z, M_HIDDEN, M_LAST, M_WIDTH, M_PARAMS, M_SCRATCH = range(11)
 
 _ALIGN = 16  # floats: 64 bytes
 
@@ -146,21 +151,20 @@ class ChainProgram:
         self.output_features = width
         self.last_output = (state_width, width)
         self.state_width = state_width + width
-        self.program = np.array(rows, np.int64).reshape(-1, NCOLS)
-        self.params = np.array(params, np.float32).reshape(-1, 2)
-        self.weights = np.concatenate(chunks) if chunks else np.zeros(_ALIGN, np.float32)
+        params_offset = place(np.array(params, np.float32))
+        self.weights = np.concatenate(chunks)
         ping, pong = 0, widest
         z_offset = 2 * widest
         hidden = z_offset + max_z
         self.scratch_size = hidden + max_hidden
-        self.meta = np.array([len(rows), input_features, width, ping, pong, z_offset, hidden,
-                              state_width, widest], np.int64)
+        meta = np.zeros(NCOLS, np.int64)
+        meta[: M_SCRATCH + 1] = [len(rows), input_features, width, ping, pong, z_offset, hidden, state_width,
+                                 widest, params_offset, self.scratch_size]
+        self.program = np.vstack([meta] + rows).astype(np.int64)
 
-    def new_scratch(self) -> np.ndarray:
-        return np.zeros(self.scratch_size, np.float32)
-
-    def new_state(self, batch: int) -> np.ndarray:
-        return np.zeros(batch * self.state_width, np.float32)
+    def new_memory(self, batch: int) -> np.ndarray:
+        """A stream's floats: its state (zero) and its scratch; see the module docstring."""
+        return np.zeros(batch * self.state_width + self.scratch_size, np.float32)
 
     @staticmethod
     def view(state: np.ndarray, batch: int, block: tuple[int, int]) -> np.ndarray:
@@ -172,21 +176,27 @@ class ChainProgram:
 # A fixed signature: Numba then refuses (TypeError) any other argument types instead of compiling
 # a new specialisation -- the stream's cheap type check, and no float64 promotion by accident.
 _F32_2D, _I64_2D = types.float32[:, ::1], types.int64[:, ::1]
-CHAIN_STEP_SIGNATURE = types.int64(_I64_2D, _F32_2D, types.float32[::1], types.int64[::1], _F32_2D, _F32_2D,
-                                   types.float32[::1], types.float32[::1])
+CHAIN_STEP_SIGNATURE = types.int64(_I64_2D, types.float32[::1], _F32_2D, _F32_2D, types.float32[::1])
 
 
 @njit(CHAIN_STEP_SIGNATURE, **JIT)
-def chain_step(program, params, weights, meta, x, y, state, scratch):
-    """One timestep of every stream: ``x`` (B, F) -> ``y`` (B, O); ``state`` (B * width,) updated.
+def chain_step(program, weights, x, y, memory):
+    """One timestep of every stream: ``x`` (B, F) -> ``y`` (B, O); the state in ``memory`` updated.
 
     Returns 0, or 1 without touching anything when a shape does not fit (the caller then
     reports the problem): the check costs a few comparisons, so it stays in the hot path.
     """
+    meta = program[0]
+    stages = meta[M_STAGES]
     batch = x.shape[0]
+    state_size = batch * (meta[M_LAST] + meta[M_OUT])
     if (x.shape[1] != meta[M_IN] or y.shape[0] != batch or y.shape[1] != meta[M_OUT]
-            or state.shape[0] != batch * (meta[M_LAST] + meta[M_OUT])):
+            or memory.shape[0] != state_size + meta[M_SCRATCH]):
         return 1
+    state = memory[:state_size]
+    scratch = memory[state_size:]
+    params = weights[meta[M_PARAMS] : meta[M_PARAMS] + 2 * stages].reshape((stages, 2))
+    program = program[1:]
     width = meta[M_WIDTH]
     buffers = (scratch[meta[M_PING] : meta[M_PING] + width], scratch[meta[M_PONG] : meta[M_PONG] + width])
     z_all = scratch[meta[M_Z] : meta[M_HIDDEN]]
@@ -195,7 +205,7 @@ def chain_step(program, params, weights, meta, x, y, state, scratch):
         current = x[s]
         keep = True
         which = 0
-        for k in range(meta[M_STAGES]):
+        for k in range(stages):
             op = program[k, OP]
             n_in = program[k, IN]
             n_out = program[k, OUT]
