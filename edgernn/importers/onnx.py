@@ -322,6 +322,19 @@ def _attrs(node) -> dict:
     return out
 
 
+def _outer_names(node) -> list:
+    """Names a node's subgraphs (If branches) read from the enclosing graph."""
+    names = []
+    for a in node.attribute:
+        graphs = ([a.g] if a.HasField("g") else []) + list(a.graphs)
+        for g in graphs:
+            made = {i.name for i in g.initializer} | {i.name for i in g.input}
+            for n in g.node:
+                names.extend(x for x in list(n.input) + _outer_names(n) if x and x not in made)
+                made.update(n.output)
+    return names
+
+
 def _clean_name(name: str) -> str:
     name = name.strip("/").replace("/", ".")
     return re.sub(r"[^\w.:-]", "_", name) or "node"
@@ -455,6 +468,7 @@ class _Converter:
                 continue
             needed.add(index)
             todo.extend(n for n in nodes[index].input if n)
+            todo.extend(_outer_names(nodes[index]))
         return needed
 
     # -- one node ------------------------------------------------------------------------------
@@ -552,6 +566,37 @@ class _Converter:
 
     def _all_const(self, inputs) -> bool:
         return all(v is None or isinstance(v, _Const) for v in inputs)
+
+    def _op_Equal(self, node, inputs, attrs, where):
+        values = []
+        for v in inputs:
+            if isinstance(v, _Shape) and all(isinstance(d, int) for d in v.dims):
+                v = _Const(np.array(v.dims if not v.scalar else v.dims[0], np.int64))
+            values.append(v)
+        if self._all_const(values):
+            return self._fold(node, values, where)
+        raise _Refuse(f"{where}: Equal of values known only at run time")
+
+    def _op_If(self, node, inputs, attrs, where):
+        """An If whose condition is a constant (PyTorch's export of ``squeeze(dim)`` on a dynamic
+        shape): the branch taken is followed inline."""
+        cond = inputs[0]
+        if not isinstance(cond, _Const) or cond.value.size != 1:
+            raise _Refuse(f"{where}: If on a condition known only at run time")
+        branch = attrs["then_branch" if bool(cond.value.reshape(-1)[0]) else "else_branch"]
+        from onnx import numpy_helper
+
+        for init in branch.initializer:
+            self.env[init.name] = _Const(numpy_helper.to_array(init))
+        for inner in branch.node:
+            inner_where = f"node {inner.name or inner.output[0]!r} ({inner.op_type}, in {where})"
+            values = [self.env.get(n, _UNKNOWN) if n else None for n in inner.input]
+            if any(isinstance(v, _Unknown) for v in values):
+                raise _Refuse(f"{inner_where}: reads a value edgernn cannot follow")
+            for name, value in zip(inner.output, self._node(inner, values, inner_where)):
+                if name:
+                    self.env[name] = value
+        return [self.env.get(o.name, _UNKNOWN) for o in branch.output]
 
     def _op_Identity(self, node, inputs, attrs, where):
         return inputs[0]
