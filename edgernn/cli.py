@@ -124,8 +124,12 @@ def _npy_rows(path: Path, width: int):
 @click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False), help="CSV file (default: stdout).")
 @click.option("--streams", default=1, show_default=True,
               help="Independent streams: each row holds one timestep of every stream, side by side.")
+@click.option("--state", "state_path", type=click.Path(dir_okay=False),
+              help="Resume from this state file if it exists, and keep it saved (atomically) as rows pass.")
+@click.option("--state-every", default=100, show_default=True,
+              help="With --state: save after every N rows (and at the end).")
 @_friendly
-def run(model, input_path, output_path, streams):
+def run(model, input_path, output_path, streams, state_path, state_every):
     """Stream rows through a stateful model: one timestep per input row, one output row per input row.
 
     Each output row is written and flushed as soon as its input row arrives, so this works at the
@@ -135,6 +139,8 @@ def run(model, input_path, output_path, streams):
 
     m = load(model)
     s = m.stream(batch_size=streams)
+    if state_path and Path(state_path).exists():
+        s.load_state(state_path)
     width = streams * m.input_features
     if input_path and input_path.endswith(".npy"):
         rows = _npy_rows(Path(input_path), width)
@@ -146,14 +152,18 @@ def run(model, input_path, output_path, streams):
     x = np.empty((streams, m.input_features), np.float32)
     y = np.empty((streams, m.output_features), np.float32)
     try:
-        for row in rows:
+        for count, row in enumerate(rows, start=1):
             x.reshape(-1)[:] = row
             s.step(x, out=y)
             sink.write(",".join(f"{v:.9g}" for v in y.reshape(-1)) + "\n")
             sink.flush()
+            if state_path and count % max(state_every, 1) == 0:
+                s.save_state(state_path)
     except BrokenPipeError:
         pass  # the reader went away (e.g. `| head`): stop quietly
     finally:
+        if state_path:
+            s.save_state(state_path)
         if source not in (None, sys.stdin):
             source.close()
         if sink is not sys.stdout:

@@ -33,3 +33,7 @@ class InvalidInput(EdgernnError):
 
 class NotStreamable(EdgernnError):
     """The model runs in ``predict`` but cannot be stepped one timestep at a time."""
+
+
+class InvalidStateFile(EdgernnError):
+    """A saved stream state is malformed, corrupted, or belongs to another model or batch size."""

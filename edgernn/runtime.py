@@ -65,6 +65,15 @@ class Model:
         """A stateful stream of ``batch_size`` independent rows, all starting from zero state."""
         return Stream(self, batch_size)
 
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the model's graph and weights: its identity, e.g. for saved stream states."""
+        if getattr(self, "_fingerprint", None) is None:
+            from .store import fingerprint
+
+            self._fingerprint = fingerprint(self.spec)
+        return self._fingerprint
+
     def _chain_program(self) -> "kernels.ChainProgram":
         """The model packed for the fused step kernel, made once and shared by all its streams."""
         if getattr(self, "_program", None) is None:
@@ -383,6 +392,20 @@ class Stream:
             names = ("h", "c") if stage.node.op.cell == "lstm" else ("h",)
             for k, part in enumerate(names):
                 yield f"{stage.node.op.name}/{part}", stage, k
+
+    def save_state(self, path) -> None:
+        """Write every stream's state to ``path`` atomically, with a checksum and the model's
+        identity (see :mod:`edgernn.statefile`): a power loss mid-write leaves the previous file."""
+        from .statefile import save_state
+
+        save_state(self, path)
+
+    def load_state(self, path) -> None:
+        """Restore the state saved by :meth:`save_state` for this model and batch size; a file of
+        another model, another batch size, or a corrupted one is refused and nothing changes."""
+        from .statefile import load_state
+
+        load_state(self, path)
 
     def get_state(self) -> dict:
         """A copy of every state: ``{"<layer>/h": (batch, size), "<layer>/c": ..., "output": (batch, outputs)}``.

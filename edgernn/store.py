@@ -18,6 +18,7 @@ graph through the IR's own checks.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -112,12 +113,25 @@ def encode(spec: ir.ModelSpec) -> tuple[dict, dict]:
     return header, arrays
 
 
-def save(spec: ir.ModelSpec, path) -> None:
-    """Write ``spec`` to ``path`` atomically: a temporary file in the same folder, then a rename,
-    so a crash or power loss leaves either the old file or the new one, never half of one."""
+def fingerprint(spec: ir.ModelSpec) -> str:
+    """A model's identity: SHA-256 of its graph and weights (not of its source or edgernn version),
+    so a state file can tell the model it belongs to."""
     header, arrays = encode(spec)
+    structure = {key: header[key] for key in ("inputs", "nodes", "outputs")}
+    digest = hashlib.sha256(json.dumps(structure, sort_keys=True).encode())
+    for key in sorted(arrays):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(arrays[key]).tobytes())
+    return digest.hexdigest()
+
+
+def write_archive(path, header: dict, arrays: dict) -> None:
+    """Write ``header.json`` and ``.npy`` members to ``path`` atomically: a temporary file in the
+    same folder, fsync, rename, fsync of the folder -- so a crash or power loss leaves either the
+    old file or the new one, never half of one."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as raw:
             with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -134,6 +148,22 @@ def save(spec: ir.ModelSpec, path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    try:  # make the rename itself durable
+        directory = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(directory)
+    except OSError:
+        pass
+    finally:
+        os.close(directory)
+
+
+def save(spec: ir.ModelSpec, path) -> None:
+    """Write ``spec`` to ``path`` as an ``.ernn`` file, atomically (see :func:`write_archive`)."""
+    header, arrays = encode(spec)
+    write_archive(path, header, arrays)
 
 
 def _umask() -> int:

@@ -1,0 +1,98 @@
+"""Stream state on disk that survives power loss: ``Stream.save_state`` / ``Stream.load_state``.
+
+A state file is the same container as an ``.ernn`` file (a ZIP of ``header.json`` and ``.npy``
+members, see :mod:`edgernn.store`), written atomically (temporary file, fsync, rename, fsync of
+the folder), so a crash mid-write leaves the previous file intact. Its header names the model it
+belongs to (:func:`edgernn.store.fingerprint`, a SHA-256 of graph and weights) and the batch size,
+and carries a SHA-256 checksum of the arrays; loading refuses a file of another model, another
+batch size, or whose arrays do not match their checksum, and leaves the stream untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import EdgernnError, InvalidStateFile
+from .store import HEADER, write_archive
+
+FORMAT = "edgernn-state"
+FORMAT_VERSION = 1
+MAX_BYTES = 256 << 20
+
+
+def _checksum(arrays: dict) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name], dtype=np.float32)
+        digest.update(name.encode())
+        digest.update(repr(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def save_state(stream, path) -> None:
+    """Write ``stream``'s state to ``path`` atomically."""
+    state = stream.get_state()
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "edgernn_version": __version__,
+        "model": stream.model.fingerprint,
+        "batch_size": stream.batch_size,
+        "names": sorted(state),
+        "checksum": _checksum(state),
+    }
+    write_archive(path, header, {f"{name}.npy": value for name, value in state.items()})
+
+
+def read_state(path, fingerprint: str, batch_size: int) -> dict:
+    """The state dict stored in ``path``, after checking it belongs to this model and batch size."""
+    path = Path(path)
+
+    def fail(problem):
+        raise InvalidStateFile(f"{path}: {problem}")
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = {info.filename: info for info in archive.infolist()}
+            if HEADER not in infos or sum(i.file_size for i in infos.values()) > MAX_BYTES:
+                fail("not an edgernn state file")
+            header = json.loads(archive.read(HEADER))
+            if not isinstance(header, dict) or header.get("format") != FORMAT:
+                fail("not an edgernn state file")
+            if header.get("format_version") != FORMAT_VERSION:
+                fail(f"state format version {header.get('format_version')!r} is not {FORMAT_VERSION}")
+            if header.get("model") != fingerprint:
+                fail("the state belongs to another model")
+            if header.get("batch_size") != batch_size:
+                fail(f"the state is of {header.get('batch_size')!r} streams, this stream has {batch_size}")
+            names = header.get("names")
+            if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+                fail("malformed list of states")
+            state = {}
+            for name in names:
+                member = f"{name}.npy"
+                if member not in infos:
+                    fail(f"state {name!r} is missing")
+                state[name] = np.lib.format.read_array(io.BytesIO(archive.read(member)), allow_pickle=False)
+    except FileNotFoundError:
+        raise InvalidStateFile(f"{path}: no such file") from None
+    except EdgernnError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:  # truncated, CRC, JSON, .npy
+        raise InvalidStateFile(f"{path}: unreadable state file ({exc})") from None
+    if any(a.dtype != np.float32 for a in state.values()) or _checksum(state) != header.get("checksum"):
+        fail("checksum mismatch: the state is corrupted")
+    return state
+
+
+def load_state(stream, path) -> None:
+    """Restore ``stream``'s state from ``path``; on any problem, raise and leave it untouched."""
+    stream.set_state(read_state(path, stream.model.fingerprint, stream.batch_size))
