@@ -437,3 +437,33 @@ def test_onnx_node_case(name, tmp_path):
         assert_all_close(got, importer.run_source(path, ours))  # onnxruntime runs layout 0 only
     if "peepholes" in name:
         assert model.spec.nodes[0].op.peephole is not None and model.spec.nodes[0].initial_state
+
+
+def test_zero_states_built_with_expand_and_inference_dropout(tmp_path):
+    """tf2onnx-style zero initial states: Expand(0.0, Concat([1], batch, [H])) from Shape(x); a
+    Dropout with training_mode=False; a batch-first input transposed for the node."""
+    rng = np.random.default_rng(0)
+    hidden, features = 4, 3
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["b"], axis=0),
+        helper.make_node("Unsqueeze", ["b", "axis0"], ["b1"]),
+        helper.make_node("Concat", ["one", "b1", "hidden"], ["shape"], axis=0),
+        helper.make_node("Expand", ["zero_f", "shape"], ["h0"]),
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+        helper.make_node("LSTM", ["xt", "W", "R", "", "", "h0", "h0"], ["", "Y_h"], hidden_size=hidden),
+        helper.make_node("Squeeze", ["Y_h", "axis0"], ["y"]),
+        helper.make_node("Dropout", ["y", "ratio", "training"], ["out"]),
+    ]
+    constants = {"W": rng.normal(size=(1, 4 * hidden, features)).astype(np.float32),
+                 "R": rng.normal(size=(1, 4 * hidden, hidden)).astype(np.float32),
+                 "zero": np.array(0, np.int64), "axis0": np.array([0], np.int64), "one": np.array([1], np.int64),
+                 "hidden": np.array([hidden], np.int64), "zero_f": np.array(0.0, np.float32),
+                 "ratio": np.array(0.5, np.float32), "training": np.array(False)}
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", features])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in constants.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(tmp_path / "m.onnx"))
+    model, feeds, got = against_ort(tmp_path / "m.onnx")
+    assert got[0].shape == (2, hidden)
+    check_stream(model, feeds[0], got[0])

@@ -598,10 +598,26 @@ class _Converter:
                     self.env[name] = value
         return [self.env.get(o.name, _UNKNOWN) for o in branch.output]
 
+    def _op_Expand(self, node, inputs, attrs, where):
+        """Expand of a scalar fill to a shape: the zero states some exporters (tf2onnx) build."""
+        x, shape = inputs
+        if self._all_const(inputs):
+            return self._fold(node, inputs, where)
+        value = x.value if isinstance(x, _Fill) else (x.value.reshape(-1) if isinstance(x, _Const) else None)
+        if value is None or (isinstance(value, np.ndarray) and (value.size != 1 and np.any(value != value.flat[0]))):
+            raise _Refuse(f"{where}: Expand of data is not supported")
+        fill = float(value if not isinstance(value, np.ndarray) else value.flat[0])
+        if isinstance(shape, _Shape):
+            return _Fill(fill, shape.dims)
+        raise _Refuse(f"{where}: Expand to a shape edgernn cannot follow")
+
     def _op_Identity(self, node, inputs, attrs, where):
         return inputs[0]
 
     def _op_Dropout(self, node, inputs, attrs, where):
+        training = inputs[2] if len(inputs) > 2 else None
+        if training is not None and not (isinstance(training, _Const) and not training.value.any()):
+            raise _Refuse(f"{where}: Dropout in training mode")
         if len(node.output) > 1 and node.output[1]:
             if any(node.output[1] in n.input for n in self.graph.node) or node.output[1] in [o.name for o in self.graph.output]:
                 raise _Refuse(f"{where}: the dropout mask output is used")
