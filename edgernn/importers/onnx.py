@@ -51,7 +51,6 @@ the time axis other than its last step) -- is refused, all problems in one
 
 from __future__ import annotations
 
-import itertools
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -345,7 +344,8 @@ class _IOLayout:
     """How edgernn's inputs and outputs map to the ONNX graph's (for run_source and the tests)."""
 
     inputs: list = field(default_factory=list)  # [(onnx name, roles per ONNX axis)]
-    outputs: list = field(default_factory=list)  # [(onnx name, layout)]; layout ("data", roles, factors) or ("stack", axis, [(size, layout)])
+    # [(onnx name, layout)]; layout: ("data", roles, factors) or ("stack", axis, [(size, layout), ...])
+    outputs: list = field(default_factory=list)
 
 
 class _Converter:
@@ -1654,8 +1654,10 @@ def _convert(model, label: str, source: dict):
     source["opset"] = converter.opset
     try:
         return converter.convert(source)
-    except (EdgernnError, _Refuse):
+    except EdgernnError:
         raise
+    except _Refuse as exc:
+        raise UnsupportedModel(f"{label}: cannot convert", [str(exc)]) from None
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise InvalidModelFile(f"{label}: malformed model ({type(exc).__name__}: {exc})") from exc
 

@@ -59,7 +59,6 @@ and ``order=["rnn", "fc"]`` when a safetensors file (which keeps no order) allow
 
 from __future__ import annotations
 
-import io
 import itertools
 import re
 import warnings
@@ -71,7 +70,7 @@ from typing import Optional
 import numpy as np
 
 from .. import ir
-from ..errors import EdgernnError, InvalidModelFile, UnsupportedModel
+from ..errors import InvalidModelFile, UnsupportedModel
 
 __all__ = ["from_torch_module", "load_torch_file", "load_safetensors_file", "run_source"]
 
