@@ -88,7 +88,7 @@ class RecurrentKernel:
                          self.standard, layer.zero_output_for_mask, scratch.reshape(2, -1))
         else:
             simple_sequence(xw, layer.recurrent_kernel, self.clip, states[0], out, ys, keep, self.activation,
-                            self.standard, layer.zero_output_for_mask, scratch)
+                            self.standard, layer.zero_output_for_mask)
 
     def new_batch_buffers(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Buffers for :meth:`batch_step`: input and recurrent projections, (batch, gates * units)."""

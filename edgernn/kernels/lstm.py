@@ -61,18 +61,18 @@ def lstm_sequence(xw, recurrent_kernel, peephole, projection, clip, h, c, out, y
                   activation, recurrent_activation, standard, zero_output, z):
     """T steps of B streams from precomputed input projections.
 
-    ``xw`` (T, B, 4H) = ``x W + b``; ``recurrent_kernel`` (P, 4H); ``h`` (B, P) and ``c`` (B, H)
+    ``xw`` (T, B, 4H) = ``x W + b``, overwritten (the gate pre-activations are built in it); ``recurrent_kernel`` (P, 4H); ``h`` (B, P) and ``c`` (B, H)
     updated in place; ``out`` (B, P) the previous output, repeated by a masked step (zeros with
     ``zero_output``); ``ys`` (T, B, P) receives every step's output; ``keep`` (T, B) bool, False =
     masked; ``z`` (5H,) scratch.
     """
     units = c.shape[1]
-    gates, hidden = z[: 4 * units], z[4 * units :]
+    hidden = z[4 * units :]
     for t in range(xw.shape[0]):
         for s in range(xw.shape[1]):
             if keep[t, s]:
-                # Stage 1 -- z = (x W + b) + h U
-                gates[:] = xw[t, s]
+                # Stage 1 -- z = (x W + b) + h U, in place in the block's own projection buffer
+                gates = xw[t, s]
                 accumulate(gates, h[s], recurrent_kernel)
                 lstm_update(gates, h[s], c[s], peephole, projection, clip, activation, recurrent_activation,
                             standard, hidden)

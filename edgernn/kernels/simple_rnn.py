@@ -23,15 +23,14 @@ def simple_update(z, h, clip, activation, standard):
 
 
 @njit(**JIT)
-def simple_sequence(xw, recurrent_kernel, clip, h, out, ys, keep, activation, standard, zero_output, z):
-    """T steps of B streams from ``xw`` (T, B, H) = ``x W + b``; shapes as in
-    :func:`edgernn.kernels.lstm.lstm_sequence`; ``z`` (H,) scratch."""
+def simple_sequence(xw, recurrent_kernel, clip, h, out, ys, keep, activation, standard, zero_output):
+    """T steps of B streams from ``xw`` (T, B, H) = ``x W + b`` (overwritten); shapes as in
+    :func:`edgernn.kernels.lstm.lstm_sequence`."""
     for t in range(xw.shape[0]):
         for s in range(xw.shape[1]):
             if keep[t, s]:
-                z[:] = xw[t, s]
-                accumulate(z, h[s], recurrent_kernel)
-                simple_update(z, h[s], clip, activation, standard)
+                accumulate(xw[t, s], h[s], recurrent_kernel)  # in place: xw is the block's own buffer
+                simple_update(xw[t, s], h[s], clip, activation, standard)
                 out[s, :] = h[s]
             elif zero_output:
                 out[s, :] = np.float32(0.0)
