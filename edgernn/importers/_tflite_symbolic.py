@@ -1,0 +1,790 @@
+"""Symbolic execution of a TFLite graph: what each output row *is*, as a function of the input rows.
+
+TFLite has no RNN op for what Keras 3 and current TensorFlow make of an LSTM/GRU/SimpleRNN: the cell
+is spread over FULLY_CONNECTED, SPLIT, STRIDED_SLICE, ADD, MUL, LOGISTIC and TANH ops, inside a WHILE
+loop body or unrolled into the main graph, with the layout moves (RESHAPE, TRANSPOSE, GATHER,
+CONCATENATION, SLICE ...) that the converter happened to choose. Instead of matching op sequences
+(which change between TensorFlow releases), this module *executes* the graph on symbolic values and
+the importer then reads the cell off the result:
+
+* a tensor is a :class:`Sym`: an array of *rows* (all axes but the last), each row a :class:`Lin`,
+  an affine form ``sum_a  value(a) @ M_a + bias`` over *atoms*;
+* an atom is an input row (one timestep of one batch row of the model input), or a non-linear
+  function of rows: an activation (LOGISTIC -> sigmoid ...), an element-wise product of two rows
+  (MUL of two non-constant rows), a softmax, a clip;
+* affine ops (FULLY_CONNECTED with constant weights, ADD, SUB, MUL/DIV by constants) combine forms;
+  layout ops are executed on arrays of integer *codes* (the position of every element) with the
+  same NumPy function that executes them on constants, and the codes say where each output element
+  comes from -- so every layout op has one implementation, exact by construction;
+* constants are folded; a WHILE loop is run: its condition is evaluated on the (constant) loop
+  counters, its body executed symbolically once per iteration. Fused UNIDIRECTIONAL_SEQUENCE_LSTM /
+  _RNN ops are expanded step by step into the same atoms the converter's loops make.
+
+The result is exact: the forms hold the file's weights, and :func:`evaluate` computes any row
+numerically (float64) from input values -- the importer uses it to check that the layers it
+recognised reproduce the whole graph before it returns them. Anything this module does not
+understand raises :class:`Unsupported` naming the op.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Optional
+
+import numpy as np
+
+from ..reference.activations import FUNCTIONS as _ACTIVATION_FUNCTIONS
+from ._tflite_reader import Model, Operator, Subgraph, Tensor
+
+MAX_LOOP_STEPS = 20000  # total WHILE iterations executed symbolically (sequence length x layers)
+
+
+class Unsupported(Exception):
+    """An op (or a use of one) that cannot be executed symbolically; the message names it."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Atoms and affine forms
+# ---------------------------------------------------------------------------------------------
+
+_serial = itertools.count()
+
+
+class Atom:
+    """A non-affine quantity of ``width`` features: ``kind`` is "input" (``param`` = the input
+    position (b, t)), "act" (``param`` = activation name, ``args`` = (row,)), "mul" (``args`` =
+    (row, row), element-wise product), "softmax"/"log_softmax" (``args`` = (row,)) or "clip"
+    (``param`` = bound, ``args`` = (row,)). ``serial`` orders atoms by creation (args first)."""
+
+    __slots__ = ("kind", "args", "param", "width", "serial", "__weakref__")
+
+    def __init__(self, kind: str, args: tuple, param, width: int):
+        self.kind, self.args, self.param, self.width = kind, args, param, width
+        self.serial = next(_serial)
+
+    def __repr__(self):
+        return f"<{self.kind}{'' if self.param is None else ':' + str(self.param)} #{self.serial} w={self.width}>"
+
+
+class Lin:
+    """``sum over atoms a: value(a) @ terms[a] + bias``; ``terms[a]`` is (a.width, n) or None for the
+    identity. Arrays may be views of constants: never modified in place."""
+
+    __slots__ = ("terms", "bias")
+
+    def __init__(self, terms: dict, bias: np.ndarray):
+        self.terms, self.bias = terms, bias
+
+    @property
+    def width(self) -> int:
+        return self.bias.shape[0]
+
+    def __repr__(self):
+        return f"Lin({list(self.terms)}, n={self.width})"
+
+
+def dense(matrix: Optional[np.ndarray], width: int) -> np.ndarray:
+    return np.eye(width) if matrix is None else matrix
+
+
+def atom_row(atom: Atom) -> Lin:
+    return Lin({atom: None}, np.zeros(atom.width))
+
+
+def lin_add(a: Lin, b: Lin, sign: float = 1.0) -> Lin:
+    terms = dict(a.terms)
+    for k, m in b.terms.items():
+        if k in terms:
+            terms[k] = dense(terms[k], k.width) + sign * dense(m, k.width)
+        else:
+            terms[k] = m if sign == 1.0 else -dense(m, k.width)
+    return Lin(terms, a.bias + sign * b.bias)
+
+
+def lin_scale(a: Lin, vec: np.ndarray) -> Lin:
+    vec = np.broadcast_to(np.asarray(vec, np.float64), a.bias.shape)
+    if not np.any(vec):
+        return Lin({}, np.zeros(a.width))
+    return Lin({k: dense(m, k.width) * vec for k, m in a.terms.items()}, a.bias * vec)
+
+
+def lin_matmul(a: Lin, w: np.ndarray) -> Lin:
+    """``a @ w`` for ``w`` (a.width, m)."""
+    return Lin({k: (w if m is None else m @ w) for k, m in a.terms.items()}, a.bias @ w)
+
+
+def lin_columns(a: Lin, cols: np.ndarray) -> Lin:
+    """Columns ``cols`` of ``a`` (views when they are a contiguous range)."""
+    cols = np.asarray(cols)
+    if cols.size and np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size)):
+        s = slice(int(cols[0]), int(cols[0]) + cols.size)
+        return Lin({k: (np.eye(k.width)[:, s] if m is None else m[:, s]) for k, m in a.terms.items()}, a.bias[s])
+    return Lin({k: dense(m, k.width)[:, cols] for k, m in a.terms.items()}, a.bias[cols])
+
+
+def lin_equal(a: Lin, b: Lin) -> bool:
+    """Same atoms (by identity), same matrices and bias (to float64 rounding)."""
+    if a is b:
+        return True
+    if a.width != b.width or a.terms.keys() != b.terms.keys():
+        return False
+    if not np.allclose(a.bias, b.bias, rtol=1e-12, atol=1e-12):
+        return False
+    for k, m in a.terms.items():
+        other = b.terms[k]
+        if m is None and other is None:
+            continue
+        if not np.allclose(dense(m, k.width), dense(other, k.width), rtol=1e-12, atol=1e-12):
+            return False
+    return True
+
+
+def is_identity(m: Optional[np.ndarray], width: int) -> bool:
+    return m is None or (m.shape == (width, width) and np.array_equal(m, np.eye(width)))
+
+
+class Sym:
+    """A symbolic float tensor of ``shape``: ``rows`` (object array of shape ``shape[:-1]``) of
+    :class:`Lin` forms, each ``shape[-1]`` wide."""
+
+    __slots__ = ("shape", "rows")
+
+    def __init__(self, shape: tuple, rows: np.ndarray):
+        self.shape, self.rows = tuple(int(s) for s in shape), rows
+
+    def flat_rows(self) -> list:
+        return list(self.rows.reshape(-1))
+
+
+def _row_activation(name: str, row: Lin, param=None) -> Lin:
+    if not row.terms:  # a constant row: fold
+        return Lin({}, _numeric_activation(name, row.bias[None, :], param)[0])
+    kind = name if name in ("softmax", "log_softmax", "clip") else "act"
+    atom = Atom(kind, (row,), param if kind == "clip" else name, row.width)
+    return atom_row(atom)
+
+
+def _numeric_activation(name: str, x: np.ndarray, param=None) -> np.ndarray:
+    if name == "clip":
+        return np.clip(x, -param, param)
+    return _ACTIVATION_FUNCTIONS[name](np.asarray(x, np.float64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Numeric evaluation of forms
+# ---------------------------------------------------------------------------------------------
+
+
+def evaluate(rows: list, inputs) -> list:
+    """Values of ``rows`` (Lin forms) for input values ``inputs(position) -> (N, features)``.
+
+    Returns one (N, width) float64 array per row. Atoms are evaluated in creation order (their
+    arguments are always older), iteratively, so long sequences do not recurse.
+    """
+    seen: dict[int, Atom] = {}
+    stack = [a for r in rows for a in r.terms]
+    while stack:
+        atom = stack.pop()
+        if id(atom) in seen:
+            continue
+        seen[id(atom)] = atom
+        for arg in atom.args:
+            stack.extend(k for k in arg.terms if id(k) not in seen)
+    values: dict[int, np.ndarray] = {}
+
+    def row_value(row: Lin) -> np.ndarray:
+        out = row.bias[None, :]
+        for k, m in row.terms.items():
+            v = values[id(k)]
+            out = out + (v if m is None else v @ m)
+        return out
+
+    for atom in sorted(seen.values(), key=lambda a: a.serial):
+        if atom.kind == "input":
+            values[id(atom)] = np.asarray(inputs(atom.param), np.float64)
+        elif atom.kind == "mul":
+            values[id(atom)] = row_value(atom.args[0]) * row_value(atom.args[1])
+        elif atom.kind == "act":
+            values[id(atom)] = _numeric_activation(atom.param, row_value(atom.args[0]))
+        elif atom.kind == "clip":
+            values[id(atom)] = _numeric_activation("clip", row_value(atom.args[0]), atom.param)
+        else:
+            values[id(atom)] = _numeric_activation(atom.kind, row_value(atom.args[0]))
+    n = next((v.shape[0] for v in values.values()), 1)
+    return [np.broadcast_to(row_value(r), (n, r.width)) for r in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout ops: one NumPy implementation each, run on constants or on position codes
+# ---------------------------------------------------------------------------------------------
+
+
+def _ints(value, what: str) -> np.ndarray:
+    if isinstance(value, Sym) or value is None:
+        raise Unsupported(f"{what} is computed from the model input")
+    return np.asarray(value).astype(np.int64)
+
+
+def _reshape(x, shape):
+    shape = [int(s) for s in shape]
+    return np.reshape(x, shape)
+
+
+def _strided_slice(x, begin, end, strides, begin_mask, end_mask, ellipsis_mask, new_axis_mask, shrink_mask, offset):
+    index = []
+    for i in range(len(begin)):
+        bit = 1 << i
+        if ellipsis_mask & bit:
+            index.append(Ellipsis)
+        elif new_axis_mask & bit:
+            index.append(np.newaxis)
+        elif shrink_mask & bit:
+            index.append(int(begin[i]))
+        else:
+            b = None if begin_mask & bit else int(begin[i])
+            e = None if end_mask & bit else int(end[i]) + (int(begin[i]) if offset else 0)
+            index.append(slice(b, e, int(strides[i])))
+    return x[tuple(index)]
+
+
+def _slice(x, begin, size):
+    index = []
+    for axis, (b, s) in enumerate(zip(begin, size)):
+        b = int(b) if b >= 0 else x.shape[axis] + int(b)
+        index.append(slice(b, x.shape[axis] if s < 0 else b + int(s)))
+    return x[tuple(index)]
+
+
+def _dynamic_update_slice(operand, update, start):
+    out = np.array(operand, copy=True)
+    index = []
+    for axis, s in enumerate(start):
+        s = int(min(max(int(s), 0), operand.shape[axis] - update.shape[axis]))
+        index.append(slice(s, s + update.shape[axis]))
+    out[tuple(index)] = update
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The executor
+# ---------------------------------------------------------------------------------------------
+
+_FUSED = {0: None, 1: "relu", 2: "hard_tanh", 3: "relu6", 4: "tanh"}
+_UNARY = {"LOGISTIC": "sigmoid", "TANH": "tanh", "RELU": "relu", "RELU6": "relu6", "RELU_N1_TO_1": "hard_tanh",
+          "ELU": "elu", "HARD_SWISH": "hard_silu"}
+_NUMERIC_BINARY = {
+    "LESS": np.less, "LESS_EQUAL": np.less_equal, "GREATER": np.greater, "GREATER_EQUAL": np.greater_equal,
+    "EQUAL": np.equal, "NOT_EQUAL": np.not_equal, "LOGICAL_AND": np.logical_and, "LOGICAL_OR": np.logical_or,
+    "MAXIMUM": np.maximum, "MINIMUM": np.minimum, "FLOOR_DIV": np.floor_divide, "FLOOR_MOD": np.mod,
+}
+
+
+class Executor:
+    """Runs the subgraphs of ``model`` on symbolic values; ``forms`` records which RNN forms it met."""
+
+    def __init__(self, model: Model, float_constant):
+        self.model = model
+        self.float_constant = float_constant  # (subgraph, tensor) -> float64/int array or None
+        self.forms: set[str] = set()
+        self.notes: list[str] = []
+        self.loop_steps = 0
+        self.variable_writers: dict[tuple[int, int], str] = {}  # variable tensors fused ops overwrite
+        self._env: dict = {}
+
+    # -- driving ---------------------------------------------------------------------------
+    def run(self, index: int, inputs: list) -> list:
+        g = self.model.subgraphs[index]
+        if len(inputs) != len(g.inputs):
+            raise Unsupported(f"subgraph {g.name!r} takes {len(g.inputs)} inputs, is given {len(inputs)}")
+        env = dict(zip(g.inputs, inputs))
+        for op in g.operators:
+            args = [None if i < 0 else self._value(g, env, i) for i in op.inputs]
+            try:
+                self._env = env
+                outs = self._apply(g, op, args)
+            except Unsupported as exc:
+                raise Unsupported(f"{op.name} (subgraph {g.name or g.index!r}): {exc}") from None
+            except (ValueError, IndexError, TypeError) as exc:
+                raise Unsupported(f"{op.name} (subgraph {g.name or g.index!r}) could not be executed: {exc}") from None
+            if len(outs) != len(op.outputs):
+                raise Unsupported(f"{op.name} makes {len(outs)} tensors, the file names {len(op.outputs)}")
+            for t, v in zip(op.outputs, outs):
+                if t >= 0:
+                    env[t] = v
+        return [self._value(g, env, i) for i in g.outputs]
+
+    def _value(self, g: Subgraph, env: dict, i: int):
+        if i in env:
+            return env[i]
+        tensor = g.tensors[i]
+        value = self.float_constant(g, tensor)
+        if value is None:
+            if tensor.is_variable:  # state of a fused RNN op: zeros at the start of every invoke
+                value = np.zeros(tensor.shape, np.float64)
+            else:
+                raise Unsupported(f"tensor {tensor.name!r} is read before any op writes it")
+        env[i] = value
+        return value
+
+    # -- op dispatch -------------------------------------------------------------------------
+    def _apply(self, g: Subgraph, op: Operator, args: list) -> list:
+        name = op.name
+        opt = op.options
+        o = (lambda f, fmt, d=0: d if opt is None else opt.scalar(f, fmt, d))
+        if name in ("ADD", "SUB", "MUL", "DIV"):
+            return [self._binary(name, args[0], args[1], _FUSED_name(o(0, "b")))]
+        if name in _UNARY:
+            return [self._unary(_UNARY[name], args[0])]
+        if name == "LEAKY_RELU":
+            alpha = o(0, "f", 0.0)
+            if not np.isclose(alpha, 0.2):
+                raise Unsupported(f"alpha {alpha} (edgernn's leaky_relu has 0.2)")
+            return [self._unary("leaky_relu", args[0])]
+        if name == "GELU":
+            if o(0, "B", 0):
+                raise Unsupported("the tanh approximation (edgernn's gelu is the exact erf form)")
+            return [self._unary("gelu", args[0])]
+        if name in ("SOFTMAX", "LOG_SOFTMAX"):
+            x = args[0]
+            beta = o(0, "f", 0.0) if name == "SOFTMAX" else 1.0
+            if not isinstance(x, Sym):
+                return [_numeric_activation(name.lower(), beta * np.asarray(x, np.float64))]
+            return [self._map_rows(x, lambda r: _row_activation(name.lower(), lin_scale(r, np.full(r.width, beta))))]
+        if name == "FULLY_CONNECTED":
+            return [self._fully_connected(args, _FUSED_name(o(0, "b")), bool(o(2, "B", 0)), o(1, "b", 0))]
+        if name == "RESHAPE":
+            shape = args[1] if len(args) > 1 and args[1] is not None else (opt.array(0, np.int32) if opt else None)
+            if shape is None:
+                raise Unsupported("no target shape")
+            shape = _ints(shape, "the target shape")
+            return [self._move(lambda x: _reshape(x, shape), [args[0]])]
+        if name == "TRANSPOSE":
+            perm = _ints(args[1], "the permutation")
+            return [self._move(lambda x: np.transpose(x, perm), [args[0]])]
+        if name == "SQUEEZE":
+            dims = tuple(int(d) for d in opt.array(0, np.int32)) if opt is not None else ()
+            return [self._move(lambda x: np.squeeze(x, axis=dims or None), [args[0]])]
+        if name == "EXPAND_DIMS":
+            axis = int(_ints(args[1], "the axis").reshape(-1)[0])
+            return [self._move(lambda x: np.expand_dims(x, axis), [args[0]])]
+        if name == "STRIDED_SLICE":
+            b, e = _ints(args[1], "begin"), _ints(args[2], "end")
+            s = _ints(args[3], "strides") if len(args) > 3 and args[3] is not None else np.ones_like(b)
+            masks = [o(k, "i", 0) for k in range(5)] + [bool(o(5, "B", 0))]
+            return [self._move(lambda x: _strided_slice(x, b, e, s, *masks), [args[0]])]
+        if name == "SLICE":
+            b, s = _ints(args[1], "begin"), _ints(args[2], "size")
+            return [self._move(lambda x: _slice(x, b, s), [args[0]])]
+        if name == "SPLIT":
+            axis = int(_ints(args[0], "the axis").reshape(-1)[0])
+            n = o(0, "i", 1)
+            return self._move(lambda x: list(np.split(x, n, axis=axis)), [args[1]])
+        if name == "SPLIT_V":
+            sizes = _ints(args[1], "the sizes")
+            axis = int(_ints(args[2], "the axis").reshape(-1)[0])
+            shape = _shape(args[0])
+            if (sizes == -1).any():
+                sizes = sizes.copy()
+                sizes[sizes == -1] = shape[axis] - sizes[sizes != -1].sum()
+            return self._move(lambda x: list(np.split(x, np.cumsum(sizes)[:-1], axis=axis)), [args[0]])
+        if name == "GATHER":
+            axis, batch_dims = o(0, "i", 0), o(1, "i", 0)
+            if batch_dims:
+                raise Unsupported("batch_dims")
+            idx = _ints(args[1], "the indices")
+            return [self._move(lambda x: np.take(x, idx, axis=axis), [args[0]])]
+        if name == "UNPACK":
+            axis = o(1, "i", 0)
+            return self._move(lambda x: [np.take(x, k, axis=axis) for k in range(x.shape[axis])], [args[0]])
+        if name == "PACK":
+            axis = o(1, "i", 0)
+            return [self._move(lambda *xs: np.stack(xs, axis=axis), list(args))]
+        if name == "CONCATENATION":
+            axis = o(0, "i", 0)
+            out = self._move(lambda *xs: np.concatenate(xs, axis=axis), list(args))
+            act = _FUSED_name(o(1, "b", 0))
+            return [out if act is None else self._unary(act, out)]
+        if name == "TILE":
+            reps = _ints(args[1], "the multiples")
+            return [self._move(lambda x: np.tile(x, reps), [args[0]])]
+        if name == "BROADCAST_TO":
+            shape = _ints(args[1], "the shape")
+            return [self._move(lambda x: np.broadcast_to(x, shape), [args[0]])]
+        if name == "DYNAMIC_UPDATE_SLICE":
+            start = _ints(args[2], "the start indices")
+            return [self._move(lambda a, u: _dynamic_update_slice(a, u, start), [args[0], args[1]])]
+        if name == "SHAPE":
+            return [np.asarray(_shape(args[0]), np.int32)]
+        if name == "DEQUANTIZE":
+            if isinstance(args[0], Sym):
+                raise Unsupported("dequantizing a computed tensor (quantized activations)")
+            return [np.asarray(args[0], np.float64)]
+        if name == "WHILE":
+            return self._while(g, op, args)
+        if name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+            return self._fused_lstm(g, op, args)
+        if name == "UNIDIRECTIONAL_SEQUENCE_RNN":
+            return self._fused_rnn(g, op, args)
+        # Everything else is folded on constants only.
+        if any(isinstance(a, Sym) for a in args):
+            raise Unsupported("not supported on values computed from the model input")
+        return self._numeric(g, op, args)
+
+    def _numeric(self, g: Subgraph, op: Operator, args: list) -> list:
+        name, opt = op.name, op.options
+        out_tensor = g.tensors[op.outputs[0]] if op.outputs else None
+        if name in _NUMERIC_BINARY:
+            return [_NUMERIC_BINARY[name](args[0], args[1])]
+        if name == "LOGICAL_NOT":
+            return [np.logical_not(args[0])]
+        if name == "CAST":
+            return [np.asarray(args[0]).astype(_numpy_type(out_tensor))]
+        if name == "FILL":
+            return [np.full(_ints(args[0], "the shape"), args[1])]
+        if name == "ZEROS_LIKE":
+            return [np.zeros_like(args[0])]
+        if name == "RANGE":
+            return [np.arange(np.asarray(args[0]).item(), np.asarray(args[1]).item(), np.asarray(args[2]).item())]
+        if name in ("REDUCE_MAX", "REDUCE_MIN", "SUM", "REDUCE_PROD", "MEAN"):
+            fn = {"REDUCE_MAX": np.max, "REDUCE_MIN": np.min, "SUM": np.sum, "REDUCE_PROD": np.prod, "MEAN": np.mean}[name]
+            axes = tuple(int(a) for a in np.asarray(args[1]).reshape(-1))
+            keep = bool(opt.scalar(0, "B", 0)) if opt is not None else False
+            return [fn(args[0], axis=axes, keepdims=keep)]
+        if name == "NEG":
+            return [np.negative(args[0])]
+        raise Unsupported("this op is not supported")
+
+    # -- element-wise ------------------------------------------------------------------------
+    def _unary(self, act: str, x):
+        if not isinstance(x, Sym):
+            return _numeric_activation(act, np.asarray(x, np.float64))
+        return self._map_rows(x, lambda r: _row_activation(act, r))
+
+    def _binary(self, name: str, a, b, act: Optional[str]):
+        if not isinstance(a, Sym) and not isinstance(b, Sym):
+            fn = {"ADD": np.add, "SUB": np.subtract, "MUL": np.multiply}.get(name)
+            if fn is None:  # DIV: integer division truncates in TFLite
+                a_, b_ = np.asarray(a), np.asarray(b)
+                out = np.trunc(a_ / b_).astype(a_.dtype) if a_.dtype.kind in "iu" else a_ / b_
+            else:
+                out = fn(a, b)
+            return out if act is None else _numeric_activation(act, out)
+        shape = np.broadcast_shapes(_shape(a), _shape(b))
+        if not shape:
+            raise Unsupported("a scalar computed from the model input")
+        a_rows = self._broadcast_rows(a, shape)
+        b_rows = self._broadcast_rows(b, shape)
+        rows = np.empty(len(a_rows), object)
+        for k, (ra, rb) in enumerate(zip(a_rows, b_rows)):
+            if name == "ADD":
+                r = lin_add(ra, rb)
+            elif name == "SUB":
+                r = lin_add(ra, rb, -1.0)
+            elif name == "MUL":
+                if not ra.terms:
+                    r = lin_scale(rb, ra.bias)
+                elif not rb.terms:
+                    r = lin_scale(ra, rb.bias)
+                else:
+                    r = atom_row(Atom("mul", (ra, rb), None, ra.width))
+            else:  # DIV
+                if rb.terms:
+                    raise Unsupported("division by a value computed from the model input")
+                r = lin_scale(ra, 1.0 / rb.bias)
+            rows[k] = r if act is None else _row_activation(act, r)
+        return Sym(shape, rows.reshape(shape[:-1]))
+
+    def _broadcast_rows(self, x, shape) -> list:
+        if isinstance(x, Sym):
+            if x.shape != tuple(shape):
+                x = self._move(lambda v: np.broadcast_to(v, shape), [x])
+            return x.flat_rows()
+        c = np.broadcast_to(np.asarray(x, np.float64), shape).reshape(-1, shape[-1])
+        return [Lin({}, row) for row in c]
+
+    def _map_rows(self, x: Sym, fn) -> Sym:
+        rows = np.empty(x.rows.size, object)
+        for k, r in enumerate(x.flat_rows()):
+            rows[k] = fn(r)
+        return Sym(x.shape, rows.reshape(x.rows.shape))
+
+    # -- FULLY_CONNECTED -----------------------------------------------------------------------
+    def _fully_connected(self, args, act, keep_dims: bool, weights_format: int):
+        x, w = args[0], args[1]
+        b = args[2] if len(args) > 2 else None
+        if weights_format:
+            raise Unsupported("shuffled weights format")
+        if isinstance(w, Sym) or isinstance(b, Sym):
+            raise Unsupported("weights computed from the model input")
+        w = np.asarray(w, np.float64)
+        if w.ndim != 2:
+            raise Unsupported(f"weights of shape {w.shape}")
+        units, k = w.shape
+        if not isinstance(x, Sym):
+            xs = np.asarray(x, np.float64)
+            y = xs.reshape(-1, k) @ w.T + (0 if b is None else np.asarray(b, np.float64))
+            y = y.reshape(xs.shape[:-1] + (units,)) if keep_dims else y
+            return y if act is None else _numeric_activation(act, y)
+        flat = x if x.shape[-1] == k else self._move(lambda v: v.reshape(-1, k), [x])
+        wt = w.T
+        bias = None if b is None else np.asarray(b, np.float64)
+        rows = np.empty(flat.rows.size, object)
+        for i, r in enumerate(flat.flat_rows()):
+            y = lin_matmul(r, wt)
+            if bias is not None:
+                y = Lin(y.terms, y.bias + bias)
+            rows[i] = y if act is None else _row_activation(act, y)
+        shape = (flat.shape[:-1] + (units,)) if keep_dims else (flat.rows.size, units)
+        return Sym(shape, rows.reshape(shape[:-1]))
+
+    # -- layout ops via position codes -----------------------------------------------------------
+    def _move(self, fn, data: list):
+        """Run layout function ``fn`` on ``data`` (constants or Syms). With a Sym among them, ``fn``
+        runs on integer codes (one per element) and the result is rebuilt from where each output
+        element came from."""
+        if not any(isinstance(v, Sym) for v in data):
+            return fn(*data)
+        offsets, codes, total = [], [], 0
+        for v in data:
+            shape = _shape(v)
+            size = int(np.prod(shape)) if shape else 1
+            offsets.append(total)
+            codes.append(np.arange(total, total + size, dtype=np.int64).reshape(shape))
+            total += size
+        out = fn(*codes)
+        if isinstance(out, list):
+            return [self._assemble(np.asarray(c), data, offsets) for c in out]
+        return self._assemble(np.asarray(out), data, offsets)
+
+    def _assemble(self, oc: np.ndarray, data: list, offsets: list):
+        offsets_a = np.asarray(offsets)
+        which = np.searchsorted(offsets_a, oc, side="right") - 1
+        if all(not isinstance(data[i], Sym) for i in np.unique(which)):
+            flat = [np.asarray(v).reshape(-1) for v in data]
+            values = np.empty(oc.shape, np.float64)
+            for i in np.unique(which):
+                sel = which == i
+                values[sel] = flat[i][oc[sel] - offsets[i]]
+            return values
+        if oc.ndim == 0:
+            raise Unsupported("a scalar computed from the model input")
+        m = oc.shape[-1]
+        n_rows = oc.size // m if m else 0
+        oc2, w2 = oc.reshape(n_rows, m), which.reshape(n_rows, m)
+        rows = np.empty(n_rows, object)
+        # Fast path, vectorised: output rows that are a whole row of a Sym input (the usual case:
+        # tensor-list writes, transposes of rows, gathers of timesteps) reuse that row's form.
+        is_sym = np.array([isinstance(v, Sym) for v in data])
+        width = np.array([v.shape[-1] if isinstance(v, Sym) else 0 for v in data])
+        first = w2[:, 0]
+        local0 = oc2[:, 0] - offsets_a[first]
+        whole = (is_sym[first] & (width[first] == m) & (local0 % max(m, 1) == 0)
+                 & (w2 == first[:, None]).all(axis=1) & (oc2 == oc2[:, :1] + np.arange(m)).all(axis=1))
+        flat_rows = [v.rows.reshape(-1) if isinstance(v, Sym) else None for v in data]
+        for r in range(n_rows):
+            if whole[r]:
+                rows[r] = flat_rows[first[r]][local0[r] // m]
+            else:
+                rows[r] = self._gather_row(oc2[r], w2[r], data, offsets, m)
+        return Sym(oc.shape, rows.reshape(oc.shape[:-1]))
+
+    @staticmethod
+    def _gather_row(codes, which, data, offsets, m) -> Lin:
+        if (which == which[0]).all():
+            i = int(which[0])
+            v, local = data[i], codes - offsets[i]
+            if not isinstance(v, Sym):
+                return Lin({}, np.asarray(v, np.float64).reshape(-1)[local])
+            n = v.shape[-1]
+            srow, col = local // n, local % n
+            if (srow == srow[0]).all():
+                row = v.rows.reshape(-1)[srow[0]]
+                if m == n and np.array_equal(col, np.arange(n)):
+                    return row
+                return lin_columns(row, col)
+        # General case: columns from several rows or inputs.
+        terms: dict = {}
+        bias = np.zeros(m)
+        for j in range(m):
+            i = int(which[j])
+            v, local = data[i], int(codes[j] - offsets[i])
+            if not isinstance(v, Sym):
+                bias[j] = float(np.asarray(v).reshape(-1)[local])
+                continue
+            n = v.shape[-1]
+            row = v.rows.reshape(-1)[local // n]
+            col = local % n
+            bias[j] = row.bias[col]
+            for k, mat in row.terms.items():
+                target = terms.get(k)
+                if target is None:
+                    target = terms[k] = np.zeros((k.width, m))
+                target[:, j] += dense(mat, k.width)[:, col]
+        return Lin(terms, bias)
+
+    # -- control flow --------------------------------------------------------------------------
+    def _while(self, g: Subgraph, op: Operator, args: list) -> list:
+        if op.options is None:
+            raise Unsupported("no loop subgraphs")
+        cond, body = op.options.scalar(0, "i", 0), op.options.scalar(1, "i", 0)
+        n = len(self.model.subgraphs)
+        if not (0 < cond < n and 0 < body < n):
+            raise Unsupported("loop subgraph index out of range")
+        # Loop variables the body passes through unchanged (the input sequence) may be computed;
+        # the carried ones (counters, states, the output list) must start from constants.
+        b = self.model.subgraphs[body]
+        carried = [i for k, (i, a) in enumerate(zip(op.inputs, args))
+                   if isinstance(a, Sym) and not (k < len(b.outputs) and k < len(b.inputs) and b.outputs[k] == b.inputs[k])]
+        self._refuse_carried_state(g, carried, "the loop starts from")
+        self.forms.add("while")
+        values = list(args)
+        while True:
+            flag = self.run(cond, values)[0]
+            if isinstance(flag, Sym):
+                raise Unsupported("the loop condition depends on the model input")
+            if not bool(np.asarray(flag).reshape(-1)[0]):
+                return values
+            self.loop_steps += 1
+            if self.loop_steps > MAX_LOOP_STEPS:
+                raise Unsupported(f"more than {MAX_LOOP_STEPS} loop iterations")
+            values = self.run(body, values)
+
+    def _refuse_carried_state(self, g: Subgraph, tensors: list, what: str) -> None:
+        """A recurrent op whose initial state is computed (not constant zeros) is refused: Keras
+        never makes one, but TFLiteConverter merges identical zero constants, so a tf-keras file can
+        use one tensor as a fused LSTM's state *variable* (which the op overwrites with its final
+        state) and as a later layer's initial state -- the interpreter then starts that layer from
+        the earlier layer's final state, which no Keras model (nor edgernn's IR chain) does."""
+        if not tensors:
+            return
+        t = g.tensors[tensors[0]]
+        writer = self.variable_writers.get((g.index, t.index))
+        if writer:
+            raise Unsupported(
+                f"{what} tensor {t.name!r}, which is also the state variable of the {writer} that runs before it: "
+                "the interpreter starts this layer from that layer's final state instead of zeros (TFLiteConverter "
+                "merged two zero constants of a tf-keras model); convert the Keras model instead, or the "
+                "layers separately")
+        raise Unsupported(f"{what} tensor {t.name!r}, a value computed by earlier ops (only zero initial states "
+                          "are supported)")
+
+    # -- fused sequence ops ----------------------------------------------------------------------
+    def _sequence_rows(self, x, time_major: bool):
+        if not isinstance(x, Sym) or len(x.shape) != 3:
+            raise Unsupported("the input is not a (batch, time, features) tensor computed from the model input")
+        rows = x.rows if time_major else x.rows.transpose(1, 0)  # -> (T, B)
+        return rows, x.shape[-1]
+
+    def _fused_lstm(self, g: Subgraph, op: Operator, args: list) -> list:
+        """UNIDIRECTIONAL_SEQUENCE_LSTM (tflite/kernels/lstm_eval.cc), expanded per step:
+        gates ``i, f, o = σ(x W_* + h U_* + b_*)``, ``g = φ(x W_c + h U_c + b_c)``,
+        ``c' = clip(f c + i g)`` (clip only when cell_clip > 0), ``h' = o φ(c')``; φ is the fused
+        activation. Inputs: 0 x, 1-4 input weights (i, f, c, o), 5-8 recurrent weights,
+        9-11 peepholes, 12-15 biases, 16-17 projection, 18-19 h and c state, 20-23 layer norm."""
+        self.forms.add("fused")
+        opt = op.options
+        act = _FUSED_name(opt.scalar(0, "b", 0) if opt else 0)
+        cell_clip = float(opt.scalar(1, "f", 0.0)) if opt else 0.0
+        time_major = bool(opt.scalar(3, "B", 0)) if opt else False
+        present = lambda k: k < len(args) and args[k] is not None  # noqa: E731
+        missing = []
+        if not present(1):
+            missing.append("coupled input and forget gates (CIFG)")
+        if any(present(k) for k in (9, 10, 11)):
+            missing.append("peepholes")
+        if present(16) or present(17):
+            missing.append("a projection")
+        if any(present(k) for k in (20, 21, 22, 23)):
+            missing.append("layer normalization")
+        if act is None:
+            missing.append("no cell activation")
+        if missing:
+            raise Unsupported(", ".join(missing) + " (not supported)")
+        if any(isinstance(args[k], Sym) for k in range(1, 16) if present(k)):
+            raise Unsupported("weights computed from the model input")
+        self._refuse_carried_state(g, [op.inputs[k] for k in (18, 19) if isinstance(args[k], Sym)], "it starts from")
+        w = [np.asarray(args[k], np.float64) for k in (1, 2, 3, 4)]
+        u = [np.asarray(args[k], np.float64) for k in (5, 6, 7, 8)]
+        b = [np.asarray(args[k], np.float64) if present(k) else np.zeros(w[0].shape[0]) for k in (12, 13, 14, 15)]
+        rows, _ = self._sequence_rows(args[0], time_major)
+        steps, batch = rows.shape
+        units = w[0].shape[0]
+        h = [Lin({}, np.asarray(args[18], np.float64).reshape(batch, units)[k]) for k in range(batch)]
+        c = [Lin({}, np.asarray(args[19], np.float64).reshape(batch, units)[k]) for k in range(batch)]
+        out = np.empty((steps, batch), object)
+        for t in range(steps):
+            for k in range(batch):
+                pre = [lin_add(lin_add(lin_matmul(rows[t, k], w[j].T), lin_matmul(h[k], u[j].T)),
+                               Lin({}, b[j])) for j in range(4)]
+                i_g = _row_activation("sigmoid", pre[0])
+                f_g = _row_activation("sigmoid", pre[1])
+                g_g = _row_activation(act, pre[2])
+                o_g = _row_activation("sigmoid", pre[3])
+                cell = lin_add(_mul_rows(f_g, c[k]), _mul_rows(i_g, g_g))
+                if cell_clip > 0:
+                    cell = _row_activation("clip", cell, cell_clip)
+                c[k] = cell
+                h[k] = out[t, k] = _mul_rows(o_g, _row_activation(act, cell))
+        if cell_clip > 0:
+            self.notes.append(f"UNIDIRECTIONAL_SEQUENCE_LSTM clips its cell state to ±{cell_clip:g}")
+        # The op writes its final states into its state variables (inputs 18 and 19): later reads
+        # of those tensors in this invoke see them.
+        for k, state in ((18, h), (19, c)):
+            self._write_variable(g, op, op.inputs[k], state, units)
+        rows_out = out if time_major else out.transpose(1, 0)
+        return [Sym(rows_out.shape + (units,), rows_out)]
+
+    def _write_variable(self, g: Subgraph, op: Operator, index: int, rows: list, units: int) -> None:
+        rows_a = np.empty(len(rows), object)
+        for k, r in enumerate(rows):
+            rows_a[k] = r
+        self._env[index] = Sym((len(rows), units), rows_a)
+        self.variable_writers[(g.index, index)] = op.name
+
+    def _fused_rnn(self, g: Subgraph, op: Operator, args: list) -> list:
+        """UNIDIRECTIONAL_SEQUENCE_RNN: ``h' = φ(x W^T + h U^T + b)``; inputs x, W, U, b, h."""
+        self.forms.add("fused")
+        opt = op.options
+        time_major = bool(opt.scalar(0, "B", 0)) if opt else False
+        act = _FUSED_name(opt.scalar(1, "b", 0) if opt else 0) or "linear"
+        if any(isinstance(args[k], Sym) for k in (1, 2, 3)):
+            raise Unsupported("weights computed from the model input")
+        w, u = np.asarray(args[1], np.float64), np.asarray(args[2], np.float64)
+        b = np.asarray(args[3], np.float64)
+        rows, _ = self._sequence_rows(args[0], time_major)
+        steps, batch = rows.shape
+        units = w.shape[0]
+        self._refuse_carried_state(g, [op.inputs[4]] if isinstance(args[4], Sym) else [], "it starts from")
+        h = [Lin({}, np.asarray(args[4], np.float64).reshape(batch, units)[k]) for k in range(batch)]
+        out = np.empty((steps, batch), object)
+        for t in range(steps):
+            for k in range(batch):
+                pre = lin_add(lin_add(lin_matmul(rows[t, k], w.T), lin_matmul(h[k], u.T)), Lin({}, b))
+                h[k] = out[t, k] = pre if act == "linear" else _row_activation(act, pre)
+        self._write_variable(g, op, op.inputs[4], h, units)
+        rows_out = out if time_major else out.transpose(1, 0)
+        return [Sym(rows_out.shape + (units,), rows_out)]
+
+
+def _mul_rows(a: Lin, b: Lin) -> Lin:
+    if not a.terms:
+        return lin_scale(b, a.bias)
+    if not b.terms:
+        return lin_scale(a, b.bias)
+    return atom_row(Atom("mul", (a, b), None, a.width))
+
+
+def _FUSED_name(code: int) -> Optional[str]:
+    if code not in _FUSED:
+        raise Unsupported(f"fused activation #{code}")
+    return _FUSED[code]
+
+
+def _shape(x) -> tuple:
+    return x.shape if isinstance(x, Sym) else tuple(np.shape(x))
+
+
+def _numpy_type(tensor: Optional[Tensor]):
+    from ._tflite_reader import _TENSOR_TYPES
+
+    return _TENSOR_TYPES.get(tensor.type_code, np.float64) if tensor is not None else np.float64

@@ -1,0 +1,686 @@
+"""TFLite importer: ``.tflite`` files made by TFLiteConverter from Keras RNN models -> :class:`~edgernn.ir.ModelSpec`.
+
+The forms TensorFlow 2.21 writes (found by converting Keras models and reading the files):
+
+* **fused** ``UNIDIRECTIONAL_SEQUENCE_LSTM``: what tf-keras (Keras 2) LSTMs become, and what most
+  deployed ``.tflite`` LSTMs hold. Weights per gate, ``(units, input)``; the cell state is clipped
+  to ±``cell_clip`` (the converter writes 10 for Keras LSTMs). tf-keras GRU and SimpleRNN layers
+  are *not* fused: they become WHILE loops.
+* **WHILE loop**: what Keras 3 makes of every LSTM/GRU/SimpleRNN (and tf-keras of GRU/SimpleRNN):
+  the main graph transposes the input to time-major and runs a WHILE op whose body subgraph holds
+  one cell step (FULLY_CONNECTED with the kernel and with the recurrent kernel, a SPLIT or
+  STRIDED_SLICEs into gates, LOGISTIC/TANH, MUL/ADD/SUB), writing each step's output into a
+  tensor list lowered to RESHAPE or CONCATENATION+SLICE.
+* **unrolled** (``unroll=True``): the same cell ops repeated once per timestep in the main graph,
+  the first step simplified by the converter (terms of the zero initial state are folded away).
+
+Heads: FULLY_CONNECTED (fused RELU/RELU6/TANH/RELU_N1_TO_1 activations), LOGISTIC, TANH, RELU,
+SOFTMAX, LOG_SOFTMAX ... per step or on the last step (STRIDED_SLICE).
+
+How the layers are found (see :mod:`._tflite_symbolic`): the graph is *executed* on symbolic
+values -- WHILE loops run iteration by iteration, fused ops expanded step by step -- so every
+output row becomes an exact affine-plus-atoms expression of the input rows, whatever layout ops
+the converter chose. The importer then reads the layers off the last timestep's output, from the
+top down: a recurrent cell is recognised by its equations (LSTM ``h = σ(o) φ(f c + i g)``, GRU
+``h = z h' + (1 - z) φ(...)`` with the reset gate inside or outside the recurrent product, which
+tells ``reset_after``; SimpleRNN ``h = φ(x W + h' U + b)`` checked over the whole chain of steps),
+its kernel, recurrent kernel and biases read from the affine forms (so the gate split, transposes
+and bias folding of each form need no special case); a Dense layer by an affine map of the layer
+below. Finally the recognised model is run (float64 reference) against the symbolic graph itself
+on random inputs over every batch row and timestep: if they disagree beyond float rounding, the
+file is refused. A form the recognition does not know is refused naming what it could not
+place -- never converted approximately.
+
+Weight layouts: TFLite FULLY_CONNECTED weights are ``(units, input)`` (``y = x W^T + b``), the
+transpose of the IR's ``(input, gates * units)``; the gate order comes out of the recognised
+equations (IR: LSTM i, f, c, o; GRU z, r, h). Dynamic-range quantized weights (int8 with a scale
+per channel) are dequantized ``(q - zero_point) * scale``; float16 weights are read through their
+DEQUANTIZE ops. TFLiteConverter needs a fixed batch size; the converted model takes any batch (and
+any sequence length: ``Input.timesteps`` records the file's).
+
+Refused: fully integer-quantized models (int8 inputs or activations), Bidirectional, masking,
+go_backwards, stateful variables beyond the fused op's own, CIFG/peephole/projection/layer-norm
+fused LSTMs, several inputs or outputs, ops not listed above (named in the error).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .. import graph, ir, reference
+from ..errors import InvalidInput, InvalidModelFile, UnsupportedModel
+from ._tflite_reader import FormatError, Model, Subgraph, Tensor, read_model
+from ._tflite_symbolic import (Atom, Executor, Lin, Sym, Unsupported, atom_row, dense, evaluate, is_identity,
+                               lin_add, lin_equal)
+
+__all__ = ["load_tflite_file", "run_source"]
+
+# Ops the symbolic executor handles (everything else is refused up front, all names at once).
+_KNOWN_OPS = {
+    "ADD", "SUB", "MUL", "DIV", "LOGISTIC", "TANH", "RELU", "RELU6", "RELU_N1_TO_1", "ELU", "HARD_SWISH",
+    "LEAKY_RELU", "GELU", "SOFTMAX", "LOG_SOFTMAX", "FULLY_CONNECTED", "RESHAPE", "TRANSPOSE", "SQUEEZE",
+    "EXPAND_DIMS", "STRIDED_SLICE", "SLICE", "SPLIT", "SPLIT_V", "GATHER", "UNPACK", "PACK", "CONCATENATION",
+    "TILE", "BROADCAST_TO", "DYNAMIC_UPDATE_SLICE", "SHAPE", "DEQUANTIZE", "WHILE",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN", "LESS", "LESS_EQUAL", "GREATER",
+    "GREATER_EQUAL", "EQUAL", "NOT_EQUAL", "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT", "MAXIMUM", "MINIMUM",
+    "FLOOR_DIV", "FLOOR_MOD", "CAST", "FILL", "ZEROS_LIKE", "RANGE", "REDUCE_MAX", "REDUCE_MIN", "SUM",
+    "REDUCE_PROD", "MEAN", "NEG",
+}
+_FLOAT_TYPES = {0, 1, 10}        # float32, float16, float64
+_QUANTIZED_TYPES = {3, 7, 9}     # uint8, int16, int8
+_DYNAMIC_TIMESTEPS = 6           # sequence length used to execute a graph whose time axis is dynamic
+_CONFIRM_ATOL, _CONFIRM_RTOL = 1e-6, 1e-5  # recognised layers vs the graph, both float64
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+# ---------------------------------------------------------------------------------------------
+
+
+def load_tflite_file(path, **options) -> ir.ModelSpec:
+    """Read a ``.tflite`` file into a ModelSpec, without TensorFlow or an interpreter.
+
+    Raises :class:`InvalidModelFile` for a file that is not a well-formed TFLite flatbuffer and
+    :class:`UnsupportedModel` (every problem listed) for what cannot be converted exactly.
+    """
+    if options:
+        raise TypeError(f"load_tflite_file() got unexpected options: {', '.join(sorted(options))}")
+    path = Path(path)
+    label = path.name
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise InvalidModelFile(f"{label}: cannot read the file: {exc}") from exc
+    try:
+        model = read_model(blob)
+    except FormatError as exc:
+        raise InvalidModelFile(f"{label}: not a valid .tflite file: {exc}") from exc
+    return _Importer(model, label).convert({"format": "tflite", "file": label})
+
+
+def _interpreter_class():
+    """The TFLite interpreter class: ai-edge-litert (preferred) or tflite-runtime; ImportError if neither."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError as exc:
+            raise ImportError("running a .tflite model needs ai-edge-litert (pip install ai-edge-litert) "
+                              "or tflite-runtime") from exc
+    return Interpreter
+
+
+def interpreter_name() -> str:
+    """``"ai-edge-litert <version>"`` or ``"tflite-runtime <version>"``; ImportError if neither."""
+    from importlib import metadata
+
+    cls = _interpreter_class()
+    dist = "ai-edge-litert" if cls.__module__.startswith("ai_edge_litert") else "tflite-runtime"
+    try:
+        return f"{dist} {metadata.version(dist)}"
+    except metadata.PackageNotFoundError:  # pragma: no cover - installed without metadata
+        return dist
+
+
+def run_source(source, inputs, **options) -> list:
+    """Run the ``.tflite`` file with the TFLite interpreter on ``inputs`` (one (batch, T, features) array).
+
+    The file's fixed batch size (TFLiteConverter needs one) is handled by running the rows in
+    chunks of that size (the last chunk padded) unless the batch axis is dynamic, when the input
+    is resized. Variables (the fused LSTM's state) are reset before every invoke, so each chunk
+    starts from zero state like :meth:`edgernn.Model.predict`. Returns ``[outputs]``.
+    """
+    if options:
+        raise TypeError(f"run_source() got unexpected options: {', '.join(sorted(options))}")
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError("run_source takes the path of a .tflite file")
+    Interpreter = _interpreter_class()
+    if not isinstance(inputs, (list, tuple)):
+        inputs = [inputs]
+    if len(inputs) != 1:
+        raise InvalidInput(f"a .tflite model converted by edgernn takes one input, got {len(inputs)}")
+    x = np.asarray(inputs[0], np.float32)
+    interpreter = Interpreter(model_path=str(source))
+    detail = interpreter.get_input_details()
+    if len(detail) != 1:
+        raise InvalidInput(f"{Path(source).name}: the model has {len(detail)} inputs")
+    detail = detail[0]
+    shape = [int(v) for v in detail["shape"]]
+    signature = [int(v) for v in detail.get("shape_signature", detail["shape"])]
+    if x.ndim != len(shape):
+        raise InvalidInput(f"input must have rank {len(shape)}, got shape {x.shape}")
+    wanted = list(shape)
+    for axis in range(1, x.ndim):
+        if x.shape[axis] != shape[axis]:
+            if signature[axis] != -1:
+                raise InvalidInput(f"{Path(source).name} takes inputs of shape (batch, {', '.join(map(str, shape[1:]))}); "
+                                   f"got {x.shape} (the converter fixed that axis)")
+            wanted[axis] = x.shape[axis]
+    dynamic_batch = signature[0] == -1
+    chunk = x.shape[0] if dynamic_batch else shape[0]
+    wanted[0] = chunk
+    if wanted != shape:
+        interpreter.resize_tensor_input(detail["index"], wanted, strict=False)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    outputs = interpreter.get_output_details()
+    results: list[list[np.ndarray]] = [[] for _ in outputs]
+    for start in range(0, x.shape[0], chunk):
+        part = x[start:start + chunk]
+        rows = part.shape[0]
+        if rows < chunk:
+            part = np.concatenate([part, np.zeros((chunk - rows,) + part.shape[1:], np.float32)])
+        interpreter.reset_all_variables()  # the fused LSTM keeps its state in variables between invokes
+        interpreter.set_tensor(detail["index"], np.ascontiguousarray(part, dtype=detail["dtype"]))
+        interpreter.invoke()
+        for k, out in enumerate(outputs):
+            results[k].append(np.array(interpreter.get_tensor(out["index"]))[:rows])
+    return [np.concatenate(r) if r else np.zeros((0,), np.float32) for r in results]
+
+
+# ---------------------------------------------------------------------------------------------
+# The importer
+# ---------------------------------------------------------------------------------------------
+
+
+class _Importer:
+    def __init__(self, model: Model, label: str):
+        self.model, self.label = model, label
+        self._constants: dict[tuple[int, int], Optional[np.ndarray]] = {}
+        self.notes: list[str] = []
+        self.quantized: set[str] = set()
+
+    # -- constants ---------------------------------------------------------------------------
+    def float_constant(self, g: Subgraph, tensor: Tensor):
+        key = (g.index, tensor.index)
+        if key in self._constants:
+            return self._constants[key]
+        try:
+            value = self.model.constant(tensor)
+        except FormatError as exc:
+            raise InvalidModelFile(f"{self.label}: {exc}") from exc
+        if value is not None:
+            if tensor.type_code in _FLOAT_TYPES:
+                if tensor.type_code == 1:
+                    self.quantized.add("float16 weights")
+                value = value.astype(np.float64)
+            elif tensor.type_code in _QUANTIZED_TYPES and tensor.scale is not None:
+                # Dynamic-range quantization: real = (q - zero_point) * scale, per channel along
+                # quantized_dimension (per tensor when there is one scale).
+                scale, zero = tensor.scale, tensor.zero_point
+                if len(scale) > 1:
+                    shape = [1] * value.ndim
+                    shape[tensor.quantized_dimension] = len(scale)
+                    scale, zero = scale.reshape(shape), zero.reshape(shape)
+                value = ((value.astype(np.float64) - zero) * scale).astype(np.float32).astype(np.float64)
+                self.quantized.add(f"{tensor.type_name} weights (dynamic-range quantization)")
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+                raise InvalidModelFile(f"{self.label}: tensor {tensor.name!r} holds NaN or Inf")
+        self._constants[key] = value
+        return value
+
+    # -- driver --------------------------------------------------------------------------------
+    def convert(self, source: dict) -> ir.ModelSpec:
+        main = self.model.subgraphs[0]
+        problems = self._scan()
+        if len(main.inputs) != 1:
+            problems.append(f"the model has {len(main.inputs)} inputs (edgernn converts one sequence input)")
+        if len(main.outputs) != 1:
+            problems.append(f"the model has {len(main.outputs)} outputs (edgernn converts one)")
+        if problems:
+            raise UnsupportedModel(f"{self.label}: cannot convert this model", problems)
+        x_tensor = main.tensors[main.inputs[0]]
+        y_tensor = main.tensors[main.outputs[0]]
+        for what, t in (("input", x_tensor), ("output", y_tensor)):
+            if t.type_code != 0:
+                problems.append(f"the {what} {t.name!r} is {t.type_name} (fully integer-quantized models are not "
+                                "supported; dynamic-range and float16 quantization are)")
+        if len(x_tensor.shape) != 3:
+            problems.append(f"the input {x_tensor.name!r} has shape {list(x_tensor.shape)}, not (batch, timesteps, features)")
+        if problems:
+            raise UnsupportedModel(f"{self.label}: cannot convert this model", problems)
+        batch, steps, features = x_tensor.shape
+        signature = x_tensor.signature or x_tensor.shape
+        dynamic_steps = signature[1] == -1
+        if dynamic_steps:
+            steps = _DYNAMIC_TIMESTEPS
+        batch = max(int(batch), 1)
+        if steps < 2:
+            raise UnsupportedModel(f"{self.label}: the input holds {steps} timestep; edgernn reads the recurrent "
+                                   "weights off the second step, convert with a sequence length of 2 or more")
+        # The model input as symbolic rows: one atom per (batch row, timestep).
+        rows = np.empty((batch, steps), object)
+        for b in range(batch):
+            for t in range(steps):
+                rows[b, t] = atom_row(Atom("input", (), (b, t), int(features)))
+        x = Sym((batch, steps, int(features)), rows)
+        executor = Executor(self.model, self.float_constant)
+        try:
+            (y,) = executor.run(0, [x])
+        except Unsupported as exc:
+            raise UnsupportedModel(f"{self.label}: cannot convert this model", [str(exc)]) from None
+        if not isinstance(y, Sym):
+            raise UnsupportedModel(f"{self.label}: the output does not depend on the input")
+        if len(y.shape) == 3 and y.shape[:2] == (batch, steps):
+            sequence = True
+            top = y.rows[0, steps - 1]
+        elif len(y.shape) == 2 and y.shape[0] == batch:
+            sequence = False
+            top = y.rows[0]
+        else:
+            raise UnsupportedModel(f"{self.label}: output shape {list(y.shape)} is neither (batch, timesteps, "
+                                   "features) nor (batch, features)")
+        layers = _Recognizer(self.label, steps, rows[0, steps - 1]).peel(top)
+        spec = self._spec(layers, x_tensor, int(features), None if dynamic_steps else steps, sequence, source, executor)
+        self._confirm(spec, x, y)
+        return spec
+
+    def _scan(self) -> list[str]:
+        """Every op outside what the executor handles, named with where it sits."""
+        unknown: dict[str, set[str]] = {}
+        for g in self.model.subgraphs:
+            for op in g.operators:
+                if op.name not in _KNOWN_OPS:
+                    unknown.setdefault(op.name, set()).add(g.name or f"subgraph {g.index}")
+        problems = []
+        for name, where in sorted(unknown.items()):
+            hint = ""
+            if name.startswith("BIDIRECTIONAL_SEQUENCE"):
+                hint = " (Bidirectional layers are not supported from TFLite)"
+            elif name in ("REVERSE_V2", "REVERSE_SEQUENCE"):
+                hint = " (go_backwards and Bidirectional layers are not supported from TFLite)"
+            elif name in ("SELECT", "SELECT_V2"):
+                hint = " (masking is not supported from TFLite)"
+            elif name == "QUANTIZE":
+                hint = " (quantized activations are not supported)"
+            problems.append(f"op {name} in {', '.join(sorted(where))}{hint}")
+        return problems
+
+    def _spec(self, layers, x_tensor, features, timesteps, sequence, source, executor) -> ir.ModelSpec:
+        name = x_tensor.name.removeprefix("serving_default_").split(":")[0] or "input"
+        nodes, current, used = [], name, {}
+        top_recurrent = max((k for k, layer in enumerate(layers) if layer["kind"] == "recurrent"), default=None)
+        if top_recurrent is None:
+            raise UnsupportedModel(f"{self.label}: no recurrent layer found in the graph")
+        for k, layer in enumerate(layers):
+            base = {"lstm": "lstm", "gru": "gru", "simple": "simple_rnn"}.get(layer.get("cell"), layer["kind"])
+            used[base] = used.get(base, -1) + 1
+            op_name = base if used[base] == 0 else f"{base}_{used[base]}"
+            try:
+                if layer["kind"] == "recurrent":
+                    op = ir.Recurrent(
+                        name=op_name, cell=layer["cell"], units=layer["units"], input_size=layer["input_size"],
+                        kernel=ir.as_weight(layer["kernel"]), recurrent_kernel=ir.as_weight(layer["recurrent_kernel"]),
+                        bias=ir.as_weight(layer["bias"]),
+                        recurrent_bias=None if layer.get("recurrent_bias") is None else ir.as_weight(layer["recurrent_bias"]),
+                        activation=layer["activation"], recurrent_activation=layer.get("recurrent_activation", "sigmoid"),
+                        reset_after=layer.get("reset_after", True),
+                        return_sequences=sequence or k < top_recurrent,
+                    )
+                elif layer["kind"] == "dense":
+                    op = ir.Dense(op_name, ir.as_weight(layer["kernel"]), ir.as_weight(layer["bias"]), layer["activation"])
+                else:
+                    op = ir.Activation(op_name, layer["activation"])
+            except InvalidModelFile as exc:
+                raise UnsupportedModel(f"{self.label}: the recognised layers are inconsistent", [str(exc)]) from None
+            nodes.append(ir.Node(op, (current,), (op_name,)))
+            current = op_name
+        forms = {"fused": "fused UNIDIRECTIONAL_SEQUENCE_LSTM/RNN", "while": "WHILE loop"}
+        found = [forms[f] for f in sorted(executor.forms)] or ["unrolled"]
+        notes = list(dict.fromkeys(executor.notes + self.notes))
+        if any("clips its cell state" in n for n in notes):
+            notes = [n + " (edgernn does not: outputs differ only where |c| would exceed the bound)"
+                     if "clips its cell state" in n else n for n in notes]
+        source = {**source, "framework": "tflite", "tflite_forms": found,
+                  "tflite_input_shape": [int(v) for v in (x_tensor.signature or x_tensor.shape)]}
+        if self.quantized:
+            source["quantized"] = sorted(self.quantized)
+        if notes:
+            source["notes"] = notes
+        try:
+            return ir.ModelSpec((ir.Input(name, features, 3, timesteps),), tuple(nodes), (current,), source)
+        except InvalidModelFile as exc:
+            raise UnsupportedModel(f"{self.label}: the recognised layers are inconsistent", [str(exc)]) from None
+
+    def _confirm(self, spec: ir.ModelSpec, x: Sym, y: Sym) -> None:
+        """The recognised model against the symbolic graph, float64, every batch row and timestep."""
+        batch, steps, features = x.shape
+        rng = np.random.default_rng(20240611)
+        scales = np.array([0.5, 1.0, 2.0])
+        values = rng.normal(size=(len(scales), batch, steps, features)) * scales[:, None, None, None]
+        graph_rows = evaluate(y.flat_rows(), lambda pos: values[:, pos[0], pos[1], :])
+        got = np.stack(graph_rows, axis=1).reshape((len(scales),) + y.shape)
+        for s in range(len(scales)):
+            want = graph.execute(spec, [values[s]], reference)[0]
+            if want.shape != got[s].shape:
+                raise UnsupportedModel(f"{self.label}: the recognised layers make shape {want.shape}, the graph "
+                                       f"{got[s].shape}")
+            err = np.abs(want - got[s])
+            if not np.all(err <= _CONFIRM_ATOL + _CONFIRM_RTOL * np.abs(got[s])):
+                raise UnsupportedModel(
+                    f"{self.label}: the layers recognised in the graph do not reproduce it (max error "
+                    f"{float(err.max()):.3g}); refusing rather than converting approximately",
+                    [_describe(spec)])
+
+
+def _describe(spec: ir.ModelSpec) -> str:
+    return "recognised: " + " -> ".join(f"{type(n.op).__name__}({n.op.name})" for n in spec.nodes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recognition of layers from the symbolic last step
+# ---------------------------------------------------------------------------------------------
+
+
+def _single_atom(row: Lin) -> Optional[Atom]:
+    """The atom ``a`` if ``row`` is exactly ``value(a)``."""
+    if len(row.terms) == 1 and not np.any(row.bias):
+        ((a, m),) = row.terms.items()
+        if a.width == row.width and is_identity(m, a.width):
+            return a
+    return None
+
+
+def _gate(row: Lin):
+    """``(activation, preactivation row)`` if ``row`` is an activation of an affine row, else None."""
+    a = _single_atom(row)
+    if a is not None and a.kind == "act":
+        return a.param, a.args[0]
+    # Keras 3 hard_sigmoid lowered as relu6(x + 3) / 6.
+    if len(row.terms) == 1 and not np.any(row.bias):
+        ((a, m),) = row.terms.items()
+        if (a.kind == "act" and a.param == "relu6" and m is not None and m.shape == (a.width, a.width)
+                and np.allclose(m, np.eye(a.width) / 6.0)):
+            pre = a.args[0]
+            return "hard_sigmoid", Lin(pre.terms, pre.bias - 3.0)
+    return None
+
+
+def _atoms(row: Lin) -> set:
+    return {id(a) for a in row.terms}
+
+
+def _split(row: Lin, part: Lin):
+    """``(M, rest)`` with ``row = part @ M + rest`` and ``rest`` free of ``part``'s atoms, or None."""
+    atoms = list(part.terms)
+    if not atoms or any(a not in row.terms for a in atoms):
+        return None
+    a0 = atoms[0]
+    target = dense(row.terms[a0], a0.width)
+    p0 = part.terms[a0]
+    if is_identity(p0, a0.width):
+        m = target
+    else:
+        m = np.linalg.lstsq(dense(p0, a0.width), target, rcond=None)[0]
+    for a in atoms:
+        if not np.allclose(dense(part.terms[a], a.width) @ m, dense(row.terms[a], a.width), rtol=1e-9, atol=1e-12):
+            return None
+    rest = Lin({k: v for k, v in row.terms.items() if k not in part.terms}, row.bias - part.bias @ m)
+    return m, rest
+
+
+def _common(row: Lin):
+    """``(W, input row, bias)`` if ``row = input @ W + bias`` where the input row is the sum of
+    ``row``'s atoms (the output of one layer); None if its atoms carry different matrices."""
+    if not row.terms:
+        return None
+    items = list(row.terms.items())
+    a0, m0 = items[0]
+    w = dense(m0, a0.width)
+    for a, m in items[1:]:
+        if a.width != a0.width or not np.allclose(dense(m, a.width), w, rtol=1e-9, atol=1e-12):
+            return None
+    return w, Lin({a: None for a, _ in items}, np.zeros(a0.width)), row.bias
+
+
+def _pairs(args: tuple):
+    return ((args[0], args[1]), (args[1], args[0]))
+
+
+class _Recognizer:
+    def __init__(self, label: str, steps: int, last_input: Lin):
+        self.label, self.steps, self.last_input = label, steps, last_input
+
+    def fail(self, what: str):
+        raise UnsupportedModel(f"{self.label}: cannot recognise the model's layers", [what])
+
+    def peel(self, row: Lin) -> list[dict]:
+        layers: list[dict] = []
+        for _ in range(1000):
+            if lin_equal(row, self.last_input):
+                layers.reverse()
+                return layers
+            a = _single_atom(row)
+            if a is not None and a.kind == "input":
+                self.fail(f"the last output step reads input timestep {a.param[1]} directly, not the last one "
+                          "(go_backwards or a reordered input is not supported)")
+            layer = self._lstm(row) or self._gru(row) or self._simple(row) or self._dense(row)
+            if layer is None:
+                self.fail("an output that is neither an LSTM, GRU or SimpleRNN step nor a Dense/activation "
+                          f"layer of the layer below ({_row_summary(row)})")
+            layers.append(layer)
+            row = layer.pop("input_row")
+        self.fail("too many layers")
+
+    # -- shared: input side of a preactivation -------------------------------------------------
+    def _sides(self, pre: Lin, hrow: Lin):
+        """Split a gate preactivation into recurrent kernel, kernel, input row and bias."""
+        s = _split(pre, hrow)
+        if s is None:
+            return None
+        u, rest = s
+        c = _common(rest)
+        if c is None:
+            return None
+        w, input_row, bias = c
+        return w, u, input_row, bias
+
+    @staticmethod
+    def _same_inputs(rows: list) -> bool:
+        return all(r.terms.keys() == rows[0].terms.keys() for r in rows[1:])
+
+    # -- LSTM ------------------------------------------------------------------------------------
+    def _lstm(self, row: Lin) -> Optional[dict]:
+        """``h = σ(o) φ(c)``, ``c = σ(f) c_prev + σ(i) φ(g)`` (c possibly clipped by the fused op)."""
+        a = _single_atom(row)
+        if a is None or a.kind != "mul":
+            return None
+        for p, q in _pairs(a.args):
+            go, gc = _gate(p), _gate(q)
+            if go is None or gc is None:
+                continue
+            rec_act, pre_o = go
+            act, cell = gc
+            clip_atom = _single_atom(cell)
+            if clip_atom is not None and clip_atom.kind == "clip":
+                cell = clip_atom.args[0]
+            found = self._cell_update(cell, rec_act, act, pre_o)
+            if found is None:
+                continue
+            pre_i, pre_f, pre_g, c_prev = found
+            h_prev = self._lstm_previous_output(pre_o, c_prev, rec_act, act)
+            if h_prev is None:
+                continue
+            sides = [self._sides(pre, atom_row(h_prev)) for pre in (pre_i, pre_f, pre_g, pre_o)]
+            if any(s is None for s in sides) or not self._same_inputs([s[2] for s in sides]):
+                continue
+            return self._recurrent("lstm", row.width, sides, act, rec_act)
+        return None
+
+    def _cell_update(self, cell: Lin, rec_act: str, act: str, pre_o: Lin):
+        if len(cell.terms) != 2 or np.any(cell.bias):
+            return None
+        muls = list(cell.terms.items())
+        if any(k.kind != "mul" or not is_identity(m, k.width) for k, m in muls):
+            return None
+        want = _atoms(pre_o)
+        for (fc, _), (ig, _) in ((muls[0], muls[1]), (muls[1], muls[0])):
+            for f_row, c_prev in _pairs(fc.args):
+                gf = _gate(f_row)
+                if gf is None or gf[0] != rec_act or _atoms(gf[1]) != want:
+                    continue
+                for i_row, g_row in _pairs(ig.args):
+                    gi, gg = _gate(i_row), _gate(g_row)
+                    if (gi is not None and gg is not None and gi[0] == rec_act and gg[0] == act
+                            and _atoms(gi[1]) == want and _atoms(gg[1]) == want):
+                        return gi[1], gf[1], gg[1], c_prev
+        return None
+
+    @staticmethod
+    def _lstm_previous_output(pre_o: Lin, c_prev: Lin, rec_act: str, act: str) -> Optional[Atom]:
+        """The atom of ``pre_o`` that is the previous step's ``h = σ(o') φ(c_prev)``."""
+        for k in pre_o.terms:
+            if k.kind != "mul":
+                continue
+            for p, q in _pairs(k.args):
+                gp, gq = _gate(p), _gate(q)
+                if gp is not None and gq is not None and gp[0] == rec_act and gq[0] == act and lin_equal(gq[1], c_prev):
+                    return k
+        return None
+
+    # -- GRU -------------------------------------------------------------------------------------
+    def _gru(self, row: Lin) -> Optional[dict]:
+        """``h = z h_prev + (1 - z) φ(x W_h + b_h + [r (h_prev U_h + b_rh)] or [(r h_prev) U_h])``."""
+        if len(row.terms) != 2 or np.any(row.bias):
+            return None
+        muls = list(row.terms.items())
+        if any(k.kind != "mul" or not is_identity(m, k.width) for k, m in muls):
+            return None
+        for (zh, _), (hh, _) in ((muls[0], muls[1]), (muls[1], muls[0])):
+            for z_row, h_prev in _pairs(zh.args):
+                gz = _gate(z_row)
+                if gz is None:
+                    continue
+                rec_act, pre_z = gz
+                one_minus_z = lin_add(Lin({}, np.ones(z_row.width)), z_row, -1.0)
+                for omz, cand in _pairs(hh.args):
+                    gh = _gate(cand)
+                    if gh is None or not lin_equal(omz, one_minus_z):
+                        continue
+                    found = self._gru_candidate(gh[1], h_prev, rec_act, pre_z)
+                    if found is None:
+                        continue
+                    pre_r, reset_after, u_h, b_rh, rest_h = found
+                    sz = self._sides(pre_z, h_prev)
+                    sr = self._sides(pre_r, h_prev)
+                    ch = _common(rest_h)
+                    if sz is None or sr is None or ch is None:
+                        continue
+                    sh = (ch[0], u_h, ch[1], ch[2])
+                    if not self._same_inputs([sz[2], sr[2], sh[2]]):
+                        continue
+                    layer = self._recurrent("gru", row.width, [sz, sr, sh], gh[0], rec_act)
+                    if layer is None:
+                        continue
+                    layer["reset_after"] = reset_after
+                    if reset_after:
+                        layer["recurrent_bias"] = np.concatenate([np.zeros(2 * row.width), b_rh])
+                    return layer
+        return None
+
+    def _gru_candidate(self, pre_h: Lin, h_prev: Lin, rec_act: str, pre_z: Lin):
+        want = _atoms(pre_z)
+        for k, m in pre_h.terms.items():
+            if k.kind != "mul":
+                continue
+            for r_row, other in _pairs(k.args):
+                gr = _gate(r_row)
+                if gr is None or gr[0] != rec_act or _atoms(gr[1]) != want:
+                    continue
+                rest = Lin({a: v for a, v in pre_h.terms.items() if a is not k}, pre_h.bias)
+                if lin_equal(other, h_prev):  # reset_after=False: (r * h_prev) @ U_h
+                    return gr[1], False, dense(m, k.width), None, rest
+                if not is_identity(m, k.width):
+                    continue
+                s = _split(other, h_prev)  # reset_after=True: r * (h_prev @ U_h + b_rh)
+                if s is None or s[1].terms:
+                    continue
+                return gr[1], True, s[0], s[1].bias, rest
+        return None
+
+    # -- SimpleRNN -------------------------------------------------------------------------------
+    def _simple(self, row: Lin) -> Optional[dict]:
+        """``h = φ(x W + h_prev U + b)``, h_prev the same cell one step back, over all steps."""
+        g = _gate(row)
+        if g is None:
+            return None
+        act, pre = g
+        for k in pre.terms:
+            if k.kind != "act" or k.param != act or k.width != row.width:
+                continue
+            sides = self._sides(pre, atom_row(k))
+            if sides is None:
+                continue
+            w, u, input_row, bias = sides
+            if self._simple_chain(k, act, w, u, bias) == self.steps:
+                return self._recurrent("simple", row.width, [sides], act, None)
+        return None
+
+    def _simple_chain(self, atom: Atom, act: str, w, u, bias) -> int:
+        """How many steps (counting the top one) the chain below ``atom`` has with these weights."""
+        depth = 1
+        while True:
+            depth += 1
+            pre = atom.args[0]
+            nxt = None
+            for k in pre.terms:
+                if k.kind == "act" and k.param == act and k.width == atom.width:
+                    s = self._sides(pre, atom_row(k))
+                    if s is not None and _close(s[0], w) and _close(s[1], u) and _close(s[3], bias):
+                        nxt = k
+                        break
+            if nxt is None:  # the first step: no recurrent term (zero initial state)
+                c = _common(pre)
+                return depth if c is not None and _close(c[0], w) and _close(c[2], bias) else -1
+            atom = nxt
+            if depth > self.steps:
+                return -1
+
+    # -- Dense / Activation ----------------------------------------------------------------------
+    def _dense(self, row: Lin) -> Optional[dict]:
+        a = _single_atom(row)
+        activation = "linear"
+        pre = row
+        if a is not None and a.kind in ("act", "softmax", "log_softmax"):
+            activation = a.param if a.kind == "act" else a.kind
+            pre = a.args[0]
+        elif a is not None and a.kind == "clip":
+            return None
+        c = _common(pre)
+        if c is None:
+            return None
+        w, input_row, bias = c
+        if activation != "linear" and w.shape[0] == w.shape[1] and np.array_equal(w, np.eye(w.shape[0])) and not np.any(bias):
+            return {"kind": "activation", "activation": activation, "input_row": input_row}
+        if activation not in ir.ACTIVATION_IDS:
+            return None
+        return {"kind": "dense", "kernel": w, "bias": bias, "activation": activation, "input_row": input_row}
+
+    @staticmethod
+    def _recurrent(cell: str, units: int, sides: list, act: str, rec_act: Optional[str]) -> dict:
+        kernel = np.concatenate([s[0] for s in sides], axis=1)
+        recurrent = np.concatenate([s[1] for s in sides], axis=1)
+        bias = np.concatenate([s[3] for s in sides])
+        layer = {"kind": "recurrent", "cell": cell, "units": units, "input_size": kernel.shape[0],
+                 "kernel": kernel, "recurrent_kernel": recurrent, "bias": bias, "activation": act,
+                 "input_row": sides[0][2]}
+        if rec_act is not None:
+            layer["recurrent_activation"] = rec_act
+        for name in (act, rec_act):
+            if name is not None and name not in ir.ELEMENTWISE_ACTIVATIONS:
+                return None
+        return layer
+
+
+def _close(a, b) -> bool:
+    return a.shape == b.shape and np.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def _row_summary(row: Lin) -> str:
+    kinds = sorted({(a.param if a.kind == "act" else a.kind) for a in row.terms})
+    return f"{row.width} features from {', '.join(map(str, kinds)) or 'constants'}"
