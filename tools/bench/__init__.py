@@ -1,0 +1,6 @@
+"""The edgernn benchmark suite: ``python tools/bench/run.py`` (see docs/benchmarks.md).
+
+Modules: ``models`` (the four benchmark models in every framework, same weights), ``peers``
+(the contenders and their agreement checks), ``sections`` (step, block, streams, crossover, GIL),
+``cold`` (fresh-process start-up), ``report`` (markdown), ``run`` (the command).
+"""

@@ -1,0 +1,148 @@
+"""Cold start: a fresh process, from nothing to the first output, and its peak memory.
+
+Each measurement is a new Python process (``sys.executable``, the benchmark's own environment:
+single-threaded BLAS). Inside it, the script times its phases with ``perf_counter`` from its
+first line; the parent times the whole process (interpreter start-up included). Peak RSS is the
+child's ``ru_maxrss``.
+
+* edgernn, warm cache: ``NUMBA_CACHE_DIR`` is a directory prepared once by ``edgernn warmup
+  MODEL`` in another process -- what a device does at install time -- so the kernels load from
+  disk. The child reports the chain kernel's cache hits and misses to prove it.
+* edgernn, cold cache: ``NUMBA_CACHE_DIR`` is a new empty directory each time: Numba compiles.
+  Compile time = cold - warm (medians).
+* LiteRT: the same model's one-step .tflite (state in resource variables), load + allocate +
+  first invoke.
+* Python + NumPy alone, for scale.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from edgernn.bench import median
+
+EDGERNN_CHILD = r"""
+import time
+t0 = time.perf_counter()
+import json, resource, sys
+import numpy as np
+t1 = time.perf_counter()
+import numba
+t2 = time.perf_counter()
+import edgernn
+t3 = time.perf_counter()
+model = edgernn.load(sys.argv[1])
+s = model.stream(1)
+t4 = time.perf_counter()
+y = s.step(np.zeros((1, model.input_features), np.float32))
+t5 = time.perf_counter()
+stats = edgernn.kernels.chain_step.stats
+print(json.dumps({"numpy": t1 - t0, "numba": t2 - t1, "edgernn": t3 - t2, "load": t4 - t3, "first": t5 - t4,
+                  "total": t5 - t0, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "hits": sum(stats.cache_hits.values()), "misses": sum(stats.cache_misses.values()),
+                  "y": float(y.reshape(-1)[0])}))
+"""
+
+LITERT_CHILD = r"""
+import time
+t0 = time.perf_counter()
+import json, resource, sys
+import numpy as np
+t1 = time.perf_counter()
+from ai_edge_litert.interpreter import Interpreter
+t2 = time.perf_counter()
+interpreter = Interpreter(model_path=sys.argv[1], num_threads=1)
+interpreter.allocate_tensors()
+t4 = time.perf_counter()
+detail = interpreter.get_input_details()[0]
+interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], np.float32))
+interpreter.invoke()
+y = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+t5 = time.perf_counter()
+print(json.dumps({"numpy": t1 - t0, "numba": 0.0, "edgernn": t2 - t1, "load": t4 - t2, "first": t5 - t4,
+                  "total": t5 - t0, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "y": float(y.reshape(-1)[0])}))
+"""
+
+NUMPY_CHILD = r"""
+import time
+t0 = time.perf_counter()
+import json, resource
+import numpy as np
+t1 = time.perf_counter()
+print(json.dumps({"numpy": t1 - t0, "numba": 0.0, "edgernn": 0.0, "load": 0.0, "first": 0.0, "total": t1 - t0,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _child(script, args, env):
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", script, *map(str, args)], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"child failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["wall"] = wall
+    return result
+
+
+def _summary(runs):
+    keys = runs[0].keys()
+    return {k: median([r[k] for r in runs]) for k in keys if isinstance(runs[0][k], (int, float))} | {"n": len(runs)}
+
+
+def run_cold(bundles, *, repeats, cold_repeats, log, workdir: Path):
+    """``{model key: {row: summary}}``; the cold-cache row for the first model only (the compiled
+    kernel is one function for every model, so its compile time does not depend on the model)."""
+    env = dict(os.environ)
+    results = {}
+    for index, bundle in enumerate(bundles):
+        md = bundle.model
+        log(f"[cold] model {md.label}")
+        rows = {}
+        ernn = bundle.ernn_path
+        cache = Path(tempfile.mkdtemp(prefix="numba-warm-", dir=workdir))
+        warm_env = dict(env, NUMBA_CACHE_DIR=str(cache))
+        start = time.perf_counter()
+        prepared = subprocess.run([sys.executable, "-m", "edgernn.cli", "warmup", str(ernn)], env=warm_env,
+                                  capture_output=True, text=True)
+        if prepared.returncode != 0:
+            raise RuntimeError(f"edgernn warmup failed: {prepared.stderr.strip()[-300:]}")
+        log(f"  edgernn warmup (compiles every kernel the model uses): {time.perf_counter() - start:.2f} s wall")
+        rows["edgernn warmup MODEL (prepares the cache)"] = {"wall": time.perf_counter() - start, "n": 1}
+        tflite_path = None
+        try:
+            tflite_path = workdir / f"model_{md.key}_step.tflite"
+            tflite_path.write_bytes(bundle.tflite("step_rv", 1))
+        except Exception as exc:  # noqa: BLE001
+            log(f"  LiteRT unavailable: {exc}")
+            tflite_path = None
+        warm, litert, bare, cold = [], [], [], []
+        for r in range(repeats):
+            warm.append(_child(EDGERNN_CHILD, [ernn], warm_env))
+            if tflite_path:
+                litert.append(_child(LITERT_CHILD, [tflite_path], env))
+            if index == 0:
+                bare.append(_child(NUMPY_CHILD, [], env))
+            if index == 0 and r < cold_repeats:
+                empty = tempfile.mkdtemp(prefix="numba-cold-", dir=workdir)
+                cold.append(_child(EDGERNN_CHILD, [ernn], dict(env, NUMBA_CACHE_DIR=empty)))
+        rows["edgernn, warm Numba cache"] = _summary(warm)
+        if cold:
+            rows["edgernn, cold cache (compiles)"] = _summary(cold)
+        if litert:
+            rows["LiteRT (one-step .tflite, resource variables)"] = _summary(litert)
+        if bare:
+            rows["Python + import numpy only"] = _summary(bare)
+        for name, row in rows.items():
+            if "total" in row:
+                log(f"  {name}: wall {row['wall']:.3f} s, in-process {row['total']:.3f} s, peak RSS {row['rss_mb']:.0f} MB"
+                    + (f", chain_step cache hits {row['hits']:.0f} misses {row['misses']:.0f}" if "hits" in row else ""))
+        results[md.key] = rows
+    return results
