@@ -80,6 +80,14 @@ class Model:
             self._program = kernels.ChainProgram(self.spec.nodes, self.input_features)
         return self._program
 
+    def quantize(self, calibration_x, scheme: str = "int8"):
+        """The model in a firmware scheme ("int8", "int8-weights", "float32"), calibrated on
+        ``calibration_x``: same API as a Model, computing the C runtime's arithmetic
+        (see :mod:`edgernn.quantize`)."""
+        from .quantize import quantize
+
+        return quantize(self, calibration_x, scheme)
+
     def warmup(self) -> "Model":
         """Compile (or load from Numba's on-disk cache) every kernel this model uses, once, now."""
         batch = 2

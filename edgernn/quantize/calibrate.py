@@ -1,0 +1,92 @@
+"""Calibration: run the float model (the float64 reference equations) over representative data and
+record the ranges the int8 scheme needs.
+
+Recorded per chain node: the range of its output (every timestep, since a stream emits one per
+step), and for an LSTM the largest |c| (the cell state's power-of-two scale), for a Dense the
+range of its pre-activation (softmax logits). The model input's range comes first. Gate
+pre-activations need no calibration: they are held in Q3.12, whose range [-8, 8) covers every
+value where sigmoid and tanh are not already flat to within 4e-4.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ir, reference
+
+
+class Ranges:
+    """min / max of every tensor seen, and per-layer extras, keyed by node name ('' = model input)."""
+
+    def __init__(self):
+        self.low: dict[str, float] = {}
+        self.high: dict[str, float] = {}
+        self.cell_max: dict[str, float] = {}
+        self.pre_low: dict[str, float] = {}
+        self.pre_high: dict[str, float] = {}
+
+    def see(self, key, values, low=None, high=None):
+        low = self.low if low is None else low
+        high = self.high if high is None else high
+        if values.size:
+            low[key] = min(low.get(key, np.inf), float(values.min()))
+            high[key] = max(high.get(key, -np.inf), float(values.max()))
+
+
+def float_layers(spec: ir.ModelSpec, x: np.ndarray, ranges: Ranges | None = None) -> list[np.ndarray]:
+    """Every chain node's output over the whole block ``x`` (B, T, F), float64, from zero state
+    (every timestep, also for a recurrent layer without return_sequences), recording ranges."""
+    current = np.asarray(x, dtype=np.float64)
+    if ranges is not None:
+        ranges.see("", current)
+    outputs = []
+    for node in spec.nodes:
+        op = node.op
+        if isinstance(op, ir.Recurrent):
+            batch, steps, _ = current.shape
+            states = tuple(np.zeros((batch, size)) for size in op.state_sizes)
+            ys = np.zeros((batch, steps, op.output_size))
+            cell_max = 0.0
+            for t in range(steps):
+                states = reference.cell_step(op, current[:, t], states)
+                ys[:, t] = states[0]
+                if op.cell == "lstm":
+                    cell_max = max(cell_max, float(np.abs(states[1]).max()))
+            if ranges is not None:
+                ranges.cell_max[op.name] = max(ranges.cell_max.get(op.name, 0.0), cell_max)
+            current = ys
+        elif isinstance(op, ir.Dense):
+            pre = current @ op.kernel.astype(np.float64)
+            if op.bias is not None:
+                pre = pre + op.bias
+            if ranges is not None:
+                ranges.see(op.name, pre, ranges.pre_low, ranges.pre_high)
+            current = reference.activate(op.activation, pre)
+        elif isinstance(op, ir.Activation):
+            if ranges is not None:
+                ranges.see(op.name, current, ranges.pre_low, ranges.pre_high)
+            current = reference.activate(op.activation, current)
+        else:  # refused earlier by the quantizer
+            raise TypeError(type(op).__name__)
+        if ranges is not None:
+            ranges.see(op.name, current)
+        outputs.append(current)
+    return outputs
+
+
+def as_sequences(calibration_x, features: int) -> np.ndarray:
+    """Calibration data as (B, T, features) float64: (B, T, F) as is, (T, F) as one sequence."""
+    from ..errors import InvalidInput
+
+    try:
+        x = np.asarray(calibration_x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"calibration data is not a numeric array: {exc}") from None
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3 or x.shape[2] != features or x.shape[0] * x.shape[1] == 0:
+        raise InvalidInput(f"calibration data must be (sequences, T, {features}) or (T, {features}) "
+                           f"with at least one timestep, got shape {np.shape(calibration_x)}")
+    if not np.all(np.isfinite(x)):
+        raise InvalidInput("calibration data holds NaN or Inf")
+    return x

@@ -1,0 +1,124 @@
+"""Integer primitives of the int8 scheme, bit-exact twins of ``firmware_export/ernn_fixedpoint.c``.
+
+Every function here has a C counterpart of the same name with the ``ernn_`` prefix, computing the
+same integers. Definitions (``floor`` is the mathematical floor, so negative values round the same
+way in C and here, whatever the C compiler does with ``>>`` on negative numbers):
+
+* ``rshift_round(v, n)``  = floor((v + 2^(n-1)) / 2^n), n >= 1: division by 2^n, rounding half up.
+* ``requant(x, M, n)``    = saturate_int32(floor((x * M + 2^(n-1)) / 2^n)), in 64-bit arithmetic:
+  multiplication by the real number M * 2^-n with one rounding (TFLite's "single rounding" form of
+  MultiplyByQuantizedMultiplier). M < 2^31, 1 <= n <= 62, |x| < 2^31, so x*M + 2^(n-1) < 2^63.
+* ``lut(x, T)``: a function tabulated on Q3.12 inputs (int16, real x / 4096, range [-8, 8)) at
+  257 points 1/16 apart, linearly interpolated: u = x + 32768, i = u >> 8, f = u & 255,
+  y = T[i] + floor(((T[i+1] - T[i]) * f + 128) / 256). Output int16, usually Q0.15.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# No fastmath anywhere in the simulation: it must compute what the C computes, nothing else.
+JIT = dict(nogil=True, cache=True, error_model="numpy")
+INLINE = dict(JIT, inline="always")
+
+INT8_MIN, INT8_MAX = -128, 127
+INT16_MIN, INT16_MAX = -32768, 32767
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+LUT_SIZE = 257
+Q12 = 4096.0   # Q3.12: gate pre-activations
+Q15 = 32768.0  # Q0.15: gate values (sigmoid / tanh outputs)
+
+
+@njit(**INLINE)
+def sat8(v):
+    return max(INT8_MIN, min(INT8_MAX, v))
+
+
+@njit(**INLINE)
+def sat16(v):
+    return max(INT16_MIN, min(INT16_MAX, v))
+
+
+@njit(**INLINE)
+def sat32(v):
+    return max(INT32_MIN, min(INT32_MAX, v))
+
+
+@njit(**INLINE)
+def rshift_round(v, n):
+    """floor((v + 2^(n-1)) / 2^n) for int64 ``v``, n >= 1 (Numba's >> on int64 is a floor)."""
+    return (np.int64(v) + (np.int64(1) << (n - 1))) >> n
+
+
+@njit(**INLINE)
+def requant(x, m, n):
+    """saturate_int32(floor((x * m + 2^(n-1)) / 2^n)) in 64-bit arithmetic."""
+    return sat32((np.int64(x) * np.int64(m) + (np.int64(1) << (n - 1))) >> n)
+
+
+@njit(**INLINE)
+def lut(x, table):
+    """Table ``table`` (257 int16) at Q3.12 ``x`` (int16 range), linear interpolation."""
+    u = np.int64(x) + 32768
+    i = u >> 8
+    f = u & 255
+    lo = np.int64(table[i])
+    return lo + (((np.int64(table[i + 1]) - lo) * f + 128) >> 8)
+
+
+# -- offline (Python) helpers: multipliers, scales, tables --------------------------------------
+
+def multiplier(real: float) -> tuple[int, int]:
+    """``(M, n)`` with M * 2^-n ~= ``real`` (> 0), M in [2^30, 2^31) when 1 <= n <= 62 allow it.
+
+    Below 2^-32 the multiplier loses precision (n is capped at 62); zero gives (0, 1)."""
+    if not (real >= 0.0 and math.isfinite(real)):
+        raise ValueError(f"multiplier must be finite and >= 0, got {real}")
+    if real == 0.0:
+        return 0, 1
+    mantissa, exponent = math.frexp(real)  # real = mantissa * 2^exponent, mantissa in [0.5, 1)
+    n = 31 - exponent
+    if n < 1:
+        raise ValueError(f"multiplier {real} too large (>= 2^30)")
+    n = min(n, 62)
+    m = int(round(real * 2.0 ** n))
+    if m >= 1 << 31:  # rounding carried into the next power of two
+        m //= 2
+        n -= 1
+    return m, n
+
+
+def multipliers(reals) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [multiplier(float(r)) for r in np.asarray(reals, dtype=np.float64).reshape(-1)]
+    return (np.array([p[0] for p in pairs], np.int32), np.array([p[1] for p in pairs], np.int32))
+
+
+def table(function) -> np.ndarray:
+    """The 257-entry int16 table of ``function`` (float64 -> float64, values in [-1, 1]) for :func:`lut`:
+    T[k] = round(32768 * f((256 k - 32768) / 4096)), saturated to int16."""
+    x = (np.arange(LUT_SIZE, dtype=np.float64) * 256.0 - 32768.0) / Q12
+    return np.clip(np.round(function(x) * Q15), INT16_MIN, INT16_MAX).astype(np.int16)
+
+
+def asymmetric(lo: float, hi: float) -> tuple[float, int]:
+    """int8 ``(scale, zero_point)`` covering [lo, hi] extended to include 0 (TFLite's convention)."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi - lo < 1e-8:
+        return 1.0 / 128.0, 0
+    scale = (hi - lo) / 255.0
+    zero_point = int(np.clip(round(INT8_MIN - lo / scale), INT8_MIN, INT8_MAX))
+    return scale, zero_point
+
+
+def symmetric_rows(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-row symmetric int8 quantization of ``weights`` (rows, in): ``(int8 (rows, in), scales (rows,))``.
+
+    scale = max|row| / 127 (1 for an all-zero row), q = clip(round(w / scale), -127, 127)."""
+    w = np.asarray(weights, dtype=np.float64)
+    top = np.abs(w).max(axis=1) if w.shape[1] else np.zeros(w.shape[0])
+    scales = np.where(top > 0, top / 127.0, 1.0)
+    q = np.clip(np.round(w / scales[:, None]), -127, 127).astype(np.int8)
+    return q, scales

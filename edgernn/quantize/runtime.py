@@ -1,0 +1,252 @@
+"""QuantizedModel and QuantizedStream: the exported C runtime's arithmetic, simulated in Numba.
+
+Same API as :class:`edgernn.Model` / :class:`edgernn.Stream` (predict; stream -> step, run, reset,
+reset(i), get_state, set_state), plus the raw integer forms of the int8 scheme (``step_int8``,
+``run_int8``, ``quantize_input``, ``dequantize_output``). Float inputs are quantized and outputs
+dequantized exactly as the C helpers ``ernn_quantize_input`` / ``ernn_dequantize_output`` do.
+
+The stream's state is what the chip holds: int8 h and int16 c (int8 scheme) or float32 arrays,
+``{"<layer>/h": (batch, units), "<layer>/c": ...}``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidInput
+from . import fixedpoint as fx
+from .activations import ACT_IDS
+from .dense import dense_f, dense_q
+from .gru import gru_f, gru_q
+from .lstm import lstm_f, lstm_q
+from .simple_rnn import rnn_f, rnn_q
+from .spec import QLayer, QSpec
+
+_F32 = np.float32
+
+
+def quantize_input(x, scale, zero_point) -> np.ndarray:
+    """float -> int8 as ``ernn_quantize_input``: floor(x / s + 1/2) + zp in float32, saturated; NaN -> zp."""
+    x = np.asarray(x, dtype=_F32)
+    t = x / _F32(scale) + _F32(0.5)
+    t = np.where(np.isnan(t), _F32(0.0), np.clip(t, _F32(-1000.0), _F32(1000.0)))
+    return np.clip(np.floor(t).astype(np.int32) + zero_point, -128, 127).astype(np.int8)
+
+
+def dequantize(q, scale, zero_point) -> np.ndarray:
+    """int8 -> float as ``ernn_dequantize_output``: (float)(q - zp) * s."""
+    return (np.asarray(q, np.int32) - zero_point).astype(_F32) * _F32(scale)
+
+
+def new_states(layer: QLayer, scheme: str, batch: int) -> list[np.ndarray]:
+    """Zero state of one layer: int8 h filled with its zero point, int16 c zeros; float32 zeros."""
+    states = []
+    for name in layer.state_names:
+        if scheme != "int8":
+            states.append(np.zeros((batch, layer.units), _F32))
+        elif name == "h":
+            states.append(np.full((batch, layer.units), layer.zp_out, np.int8))
+        else:
+            states.append(np.zeros((batch, layer.units), np.int16))
+    return states
+
+
+def run_layer(layer: QLayer, scheme: str, x: np.ndarray, states: list[np.ndarray]) -> np.ndarray:
+    """One layer over a block ``x`` (B, T, F) (int8 or float32), states updated in place -> (B, T, units)."""
+    batch, steps, _ = x.shape
+    units = layer.units
+    integer = scheme == "int8"
+    y = np.empty((batch, steps, units), np.int8 if integer else _F32)
+    if layer.kind == "dense":
+        rows, out = x.reshape(batch * steps, -1), y.reshape(batch * steps, units)
+        if integer:
+            dense_q(rows, layer.w, layer.bx, layer.mx, layer.nx, layer.has_weights, layer.zp_in, layer.mode, layer.relu,
+                    layer.lut_act, layer.mo, layer.no, layer.exp_table, layer.zp_a, layer.zp_out, out,
+                    np.zeros(units, np.int64))
+        else:
+            dense_f(rows, layer.w, layer.sw, layer.bx, layer.has_weights, ACT_IDS[layer.act], out)
+        return y
+    gate, act = ACT_IDS[layer.gate_act], ACT_IDS[layer.act]
+    if layer.kind == "lstm":
+        if integer:
+            lstm_q(x, layer.w, layer.u, layer.bx, layer.bh, layer.mx, layer.nx, layer.mh, layer.nh, layer.lut_gate,
+                   layer.lut_act, layer.cell_shift, layer.mo, layer.no, layer.zp_out, states[0], states[1], y,
+                   np.zeros(4 * units, np.int64))
+        else:
+            lstm_f(x, layer.w, layer.u, layer.sw, layer.su, layer.bx, layer.bh, gate, act, states[0], states[1], y,
+                   np.zeros(4 * units, _F32))
+    elif layer.kind == "gru":
+        if integer:
+            gru_q(x, layer.w, layer.u, layer.bx, layer.bh, layer.mx, layer.nx, layer.mh, layer.nh, layer.lut_gate,
+                  layer.lut_act, layer.reset_after, layer.mq, layer.nq, layer.mo, layer.no, layer.zp_out, states[0], y,
+                  np.zeros(3 * units, np.int64), np.zeros(units, np.int64))
+        else:
+            gru_f(x, layer.w, layer.u, layer.sw, layer.su, layer.bx, layer.bh, gate, act, layer.reset_after, states[0],
+                  y, np.zeros(3 * units, _F32), np.zeros(units, _F32))
+    else:
+        if integer:
+            rnn_q(x, layer.w, layer.u, layer.bx, layer.bh, layer.mx, layer.nx, layer.mh, layer.nh, layer.use_table,
+                  layer.lut_act if layer.use_table else np.zeros(fx.LUT_SIZE, np.int16), layer.relu, layer.mo, layer.no,
+                  layer.zp_out, states[0], y, np.zeros(units, np.int64))
+        else:
+            rnn_f(x, layer.w, layer.u, layer.sw, layer.su, layer.bx, layer.bh, act, states[0], y, np.zeros(units, _F32))
+    return y
+
+
+def _as_float(x, what):
+    try:
+        array = np.asarray(x)
+    except Exception as exc:
+        raise InvalidInput(f"{what} is not an array: {exc}") from None
+    if array.dtype.kind not in "fiub":
+        raise InvalidInput(f"{what} has dtype {array.dtype}; expected numbers")
+    return array.astype(_F32, copy=False)
+
+
+class QuantizedModel:
+    """A model in one of the firmware schemes; ``spec`` is its :class:`~edgernn.quantize.spec.QSpec`.
+
+    ``report``: per layer, the error of its output against the float model on the calibration data
+    (``{"layer", "max_abs_error", "mean_abs_error", "float_range"}``), computed at quantization.
+    """
+
+    def __init__(self, spec: QSpec, report: list | None = None, float_model=None):
+        self.spec = spec
+        self.scheme = spec.scheme
+        self.report = report or []
+        self.float_model = float_model
+
+    input_features = property(lambda self: self.spec.features)
+    output_features = property(lambda self: self.spec.outputs)
+
+    def quantize_input(self, x) -> np.ndarray:
+        """Float inputs as the int8 values the chip takes (int8 scheme)."""
+        self._need_int8()
+        return quantize_input(_as_float(x, "x"), self.spec.s_in, self.spec.zp_in)
+
+    def dequantize_output(self, q) -> np.ndarray:
+        self._need_int8()
+        return dequantize(q, self.spec.s_out, self.spec.zp_out)
+
+    def _need_int8(self):
+        if self.scheme != "int8":
+            raise InvalidInput(f"integer inputs and outputs exist in the int8 scheme only (this model: {self.scheme})")
+
+    def layer_outputs(self, x) -> list[np.ndarray]:
+        """Every layer's output over ``x`` (B, T, F) from zero state, as floats (dequantized)."""
+        x = _as_float(x, "x")
+        current = self.quantize_input(x) if self.scheme == "int8" else np.ascontiguousarray(x)
+        outputs = []
+        for layer in self.spec.layers:
+            current = run_layer(layer, self.scheme, current, new_states(layer, self.scheme, x.shape[0]))
+            outputs.append(dequantize(current, layer.s_out, layer.zp_out) if self.scheme == "int8" else current)
+        return outputs
+
+    def predict(self, x) -> np.ndarray:
+        """``x`` (batch, T, features) from zero state -> (batch, T, outputs), or (batch, outputs) for a
+        model whose output is the last step's (a final recurrent layer without return_sequences)."""
+        x = _as_float(x, "x")
+        if x.ndim != 3 or x.shape[2] != self.spec.features:
+            raise InvalidInput(f"predict takes x of shape (batch, T, {self.spec.features}), got {x.shape}")
+        y = self.stream(max(1, x.shape[0])).run(x) if x.shape[0] else np.zeros((0, x.shape[1], self.spec.outputs), _F32)
+        if self.spec.output_rank == 2:
+            return y[:, -1] if y.shape[1] else np.zeros((x.shape[0], self.spec.outputs), _F32)
+        return y
+
+    def stream(self, batch_size: int = 1) -> "QuantizedStream":
+        return QuantizedStream(self, batch_size)
+
+    def __repr__(self):
+        kinds = ", ".join(layer.kind for layer in self.spec.layers)
+        return f"<edgernn.QuantizedModel {self.scheme} {self.spec.features} -> {self.spec.outputs}: {kinds}>"
+
+
+class QuantizedStream:
+    """``batch_size`` independent streams through a :class:`QuantizedModel`, state carried across calls."""
+
+    def __init__(self, model: QuantizedModel, batch_size: int = 1):
+        if not (isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, (bool, np.bool_))
+                and batch_size >= 1):
+            raise InvalidInput(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.model = model
+        self.batch_size = int(batch_size)
+        self._scheme = model.scheme
+        self._states = [new_states(layer, model.scheme, self.batch_size) for layer in model.spec.layers]
+
+    def _block(self, x):
+        for layer, states in zip(self.model.spec.layers, self._states):
+            x = run_layer(layer, self._scheme, x, states)
+        return x
+
+    def _check(self, array, ndim):
+        b, f = self.batch_size, self.model.spec.features
+        if array.ndim != ndim or array.shape[0] != b or array.shape[-1] != f:
+            shape = f"(batch={b}, features={f})" if ndim == 2 else f"(batch={b}, T, features={f})"
+            raise InvalidInput(f"expected shape {shape}, got {array.shape}")
+
+    def run_int8(self, xq) -> np.ndarray:
+        """int8 scheme: raw int8 inputs (batch, T, features) -> raw int8 outputs (batch, T, outputs)."""
+        self.model._need_int8()
+        xq = np.asarray(xq)
+        if xq.dtype != np.int8:
+            raise InvalidInput(f"run_int8 takes int8 inputs, got {xq.dtype}")
+        self._check(xq, 3)
+        return self._block(np.ascontiguousarray(xq))
+
+    def step_int8(self, xq) -> np.ndarray:
+        """int8 scheme: one timestep of raw int8 inputs (batch, features) -> int8 outputs (batch, outputs)."""
+        xq = np.asarray(xq)
+        self._check(xq, 2)
+        return self.run_int8(xq[:, None, :])[:, 0]
+
+    def run(self, x) -> np.ndarray:
+        """float inputs (batch, T, features) -> float outputs (batch, T, outputs), state carried."""
+        array = _as_float(x, "x")
+        self._check(array, 3)
+        spec = self.model.spec
+        if self._scheme == "int8":
+            return dequantize(self._block(quantize_input(array, spec.s_in, spec.zp_in)), spec.s_out, spec.zp_out)
+        return self._block(np.ascontiguousarray(array))
+
+    def step(self, x_t) -> np.ndarray:
+        array = _as_float(x_t, "x_t")
+        self._check(array, 2)
+        return self.run(array[:, None, :])[:, 0]
+
+    def reset(self, index: int | None = None) -> None:
+        """All streams, or stream ``index`` only, back to the zero state."""
+        if index is not None and (not isinstance(index, (int, np.integer)) or isinstance(index, (bool, np.bool_))
+                                  or not -self.batch_size <= index < self.batch_size):
+            raise InvalidInput(f"stream index {index!r} out of range for batch_size {self.batch_size}")
+        rows = slice(None) if index is None else int(index)
+        for layer, states in zip(self.model.spec.layers, self._states):
+            zero = new_states(layer, self._scheme, 1)
+            for state, z in zip(states, zero):
+                state[rows] = z[0]
+
+    def _named(self):
+        for layer, states in zip(self.model.spec.layers, self._states):
+            for name, state in zip(layer.state_names, states):
+                yield f"{layer.name}/{name}", state
+
+    def get_state(self) -> dict:
+        """A copy of every state vector (int8 h / int16 c, or float32), keyed ``"<layer>/h"``, ``"<layer>/c"``."""
+        return {name: state.copy() for name, state in self._named()}
+
+    def set_state(self, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise InvalidInput("set_state takes the dict that get_state returns")
+        expected = dict(self._named())
+        problems = [f"missing {k!r}" for k in expected if k not in state]
+        problems += [f"unknown {k!r}" for k in state if k not in expected]
+        for name, target in expected.items():
+            if name in state:
+                array = np.asarray(state[name])
+                if array.shape != target.shape or array.dtype != target.dtype:
+                    problems.append(f"{name!r} must be {target.dtype} of shape {target.shape}, got {array.dtype} {array.shape}")
+                elif array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+                    problems.append(f"{name!r} holds NaN or Inf")
+        if problems:
+            raise InvalidInput("state does not fit this stream", problems)
+        for name, target in expected.items():
+            target[:] = state[name]

@@ -1,0 +1,289 @@
+"""The integer IR: a chain of quantized layers made from a float ModelSpec and calibration ranges.
+
+:class:`QLayer` holds, for one layer, exactly the arrays and integers the C runtime's
+``ernn_layer`` struct holds (the exporter writes them out as they are); :class:`QSpec` the whole
+chain with the model input's and output's quantization. Weights are stored row-major per output
+row: ``w`` (rows, in), ``u`` (rows, units) -- the IR's ``(in, gates * units)`` kernels transposed.
+
+int8 scheme, per layer (see docs/firmware.md for the arithmetic):
+
+* weights: int8, symmetric per output row (scale = max |row| / 127);
+* tensors between layers (and h): int8, asymmetric (scale, zero point) from the calibrated range;
+* LSTM cell state: int16 with a power-of-two scale 2^-cs from the calibrated max |c| (x1.1);
+* gate pre-activations Q3.12 int16 (int32 before saturation), gate values Q0.15 int16;
+* accumulators int32; biases int32 in the accumulator's scale, the input and h zero points folded
+  in offline (``bx = round(b / (s_x s_w)) - zp_x sum_k w[r, k]``);
+* rescaling by fixed-point multipliers ``(M, n)``: real = M 2^-n.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import ir
+from ..errors import UnsupportedModel
+from ..runtime import streamable_problem
+from . import fixedpoint as fx
+from .activations import ACT_IDS, TABLE_FUNCTIONS, UNIT_INTERVAL
+from .calibrate import Ranges
+from .dense import MODE_AFFINE, MODE_SOFTMAX, MODE_TABLE
+
+SCHEMES = ("int8", "int8-weights", "float32")
+_EMPTY_F = np.zeros(0, np.float32)
+_EMPTY_I = np.zeros(0, np.int32)
+_EMPTY_T = np.zeros(0, np.int16)
+BIAS_LIMIT = 1 << 30  # folded biases are kept within +-2^30 so int32 accumulators cannot overflow
+
+
+@dataclass(eq=False)
+class QLayer:
+    kind: str                 # "lstm", "gru", "simple", "dense" (a Dense, or an Activation: no weights)
+    name: str
+    in_size: int
+    units: int                # output features
+    act: str = "linear"       # activation (LSTM/GRU: the cell's; Dense: its activation)
+    gate_act: str = "sigmoid"  # LSTM/GRU recurrent_activation
+    reset_after: bool = True
+    has_weights: bool = True
+    w: np.ndarray = None      # (rows, in_size): int8 (int8, int8-weights) or float32
+    u: np.ndarray = None      # (rows, units) recurrent
+    sw: np.ndarray = field(default_factory=lambda: _EMPTY_F.copy())  # int8-weights: per-row scales of w, u (float32)
+    su: np.ndarray = field(default_factory=lambda: _EMPTY_F.copy())
+    bx: np.ndarray = None     # (rows,) int32 (int8) or float32
+    bh: np.ndarray = None
+    mx: np.ndarray = field(default_factory=lambda: _EMPTY_I.copy())  # int8: per-row multipliers (x part, h part)
+    nx: np.ndarray = field(default_factory=lambda: _EMPTY_I.copy())
+    mh: np.ndarray = field(default_factory=lambda: _EMPTY_I.copy())
+    nh: np.ndarray = field(default_factory=lambda: _EMPTY_I.copy())
+    lut_act: np.ndarray = field(default_factory=lambda: _EMPTY_T.copy())
+    lut_gate: np.ndarray = field(default_factory=lambda: _EMPTY_T.copy())
+    exp_table: np.ndarray = field(default_factory=lambda: _EMPTY_I.copy())
+    mode: int = MODE_AFFINE   # Dense int8 output stage
+    relu: bool = False
+    use_table: bool = False   # SimpleRNN int8: activation through lut_act
+    cell_shift: int = 0       # LSTM int8: c has scale 2^-cell_shift
+    mq: int = 0               # GRU int8: h -> Q0.15
+    nq: int = 1
+    mo: int = 0               # int8 output requantization
+    no: int = 1
+    zp_in: int = 0
+    zp_a: int = 0             # Dense int8: zero point of the affine result (logits for softmax)
+    zp_out: int = 0
+    s_in: float = 1.0
+    s_out: float = 1.0
+    float_weights: dict = field(default_factory=dict)  # the float originals, for reports
+
+    @property
+    def rows(self) -> int:
+        """Weight rows: gates * units for a recurrent layer, units for a Dense."""
+        return {"lstm": 4, "gru": 3, "simple": 1}.get(self.kind, 1) * self.units
+
+    @property
+    def recurrent(self) -> bool:
+        return self.kind != "dense"
+
+    @property
+    def state_names(self) -> tuple:
+        """The state vectors of one stream (each ``units`` long): LSTM h, c; GRU, SimpleRNN h; Dense none."""
+        return {"lstm": ("h", "c"), "gru": ("h",), "simple": ("h",)}.get(self.kind, ())
+
+
+@dataclass(eq=False)
+class QSpec:
+    scheme: str
+    features: int
+    outputs: int
+    output_rank: int           # 3: (batch, T, outputs) from predict; 2: the last step only
+    layers: list
+    s_in: float = 1.0
+    zp_in: int = 0
+    s_out: float = 1.0
+    zp_out: int = 0
+    source: dict = field(default_factory=dict)
+
+
+def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
+    """Everything in ``spec`` the exported runtime cannot run in ``scheme`` (empty if all is fine)."""
+    problems = []
+    if scheme not in SCHEMES:
+        return [f"unknown scheme {scheme!r} (one of {', '.join(SCHEMES)})"]
+    why = streamable_problem(spec)
+    if why is not None:
+        return [f"the firmware runtime steps a chain one timestep at a time, and {why}"]
+    integer = scheme == "int8"
+    elementwise = tuple(a for a in ACT_IDS if a != "softmax")
+    for node in spec.nodes:
+        op = node.op
+        where = f"layer {op.name!r}"
+        if isinstance(op, ir.Masking):
+            problems.append(f"{where}: Masking is not supported by the firmware export")
+            continue
+        if node.mask:
+            problems.append(f"{where}: a masked input is not supported by the firmware export")
+        if isinstance(op, ir.Recurrent):
+            for option, present in (("peephole", op.peephole is not None), ("projection (proj_size)", op.projection is not None),
+                                    ("cell_clip", op.cell_clip is not None)):
+                if present:
+                    problems.append(f"{where}: LSTM option {option} is not supported by the firmware export")
+            if op.cell == "simple":
+                allowed = tuple(TABLE_FUNCTIONS) + ("linear", "relu") if integer else elementwise
+                if op.activation not in allowed:
+                    problems.append(f"{where}: activation {op.activation!r} is not supported in {scheme} "
+                                    f"(supported: {', '.join(allowed)})")
+            else:
+                gates = UNIT_INTERVAL if integer else elementwise
+                acts = tuple(TABLE_FUNCTIONS) if integer else elementwise
+                if op.recurrent_activation not in gates:
+                    problems.append(f"{where}: recurrent_activation {op.recurrent_activation!r} is not supported in "
+                                    f"{scheme} (supported: {', '.join(gates)})")
+                if op.activation not in acts:
+                    problems.append(f"{where}: activation {op.activation!r} is not supported in {scheme} "
+                                    f"(supported: {', '.join(acts)})")
+        elif isinstance(op, (ir.Dense, ir.Activation)):
+            allowed = tuple(TABLE_FUNCTIONS) + ("linear", "relu", "softmax") if integer else tuple(ACT_IDS)
+            if op.activation not in allowed:
+                problems.append(f"{where}: activation {op.activation!r} is not supported in {scheme} "
+                                f"(supported: {', '.join(allowed)})")
+        elif not isinstance(op, ir.Recurrent):
+            problems.append(f"{where}: {type(op).__name__} is not supported by the firmware export")
+    return problems
+
+
+def _rows(kernel: np.ndarray) -> np.ndarray:
+    """IR kernel (in, rows) -> row-major (rows, in) float64."""
+    return np.ascontiguousarray(np.asarray(kernel, dtype=np.float64).T)
+
+
+def _fold_bias(bias: np.ndarray, scale_in: float, row_scales: np.ndarray, zero_point: int, q: np.ndarray) -> np.ndarray:
+    folded = np.round(bias / (scale_in * row_scales)) - zero_point * q.astype(np.int64).sum(axis=1)
+    return np.clip(folded, -BIAS_LIMIT, BIAS_LIMIT).astype(np.int32)
+
+
+def _float_weights(layer: QLayer, scheme: str, w, u, bx, bh) -> None:
+    """Fill the weights of a float32 or int8-weights layer."""
+    if scheme == "float32":
+        layer.w = w.astype(np.float32)
+        layer.u = u.astype(np.float32) if u is not None else np.zeros((0, 0), np.float32)
+    else:
+        layer.w, sw = fx.symmetric_rows(w)
+        layer.sw = sw.astype(np.float32)
+        if u is not None:
+            layer.u, su = fx.symmetric_rows(u)
+            layer.su = su.astype(np.float32)
+        else:
+            layer.u = np.zeros((0, 0), np.int8)
+    layer.bx = bx.astype(np.float32)
+    layer.bh = bh.astype(np.float32)
+
+
+def _recurrent(op: ir.Recurrent, scheme: str, s_x: float, zp_x: int, ranges: Ranges) -> QLayer:
+    rows, units = op.gates * op.units, op.units
+    w, u = _rows(op.kernel), _rows(op.recurrent_kernel)
+    b = np.zeros(rows) if op.bias is None else op.bias.astype(np.float64)
+    b_h = np.zeros(rows) if op.recurrent_bias is None else op.recurrent_bias.astype(np.float64)
+    layer = QLayer(op.cell, op.name, op.input_size, units, act=op.activation, gate_act=op.recurrent_activation,
+                   reset_after=bool(op.reset_after) if op.cell == "gru" else True)
+    if scheme != "int8":
+        _float_weights(layer, scheme, w, u, b, b_h)
+        return layer
+    s_h, zp_h = fx.asymmetric(ranges.low[op.name], ranges.high[op.name])
+    layer.w, sw = fx.symmetric_rows(w)
+    layer.u, su = fx.symmetric_rows(u)
+    layer.bx = _fold_bias(b, s_x, sw, zp_x, layer.w)
+    layer.bh = _fold_bias(b_h, s_h, su, zp_h, layer.u)
+    if op.cell == "gru" and not op.reset_after:
+        layer.bh[2 * units:] = 0  # the candidate's product takes r * (h - zp_h): no bias, no zero point
+    layer.mx, layer.nx = fx.multipliers(s_x * sw * fx.Q12)
+    layer.mh, layer.nh = fx.multipliers(s_h * su * fx.Q12)
+    layer.lut_act = fx.table(TABLE_FUNCTIONS[op.activation]) if op.activation in TABLE_FUNCTIONS else _EMPTY_T
+    if op.cell == "lstm":
+        layer.lut_gate = fx.table(TABLE_FUNCTIONS[op.recurrent_activation])
+        cell_max = ranges.cell_max.get(op.name, 0.0) * 1.1
+        bits = 0 if cell_max <= 1.0 else min(15, math.ceil(math.log2(cell_max)))
+        layer.cell_shift = 15 - bits
+        layer.mo, layer.no = fx.multiplier(2.0 ** -30 / s_h)
+    elif op.cell == "gru":
+        layer.lut_gate = fx.table(TABLE_FUNCTIONS[op.recurrent_activation])
+        layer.mq, layer.nq = fx.multiplier(s_h * fx.Q15)
+        layer.mo, layer.no = fx.multiplier(2.0 ** -30 / s_h)
+    else:
+        layer.use_table = op.activation in TABLE_FUNCTIONS
+        layer.relu = op.activation == "relu"
+        layer.mo, layer.no = fx.multiplier((1.0 / fx.Q15 if layer.use_table else 1.0 / fx.Q12) / s_h)
+    layer.s_in, layer.zp_in, layer.s_out, layer.zp_out = s_x, zp_x, s_h, zp_h
+    return layer
+
+
+def _dense(op, scheme: str, features: int, s_x: float, zp_x: int, ranges: Ranges) -> QLayer:
+    weighted = isinstance(op, ir.Dense)
+    units = op.output_size if weighted else features
+    layer = QLayer("dense", op.name, features, units, act=op.activation, has_weights=weighted)
+    if weighted:
+        w = _rows(op.kernel)
+        b = np.zeros(units) if op.bias is None else op.bias.astype(np.float64)
+    if scheme != "int8":
+        if weighted:
+            _float_weights(layer, scheme, w, None, b, np.zeros(0))
+        else:
+            layer.w, layer.u = np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+            layer.bx, layer.bh = np.zeros(0, np.float32), np.zeros(0, np.float32)
+        return layer
+    if weighted:
+        layer.w, sw = fx.symmetric_rows(w)
+        layer.bx = _fold_bias(b, s_x, sw, zp_x, layer.w)
+    else:
+        layer.w, sw = np.zeros((0, 0), np.int8), np.ones(units)
+        layer.bx = np.zeros(0, np.int32)
+    layer.u, layer.bh = np.zeros((0, 0), np.int8), np.zeros(0, np.int32)
+    act = op.activation
+    if act in TABLE_FUNCTIONS:
+        layer.mode = MODE_TABLE
+        layer.lut_act = fx.table(TABLE_FUNCTIONS[act])
+        s_y, zp_y = (1.0 / 256.0, -128) if act in UNIT_INTERVAL else (1.0 / 128.0, 0)
+        layer.mx, layer.nx = fx.multipliers(s_x * sw * fx.Q12)
+        layer.mo, layer.no = fx.multiplier(1.0 / fx.Q15 / s_y)
+        layer.zp_a = zp_y
+    elif act == "softmax":
+        layer.mode = MODE_SOFTMAX
+        s_l, zp_l = fx.asymmetric(ranges.pre_low[op.name], ranges.pre_high[op.name])
+        layer.mx, layer.nx = fx.multipliers(s_x * sw / s_l)
+        layer.exp_table = np.round(np.exp(-np.arange(256) * s_l) * (1 << 20)).astype(np.int32)
+        s_y, zp_y, layer.zp_a = 1.0 / 256.0, -128, zp_l
+    else:
+        layer.mode = MODE_AFFINE
+        layer.relu = act == "relu"
+        s_y, zp_y = fx.asymmetric(ranges.low[op.name], ranges.high[op.name])
+        layer.mx, layer.nx = fx.multipliers(s_x * sw / s_y)
+        layer.zp_a = zp_y
+    layer.s_in, layer.zp_in, layer.s_out, layer.zp_out = s_x, zp_x, s_y, zp_y
+    return layer
+
+
+def build(spec: ir.ModelSpec, scheme: str, ranges: Ranges | None) -> QSpec:
+    """The integer IR of ``spec`` (checked with :func:`supported_problems` first)."""
+    problems = supported_problems(spec, scheme)
+    if problems:
+        raise UnsupportedModel(f"cannot export this model in scheme {scheme!r}", problems)
+    features = spec.inputs[0].features
+    if scheme == "int8":
+        s_x, zp_x = fx.asymmetric(ranges.low[""], ranges.high[""])
+    else:
+        s_x, zp_x = 1.0, 0
+    s_in, zp_in = s_x, zp_x
+    layers = []
+    width = features
+    for node in spec.nodes:
+        op = node.op
+        if isinstance(op, ir.Recurrent):
+            layer = _recurrent(op, scheme, s_x, zp_x, ranges)
+        else:
+            layer = _dense(op, scheme, width, s_x, zp_x, ranges)
+        layers.append(layer)
+        width = layer.units
+        s_x, zp_x = layer.s_out, layer.zp_out
+    rank, outputs = spec.tensor_shape(spec.outputs[0])
+    return QSpec(scheme, features, outputs, rank, layers, s_in, zp_in, s_x if scheme == "int8" else 1.0,
+                 zp_x if scheme == "int8" else 0, dict(spec.source))
