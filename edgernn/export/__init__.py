@@ -1,0 +1,203 @@
+"""Write the firmware folder of a quantized model: the C99 runtime, the model's weights, build files.
+
+``export(qmodel, folder, name, testbench)`` writes into ``folder``:
+
+* the runtime sources shipped in ``edgernn/firmware_export`` (``ernn.h``, ``ernn_internal.h``, one
+  ``ernn_<op>.c`` per op, ``ernn_model.c``, ``ernn_floatmath.c``);
+* ``<name>_model.h`` (sizes as macros, ``extern const ernn_model <name>_model``) and
+  ``<name>_model.c`` (const weight arrays for flash, the layer table and the model struct);
+* ``Makefile`` and ``CMakeLists.txt``; with ``testbench``, ``testbench.c`` (``make testbench``);
+* ``quantization_report.txt``: the per-layer error against the float model on the calibration data.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidInput
+from ..quantize import QuantizedModel, format_report
+from ..quantize.activations import ACT_IDS
+
+RUNTIME_SOURCES = ("ernn.h", "ernn_internal.h", "ernn_model.c", "ernn_lstm.c", "ernn_gru.c", "ernn_rnn.c",
+                   "ernn_dense.c", "ernn_floatmath.c")
+SCHEME_IDS = {"int8": 0, "int8-weights": 1, "float32": 2}
+KIND_IDS = {"lstm": 0, "gru": 1, "simple": 2, "dense": 3}
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+
+
+def runtime_folder() -> Path:
+    """The folder of C runtime sources inside the installed package."""
+    return Path(str(resources.files("edgernn") / "firmware_export"))
+
+
+def _pad4(n: int) -> int:
+    return (n + 3) // 4 * 4
+
+
+@dataclass
+class Layout:
+    """Byte layout of a stream's state and of the scratch buffer (the ``ernn_model`` offsets)."""
+
+    state_h: list
+    state_c: list
+    state_bytes: int
+    off_a: int
+    off_b: int
+    off_work: int
+    off_qx: int
+    off_qy: int
+    scratch_bytes: int
+
+
+def layout(qmodel: QuantizedModel) -> Layout:
+    spec = qmodel.spec
+    integer = spec.scheme == "int8"
+    h_size, c_size, value = (1, 2, 1) if integer else (4, 4, 4)
+    offset, state_h, state_c = 0, [], []
+    for layer in spec.layers:
+        state_h.append(offset if layer.recurrent else 0)
+        if layer.recurrent:
+            offset += _pad4(layer.units * h_size)
+        state_c.append(offset if layer.kind == "lstm" else 0)
+        if layer.kind == "lstm":
+            offset += _pad4(layer.units * c_size)
+    width = max([spec.features] + [layer.units for layer in spec.layers])
+    work_words = max({"lstm": 4, "gru": 4, "simple": 1, "dense": 1}[layer.kind] * layer.units for layer in spec.layers)
+    off_a, off_b = 0, _pad4(width * value)
+    off_work = 2 * off_b
+    off_qx = off_work + 4 * work_words
+    off_qy = off_qx + (_pad4(spec.features) if integer else 0)
+    total = off_qy + (_pad4(spec.outputs) if integer else 0)
+    return Layout(state_h, state_c, max(offset, 4), off_a, off_b, off_work, off_qx, off_qy, total)
+
+
+def _c_float(v) -> str:
+    text = repr(float(np.float32(v)))
+    return text + "f" if ("." in text or "e" in text) else text + ".0f"
+
+
+class _Arrays:
+    """The const arrays of the model file, deduplicated by content (e.g. one sigmoid table)."""
+
+    def __init__(self, prefix: str):
+        self.prefix, self.lines, self.names, self.bytes = prefix, [], {}, 0
+
+    def add(self, label: str, array) -> str:
+        if array is None or np.asarray(array).size == 0:
+            return "NULL"
+        array = np.ascontiguousarray(array).reshape(-1)
+        ctype = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t",
+                 np.dtype(np.float32): "float"}[array.dtype]
+        key = (ctype, array.tobytes())
+        if key in self.names:
+            return self.names[key]
+        name = f"{self.prefix}_{label}"
+        values = [_c_float(v) for v in array] if ctype == "float" else [str(int(v)) for v in array]
+        rows = [", ".join(values[i:i + 16]) for i in range(0, len(values), 16)]
+        self.lines.append(f"static const {ctype} {name}[{array.size}] = {{\n    " + ",\n    ".join(rows) + "\n};\n")
+        self.names[key] = name
+        self.bytes += array.nbytes
+        return name
+
+
+def model_sources(qmodel: QuantizedModel, name: str) -> tuple[str, str, dict]:
+    """``(<name>_model.h text, <name>_model.c text, sizes)``."""
+    spec, lay = qmodel.spec, layout(qmodel)
+    upper = name.upper()
+    integer = spec.scheme == "int8"
+    arrays = _Arrays(name)
+    layers = []
+    for i, layer in enumerate(spec.layers):
+        p = f"l{i}"
+        fields = {
+            "kind": KIND_IDS[layer.kind], "in_size": layer.in_size, "units": layer.units, "act": ACT_IDS[layer.act],
+            "gate_act": ACT_IDS[layer.gate_act] if layer.kind in ("lstm", "gru") else 0,
+            "reset_after": int(layer.reset_after), "has_weights": int(layer.has_weights),
+            "state_h": lay.state_h[i], "state_c": lay.state_c[i],
+        }
+        float_weights = layer.w is not None and layer.w.dtype == np.float32
+        if integer or not float_weights:
+            fields["w"] = arrays.add(f"{p}_w", layer.w)
+            fields["u"] = arrays.add(f"{p}_u", layer.u)
+        if integer:
+            for key in ("bx", "bh", "mx", "nx", "mh", "nh", "lut_act", "lut_gate", "exp_table"):
+                fields[key] = arrays.add(f"{p}_{key}" if not key.startswith("lut") else
+                                         f"table_{layer.act if key == 'lut_act' else layer.gate_act}", getattr(layer, key))
+            for key in ("mode", "relu", "use_table", "cell_shift", "mq", "nq", "mo", "no", "zp_in", "zp_a", "zp_out"):
+                fields[key] = int(getattr(layer, key))
+        else:
+            if float_weights:
+                fields["wf"] = arrays.add(f"{p}_wf", layer.w)
+                fields["uf"] = arrays.add(f"{p}_uf", layer.u)
+            fields["sw"] = arrays.add(f"{p}_sw", layer.sw)
+            fields["su"] = arrays.add(f"{p}_su", layer.su)
+            fields["bxf"] = arrays.add(f"{p}_bxf", layer.bx)
+            fields["bhf"] = arrays.add(f"{p}_bhf", layer.bh)
+        body = ", ".join(f".{k} = {v}" for k, v in fields.items())
+        layers.append(f"    {{{body}}}")
+    model_fields = {
+        "scheme": SCHEME_IDS[spec.scheme], "n_layers": len(spec.layers), "layers": f"{name}_layers",
+        "input_features": spec.features, "output_features": spec.outputs,
+        "state_bytes": f"{lay.state_bytes}u", "scratch_bytes": f"{lay.scratch_bytes}u",
+        "off_a": f"{lay.off_a}u", "off_b": f"{lay.off_b}u", "off_work": f"{lay.off_work}u",
+        "off_qx": f"{lay.off_qx}u", "off_qy": f"{lay.off_qy}u",
+        "s_in": _c_float(spec.s_in), "zp_in": spec.zp_in, "s_out": _c_float(spec.s_out), "zp_out": spec.zp_out,
+    }
+    source = [f"/* {name}: generated by edgernn export ({spec.scheme}); const data for flash. */\n",
+              f'#include "{name}_model.h"\n\n', *arrays.lines,
+              f"static const ernn_layer {name}_layers[{len(layers)}] = {{\n" + ",\n".join(layers) + "\n};\n\n",
+              f"const ernn_model {name}_model = {{\n"
+              + ",\n".join(f"    .{k} = {v}" for k, v in model_fields.items()) + "\n};\n"]
+    header = f"""/* {name}: generated by edgernn export. Scheme {spec.scheme}; see ernn.h for the API. */
+#ifndef {upper}_MODEL_H
+#define {upper}_MODEL_H
+
+#include "ernn.h"
+
+#define {upper}_INPUT_FEATURES {spec.features}
+#define {upper}_OUTPUT_FEATURES {spec.outputs}
+#define {upper}_SCHEME ERNN_SCHEME_{spec.scheme.upper().replace('-', '_')}
+/* caller-owned buffers: one state per stream, one scratch per thread (declare as int32_t arrays) */
+#define {upper}_STATE_BYTES {lay.state_bytes}
+#define {upper}_SCRATCH_BYTES {lay.scratch_bytes}
+#define {upper}_STATE_WORDS {(lay.state_bytes + 3) // 4}
+#define {upper}_SCRATCH_WORDS {(lay.scratch_bytes + 3) // 4}
+/* int8 scheme: real = scale * (q - zero_point) */
+#define {upper}_INPUT_SCALE {_c_float(spec.s_in)}
+#define {upper}_INPUT_ZERO_POINT {spec.zp_in}
+#define {upper}_OUTPUT_SCALE {_c_float(spec.s_out)}
+#define {upper}_OUTPUT_ZERO_POINT {spec.zp_out}
+
+extern const ernn_model {name}_model;
+
+#endif
+"""
+    sizes = {"weight_bytes": arrays.bytes, "state_bytes": lay.state_bytes, "scratch_bytes": lay.scratch_bytes}
+    return header, "".join(source), sizes
+
+
+def export(qmodel: QuantizedModel, folder, name: str = "model", testbench: bool = False) -> dict:
+    """Write the firmware folder; returns the sizes (bytes): weight_bytes, state_bytes, scratch_bytes."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInput(f"--name must be a C identifier (letters, digits, _; at most 41), got {name!r}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    runtime = runtime_folder()
+    for source in RUNTIME_SOURCES:
+        shutil.copyfile(runtime / source, folder / source)
+    header, source, sizes = model_sources(qmodel, name)
+    (folder / f"{name}_model.h").write_text(header)
+    (folder / f"{name}_model.c").write_text(source)
+    for template, target in (("Makefile.in", "Makefile"), ("CMakeLists.txt.in", "CMakeLists.txt")) + \
+            ((("testbench.c.in", "testbench.c"),) if testbench else ()):
+        text = (runtime / template).read_text().replace("@NAME@", name).replace("@UPPER@", name.upper())
+        (folder / target).write_text(text)
+    report = f"scheme: {qmodel.scheme}\n" + format_report(qmodel.report) + "\n"
+    (folder / "quantization_report.txt").write_text(report)
+    return sizes

@@ -1,0 +1,104 @@
+/* GRU step (gate rows z, r, h; both candidate forms); twin of edgernn/quantize/gru.py. */
+#include "ernn_internal.h"
+
+/* int8: work (4 units int32): pre (3 units), extra (units). */
+void ernn_gru_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int8_t *out, int32_t *work)
+{
+    const int32_t units = L->units, features = L->in_size, rows = 3 * L->units;
+    int32_t *pre = work, *extra = work + rows;
+    int32_t r, j, k;
+    /* Stage 1 -- z, r pre-activations (Q3.12); candidate input part; reset_after: h U_h + b_h */
+    for (r = 0; r < rows; ++r) {
+        const int8_t *wr = L->w + (size_t)r * features;
+        int32_t ax = L->bx[r];
+        for (k = 0; k < features; ++k) ax += (int32_t)x[k] * wr[k];
+        if (r < 2 * units || L->reset_after) {
+            const int8_t *ur = L->u + (size_t)r * units;
+            int32_t ah = L->bh[r];
+            for (k = 0; k < units; ++k) ah += (int32_t)h[k] * ur[k];
+            if (r < 2 * units) {
+                pre[r] = ernn_sat32((int64_t)ernn_requant(ax, L->mx[r], L->nx[r]) + ernn_requant(ah, L->mh[r], L->nh[r]));
+            } else {
+                pre[r] = ernn_requant(ax, L->mx[r], L->nx[r]);
+                extra[r - 2 * units] = ernn_requant(ah, L->mh[r], L->nh[r]);
+            }
+        } else {
+            pre[r] = ernn_requant(ax, L->mx[r], L->nx[r]);
+        }
+    }
+    /* Stage 2 -- gates z, r in Q0.15 */
+    for (r = 0; r < 2 * units; ++r) pre[r] = ernn_lut(ernn_sat16(pre[r]), L->lut_gate);
+    /* Stage 3 -- candidate pre-activation */
+    if (L->reset_after) {
+        for (j = 0; j < units; ++j)
+            pre[2 * units + j] = ernn_sat32(pre[2 * units + j] + ernn_rshift_round((int64_t)pre[units + j] * extra[j], 15));
+    } else {
+        for (k = 0; k < units; ++k)
+            extra[k] = (int32_t)ernn_rshift_round((int64_t)pre[units + k] * ((int32_t)h[k] - L->zp_out), 15);
+        for (j = 0; j < units; ++j) {
+            const int32_t row = 2 * units + j;
+            const int8_t *ur = L->u + (size_t)row * units;
+            int32_t acc = 0;
+            for (k = 0; k < units; ++k) acc += extra[k] * ur[k];
+            pre[row] = ernn_sat32((int64_t)pre[row] + ernn_requant(acc, L->mh[row], L->nh[row]));
+        }
+    }
+    /* Stage 4 -- h' = z h + (1 - z) h~, in Q0.30, requantized to int8 */
+    for (j = 0; j < units; ++j) {
+        int32_t hc = ernn_lut(ernn_sat16(pre[2 * units + j]), L->lut_act);
+        int32_t hp = ernn_sat16(ernn_requant((int32_t)h[j] - L->zp_out, L->mq, L->nq));
+        int32_t z = pre[j];
+        h[j] = (int8_t)ernn_sat8((int64_t)L->zp_out + ernn_requant((int64_t)z * hp + (int64_t)(32768 - z) * hc, L->mo, L->no));
+    }
+    for (j = 0; j < units; ++j) out[j] = h[j];
+}
+
+#ifndef ERNN_NO_FLOAT
+void ernn_gru_step_f(const ernn_layer *L, const float *x, float *h, float *out, float *work)
+{
+    const int32_t units = L->units, features = L->in_size, rows = 3 * L->units;
+    float *pre = work, *extra = work + rows;
+    int32_t r, j, k;
+    for (r = 0; r < rows; ++r) {
+        float ax = ernn_dot_f(x, L->wf ? L->wf + (size_t)r * features : NULL, L->w ? L->w + (size_t)r * features : NULL, features);
+        if (L->sw) ax = ax * L->sw[r];
+        ax = ax + L->bxf[r];
+        if (r < 2 * units || L->reset_after) {
+            float ah = ernn_dot_f(h, L->uf ? L->uf + (size_t)r * units : NULL, L->u ? L->u + (size_t)r * units : NULL, units);
+            if (L->sw) ah = ah * L->su[r];
+            ah = ah + L->bhf[r];
+            if (r < 2 * units) {
+                pre[r] = ax + ah;
+            } else {
+                pre[r] = ax;
+                extra[r - 2 * units] = ah;
+            }
+        } else {
+            pre[r] = ax;
+        }
+    }
+    for (r = 0; r < 2 * units; ++r) pre[r] = ernn_act_f(L->gate_act, pre[r]);
+    if (L->reset_after) {
+        for (j = 0; j < units; ++j) pre[2 * units + j] = pre[2 * units + j] + pre[units + j] * extra[j];
+    } else {
+        for (k = 0; k < units; ++k) extra[k] = pre[units + k] * h[k];
+        for (j = 0; j < units; ++j) {
+            const int32_t row = 2 * units + j;
+            float acc = 0.0f;
+            if (L->uf) {
+                for (k = 0; k < units; ++k) acc = acc + extra[k] * L->uf[(size_t)row * units + k];
+            } else {
+                for (k = 0; k < units; ++k) acc = acc + extra[k] * (float)L->u[(size_t)row * units + k];
+            }
+            if (L->sw) acc = acc * L->su[row];
+            pre[row] = pre[row] + acc;
+        }
+    }
+    for (j = 0; j < units; ++j) {
+        float hc = ernn_act_f(L->act, pre[2 * units + j]);
+        float z = pre[j];
+        h[j] = z * h[j] + (1.0f - z) * hc;
+    }
+    for (j = 0; j < units; ++j) out[j] = h[j];
+}
+#endif

@@ -1,0 +1,63 @@
+/* LSTM step (gate rows i, f, c, o); twin of edgernn/quantize/lstm.py. */
+#include "ernn_internal.h"
+
+/* int8: x (in_size), h (units, int8, in place), c (units, int16, in place), out (units),
+ * work (4 units int32). */
+void ernn_lstm_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int16_t *c, int8_t *out, int32_t *work)
+{
+    const int32_t units = L->units, features = L->in_size, rows = 4 * L->units;
+    const int32_t cs = L->cell_shift;
+    int32_t r, j, k;
+    /* Stage 1 -- pre = sat32(requant(bx + x W) + requant(bh + h U)), Q3.12, from the old h */
+    for (r = 0; r < rows; ++r) {
+        const int8_t *wr = L->w + (size_t)r * features;
+        const int8_t *ur = L->u + (size_t)r * units;
+        int32_t ax = L->bx[r], ah = L->bh[r];
+        for (k = 0; k < features; ++k) ax += (int32_t)x[k] * wr[k];
+        for (k = 0; k < units; ++k) ah += (int32_t)h[k] * ur[k];
+        work[r] = ernn_sat32((int64_t)ernn_requant(ax, L->mx[r], L->nx[r]) + ernn_requant(ah, L->mh[r], L->nh[r]));
+    }
+    for (j = 0; j < units; ++j) {
+        /* Stage 2 -- c' = f c + i g   (gates Q0.15, c at scale 2^-cs) */
+        int32_t gi = ernn_lut(ernn_sat16(work[j]), L->lut_gate);
+        int32_t gf = ernn_lut(ernn_sat16(work[units + j]), L->lut_gate);
+        int32_t gg = ernn_lut(ernn_sat16(work[2 * units + j]), L->lut_act);
+        int32_t go = ernn_lut(ernn_sat16(work[3 * units + j]), L->lut_gate);
+        int32_t cell = ernn_sat16(ernn_rshift_round((int64_t)gf * c[j], 15) + ernn_rshift_round((int64_t)gi * gg, 30 - cs));
+        int32_t q12, t;
+        c[j] = (int16_t)cell;
+        /* Stage 3 -- h' = o tanh(c'): c' to Q3.12, table, requantize to int8 */
+        q12 = cs > 12 ? (int32_t)ernn_rshift_round(cell, cs - 12) : ernn_sat16((int64_t)cell * ((int64_t)1 << (12 - cs)));
+        t = ernn_lut(q12, L->lut_act);
+        h[j] = (int8_t)ernn_sat8((int64_t)L->zp_out + ernn_requant((int64_t)go * t, L->mo, L->no));
+    }
+    for (j = 0; j < units; ++j) out[j] = h[j];
+}
+
+#ifndef ERNN_NO_FLOAT
+/* float32 / int8-weights: work (4 units floats). */
+void ernn_lstm_step_f(const ernn_layer *L, const float *x, float *h, float *c, float *out, float *work)
+{
+    const int32_t units = L->units, features = L->in_size, rows = 4 * L->units;
+    int32_t r, j;
+    for (r = 0; r < rows; ++r) {
+        float ax = ernn_dot_f(x, L->wf ? L->wf + (size_t)r * features : NULL, L->w ? L->w + (size_t)r * features : NULL, features);
+        float ah = ernn_dot_f(h, L->uf ? L->uf + (size_t)r * units : NULL, L->u ? L->u + (size_t)r * units : NULL, units);
+        if (L->sw) {
+            ax = ax * L->sw[r];
+            ah = ah * L->su[r];
+        }
+        work[r] = (ax + L->bxf[r]) + (ah + L->bhf[r]);
+    }
+    for (j = 0; j < units; ++j) {
+        float gi = ernn_act_f(L->gate_act, work[j]);
+        float gf = ernn_act_f(L->gate_act, work[units + j]);
+        float gg = ernn_act_f(L->act, work[2 * units + j]);
+        float go = ernn_act_f(L->gate_act, work[3 * units + j]);
+        float cell = gf * c[j] + gi * gg;
+        c[j] = cell;
+        h[j] = go * ernn_act_f(L->act, cell);
+    }
+    for (j = 0; j < units; ++j) out[j] = h[j];
+}
+#endif

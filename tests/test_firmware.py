@@ -1,0 +1,306 @@
+"""The exported C runtime: it compiles cleanly with gcc and clang, runs clean under ASan/UBSan, and
+computes bit for bit what the Python simulation (``Model.quantize``) computes, for every cell type,
+option and scheme, over stateful runs with resets; it cross-compiles for Cortex-M0+ (soft float,
+no floating-point routine linked in int8) and Cortex-M4 (hard float)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import edgernn
+from edgernn import examples, ir
+from edgernn.errors import InvalidInput
+from edgernn.export import RUNTIME_SOURCES, export
+
+WARN = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off"]
+HAVE_CLANG = shutil.which("clang") is not None
+HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None
+SCHEMES = ("int8", "int8-weights", "float32")
+
+
+def _w(rng, *shape, scale=0.5):
+    return ir.as_weight(rng.normal(scale=scale, size=shape))
+
+
+def _recurrent(rng, name, cell, units, features, **options):
+    gates = ir.CELL_GATES[cell]
+    extra = {}
+    if cell == "gru" and options.get("reset_after", True):
+        extra["recurrent_bias"] = _w(rng, gates * units, scale=0.2)
+    return ir.Recurrent(name, cell, units, features, _w(rng, features, gates * units), _w(rng, units, gates * units),
+                        _w(rng, gates * units, scale=0.2), return_sequences=True, **extra, **options)
+
+
+def chain(layers, features, seed=0, return_sequences=True):
+    """A chain model: ``layers`` = [("lstm", units, options) | ("dense", units, activation) | ("act", activation)]."""
+    rng = np.random.default_rng(seed)
+    nodes, current, width = [], "x", features
+    for index, layer in enumerate(layers):
+        name = f"l{index}"
+        if layer[0] == "dense":
+            op = ir.Dense(name, _w(rng, width, layer[1]), _w(rng, layer[1], scale=0.3), layer[2])
+        elif layer[0] == "act":
+            op = ir.Activation(name, layer[1])
+        else:
+            op = _recurrent(rng, name, layer[0], layer[1], width, **layer[2])
+        width = getattr(op, "output_size", width)
+        nodes.append(ir.Node(op, (current,), (name,)))
+        current = name
+    if not return_sequences:  # the last recurrent layer returns its last step only
+        last = max(i for i, n in enumerate(nodes) if isinstance(n.op, ir.Recurrent))
+        op = nodes[last].op
+        import dataclasses
+
+        nodes[last] = ir.Node(dataclasses.replace(op, return_sequences=False), nodes[last].inputs, nodes[last].outputs)
+    return edgernn.Model(ir.ModelSpec((ir.Input("x", features),), tuple(nodes), (current,), {"format": "test"}))
+
+
+# Every cell type and option the export supports, small enough to build and run in a second each.
+MODELS = {
+    "lstm_softmax": (3, [("lstm", 8, {}), ("dense", 4, "softmax")]),
+    "lstm_hard_sigmoid": (4, [("lstm", 6, {"recurrent_activation": "hard_sigmoid", "activation": "softsign"}),
+                              ("dense", 3, "linear")]),
+    "gru_reset_after": (5, [("gru", 7, {"reset_after": True}), ("dense", 2, "sigmoid")]),
+    "gru_reset_before": (5, [("gru", 7, {"reset_after": False}), ("dense", 3, "tanh")]),
+    "simple_tanh": (3, [("simple", 9, {}), ("dense", 2, "relu")]),
+    "simple_relu": (3, [("simple", 5, {"activation": "relu"}), ("dense", 2, "linear")]),
+    "stacked": (6, [("lstm", 8, {}), ("gru", 6, {"reset_after": False}), ("simple", 5, {}),
+                    ("dense", 7, "relu"), ("dense", 4, "linear"), ("act", "softmax")]),
+    "heads": (4, [("gru", 6, {}), ("dense", 5, "tanh"), ("act", "relu"), ("dense", 3, "hard_sigmoid"),
+                  ("act", "sigmoid")]),
+}
+
+
+def data(features, seed, steps=120, batch=6):
+    rng = np.random.default_rng(seed)
+    offset = rng.normal(size=features)  # inputs not centred on 0: zero points matter
+    return (rng.normal(size=(batch, steps, features)) * 1.5 + offset).astype(np.float32)
+
+
+def build(folder, compiler="gcc", sanitize=False):
+    flags = " ".join(WARN + (["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+                             if sanitize else ["-O2"]))
+    result = subprocess.run(["make", "-s", "-C", str(folder), "testbench", f"CC={compiler}", f"CFLAGS={flags}"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return folder / "testbench"
+
+
+def run_testbench(binary, rows, int8=False):
+    result = subprocess.run([str(binary)] + (["--int8"] if int8 else []), input=rows.astype("<f4").tobytes(),
+                            capture_output=True, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1"))
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr == b"", result.stderr.decode()  # sanitizers report on stderr
+    return result.stdout
+
+
+def segments(features, seed):
+    """Three stateful runs (130, 250 and 60 steps) separated by resets, as testbench rows and as arrays."""
+    rng = np.random.default_rng(seed + 100)
+    offset = rng.normal(size=features)
+    parts = [(rng.normal(size=(n, features)) * 2.0 + offset).astype(np.float32) for n in (130, 250, 60)]
+    reset = np.full((1, features), np.nan, np.float32)
+    rows = np.concatenate([parts[0], reset, parts[1], reset, parts[2]])
+    return parts, rows
+
+
+def expected(qmodel, parts, int8):
+    stream = qmodel.stream(1)
+    outputs = []
+    for part in parts:
+        stream.reset()
+        if int8:
+            outputs.append(stream.run_int8(qmodel.quantize_input(part[None]))[0])
+        else:
+            outputs.append(stream.run(part[None])[0])
+    return np.concatenate(outputs)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """{(model, scheme): (qmodel, folder)}, each exported with its testbench (built lazily)."""
+    made = {}
+
+    def get(key, scheme):
+        if (key, scheme) not in made:
+            features, layers = MODELS[key]
+            model = chain(layers, features, seed=len(key))
+            qmodel = model.quantize(data(features, seed=1), scheme)
+            folder = tmp_path_factory.mktemp(f"{key}_{scheme}")
+            export(qmodel, folder, name="net", testbench=True)
+            made[key, scheme] = qmodel, folder
+        return made[key, scheme]
+
+    return get
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("key", sorted(MODELS))
+def test_testbench_bit_exact_with_simulation(exported, key, scheme):
+    qmodel, folder = exported(key, scheme)
+    binary = build(folder, "gcc")
+    features = qmodel.spec.features
+    parts, rows = segments(features, seed=len(key))
+    out = np.frombuffer(run_testbench(binary, rows), "<f4").reshape(-1, qmodel.spec.outputs)
+    want = expected(qmodel, parts, int8=False)
+    assert out.shape == want.shape
+    np.testing.assert_array_equal(out.view(np.int32), want.view(np.int32))  # every bit
+    if scheme == "int8":
+        raw = np.frombuffer(run_testbench(binary, rows, int8=True), np.int8).reshape(-1, qmodel.spec.outputs)
+        np.testing.assert_array_equal(raw, expected(qmodel, parts, int8=True))
+        assert len(np.unique(raw)) > 3  # the comparison is not between constant outputs
+
+
+@pytest.mark.skipif(not HAVE_CLANG, reason="clang is not installed (CI installs it)")
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("key", ["stacked", "heads", "gru_reset_after", "lstm_softmax"])
+def test_clang_sanitized_testbench_bit_exact(exported, key, scheme, tmp_path):
+    qmodel, folder = exported(key, scheme)
+    copy = tmp_path / "src"
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("*.o", "testbench"))
+    binary = build(copy, "clang", sanitize=True)
+    parts, rows = segments(qmodel.spec.features, seed=3)
+    int8 = scheme == "int8"
+    out = run_testbench(binary, rows, int8=int8)
+    got = np.frombuffer(out, np.int8 if int8 else "<f4").reshape(-1, qmodel.spec.outputs)
+    want = expected(qmodel, parts, int8=int8)
+    np.testing.assert_array_equal(got.view(np.int8 if int8 else np.int32), want.view(np.int8 if int8 else np.int32))
+
+
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_every_source_compiles_without_warnings(exported, compiler, tmp_path):
+    if shutil.which(compiler) is None:
+        pytest.skip(f"{compiler} is not installed (CI installs it)")
+    for scheme in SCHEMES:
+        _, folder = exported("stacked", scheme)
+        for source in sorted(folder.glob("*.c")):
+            for extra in ([], ["-DERNN_NO_FLOAT"]) if scheme == "int8" else ([],):
+                if extra and source.name == "testbench.c":
+                    continue
+                result = subprocess.run([compiler, *WARN, "-O2", *extra, "-c", str(source), "-o", str(tmp_path / "x.o")],
+                                        capture_output=True, text=True)
+                assert result.returncode == 0, f"{source.name} {extra}: {result.stderr}"
+
+
+API_CHECK = r"""
+#include <stdio.h>
+#include "net_model.h"
+static int32_t state[NET_STATE_WORDS], scratch[NET_SCRATCH_WORDS];
+int main(void)
+{
+    int8_t xq[NET_INPUT_FEATURES] = {0}, yq[NET_OUTPUT_FEATURES];
+    float x[NET_INPUT_FEATURES] = {0}, y[NET_OUTPUT_FEATURES];
+    int fails = 0;
+#define EXPECT(call, code) do { if ((call) != (code)) { printf("line %d\n", __LINE__); ++fails; } } while (0)
+    EXPECT(ernn_init(NULL, state, sizeof state), ERNN_ERR_NULL);
+    EXPECT(ernn_init(&net_model, NULL, sizeof state), ERNN_ERR_NULL);
+    EXPECT(ernn_init(&net_model, state, sizeof state - 1), ERNN_ERR_SIZE);
+    EXPECT(ernn_init(&net_model, (char *)state + 1, sizeof state - 4), ERNN_ERR_ALIGN);
+    EXPECT(ernn_init(&net_model, state, sizeof state), ERNN_OK);
+    EXPECT(ernn_step_int8(&net_model, state, sizeof state, scratch, sizeof scratch - 4, xq, yq), ERNN_ERR_SIZE);
+    EXPECT(ernn_step_int8(&net_model, state, sizeof state, NULL, sizeof scratch, xq, yq), ERNN_ERR_NULL);
+    EXPECT(ernn_step_int8(&net_model, state, sizeof state, scratch, sizeof scratch, NULL, yq), ERNN_ERR_NULL);
+    EXPECT(ernn_step_float(&net_model, state, sizeof state, scratch, sizeof scratch, x, NULL), ERNN_ERR_NULL);
+    EXPECT(ernn_step_int8(&net_model, state, sizeof state, scratch, sizeof scratch, xq, yq), SCHEME_INT8_OK);
+    EXPECT(ernn_quantize_input(&net_model, x, xq), SCHEME_INT8_OK);
+    EXPECT(ernn_step_float(&net_model, state, sizeof state, scratch, sizeof scratch, x, y), ERNN_OK);
+    EXPECT(ernn_reset(&net_model, state, sizeof state), ERNN_OK);
+    return fails;
+}
+"""
+
+
+@pytest.mark.parametrize("scheme", ["int8", "float32"])
+def test_status_codes_for_bad_arguments(exported, scheme, tmp_path):
+    _, folder = exported("lstm_softmax", scheme)
+    code = "ERNN_OK" if scheme == "int8" else "ERNN_ERR_SCHEME"
+    (tmp_path / "check.c").write_text(API_CHECK.replace("SCHEME_INT8_OK", code))
+    sources = [str(folder / s) for s in RUNTIME_SOURCES if s.endswith(".c")] + [str(folder / "net_model.c")]
+    binary = tmp_path / "check"
+    compiled = subprocess.run(["gcc", *WARN, "-fsanitize=address,undefined", "-I", str(folder), "-o", str(binary),
+                               str(tmp_path / "check.c"), *sources], capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+    result = subprocess.run([str(binary)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_testbench_refuses_truncated_rows(exported):
+    qmodel, folder = exported("lstm_softmax", "int8")
+    binary = build(folder, "gcc")
+    result = subprocess.run([str(binary)], input=b"\0" * (4 * (qmodel.spec.features + 1)), capture_output=True)
+    assert result.returncode == 2 and b"truncated" in result.stderr
+
+
+def test_export_refuses_bad_names(exported, tmp_path):
+    qmodel, _ = exported("lstm_softmax", "int8")
+    with pytest.raises(InvalidInput, match="C identifier"):
+        export(qmodel, tmp_path, name="my-net")
+
+
+# -- cross-compilation for Cortex-M ---------------------------------------------------------------
+
+MCU_MAIN = r"""
+#include "net_model.h"
+static int32_t state[NET_STATE_WORDS], scratch[NET_SCRATCH_WORDS];
+volatile int8_t sink;
+int main(void)
+{
+    int8_t x[NET_INPUT_FEATURES] = {1}, y[NET_OUTPUT_FEATURES];
+    ernn_init(&net_model, state, sizeof state);
+    ernn_step_int8(&net_model, state, sizeof state, scratch, sizeof scratch, x, y);
+    sink = y[0];
+    return 0;
+}
+"""
+MCU_MAIN_FLOAT = MCU_MAIN.replace("int8_t x[", "float x[").replace("int8_t y[", "float y[").replace(
+    "ernn_step_int8", "ernn_step_float").replace("volatile int8_t sink", "volatile float sink")
+
+
+def cross_link(folder, tmp_path, cpu_flags, main, defines=()):
+    (tmp_path / "main.c").write_text(main)
+    sources = [str(folder / s) for s in RUNTIME_SOURCES if s.endswith(".c")] + [str(folder / "net_model.c")]
+    elf = tmp_path / "fw.elf"
+    result = subprocess.run(["arm-none-eabi-gcc", *WARN, "-Os", *cpu_flags, *defines, "-ffunction-sections",
+                             "-fdata-sections", "-Wl,--gc-sections", "--specs=nosys.specs", "-I", str(folder),
+                             "-o", str(elf), str(tmp_path / "main.c"), *sources], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return elf
+
+
+M0PLUS = ["-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"]
+M4F = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+
+
+@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc is not installed (CI installs it)")
+def test_int8_cortex_m0plus_links_no_floating_point(exported, tmp_path):
+    _, folder = exported("stacked", "int8")
+    elf = cross_link(folder, tmp_path, M0PLUS, MCU_MAIN, ["-DERNN_NO_FLOAT"])
+    symbols = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    floating = [line for line in symbols.splitlines() if "__aeabi_f" in line or "__aeabi_d" in line]
+    assert not floating, floating
+    assert " ernn_step_int8" in symbols and " ernn_gru_step_q" in symbols
+
+
+@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc is not installed (CI installs it)")
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_cortex_m4_hard_float_builds(exported, scheme, tmp_path):
+    _, folder = exported("stacked", scheme)
+    elf = cross_link(folder, tmp_path, M4F, MCU_MAIN if scheme == "int8" else MCU_MAIN_FLOAT)
+    symbols = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    assert " ernn_step_" in symbols
+
+
+@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc is not installed (CI installs it)")
+def test_example_model_cortex_m0plus(tmp_path):
+    """The shipped example (LSTM(16) -> Dense(4, softmax)) in int8 on a Cortex-M0+: no float routine."""
+    model = edgernn.convert(str(examples.path()))
+    trace = np.loadtxt(examples.path("basicmotions_trace.csv"), delimiter=",", skiprows=6, dtype=np.float32)
+    export(model.quantize(trace.reshape(4, 100, 6)), tmp_path / "fw", name="net")
+    elf = cross_link(tmp_path / "fw", tmp_path, M0PLUS, MCU_MAIN, ["-DERNN_NO_FLOAT"])
+    symbols = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    assert not [s for s in symbols.splitlines() if "__aeabi_f" in s or "__aeabi_d" in s]
