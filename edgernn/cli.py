@@ -184,5 +184,37 @@ def warmup(model):
     click.echo(f"kernels ready in {time.perf_counter() - start:.2f} s")
 
 
+@main.command("export")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--quant", type=click.Choice(["int8", "int8-weights", "float32"]), default="int8", show_default=True,
+              help="int8: integer only; int8-weights: int8 weights, float32 activations; float32: no quantization.")
+@click.option("--calibration", type=click.Path(dir_okay=False),
+              help="Representative inputs: .npy (sequences, T, features) or (T, features), or CSV rows. Needed for int8.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="The firmware folder to write.")
+@click.option("--name", default="model", show_default=True, help="C name of the model (prefix of its symbols).")
+@click.option("--testbench", is_flag=True, help="Also write the host testbench (make -C DIR testbench).")
+@_friendly
+def export_firmware(model, quant, calibration, output, name, testbench):
+    """Quantize an .ernn model and write its C99 firmware: runtime, weights, Makefile, CMakeLists.txt."""
+    from . import load
+    from .export import export, load_calibration, mcu_sizes
+    from .quantize import format_report
+
+    m = load(model)
+    data = load_calibration(calibration, m.input_features) if calibration else None
+    qm = m.quantize(data, scheme=quant)
+    sizes = export(qm, output, name=name, testbench=testbench)
+    click.echo(f"wrote {output}: {name}_model.h/.c ({quant}), runtime sources, Makefile, CMakeLists.txt"
+               + (", testbench.c" if testbench else ""))
+    click.echo(f"weights {sizes['weight_bytes']} bytes, state {sizes['state_bytes']} bytes per stream, "
+               f"scratch {sizes['scratch_bytes']} bytes")
+    if qm.report:
+        click.echo("error against the float model on the calibration data:\n" + format_report(qm.report))
+    mcu = mcu_sizes(output, name, quant)
+    if mcu:
+        click.echo(f"cortex-m4 (arm-none-eabi-gcc -Os): flash {mcu['runtime_flash'] + mcu['model_flash']} bytes "
+                   f"(runtime {mcu['runtime_flash']}, model {mcu['model_flash']}), static RAM {mcu['static_ram']} bytes")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -304,3 +304,51 @@ def test_example_model_cortex_m0plus(tmp_path):
     elf = cross_link(tmp_path / "fw", tmp_path, M0PLUS, MCU_MAIN, ["-DERNN_NO_FLOAT"])
     symbols = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
     assert not [s for s in symbols.splitlines() if "__aeabi_f" in s or "__aeabi_d" in s]
+
+
+# -- the export command ---------------------------------------------------------------------------
+
+def test_export_command_writes_a_folder_that_builds(tmp_path):
+    from click.testing import CliRunner
+
+    from edgernn.cli import main
+
+    model = chain(MODELS["stacked"][1], 6, seed=5)
+    model.save(tmp_path / "m.ernn")
+    np.save(tmp_path / "calib.npy", data(6, seed=2))
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "m.ernn"), "--quant", "int8", "--calibration",
+                                       str(tmp_path / "calib.npy"), "-o", str(tmp_path / "fw"), "--name", "net",
+                                       "--testbench"])
+    assert result.exit_code == 0, result.output
+    assert "state" in result.output and "scratch" in result.output and "max abs err" in result.output
+    if HAVE_ARM:
+        assert "cortex-m4" in result.output and "flash" in result.output
+    for name in ("net_model.h", "net_model.c", "Makefile", "CMakeLists.txt", "testbench.c", "ernn.h", "ernn_gru.c"):
+        assert (tmp_path / "fw" / name).is_file(), name
+    binary = build(tmp_path / "fw")
+    qmodel = model.quantize(data(6, seed=2))
+    parts, rows = segments(6, seed=9)
+    got = np.frombuffer(run_testbench(binary, rows, int8=True), np.int8).reshape(-1, 4)
+    np.testing.assert_array_equal(got, expected(qmodel, parts, int8=True))  # the CLI made the same model
+    if shutil.which("cmake"):
+        build_dir = tmp_path / "cmake"
+        for command in (["cmake", "-S", str(tmp_path / "fw"), "-B", str(build_dir)], ["cmake", "--build", str(build_dir)]):
+            done = subprocess.run(command, capture_output=True, text=True)
+            assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_export_command_refusals(tmp_path):
+    from click.testing import CliRunner
+
+    from edgernn.cli import main
+
+    chain([("lstm", 4, {}), ("dense", 2, "linear")], 3).save(tmp_path / "m.ernn")
+    runner = CliRunner()
+    no_data = runner.invoke(main, ["export", str(tmp_path / "m.ernn"), "-o", str(tmp_path / "fw")])
+    assert no_data.exit_code == 1 and "calibration" in no_data.output
+    np.save(tmp_path / "bad.npy", np.zeros((10, 5), np.float32))
+    wrong = runner.invoke(main, ["export", str(tmp_path / "m.ernn"), "--calibration", str(tmp_path / "bad.npy"),
+                                 "-o", str(tmp_path / "fw")])
+    assert wrong.exit_code == 1 and "shape" in wrong.output
+    floats = runner.invoke(main, ["export", str(tmp_path / "m.ernn"), "--quant", "float32", "-o", str(tmp_path / "f")])
+    assert floats.exit_code == 0, floats.output

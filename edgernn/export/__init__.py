@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -201,3 +203,61 @@ def export(qmodel: QuantizedModel, folder, name: str = "model", testbench: bool 
     report = f"scheme: {qmodel.scheme}\n" + format_report(qmodel.report) + "\n"
     (folder / "quantization_report.txt").write_text(report)
     return sizes
+
+
+def load_calibration(path, features: int) -> np.ndarray:
+    """Calibration data from a file: ``.npy`` (sequences, T, features) or (T, features), or CSV rows
+    (one timestep per row, one sequence; ``#`` comments and a header line skipped)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        else:
+            lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+            rows = []
+            for line in lines:
+                try:
+                    rows.append([float(v) for v in line.replace(";", ",").split(",")])
+                except ValueError:
+                    if rows:
+                        raise
+            array = np.array(rows, dtype=np.float32)
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{path}: not readable calibration data ({exc})") from None
+    if array.ndim not in (2, 3) or array.shape[-1] != features:
+        raise InvalidInput(f"{path}: calibration data of shape {array.shape}; expected (sequences, T, {features}) "
+                           f"or (T, {features})")
+    return np.asarray(array, dtype=np.float32)
+
+
+MCU_TARGETS = {
+    "cortex-m0plus": ["-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"],
+    "cortex-m4": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+}
+
+
+def mcu_sizes(folder, name: str, scheme: str, target: str = "cortex-m4") -> dict | None:
+    """Flash and static RAM of the runtime and of the model, built with arm-none-eabi-gcc -Os for
+    ``target`` (int8 models with ERNN_NO_FLOAT); None when the compiler is absent.
+
+    ``{"runtime_flash", "model_flash", "static_ram"}`` in bytes (flash = text + data, static RAM =
+    data + bss, from arm-none-eabi-size over the objects; state and scratch are the caller's)."""
+    gcc, size = shutil.which("arm-none-eabi-gcc"), shutil.which("arm-none-eabi-size")
+    if gcc is None or size is None:
+        return None
+    folder = Path(folder)
+    sources = [s for s in RUNTIME_SOURCES if s.endswith(".c")] + [f"{name}_model.c"]
+    defines = ["-DERNN_NO_FLOAT"] if scheme == "int8" else []
+    totals = {"runtime_flash": 0, "model_flash": 0, "static_ram": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        for source in sources:
+            obj = Path(tmp) / (Path(source).stem + ".o")
+            subprocess.run([gcc, "-std=c99", "-Os", "-ffp-contract=off", "-ffunction-sections", "-fdata-sections",
+                            *MCU_TARGETS[target], *defines, "-I", str(folder), "-c", str(folder / source), "-o", str(obj)],
+                           check=True, capture_output=True)
+            line = subprocess.run([size, str(obj)], check=True, capture_output=True, text=True).stdout.splitlines()[1]
+            text, data, bss = (int(v) for v in line.split()[:3])
+            key = "model_flash" if source == f"{name}_model.c" else "runtime_flash"
+            totals[key] += text + data
+            totals["static_ram"] += data + bss
+    return totals

@@ -34,14 +34,18 @@ def quantize(model, calibration_x, scheme: str = "int8") -> QuantizedModel:
 
     ``calibration_x``: representative inputs, (sequences, T, features) or (T, features), run from
     zero state through the float model to find the ranges (int8) and to measure each layer's error
-    (all schemes; see ``QuantizedModel.report``).
+    (all schemes; see ``QuantizedModel.report``). The float schemes accept None (no report).
     """
+    from ..errors import InvalidInput, UnsupportedModel
+
     spec = model.spec
     problems = supported_problems(spec, scheme)
     if problems:
-        from ..errors import UnsupportedModel
-
         raise UnsupportedModel(f"cannot export this model in scheme {scheme!r}", problems)
+    if calibration_x is None:
+        if scheme == "int8":
+            raise InvalidInput("the int8 scheme needs calibration data (representative inputs)")
+        return QuantizedModel(build(spec, scheme, None), float_model=model)  # no data: no error report
     x = as_sequences(calibration_x, spec.inputs[0].features)
     ranges = Ranges()
     outputs = float_layers(spec, x, ranges)
