@@ -216,5 +216,38 @@ def export_firmware(model, quant, calibration, output, name, testbench):
                    f"(runtime {mcu['runtime_flash']}, model {mcu['model_flash']}), static RAM {mcu['static_ram']} bytes")
 
 
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--tflite", "tflite_path", type=click.Path(dir_okay=False, exists=True),
+              help="A .tflite file of the same model to time too (needs ai-edge-litert or tflite-runtime).")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False, exists=True),
+              help="An .onnx file of the same model to time too (needs onnxruntime).")
+@click.option("--quick", is_flag=True, help="Fewer, shorter measurements.")
+@click.option("--steps", default=1000, show_default=True, help="Timesteps in the block measurement.")
+@click.option("--streams", default=400, show_default=True, help="Streams in the many-streams measurement.")
+@_friendly
+def bench(model, tflite_path, onnx_path, quick, steps, streams):
+    """Time MODEL (.ernn): one step, a block of steps, many streams -- against plain NumPy, and
+    against a TFLite/ONNX file of the same model when given. Prints a markdown table.
+
+    Outputs are checked to agree (1e-4) before timing. For single-thread numbers run it as
+    OPENBLAS_NUM_THREADS=1 edgernn bench MODEL (ONNX Runtime and TFLite get one thread).
+    """
+    import os
+
+    from . import load
+    from .bench import bench_model, format_results, system_info, threads_pinned
+
+    if steps < 1 or streams < 1:
+        raise InvalidInput("--steps and --streams must be positive")
+    m = load(model)
+    if not threads_pinned(1):
+        click.echo(f"note: OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}: the block and "
+                   "many-streams paths may use several BLAS threads", err=True)
+    results = bench_model(m, tflite=tflite_path, onnx=onnx_path, quick=quick, steps=steps, streams=streams,
+                          log=lambda message: click.echo(message, err=True))
+    click.echo(format_results(Path(model).name, results, system_info()))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
