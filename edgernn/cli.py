@@ -55,18 +55,70 @@ def main():
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="The .ernn file to write (default: SOURCE with .ernn).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="An importer option (repeatable).")
+@click.option("--no-verify", is_flag=True, help="Do not run the source model to check the conversion.")
 @_friendly
-def convert(source, output, options):
-    """Convert a trained model (.keras, .h5) into an .ernn file."""
+def convert(source, output, options, no_verify):
+    """Convert a trained model (.keras, .h5, .pt, .onnx, .tflite) into an .ernn file.
+
+    Unless --no-verify, the source model is run by its framework (when installed) against the
+    converted one; a conversion that does not reproduce it is an error (see `edgernn verify`).
+    """
     from . import convert as convert_model
     from .summary import describe
+    from .verify import summary_line
 
-    model = convert_model(source, **_parse_options(options))
+    model = convert_model(source, verify=not no_verify, **_parse_options(options))
+    if "verification" in model.spec.source:
+        click.echo(summary_line(model.spec.source["verification"]))
     output = Path(output) if output else Path(source).with_suffix(".ernn")
     model.save(output)
     info = describe(model.spec)
     click.echo(f"wrote {output}: {len(info['layers'])} layers, {info['parameters']} parameters, "
                f"{info['state_bytes_per_stream']} state bytes per stream")
+
+
+@main.command()
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("--data", "data_path", type=click.Path(dir_okay=False),
+              help=".npy array (batch, T, features) or (T, features) to compare on (default: a seeded random batch).")
+@click.option("--tolerance", type=float, help="atol (default 1e-5; scaled by the output's size, see docs).")
+@click.option("--rtol", type=float, help="rtol (default 1e-4, or 10 x --tolerance).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random batch.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="An importer option (repeatable).")
+@_friendly
+def verify(source, data_path, tolerance, rtol, seed, options):
+    """Convert SOURCE and check the result against SOURCE run by its own framework.
+
+    Prints the errors of each check and PASS or FAIL; exit status 1 on FAIL (or when the
+    framework cannot run the source), 0 on PASS and when the framework is not installed.
+    """
+    from . import convert as convert_model
+    from .verify import summary_line
+    from .verify import verify as run_verification
+
+    opts = _parse_options(options)
+    data = None
+    if data_path:
+        try:
+            data = np.load(data_path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise InvalidInput(f"{data_path}: not a readable .npy array ({exc})") from None
+    if tolerance is not None or rtol is not None:
+        atol = 1e-5 if tolerance is None else tolerance
+        tolerance = (atol, 10.0 * atol if rtol is None else rtol)
+    model = convert_model(source, verify=False, **opts)
+    result = run_verification(source, model, data=data, seed=seed, tolerance=tolerance, **opts)
+    for check in result.get("checks", []):
+        if "skipped" in check:
+            click.echo(f"{check['check']}: skipped ({check['skipped']})")
+        elif check.get("max_abs_error") is None:
+            click.echo(f"{check['check']}: FAIL ({check.get('problem', 'no comparable output')})")
+        else:
+            click.echo(f"{check['check']}: max abs error {check['max_abs_error']:.3g}, "
+                       f"max rel error {check['max_rel_error']:.3g} -> {'PASS' if check['passed'] else 'FAIL'}")
+    click.echo(summary_line(result))
+    if result.get("passed") is False or result.get("error"):
+        sys.exit(1)
 
 
 @main.command()

@@ -37,3 +37,15 @@ class NotStreamable(EdgernnError):
 
 class InvalidStateFile(EdgernnError):
     """A saved stream state is malformed, corrupted, or belongs to another model or batch size."""
+
+
+class VerificationFailed(EdgernnError):
+    """The converted model does not reproduce its source within the tolerance.
+
+    ``result`` holds the verification record (errors, tolerance, what was compared), as
+    :func:`edgernn.verify.verify` returns it.
+    """
+
+    def __init__(self, message: str, result: dict | None = None):
+        super().__init__(message)
+        self.result = result or {}

@@ -74,8 +74,12 @@ def format_description(info: dict) -> str:
     lines = []
     src = info["source"]
     if src:
-        origin = ", ".join(f"{k}={v}" for k, v in src.items() if v is not None)
+        origin = ", ".join(f"{k}={v}" for k, v in src.items() if v is not None and k != "verification")
         lines.append(f"source: {origin}")
+        if isinstance(src.get("verification"), dict):
+            from .verify import summary_line
+
+            lines.append(summary_line(src["verification"]))
     for i in info["inputs"]:
         lines.append(f"input {i['name']}: ({', '.join(map(str, i['shape']))})")
     width = max([len(layer["name"]) for layer in info["layers"]] + [5])

@@ -1,0 +1,262 @@
+"""Every conversion verifies itself: the source model, run by its own framework, against the converted one.
+
+:func:`verify` runs both on the same inputs and records how far apart they are:
+
+* **predict**: a seeded random batch (4 sequences of 24 steps, standard normal; the file's own
+  sequence length where the source fixes one) or the user's ``data``, through the source
+  framework (the importer's ``run_source``: Keras, the TFLite interpreter, PyTorch, onnxruntime)
+  and through :meth:`edgernn.Model.predict`;
+* **stream**: for streamable models, a stateful :class:`~edgernn.Stream` fed the same sequences
+  in chunks of 1, 3, 7, 2, 5, ... steps. For a sequence output (``return_sequences``) the
+  concatenated chunk outputs must equal the source's predict on the whole sequence; for a
+  last-step output, the stream's output at a chunk boundary must equal the source's predict on
+  the prefix that ends there (at the last boundary and one near the middle; only the whole sequence
+  when the source fixes the sequence length, as TFLite files do).
+
+Tolerance (``atol`` 1e-5, ``rtol`` 1e-4 by default): an element passes when
+``|ours - source| <= atol * scale * length + rtol * |source|``, where ``scale`` is the largest
+magnitude of that source output (at least 1: a regression output in the thousands is judged
+relative to its size, a probability absolutely) and ``length`` is ``sqrt(T / 32)`` for sequences
+longer than 32 steps (float32 rounding accumulates over the recurrence), else 1. Both runs are
+float32, in different orders of summation, so agreement is to a few float32 ulps, far inside the
+tolerance; a wrong gate order, transpose or bias gives errors of order 1. A TFLite file with
+dynamic-range quantized weights is checked with ``atol = rtol = 5e-2``: its interpreter also
+quantizes the activations to int8 on the fly, which edgernn (dequantized weights, float
+activations) does not -- still far below the errors of a wrong conversion.
+
+The record (a JSON-able dict) holds ``passed``, ``max_abs_error``, ``max_rel_error`` (relative to
+the largest source output), ``tolerance``, ``framework``, ``data`` and the ``checks`` done.
+When the framework is not installed (``run_source`` raises ImportError) the record says
+``skipped`` with the reason and ``passed`` is None; when the framework fails to run the source,
+``error`` says why.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import metadata
+from typing import Optional
+
+import numpy as np
+
+from .errors import InvalidInput
+
+DEFAULT_ATOL = 1e-5
+DEFAULT_RTOL = 1e-4
+HYBRID_QUANTIZED_TOLERANCE = (5e-2, 5e-2)
+RANDOM_BATCH = 4
+RANDOM_STEPS = 24
+CHUNKS = (1, 3, 7, 2, 5)
+
+# Importer module -> (package name to report, distribution to ask for its version).
+_FRAMEWORKS = {"keras": ("keras", "keras"), "pytorch": ("torch", "torch"), "onnx": ("onnxruntime", "onnxruntime")}
+
+
+def verify(source, model, data=None, seed: int = 0, tolerance=None, **options) -> dict:
+    """Compare ``model`` (converted from ``source``) with ``source`` run by its own framework.
+
+    ``data``: an array ``(batch, T, features)`` (or ``(T, features)``: one sequence), or a list
+    of arrays for a model with several inputs; None for a seeded random batch. ``tolerance``:
+    ``atol`` (rtol is then 10 x atol) or ``(atol, rtol)``; None for the defaults described in the
+    module docstring. ``options`` are the importer options the model was converted with.
+    Returns the verification record (see the module docstring); never raises for a missing
+    framework.
+    """
+    from .importers import importer_module
+
+    spec = model.spec
+    module = importer_module(source)
+    short = module.__name__.rsplit(".", 1)[-1]
+    package = _FRAMEWORKS.get(short, ("the TFLite interpreter" if short == "tflite" else short,))[0]
+    run_source = getattr(module, "run_source", None)
+    if run_source is None:
+        return {"passed": None, "skipped": f"the {short} importer cannot run its source model"}
+    inputs, description = _inputs(spec, data, seed)
+    atol, rtol, reason = _tolerance(spec, tolerance)
+    try:
+        expected = _as_list(run_source(source, inputs, **options))
+    except ImportError as exc:
+        return {"passed": None, "skipped": f"{package} is not installed ({exc})"}
+    except Exception as exc:  # noqa: BLE001 - whatever the framework raises, verification reports it
+        return {"passed": None, "error": f"{package} could not run the source model: {type(exc).__name__}: {exc}",
+                "data": description}
+    framework = _framework_name(short, source, spec)
+    steps = inputs[0].shape[1] if inputs[0].ndim == 3 else 1
+    length = math.sqrt(steps / 32) if steps > 32 else 1.0
+    checks = [_compare("predict", _as_list(model.predict(*inputs)), expected, atol, rtol, length)]
+    checks.append(_stream_check(source, model, inputs, expected, run_source, options, atol, rtol, length))
+    done = [c for c in checks if "passed" in c]
+    errors = [c["max_abs_error"] for c in done]
+    rel = [c["max_rel_error"] for c in done]
+    result = {
+        "passed": all(c["passed"] for c in done),
+        "framework": framework,
+        "data": description,
+        "max_abs_error": None if None in errors else max(errors),
+        "max_rel_error": None if None in rel else max(rel),
+        "tolerance": {"atol": atol, "rtol": rtol, **({"why": reason} if reason else {})},
+        "checks": checks,
+    }
+    return result
+
+
+def summary_line(result: dict) -> str:
+    """One line for people: ``verification PASS against keras 3.15.1: max abs error 2.4e-07 (...)``.
+
+    Defensive about the record's types: it may come from a .ernn file written by anyone.
+    """
+    def num(value) -> str:
+        return f"{value:.3g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
+
+    if not isinstance(result, dict):
+        return "verification: unreadable record"
+    if result.get("skipped"):
+        return f"verification skipped: {result['skipped']}"
+    if result.get("error"):
+        return f"verification not done: {result['error']}"
+    verdict = {True: "PASS", False: "FAIL"}.get(result.get("passed"), "unknown")
+    tol = result.get("tolerance") if isinstance(result.get("tolerance"), dict) else {}
+    return (f"verification {verdict} against {result.get('framework')}: max abs error {num(result.get('max_abs_error'))}, "
+            f"max rel error {num(result.get('max_rel_error'))} (tolerance atol {num(tol.get('atol'))}, "
+            f"rtol {num(tol.get('rtol'))}; {result.get('data')})")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_list(value) -> list:
+    return [np.asarray(v) for v in value] if isinstance(value, (list, tuple)) else [np.asarray(value)]
+
+
+def _inputs(spec, data, seed: int):
+    if data is None:
+        rng = np.random.default_rng(seed)
+        arrays = []
+        for inp in spec.inputs:
+            shape = (RANDOM_BATCH, inp.timesteps or RANDOM_STEPS, inp.features) if inp.rank == 3 else (
+                RANDOM_BATCH, inp.features)
+            arrays.append(rng.standard_normal(shape).astype(np.float32))
+        shapes = ", ".join("x".join(map(str, a.shape)) for a in arrays)
+        return arrays, f"random normal, seed {seed}, shape {shapes}"
+    arrays = list(data) if isinstance(data, (list, tuple)) else [data]
+    if len(arrays) != len(spec.inputs):
+        raise InvalidInput(f"the model takes {len(spec.inputs)} input(s), the data holds {len(arrays)}")
+    out = []
+    for inp, array in zip(spec.inputs, arrays):
+        array = np.asarray(array)
+        if array.dtype.kind not in "fiub":
+            raise InvalidInput(f"verification data for input {inp.name!r} has dtype {array.dtype}")
+        array = array.astype(np.float32)
+        if array.ndim == inp.rank - 1:  # one sequence without a batch axis
+            array = array[None]
+        if array.ndim != inp.rank or array.shape[-1] != inp.features or array.shape[0] == 0:
+            expected = ("batch", "T", inp.features)[3 - inp.rank:]
+            raise InvalidInput(f"verification data for input {inp.name!r} must have shape {expected}, got {array.shape}")
+        out.append(array)
+    shapes = ", ".join("x".join(map(str, a.shape)) for a in out)
+    return out, f"given data, shape {shapes}"
+
+
+def _tolerance(spec, tolerance):
+    if tolerance is None:
+        quantized = spec.source.get("quantized") or []
+        if spec.source.get("format") == "tflite" and any("dynamic-range" in q for q in quantized):
+            atol, rtol = HYBRID_QUANTIZED_TOLERANCE
+            return atol, rtol, "dynamic-range quantized TFLite: the interpreter quantizes activations too"
+        return DEFAULT_ATOL, DEFAULT_RTOL, None
+    if isinstance(tolerance, (tuple, list)):
+        atol, rtol = (float(v) for v in tolerance)
+    else:
+        atol = float(tolerance)
+        rtol = 10.0 * atol
+    if not (math.isfinite(atol) and math.isfinite(rtol) and atol >= 0 and rtol >= 0):
+        raise InvalidInput(f"tolerance must be non-negative numbers, got {tolerance!r}")
+    return atol, rtol, None
+
+
+def _compare(what: str, ours: list, theirs: list, atol: float, rtol: float, length: float) -> dict:
+    if len(ours) != len(theirs):
+        return {"check": what, "passed": False, "max_abs_error": None, "max_rel_error": None,
+                "problem": f"{len(ours)} outputs, the source has {len(theirs)}"}
+    worst_abs = worst_rel = 0.0
+    passed = True
+    for a, b in zip(ours, theirs):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        if a.shape != b.shape:
+            return {"check": what, "passed": False, "max_abs_error": None, "max_rel_error": None,
+                    "problem": f"output shape {a.shape}, the source's {b.shape}"}
+        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+            if not np.array_equal(np.isfinite(a), np.isfinite(b)) or np.any(a[~np.isfinite(a)] != b[~np.isfinite(b)]):
+                return {"check": what, "passed": False, "max_abs_error": None, "max_rel_error": None,
+                        "problem": "non-finite outputs that differ"}
+            finite = np.isfinite(b)
+            a, b = a[finite], b[finite]
+        if a.size == 0:
+            continue
+        diff = np.abs(a - b)
+        scale = float(np.max(np.abs(b)))
+        bound = atol * max(1.0, scale) * length + rtol * np.abs(b)
+        passed = passed and bool(np.all(diff <= bound))
+        worst_abs = max(worst_abs, float(diff.max()))
+        worst_rel = max(worst_rel, float(diff.max()) / max(scale, 1e-30))
+    return {"check": what, "passed": passed, "max_abs_error": worst_abs, "max_rel_error": worst_rel}
+
+
+def _stream_check(source, model, inputs, expected, run_source, options, atol, rtol, length) -> dict:
+    from .runtime import streamable_problem
+
+    spec = model.spec
+    problem = streamable_problem(spec)
+    if problem is not None:
+        return {"check": "stream", "skipped": problem}
+    x = inputs[0]
+    batch, steps = x.shape[0], x.shape[1]
+    stream = model.stream(batch)
+    pieces, ends, t, k = [], [], 0, 0
+    while t < steps:
+        n = min(CHUNKS[k % len(CHUNKS)], steps - t)
+        pieces.append(stream.run(x[:, t:t + n]))
+        t += n
+        ends.append(t)
+        k += 1
+    y = np.concatenate(pieces, axis=1)
+    chunks = ", ".join(str(e - s) for s, e in zip([0] + ends[:-1], ends))
+    if spec.tensor_shape(spec.outputs[0])[0] == 3:
+        check = _compare(f"stream in chunks of {chunks} steps vs predict", [y], expected[:1], atol, rtol, length)
+        return check
+    # Last-step output: the stream's output at a chunk boundary is the prediction for the prefix.
+    fixed = spec.inputs[0].timesteps is not None
+    prefixes = [steps] if fixed or len(ends) < 2 else [ends[(len(ends) - 1) // 2], steps]
+    ours, theirs = [], []
+    for p in prefixes:
+        ours.append(y[:, p - 1])
+        theirs.append(expected[0] if p == steps else _as_list(run_source(source, [x[:, :p]], **options))[0])
+    what = f"stream in chunks of {chunks} steps vs predict on the prefixes of {', '.join(map(str, prefixes))} steps"
+    return _compare(what, ours, theirs, atol, rtol, length)
+
+
+def _framework_name(short: str, source, spec) -> str:
+    if short == "tflite":
+        from .importers.tflite import interpreter_name
+
+        return interpreter_name()
+    package, dist = _FRAMEWORKS.get(short, (short, short))
+    if short == "keras":
+        import importlib.util
+
+        if not isinstance(source, (str, bytes)) and not hasattr(source, "__fspath__"):
+            if type(source).__module__.split(".")[0] == "tf_keras":
+                package, dist = "tf-keras", "tf-keras"
+        elif str(spec.source.get("framework_version") or "").startswith("2.") and importlib.util.find_spec("tf_keras"):
+            package, dist = "tf-keras", "tf-keras"
+    try:
+        return f"{package} {metadata.version(dist)}"
+    except metadata.PackageNotFoundError:
+        return package
+
+
+def check_verify_option(value) -> Optional[str]:
+    """``convert``'s ``verify``: True, False or "warn" (anything else is refused)."""
+    if value is True or value is False or value == "warn":
+        return value
+    raise InvalidInput(f"verify must be True, False or 'warn', got {value!r}")
