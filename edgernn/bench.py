@@ -434,10 +434,15 @@ class _PeerRunner:
         self.feeds = {name: np.zeros(self.shapes[name], _F32) for name in self.shapes}
 
     def _carry(self, outputs):
+        """Feed outputs back into the state inputs: each state input takes the first output after
+        the sequence output that has its shape and is not taken yet (so h and c, of one shape,
+        pair up in order)."""
+        free = list(range(1, len(outputs)))
         for name in self.state_names:
-            for out in outputs[1:]:
-                if out.shape == self.shapes[name]:
-                    self.feeds[name] = out
+            for k in free:
+                if outputs[k].shape == self.shapes[name]:
+                    self.feeds[name] = outputs[k]
+                    free.remove(k)
                     self.stateful = True
                     break
 
@@ -467,7 +472,7 @@ def _agreeing_runner(peer, model, batch, steps, rng, log):
         try:
             runner = _PeerRunner(peer, batch, steps, time_major, features, model.output_features)
         except Exception as exc:  # noqa: BLE001 - whatever the peer refuses
-            problems.append(str(exc).splitlines()[0][:160])
+            problems.append(_first_line(exc))
             continue
         worst = 0.0
         try:
@@ -479,7 +484,7 @@ def _agreeing_runner(peer, model, batch, steps, rng, log):
                     break  # stateless: later calls start from zero again, nothing to compare
                 worst = max(worst, max_difference(got, want))
         except Exception as exc:  # noqa: BLE001
-            problems.append(str(exc).splitlines()[0][:160])
+            problems.append(_first_line(exc))
             continue
         if worst <= AGREEMENT_ATOL:
             runner.reset()
@@ -488,7 +493,12 @@ def _agreeing_runner(peer, model, batch, steps, rng, log):
                 log(f"  {peer.label} agrees ({'time' if time_major else 'batch'}-major, max diff {worst:.1e})")
             return runner, None
         problems.append(f"{'time' if time_major else 'batch'}-major: outputs differ by up to {worst:.2g}")
-    return None, "; ".join(problems)
+    return None, "; ".join(dict.fromkeys(problems))
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:120]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,7 +519,9 @@ class SectionResult:
         for name, values in self.samples.items():
             m = median(values)
             ratio = f"{m / base:.2f}x" if base else "-"
-            rows.append((name, format_time(m, self.unit), f"±{spread(values) * 100:.0f}%", ratio, self.notes.get(name, "")))
+            noise = spread(values)
+            rows.append((name, format_time(m, self.unit), "-" if noise != noise else f"±{noise * 100:.0f}%", ratio,
+                         self.notes.get(name, "")))
         for name, why in self.skipped.items():
             rows.append((name, "-", "", "not timed", why))
         header = [self.title, f"median {UNIT_LABEL[self.unit]}", "spread", "time / edgernn", "note"]

@@ -217,30 +217,48 @@ def _workers(bundle, kind):
 
             return work
         return make, 1
+    if kind == CONTROL:
+        import hashlib
+
+        data = bytes(64 * 1024)
+
+        def make():
+            def work(n):
+                for _ in range(n):
+                    hashlib.sha256(data).digest()
+
+            return work
+        return make, 1
     raise ValueError(kind)
 
 
-GIL_KINDS = ("edgernn s.step(x, out=y)", "edgernn s.run(x), 1,000 steps", "NumPy step (for contrast)")
+CONTROL = "control: hashlib.sha256 of 64 KB (releases the GIL)"
+GIL_KINDS = ("edgernn s.step(x, out=y)", "edgernn s.run(x), 1,000 steps", "NumPy step (for contrast)", CONTROL)
 
 
 def _time_threads(workers, n):
+    """Wall time of ``workers`` each doing ``n`` units in its own thread, and the process CPU
+    time over that wall time (2.0: both threads ran all the time)."""
     barrier = threading.Barrier(len(workers) + 1)
     threads = [threading.Thread(target=lambda w=w: (barrier.wait(), w(n))) for w in workers]
     for t in threads:
         t.start()
     barrier.wait()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for t in threads:
         t.join()
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    return wall, (time.process_time() - cpu) / wall
 
 
 def run_gil(bundles, *, rounds, min_time, log):
-    """``{model key: {kind: (one-thread s/step, two-thread s/step aggregate, median ratio)}}``.
+    """``{model key: {kind: (one-thread s/unit, two-thread s/unit aggregate, median ratio, CPU cores used)}}``.
 
     Ratio = throughput of two threads (2n steps in t2) over one thread (n steps in t1) = 2 t1 / t2,
     measured per round with the two runs back to back (so they share the machine's mood), then
-    the median over rounds.
+    the median over rounds. CPU cores used: process CPU time over wall time during the two-thread
+    runs. The control (hashing, which releases the GIL) shows what this machine allows right now:
+    on a shared machine whose other core is busy, nothing reaches 2.
     """
     results = {}
     for bundle in bundles:
@@ -260,18 +278,19 @@ def run_gil(bundles, *, rounds, min_time, log):
                     break
                 n *= 2
             n = max(unit, int(n * 4 * min_time / elapsed) // unit * unit)
-            t1s, t2s, ratios = [], [], []
+            t1s, t2s, ratios, cpus = [], [], [], []
             for r in range(rounds):
                 if r % 2:
-                    t2 = _time_threads([w1, w2], n)
-                    t1 = _time_threads([one], n)
+                    t2, cpu = _time_threads([w1, w2], n)
+                    t1, _ = _time_threads([one], n)
                 else:
-                    t1 = _time_threads([one], n)
-                    t2 = _time_threads([w1, w2], n)
+                    t1, _ = _time_threads([one], n)
+                    t2, cpu = _time_threads([w1, w2], n)
                 t1s.append(t1 / n)
                 t2s.append(t2 / (2 * n))
                 ratios.append(2 * t1 / t2)
-            results[md.key][kind] = (median(t1s), median(t2s), median(ratios))
-            log(f"  {kind}: one thread {median(t1s) * 1e6:.3f} us/step, two threads {median(t2s) * 1e6:.3f} us/step "
-                f"aggregate, throughput ratio {median(ratios):.2f}")
+                cpus.append(cpu)
+            results[md.key][kind] = (median(t1s), median(t2s), median(ratios), median(cpus))
+            log(f"  {kind}: one thread {median(t1s) * 1e6:.3f} us/unit, two threads {median(t2s) * 1e6:.3f} us/unit "
+                f"aggregate, throughput ratio {median(ratios):.2f}, CPU {median(cpus):.2f} cores")
     return results

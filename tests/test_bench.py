@@ -1,0 +1,148 @@
+"""The benchmark machinery runs, and its contenders agree with edgernn -- no timing is asserted
+(timings are for tables, not for pass/fail: machines are noisy)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import edgernn
+from edgernn import bench, ir
+from edgernn.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _w(rng, *shape):
+    return ir.as_weight(rng.normal(scale=0.4, size=shape))
+
+
+def _chain(*ops, features):
+    names = ["x"] + [f"t{k}" for k in range(len(ops))]
+    nodes = tuple(ir.Node(op, (names[k],), (names[k + 1],)) for k, op in enumerate(ops))
+    return edgernn.Model(ir.ModelSpec((ir.Input("x", features),), nodes, (names[-1],)))
+
+
+def _models():
+    rng = np.random.default_rng(5)
+    w = lambda *shape: _w(rng, *shape)  # noqa: E731
+    yield "lstm+dense", _chain(ir.Recurrent("l", "lstm", 4, 3, w(3, 16), w(4, 16), w(16)), ir.Dense("d", w(4, 2), w(2)),
+                               features=3)
+    yield "gru reset_after + gru reset_before + softmax", _chain(
+        ir.Recurrent("g1", "gru", 5, 3, w(3, 15), w(5, 15), w(15), recurrent_bias=w(15), return_sequences=True),
+        ir.Recurrent("g2", "gru", 3, 5, w(5, 9), w(3, 9), w(9), reset_after=False),
+        ir.Dense("d", w(3, 4), w(4), "softmax"), features=3)
+    nodes = (ir.Node(ir.Masking("m", 0.0), ("x",), ("masked", "mask")),
+             ir.Node(ir.Recurrent("r", "simple", 4, 2, w(2, 4), w(4, 4), w(4), activation="relu"), ("masked",), ("h",),
+                     mask="mask"),
+             ir.Node(ir.Activation("a", "sigmoid"), ("h",), ("y",)))
+    yield "masking + simple rnn + activation", edgernn.Model(ir.ModelSpec((ir.Input("x", 2),), nodes, ("y",)))
+    yield "lstm peephole, projection, clip", _chain(
+        ir.Recurrent("p", "lstm", 4, 3, w(3, 16), w(2, 16), w(16), peephole=w(3, 4), projection=w(4, 2), cell_clip=1.5,
+                     recurrent_activation="hard_sigmoid"), features=3)
+
+
+@pytest.mark.parametrize("name,model", list(_models()), ids=[n for n, _ in _models()])
+def test_numpy_baseline_agrees_with_streams(name, model):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 12, model.input_features)).astype(np.float32)
+    if "masking" in name:
+        x[0, 3:5] = 0.0  # masked steps
+    want = model.stream(3).run(x)
+    chain = bench.NumpyChain(model.spec, 3)
+    stepped = np.stack([chain.step(x[:, t]) for t in range(6)], axis=1)
+    blocked = chain.run(x[:, 6:])  # state carried from the steps
+    got = np.concatenate([stepped, blocked], axis=1)
+    assert got.dtype == np.float32
+    assert bench.max_difference(got, want) <= bench.AGREEMENT_ATOL
+
+
+def test_bench_model_runs_and_reports(tmp_path):
+    model = next(_models())[1]
+    results = bench.bench_model(model, quick=True, steps=20, streams=5, rounds=1)
+    assert [r.title for r in results] == ["one step, batch 1", "block of 20 steps, 1 stream", "5 streams, one step"]
+    for section in results:
+        assert set(section.samples) == {"edgernn", "NumPy"}, section.skipped  # NumPy agreed, so it was timed
+        assert all(len(v) == 1 and v[0] > 0 for v in section.samples.values())
+    text = bench.format_results("m.ernn", results, bench.system_info())
+    assert "| edgernn |" in text and "NumPy" in text and "cpu" in text
+
+
+def test_measure_interleaves_and_counts_units():
+    calls = []
+    contenders = [bench.Contender(name, "f()", {"f": lambda name=name: calls.append(name)}, units=units)
+                  for name, units in (("a", 1), ("b", 10))]
+    samples = bench.measure(contenders, rounds=3, min_time=0.001)
+    assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3}
+    assert set(calls) == {"a", "b"}
+
+
+def test_peer_files_are_checked_before_timing(tmp_path):
+    """An ONNX file of the same model is timed; one of a different model is reported, not timed."""
+    ort = pytest.importorskip("onnxruntime")
+    torch = pytest.importorskip("torch")
+    del ort
+    model = next(_models())[1]
+    lstm, dense = (node.op for node in model.spec.nodes)
+
+    class Net(torch.nn.Module):
+        def __init__(self, scale):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(3, 4, batch_first=True)
+            self.head = torch.nn.Linear(4, 2)
+            with torch.no_grad():
+                self.lstm.weight_ih_l0.copy_(torch.from_numpy(lstm.kernel.T.copy()) * scale)
+                self.lstm.weight_hh_l0.copy_(torch.from_numpy(lstm.recurrent_kernel.T.copy()))
+                self.lstm.bias_ih_l0.copy_(torch.from_numpy(lstm.bias))
+                self.lstm.bias_hh_l0.zero_()
+                self.head.weight.copy_(torch.from_numpy(dense.kernel.T.copy()))
+                self.head.bias.copy_(torch.from_numpy(dense.bias))
+
+        def forward(self, x, h, c):
+            y, (h, c) = self.lstm(x, (h, c))
+            return self.head(y), h, c
+
+    paths = {}
+    for label, scale in (("same", 1.0), ("other", 2.0)):
+        paths[label] = tmp_path / f"{label}.onnx"
+        args = (torch.zeros(2, 3, 3), torch.zeros(1, 2, 4), torch.zeros(1, 2, 4))
+        axes = {"x": {0: "b", 1: "t"}, "h": {1: "b"}, "c": {1: "b"}, "y": {0: "b", 1: "t"}}
+        torch.onnx.export(Net(scale), args, str(paths[label]), input_names=["x", "h", "c"], output_names=["y", "h2", "c2"],
+                          dynamic_axes=axes, dynamo=False)
+    same = bench.bench_model(model, onnx=str(paths["same"]), quick=True, steps=10, streams=3, rounds=1)
+    assert all(any(name.startswith("ONNX Runtime") for name in s.samples) for s in same)
+    assert all("state carried" in note for s in same for name, note in s.notes.items() if name.startswith("ONNX"))
+    other = bench.bench_model(model, onnx=str(paths["other"]), quick=True, steps=10, streams=3, rounds=1)
+    assert all(not any(name.startswith("ONNX") for name in s.samples) for s in other)
+    assert all("differ" in why for s in other for why in s.skipped.values())
+
+
+def test_cli_bench(tmp_path):
+    path = tmp_path / "m.ernn"
+    next(_models())[1].save(path)
+    result = CliRunner().invoke(main, ["bench", str(path), "--quick", "--steps", "10", "--streams", "3"])
+    assert result.exit_code == 0, result.output
+    assert "## edgernn bench m.ernn" in result.output and "block of 10 steps" in result.output
+
+
+def test_suite_runs_quick(tmp_path):
+    """``tools/bench/run.py --quick`` end to end on one model: tables, and every contender that
+    is installed agrees with edgernn (a disagreement is printed as such in a cell)."""
+    pytest.importorskip("tensorflow")
+    out = tmp_path / "bench.md"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "bench" / "run.py"), "--quick", "--models", "b",
+                           "--sections", "step,block,streams", "--rounds", "1", "--min-time", "0.001", "--steps", "30",
+                           "--streams", "6", "--output", str(out)], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    for title in ("1. One step", "2. A block of 30 steps", "3. 6 independent streams"):
+        assert title in text
+    assert "disagrees" not in text, text
+    assert "| edgernn s.step(x, out=y) |" in text and "TFLite/LiteRT, state in resource variables" in text
