@@ -37,6 +37,7 @@ class Peer:
     note: str = ""
     stateful: bool = True
     informational: bool = False  # shown in the table, but not one of "the peers"
+    tolerance: float = 1e-4  # largest |difference| from edgernn's float outputs that counts as agreeing
 
 
 class Bundle:
@@ -287,7 +288,9 @@ def tflite_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
 
         def make_io():
             interpreter = _interpreter(bundle.tflite("step_io", batch))
-            inputs = interpreter.get_input_details()
+            # the converter orders inputs and outputs its own way: x is the input named x, the states
+            # states_0, states_1, ...; the outputs are named by their position in the return value
+            inputs = sorted(interpreter.get_input_details(), key=lambda d: (_bare(d["name"]) != "x", _natural(d["name"])))
             outputs = sorted(interpreter.get_output_details(), key=lambda d: _natural(d["name"]))
             x_index = inputs[0]["index"]
             state_in = [d["index"] for d in inputs[1:]]
@@ -328,12 +331,17 @@ def tflite_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
 
         def note(flavor=flavor):
             ops = M.tflite_ops(bundle.tflite(flavor, batch, steps))
-            return f"zero state each call; ops ({bundle.model.key}): " + ", ".join(o for o in ops if o != "DELEGATE")
+            return f"ops ({bundle.model.key}): " + ", ".join(o for o in ops if o != "DELEGATE")
 
         peers.append(Peer(label, lambda xs, make=make: _block_outputs(make, xs, steps, stateful=False),
                           lambda x, make=make: Contender(flavor, "f(x)", {"f": make(), "x": x}, units=steps),
                           note=note, stateful=False))
     return peers
+
+
+def _bare(name: str) -> str:
+    """A TFLite tensor name without the converter's decorations: "serving_default_x:0" -> "x"."""
+    return name.removeprefix("serving_default_").split(":")[0]
 
 
 def _natural(name: str):
@@ -455,4 +463,34 @@ def keras_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
     return peers
 
 
-FACTORIES = (edgernn_peers, tflite_peers, onnx_peers, torch_peers, numpy_peers, keras_peers)
+# ---------------------------------------------------------------------------------------------
+# edgernn's int8 simulation (the firmware's arithmetic, bit-exact, in Numba)
+# ---------------------------------------------------------------------------------------------
+INT8_TOLERANCE = 0.25
+
+
+def int8_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
+    model = bundle.edgernn
+    if not hasattr(model, "quantize"):
+        raise Unavailable("this edgernn has no Model.quantize")
+
+    def quantized():
+        def build():
+            calibration = np.random.default_rng(7).normal(size=(16, 100, bundle.model.features)).astype(F32)
+            return model.quantize(calibration, "int8")
+
+        return bundle.get("int8", build)
+
+    def make():
+        s = quantized().stream(batch)
+        return s.step if mode == "step" else s.run
+
+    name = f"edgernn int8 simulation (Model.quantize, s.{'step' if mode == 'step' else 'run'})"
+    return [Peer(name, lambda xs: _outputs(mode, make, xs, steps),
+                 lambda x: Contender("int8", "f(x)", {"f": make(), "x": x}, units=steps if mode == "block" else 1),
+                 note="the C firmware's int8 arithmetic simulated bit-exactly; checked against float edgernn with "
+                      f"atol {INT8_TOLERANCE} (quantization error, largest below)",
+                 informational=True, tolerance=INT8_TOLERANCE)]
+
+
+FACTORIES = (edgernn_peers, tflite_peers, onnx_peers, torch_peers, numpy_peers, keras_peers, int8_peers)

@@ -107,7 +107,10 @@ def run_section(key, bundles, *, rounds, min_time, log, steps=None, streams=None
                         want = reference[:, : got.shape[1]]
                         difference = max_difference(got, want)
                         table.differences[(peer.name, md.key)] = difference
-                        if not difference <= AGREEMENT_ATOL:
+                        if peer.tolerance != AGREEMENT_ATOL and difference <= peer.tolerance:
+                            table.notes[peer.name] = (table.notes.get(peer.name, peer.note)
+                                                      + f"; ({md.key}) max diff {difference:.2g}")
+                        if not difference <= peer.tolerance:
                             table.problems[(peer.name, md.key)] = f"disagrees: max diff {difference:.2g}"
                             log(f"  {peer.name}: DISAGREES by {difference:.3g}; not timed")
                             continue
