@@ -37,11 +37,17 @@ def _recurrent(rng, name, cell, units, features, **options):
 
 
 def chain(layers, features, seed=0, return_sequences=True):
-    """A chain model: ``layers`` = [("lstm", units, options) | ("dense", units, activation) | ("act", activation)]."""
+    """A chain model: ``layers`` = [("lstm", units, options) | ("dense", units, activation) | ("act", activation)
+    | ("mask", mask_value)]; recurrent layers after a Masking read its mask."""
     rng = np.random.default_rng(seed)
-    nodes, current, width = [], "x", features
+    nodes, current, width, mask = [], "x", features, None
     for index, layer in enumerate(layers):
         name = f"l{index}"
+        if layer[0] == "mask":
+            mask = name + "_keep"
+            nodes.append(ir.Node(ir.Masking(name, layer[1]), (current,), (name, mask)))
+            current = name
+            continue
         if layer[0] == "dense":
             op = ir.Dense(name, _w(rng, width, layer[1]), _w(rng, layer[1], scale=0.3), layer[2])
         elif layer[0] == "act":
@@ -49,7 +55,8 @@ def chain(layers, features, seed=0, return_sequences=True):
         else:
             op = _recurrent(rng, name, layer[0], layer[1], width, **layer[2])
         width = getattr(op, "output_size", width)
-        nodes.append(ir.Node(op, (current,), (name,)))
+        reads_mask = mask if isinstance(op, ir.Recurrent) else None
+        nodes.append(ir.Node(op, (current,), (name,), mask=reads_mask))
         current = name
     if not return_sequences:  # the last recurrent layer returns its last step only
         last = max(i for i, n in enumerate(nodes) if isinstance(n.op, ir.Recurrent))
@@ -73,13 +80,17 @@ MODELS = {
                     ("dense", 7, "relu"), ("dense", 4, "linear"), ("act", "softmax")]),
     "heads": (4, [("gru", 6, {}), ("dense", 5, "tanh"), ("act", "relu"), ("dense", 3, "hard_sigmoid"),
                   ("act", "sigmoid")]),
+    "masked": (3, [("mask", 0.0), ("lstm", 6, {}), ("gru", 5, {"zero_output_for_mask": True}),
+                   ("simple", 4, {}), ("dense", 2, "linear")]),
 }
 
 
 def data(features, seed, steps=120, batch=6):
     rng = np.random.default_rng(seed)
     offset = rng.normal(size=features)  # inputs not centred on 0: zero points matter
-    return (rng.normal(size=(batch, steps, features)) * 1.5 + offset).astype(np.float32)
+    x = (rng.normal(size=(batch, steps, features)) * 1.5 + offset).astype(np.float32)
+    x[rng.random((batch, steps)) < 0.1] = 0.0  # rows a Masking(0.0) masks
+    return x
 
 
 def build(folder, compiler="gcc", sanitize=False):
@@ -104,6 +115,8 @@ def segments(features, seed):
     rng = np.random.default_rng(seed + 100)
     offset = rng.normal(size=features)
     parts = [(rng.normal(size=(n, features)) * 2.0 + offset).astype(np.float32) for n in (130, 250, 60)]
+    for part in parts:
+        part[rng.random(len(part)) < 0.1] = 0.0  # masked by Masking(0.0)
     reset = np.full((1, features), np.nan, np.float32)
     rows = np.concatenate([parts[0], reset, parts[1], reset, parts[2]])
     return parts, rows
@@ -158,7 +171,7 @@ def test_testbench_bit_exact_with_simulation(exported, key, scheme):
 
 @pytest.mark.skipif(not HAVE_CLANG, reason="clang is not installed (CI installs it)")
 @pytest.mark.parametrize("scheme", SCHEMES)
-@pytest.mark.parametrize("key", ["stacked", "heads", "gru_reset_after", "lstm_softmax"])
+@pytest.mark.parametrize("key", ["stacked", "heads", "gru_reset_after", "masked"])
 def test_clang_sanitized_testbench_bit_exact(exported, key, scheme, tmp_path):
     qmodel, folder = exported(key, scheme)
     copy = tmp_path / "src"

@@ -224,9 +224,10 @@ def test_float_schemes_take_what_int8_refuses():
 
 def test_unsupported_layers_and_structures():
     lstm = _lstm_with()
-    masked = ir.ModelSpec((ir.Input("x", 2),), (ir.Node(ir.Masking("mask"), ("x",), ("m", "k")),
+    masked = ir.ModelSpec((ir.Input("x", 2),), (ir.Node(ir.Dense("d", np.eye(2, dtype=np.float32)), ("x",), ("h",)),
+                                                ir.Node(ir.Masking("mask"), ("h",), ("m", "k")),
                                                 ir.Node(lstm, ("m",), ("y",), mask="k")), ("y",))
-    with pytest.raises(UnsupportedModel, match="'mask': Masking"):
+    with pytest.raises(UnsupportedModel, match="'mask': Masking is supported as the first layer only"):
         edgernn.Model(masked).quantize(np.zeros((1, 4, 2)))
     backward = dataclasses.replace(lstm, name="back", go_backwards=True)
     bidir = ir.ModelSpec((ir.Input("x", 2),), (ir.Node(ir.Bidirectional("bi", lstm, backward), ("x",), ("y",)),), ("y",))
@@ -250,3 +251,23 @@ def test_calibration_data_is_checked():
     with pytest.raises(InvalidInput, match="needs calibration"):
         model.quantize(None, "int8")
     assert model.quantize(np.zeros((5, 2)), "int8").predict(np.zeros((1, 3, 2))).shape == (1, 3, 2)
+
+
+def test_masking_keeps_state_on_masked_steps():
+    """A Masking(0.0) first layer: masked steps leave every masked layer's state and output unchanged,
+    as in the float model; int8 close to it, float32 within float rounding."""
+    model = chain(MODELS["masked"][1], 3, seed=2)
+    x = data(3, seed=4, steps=40, batch=3)
+    x[:, 10:15] = 0.0
+    reference = model.predict(x)
+    assert np.abs(model.quantize(x, "float32").predict(x) - reference).max() < 1e-5
+    qmodel = model.quantize(x, "int8")
+    y = qmodel.predict(x)
+    assert np.abs(y - reference).mean() < 0.05
+    stream = qmodel.stream(3)
+    stream.run(x[:, :10])
+    before = stream.get_state()
+    stream.run(x[:, 10:15])
+    after = stream.get_state()
+    for name in before:
+        np.testing.assert_array_equal(before[name], after[name])

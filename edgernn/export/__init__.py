@@ -27,9 +27,9 @@ from ..quantize import QuantizedModel, format_report
 from ..quantize.activations import ACT_IDS
 
 RUNTIME_SOURCES = ("ernn.h", "ernn_internal.h", "ernn_model.c", "ernn_lstm.c", "ernn_gru.c", "ernn_rnn.c",
-                   "ernn_dense.c", "ernn_floatmath.c")
+                   "ernn_dense.c", "ernn_mask.c", "ernn_floatmath.c")
 SCHEME_IDS = {"int8": 0, "int8-weights": 1, "float32": 2}
-KIND_IDS = {"lstm": 0, "gru": 1, "simple": 2, "dense": 3}
+KIND_IDS = {"lstm": 0, "gru": 1, "simple": 2, "dense": 3, "mask": 4}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 
 
@@ -70,7 +70,7 @@ def layout(qmodel: QuantizedModel) -> Layout:
         if layer.kind == "lstm":
             offset += _pad4(layer.units * c_size)
     width = max([spec.features] + [layer.units for layer in spec.layers])
-    work_words = max({"lstm": 4, "gru": 4, "simple": 1, "dense": 1}[layer.kind] * layer.units for layer in spec.layers)
+    work_words = max({"lstm": 4, "gru": 4, "simple": 1, "dense": 1, "mask": 0}[layer.kind] * layer.units for layer in spec.layers)
     off_a, off_b = 0, _pad4(width * value)
     off_work = 2 * off_b
     off_qx = off_work + 4 * work_words
@@ -121,7 +121,8 @@ def model_sources(qmodel: QuantizedModel, name: str) -> tuple[str, str, dict]:
             "kind": KIND_IDS[layer.kind], "in_size": layer.in_size, "units": layer.units, "act": ACT_IDS[layer.act],
             "gate_act": ACT_IDS[layer.gate_act] if layer.kind in ("lstm", "gru") else 0,
             "reset_after": int(layer.reset_after), "has_weights": int(layer.has_weights),
-            "state_h": lay.state_h[i], "state_c": lay.state_c[i],
+            "state_h": lay.state_h[i], "state_c": lay.state_c[i], "masked": int(layer.masked),
+            "zero_output": int(layer.zero_output), "mask_q": layer.mask_q, "mask_f": _c_float(layer.mask_f),
         }
         float_weights = layer.w is not None and layer.w.dtype == np.float32
         if integer or not float_weights:

@@ -36,7 +36,7 @@ typedef enum {
 } ernn_status;
 
 enum { ERNN_SCHEME_INT8 = 0, ERNN_SCHEME_INT8_WEIGHTS = 1, ERNN_SCHEME_FLOAT32 = 2 };
-enum { ERNN_LSTM = 0, ERNN_GRU = 1, ERNN_RNN = 2, ERNN_DENSE = 3 };
+enum { ERNN_LSTM = 0, ERNN_GRU = 1, ERNN_RNN = 2, ERNN_DENSE = 3, ERNN_MASK = 4 };
 enum {
     ERNN_ACT_LINEAR = 0, ERNN_ACT_RELU = 1, ERNN_ACT_SIGMOID = 2, ERNN_ACT_TANH = 3, ERNN_ACT_HARD_SIGMOID = 4,
     ERNN_ACT_HARD_SIGMOID_KERAS2 = 5, ERNN_ACT_HARD_TANH = 6, ERNN_ACT_SOFTSIGN = 7, ERNN_ACT_RELU6 = 8,
@@ -47,7 +47,7 @@ enum { ERNN_MODE_AFFINE = 0, ERNN_MODE_TABLE = 1, ERNN_MODE_SOFTMAX = 2 };
 /* One layer. Weight rows are output rows (gate blocks LSTM i,f,c,o; GRU z,r,h), each contiguous:
  * w (rows x in_size), u (rows x units). Unused pointers are NULL. */
 typedef struct ernn_layer {
-    int32_t kind;            /* ERNN_LSTM, ERNN_GRU, ERNN_RNN, ERNN_DENSE */
+    int32_t kind;            /* ERNN_LSTM, ERNN_GRU, ERNN_RNN, ERNN_DENSE, ERNN_MASK */
     int32_t in_size;
     int32_t units;           /* output features */
     int32_t act;             /* ERNN_ACT_*: cell activation / Dense activation */
@@ -56,6 +56,10 @@ typedef struct ernn_layer {
     int32_t has_weights;     /* Dense: 0 = a standalone activation */
     int32_t state_h;         /* byte offset of h in the stream state (recurrent layers) */
     int32_t state_c;         /* byte offset of c (LSTM) */
+    int32_t masked;          /* recurrent: skips the steps the Masking layer masks */
+    int32_t zero_output;     /* recurrent: a masked step outputs zeros (else the previous output, h) */
+    int32_t mask_q;          /* Masking: the mask value as int8 (int8 scheme) */
+    float mask_f;            /* Masking: the mask value (float schemes) */
     /* int8 scheme (w, u also hold the int8 weights of the int8-weights scheme) */
     const int8_t *w;
     const int8_t *u;

@@ -46,6 +46,7 @@ void ernn_lstm_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int16_t *
 void ernn_gru_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int8_t *out, int32_t *work);
 void ernn_rnn_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int8_t *out, int32_t *work);
 void ernn_dense_step_q(const ernn_layer *L, const int8_t *x, int8_t *out, int32_t *work);
+int32_t ernn_mask_step_q(const ernn_layer *L, const int8_t *x, int8_t *out);
 
 #ifndef ERNN_NO_FLOAT
 float ernn_act_f(int32_t kind, float v);
@@ -56,6 +57,7 @@ void ernn_lstm_step_f(const ernn_layer *L, const float *x, float *h, float *c, f
 void ernn_gru_step_f(const ernn_layer *L, const float *x, float *h, float *out, float *work);
 void ernn_rnn_step_f(const ernn_layer *L, const float *x, float *h, float *out, float *work);
 void ernn_dense_step_f(const ernn_layer *L, const float *x, float *out);
+int32_t ernn_mask_step_f(const ernn_layer *L, const float *x, float *out);
 #endif
 
 #endif /* ERNN_INTERNAL_H */

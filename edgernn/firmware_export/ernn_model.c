@@ -21,7 +21,7 @@ ernn_status ernn_reset(const ernn_model *m, void *state, size_t state_bytes)
     if (m->scheme == ERNN_SCHEME_INT8) {
         for (i = 0; i < m->n_layers; ++i) {
             const ernn_layer *L = &m->layers[i];
-            if (L->kind != ERNN_DENSE) {
+            if (L->kind <= ERNN_RNN) {
                 int8_t *h = (int8_t *)state + L->state_h;
                 for (j = 0; j < L->units; ++j) h[j] = (int8_t)L->zp_out; /* the int8 of 0.0 */
             }
@@ -39,7 +39,7 @@ ernn_status ernn_init(const ernn_model *m, void *state, size_t state_bytes)
 ernn_status ernn_step_int8(const ernn_model *m, void *state, size_t state_bytes, void *scratch,
                            size_t scratch_bytes, const int8_t *x_q, int8_t *y_q)
 {
-    int32_t i;
+    int32_t i, j, keep = 1;
     const int8_t *in = x_q;
     int8_t *s = (int8_t *)scratch;
     int32_t *work;
@@ -54,7 +54,13 @@ ernn_status ernn_step_int8(const ernn_model *m, void *state, size_t state_bytes,
         const ernn_layer *L = &m->layers[i];
         int8_t *out = i == m->n_layers - 1 ? y_q : s + ((i & 1) ? m->off_b : m->off_a);
         int8_t *h = (int8_t *)state + L->state_h;
+        if (L->masked && !keep) { /* a masked step: state kept, output h or zeros */
+            for (j = 0; j < L->units; ++j) out[j] = L->zero_output ? (int8_t)L->zp_out : h[j];
+            in = out;
+            continue;
+        }
         switch (L->kind) {
+        case ERNN_MASK: keep = ernn_mask_step_q(L, in, out); break;
         case ERNN_LSTM: ernn_lstm_step_q(L, in, h, (int16_t *)(void *)((int8_t *)state + L->state_c), out, work); break;
         case ERNN_GRU: ernn_gru_step_q(L, in, h, out, work); break;
         case ERNN_RNN: ernn_rnn_step_q(L, in, h, out, work); break;
@@ -95,7 +101,7 @@ ernn_status ernn_dequantize_output(const ernn_model *m, const int8_t *y_q, float
 ernn_status ernn_step_float(const ernn_model *m, void *state, size_t state_bytes, void *scratch,
                             size_t scratch_bytes, const float *x, float *y)
 {
-    int32_t i;
+    int32_t i, j, keep = 1;
     const float *in = x;
     int8_t *s = (int8_t *)scratch;
     float *work;
@@ -116,7 +122,13 @@ ernn_status ernn_step_float(const ernn_model *m, void *state, size_t state_bytes
         const ernn_layer *L = &m->layers[i];
         float *out = i == m->n_layers - 1 ? y : (float *)(void *)(s + ((i & 1) ? m->off_b : m->off_a));
         float *h = (float *)(void *)((int8_t *)state + L->state_h);
+        if (L->masked && !keep) {
+            for (j = 0; j < L->units; ++j) out[j] = L->zero_output ? 0.0f : h[j];
+            in = out;
+            continue;
+        }
         switch (L->kind) {
+        case ERNN_MASK: keep = ernn_mask_step_f(L, in, out); break;
         case ERNN_LSTM: ernn_lstm_step_f(L, in, h, (float *)(void *)((int8_t *)state + L->state_c), out, work); break;
         case ERNN_GRU: ernn_gru_step_f(L, in, h, out, work); break;
         case ERNN_RNN: ernn_rnn_step_f(L, in, h, out, work); break;

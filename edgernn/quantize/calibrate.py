@@ -40,16 +40,26 @@ def float_layers(spec: ir.ModelSpec, x: np.ndarray, ranges: Ranges | None = None
     if ranges is not None:
         ranges.see("", current)
     outputs = []
+    keep = np.ones(current.shape[:2], bool)
     for node in spec.nodes:
         op = node.op
-        if isinstance(op, ir.Recurrent):
+        if isinstance(op, ir.Masking):
+            keep = np.any(current != np.float32(op.mask_value), axis=-1)
+            current = current * keep[..., None]
+        elif isinstance(op, ir.Recurrent):
             batch, steps, _ = current.shape
             states = tuple(np.zeros((batch, size)) for size in op.state_sizes)
             ys = np.zeros((batch, steps, op.output_size))
             cell_max = 0.0
             for t in range(steps):
-                states = reference.cell_step(op, current[:, t], states)
-                ys[:, t] = states[0]
+                new = reference.cell_step(op, current[:, t], states)
+                if node.mask is not None:  # a masked step keeps the state; outputs h or zeros
+                    kept = keep[:, t, None]
+                    new = tuple(np.where(kept, n, s) for n, s in zip(new, states))
+                    ys[:, t] = np.where(kept, new[0], 0.0 if op.zero_output_for_mask else new[0])
+                else:
+                    ys[:, t] = new[0]
+                states = new
                 if op.cell == "lstm":
                     cell_max = max(cell_max, float(np.abs(states[1]).max()))
             if ranges is not None:

@@ -26,12 +26,16 @@ _ONE = np.float32(1.0)
 
 
 @njit(**JIT)
-def gru_q(x, w, u, bx, bh, mx, nx, mh, nh, lut_gate, lut_act, reset_after, mq, nq, mo, no, zp_h, h, y, pre, extra):
+def gru_q(x, w, u, bx, bh, mx, nx, mh, nh, lut_gate, lut_act, reset_after, mq, nq, mo, no, zp_h, h, y, pre, extra, keep, zero_output):
     """T steps of B streams; ``h`` (B, H) int8 in place; ``pre`` (3H,) and ``extra`` (H,) int64 scratch."""
     batch, steps, features = x.shape
     units = h.shape[1]
     for b in range(batch):
         for t in range(steps):
+            if not keep[b, t]:  # masked: state kept, output h or zeros
+                for j in range(units):
+                    y[b, t, j] = zp_h if zero_output else h[b, j]
+                continue
             # Stage 1 -- z and r pre-activations, the candidate's input part, and (reset_after) h U_h + b_h
             for r in range(3 * units):
                 ax = np.int64(bx[r])
@@ -75,13 +79,17 @@ def gru_q(x, w, u, bx, bh, mx, nx, mh, nh, lut_gate, lut_act, reset_after, mq, n
 
 
 @njit(**JIT)
-def gru_f(x, w, u, sw, su, bx, bh, gate_act, act, reset_after, h, y, pre, extra):
+def gru_f(x, w, u, sw, su, bx, bh, gate_act, act, reset_after, h, y, pre, extra, keep, zero_output):
     """float32 twin; ``pre`` (3H,) and ``extra`` (H,) float32 scratch."""
     batch, steps, features = x.shape
     units = h.shape[1]
     scaled = sw.shape[0] > 0
     for b in range(batch):
         for t in range(steps):
+            if not keep[b, t]:  # masked: state kept, output h or zeros
+                for j in range(units):
+                    y[b, t, j] = np.float32(0.0) if zero_output else h[b, j]
+                continue
             for r in range(3 * units):
                 ax = np.float32(0.0)
                 for k in range(features):

@@ -26,13 +26,17 @@ _ONE = np.float32(1.0)
 
 
 @njit(**JIT)
-def lstm_q(x, w, u, bx, bh, mx, nx, mh, nh, lut_gate, lut_act, cell_shift, mo, no, zp_h, h, c, y, pre):
+def lstm_q(x, w, u, bx, bh, mx, nx, mh, nh, lut_gate, lut_act, cell_shift, mo, no, zp_h, h, c, y, pre, keep, zero_output):
     """T steps of B streams: ``x`` (B, T, F) int8; ``h`` (B, H) int8 and ``c`` (B, H) int16 updated
     in place; ``y`` (B, T, H) int8 every step's h; ``pre`` (4H,) int64 scratch."""
     batch, steps, features = x.shape
     units = c.shape[1]
     for b in range(batch):
         for t in range(steps):
+            if not keep[b, t]:  # masked: state kept, output h or zeros
+                for j in range(units):
+                    y[b, t, j] = zp_h if zero_output else h[b, j]
+                continue
             # Stage 1 -- gate pre-activations in Q3.12 (old h for every row)
             for r in range(4 * units):
                 ax = np.int64(bx[r])
@@ -62,7 +66,7 @@ def lstm_q(x, w, u, bx, bh, mx, nx, mh, nh, lut_gate, lut_act, cell_shift, mo, n
 
 
 @njit(**JIT)
-def lstm_f(x, w, u, sw, su, bx, bh, gate_act, act, h, c, y, pre):
+def lstm_f(x, w, u, sw, su, bx, bh, gate_act, act, h, c, y, pre, keep, zero_output):
     """float32 twin: ``w``/``u`` float32 (float32 scheme) or int8 with row scales ``sw``/``su``
     (int8-weights scheme; empty scales = none). ``pre`` (4H,) float32 scratch."""
     batch, steps, features = x.shape
@@ -70,6 +74,10 @@ def lstm_f(x, w, u, sw, su, bx, bh, gate_act, act, h, c, y, pre):
     scaled = sw.shape[0] > 0
     for b in range(batch):
         for t in range(steps):
+            if not keep[b, t]:  # masked: state kept, output h or zeros
+                for j in range(units):
+                    y[b, t, j] = np.float32(0.0) if zero_output else h[b, j]
+                continue
             # Stage 1 -- pre = (x W [* s_w] + b) + (h U [* s_u] + b_h)
             for r in range(4 * units):
                 ax = np.float32(0.0)

@@ -19,6 +19,7 @@ from .activations import ACT_IDS
 from .dense import dense_f, dense_q
 from .gru import gru_f, gru_q
 from .lstm import lstm_f, lstm_q
+from .masking import mask_step
 from .simple_rnn import rnn_f, rnn_q
 from .spec import QLayer, QSpec
 
@@ -51,12 +52,19 @@ def new_states(layer: QLayer, scheme: str, batch: int) -> list[np.ndarray]:
     return states
 
 
-def run_layer(layer: QLayer, scheme: str, x: np.ndarray, states: list[np.ndarray]) -> np.ndarray:
-    """One layer over a block ``x`` (B, T, F) (int8 or float32), states updated in place -> (B, T, units)."""
+def run_layer(layer: QLayer, scheme: str, x: np.ndarray, states: list[np.ndarray], keep: np.ndarray) -> np.ndarray:
+    """One layer over a block ``x`` (B, T, F) (int8 or float32), states updated in place -> (B, T, units).
+
+    ``keep`` (B, T) bool: the mask of the block, written by a Masking layer, read by masked layers."""
     batch, steps, _ = x.shape
     units = layer.units
     integer = scheme == "int8"
     y = np.empty((batch, steps, units), np.int8 if integer else _F32)
+    if layer.kind == "mask":
+        zero = np.int8(layer.zp_out) if integer else _F32(0.0)
+        mask_step(x, np.int8(layer.mask_q) if integer else _F32(layer.mask_f), zero, y, keep)
+        return y
+    kept = keep if layer.masked else np.ones((batch, steps), np.bool_)
     if layer.kind == "dense":
         rows, out = x.reshape(batch * steps, -1), y.reshape(batch * steps, units)
         if integer:
@@ -71,25 +79,25 @@ def run_layer(layer: QLayer, scheme: str, x: np.ndarray, states: list[np.ndarray
         if integer:
             lstm_q(x, layer.w, layer.u, layer.bx, layer.bh, layer.mx, layer.nx, layer.mh, layer.nh, layer.lut_gate,
                    layer.lut_act, layer.cell_shift, layer.mo, layer.no, layer.zp_out, states[0], states[1], y,
-                   np.zeros(4 * units, np.int64))
+                   np.zeros(4 * units, np.int64), kept, layer.zero_output)
         else:
             lstm_f(x, layer.w, layer.u, layer.sw, layer.su, layer.bx, layer.bh, gate, act, states[0], states[1], y,
-                   np.zeros(4 * units, _F32))
+                   np.zeros(4 * units, _F32), kept, layer.zero_output)
     elif layer.kind == "gru":
         if integer:
             gru_q(x, layer.w, layer.u, layer.bx, layer.bh, layer.mx, layer.nx, layer.mh, layer.nh, layer.lut_gate,
                   layer.lut_act, layer.reset_after, layer.mq, layer.nq, layer.mo, layer.no, layer.zp_out, states[0], y,
-                  np.zeros(3 * units, np.int64), np.zeros(units, np.int64))
+                  np.zeros(3 * units, np.int64), np.zeros(units, np.int64), kept, layer.zero_output)
         else:
             gru_f(x, layer.w, layer.u, layer.sw, layer.su, layer.bx, layer.bh, gate, act, layer.reset_after, states[0],
-                  y, np.zeros(3 * units, _F32), np.zeros(units, _F32))
+                  y, np.zeros(3 * units, _F32), np.zeros(units, _F32), kept, layer.zero_output)
     else:
         if integer:
             rnn_q(x, layer.w, layer.u, layer.bx, layer.bh, layer.mx, layer.nx, layer.mh, layer.nh, layer.use_table,
                   layer.lut_act if layer.use_table else np.zeros(fx.LUT_SIZE, np.int16), layer.relu, layer.mo, layer.no,
-                  layer.zp_out, states[0], y, np.zeros(units, np.int64))
+                  layer.zp_out, states[0], y, np.zeros(units, np.int64), kept, layer.zero_output)
         else:
-            rnn_f(x, layer.w, layer.u, layer.sw, layer.su, layer.bx, layer.bh, act, states[0], y, np.zeros(units, _F32))
+            rnn_f(x, layer.w, layer.u, layer.sw, layer.su, layer.bx, layer.bh, act, states[0], y, np.zeros(units, _F32), kept, layer.zero_output)
     return y
 
 
@@ -137,8 +145,9 @@ class QuantizedModel:
         x = _as_float(x, "x")
         current = self.quantize_input(x) if self.scheme == "int8" else np.ascontiguousarray(x)
         outputs = []
+        keep = np.ones(x.shape[:2], np.bool_)
         for layer in self.spec.layers:
-            current = run_layer(layer, self.scheme, current, new_states(layer, self.scheme, x.shape[0]))
+            current = run_layer(layer, self.scheme, current, new_states(layer, self.scheme, x.shape[0]), keep)
             outputs.append(dequantize(current, layer.s_out, layer.zp_out) if self.scheme == "int8" else current)
         return outputs
 
@@ -174,8 +183,9 @@ class QuantizedStream:
         self._states = [new_states(layer, model.scheme, self.batch_size) for layer in model.spec.layers]
 
     def _block(self, x):
+        keep = np.ones(x.shape[:2], np.bool_)
         for layer, states in zip(self.model.spec.layers, self._states):
-            x = run_layer(layer, self._scheme, x, states)
+            x = run_layer(layer, self._scheme, x, states, keep)
         return x
 
     def _check(self, array, ndim):

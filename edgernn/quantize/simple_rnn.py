@@ -18,11 +18,15 @@ from .fixedpoint import JIT, lut, requant, sat8, sat16, sat32
 
 
 @njit(**JIT)
-def rnn_q(x, w, u, bx, bh, mx, nx, mh, nh, use_table, table, relu, mo, no, zp_h, h, y, pre):
+def rnn_q(x, w, u, bx, bh, mx, nx, mh, nh, use_table, table, relu, mo, no, zp_h, h, y, pre, keep, zero_output):
     batch, steps, features = x.shape
     units = h.shape[1]
     for b in range(batch):
         for t in range(steps):
+            if not keep[b, t]:  # masked: state kept, output h or zeros
+                for j in range(units):
+                    y[b, t, j] = zp_h if zero_output else h[b, j]
+                continue
             for r in range(units):
                 ax = np.int64(bx[r])
                 for k in range(features):
@@ -42,12 +46,16 @@ def rnn_q(x, w, u, bx, bh, mx, nx, mh, nh, use_table, table, relu, mo, no, zp_h,
 
 
 @njit(**JIT)
-def rnn_f(x, w, u, sw, su, bx, bh, act, h, y, pre):
+def rnn_f(x, w, u, sw, su, bx, bh, act, h, y, pre, keep, zero_output):
     batch, steps, features = x.shape
     units = h.shape[1]
     scaled = sw.shape[0] > 0
     for b in range(batch):
         for t in range(steps):
+            if not keep[b, t]:  # masked: state kept, output h or zeros
+                for j in range(units):
+                    y[b, t, j] = np.float32(0.0) if zero_output else h[b, j]
+                continue
             for r in range(units):
                 ax = np.float32(0.0)
                 for k in range(features):

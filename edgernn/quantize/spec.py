@@ -40,7 +40,7 @@ BIAS_LIMIT = 1 << 30  # folded biases are kept within +-2^30 so int32 accumulato
 
 @dataclass(eq=False)
 class QLayer:
-    kind: str                 # "lstm", "gru", "simple", "dense" (a Dense, or an Activation: no weights)
+    kind: str                 # "lstm", "gru", "simple", "dense" (a Dense, or an Activation: no weights), "mask"
     name: str
     in_size: int
     units: int                # output features
@@ -69,6 +69,10 @@ class QLayer:
     nq: int = 1
     mo: int = 0               # int8 output requantization
     no: int = 1
+    masked: bool = False      # recurrent: reads the Masking layer's mask
+    zero_output: bool = False  # recurrent: a masked step outputs zeros (else the previous output)
+    mask_q: int = 0           # Masking: the int8 of mask_value (int8 scheme)
+    mask_f: float = 0.0       # Masking: mask_value (float schemes)
     zp_in: int = 0
     zp_a: int = 0             # Dense int8: zero point of the affine result (logits for softmax)
     zp_out: int = 0
@@ -83,7 +87,7 @@ class QLayer:
 
     @property
     def recurrent(self) -> bool:
-        return self.kind != "dense"
+        return self.kind in ("lstm", "gru", "simple")
 
     @property
     def state_names(self) -> tuple:
@@ -115,14 +119,16 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
         return [f"the firmware runtime steps a chain one timestep at a time, and {why}"]
     integer = scheme == "int8"
     elementwise = tuple(a for a in ACT_IDS if a != "softmax")
-    for node in spec.nodes:
+    first_mask = spec.nodes[0].outputs[1] if spec.nodes and isinstance(spec.nodes[0].op, ir.Masking) else None
+    for index, node in enumerate(spec.nodes):
         op = node.op
         where = f"layer {op.name!r}"
         if isinstance(op, ir.Masking):
-            problems.append(f"{where}: Masking is not supported by the firmware export")
+            if index:
+                problems.append(f"{where}: Masking is supported as the first layer only (on the model input)")
             continue
-        if node.mask:
-            problems.append(f"{where}: a masked input is not supported by the firmware export")
+        if node.mask and (node.mask != first_mask or not isinstance(op, ir.Recurrent)):
+            problems.append(f"{where}: a mask that is not the first layer's Masking is not supported")
         if isinstance(op, ir.Recurrent):
             for option, present in (("peephole", op.peephole is not None), ("projection (proj_size)", op.projection is not None),
                                     ("cell_clip", op.cell_clip is not None)):
@@ -179,13 +185,14 @@ def _float_weights(layer: QLayer, scheme: str, w, u, bx, bh) -> None:
     layer.bh = bh.astype(np.float32)
 
 
-def _recurrent(op: ir.Recurrent, scheme: str, s_x: float, zp_x: int, ranges: Ranges) -> QLayer:
+def _recurrent(op: ir.Recurrent, scheme: str, s_x: float, zp_x: int, ranges: Ranges, masked: bool) -> QLayer:
     rows, units = op.gates * op.units, op.units
     w, u = _rows(op.kernel), _rows(op.recurrent_kernel)
     b = np.zeros(rows) if op.bias is None else op.bias.astype(np.float64)
     b_h = np.zeros(rows) if op.recurrent_bias is None else op.recurrent_bias.astype(np.float64)
     layer = QLayer(op.cell, op.name, op.input_size, units, act=op.activation, gate_act=op.recurrent_activation,
-                   reset_after=bool(op.reset_after) if op.cell == "gru" else True)
+                   reset_after=bool(op.reset_after) if op.cell == "gru" else True, masked=masked,
+                   zero_output=bool(op.zero_output_for_mask))
     if scheme != "int8":
         _float_weights(layer, scheme, w, u, b, b_h)
         return layer
@@ -278,7 +285,15 @@ def build(spec: ir.ModelSpec, scheme: str, ranges: Ranges | None) -> QSpec:
     for node in spec.nodes:
         op = node.op
         if isinstance(op, ir.Recurrent):
-            layer = _recurrent(op, scheme, s_x, zp_x, ranges)
+            layer = _recurrent(op, scheme, s_x, zp_x, ranges, node.mask is not None)
+        elif isinstance(op, ir.Masking):
+            layer = QLayer("mask", op.name, width, width, has_weights=False, s_in=s_x, zp_in=zp_x, s_out=s_x, zp_out=zp_x)
+            if scheme == "int8":
+                from .runtime import quantize_input
+
+                layer.mask_q = int(quantize_input(np.float32(op.mask_value), s_x, zp_x))
+            else:
+                layer.mask_f = float(np.float32(op.mask_value))
         else:
             layer = _dense(op, scheme, width, s_x, zp_x, ranges)
         layers.append(layer)
