@@ -271,3 +271,13 @@ def test_masking_keeps_state_on_masked_steps():
     after = stream.get_state()
     for name in before:
         np.testing.assert_array_equal(before[name], after[name])
+
+
+def test_sizes_beyond_int32_accumulators_are_refused():
+    lstm = _lstm_with()
+    wide = ir.ModelSpec((ir.Input("x", 2),), (ir.Node(lstm, ("x",), ("h",)),
+                                              ir.Node(ir.Dense("out", np.ones((3, 3000), np.float32), None, "softmax"),
+                                                      ("h",), ("y",))), ("y",))
+    with pytest.raises(UnsupportedModel, match="layer 'out': int8 softmax over more than 2047"):
+        edgernn.Model(wide).quantize(np.zeros((1, 4, 2)))
+    assert edgernn.Model(wide).quantize(None, "float32").spec.outputs == 3000

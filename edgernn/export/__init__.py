@@ -7,11 +7,13 @@
 * ``<name>_model.h`` (sizes as macros, ``extern const ernn_model <name>_model``) and
   ``<name>_model.c`` (const weight arrays for flash, the layer table and the model struct);
 * ``Makefile`` and ``CMakeLists.txt``; with ``testbench``, ``testbench.c`` (``make testbench``);
-* ``quantization_report.txt``: the per-layer error against the float model on the calibration data.
+* ``quantization_report.txt`` and ``.json``: the per-layer error against the float model on the
+  calibration data (and the sizes, in the JSON).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -203,6 +205,8 @@ def export(qmodel: QuantizedModel, folder, name: str = "model", testbench: bool 
         (folder / target).write_text(text)
     report = f"scheme: {qmodel.scheme}\n" + format_report(qmodel.report) + "\n"
     (folder / "quantization_report.txt").write_text(report)
+    (folder / "quantization_report.json").write_text(json.dumps({"scheme": qmodel.scheme, "layers": qmodel.report,
+                                                                  "sizes": sizes}, indent=1))
     return sizes
 
 

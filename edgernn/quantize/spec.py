@@ -36,6 +36,7 @@ _EMPTY_F = np.zeros(0, np.float32)
 _EMPTY_I = np.zeros(0, np.int32)
 _EMPTY_T = np.zeros(0, np.int16)
 BIAS_LIMIT = 1 << 30  # folded biases are kept within +-2^30 so int32 accumulators cannot overflow
+MAX_SIZE = 16384      # features / units per layer: 2^30 + 16384 * 128 * 127 < 2^31 (int32 accumulators)
 
 
 @dataclass(eq=False)
@@ -78,7 +79,6 @@ class QLayer:
     zp_out: int = 0
     s_in: float = 1.0
     s_out: float = 1.0
-    float_weights: dict = field(default_factory=dict)  # the float originals, for reports
 
     @property
     def rows(self) -> int:
@@ -120,6 +120,7 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
     integer = scheme == "int8"
     elementwise = tuple(a for a in ACT_IDS if a != "softmax")
     first_mask = spec.nodes[0].outputs[1] if spec.nodes and isinstance(spec.nodes[0].op, ir.Masking) else None
+    width = spec.inputs[0].features
     for index, node in enumerate(spec.nodes):
         op = node.op
         where = f"layer {op.name!r}"
@@ -129,6 +130,12 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
             continue
         if node.mask and (node.mask != first_mask or not isinstance(op, ir.Recurrent)):
             problems.append(f"{where}: a mask that is not the first layer's Masking is not supported")
+        sizes = [getattr(op, "units", 0), getattr(op, "input_size", 0)]
+        if isinstance(op, ir.Dense):
+            sizes = list(op.kernel.shape)
+        if max(sizes) > MAX_SIZE:
+            problems.append(f"{where}: {max(sizes)} features or units; the runtime takes at most {MAX_SIZE} "
+                            "(int32 accumulators)")
         if isinstance(op, ir.Recurrent):
             for option, present in (("peephole", op.peephole is not None), ("projection (proj_size)", op.projection is not None),
                                     ("cell_clip", op.cell_clip is not None)):
@@ -149,12 +156,15 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
                     problems.append(f"{where}: activation {op.activation!r} is not supported in {scheme} "
                                     f"(supported: {', '.join(acts)})")
         elif isinstance(op, (ir.Dense, ir.Activation)):
+            if integer and op.activation == "softmax" and (sizes[-1] or width) > 2047:
+                problems.append(f"{where}: int8 softmax over more than 2047 outputs (its int32 sum would overflow)")
             allowed = tuple(TABLE_FUNCTIONS) + ("linear", "relu", "softmax") if integer else tuple(ACT_IDS)
             if op.activation not in allowed:
                 problems.append(f"{where}: activation {op.activation!r} is not supported in {scheme} "
                                 f"(supported: {', '.join(allowed)})")
         elif not isinstance(op, ir.Recurrent):
             problems.append(f"{where}: {type(op).__name__} is not supported by the firmware export")
+        width = getattr(op, "output_size", width)
     return problems
 
 
