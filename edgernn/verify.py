@@ -3,7 +3,8 @@
 :func:`verify` runs both on the same inputs and records how far apart they are:
 
 * **predict**: a seeded random batch (4 sequences of 24 steps, standard normal; the file's own
-  sequence length where the source fixes one) or the user's ``data``, through the source
+  sequence length where the source fixes one, ``Input.timesteps``, and its batch size where an
+  importer records one as ``source["batch_size"]``) or the user's ``data``, through the source
   framework (the importer's ``run_source``: Keras, the TFLite interpreter, PyTorch, onnxruntime)
   and through :meth:`edgernn.Model.predict`;
 * **stream**: for streamable models, a stateful :class:`~edgernn.Stream` fed the same sequences
@@ -131,10 +132,12 @@ def _as_list(value) -> list:
 def _inputs(spec, data, seed: int):
     if data is None:
         rng = np.random.default_rng(seed)
+        # An importer whose source runs only at one batch size records it as source["batch_size"].
+        batch = spec.source.get("batch_size")
+        batch = batch if isinstance(batch, int) and not isinstance(batch, bool) and 1 <= batch <= 64 else RANDOM_BATCH
         arrays = []
         for inp in spec.inputs:
-            shape = (RANDOM_BATCH, inp.timesteps or RANDOM_STEPS, inp.features) if inp.rank == 3 else (
-                RANDOM_BATCH, inp.features)
+            shape = (batch, inp.timesteps or RANDOM_STEPS, inp.features) if inp.rank == 3 else (batch, inp.features)
             arrays.append(rng.standard_normal(shape).astype(np.float32))
         shapes = ", ".join("x".join(map(str, a.shape)) for a in arrays)
         return arrays, f"random normal, seed {seed}, shape {shapes}"

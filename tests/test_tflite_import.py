@@ -289,6 +289,23 @@ def test_truncated_file_is_invalid(files, tmp_path):
             edgernn.convert(path)
 
 
+def test_corrupted_bytes_raise_only_edgernn_errors(files, tmp_path):
+    """Random byte changes anywhere in real files: InvalidModelFile or UnsupportedModel, nothing else."""
+    rng = np.random.default_rng(11)
+    for name in ("lstm_last", "k2_lstm_last", "unroll_gru_simple"):
+        blob = (files / f"{name}.tflite").read_bytes()
+        for _ in range(40):
+            mutated = bytearray(blob)
+            for k in rng.integers(0, len(blob), size=rng.integers(1, 6)):
+                mutated[k] = rng.integers(0, 256)
+            path = tmp_path / "mutated.tflite"
+            path.write_bytes(bytes(mutated))
+            try:
+                edgernn.convert(path, verify=False)
+            except (InvalidModelFile, UnsupportedModel):
+                pass
+
+
 def test_conversion_needs_no_interpreter_and_run_source_says_what_is_missing(files):
     """Converting reads the flatbuffer itself (a device may have no TensorFlow); running the source
     needs an interpreter, and its absence is an ImportError."""

@@ -37,6 +37,8 @@ from ..reference.activations import FUNCTIONS as _ACTIVATION_FUNCTIONS
 from ._tflite_reader import Model, Operator, Subgraph, Tensor
 
 MAX_LOOP_STEPS = 20000  # total WHILE iterations executed symbolically (sequence length x layers)
+MAX_ELEMENTS = 1 << 24  # elements of any tensor made while executing (a hostile file cannot exhaust memory)
+MAX_DEPTH = 8           # nesting of subgraph calls (a loop body that runs itself is refused)
 
 
 class Unsupported(Exception):
@@ -290,9 +292,19 @@ class Executor:
         self.loop_steps = 0
         self.variable_writers: dict[tuple[int, int], str] = {}  # variable tensors fused ops overwrite
         self._env: dict = {}
+        self._depth = 0
 
     # -- driving ---------------------------------------------------------------------------
     def run(self, index: int, inputs: list) -> list:
+        if self._depth >= MAX_DEPTH:
+            raise Unsupported(f"subgraphs nested more than {MAX_DEPTH} deep")
+        self._depth += 1
+        try:
+            return self._run(index, inputs)
+        finally:
+            self._depth -= 1
+
+    def _run(self, index: int, inputs: list) -> list:
         g = self.model.subgraphs[index]
         if len(inputs) != len(g.inputs):
             raise Unsupported(f"subgraph {g.name!r} takes {len(g.inputs)} inputs, is given {len(inputs)}")
@@ -306,6 +318,10 @@ class Executor:
                 raise Unsupported(f"{op.name} (subgraph {g.name or g.index!r}): {exc}") from None
             except (ValueError, IndexError, TypeError) as exc:
                 raise Unsupported(f"{op.name} (subgraph {g.name or g.index!r}) could not be executed: {exc}") from None
+            for v in outs:
+                size = int(np.prod(_shape(v), dtype=np.float64)) if v is not None else 0
+                if size > MAX_ELEMENTS:
+                    raise Unsupported(f"{op.name} makes a tensor of {size} elements")
             if len(outs) != len(op.outputs):
                 raise Unsupported(f"{op.name} makes {len(outs)} tensors, the file names {len(op.outputs)}")
             for t, v in zip(op.outputs, outs):
@@ -406,9 +422,11 @@ class Executor:
             return [out if act is None else self._unary(act, out)]
         if name == "TILE":
             reps = _ints(args[1], "the multiples")
+            _check_elements([float(np.prod(_shape(args[0]), dtype=np.float64)) * float(np.prod(reps, dtype=np.float64))])
             return [self._move(lambda x: np.tile(x, reps), [args[0]])]
         if name == "BROADCAST_TO":
             shape = _ints(args[1], "the shape")
+            _check_elements(shape)
             return [self._move(lambda x: np.broadcast_to(x, shape), [args[0]])]
         if name == "DYNAMIC_UPDATE_SLICE":
             start = _ints(args[2], "the start indices")
@@ -440,10 +458,15 @@ class Executor:
         if name == "CAST":
             return [np.asarray(args[0]).astype(_numpy_type(out_tensor))]
         if name == "FILL":
-            return [np.full(_ints(args[0], "the shape"), args[1])]
+            shape = _ints(args[0], "the shape")
+            _check_elements(shape)
+            return [np.full(shape, args[1])]
         if name == "ZEROS_LIKE":
             return [np.zeros_like(args[0])]
         if name == "RANGE":
+            start, limit, delta = (np.asarray(a).item() for a in args[:3])
+            if delta == 0 or abs((limit - start) / delta) > MAX_ELEMENTS:
+                raise Unsupported("a range of more elements than supported")
             return [np.arange(np.asarray(args[0]).item(), np.asarray(args[1]).item(), np.asarray(args[2]).item())]
         if name in ("REDUCE_MAX", "REDUCE_MIN", "SUM", "REDUCE_PROD", "MEAN"):
             fn = {"REDUCE_MAX": np.max, "REDUCE_MIN": np.min, "SUM": np.sum, "REDUCE_PROD": np.prod, "MEAN": np.mean}[name]
@@ -548,6 +571,8 @@ class Executor:
         for v in data:
             shape = _shape(v)
             size = int(np.prod(shape)) if shape else 1
+            if total + size > MAX_ELEMENTS:
+                raise Unsupported(f"tensors of more than {MAX_ELEMENTS} elements")
             offsets.append(total)
             codes.append(np.arange(total, total + size, dtype=np.int64).reshape(shape))
             total += size
@@ -778,6 +803,12 @@ def _FUSED_name(code: int) -> Optional[str]:
     if code not in _FUSED:
         raise Unsupported(f"fused activation #{code}")
     return _FUSED[code]
+
+
+def _check_elements(shape) -> None:
+    shape = np.asarray(shape, np.float64).reshape(-1)
+    if np.any(shape < 0) or float(np.prod(shape)) > MAX_ELEMENTS:
+        raise Unsupported(f"a tensor of shape {[int(v) for v in shape]}")
 
 
 def _shape(x) -> tuple:

@@ -74,6 +74,7 @@ _FLOAT_TYPES = {0, 1, 10}        # float32, float16, float64
 _QUANTIZED_TYPES = {3, 7, 9}     # uint8, int16, int8
 _DYNAMIC_TIMESTEPS = 6           # sequence length used to execute a graph whose time axis is dynamic
 _CONFIRM_ATOL, _CONFIRM_RTOL = 1e-6, 1e-5  # recognised layers vs the graph, both float64
+_MAX_INPUT_ROWS = 100_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,6 +251,9 @@ class _Importer:
         if dynamic_steps:
             steps = _DYNAMIC_TIMESTEPS
         batch = max(int(batch), 1)
+        if batch * steps > _MAX_INPUT_ROWS or features > _MAX_INPUT_ROWS:
+            raise UnsupportedModel(f"{self.label}: input shape {list(x_tensor.shape)} is larger than edgernn executes "
+                                   f"to read the layers (at most {_MAX_INPUT_ROWS} batch rows x timesteps)")
         if steps < 2:
             raise UnsupportedModel(f"{self.label}: the input holds {steps} timestep; edgernn reads the recurrent "
                                    "weights off the second step, convert with a sequence length of 2 or more")
@@ -264,6 +268,11 @@ class _Importer:
             (y,) = executor.run(0, [x])
         except Unsupported as exc:
             raise UnsupportedModel(f"{self.label}: cannot convert this model", [str(exc)]) from None
+        except FormatError as exc:  # options tables are read lazily, while executing
+            raise InvalidModelFile(f"{self.label}: not a valid .tflite file: {exc}") from None
+        except (RecursionError, MemoryError) as exc:
+            raise UnsupportedModel(f"{self.label}: cannot convert this model",
+                                   [f"executing the graph failed ({type(exc).__name__})"]) from None
         if not isinstance(y, Sym):
             raise UnsupportedModel(f"{self.label}: the output does not depend on the input")
         if len(y.shape) == 3 and y.shape[:2] == (batch, steps):
@@ -296,6 +305,9 @@ class _Importer:
                 hint = " (go_backwards and Bidirectional layers are not supported from TFLite)"
             elif name in ("SELECT", "SELECT_V2"):
                 hint = " (masking is not supported from TFLite)"
+            elif name.startswith("CUSTOM(Flex"):
+                hint = (" (a TensorFlow op kept by SELECT_TF_OPS; TFLiteConverter lowers RNNs to builtin ops "
+                        "when the batch size is fixed)")
             elif name == "QUANTIZE":
                 hint = " (quantized activations are not supported)"
             problems.append(f"op {name} in {', '.join(sorted(where))}{hint}")
@@ -353,10 +365,11 @@ class _Importer:
         rng = np.random.default_rng(20240611)
         scales = np.array([0.5, 1.0, 2.0])
         values = rng.normal(size=(len(scales), batch, steps, features)) * scales[:, None, None, None]
-        graph_rows = evaluate(y.flat_rows(), lambda pos: values[:, pos[0], pos[1], :])
-        got = np.stack(graph_rows, axis=1).reshape((len(scales),) + y.shape)
-        for s in range(len(scales)):
-            want = graph.execute(spec, [values[s]], reference)[0]
+        with np.errstate(all="ignore"):  # overflow in a hostile file's graph is a mismatch, not a warning
+            graph_rows = evaluate(y.flat_rows(), lambda pos: values[:, pos[0], pos[1], :])
+            got = np.stack(graph_rows, axis=1).reshape((len(scales),) + y.shape)
+            wants = [graph.execute(spec, [values[s]], reference)[0] for s in range(len(scales))]
+        for s, want in enumerate(wants):
             if want.shape != got[s].shape:
                 raise UnsupportedModel(f"{self.label}: the recognised layers make shape {want.shape}, the graph "
                                        f"{got[s].shape}")
