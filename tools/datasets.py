@@ -58,3 +58,45 @@ def basic_motions():
     train = read_ts(data_file("BasicMotions", "BasicMotions_TRAIN.ts"))
     test = read_ts(data_file("BasicMotions", "BasicMotions_TEST.ts"))
     return train, test
+
+
+def read_ts_ragged(path: Path) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """A multivariate .ts file of unequal lengths -> ``([x (T_i, channels) float32], labels (cases,) int, class names)``."""
+    classes: list[str] = []
+    cases, labels = [], []
+    in_data = False
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not in_data:
+            if line.lower().startswith("@classlabel"):
+                classes = line.split()[2:]
+            in_data = line.lower() == "@data"
+            continue
+        *channels, label = line.split(":")
+        cases.append(np.asarray([[float(v) for v in channel.split(",")] for channel in channels], dtype=np.float32).T)
+        labels.append(classes.index(label))
+    return cases, np.asarray(labels), classes
+
+
+def pad(cases: list[np.ndarray], steps: int, value: float = 0.0) -> np.ndarray:
+    """Post-pad variable-length cases ``(T_i, channels)`` with ``value`` to ``(cases, steps, channels)``."""
+    x = np.full((len(cases), steps, cases[0].shape[1]), value, dtype=np.float32)
+    for i, case in enumerate(cases):
+        x[i, : len(case)] = case[:steps]
+    return x
+
+
+def japanese_vowels():
+    """JapaneseVowels: 12 LPC cepstrum coefficients per frame, 7-29 frames, 9 speakers; train (270) and
+    test (370) splits, each as a list of ``(T_i, 12)`` arrays (see `pad`)."""
+    train = read_ts_ragged(data_file("JapaneseVowels", "JapaneseVowels_TRAIN.ts"))
+    test = read_ts_ragged(data_file("JapaneseVowels", "JapaneseVowels_TEST.ts"))
+    return train, test
+
+
+def airline() -> np.ndarray:
+    """Airline: monthly international airline passengers (thousands), 1949-01 to 1960-12, 144 values."""
+    rows = data_file("Airline", "Airline.csv").read_text().split()[1:]  # skip the "Date,Passengers" header
+    return np.array([float(r.split(",")[1]) for r in rows], dtype=np.float32)
