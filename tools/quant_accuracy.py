@@ -29,26 +29,34 @@ from edgernn import examples  # noqa: E402
 from edgernn.quantize import format_report  # noqa: E402
 
 
+SCHEMES = ("int8", "int8-weights", "float32")
+
+
+def compare(y: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Probabilities ``y`` against the float ``reference`` (same shape, classes last) and true ``labels``
+    (their shape without the class axis): ``(accuracy, argmax agreement with the reference)``."""
+    return float(np.mean(y.argmax(-1) == labels)), float(np.mean(y.argmax(-1) == reference.argmax(-1)))
+
+
 def evaluate() -> list[dict]:
     (x_train, _, _), (x_test, y_test, _) = basic_motions()
     model = edgernn.convert(str(examples.path()))
     reference = model.predict(x_test)  # (40, 100, 4) float32 kernels
     steps = x_test.shape[1]
     labels = np.repeat(y_test[:, None], steps, axis=1)
-    rows = [{"scheme": "float (edgernn kernels)", "final_acc": np.mean(reference[:, -1].argmax(-1) == y_test),
-             "step_acc": np.mean(reference.argmax(-1) == labels), "final_agree": 1.0, "step_agree": 1.0,
+    rows = [{"scheme": "float (edgernn kernels)", "final_acc": compare(reference[:, -1], reference[:, -1], y_test)[0],
+             "step_acc": compare(reference, reference, labels)[0], "final_agree": 1.0, "step_agree": 1.0,
              "max_err": 0.0, "mean_err": 0.0}]
-    for scheme in ("int8", "int8-weights", "float32"):
+    for scheme in SCHEMES:
         qmodel = model.quantize(x_train, scheme)
         if scheme == "int8":
             print("int8 calibration report (training data):\n" + format_report(qmodel.report) + "\n")
         y = qmodel.predict(x_test)
         error = np.abs(y.astype(np.float64) - reference)
-        rows.append({"scheme": scheme, "final_acc": np.mean(y[:, -1].argmax(-1) == y_test),
-                     "step_acc": np.mean(y.argmax(-1) == labels),
-                     "final_agree": np.mean(y[:, -1].argmax(-1) == reference[:, -1].argmax(-1)),
-                     "step_agree": np.mean(y.argmax(-1) == reference.argmax(-1)),
-                     "max_err": float(error.max()), "mean_err": float(error.mean())})
+        final_acc, final_agree = compare(y[:, -1], reference[:, -1], y_test)
+        step_acc, step_agree = compare(y, reference, labels)
+        rows.append({"scheme": scheme, "final_acc": final_acc, "step_acc": step_acc, "final_agree": final_agree,
+                     "step_agree": step_agree, "max_err": float(error.max()), "mean_err": float(error.mean())})
     return rows
 
 
