@@ -40,39 +40,35 @@ KERAS3 = {
     "lstm_last": ([["LSTM", {"units": 8}], ["Dense", {"units": 3, "activation": "softmax"}]], {"weights": True}),
     "gru_seq_b2": ([["GRU", {"units": 5, "rs": True}], ["Dense", {"units": 4, "activation": "relu"}],
                     ["Dense", {"units": 2, "activation": "tanh"}]], {"batch": 2}),
-    "gru_ra0": ([["GRU", {"units": 5, "reset_after": False}], ["Dense", {"units": 1}]], {}),
+    "gru_ra0_float16": ([["GRU", {"units": 16, "reset_after": False}], ["Dense", {"units": 1}]], {"quant": "float16"}),
     "stack": ([["TimeDistributed", {"layer": ["Dense", {"units": 6, "activation": "tanh"}]}],
-               ["LSTM", {"units": 6, "rs": True}], ["GRU", {"units": 5, "rs": True}],
+               ["LSTM", {"units": 6, "rs": True}], ["GRU", {"units": 5, "rs": True, "recurrent_activation": "hard_sigmoid"}],
                ["SimpleRNN", {"units": 4, "activation": "relu"}], ["Dense", {"units": 3, "activation": "softmax"}]], {}),
     "unroll_lstm": ([["LSTM", {"units": 5, "rs": True, "unroll": True}], ["Dense", {"units": 2}]], {}),
     "unroll_gru_simple": ([["GRU", {"units": 5, "rs": True, "unroll": True}], ["SimpleRNN", {"units": 4, "unroll": True}]], {}),
     "simple_relu_dyn_t": ([["SimpleRNN", {"units": 6, "activation": "relu", "rs": True}],
                            ["Dense", {"units": 3, "activation": "sigmoid"}]], {"steps": None}),
-    "hard_sigmoid": ([["GRU", {"units": 4, "recurrent_activation": "hard_sigmoid", "rs": True}]], {}),
     "dynamic_range": ([["LSTM", {"units": 32, "rs": True}], ["Dense", {"units": 3}]], {"quant": "dynamic"}),
-    "float16": ([["GRU", {"units": 16, "rs": True}], ["Dense", {"units": 2}]], {"quant": "float16"}),
     "refused": ([["Masking", {"mask_value": 0.0}], ["Bidirectional", {"layer": ["LSTM", {"units": 4, "rs": True}]}],
                  ["GRU", {"units": 4, "go_backwards": True}]], {}),
 }
 KERAS2 = {
     "k2_lstm_last": ([["LSTM", {"units": 8}], ["Dense", {"units": 3, "activation": "softmax"}]], {"weights": True}),
-    "k2_stack_lstm_b2": ([["LSTM", {"units": 6, "rs": True}], ["LSTM", {"units": 5, "rs": True}], ["Dense", {"units": 2}]],
-                         {"batch": 2}),
-    "k2_gru_simple": ([["GRU", {"units": 5, "rs": True}], ["SimpleRNN", {"units": 4, "rs": True}]], {}),
-    "k2_gru_ra0": ([["GRU", {"units": 5, "reset_after": False}], ["Dense", {"units": 2}]], {}),
+    "k2_stack_lstm_dyn_t_b2": ([["LSTM", {"units": 6, "rs": True}], ["LSTM", {"units": 5, "rs": True}],
+                                ["Dense", {"units": 2}]], {"batch": 2, "steps": None}),
+    "k2_gru_ra0_simple": ([["GRU", {"units": 5, "rs": True, "reset_after": False}], ["SimpleRNN", {"units": 4, "rs": True}]], {}),
     "k2_unroll_lstm": ([["LSTM", {"units": 5, "unroll": True}]], {}),
-    "k2_lstm_dyn_t": ([["LSTM", {"units": 4, "rs": True}]], {"steps": None}),
     "k2_lstm_then_gru": ([["LSTM", {"units": 4, "rs": True}], ["GRU", {"units": 4}]], {}),
 }
 
 # What each convertible file holds (the form TensorFlow 2.21 writes) and whether it is a sequence model.
 FUSED, WHILE, UNROLLED = ["fused UNIDIRECTIONAL_SEQUENCE_LSTM/RNN"], ["WHILE loop"], ["unrolled"]
 EXPECTED = {
-    "lstm_last": (WHILE, False), "gru_seq_b2": (WHILE, True), "gru_ra0": (WHILE, False), "stack": (WHILE, False),
-    "unroll_lstm": (UNROLLED, True), "unroll_gru_simple": (UNROLLED, False), "simple_relu_dyn_t": (WHILE, True),
-    "hard_sigmoid": (WHILE, True), "dynamic_range": (WHILE, True), "float16": (WHILE, True),
-    "k2_lstm_last": (FUSED, False), "k2_stack_lstm_b2": (FUSED, True), "k2_gru_simple": (WHILE, True),
-    "k2_gru_ra0": (WHILE, False), "k2_unroll_lstm": (UNROLLED, False), "k2_lstm_dyn_t": (FUSED, True),
+    "lstm_last": (WHILE, False), "gru_seq_b2": (WHILE, True), "gru_ra0_float16": (WHILE, False),
+    "stack": (WHILE, False), "unroll_lstm": (UNROLLED, True), "unroll_gru_simple": (UNROLLED, False),
+    "simple_relu_dyn_t": (WHILE, True), "dynamic_range": (WHILE, True),
+    "k2_lstm_last": (FUSED, False), "k2_stack_lstm_dyn_t_b2": (FUSED, True), "k2_gru_ra0_simple": (WHILE, True),
+    "k2_unroll_lstm": (UNROLLED, False),
 }
 REFUSED = {
     "refused": ["SELECT_V2", "REVERSE_V2", "masking", "go_backwards and Bidirectional"],
@@ -190,7 +186,7 @@ def test_stream_chunks_match_interpreter(files, name):
     np.testing.assert_allclose(ours, model.predict(x), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["lstm_last", "k2_lstm_last", "stack", "gru_ra0", "unroll_gru_simple"])
+@pytest.mark.parametrize("name", ["lstm_last", "k2_lstm_last", "stack", "gru_ra0_float16", "unroll_gru_simple"])
 def test_stream_steps_of_last_step_models(files, name):
     """For a many-to-one model, the stream's output after the last step is the interpreter's prediction."""
     path = files / f"{name}.tflite"
@@ -203,7 +199,7 @@ def test_stream_steps_of_last_step_models(files, name):
     np.testing.assert_allclose(y, theirs, atol=ATOL, rtol=RTOL)
 
 
-@pytest.mark.parametrize("name", ["simple_relu_dyn_t", "k2_lstm_dyn_t"])
+@pytest.mark.parametrize("name", ["simple_relu_dyn_t", "k2_stack_lstm_dyn_t_b2"])
 def test_dynamic_sequence_length(files, name):
     """A file converted with a dynamic time axis runs at any length, like the converted model."""
     path = files / f"{name}.tflite"
@@ -230,25 +226,25 @@ def test_weights_are_keras_weights(files):
 def test_gru_forms_and_activations(files):
     gru = edgernn.convert(files / "gru_seq_b2.tflite").spec.nodes[0].op
     assert (gru.cell, gru.reset_after) == ("gru", True) and gru.recurrent_bias is not None
-    for name in ("gru_ra0", "k2_gru_ra0"):
+    for name in ("gru_ra0_float16", "k2_gru_ra0_simple"):
         ra0 = edgernn.convert(files / f"{name}.tflite").spec.nodes[0].op
         assert (ra0.cell, ra0.reset_after, ra0.recurrent_bias) == ("gru", False, None)
     simple = edgernn.convert(files / "simple_relu_dyn_t.tflite").spec.nodes[0].op
     assert (simple.cell, simple.activation) == ("simple", "relu")
-    hard = edgernn.convert(files / "hard_sigmoid.tflite").spec.nodes[0].op
-    assert hard.recurrent_activation == "hard_sigmoid"
     head = edgernn.convert(files / "gru_seq_b2.tflite").spec.nodes
     assert [type(n.op).__name__ for n in head] == ["Recurrent", "Dense", "Dense"]
     assert [n.op.activation for n in head[1:]] == ["relu", "tanh"]
     stack = edgernn.convert(files / "stack.tflite").spec.nodes
     assert [getattr(n.op, "cell", type(n.op).__name__) for n in stack] == ["Dense", "lstm", "gru", "simple", "Dense"]
     assert [n.op.return_sequences for n in stack[1:4]] == [True, True, False]
+    assert stack[2].op.recurrent_activation == "hard_sigmoid"  # Keras 3's, lowered as relu6(x + 3) / 6
+    assert (stack[3].op.activation, stack[4].op.activation) == ("relu", "softmax")
 
 
 def test_quantized_and_clipped_files_say_so(files):
     src = edgernn.convert(files / "dynamic_range.tflite").spec.source
     assert any("dynamic-range" in q for q in src["quantized"])
-    assert edgernn.convert(files / "float16.tflite").spec.source["quantized"] == ["float16 weights"]
+    assert edgernn.convert(files / "gru_ra0_float16.tflite").spec.source["quantized"] == ["float16 weights"]
     notes = edgernn.convert(files / "k2_lstm_last.tflite").spec.source["notes"]
     assert any("clips its cell state to ±10" in n for n in notes)
 

@@ -90,18 +90,31 @@ GENERATOR = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def legacy_files(request):
-    """A tf-keras .h5 and a .tflite (made from tf-keras: the fused LSTM), cached in pytest's cache."""
+@pytest.fixture(scope="module", autouse=True)
+def legacy_generation(request):
+    """Start making a tf-keras .h5 and a .tflite (the fused LSTM) in a subprocess as soon as this
+    module starts, so it runs beside the Keras tests; cached in pytest's cache directory."""
     from importlib import metadata
 
     key = hashlib.sha256((GENERATOR + metadata.version("tensorflow")).encode()).hexdigest()[:16]
     out = request.config.cache.mkdir(f"edgernn-verify-{key}")
+    process = None
     if not (out / "done").exists():
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-        result = subprocess.run([sys.executable, "-c", GENERATOR, str(out)], env=env, capture_output=True,
-                                text=True, timeout=600)
-        assert result.returncode == 0, result.stderr[-3000:]
+        process = subprocess.Popen([sys.executable, "-c", GENERATOR, str(out)], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+    yield out, process, key
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def legacy_files(legacy_generation):
+    out, process, key = legacy_generation
+    if process is not None and not (out / "done").exists():
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
         (out / "done").write_text(key)
     return out
 
