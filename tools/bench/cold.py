@@ -2,8 +2,9 @@
 
 Each measurement is a new Python process (``sys.executable``, the benchmark's own environment:
 single-threaded BLAS). Inside it, the script times its phases with ``perf_counter`` from its
-first line; the parent times the whole process (interpreter start-up included). Peak RSS is the
-child's ``ru_maxrss``.
+first line; the parent measures the time from spawning it to its first output (interpreter start-up
+included; the child stamps the wall clock at its first output) and to its exit. Peak RSS is the
+child's ``VmHWM``.
 
 * edgernn, warm cache: ``NUMBA_CACHE_DIR`` is a directory prepared by ``edgernn warmup MODEL``
   in another process -- what a device does at install time -- so the kernels load from disk.
@@ -58,11 +59,12 @@ s = model.stream(1)
 t4 = time.perf_counter()
 y = s.step(np.zeros((1, model.input_features), np.float32))
 t5 = time.perf_counter()
+stamp = time.time()
 stats = edgernn.kernels.chain_step.stats
 print(json.dumps({"numpy": t1 - t0, "numba": t2 - t1, "edgernn": t3 - t2, "load": t4 - t3, "first": t5 - t4,
                   "total": t5 - t0, "rss_mb": peak_mb(),
                   "hits": sum(stats.cache_hits.values()), "misses": sum(stats.cache_misses.values()),
-                  "y": float(y.reshape(-1)[0])}))
+                  "stamp": stamp, "y": float(y.reshape(-1)[0])}))
 """
 
 LITERT_CHILD = r"""
@@ -81,9 +83,10 @@ interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], np.float32))
 interpreter.invoke()
 y = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 t5 = time.perf_counter()
+stamp = time.time()
 print(json.dumps({"numpy": t1 - t0, "numba": 0.0, "edgernn": t2 - t1, "load": t4 - t2, "first": t5 - t4,
                   "total": t5 - t0, "rss_mb": peak_mb(),
-                  "y": float(y.reshape(-1)[0])}))
+                  "stamp": stamp, "y": float(y.reshape(-1)[0])}))
 """
 
 NUMPY_CHILD = r"""
@@ -93,11 +96,14 @@ import json
 import numpy as np
 t1 = time.perf_counter()
 print(json.dumps({"numpy": t1 - t0, "numba": 0.0, "edgernn": 0.0, "load": 0.0, "first": 0.0, "total": t1 - t0,
-                  "rss_mb": peak_mb()}))
+                  "rss_mb": peak_mb(), "stamp": time.time()}))
 """
 
 
 def _child(script, args, env):
+    """Run one child: its phases, ``to_first`` (seconds from spawning it to its first output, on
+    the wall clock both processes share) and ``wall`` (spawn to exit: exit included)."""
+    spawned = time.time()
     start = time.perf_counter()
     # peak_mb is defined first (a def costs nothing); the script's clock starts on its first line
     done = subprocess.run([sys.executable, "-c", PEAK + script, *map(str, args)], env=env, capture_output=True, text=True)
@@ -106,6 +112,7 @@ def _child(script, args, env):
         raise RuntimeError(f"child failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["wall"] = wall
+    result["to_first"] = result.pop("stamp") - spawned
     return result
 
 
@@ -161,7 +168,8 @@ def run_cold(bundles, *, repeats, cold_repeats, log, workdir: Path):
             rows["Python + import numpy only"] = _summary(bare)
         for name, row in rows.items():
             if "total" in row:
-                log(f"  {name}: wall {row['wall']:.3f} s, in-process {row['total']:.3f} s, peak RSS {row['rss_mb']:.0f} MB"
+                log(f"  {name}: to first output {row['to_first']:.3f} s, in-process {row['total']:.3f} s, "
+                    f"to exit {row['wall']:.3f} s, peak RSS {row['rss_mb']:.0f} MB"
                     + (f", chain_step cache hits {row['hits']:.0f} misses {row['misses']:.0f}" if "hits" in row else ""))
         results[md.key] = rows
     return results

@@ -466,7 +466,7 @@ def keras_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
 # ---------------------------------------------------------------------------------------------
 # edgernn's int8 simulation (the firmware's arithmetic, bit-exact, in Numba)
 # ---------------------------------------------------------------------------------------------
-INT8_TOLERANCE = 0.25
+INT8_TOLERANCE = 1.0  # flags a broken simulation, not quantization error (printed in the notes)
 
 
 def int8_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:

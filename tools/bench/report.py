@@ -87,19 +87,23 @@ def gil_table(results, models) -> str:
 
 
 def cold_table(results, models) -> str:
-    headers = ["model", "contender", "process wall s", "import numpy s", "import numba s", "import edgernn / litert s",
-               "load + stream s", "first output s", "peak RSS MB", "runs"]
+    headers = ["model", "contender", "spawn → first output s", "import numpy s", "import numba s",
+               "import edgernn / litert s", "load + stream s", "first output s", "spawn → exit s", "peak RSS MB", "runs"]
     rows = []
     for m in models:
         if m.key not in results:
             continue
         for name, r in results[m.key].items():
             if "total" not in r:
-                rows.append([m.label, name, f"{r['wall']:.2f}", "", "", "", "", "", "", str(r["n"])])
+                rows.append([m.label, name, "", "", "", "", "", "", f"{r['wall']:.2f}", "", str(r["n"])])
                 continue
-            rows.append([m.label, name, f"{r['wall']:.3f}", f"{r['numpy']:.3f}", f"{r['numba']:.3f}", f"{r['edgernn']:.3f}",
-                         f"{r['load']:.3f}", f"{r['first']:.4f}", f"{r['rss_mb']:.0f}", str(r["n"])])
-    text = ["### 4. Cold start: fresh process to first output (medians)", "", markdown_table(headers, rows)]
+            rows.append([m.label, name, f"{r['to_first']:.3f}", f"{r['numpy']:.3f}", f"{r['numba']:.3f}",
+                         f"{r['edgernn']:.3f}", f"{r['load']:.3f}", f"{r['first']:.4f}", f"{r['wall']:.3f}",
+                         f"{r['rss_mb']:.0f}", str(r["n"])])
+    text = ["### 4. Cold start: fresh process to first output (medians)", "",
+            "Spawn → first output: from starting the process to its first output (interpreter start-up "
+            "included); the phases are timed inside the process; spawn → exit adds the interpreter's shutdown.", "",
+            markdown_table(headers, rows)]
     first = models[0].key if models else None
     if first in results:
         r = results[first]
@@ -154,8 +158,9 @@ def targets(tables, cold, gil, models) -> str:
         warm = cold[models[0].key].get("edgernn, warm Numba cache")
         if warm:
             rows.append([f"4. cold start, warm cache, {models[0].label}",
-                         f"{warm['wall']:.2f} s process wall ({warm['total']:.2f} s in-process), {warm['rss_mb']:.0f} MB peak RSS",
-                         "<= 0.5 s, <= 150 MB", verdict(warm["wall"] <= 0.5 and warm["rss_mb"] <= 150)])
+                         f"{warm['to_first']:.2f} s spawn → first output ({warm['total']:.2f} s in-process), "
+                         f"{warm['rss_mb']:.0f} MB peak RSS", "<= 0.5 s, <= 150 MB",
+                         verdict(warm["to_first"] <= 0.5 and warm["rss_mb"] <= 150)])
     if gil:
         for m in models:
             if m.key in gil:
