@@ -9,7 +9,8 @@ runtime), from zero state:
 * JapaneseVowels speaker classifier (tools/train_vowels_gru.py): Masking -> GRU(24) -> Dense(9,
   softmax) on utterances post-padded to 29 frames; test accuracy and argmax agreement with the float
   model over the 370 test utterances. Target for int8: <= 1 point lost, >= 98% agreement.
-* Airline forecaster (tools/train_airline_lstm.py): LSTM(16) -> Dense(1) on monthly log growth; the
+* Airline forecaster (tools/train_airline_lstm.py): LSTM(16) -> Dense(1) reading this month's log
+  growth and that of next month a year earlier, predicting next month's growth; the
   whole series is run once, each month's output forecasting the next month from the true history;
   RMSE (thousands of passengers) of the one-step-ahead forecasts of the 24 held-out months. Target
   for int8: at most 5% more RMSE than float.
