@@ -6,5 +6,8 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[test]"
+# tf2onnx writes the ONNX files of tests/test_onnx_tf2onnx.py; --no-deps because its protobuf pin is
+# stale (it would downgrade TensorFlow's), and what it needs is already there from the test extra.
+.venv/bin/python -m pip install -q --no-deps "tf2onnx==1.17.0"
 # Every test must run: a skip (a framework or compiler missing) fails the run (tests/conftest.py).
 EDGERNN_NO_SKIPS=1 exec .venv/bin/python -m pytest -q -rs "$@"
