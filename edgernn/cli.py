@@ -124,14 +124,33 @@ def verify(source, data_path, tolerance, rtol, seed, options):
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@click.option("--calibration", type=click.Path(dir_okay=False),
+              help="Also quantize on these inputs (as `export` does) and report each layer's error against the float model.")
+@click.option("--quant", type=click.Choice(["int8", "int8-weights", "float32"]), default="int8", show_default=True,
+              help="The scheme of the --calibration report.")
 @_friendly
-def info(model, as_json):
-    """Describe an .ernn model: layers, shapes, parameters, state size, origin."""
+def info(model, as_json, calibration, quant):
+    """Describe an .ernn model: layers, shapes, parameters, state size, origin; with --calibration,
+    the per-layer error of its quantized form."""
     from . import load
     from .summary import describe, format_description
 
-    description = describe(load(model).spec)
-    click.echo(json.dumps(description, indent=2) if as_json else format_description(description))
+    m = load(model)
+    description = describe(m.spec)
+    if calibration:
+        from .export import load_calibration
+
+        qm = m.quantize(load_calibration(calibration, m.input_features), scheme=quant)
+        description["quantization"] = {"scheme": quant, "layers": qm.report}
+    if as_json:
+        click.echo(json.dumps(description, indent=2))
+        return
+    click.echo(format_description(description))
+    if calibration:
+        from .quantize import format_report
+
+        click.echo(f"{quant}: error against the float model on the calibration data:\n"
+                   + format_report(description["quantization"]["layers"]))
 
 
 def _csv_rows(stream, width: int):

@@ -111,3 +111,19 @@ def test_real_pipeline_flushes_each_row(small_model):
     finally:
         process.stdin.close()
         assert process.wait(timeout=60) == 0
+
+
+def test_info_reports_quantization_error_per_layer(tmp_path):
+    model = edgernn.convert(examples.path(), verify=False)
+    model.save(tmp_path / "example.ernn")
+    calibration = np.random.default_rng(4).normal(scale=3.0, size=(3, 30, 6)).astype(np.float32)
+    np.save(tmp_path / "calib.npy", calibration)
+    args = ["info", str(tmp_path / "example.ernn"), "--calibration", str(tmp_path / "calib.npy")]
+    text = CliRunner().invoke(main, args)
+    assert text.exit_code == 0, text.output
+    assert "int8: error against the float model" in text.output
+    layers = json.loads(CliRunner().invoke(main, args + ["--json"]).output)["quantization"]["layers"]
+    assert [layer["layer"] for layer in layers] == [node.op.name for node in model.spec.nodes]
+    qm = model.quantize(calibration, scheme="int8")
+    assert [layer["max_abs_error"] for layer in layers] == [layer["max_abs_error"] for layer in qm.report]
+    assert all(0 < layer["max_abs_error"] < 0.2 for layer in layers)
