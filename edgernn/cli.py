@@ -85,8 +85,10 @@ def convert(source, output, options, no_verify):
 @click.option("--rtol", type=float, help="rtol (default 1e-4, or 10 x --tolerance).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random batch.")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="An importer option (repeatable).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Also draw source vs converted vs int8 on the first sequence into this PNG (needs matplotlib).")
 @_friendly
-def verify(source, data_path, tolerance, rtol, seed, options):
+def verify(source, data_path, tolerance, rtol, seed, options, plot_path):
     """Convert SOURCE and check the result against SOURCE run by its own framework.
 
     Prints the errors of each check and PASS or FAIL; exit status 1 on FAIL (or when the
@@ -117,6 +119,11 @@ def verify(source, data_path, tolerance, rtol, seed, options):
             click.echo(f"{check['check']}: max abs error {check['max_abs_error']:.3g}, "
                        f"max rel error {check['max_rel_error']:.3g} -> {'PASS' if check['passed'] else 'FAIL'}")
     click.echo(summary_line(result))
+    if plot_path:
+        from .plot import plot_comparison
+
+        drawn = plot_comparison(plot_path, source, model, data=data, seed=seed, **opts)
+        click.echo(f"wrote {plot_path}: {', '.join(drawn['drawn'])}" + "".join(f" ({n})" for n in drawn["notes"]))
     if result.get("passed") is False or result.get("error"):
         sys.exit(1)
 

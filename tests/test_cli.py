@@ -127,3 +127,13 @@ def test_info_reports_quantization_error_per_layer(tmp_path):
     qm = model.quantize(calibration, scheme="int8")
     assert [layer["max_abs_error"] for layer in layers] == [layer["max_abs_error"] for layer in qm.report]
     assert all(0 < layer["max_abs_error"] < 0.2 for layer in layers)
+
+
+def test_verify_plot_draws_source_converted_and_int8(tmp_path):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "compare.png"
+    result = CliRunner().invoke(main, ["verify", str(examples.path()), "--plot", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "verification PASS" in result.output
+    assert f"wrote {target}: source, converted (float32), int8" in result.output
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
