@@ -28,18 +28,19 @@ def gru_update(xw, hu, h, recurrent_candidate, reset_after, clip, activation, re
     ``standard``: tanh/sigmoid and no clip.
     """
     units = h.shape[0]
-    if reset_after:
+    if reset_after and standard:  # the common case, branch-free so it vectorises
         for j in range(units):
-            # Stage 2 -- z = σ(xw_z + hu_z), r = σ(xw_r + hu_r); Stage 3 -- h~ = φ(xw_h + r hu_h)
-            if standard:
-                update = fast_sigmoid(xw[j] + hu[j])
-                reset = fast_sigmoid(xw[units + j] + hu[units + j])
-                candidate = fast_tanh(xw[2 * units + j] + reset * hu[2 * units + j])
-            else:
-                update = activate(recurrent_activation, clipped(xw[j] + hu[j], clip))
-                reset = activate(recurrent_activation, clipped(xw[units + j] + hu[units + j], clip))
-                candidate = activate(activation, clipped(xw[2 * units + j] + reset * hu[2 * units + j], clip))
+            # Stage 2 -- z = σ(xw_z + hu_z), r = σ(xw_r + hu_r); Stage 3 -- h~ = tanh(xw_h + r hu_h)
+            update = fast_sigmoid(xw[j] + hu[j])
+            reset = fast_sigmoid(xw[units + j] + hu[units + j])
+            candidate = fast_tanh(xw[2 * units + j] + reset * hu[2 * units + j])
             # Stage 4 -- h' = z h + (1 - z) h~
+            h[j] = update * h[j] + (np.float32(1.0) - update) * candidate
+    elif reset_after:
+        for j in range(units):
+            update = activate(recurrent_activation, clipped(xw[j] + hu[j], clip))
+            reset = activate(recurrent_activation, clipped(xw[units + j] + hu[units + j], clip))
+            candidate = activate(activation, clipped(xw[2 * units + j] + reset * hu[2 * units + j], clip))
             h[j] = update * h[j] + (np.float32(1.0) - update) * candidate
     else:
         for j in range(units):
