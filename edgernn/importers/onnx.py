@@ -1718,11 +1718,27 @@ def run_source(source, inputs, **options) -> list[np.ndarray]:
     layout = io_layout(source)
     if not isinstance(inputs, (list, tuple)):
         inputs = [inputs]
-    feeds = {name: to_onnx_input(np.asarray(x, np.float32), roles) for (name, roles), x in zip(layout.inputs, inputs)}
+    inputs = [np.asarray(x, np.float32) for x in inputs]
     session = onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"])
     wanted = [name for name, _ in layout.outputs]
-    results = session.run(wanted, feeds)
-    out = []
-    for (name, item_layout), array in zip(layout.outputs, results):
-        out.extend(to_edgernn_output(np.asarray(array, np.float32), item_layout))
-    return out
+    # A graph exported without a dynamic batch axis runs only at its own batch size: run the rows
+    # in chunks of that size (the last one padded with zeros) and keep the real rows.
+    fixed = None
+    for info, (_, roles) in zip(session.get_inputs(), layout.inputs):
+        if "B" in roles and isinstance(info.shape[roles.index("B")], int):
+            fixed = info.shape[roles.index("B")]
+    total = inputs[0].shape[0]
+    chunk = fixed or total
+    pieces: list[list[np.ndarray]] = []
+    for start in range(0, max(total, 1), max(chunk, 1)):
+        part = [x[start : start + chunk] for x in inputs]
+        rows = part[0].shape[0]
+        if rows < chunk:
+            part = [np.concatenate([p, np.zeros((chunk - rows,) + p.shape[1:], np.float32)]) for p in part]
+        feeds = {name: to_onnx_input(x, roles) for (name, roles), x in zip(layout.inputs, part)}
+        results = session.run(wanted, feeds)
+        out = []
+        for (name, item_layout), array in zip(layout.outputs, results):
+            out.extend(to_edgernn_output(np.asarray(array, np.float32), item_layout))
+        pieces.append([o[:rows] for o in out])
+    return [np.concatenate(parts) for parts in zip(*pieces)]
