@@ -51,14 +51,15 @@ _ONE = np.float32(1.0)
 # with |error| < 4e-7 over all float32 inputs (tests/test_kernels.py checks it against np.tanh).
 # Branch-free apart from the clamp, so the gate loops vectorise; libm's tanhf is 3-4x slower and
 # there is no vector math library on the devices edgernn targets.
-_TANH_CLAMP = np.float32(7.90531110763549805)
-_TANH_P = tuple(np.float32(v) for v in (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05,
+TANH_CLAMP = np.float32(7.90531110763549805)
+TANH_P = tuple(np.float32(v) for v in (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05,
                                          5.12229709037114e-08, -8.60467152213735e-11, 2.00018790482477e-13,
                                          -2.76076847742355e-16))
-_TANH_Q = tuple(np.float32(v) for v in (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04,
+TANH_Q = tuple(np.float32(v) for v in (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04,
                                          1.19825839466702e-06))
-_P0, _P1, _P2, _P3, _P4, _P5, _P6 = _TANH_P
-_Q0, _Q1, _Q2, _Q3 = _TANH_Q
+_TANH_CLAMP = TANH_CLAMP
+_P0, _P1, _P2, _P3, _P4, _P5, _P6 = TANH_P
+_Q0, _Q1, _Q2, _Q3 = TANH_Q
 _HALF = np.float32(0.5)
 
 

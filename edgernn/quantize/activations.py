@@ -16,6 +16,7 @@ import math
 import numpy as np
 from numba import njit
 
+from ..kernels.activations import TANH_CLAMP, TANH_P, TANH_Q
 from .fixedpoint import INLINE, JIT
 
 # Ids shared with the C runtime (ernn.h ERNN_ACT_*).
@@ -37,15 +38,15 @@ TABLE_FUNCTIONS = {
 # Of those, the ones whose values are in [0, 1] (usable as gates, and output as int8 with scale 1/256).
 UNIT_INTERVAL = ("sigmoid", "hard_sigmoid", "hard_sigmoid_keras2")
 
+
 _F = np.float32
 _ZERO, _ONE, _HALF = _F(0.0), _F(1.0), _F(0.5)
 _THREE, _SIX, _POINT2 = _F(3.0), _F(6.0), _F(0.2)
-_TANH_CLAMP = _F(7.90531110763549805)
-_P0, _P1, _P2, _P3, _P4, _P5, _P6 = (_F(v) for v in (
-    4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
-    -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16))
-_Q0, _Q1, _Q2, _Q3 = (_F(v) for v in (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04,
-                                        1.19825839466702e-06))
+# The same rational tanh as the float kernels (and ernn_floatmath.c), compiled here without
+# fastmath so that it rounds exactly as the C does.
+_TANH_CLAMP = TANH_CLAMP
+_P0, _P1, _P2, _P3, _P4, _P5, _P6 = TANH_P
+_Q0, _Q1, _Q2, _Q3 = TANH_Q
 _EXP_LO, _EXP_HI = _F(-87.0), _F(88.0)
 _LOG2E = _F(1.44269504088896341)
 _LN2_HI, _LN2_LO = _F(0.693145751953125), _F(1.42860682030941723212e-6)
