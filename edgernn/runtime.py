@@ -278,6 +278,7 @@ class Stream:
         self._step_y = np.zeros((batch, self.output_features), _F32)
         self._all_kept = np.ones(batch, np.bool_)
         self._fused_args = (program.program, program.weights)
+        self._chain_step = kernels.compiled_chain_step() if self._fused else None
         self._has_output = False
 
     # -- running -------------------------------------------------------------------------------
@@ -289,7 +290,7 @@ class Stream:
         y = self._step_y if out is None else out
         if self._fused:
             try:
-                refused = kernels.chain_step(*self._fused_args, x_t, y, self._memory)
+                refused = self._chain_step(*self._fused_args, x_t, y, self._memory)
             except TypeError:  # not float32 / not C-contiguous: no compiled signature matches
                 refused = 1
             if refused:
@@ -309,7 +310,7 @@ class Stream:
             raise InvalidInput(f"out must be a writeable float32 array of shape {self._step_y.shape}")
         np.copyto(self._step_x, array)
         if self._fused:
-            kernels.chain_step(*self._fused_args, self._step_x, self._step_y, self._memory)
+            self._chain_step(*self._fused_args, self._step_x, self._step_y, self._memory)
         else:
             self._batch_step(self._step_x)
         self._has_output = True

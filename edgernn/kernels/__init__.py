@@ -23,7 +23,7 @@ import numpy as np
 
 from ..ir import ACTIVATION_IDS
 from .activations import activation_forward
-from .chain import ChainProgram, chain_step, is_standard, split_recurrent
+from .chain import ChainProgram, compiled_chain_step, is_standard, split_recurrent
 from .dense import bias_activation, dense_forward
 from .gru import gru_batch_update, gru_sequence
 from .lstm import lstm_batch_update, lstm_sequence
@@ -159,5 +159,12 @@ def activate(name, x):
     return out.reshape(x.shape)
 
 
-__all__ = ["RecurrentKernel", "ChainProgram", "bias_activation", "chain_step", "masking_forward", "dense_forward", "activation_forward",
+def __getattr__(name):
+    # ``kernels.chain_step``: the fused step kernel, compiled on first use (see chain.compiled_chain_step).
+    if name == "chain_step":
+        return compiled_chain_step()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["RecurrentKernel", "ChainProgram", "bias_activation", "compiled_chain_step", "masking_forward", "dense_forward", "activation_forward",
            "recurrent_sequence", "dense", "activate", "dense_kernel_args", "dtype"]

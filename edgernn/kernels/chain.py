@@ -27,6 +27,8 @@ calls the same ``*_update`` functions as the other kernels, so all paths compute
 from __future__ import annotations
 
 import numpy as np
+import threading
+
 from numba import njit, types
 
 from ..ir import ACTIVATION_IDS, Activation, Dense, Masking, Recurrent
@@ -179,8 +181,7 @@ _F32_2D, _I64_2D = types.float32[:, ::1], types.int64[:, ::1]
 CHAIN_STEP_SIGNATURE = types.int64(_I64_2D, types.float32[::1], _F32_2D, _F32_2D, types.float32[::1])
 
 
-@njit(CHAIN_STEP_SIGNATURE, **JIT)
-def chain_step(program, weights, x, y, memory):
+def _chain_step(program, weights, x, y, memory):
     """One timestep of every stream: ``x`` (B, F) -> ``y`` (B, O); the state in ``memory`` updated.
 
     Returns 0, or 1 without touching anything when a shape does not fit (the caller then
@@ -294,3 +295,29 @@ def chain_step(program, weights, x, y, memory):
         start = batch * meta[M_LAST] + s * meta[M_OUT]
         state[start : start + meta[M_OUT]] = current
     return 0
+
+
+_compiled = None
+_compile_lock = threading.Lock()
+
+
+def compiled_chain_step():
+    """The jitted :func:`_chain_step`, compiled (or loaded from Numba's cache) on first use.
+
+    Not at import: with a fixed signature Numba compiles when the decorator runs, and an empty
+    cache makes that take tens of seconds -- which ``import edgernn`` for a ``convert`` or an
+    ``info`` must not pay. The first stream pays it instead (``edgernn warmup`` at install or boot).
+    """
+    global _compiled
+    if _compiled is None:
+        with _compile_lock:
+            if _compiled is None:
+                _compiled = njit(CHAIN_STEP_SIGNATURE, **JIT)(_chain_step)
+    return _compiled
+
+
+def __getattr__(name):
+    # ``chain_step`` reads as a module attribute, compiled on first access (see above).
+    if name == "chain_step":
+        return compiled_chain_step()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
