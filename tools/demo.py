@@ -32,7 +32,9 @@ def read_trace(path: Path) -> np.ndarray:
 def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         target = Path(folder) / "basicmotions.ernn"
-        edgernn.convert(examples.path("basicmotions_lstm.keras")).save(target)
+        # verify=False: this shows conversion without TensorFlow (with it installed, convert would
+        # also run the Keras model to check itself; `edgernn verify` does that on demand)
+        edgernn.convert(examples.path("basicmotions_lstm.keras"), verify=False).save(target)
         model = edgernn.load(target)
     print(f"converted and loaded: {model}  (tensorflow imported: {'tensorflow' in sys.modules})")
     start = time.perf_counter()

@@ -4,6 +4,7 @@
 # sensor trace through it, in Python and through the `edgernn run` shell pipeline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export TF_CPP_MIN_LOG_LEVEL=3  # if .venv also has the test extra, keep TensorFlow's start-up log quiet
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e .
