@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from .activations import f_activate_row
-from .fixedpoint import JIT, lut, requant, sat8, sat16
+from .fixedpoint import JIT, dot_f, dot_q, lut, requant, sat16, sat8
 
 MODE_AFFINE, MODE_TABLE, MODE_SOFTMAX = 0, 1, 2
 
@@ -30,9 +30,7 @@ def dense_q(x, w, bx, m, n, has_weights, zp_x, mode, relu, table, mo, no, exp_ta
     for s in range(rows):
         for j in range(outputs):
             if has_weights:
-                a = np.int64(bx[j])
-                for k in range(features):
-                    a += np.int64(x[s, k]) * np.int64(w[j, k])
+                a = dot_q(np.int64(bx[j]), x[s], w[j])
             else:
                 a = np.int64(x[s, j]) - zp_x
             if mode == MODE_TABLE:
@@ -66,9 +64,7 @@ def dense_f(x, w, sw, b, has_weights, act, y):
     for s in range(rows):
         for j in range(outputs):
             if has_weights:
-                a = np.float32(0.0)
-                for k in range(features):
-                    a = a + x[s, k] * np.float32(w[j, k])
+                a = dot_f(x[s], w[j])
                 if scaled:
                     a = a * sw[j]
                 y[s, j] = a + b[j]

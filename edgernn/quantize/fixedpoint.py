@@ -122,3 +122,22 @@ def symmetric_rows(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scales = np.where(top > 0, top / 127.0, 1.0)
     q = np.clip(np.round(w / scales[:, None]), -127, 127).astype(np.int8)
     return q, scales
+
+
+@njit(**INLINE)
+def dot_q(acc, v, row):
+    """``acc + sum_k v[k] * row[k]`` in int64: one output row of an integer matrix product, the
+    loop every integer op of the C runtime runs (exact in any order)."""
+    for k in range(v.shape[0]):
+        acc += np.int64(v[k]) * np.int64(row[k])
+    return acc
+
+
+@njit(**INLINE)
+def dot_f(v, row):
+    """``sum_k v[k] * float32(row[k])`` in float32, k in order from 0.0 -- the order the C sums in,
+    so the float schemes match it bit for bit (no fastmath here)."""
+    acc = np.float32(0.0)
+    for k in range(v.shape[0]):
+        acc = acc + v[k] * np.float32(row[k])
+    return acc

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from .activations import f_activate
-from .fixedpoint import JIT, lut, requant, rshift_round, sat8, sat16, sat32
+from .fixedpoint import JIT, dot_f, dot_q, lut, requant, rshift_round, sat16, sat32, sat8
 
 _ONE = np.float32(1.0)
 
@@ -38,13 +38,9 @@ def gru_q(x, w, u, bx, bh, mx, nx, mh, nh, lut_gate, lut_act, reset_after, mq, n
                 continue
             # Stage 1 -- z and r pre-activations, the candidate's input part, and (reset_after) h U_h + b_h
             for r in range(3 * units):
-                ax = np.int64(bx[r])
-                for k in range(features):
-                    ax += np.int64(x[b, t, k]) * np.int64(w[r, k])
+                ax = dot_q(np.int64(bx[r]), x[b, t], w[r])
                 if r < 2 * units or reset_after:
-                    ah = np.int64(bh[r])
-                    for k in range(units):
-                        ah += np.int64(h[b, k]) * np.int64(u[r, k])
+                    ah = dot_q(np.int64(bh[r]), h[b], u[r])
                     if r < 2 * units:
                         pre[r] = sat32(requant(ax, mx[r], nx[r]) + requant(ah, mh[r], nh[r]))
                     else:
@@ -64,9 +60,7 @@ def gru_q(x, w, u, bx, bh, mx, nx, mh, nh, lut_gate, lut_act, reset_after, mq, n
                     extra[k] = rshift_round(pre[units + k] * (np.int64(h[b, k]) - zp_h), 15)
                 for j in range(units):
                     row = 2 * units + j
-                    acc = np.int64(0)
-                    for k in range(units):
-                        acc += extra[k] * np.int64(u[row, k])
+                    acc = dot_q(np.int64(0), extra, u[row])
                     pre[row] = sat32(pre[row] + requant(acc, mh[row], nh[row]))
             # Stage 4 -- h' = z h + (1 - z) h~
             for j in range(units):
@@ -91,16 +85,12 @@ def gru_f(x, w, u, sw, su, bx, bh, gate_act, act, reset_after, h, y, pre, extra,
                     y[b, t, j] = np.float32(0.0) if zero_output else h[b, j]
                 continue
             for r in range(3 * units):
-                ax = np.float32(0.0)
-                for k in range(features):
-                    ax = ax + x[b, t, k] * np.float32(w[r, k])
+                ax = dot_f(x[b, t], w[r])
                 if scaled:
                     ax = ax * sw[r]
                 ax = ax + bx[r]
                 if r < 2 * units or reset_after:
-                    ah = np.float32(0.0)
-                    for k in range(units):
-                        ah = ah + h[b, k] * np.float32(u[r, k])
+                    ah = dot_f(h[b], u[r])
                     if scaled:
                         ah = ah * su[r]
                     ah = ah + bh[r]
@@ -121,9 +111,7 @@ def gru_f(x, w, u, sw, su, bx, bh, gate_act, act, reset_after, h, y, pre, extra,
                     extra[k] = pre[units + k] * h[b, k]
                 for j in range(units):
                     row = 2 * units + j
-                    acc = np.float32(0.0)
-                    for k in range(units):
-                        acc = acc + extra[k] * np.float32(u[row, k])
+                    acc = dot_f(extra, u[row])
                     if scaled:
                         acc = acc * su[row]
                     pre[row] = pre[row] + acc

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from .activations import f_activate
-from .fixedpoint import JIT, lut, requant, rshift_round, sat8, sat16, sat32
+from .fixedpoint import JIT, dot_f, dot_q, lut, requant, rshift_round, sat16, sat32, sat8
 
 _ONE = np.float32(1.0)
 
@@ -39,12 +39,8 @@ def lstm_q(x, w, u, bx, bh, mx, nx, mh, nh, lut_gate, lut_act, cell_shift, mo, n
                 continue
             # Stage 1 -- gate pre-activations in Q3.12 (old h for every row)
             for r in range(4 * units):
-                ax = np.int64(bx[r])
-                for k in range(features):
-                    ax += np.int64(x[b, t, k]) * np.int64(w[r, k])
-                ah = np.int64(bh[r])
-                for k in range(units):
-                    ah += np.int64(h[b, k]) * np.int64(u[r, k])
+                ax = dot_q(np.int64(bx[r]), x[b, t], w[r])
+                ah = dot_q(np.int64(bh[r]), h[b], u[r])
                 pre[r] = sat32(requant(ax, mx[r], nx[r]) + requant(ah, mh[r], nh[r]))
             for j in range(units):
                 # Stage 2 -- c' = f c + i g
@@ -80,12 +76,8 @@ def lstm_f(x, w, u, sw, su, bx, bh, gate_act, act, h, c, y, pre, keep, zero_outp
                 continue
             # Stage 1 -- pre = (x W [* s_w] + b) + (h U [* s_u] + b_h)
             for r in range(4 * units):
-                ax = np.float32(0.0)
-                for k in range(features):
-                    ax = ax + x[b, t, k] * np.float32(w[r, k])
-                ah = np.float32(0.0)
-                for k in range(units):
-                    ah = ah + h[b, k] * np.float32(u[r, k])
+                ax = dot_f(x[b, t], w[r])
+                ah = dot_f(h[b], u[r])
                 if scaled:
                     ax = ax * sw[r]
                     ah = ah * su[r]

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from .activations import RELU, f_activate
-from .fixedpoint import JIT, lut, requant, sat8, sat16, sat32
+from .fixedpoint import JIT, dot_f, dot_q, lut, requant, sat16, sat32, sat8
 
 
 @njit(**JIT)
@@ -28,12 +28,8 @@ def rnn_q(x, w, u, bx, bh, mx, nx, mh, nh, use_table, table, relu, mo, no, zp_h,
                     y[b, t, j] = zp_h if zero_output else h[b, j]
                 continue
             for r in range(units):
-                ax = np.int64(bx[r])
-                for k in range(features):
-                    ax += np.int64(x[b, t, k]) * np.int64(w[r, k])
-                ah = np.int64(bh[r])
-                for k in range(units):
-                    ah += np.int64(h[b, k]) * np.int64(u[r, k])
+                ax = dot_q(np.int64(bx[r]), x[b, t], w[r])
+                ah = dot_q(np.int64(bh[r]), h[b], u[r])
                 pre[r] = sat32(requant(ax, mx[r], nx[r]) + requant(ah, mh[r], nh[r]))
             for j in range(units):
                 v = lut(sat16(pre[j]), table) if use_table else pre[j]
@@ -57,12 +53,8 @@ def rnn_f(x, w, u, sw, su, bx, bh, act, h, y, pre, keep, zero_output):
                     y[b, t, j] = np.float32(0.0) if zero_output else h[b, j]
                 continue
             for r in range(units):
-                ax = np.float32(0.0)
-                for k in range(features):
-                    ax = ax + x[b, t, k] * np.float32(w[r, k])
-                ah = np.float32(0.0)
-                for k in range(units):
-                    ah = ah + h[b, k] * np.float32(u[r, k])
+                ax = dot_f(x[b, t], w[r])
+                ah = dot_f(h[b], u[r])
                 if scaled:
                     ax = ax * sw[r]
                     ah = ah * su[r]
