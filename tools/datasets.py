@@ -34,23 +34,8 @@ def data_file(folder: str, name: str) -> Path:
 
 def read_ts(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """A multivariate, equal-length .ts file -> ``(x (cases, T, channels) float32, labels (cases,) int, class names)``."""
-    classes: list[str] = []
-    cases, labels = [], []
-    in_data = False
-    for line in Path(path).read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if not in_data:
-            if line.lower().startswith("@classlabel"):
-                classes = line.split()[2:]
-            in_data = line.lower() == "@data"
-            continue
-        *channels, label = line.split(":")
-        cases.append([[float(v) for v in channel.split(",")] for channel in channels])
-        labels.append(classes.index(label))
-    x = np.asarray(cases, dtype=np.float32).transpose(0, 2, 1)
-    return x, np.asarray(labels), classes
+    cases, labels, classes = read_ts_ragged(path)
+    return np.stack(cases), labels, classes
 
 
 def basic_motions():
