@@ -24,7 +24,7 @@ import numpy as np
 from ..ir import ACTIVATION_IDS
 from .activations import activation_forward
 from .chain import ChainProgram, compiled_chain_step, is_standard, split_recurrent
-from .dense import bias_activation, dense_forward
+from .dense import bias_activation
 from .gru import gru_batch_update, gru_sequence
 from .lstm import lstm_batch_update, lstm_sequence
 from .masking import masking_forward
@@ -166,5 +166,5 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["RecurrentKernel", "ChainProgram", "bias_activation", "compiled_chain_step", "masking_forward", "dense_forward", "activation_forward",
+__all__ = ["RecurrentKernel", "ChainProgram", "bias_activation", "compiled_chain_step", "masking_forward", "activation_forward",
            "recurrent_sequence", "dense", "activate", "dense_kernel_args", "dtype"]

@@ -49,8 +49,8 @@ _ONE = np.float32(1.0)
 
 # Rational approximation of tanh on [-c, c] (the form Eigen uses for float tanh): x P(x^2) / Q(x^2),
 # with |error| < 4e-7 over all float32 inputs (tests/test_kernels.py checks it against np.tanh).
-# Branch-free apart from the clamp, so the gate loops vectorise; libm's tanhf is 3-4x slower and
-# there is no vector math library on the devices edgernn targets.
+# Branch-free apart from the clamp, so the gate loops vectorise (libm's tanhf is a scalar call, and
+# there is no vector math library on the devices edgernn targets).
 TANH_CLAMP = np.float32(7.90531110763549805)
 TANH_P = tuple(np.float32(v) for v in (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05,
                                          5.12229709037114e-08, -8.60467152213735e-11, 2.00018790482477e-13,
