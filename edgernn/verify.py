@@ -81,7 +81,9 @@ def verify(source, model, data=None, seed: int = 0, tolerance=None, **options) -
     except Exception as exc:  # noqa: BLE001 - whatever the framework raises, verification reports it
         return {"passed": None, "error": f"{package} could not run the source model: {type(exc).__name__}: {exc}",
                 "data": description}
-    framework = _framework_name(short, source, spec)
+    # An importer that may run its source with one of several runtimes names the one it used.
+    runtime = getattr(module, "source_runtime", None)
+    framework = runtime(source) if runtime is not None else _framework_name(short, source, spec)
     steps = inputs[0].shape[1] if inputs[0].ndim == 3 else 1
     length = math.sqrt(steps / 32) if steps > 32 else 1.0
     checks = [_compare("predict", _as_list(model.predict(*inputs)), expected, atol, rtol, length)]
@@ -140,7 +142,10 @@ def _inputs(spec, data, seed: int):
             shape = (batch, inp.timesteps or RANDOM_STEPS, inp.features) if inp.rank == 3 else (batch, inp.features)
             arrays.append(rng.standard_normal(shape).astype(np.float32))
         shapes = ", ".join("x".join(map(str, a.shape)) for a in arrays)
-        return arrays, f"random normal, seed {seed}, shape {shapes}"
+        declared = [f"time length {inp.timesteps}" for inp in spec.inputs[:1] if inp.rank == 3 and inp.timesteps]
+        declared += [f"batch size {batch}"] if batch == spec.source.get("batch_size") else []
+        note = f" (the source's declared {' and '.join(declared)})" if declared else ""
+        return arrays, f"random normal, seed {seed}, shape {shapes}{note}"
     arrays = list(data) if isinstance(data, (list, tuple)) else [data]
     if len(arrays) != len(spec.inputs):
         raise InvalidInput(f"the model takes {len(spec.inputs)} input(s), the data holds {len(arrays)}")

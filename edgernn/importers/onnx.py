@@ -259,6 +259,11 @@ def _is_feature(axis) -> bool:
     return isinstance(axis, tuple) and axis[0] == "F"
 
 
+def _is_merged(axis) -> bool:
+    """``("M", outer, inner)``: two non-feature axes merged row-major (tf2onnx's Tensordot)."""
+    return isinstance(axis, tuple) and axis[0] == "M"
+
+
 # ---------------------------------------------------------------------------------------------
 # Activations
 # ---------------------------------------------------------------------------------------------
@@ -305,6 +310,16 @@ _PLAIN_OPS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softsign": 
 # ---------------------------------------------------------------------------------------------
 # The converter
 # ---------------------------------------------------------------------------------------------
+
+
+# Control flow edgernn does not follow: loops over the time steps (or batch rows) an exporter left.
+_LOOPS = {
+    op: f"operator {op} is not supported (edgernn does not import loop bodies). tf2onnx writes Keras 3 GRU and "
+        "SimpleRNN layers, Keras 2 SimpleRNN and GRU(reset_after=False) layers and Keras 3 TimeDistributed as "
+        "loops; it makes LSTM/GRU nodes only of Keras LSTMs and Keras 2 (tf-keras) GRU(reset_after=True). "
+        "Convert the .keras/.h5 file itself with edgernn, or export from tf-keras or PyTorch"
+    for op in ("Loop", "Scan")
+}
 
 
 def _attrs(node) -> dict:
@@ -360,6 +375,7 @@ class _Converter:
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.names: set = set()
         self.memo_last: dict = {}
+        self.batch_size: Optional[int] = None  # fixed by a constant the graph holds (zero states, sequence_lens)
 
     # -- roles -----------------------------------------------------------------------------------
     def role(self, axis):
@@ -379,6 +395,11 @@ class _Converter:
             names = {"B": "batch", "T": "time", "U": "size-1"}
             raise _Refuse(f"{where}: expected the {names.get(role, role)} axis, found the "
                           f"{names.get(current, current) if isinstance(current, str) else 'feature'} axis")
+
+    def _same(self, a, b) -> bool:
+        """Whether axis tokens ``a`` and ``b`` are the same axis (roles resolved)."""
+        a, b = self.role(a), self.role(b)
+        return a is b or (not isinstance(a, _Sym) and not isinstance(b, _Sym) and a == b)
 
     def input_rank(self, name: str) -> int:
         _, syms = self.inputs[name]
@@ -414,6 +435,11 @@ class _Converter:
             if index not in needed:
                 continue
             where = f"node {node.name or node.output[0]!r} ({node.op_type})"
+            if node.op_type in _LOOPS:
+                self.problems.append(f"{where}: {_LOOPS[node.op_type]}")
+                for name in node.output:
+                    self.env[name] = _UNKNOWN
+                continue
             inputs = [self.env.get(n, _UNKNOWN) if n else None for n in node.input]
             missing = [n for n in node.input if n and n not in self.env]
             if missing:
@@ -467,6 +493,8 @@ class _Converter:
             if index is None or index in needed:
                 continue
             needed.add(index)
+            if nodes[index].op_type in _LOOPS:
+                continue  # refused as a whole: what only feeds it (its trip count, condition) is not read
             todo.extend(n for n in nodes[index].input if n)
             todo.extend(_outer_names(nodes[index]))
         return needed
@@ -773,6 +801,13 @@ class _Converter:
                 else:
                     dims.extend(int(d) for d in v.value.reshape(-1))
             return _Shape(tuple(dims))
+        if all(isinstance(v, _Fill) for v in present) and len({v.value for v in present}) == 1:
+            # tf2onnx's zero initial states of a bidirectional node: two (1, batch, H) zeros stacked.
+            sizes = [v.dims[axis % len(v.dims)] for v in present]
+            if all(isinstance(n, int) for n in sizes):
+                dims = list(present[0].dims)
+                dims[axis % len(dims)] = sum(sizes)
+                return _Fill(present[0].value, tuple(dims))
         if not all(isinstance(v, (_Data, _Stack)) for v in present):
             raise _Refuse(f"{where}: Concat of data with constants is not supported")
         rank = self._rank(present[0], where)
@@ -807,6 +842,8 @@ class _Converter:
         axis = attrs.get("axis", 0)
         if isinstance(x, _Const) and isinstance(index, _Const):
             return self._fold(node, inputs, where)
+        if isinstance(x, _Shape) and isinstance(index, _Const) and index.value.ndim == 1:
+            return _Shape(tuple(x.dims[int(i)] for i in index.value))  # e.g. tf2onnx's Tensordot: (batch, T)
         if not isinstance(index, _Const) or index.value.size != 1:
             raise _Refuse(f"{where}: Gather needs one constant index")
         keep = index.value.ndim > 0
@@ -1002,7 +1039,7 @@ class _Converter:
         symbolic = [a for a in axes if not (a == "U" or _is_feature(a))]
         copied = [e[1] for e in entries if isinstance(e, tuple)]
         if -1 in entries:
-            left = [a for a in symbolic if not any(a is c or a == c for c in copied)]
+            left = [a for a in symbolic if not any(self._same(a, c) for c in copied)]
             static = int(np.prod([self._axis_size(d, a) for a in axes if a == "U" or _is_feature(a)]))
             known = int(np.prod([e for e in entries if isinstance(e, int) and e != -1] or [1]))
             if len(left) == 1:
@@ -1011,14 +1048,38 @@ class _Converter:
                 entries[entries.index(-1)] = ("copy", left[0])
             elif not left and known and static % known == 0:
                 entries[entries.index(-1)] = static // known
+            elif len(left) == 2 and static == known and not _is_merged(left[0]) and not _is_merged(left[1]):
+                # tf2onnx's Tensordot (a Dense on a sequence): Reshape to (-1, features) merges
+                # the batch and time axes into one; the MatMul (+ Add) acts per row, the Reshape
+                # after it splits them back. Followed as a merged axis ("M", outer, inner).
+                entries[entries.index(-1)] = ("copy", ("M", left[0], left[1]))
             else:
-                raise _Refuse(f"{where}: Reshape that merges the batch and time axes")
-        out, i = [], 0
-        for e in entries:
+                raise _Refuse(f"{where}: Reshape that merges the batch and time axes with features")
+        out, i, k = [], 0, 0
+        while k < len(entries):
+            e = entries[k]
+            k += 1
             if isinstance(e, tuple):
                 while i < len(axes) and axes[i] == "U":
                     i += 1
-                if i >= len(axes) or not (axes[i] is e[1] or axes[i] == e[1]):
+                if _is_merged(e[1]):  # merge two adjacent axes, in their order
+                    j = i + 1
+                    while j < len(axes) and axes[j] == "U":
+                        j += 1
+                    if j >= len(axes) or not (self._same(axes[i], e[1][1]) and self._same(axes[j], e[1][2])):
+                        raise _Refuse(f"{where}: Reshape that merges axes that are not next to each other")
+                    out.append(("M", axes[i], axes[j]))
+                    i = j + 1
+                    continue
+                if i < len(axes) and _is_merged(axes[i]):  # split a merged axis back, same order
+                    nxt = entries[k] if k < len(entries) else None
+                    if not (self._same(axes[i][1], e[1]) and isinstance(nxt, tuple) and self._same(axes[i][2], nxt[1])):
+                        raise _Refuse(f"{where}: Reshape that splits the merged batch and time axes differently")
+                    out.extend(axes[i][1:])
+                    i += 1
+                    k += 1
+                    continue
+                if i >= len(axes) or not self._same(axes[i], e[1]):
                     raise _Refuse(f"{where}: Reshape that moves the batch or time axis")
                 out.append(axes[i])
                 i += 1
@@ -1242,6 +1303,8 @@ class _Converter:
             t_axis = x.axes[0 if layout == 0 else 1]
             steps = t_axis.size if isinstance(t_axis, _Sym) else None
             lens = np.asarray(seq_lens.value) if isinstance(seq_lens, _Const) else None
+            if lens is not None and lens.ndim == 1:
+                self.batch_size = int(lens.size)
             if lens is None or steps is None or not np.all(lens == steps):
                 problems.append(f"{where}: sequence_lens is supported only as a constant equal to the fixed sequence "
                                 "length (every sequence full); pad-free variable lengths are not supported")
@@ -1338,6 +1401,8 @@ class _Converter:
             raise _Refuse(f"{where}: {what} is a non-zero constant; make it a graph input")
         if isinstance(value, _Const):
             if not np.any(value.value):
+                if value.value.ndim == 3:  # (dirs, batch, H) or, layout 1, (batch, dirs, H)
+                    self.batch_size = int(value.value.shape[1 if layout == 0 else 0])
                 return None
             raise _Refuse(f"{where}: {what} is a non-zero constant initializer; edgernn takes initial states only "
                           "as graph inputs (or zeros)")
@@ -1446,6 +1511,10 @@ class _Converter:
             if not isinstance(v, (_Data, _Stack)):
                 self.problems.append(f"graph output {value.name!r} is a constant, not computed from the inputs")
                 continue
+            if any(_is_merged(self.role(a)) for item in (v.items if isinstance(v, _Stack) else (v,))
+                   for a in item.axes):
+                self.problems.append(f"graph output {value.name!r} has the batch and time axes merged into one")
+                continue
             outputs.append((value.name, v))
         if self.problems:
             raise UnsupportedModel(f"{self.label}: cannot convert", self.problems)
@@ -1480,7 +1549,13 @@ class _Converter:
         spec_inputs = []
         for name in used:
             data, syms = self.inputs[name]
-            spec_inputs.append(ir.Input(name, data.expr.features, self.input_rank(name)))
+            # Static time and batch sizes the graph declares: the model itself takes any, but the
+            # source runs only at those, so verification (edgernn/verify.py) builds its data with them.
+            steps = next((s.size for s in syms if self.bind[s] == "T" and s.size), None)
+            batch = next((s.size for s in syms if self.bind[s] == "B" and s.size), None)
+            if batch or self.batch_size:
+                source.setdefault("batch_size", batch or self.batch_size)
+            spec_inputs.append(ir.Input(name, data.expr.features, self.input_rank(name), steps))
             layout.inputs.append((name, [self.bind[s] for s in syms] + ["F"]))
         if not spec_inputs:
             raise UnsupportedModel(f"{self.label}: no output depends on a graph input")
@@ -1708,25 +1783,81 @@ def to_edgernn_output(array: np.ndarray, layout) -> list:
     return [array.reshape(array.shape[:len(order)] + (int(np.prod(factors)),))]
 
 
-def run_source(source, inputs, **options) -> list[np.ndarray]:
-    """Run the ``.onnx`` file with onnxruntime on ``inputs`` (edgernn's shapes, one array per input of
-    the converted model); returns what the converted model's ``predict`` returns, as a list."""
+# What onnx's reference evaluator (onnx.reference) implements of the recurrent nodes: its LSTM and
+# GRU ignore ``activations``, ``clip`` and ``input_forget``; its RNN knows Tanh and Affine only.
+_REFERENCE_DEFAULTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
+
+
+def _reference_problem(model) -> Optional[str]:
+    """Why onnx's reference evaluator would compute ``model``'s recurrent nodes wrongly, or None."""
+    for node in model.graph.node:
+        defaults = _REFERENCE_DEFAULTS.get(node.op_type)
+        if defaults is None:
+            continue
+        attrs = _attrs(node)
+        names = [a.lower() for a in attrs.get("activations", [])]
+        if any(n != d.lower() for n, d in zip(names, defaults * 2)) or attrs.get("clip") is not None \
+                or attrs.get("input_forget", 0):
+            return (f"node {node.name or node.output[0]!r} ({node.op_type}) uses activations, clip or input_forget, "
+                    "which onnx's reference evaluator does not implement")
+    return None
+
+
+def _source_runner(source):
+    """``(run(output_names, feeds), {input name: shape}, runtime name)`` for the ``.onnx`` file: onnxruntime's
+    CPU session, or -- when onnxruntime refuses the model (its CPU LSTM/GRU/RNN kernels refuse
+    ``layout=1``) -- onnx's own reference evaluator (``onnx.reference``, an independent NumPy
+    implementation of the operators), provided it implements the model's recurrent nodes."""
     import onnxruntime
 
+    try:
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 4  # a refusal is reported in the verification record, not on stderr
+        session = onnxruntime.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's Fail/NotImplemented/InvalidGraph
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+
+        found = re.search(r"[^.:]*not supported[^.]*", str(exc))
+        refused = (found.group(0) if found else str(exc) or type(exc).__name__).strip()[:200]
+        model = _read(Path(source))
+        problem = _reference_problem(model)
+        if problem is not None:
+            raise RuntimeError(f"onnxruntime refuses the model ({refused}) and {problem}") from exc
+        evaluator = ReferenceEvaluator(model)
+        shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+                  for v in model.graph.input}
+        name = f"onnx {onnx.__version__} reference evaluator (onnxruntime refuses the model: {refused})"
+        return evaluator.run, shapes, name
+    from importlib import metadata
+
+    shapes = {info.name: info.shape for info in session.get_inputs()}
+    return session.run, shapes, f"onnxruntime {metadata.version('onnxruntime')}"
+
+
+def source_runtime(source) -> str:
+    """The runtime :func:`run_source` runs ``source`` with (named in the verification record)."""
+    return _source_runner(source)[2]
+
+
+def run_source(source, inputs, **options) -> list[np.ndarray]:
+    """Run the ``.onnx`` file on ``inputs`` (edgernn's shapes, one array per input of the converted
+    model) with onnxruntime, or onnx's reference evaluator where onnxruntime refuses the model (see
+    :func:`source_runtime`); returns what the converted model's ``predict`` returns, as a list."""
     if options:
         raise TypeError(f"run_source() got unexpected options: {', '.join(sorted(options))}")
     layout = io_layout(source)
     if not isinstance(inputs, (list, tuple)):
         inputs = [inputs]
     inputs = [np.asarray(x, np.float32) for x in inputs]
-    session = onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    run, shapes, _ = _source_runner(source)
     wanted = [name for name, _ in layout.outputs]
     # A graph exported without a dynamic batch axis runs only at its own batch size: run the rows
     # in chunks of that size (the last one padded with zeros) and keep the real rows.
     fixed = None
-    for info, (_, roles) in zip(session.get_inputs(), layout.inputs):
-        if "B" in roles and isinstance(info.shape[roles.index("B")], int):
-            fixed = info.shape[roles.index("B")]
+    for name, roles in layout.inputs:
+        if "B" in roles and isinstance(shapes[name][roles.index("B")], int):
+            fixed = shapes[name][roles.index("B")]
     total = inputs[0].shape[0]
     chunk = fixed or total
     pieces: list[list[np.ndarray]] = []
@@ -1736,7 +1867,7 @@ def run_source(source, inputs, **options) -> list[np.ndarray]:
         if rows < chunk:
             part = [np.concatenate([p, np.zeros((chunk - rows,) + p.shape[1:], np.float32)]) for p in part]
         feeds = {name: to_onnx_input(x, roles) for (name, roles), x in zip(layout.inputs, part)}
-        results = session.run(wanted, feeds)
+        results = run(wanted, feeds)
         out = []
         for (name, item_layout), array in zip(layout.outputs, results):
             out.extend(to_edgernn_output(np.asarray(array, np.float32), item_layout))
