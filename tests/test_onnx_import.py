@@ -110,6 +110,7 @@ def test_torch_export(cell, batch_first, bidirectional, layers, head, tmp_path):
     module = export(Net(cell, batch_first, bidirectional, layers, head), path, batch_first)
     x = np.random.default_rng(3).normal(0, 1.5, (3, 7, 3)).astype(np.float32)  # other batch and T than exported
     model = edgernn.convert(path)
+    assert_verified(model)
     got = model.predict(x)
     want = importer.run_source(path, [x])[0]
     np.testing.assert_allclose(got, want, **TOL)
@@ -259,13 +260,81 @@ def test_initial_states_as_graph_inputs(op, tmp_path):
     assert model.spec.nodes[0].initial_state == tuple(i.name for i in model.spec.inputs[1:])
 
 
+def assert_verified(model, runtime="onnxruntime"):
+    """The conversion verified itself: passed, with a number, against ``runtime``."""
+    record = model.spec.source["verification"]
+    assert record["passed"] is True, record
+    assert isinstance(record["max_abs_error"], float) and record["max_abs_error"] < 1e-5, record
+    assert record["framework"].startswith(runtime), record
+    return record
+
+
 def test_layout_1_equals_layout_0(tmp_path):
-    """onnxruntime's CPU kernels refuse layout=1; the same weights in layout 0 give the reference."""
+    """onnxruntime's CPU kernels refuse layout=1; the same weights in layout 0 give the reference.
+    Verification runs such a file with onnx's reference evaluator instead, and says so."""
     for op in GATES:
-        a = edgernn.convert(rnn_model(tmp_path / "a.onnx", op, layout=1, initial=True, seed=4))
-        b = rnn_model(tmp_path / "b.onnx", op, layout=0, initial=True, seed=4)
+        a = edgernn.convert(rnn_model(tmp_path / "a.onnx", op, layout=1, initial=True, seed=4, peepholes=op == "LSTM"))
+        b = rnn_model(tmp_path / "b.onnx", op, layout=0, initial=True, seed=4, peepholes=op == "LSTM")
         feeds = feeds_for(a)
         assert_all_close(a.predict(*feeds), importer.run_source(b, feeds))
+        record = assert_verified(a, "onnx ")
+        assert "reference evaluator" in record["framework"] and "layout == 1" in record["framework"]
+        assert_all_close(importer.run_source(tmp_path / "a.onnx", feeds), importer.run_source(b, feeds))
+
+
+def test_layout_1_with_what_the_reference_evaluator_ignores(tmp_path):
+    """onnx's reference evaluator ignores clip and activations: such a layout=1 file is not verified
+    against it (the record says why) rather than against a wrong answer."""
+    path = rnn_model(tmp_path / "m.onnx", "GRU", layout=1, clip=0.5)
+    with pytest.warns(RuntimeWarning, match="verification not done"):
+        model = edgernn.convert(path)
+    record = model.spec.source["verification"]
+    assert record["passed"] is None and "layout == 1" in record["error"] and "clip" in record["error"]
+
+
+def test_fixed_time_and_batch_sizes(tmp_path):
+    """A graph that declares its time length and batch size runs in onnxruntime only at those:
+    verification uses them (recorded in the data description), the stream in chunks of them."""
+    path = rnn_model(tmp_path / "m.onnx", "LSTM", outputs=("Y",))
+    model = onnx.load(str(path))
+    for dim, size in zip(model.graph.input[0].type.tensor_type.shape.dim, (5, 3)):
+        dim.Clear()
+        dim.dim_value = size
+    onnx.save(model, str(path))
+    converted = edgernn.convert(path)
+    assert converted.spec.inputs[0].timesteps == 5 and converted.spec.source["batch_size"] == 3
+    record = assert_verified(converted)
+    assert "shape 3x5x3 (the source's declared time length 5 and batch size 3)" in record["data"]
+    assert record["checks"][1]["passed"] and "chunks of 1, 3, 1 steps" in record["checks"][1]["check"]
+    x = np.random.default_rng(0).normal(size=(7, 5, 3)).astype(np.float32)  # rows in chunks of 3
+    np.testing.assert_allclose(converted.predict(x), importer.run_source(path, [x])[0], **TOL)
+
+
+def test_graph_with_slice_gemm_identity_unsqueeze(tmp_path):
+    """Slice of the last step, Squeeze, Identity, Gemm (transB, alpha, beta), Unsqueeze/Squeeze, Softmax."""
+    rng = np.random.default_rng(6)
+    consts = {"starts": np.array([-1], np.int64), "ends": np.array([2 ** 62], np.int64),
+              "axes0": np.array([0], np.int64), "axes01": np.array([0, 1], np.int64),
+              "axes2": np.array([2], np.int64), "gw": rng.normal(size=(3, 4)).astype(np.float32),
+              "gc": rng.normal(size=(3,)).astype(np.float32)}
+    nodes = [
+        helper.make_node("Slice", ["Y", "starts", "ends", "axes0"], ["ylast"]),
+        helper.make_node("Squeeze", ["ylast", "axes01"], ["y2"]),
+        helper.make_node("Identity", ["y2"], ["yi"]),
+        helper.make_node("Gemm", ["yi", "gw", "gc"], ["g"], transB=1, alpha=0.5, beta=2.0),
+        helper.make_node("Unsqueeze", ["g", "axes2"], ["g3"]),
+        helper.make_node("Squeeze", ["g3", "axes2"], ["g2"]),
+        helper.make_node("Softmax", ["g2"], ["probs"], axis=1),
+    ]
+    path = rnn_model(tmp_path / "m.onnx", "LSTM", outputs=("Y",), extra_nodes=nodes, graph_outputs=["probs"])
+    model = onnx.load(str(path))
+    model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    onnx.save(model, str(path))
+    converted, feeds, got = against_ort(path)
+    assert [type(n.op).__name__ for n in converted.spec.nodes] == ["Recurrent", "Dense"]
+    assert not converted.spec.nodes[0].op.return_sequences  # the last step is the final state
+    assert_verified(converted)
+    check_stream(converted, feeds[0], got[0])
 
 
 def test_graph_around_the_node(tmp_path):
@@ -337,7 +406,7 @@ def test_constant_initial_states_and_sequence_lens(tmp_path):
         edgernn.convert(path)
     model.graph.initializer[-2].CopyFrom(numpy_helper.from_array(np.zeros((1, 2, 4), np.float32), "h0"))
     onnx.save(model, str(path))
-    against_ort(path)  # zeros are the default state
+    assert_verified(against_ort(path)[0])  # zeros are the default state (their batch size fixes the data's)
 
 
 def test_malformed_files(tmp_path):
@@ -427,14 +496,16 @@ def test_onnx_node_case(name, tmp_path):
     path = tmp_path / "model.onnx"
     feeds, outputs = freeze(case, path)
     model = edgernn.convert(path)
+    batchwise = 1 in [helper.get_attribute_value(a) for a in case.model.graph.node[0].attribute if a.name == "layout"]
+    # Fixed time length and batch size: verified at those; layout=1 by onnx's reference evaluator.
+    assert_verified(model, "onnx " if batchwise else "onnxruntime")
     layout = importer.io_layout(path)
     ours = [onnx_to_ours(feeds[n], roles) for n, roles in layout.inputs]
     got = as_list(model.predict(*ours))
     want = [w for value, array in zip(case.model.graph.output, outputs)
             for w in expected_as_ours(value.name, np.asarray(array), case)]
     assert_all_close(got, want)
-    if 1 not in [helper.get_attribute_value(a) for a in case.model.graph.node[0].attribute if a.name == "layout"]:
-        assert_all_close(got, importer.run_source(path, ours))  # onnxruntime runs layout 0 only
+    assert_all_close(got, importer.run_source(path, ours))  # onnxruntime, or for layout 1 onnx's reference
     if "peepholes" in name:
         assert model.spec.nodes[0].op.peephole is not None and model.spec.nodes[0].initial_state
 

@@ -1,7 +1,10 @@
 """ONNX files made by tf2onnx from Keras models, against Keras and onnxruntime.
 
-tf2onnx rewrites a Keras LSTM into an ONNX LSTM node wrapped in Shape/Slice/Expand/Transpose ops;
-a Keras 3 GRU stays a Loop, which edgernn refuses, naming the operators, rather than guess.
+tf2onnx rewrites a Keras LSTM (and a Keras 2 / tf-keras GRU with reset_after=True) into an ONNX
+LSTM (GRU) node wrapped in Shape/Slice/Expand/Transpose ops, and a Dense on a sequence into a
+Tensordot (a Reshape merging batch and time, MatMul, Add, a Reshape splitting them back). A Keras 3
+GRU or SimpleRNN, a Keras 2 SimpleRNN or GRU(reset_after=False) and a Keras 3 TimeDistributed stay
+Loops, which edgernn refuses, naming the operator and the route that works.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf2onnx = pytest.importorskip("tf2onnx")
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
+tf_keras = pytest.importorskip("tf_keras")  # Keras 2, what tf2onnx's GRU rewriter knows
 
 import edgernn  # noqa: E402
 from edgernn.importers import onnx as onnx_importer  # noqa: E402
@@ -37,13 +41,84 @@ def _randomize(model, seed):
     model.set_weights([rng.normal(scale=0.4, size=w.shape).astype(np.float32) for w in model.get_weights()])
 
 
+def _check(model, path, steps=9):
+    """The conversion (verified against onnxruntime) equals Keras and onnxruntime, predict and stream."""
+    converted = edgernn.convert(path)
+    record = converted.spec.source["verification"]
+    assert record["passed"] and record["framework"].startswith("onnxruntime"), record
+    x = np.random.default_rng(1).normal(size=(4, steps, 3)).astype(np.float32)
+    want = model.predict(x, verbose=0)
+    got = converted.predict(x)
+    np.testing.assert_allclose(got, want, **TOL)
+    np.testing.assert_allclose(got, onnx_importer.run_source(path, [x])[0], **TOL)
+    return converted, x, want
+
+
+def _sequence_model(k, cell, head, stacked=False):
+    inputs = k.Input((None, 3))
+    x = getattr(k.layers, cell)(6, return_sequences=True)(inputs)
+    if stacked:  # a Dense between two recurrent layers, then the head
+        x = k.layers.Dense(5, activation="relu")(x)
+        x = getattr(k.layers, cell)(4, return_sequences=True)(x)
+    dense = k.layers.Dense(2, activation="softmax" if stacked else "tanh")
+    x = dense(x) if head == "dense" else k.layers.TimeDistributed(dense)(x)
+    model = k.Model(inputs, x)
+    _randomize(model, seed=len(cell) + stacked)
+    return model
+
+
+@pytest.mark.parametrize("flavour, cell, head, stacked", [
+    ("keras", "LSTM", "dense", False),
+    ("keras", "LSTM", "dense", True),
+    ("tf_keras", "LSTM", "dense", False),
+    ("tf_keras", "GRU", "dense", False),
+    ("tf_keras", "GRU", "dense", True),
+    ("tf_keras", "LSTM", "time_distributed", False),
+    ("tf_keras", "GRU", "time_distributed", True),
+])
+def test_tf2onnx_dense_on_a_sequence(tmp_path, flavour, cell, head, stacked):
+    """Dense (tf2onnx's Tensordot) and Keras 2 TimeDistributed(Dense) (a Reshape to (-1, features),
+    MatMul, Add, a Reshape to (-1, T, units)) on every step: a Dense layer per step, streamable."""
+    model = _sequence_model(keras if flavour == "keras" else tf_keras, cell, head, stacked)
+    _export(model, tmp_path / "m.onnx", 3)
+    converted, x, want = _check(model, tmp_path / "m.onnx")
+    assert [type(n.op).__name__ for n in converted.spec.nodes].count("Dense") == 1 + stacked
+    s = converted.stream(4)
+    chunks = np.concatenate([s.run(x[:, :4]), s.run(x[:, 4:5]), s.run(x[:, 5:])], axis=1)
+    np.testing.assert_allclose(chunks, want, **TOL)
+    s.reset()
+    np.testing.assert_allclose(np.stack([s.step(x[:, t]) for t in range(x.shape[1])], 1), want, **TOL)
+
+
+@pytest.mark.parametrize("flavour, cell", [("keras", "LSTM"), ("tf_keras", "GRU"), ("tf_keras", "LSTM")])
+def test_tf2onnx_bidirectional(tmp_path, flavour, cell):
+    """Bidirectional: one bidirectional node whose zero initial states are two stacked fills; its
+    final states are the forward direction's last step and the backward's first, concatenated."""
+    k = keras if flavour == "keras" else tf_keras
+    inputs = k.Input((None, 3))
+    x = k.layers.Bidirectional(getattr(k.layers, cell)(4))(inputs)
+    model = k.Model(inputs, k.layers.Dense(3, activation="softmax")(x))
+    _randomize(model, seed=3)
+    _export(model, tmp_path / "m.onnx", 3)
+    converted, _, _ = _check(model, tmp_path / "m.onnx")
+    assert type(converted.spec.nodes[0].op).__name__ == "Bidirectional"
+
+
+def test_tf2onnx_keras2_gru_last_step(tmp_path):
+    inputs = tf_keras.Input((None, 3))
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(2)(tf_keras.layers.GRU(5)(inputs)))
+    _randomize(model, seed=4)
+    _export(model, tmp_path / "m.onnx", 3)
+    converted, x, want = _check(model, tmp_path / "m.onnx")
+    assert converted.spec.nodes[0].op.reset_after  # linear_before_reset=1
+    np.testing.assert_allclose(converted.stream(4).run(x)[:, -1], want, **TOL)
+
+
 @pytest.mark.parametrize("last_sequences", [True, False])
 def test_tf2onnx_lstm_stack(tmp_path, last_sequences):
     inputs = keras.Input((None, 3))
     x = keras.layers.LSTM(8, return_sequences=True)(inputs)
     x = keras.layers.LSTM(5, return_sequences=last_sequences)(x)
-    # A Dense on the last step only: on a sequence tf2onnx writes it as a Tensordot (Gather of the
-    # shape, a Reshape merging batch and time), which the ONNX importer does not follow yet.
     model = keras.Model(inputs, x if last_sequences else keras.layers.Dense(2, activation="softmax")(x))
     _randomize(model, seed=int(last_sequences))
     _export(model, tmp_path / "m.onnx", 3)
@@ -56,9 +131,20 @@ def test_tf2onnx_lstm_stack(tmp_path, last_sequences):
     np.testing.assert_allclose(streamed if last_sequences else streamed[:, -1], model.predict(x, verbose=0), **TOL)
 
 
-def test_tf2onnx_loop_is_refused_by_name(tmp_path):
-    inputs = keras.Input((None, 3))
-    model = keras.Model(inputs, keras.layers.GRU(4)(inputs))
-    _export(model, tmp_path / "gru.onnx", 3)
-    with pytest.raises(edgernn.UnsupportedModel, match=r"operator \w+ is not supported"):
-        edgernn.convert(tmp_path / "gru.onnx")
+@pytest.mark.parametrize("flavour, layer", [
+    ("keras", lambda k: k.layers.GRU(4)),
+    ("keras", lambda k: k.layers.SimpleRNN(4, return_sequences=True)),
+    ("keras", lambda k: k.layers.TimeDistributed(k.layers.Dense(2))),
+    ("tf_keras", lambda k: k.layers.SimpleRNN(4)),
+    ("tf_keras", lambda k: k.layers.GRU(4, reset_after=False)),
+])
+def test_tf2onnx_loops_are_refused_by_name(tmp_path, flavour, layer):
+    """tf2onnx leaves these as Loop nodes: one problem per Loop, naming it and the routes that work
+    (nothing about the ops that only feed the loop)."""
+    k = keras if flavour == "keras" else tf_keras
+    inputs = k.Input((None, 3))
+    x = k.layers.LSTM(3, return_sequences=True)(inputs)
+    _export(k.Model(inputs, layer(k)(x)), tmp_path / "m.onnx", 3)
+    with pytest.raises(edgernn.UnsupportedModel, match=r"operator Loop is not supported") as info:
+        edgernn.convert(tmp_path / "m.onnx")
+    assert len(info.value.problems) == 1 and ".keras/.h5 file itself" in info.value.problems[0]

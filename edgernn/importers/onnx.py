@@ -1036,7 +1036,8 @@ class _Converter:
                 entries.append(t)
             else:
                 entries.append(("copy", self.role(t)))
-        symbolic = [a for a in axes if not (a == "U" or _is_feature(a))]
+        # The batch and time axes (a merged axis counts as its two parts).
+        symbolic = [p for a in axes if not (a == "U" or _is_feature(a)) for p in (a[1:] if _is_merged(a) else (a,))]
         copied = [e[1] for e in entries if isinstance(e, tuple)]
         if -1 in entries:
             left = [a for a in symbolic if not any(self._same(a, c) for c in copied)]
@@ -1062,7 +1063,8 @@ class _Converter:
             if isinstance(e, tuple):
                 while i < len(axes) and axes[i] == "U":
                     i += 1
-                if _is_merged(e[1]):  # merge two adjacent axes, in their order
+                if _is_merged(e[1]) and not (i < len(axes) and self._same(axes[i], e[1])):
+                    # merge two adjacent axes, in their order
                     j = i + 1
                     while j < len(axes) and axes[j] == "U":
                         j += 1
@@ -1071,7 +1073,9 @@ class _Converter:
                     out.append(("M", axes[i], axes[j]))
                     i = j + 1
                     continue
-                if i < len(axes) and _is_merged(axes[i]):  # split a merged axis back, same order
+                if i < len(axes) and _is_merged(axes[i]) and not self._same(axes[i], e[1]):
+                    # split a merged axis back, in the same order: Keras 2's TimeDistributed writes
+                    # (-1, T, units), tf2onnx's Tensordot (batch, T, units)
                     nxt = entries[k] if k < len(entries) else None
                     if not (self._same(axes[i][1], e[1]) and isinstance(nxt, tuple) and self._same(axes[i][2], nxt[1])):
                         raise _Refuse(f"{where}: Reshape that splits the merged batch and time axes differently")
