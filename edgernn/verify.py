@@ -5,8 +5,10 @@
 * **predict**: a seeded random batch (4 sequences of 24 steps, standard normal; the file's own
   sequence length where the source fixes one, ``Input.timesteps``, and its batch size where an
   importer records one as ``source["batch_size"]``) or the user's ``data``, through the source
-  framework (the importer's ``run_source``: Keras, the TFLite interpreter, PyTorch, onnxruntime)
-  and through :meth:`edgernn.Model.predict`;
+  framework (the importer's ``run_source``: Keras, the TFLite interpreter, PyTorch, onnxruntime
+  or, for ONNX files onnxruntime refuses, onnx's reference evaluator -- an importer that chooses
+  among runtimes names the one it used with ``source_runtime(source)``) and through
+  :meth:`edgernn.Model.predict`;
 * **stream**: for streamable models, a stateful :class:`~edgernn.Stream` fed the same sequences
   in chunks of 1, 3, 7, 2, 5, ... steps. For a sequence output (``return_sequences``) the
   concatenated chunk outputs must equal the source's predict on the whole sequence; for a

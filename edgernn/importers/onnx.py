@@ -6,7 +6,8 @@ nothing in it is executed. The graph is interpreted symbolically: every tensor i
 a filled tensor (``ConstantOfShape``: the zero initial states exporters build), or a *data* tensor:
 one canonical edgernn tensor -- ``(batch, T, features)`` or ``(batch, features)`` -- seen through
 a layout that says which ONNX axis is the batch, the time, a unit axis, or a block of the features.
-Layout ops (``Transpose``, ``Squeeze``/``Unsqueeze``, ``Reshape`` that merges feature blocks,
+Layout ops (``Transpose``, ``Squeeze``/``Unsqueeze``, ``Reshape`` that merges feature blocks, or
+batch and time around a per-step ``MatMul`` as tf2onnx writes a Dense on a sequence,
 ``Gather``/``Slice`` of the last step, ``Identity``, ``Dropout``) only change the layout; the
 recurrent nodes, ``Gemm``, ``MatMul`` (+ ``Add``) and activations make IR layers. So the model
 edgernn builds takes and returns edgernn's layouts, batch first, whatever ``layout`` attribute or
@@ -44,9 +45,13 @@ Operator mapping (ONNX spec -> IR layout in :mod:`edgernn.ir`):
   initial state (unidirectional nodes); non-zero constants are refused (make them graph inputs).
 * ``input_forget=1`` is refused.
 
-Anything else -- any other op, a layout op edgernn cannot follow (splitting the batch, slicing
-the time axis other than its last step) -- is refused, all problems in one
-:class:`~edgernn.errors.UnsupportedModel`.
+Anything else -- any other op (``Loop``/``Scan`` named with the routes that work), a layout op
+edgernn cannot follow (splitting the batch, slicing the time axis other than its last step) -- is
+refused, all problems in one :class:`~edgernn.errors.UnsupportedModel`.
+
+:func:`run_source` (conversion verification) runs the file with onnxruntime, or with onnx's
+reference evaluator where onnxruntime refuses it (``layout=1``); static time and batch sizes the
+graph declares are recorded (``Input.timesteps``, ``source["batch_size"]``) for its data.
 """
 
 from __future__ import annotations
