@@ -31,6 +31,8 @@ from .masking import masking_forward
 from .simple_rnn import simple_batch_update, simple_sequence
 
 dtype = np.float32
+# Inputs this narrow are projected inside the many-streams kernels rather than by BLAS.
+NARROW_INPUT = 16
 
 
 def _or_zeros(array, shape):
@@ -96,28 +98,35 @@ class RecurrentKernel:
         return np.zeros((batch, width), np.float32), np.zeros((batch, width), np.float32)
 
     def batch_step(self, x, states, out, keep, buffers, scratch):
-        """One step of many streams: ``x`` (B, F); projections by BLAS into ``buffers``, no allocation."""
+        """One step of many streams: ``x`` (B, F); projections by BLAS into ``buffers``, no allocation.
+
+        The recurrent product ``h U`` is always one BLAS product across streams; the input product
+        ``x W`` too for wide inputs, and inside the jitted kernel for narrow ones (at most
+        ``NARROW_INPUT`` features), where a BLAS call costs more than it saves.
+        """
         layer = self.layer
         xw, hu = buffers
-        np.matmul(x, layer.kernel, out=xw)
+        project_input = x.shape[1] <= NARROW_INPUT
+        if not project_input:
+            np.matmul(x, layer.kernel, out=xw)
         if layer.cell == "gru":
             if layer.reset_after:
                 np.matmul(states[0], self.recurrent_main, out=hu)
             else:
                 # only z and r have a recurrent product here; hu's last block is scratch for r * h
                 np.matmul(states[0], self.recurrent_main, out=hu[:, : 2 * layer.units])
-            gru_batch_update(xw, hu, self.bias, self.recurrent_bias, states[0], out, keep, self.recurrent_candidate,
-                             layer.reset_after, self.clip, self.activation, self.recurrent_activation, self.standard,
-                             layer.zero_output_for_mask)
+            gru_batch_update(x, layer.kernel, xw, project_input, hu, self.bias, self.recurrent_bias, states[0], out,
+                             keep, self.recurrent_candidate, layer.reset_after, self.clip, self.activation,
+                             self.recurrent_activation, self.standard, layer.zero_output_for_mask)
             return
         np.matmul(states[0], layer.recurrent_kernel, out=hu)
         if layer.cell == "lstm":
-            lstm_batch_update(xw, hu, self.bias, states[0], states[1], out, keep, self.peephole, self.projection,
-                              self.clip, self.activation, self.recurrent_activation, self.standard,
-                              layer.zero_output_for_mask, scratch)
+            lstm_batch_update(x, layer.kernel, xw, project_input, hu, self.bias, states[0], states[1], out, keep,
+                              self.peephole, self.projection, self.clip, self.activation, self.recurrent_activation,
+                              self.standard, layer.zero_output_for_mask, scratch[4 * layer.units :])
         else:
-            simple_batch_update(xw, hu, self.bias, states[0], out, keep, self.clip, self.activation, self.standard,
-                                layer.zero_output_for_mask)
+            simple_batch_update(x, layer.kernel, xw, project_input, hu, self.bias, states[0], out, keep, self.clip,
+                                self.activation, self.standard, layer.zero_output_for_mask)
 
 
 def recurrent_sequence(layer, x, mask=None, initial_state=None):

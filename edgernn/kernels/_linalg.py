@@ -39,3 +39,28 @@ def accumulate(z, v, M):
         for j in range(width):
             z[j] += vk * M[k, j]
         k += 1
+
+
+@njit(**INLINE)
+def add_input_projection(z, bias, x, kernel, xw, project_input):
+    """``z += bias + x W`` for one stream of a many-streams step: ``z``, ``bias``, ``xw`` (width,),
+    ``x`` (n,), ``kernel`` (n, width).
+
+    ``project_input``: compute ``x W`` here (narrow inputs: a BLAS call across streams would cost
+    more than it saves); else ``xw`` already holds it, from one BLAS product across streams.
+    """
+    if project_input:
+        for j in range(z.shape[0]):
+            z[j] += bias[j]
+        accumulate(z, x, kernel)
+    else:
+        for j in range(z.shape[0]):
+            z[j] += bias[j] + xw[j]
+
+
+@njit(**INLINE)
+def copy_row(target, source):
+    """``target[:] = source`` as a loop: Numba's slice assignment may allocate a temporary (it
+    cannot rule out overlap), and the kernels compile without Numba's allocator (see _config)."""
+    for j in range(target.shape[0]):
+        target[j] = source[j]

@@ -14,6 +14,7 @@ from numba import njit
 
 from ..ir import ACTIVATION_IDS
 from ._config import INLINE, JIT
+from ._linalg import copy_row
 
 # Integer ids as module constants: Numba freezes globals at compile time.
 LINEAR = ACTIVATION_IDS["linear"]
@@ -179,5 +180,5 @@ def clipped(v, limit):
 def activation_forward(x, kind, out):
     """``out = activation(x)`` row by row; ``x``, ``out``: (rows, features) float32."""
     for s in range(x.shape[0]):
-        out[s, :] = x[s, :]
+        copy_row(out[s], x[s])
         activate_row(kind, out[s])

@@ -33,7 +33,7 @@ from numba import njit, types
 
 from ..ir import ACTIVATION_IDS, Activation, Dense, Masking, Recurrent
 from ._config import JIT
-from ._linalg import accumulate, project
+from ._linalg import accumulate, copy_row, project
 from .activations import activate_row
 from .gru import gru_update
 from .lstm import lstm_update
@@ -232,7 +232,7 @@ def _chain_step(program, weights, x, y, memory):
             elif op == ACTIVATION:
                 target = buffers[which][:n_out]
                 which = 1 - which
-                target[:] = current
+                copy_row(target, current)
                 activate_row(program[k, ACT], target)
                 current = target
             else:
@@ -287,13 +287,13 @@ def _chain_step(program, weights, x, y, memory):
                         project(z, bias, current, kernel)
                         accumulate(z, h, recurrent)
                         simple_update(z, h, clip, program[k, ACT], standard)
-                    previous[:] = h
+                    copy_row(previous, h)
                 elif flags & ZERO_OUTPUT:
                     previous[:] = np.float32(0.0)
                 current = previous
-        y[s, :] = current
+        copy_row(y[s], current)
         start = batch * meta[M_LAST] + s * meta[M_OUT]
-        state[start : start + meta[M_OUT]] = current
+        copy_row(state[start : start + meta[M_OUT]], current)
     return 0
 
 

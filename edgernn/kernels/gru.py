@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from ._config import INLINE, JIT
-from ._linalg import accumulate, project
+from ._linalg import accumulate, copy_row, project
 from .activations import activate, clipped, fast_sigmoid, fast_tanh
 
 
@@ -70,7 +70,7 @@ def gru_sequence(xw, recurrent_main, recurrent_bias, recurrent_candidate, reset_
         for s in range(xw.shape[1]):
             if keep[t, s]:
                 # Stage 1 -- recurrent part: hu = h U + b_U (reset_after) or h U_zr
-                row[:] = xw[t, s]
+                copy_row(row, xw[t, s])
                 if reset_after:
                     project(hu, recurrent_bias, h[s], recurrent_main)
                 else:
@@ -78,26 +78,31 @@ def gru_sequence(xw, recurrent_main, recurrent_bias, recurrent_candidate, reset_
                     accumulate(hu[: 2 * units], h[s], recurrent_main)
                 gru_update(row, hu, h[s], recurrent_candidate, reset_after, clip, activation,
                            recurrent_activation, standard)
-                out[s, :] = h[s]
+                copy_row(out[s], h[s])
             elif zero_output:
                 out[s, :] = np.float32(0.0)
-            ys[t, s, :] = out[s]
+            copy_row(ys[t, s], out[s])
 
 
 @njit(**JIT)
-def gru_batch_update(xw, hu, bias, recurrent_bias, h, out, keep, recurrent_candidate, reset_after, clip, activation,
-                     recurrent_activation, standard, zero_output):
-    """One step of B streams from ``xw`` = ``x W`` (B, 3H) and ``hu`` (B, 3H) computed by BLAS across
-    streams (``h U`` with reset_after, else ``h U_zr`` in its first 2H columns); the biases are
-    added here, in place."""
+def gru_batch_update(x, kernel, xw, project_input, hu, bias, recurrent_bias, h, out, keep, recurrent_candidate,
+                     reset_after, clip, activation, recurrent_activation, standard, zero_output):
+    """One step of B streams. ``hu`` (B, 3H) by BLAS across streams (``h U`` with reset_after, else
+    ``h U_zr`` in its first 2H columns); ``xw`` (B, 3H) = ``x W`` by BLAS, or computed here per
+    stream from ``x`` (B, F) and ``kernel`` (F, 3H) when ``project_input``. The biases are added
+    here, in place."""
     width = xw.shape[1]
-    for s in range(xw.shape[0]):
+    for s in range(hu.shape[0]):
         if keep[s]:
+            if project_input:
+                project(xw[s], bias, x[s], kernel)
+            else:
+                for j in range(width):
+                    xw[s, j] += bias[j]
             for j in range(width):
-                xw[s, j] += bias[j]
                 hu[s, j] += recurrent_bias[j]
             gru_update(xw[s], hu[s], h[s], recurrent_candidate, reset_after, clip, activation,
                        recurrent_activation, standard)
-            out[s, :] = h[s]
+            copy_row(out[s], h[s])
         elif zero_output:
             out[s, :] = np.float32(0.0)

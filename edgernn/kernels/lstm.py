@@ -5,7 +5,7 @@ differ only in where the pre-activations come from:
 
 * ``lstm_sequence``: a block of T steps whose input projection ``x W + b`` was computed for the
   whole block by one BLAS matrix product (outside Numba); the recurrent part ``h U`` per step here.
-* ``lstm_batch_update``: one step of many streams whose ``x W + b + h U`` came from two BLAS
+* ``lstm_batch_update``: one step of many streams whose ``h U`` (and, for wide inputs, ``x W``) came from BLAS
   matrix products across streams.
 * :mod:`edgernn.kernels.chain` calls ``lstm_update`` for the fused one-step path of small batches.
 """
@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from ._config import INLINE, JIT
-from ._linalg import accumulate
+from ._linalg import accumulate, add_input_projection, copy_row
 from .activations import activate, clipped, fast_sigmoid, fast_tanh
 
 
@@ -27,15 +27,18 @@ def lstm_update(z, h, c, peephole, projection, clip, activation, recurrent_activ
     ``z`` (4H,): ``x W + b + h U`` (blocks i, f, c, o); ``h`` (P,), ``c`` (H,); ``peephole``
     (3, H); ``projection`` (H, P) or (0, 0); ``clip`` (inf for none); ``standard``: tanh/sigmoid,
     no peephole, no clip -- the common case, taken by a branch-free loop that vectorises;
-    ``hidden`` (H,) scratch.
+    ``hidden`` (H,) scratch (used with a projection).
     """
     units = c.shape[0]
+    projected = projection.shape[0] > 0
+    # Without a projection h' is the hidden vector itself: written straight into h (h is not read here).
+    target = hidden if projected else h
     if standard:
         for j in range(units):
             # Stage 2 -- c' = σ(z_f) c + σ(z_i) tanh(z_c);  Stage 3 -- h' = σ(z_o) tanh(c')
             cell = fast_sigmoid(z[units + j]) * c[j] + fast_sigmoid(z[j]) * fast_tanh(z[2 * units + j])
             c[j] = cell
-            hidden[j] = fast_sigmoid(z[3 * units + j]) * fast_tanh(cell)
+            target[j] = fast_sigmoid(z[3 * units + j]) * fast_tanh(cell)
     else:
         for j in range(units):
             # Stage 2 -- c' = σ(clip(z_f + p_f c)) c + σ(clip(z_i + p_i c)) φ(clip(z_c))
@@ -47,13 +50,11 @@ def lstm_update(z, h, c, peephole, projection, clip, activation, recurrent_activ
             c[j] = cell
             # Stage 3 -- h' = σ(clip(z_o + p_o c')) φ(c')
             output_gate = activate(recurrent_activation, clipped(z[3 * units + j] + peephole[2, j] * cell, clip))
-            hidden[j] = output_gate * activate(activation, cell)
-    # Stage 4 -- h' = hidden, or (PyTorch proj_size) hidden @ projection
-    if projection.shape[0] > 0:
+            target[j] = output_gate * activate(activation, cell)
+    # Stage 4 (PyTorch proj_size) -- h' = hidden @ projection
+    if projected:
         h[:] = np.float32(0.0)
         accumulate(h, hidden, projection)
-    else:
-        h[:] = hidden
 
 
 @njit(**JIT)
@@ -76,28 +77,27 @@ def lstm_sequence(xw, recurrent_kernel, peephole, projection, clip, h, c, out, y
                 accumulate(gates, h[s], recurrent_kernel)
                 lstm_update(gates, h[s], c[s], peephole, projection, clip, activation, recurrent_activation,
                             standard, hidden)
-                out[s, :] = h[s]
+                copy_row(out[s], h[s])
             elif zero_output:
                 out[s, :] = np.float32(0.0)
-            ys[t, s, :] = out[s]
+            copy_row(ys[t, s], out[s])
 
 
 @njit(**JIT)
-def lstm_batch_update(xw, hu, bias, h, c, out, keep, peephole, projection, clip, activation, recurrent_activation,
-                      standard, zero_output, z):
-    """One step of B streams from ``xw`` = ``x W`` and ``hu`` = ``h U``, both (B, 4H), computed by
-    BLAS across streams; the bias is added here (a broadcast add in NumPy would allocate).
+def lstm_batch_update(x, kernel, xw, project_input, hu, bias, h, c, out, keep, peephole, projection, clip,
+                      activation, recurrent_activation, standard, zero_output, hidden):
+    """One step of B streams. ``hu`` (B, 4H) = ``h U`` by BLAS across streams, overwritten with the
+    gate pre-activations; the input part ``x W + b`` is added per stream (see
+    :func:`edgernn.kernels._linalg.add_input_projection`): ``x`` (B, F), ``kernel`` (F, 4H), ``xw``
+    (B, 4H) = ``x W`` by BLAS unless ``project_input``.
 
-    ``keep`` (B,) bool; other shapes as in :func:`lstm_sequence`; ``z`` (5H,) scratch.
+    ``keep`` (B,) bool; other shapes as in :func:`lstm_sequence`; ``hidden`` (H,) scratch.
     """
-    units = c.shape[1]
-    gates, hidden = z[: 4 * units], z[4 * units :]
-    for s in range(xw.shape[0]):
+    for s in range(hu.shape[0]):
         if keep[s]:
-            for j in range(4 * units):
-                gates[j] = xw[s, j] + bias[j] + hu[s, j]
-            lstm_update(gates, h[s], c[s], peephole, projection, clip, activation, recurrent_activation,
+            add_input_projection(hu[s], bias, x[s], kernel, xw[s], project_input)
+            lstm_update(hu[s], h[s], c[s], peephole, projection, clip, activation, recurrent_activation,
                         standard, hidden)
-            out[s, :] = h[s]
+            copy_row(out[s], h[s])
         elif zero_output:
             out[s, :] = np.float32(0.0)

@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 from ._config import INLINE, JIT
-from ._linalg import accumulate
+from ._linalg import accumulate, add_input_projection, copy_row
 from .activations import activate, clipped, fast_tanh
 
 
@@ -31,21 +31,20 @@ def simple_sequence(xw, recurrent_kernel, clip, h, out, ys, keep, activation, st
             if keep[t, s]:
                 accumulate(xw[t, s], h[s], recurrent_kernel)  # in place: xw is the block's own buffer
                 simple_update(xw[t, s], h[s], clip, activation, standard)
-                out[s, :] = h[s]
+                copy_row(out[s], h[s])
             elif zero_output:
                 out[s, :] = np.float32(0.0)
-            ys[t, s, :] = out[s]
+            copy_row(ys[t, s], out[s])
 
 
 @njit(**JIT)
-def simple_batch_update(xw, hu, bias, h, out, keep, clip, activation, standard, zero_output):
-    """One step of B streams from ``xw`` = ``x W`` and ``hu`` = ``h U`` (B, H), by BLAS across
-    streams; the bias is added here, in place."""
-    for s in range(xw.shape[0]):
+def simple_batch_update(x, kernel, xw, project_input, hu, bias, h, out, keep, clip, activation, standard, zero_output):
+    """One step of B streams: ``hu`` (B, H) = ``h U`` by BLAS across streams, overwritten; the input
+    part as in :func:`edgernn.kernels.lstm.lstm_batch_update`."""
+    for s in range(hu.shape[0]):
         if keep[s]:
-            for j in range(xw.shape[1]):
-                xw[s, j] += bias[j] + hu[s, j]
-            simple_update(xw[s], h[s], clip, activation, standard)
-            out[s, :] = h[s]
+            add_input_projection(hu[s], bias, x[s], kernel, xw[s], project_input)
+            simple_update(hu[s], h[s], clip, activation, standard)
+            copy_row(out[s], h[s])
         elif zero_output:
             out[s, :] = np.float32(0.0)
