@@ -1,7 +1,8 @@
 """The exported C runtime: it compiles cleanly with gcc and clang, runs clean under ASan/UBSan, and
 computes bit for bit what the Python simulation (``Model.quantize``) computes, for every cell type,
 option and scheme, over stateful runs with resets; it cross-compiles for Cortex-M0+ (soft float,
-no floating-point routine linked in int8) and Cortex-M4 (hard float)."""
+no floating-point routine linked in int8) and Cortex-M4 (hard float). Bad arguments and the fuzzer:
+tests/test_firmware_hostile.py."""
 
 from __future__ import annotations
 
@@ -102,6 +103,19 @@ def build(folder, compiler="gcc", sanitize=False):
     return folder / "testbench"
 
 
+def sanitized_testbench(folder, tmp_path):
+    """The testbench built with clang -fsanitize=address,undefined in a copy of ``folder`` (which other
+    tests build with gcc)."""
+    copy = tmp_path / "src"
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("*.o", "testbench"))
+    return build(copy, "clang", sanitize=True)
+
+
+def c_sources(folder):
+    """The .c files of an exported folder (runtime and model, no testbench) as compiler arguments."""
+    return [str(folder / s) for s in RUNTIME_SOURCES if s.endswith(".c")] + [str(folder / "net_model.c")]
+
+
 def run_testbench(binary, rows, int8=False):
     result = subprocess.run([str(binary)] + (["--int8"] if int8 else []), input=rows.astype("<f4").tobytes(),
                             capture_output=True, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1"))
@@ -174,9 +188,7 @@ def test_testbench_bit_exact_with_simulation(exported, key, scheme):
 @pytest.mark.parametrize("key", ["stacked", "heads", "gru_reset_after", "masked"])
 def test_clang_sanitized_testbench_bit_exact(exported, key, scheme, tmp_path):
     qmodel, folder = exported(key, scheme)
-    copy = tmp_path / "src"
-    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("*.o", "testbench"))
-    binary = build(copy, "clang", sanitize=True)
+    binary = sanitized_testbench(folder, tmp_path)
     parts, rows = segments(qmodel.spec.features, seed=3)
     int8 = scheme == "int8"
     out = run_testbench(binary, rows, int8=int8)
@@ -198,48 +210,6 @@ def test_every_source_compiles_without_warnings(exported, compiler, tmp_path):
                 result = subprocess.run([compiler, *WARN, "-O2", *extra, "-c", str(source), "-o", str(tmp_path / "x.o")],
                                         capture_output=True, text=True)
                 assert result.returncode == 0, f"{source.name} {extra}: {result.stderr}"
-
-
-API_CHECK = r"""
-#include <stdio.h>
-#include "net_model.h"
-static int32_t state[NET_STATE_WORDS], scratch[NET_SCRATCH_WORDS];
-int main(void)
-{
-    int8_t xq[NET_INPUT_FEATURES] = {0}, yq[NET_OUTPUT_FEATURES];
-    float x[NET_INPUT_FEATURES] = {0}, y[NET_OUTPUT_FEATURES];
-    int fails = 0;
-#define EXPECT(call, code) do { if ((call) != (code)) { printf("line %d\n", __LINE__); ++fails; } } while (0)
-    EXPECT(ernn_init(NULL, state, sizeof state), ERNN_ERR_NULL);
-    EXPECT(ernn_init(&net_model, NULL, sizeof state), ERNN_ERR_NULL);
-    EXPECT(ernn_init(&net_model, state, sizeof state - 1), ERNN_ERR_SIZE);
-    EXPECT(ernn_init(&net_model, (char *)state + 1, sizeof state - 4), ERNN_ERR_ALIGN);
-    EXPECT(ernn_init(&net_model, state, sizeof state), ERNN_OK);
-    EXPECT(ernn_step_int8(&net_model, state, sizeof state, scratch, sizeof scratch - 4, xq, yq), ERNN_ERR_SIZE);
-    EXPECT(ernn_step_int8(&net_model, state, sizeof state, NULL, sizeof scratch, xq, yq), ERNN_ERR_NULL);
-    EXPECT(ernn_step_int8(&net_model, state, sizeof state, scratch, sizeof scratch, NULL, yq), ERNN_ERR_NULL);
-    EXPECT(ernn_step_float(&net_model, state, sizeof state, scratch, sizeof scratch, x, NULL), ERNN_ERR_NULL);
-    EXPECT(ernn_step_int8(&net_model, state, sizeof state, scratch, sizeof scratch, xq, yq), SCHEME_INT8_OK);
-    EXPECT(ernn_quantize_input(&net_model, x, xq), SCHEME_INT8_OK);
-    EXPECT(ernn_step_float(&net_model, state, sizeof state, scratch, sizeof scratch, x, y), ERNN_OK);
-    EXPECT(ernn_reset(&net_model, state, sizeof state), ERNN_OK);
-    return fails;
-}
-"""
-
-
-@pytest.mark.parametrize("scheme", ["int8", "float32"])
-def test_status_codes_for_bad_arguments(exported, scheme, tmp_path):
-    _, folder = exported("lstm_softmax", scheme)
-    code = "ERNN_OK" if scheme == "int8" else "ERNN_ERR_SCHEME"
-    (tmp_path / "check.c").write_text(API_CHECK.replace("SCHEME_INT8_OK", code))
-    sources = [str(folder / s) for s in RUNTIME_SOURCES if s.endswith(".c")] + [str(folder / "net_model.c")]
-    binary = tmp_path / "check"
-    compiled = subprocess.run(["gcc", *WARN, "-fsanitize=address,undefined", "-I", str(folder), "-o", str(binary),
-                               str(tmp_path / "check.c"), *sources], capture_output=True, text=True)
-    assert compiled.returncode == 0, compiled.stderr
-    result = subprocess.run([str(binary)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_testbench_refuses_truncated_rows(exported):
@@ -265,7 +235,7 @@ int main(void)
 {
     int8_t x[NET_INPUT_FEATURES] = {1}, y[NET_OUTPUT_FEATURES];
     ernn_init(&net_model, state, sizeof state);
-    ernn_step_int8(&net_model, state, sizeof state, scratch, sizeof scratch, x, y);
+    ernn_step_int8(&net_model, state, sizeof state, scratch, sizeof scratch, x, sizeof x, y, sizeof y);
     sink = y[0];
     return 0;
 }
@@ -276,7 +246,7 @@ MCU_MAIN_FLOAT = MCU_MAIN.replace("int8_t x[", "float x[").replace("int8_t y[", 
 
 def cross_link(folder, tmp_path, cpu_flags, main, defines=()):
     (tmp_path / "main.c").write_text(main)
-    sources = [str(folder / s) for s in RUNTIME_SOURCES if s.endswith(".c")] + [str(folder / "net_model.c")]
+    sources = c_sources(folder)
     elf = tmp_path / "fw.elf"
     result = subprocess.run(["arm-none-eabi-gcc", *WARN, "-Os", *cpu_flags, *defines, "-ffunction-sections",
                              "-fdata-sections", "-Wl,--gc-sections", "--specs=nosys.specs", "-I", str(folder),

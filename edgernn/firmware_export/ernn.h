@@ -9,11 +9,15 @@
  *
  *   static int32_t state[MYNET_STATE_WORDS], scratch[MYNET_SCRATCH_WORDS];
  *   ernn_init(&mynet_model, state, sizeof state);
- *   ernn_step_int8(&mynet_model, state, sizeof state, scratch, sizeof scratch, x_q, y_q);   (int8)
- *   ernn_step_float(&mynet_model, state, sizeof state, scratch, sizeof scratch, x, y);     (any scheme)
+ *   ernn_step_int8(&mynet_model, state, sizeof state, scratch, sizeof scratch, x_q, sizeof x_q, y_q, sizeof y_q);
+ *   ernn_step_float(&mynet_model, state, sizeof state, scratch, sizeof scratch, x, sizeof x, y, sizeof y);
  *   ernn_reset(&mynet_model, state, sizeof state);
  *
- * Every function returns ERNN_OK or a negative ernn_status; on error nothing is modified.
+ * Every buffer argument is followed by its size in bytes (sizeof the array). Every function
+ * returns ERNN_OK or a negative ernn_status; a refused call reads no buffer and writes nothing.
+ * When several arguments are wrong, the first failing check in this order is reported: NULL,
+ * MODEL, SCHEME, ALIGN, SIZE, LENGTH, OVERLAP. ernn_init and ernn_reset check the whole model
+ * struct (every layer); the steps and helpers only its scheme and layer table, a few compares.
  * Define ERNN_NO_FLOAT to build without any floating-point code (int8 models only).
  */
 #ifndef ERNN_H
@@ -28,11 +32,14 @@ extern "C" {
 
 typedef enum {
     ERNN_OK = 0,
-    ERNN_ERR_NULL = -1,     /* a required pointer is NULL */
-    ERNN_ERR_SIZE = -2,     /* a buffer is smaller than the model needs */
-    ERNN_ERR_ALIGN = -3,    /* a state or scratch buffer is not 4-byte aligned */
+    ERNN_ERR_NULL = -1,     /* a pointer argument is NULL */
+    ERNN_ERR_SIZE = -2,     /* the state or scratch buffer is smaller than the model needs */
+    ERNN_ERR_ALIGN = -3,    /* the state or scratch buffer is not 4-byte aligned */
     ERNN_ERR_SCHEME = -4,   /* the call does not exist for this model's scheme (or ERNN_NO_FLOAT) */
-    ERNN_ERR_MODEL = -5     /* the model struct is inconsistent */
+    ERNN_ERR_MODEL = -5,    /* the model struct is inconsistent (layers, sizes, offsets, scheme) */
+    ERNN_ERR_LENGTH = -6,   /* an input or output buffer's size is not exactly input_features
+                               (output_features) elements */
+    ERNN_ERR_OVERLAP = -7   /* two buffers of the call share a byte (state, scratch, input, output) */
 } ernn_status;
 
 enum { ERNN_SCHEME_INT8 = 0, ERNN_SCHEME_INT8_WEIGHTS = 1, ERNN_SCHEME_FLOAT32 = 2 };
@@ -101,21 +108,24 @@ typedef struct ernn_model {
     int32_t zp_out;
 } ernn_model;
 
-/* Check the buffers and set the stream's state to the model's zero state. */
+/* Check the model and the buffer, and set the stream's state to the model's zero state. */
 ernn_status ernn_init(const ernn_model *m, void *state, size_t state_bytes);
 /* Back to the zero state (int8: h = its zero point, c = 0). */
 ernn_status ernn_reset(const ernn_model *m, void *state, size_t state_bytes);
 /* One timestep of an int8 model: x_q (input_features int8) -> y_q (output_features int8). */
 ernn_status ernn_step_int8(const ernn_model *m, void *state, size_t state_bytes, void *scratch,
-                           size_t scratch_bytes, const int8_t *x_q, int8_t *y_q);
+                           size_t scratch_bytes, const int8_t *x_q, size_t x_q_bytes, int8_t *y_q,
+                           size_t y_q_bytes);
 
 #ifndef ERNN_NO_FLOAT
 /* One timestep with float input and output, any scheme (int8: quantized in, dequantized out). */
 ernn_status ernn_step_float(const ernn_model *m, void *state, size_t state_bytes, void *scratch,
-                            size_t scratch_bytes, const float *x, float *y);
+                            size_t scratch_bytes, const float *x, size_t x_bytes, float *y, size_t y_bytes);
 /* int8 scheme helpers: q = sat8(floor(x / s_in + 1/2) + zp_in) (NaN -> zp_in); y = (q - zp_out) s_out. */
-ernn_status ernn_quantize_input(const ernn_model *m, const float *x, int8_t *x_q);
-ernn_status ernn_dequantize_output(const ernn_model *m, const int8_t *y_q, float *y);
+ernn_status ernn_quantize_input(const ernn_model *m, const float *x, size_t x_bytes, int8_t *x_q,
+                                size_t x_q_bytes);
+ernn_status ernn_dequantize_output(const ernn_model *m, const int8_t *y_q, size_t y_q_bytes, float *y,
+                                   size_t y_bytes);
 #endif
 
 #ifdef __cplusplus

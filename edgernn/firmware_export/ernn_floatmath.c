@@ -26,6 +26,7 @@ static float ernn_exp_f(float v)
     float t, kf, r, p, scale;
     int32_t k;
     uint32_t bits;
+    if (v != v) return v; /* NaN (a NaN input reached a softmax): (int32_t)NaN below is undefined in C */
     if (v < -87.0f) v = -87.0f;
     else if (v > 88.0f) v = 88.0f;
     t = v * 1.44269504088896341f + 0.5f;

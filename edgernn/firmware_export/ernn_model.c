@@ -3,19 +3,111 @@
 
 #include "ernn_internal.h"
 
-static ernn_status ernn_check(const ernn_model *m, const void *buffer, size_t bytes, uint32_t needed)
+/* The scheme and layer table: the part of the model every call checks. */
+static int ernn_model_ok(const ernn_model *m)
 {
-    if (!m || !buffer) return ERNN_ERR_NULL;
-    if (!m->layers || m->n_layers < 1) return ERNN_ERR_MODEL;
-    if (((uintptr_t)buffer & 3u) != 0) return ERNN_ERR_ALIGN;
-    if (bytes < needed) return ERNN_ERR_SIZE;
+    return m->layers && m->n_layers >= 1 && m->scheme >= ERNN_SCHEME_INT8 && m->scheme <= ERNN_SCHEME_FLOAT32;
+}
+
+/* Whether a layer's offsets, sizes and weight pointers fit the model's state and scratch layout
+ * (ernn_init and ernn_reset; the steps trust what init accepted). width: the layer's input size. */
+static int ernn_layer_ok(const ernn_model *m, const ernn_layer *L, int32_t width)
+{
+    const int integer = m->scheme == ERNN_SCHEME_INT8;
+    const uint32_t value = integer ? 1u : 4u, units = (uint32_t)L->units;
+    const uint32_t work_words = L->kind == ERNN_LSTM || L->kind == ERNN_GRU ? 4u : 1u; /* per unit */
+    const int recurrent = L->kind <= ERNN_RNN, weights = recurrent || (L->kind == ERNN_DENSE && L->has_weights);
+    if (L->kind < ERNN_LSTM || L->kind > ERNN_MASK || L->units < 1 || L->units > 65535 || L->in_size != width)
+        return 0;
+    if (!weights && L->units != width) return 0; /* Masking, standalone activation: elementwise */
+    if (units * value > m->off_b - m->off_a || units * value > m->off_work - m->off_b) return 0;
+    if (L->kind != ERNN_MASK && work_words * 4u * units > m->off_qx - m->off_work) return 0;
+    if (recurrent) {
+        if (L->state_h < 0 || L->state_h % 4 != 0 || (uint32_t)L->state_h > m->state_bytes
+            || units * value > m->state_bytes - (uint32_t)L->state_h) return 0;
+        if (L->kind == ERNN_LSTM && (L->state_c < 0 || L->state_c % 4 != 0 || (uint32_t)L->state_c > m->state_bytes
+                                     || units * (integer ? 2u : 4u) > m->state_bytes - (uint32_t)L->state_c)) return 0;
+    }
+    if (integer) {
+        if (weights && (!L->w || !L->bx)) return 0;
+        if (recurrent && (!L->u || !L->bh || !L->mh || !L->nh)) return 0;
+        if (L->kind != ERNN_MASK && (!L->mx || !L->nx)) return 0;
+        if ((L->kind == ERNN_LSTM || L->kind == ERNN_GRU) && (!L->lut_act || !L->lut_gate)) return 0;
+        if (L->kind == ERNN_RNN && L->use_table && !L->lut_act) return 0;
+        if (L->kind == ERNN_DENSE && ((L->mode == ERNN_MODE_TABLE && !L->lut_act)
+                                      || (L->mode == ERNN_MODE_SOFTMAX && (!L->exp_table || L->units > 2047))))
+            return 0; /* softmax: the int32 sum of units terms below 2^20 */
+        if (L->kind == ERNN_LSTM && (L->cell_shift < 0 || L->cell_shift > 15)) return 0;
+    } else if (weights) {
+        if ((!L->wf && !L->w) || (!L->wf && !L->sw) || !L->bxf) return 0;
+        if (recurrent && ((!L->uf && !L->u) || (!L->uf && !L->su) || !L->bhf)) return 0;
+    }
+    return 1;
+}
+
+/* The whole model: every layer, the chain of widths and the scratch layout. */
+static int ernn_model_consistent(const ernn_model *m)
+{
+    const uint32_t value = m->scheme == ERNN_SCHEME_INT8 ? 1u : 4u;
+    int32_t i, width = m->input_features;
+    if (!ernn_model_ok(m) || m->input_features < 1 || m->input_features > 65535 || m->output_features < 1) return 0;
+    if (m->off_a > m->off_b || m->off_b > m->off_work || m->off_work > m->off_qx || m->off_qx > m->off_qy
+        || m->off_qy > m->scratch_bytes || ((m->off_a | m->off_b | m->off_work | m->off_qx | m->off_qy) & 3u) != 0)
+        return 0;
+    if ((uint32_t)m->input_features * value > m->off_b - m->off_a) return 0;
+    if (value == 1u && ((uint32_t)m->input_features > m->off_qy - m->off_qx
+                        || (uint32_t)m->output_features > m->scratch_bytes - m->off_qy)) return 0;
+    for (i = 0; i < m->n_layers; ++i) {
+        if (!ernn_layer_ok(m, &m->layers[i], width)) return 0;
+        width = m->layers[i].units;
+    }
+    return width == m->output_features;
+}
+
+/* [p, p + n) and [q, q + k) share a byte (addresses compared as integers: no relational
+ * comparison of pointers into different objects, which C leaves undefined). */
+static int ernn_overlap(const void *p, size_t n, const void *q, size_t k)
+{
+    const uintptr_t a = (uintptr_t)p, b = (uintptr_t)q;
+    return a < b + k && b < a + n;
+}
+
+static int ernn_misaligned(const void *p) { return ((uintptr_t)p & 3u) != 0; }
+
+static ernn_status ernn_check_state(const ernn_model *m, const void *state, size_t state_bytes)
+{
+    if (!m || !state) return ERNN_ERR_NULL;
+    if (!ernn_model_consistent(m)) return ERNN_ERR_MODEL;
+    if (ernn_misaligned(state)) return ERNN_ERR_ALIGN;
+    if (state_bytes < m->state_bytes) return ERNN_ERR_SIZE;
+    return ERNN_OK;
+}
+
+/* The arguments of a step; value: the byte size of an input and output element (int8 1, float 4). */
+static ernn_status ernn_check_step(const ernn_model *m, const void *state, size_t state_bytes, const void *scratch,
+                                   size_t scratch_bytes, const void *x, size_t x_bytes, const void *y,
+                                   size_t y_bytes, size_t value)
+{
+    size_t nx, ny;
+    if (!m || !state || !scratch || !x || !y) return ERNN_ERR_NULL;
+    if (!ernn_model_ok(m)) return ERNN_ERR_MODEL;
+    if (value == 1u && m->scheme != ERNN_SCHEME_INT8) return ERNN_ERR_SCHEME;
+    if (ernn_misaligned(state) || ernn_misaligned(scratch)) return ERNN_ERR_ALIGN;
+    if (state_bytes < m->state_bytes || scratch_bytes < m->scratch_bytes) return ERNN_ERR_SIZE;
+    nx = (size_t)m->input_features * value;
+    ny = (size_t)m->output_features * value;
+    if (x_bytes != nx || y_bytes != ny) return ERNN_ERR_LENGTH;
+    if (ernn_overlap(state, m->state_bytes, scratch, m->scratch_bytes) || ernn_overlap(x, nx, y, ny)
+        || ernn_overlap(x, nx, state, m->state_bytes) || ernn_overlap(x, nx, scratch, m->scratch_bytes)
+        || ernn_overlap(y, ny, state, m->state_bytes) || ernn_overlap(y, ny, scratch, m->scratch_bytes))
+        return ERNN_ERR_OVERLAP;
     return ERNN_OK;
 }
 
 ernn_status ernn_reset(const ernn_model *m, void *state, size_t state_bytes)
 {
     int32_t i, j;
-    ernn_status status = ernn_check(m, state, state_bytes, m ? m->state_bytes : 0);
+    ernn_status status = ernn_check_state(m, state, state_bytes);
     if (status != ERNN_OK) return status;
     memset(state, 0, m->state_bytes); /* float zeros, int16 c = 0 */
     if (m->scheme == ERNN_SCHEME_INT8) {
@@ -32,23 +124,15 @@ ernn_status ernn_reset(const ernn_model *m, void *state, size_t state_bytes)
 
 ernn_status ernn_init(const ernn_model *m, void *state, size_t state_bytes)
 {
-    if (m && (m->scheme < ERNN_SCHEME_INT8 || m->scheme > ERNN_SCHEME_FLOAT32)) return ERNN_ERR_MODEL;
     return ernn_reset(m, state, state_bytes);
 }
 
-ernn_status ernn_step_int8(const ernn_model *m, void *state, size_t state_bytes, void *scratch,
-                           size_t scratch_bytes, const int8_t *x_q, int8_t *y_q)
+/* The int8 layers, in order (arguments checked by the caller). */
+static void ernn_run_int8(const ernn_model *m, void *state, int8_t *s, const int8_t *x_q, int8_t *y_q)
 {
     int32_t i, j, keep = 1;
     const int8_t *in = x_q;
-    int8_t *s = (int8_t *)scratch;
     int32_t *work;
-    ernn_status status = ernn_check(m, state, state_bytes, m ? m->state_bytes : 0);
-    if (status != ERNN_OK) return status;
-    status = ernn_check(m, scratch, scratch_bytes, m->scratch_bytes);
-    if (status != ERNN_OK) return status;
-    if (!x_q || !y_q) return ERNN_ERR_NULL;
-    if (m->scheme != ERNN_SCHEME_INT8) return ERNN_ERR_SCHEME;
     work = (int32_t *)(void *)(s + m->off_work);
     for (i = 0; i < m->n_layers; ++i) {
         const ernn_layer *L = &m->layers[i];
@@ -68,15 +152,37 @@ ernn_status ernn_step_int8(const ernn_model *m, void *state, size_t state_bytes,
         }
         in = out;
     }
-    return ERNN_OK;
+}
+
+ernn_status ernn_step_int8(const ernn_model *m, void *state, size_t state_bytes, void *scratch,
+                           size_t scratch_bytes, const int8_t *x_q, size_t x_q_bytes, int8_t *y_q,
+                           size_t y_q_bytes)
+{
+    ernn_status status = ernn_check_step(m, state, state_bytes, scratch, scratch_bytes, x_q, x_q_bytes, y_q,
+                                         y_q_bytes, 1u);
+    if (status == ERNN_OK) ernn_run_int8(m, state, (int8_t *)scratch, x_q, y_q);
+    return status;
 }
 
 #ifndef ERNN_NO_FLOAT
-ernn_status ernn_quantize_input(const ernn_model *m, const float *x, int8_t *x_q)
+/* The arguments of the int8 helpers: in (n_in elements of in_value bytes) -> out (out_value bytes each). */
+static ernn_status ernn_check_convert(const ernn_model *m, const void *in, size_t in_bytes, size_t in_value,
+                                      const void *out, size_t out_bytes, size_t out_value, int32_t n)
+{
+    if (!m || !in || !out) return ERNN_ERR_NULL;
+    if (!ernn_model_ok(m)) return ERNN_ERR_MODEL;
+    if (m->scheme != ERNN_SCHEME_INT8) return ERNN_ERR_SCHEME;
+    if (in_bytes != (size_t)n * in_value || out_bytes != (size_t)n * out_value) return ERNN_ERR_LENGTH;
+    if (ernn_overlap(in, in_bytes, out, out_bytes)) return ERNN_ERR_OVERLAP;
+    return ERNN_OK;
+}
+
+ernn_status ernn_quantize_input(const ernn_model *m, const float *x, size_t x_bytes, int8_t *x_q,
+                                size_t x_q_bytes)
 {
     int32_t j;
-    if (!m || !x || !x_q) return ERNN_ERR_NULL;
-    if (m->scheme != ERNN_SCHEME_INT8) return ERNN_ERR_SCHEME;
+    ernn_status status = ernn_check_convert(m, x, x_bytes, sizeof *x, x_q, x_q_bytes, 1u, m ? m->input_features : 0);
+    if (status != ERNN_OK) return status;
     for (j = 0; j < m->input_features; ++j) {
         float t = x[j] / m->s_in + 0.5f;
         int32_t k;
@@ -89,33 +195,31 @@ ernn_status ernn_quantize_input(const ernn_model *m, const float *x, int8_t *x_q
     return ERNN_OK;
 }
 
-ernn_status ernn_dequantize_output(const ernn_model *m, const int8_t *y_q, float *y)
+ernn_status ernn_dequantize_output(const ernn_model *m, const int8_t *y_q, size_t y_q_bytes, float *y,
+                                   size_t y_bytes)
 {
     int32_t j;
-    if (!m || !y_q || !y) return ERNN_ERR_NULL;
-    if (m->scheme != ERNN_SCHEME_INT8) return ERNN_ERR_SCHEME;
+    ernn_status status = ernn_check_convert(m, y_q, y_q_bytes, 1u, y, y_bytes, sizeof *y, m ? m->output_features : 0);
+    if (status != ERNN_OK) return status;
     for (j = 0; j < m->output_features; ++j) y[j] = (float)((int32_t)y_q[j] - m->zp_out) * m->s_out;
     return ERNN_OK;
 }
 
 ernn_status ernn_step_float(const ernn_model *m, void *state, size_t state_bytes, void *scratch,
-                            size_t scratch_bytes, const float *x, float *y)
+                            size_t scratch_bytes, const float *x, size_t x_bytes, float *y, size_t y_bytes)
 {
     int32_t i, j, keep = 1;
     const float *in = x;
     int8_t *s = (int8_t *)scratch;
     float *work;
-    ernn_status status = ernn_check(m, state, state_bytes, m ? m->state_bytes : 0);
+    ernn_status status = ernn_check_step(m, state, state_bytes, scratch, scratch_bytes, x, x_bytes, y, y_bytes,
+                                         sizeof *x);
     if (status != ERNN_OK) return status;
-    status = ernn_check(m, scratch, scratch_bytes, m->scratch_bytes);
-    if (status != ERNN_OK) return status;
-    if (!x || !y) return ERNN_ERR_NULL;
-    if (m->scheme == ERNN_SCHEME_INT8) {
+    if (m->scheme == ERNN_SCHEME_INT8) { /* qx, qy: the int8 input and output, in the scratch */
         int8_t *qx = s + m->off_qx, *qy = s + m->off_qy;
-        ernn_quantize_input(m, x, qx);
-        status = ernn_step_int8(m, state, state_bytes, scratch, scratch_bytes, qx, qy);
-        if (status == ERNN_OK) ernn_dequantize_output(m, qy, y);
-        return status;
+        ernn_quantize_input(m, x, x_bytes, qx, (size_t)m->input_features);
+        ernn_run_int8(m, state, s, qx, qy);
+        return ernn_dequantize_output(m, qy, (size_t)m->output_features, y, y_bytes);
     }
     work = (float *)(void *)(s + m->off_work);
     for (i = 0; i < m->n_layers; ++i) {

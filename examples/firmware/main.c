@@ -27,8 +27,9 @@ int main(void) {
             p = end + (*end == ',');
         }
         if (n != IMU_INPUT_FEATURES) continue;
-        ernn_quantize_input(&imu_model, x, xq);          /* or compute xq from raw counts */
-        if (ernn_step_int8(&imu_model, state, sizeof state, scratch, sizeof scratch, xq, yq) != ERNN_OK)
+        ernn_quantize_input(&imu_model, x, sizeof x, xq, sizeof xq);  /* or compute xq from raw counts */
+        if (ernn_step_int8(&imu_model, state, sizeof state, scratch, sizeof scratch, xq, sizeof xq, yq, sizeof yq)
+            != ERNN_OK)
             return 1;
         int best = 0;
         for (int k = 0; k < IMU_OUTPUT_FEATURES; k++) {
