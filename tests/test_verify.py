@@ -311,7 +311,7 @@ def test_tflite_verification_through_the_interpreter(legacy_files, monkeypatch, 
     record = edgernn.convert(path).spec.source["verification"]
     assert record["passed"] is True, record
     assert record["framework"].startswith("ai-edge-litert ")
-    assert record["data"] == "random normal, seed 0, shape 4x10x3"  # the file's fixed length
+    assert record["data"] == "random normal, seed 0, shape 4x10x3 (the source's declared time length 10)"
     assert record["checks"][1]["passed"]  # the chunked stream against the interpreter's sequence
     runner = CliRunner()
     result = runner.invoke(main, ["verify", str(path)])
