@@ -1,11 +1,13 @@
 """The same samples through the exported C and through Python's int8 simulation: equal outputs.
 
-Converts the shipped BasicMotions example, exports it as int8 C (`edgernn export`, calibrated on
-the shipped trace), compiles examples/firmware/main.c against the folder with the host's C
-compiler, pipes the trace through it, and compares every int8 output with `m.quantize(...)`
-stepped in Python. Needs a C compiler (cc/gcc/clang).
+Converts the shipped BasicMotions example (or takes `--ernn`), exports it as int8 C (`edgernn
+export`, calibrated on the trace), compiles examples/firmware/main.c against the folder with the
+host's C compiler, pipes the trace through it, and compares every int8 output with
+`m.quantize(...)` stepped in Python. Needs a C compiler (cc/gcc/clang).
 
     python examples/firmware_loop.py [--out DIR]     # DIR default: a temporary folder
+    python examples/firmware_loop.py --ernn examples/daphnet/daphnet_gru.ernn \
+        --trace examples/daphnet/daphnet_trace.csv --labels standing,walking
 """
 
 import argparse
@@ -20,6 +22,7 @@ import numpy as np
 
 import edgernn
 from edgernn import examples
+from sensor_loop import samples  # examples/sensor_loop.py: CSV rows -> float32 samples
 
 HERE = Path(__file__).resolve().parent
 
@@ -27,15 +30,24 @@ HERE = Path(__file__).resolve().parent
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="folder for the model, the firmware and the program")
+    parser.add_argument("--ernn", help="model to export (default: convert the shipped example)")
+    parser.add_argument("--trace", help="CSV file of samples, also the calibration (default: the shipped trace)")
+    parser.add_argument("--labels", help="comma-separated class names of the outputs")
     args = parser.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="edgernn-fw-"))
     out.mkdir(parents=True, exist_ok=True)
 
-    trace_csv = examples.path("basicmotions_trace.csv")
-    trace = np.loadtxt(trace_csv, delimiter=",", comments="#", skiprows=6, dtype=np.float32)  # (400, 6)
-    calibration = trace.reshape(4, 100, 6)  # 4 recordings; use your own recordings of the device
-    np.save(out / "calib.npy", calibration)
-    m = edgernn.convert(examples.path("basicmotions_lstm.keras"), verify=False)
+    trace_csv = args.trace or examples.path("basicmotions_trace.csv")
+    with open(trace_csv) as f:
+        trace = np.array(list(samples(f)))  # (steps, features)
+    # Calibration: the trace as one recording. On a product, use your own recordings of the device.
+    np.save(out / "calib.npy", trace[None])
+    if args.ernn:
+        m = edgernn.load(args.ernn)
+        labels = args.labels.split(",") if args.labels else [str(k) for k in range(m.output_features)]
+    else:
+        m = edgernn.convert(examples.path("basicmotions_lstm.keras"), verify=False)
+        labels = examples.ACTIVITIES
     m.save(out / "model.ernn")
 
     edgernn_cli = [sys.executable, "-m", "edgernn.cli"] if shutil.which("edgernn") is None else ["edgernn"]
@@ -49,17 +61,18 @@ def main():
 
     with open(trace_csv) as f:
         c_lines = subprocess.run([str(out / "loop")], stdin=f, capture_output=True, text=True, check=True).stdout.split()
-    c_out = np.array([[int(v) for v in line.split(",")] for line in c_lines])  # (400, outputs + 1)
+    c_out = np.array([[int(v) for v in line.split(",")] for line in c_lines])  # (steps, outputs + 1)
 
-    qm = m.quantize(calibration, scheme="int8")
+    qm = m.quantize(trace[None], scheme="int8")
     s = qm.stream(batch_size=1)
     py_out = np.array([s.step_int8(qm.quantize_input(row[None]))[0] for row in trace])
 
     same = np.array_equal(c_out[:, :-1], py_out)
-    labels = c_out[:, -1]
+    said = c_out[:, -1]
     print(f"C program: {out / 'loop'} ({len(c_out)} steps)")
-    for k, name in enumerate(examples.ACTIVITIES):  # the trace is 100 samples of each activity
-        print(f"  {name:<10} recording: C says {examples.ACTIVITIES[labels[100 * k + 99]]} at its last sample")
+    changes = [0, *(np.flatnonzero(np.diff(said)) + 1), len(said)]
+    for a, b in zip(changes[:-1], changes[1:]):  # what the C said, run by run
+        print(f"  rows {a + 1:4d}-{b:4d}: C says {labels[said[a]]}")
     print(f"int8 outputs, C vs Python simulation: {'identical' if same else 'DIFFERENT'} at every step")
     sys.exit(0 if same else 1)
 

@@ -8,6 +8,7 @@ the same feedback loop (the growing sequence, re-run from zero state each month)
 
     python examples/forecast_airline.py                  # needs keras; user CPU time about 45 s
     python examples/forecast_airline.py --plot out.png   # and matplotlib
+    python examples/forecast_airline.py --epochs 5       # a quick run (a poor forecast, same check)
 
 Data: ../shared/data/Airline/Airline.csv (or EDGERNN_DATA, or `pip install aeon`).
 """
@@ -46,6 +47,7 @@ def airline_series() -> np.ndarray:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plot", metavar="PNG", help="plot history, truth and forecast (needs matplotlib)")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"training epochs (default {EPOCHS})")
     args = parser.parse_args()
 
     import keras
@@ -79,7 +81,7 @@ def main():
         keras.layers.Dense(1),
     ])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
-    model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, shuffle=True)
+    model.fit(x, y, epochs=args.epochs, batch_size=32, verbose=0, shuffle=True)
 
     # --- edgernn: convert, warm the state on the history, forecast closed loop ---------------
     m = edgernn.convert(model)  # verified against Keras on a random batch while converting

@@ -7,7 +7,9 @@ and replace `samples()` with your sensor.
 
     python examples/sensor_loop.py                    # the shipped trace at 10 Hz (40 s)
     python examples/sensor_loop.py --speed 0          # as fast as possible
-    python examples/sensor_loop.py --ernn model.ernn --rate 100 < rows.csv
+    python examples/sensor_loop.py --ernn model.ernn --trace - --rate 100 < rows.csv
+    python examples/sensor_loop.py --ernn examples/daphnet/daphnet_gru.ernn \
+        --trace examples/daphnet/daphnet_trace.csv --rate 64 --labels standing,walking
 """
 
 import argparse
@@ -38,11 +40,12 @@ def main():
     parser.add_argument("--trace", help="CSV file of samples, '-' for stdin (default: the shipped trace)")
     parser.add_argument("--rate", type=float, default=10.0, help="samples per second of the recording (Hz)")
     parser.add_argument("--speed", type=float, default=1.0, help="replay N times faster; 0 = no waiting")
+    parser.add_argument("--labels", help="comma-separated class names of the outputs: print the argmax's name")
     args = parser.parse_args()
 
     if args.ernn:
         model = edgernn.load(args.ernn)
-        labels = None
+        labels = args.labels.split(",") if args.labels else None
     else:  # the shipped Keras example, converted on the fly (no TensorFlow needed)
         model = edgernn.convert(examples.path("basicmotions_lstm.keras"), verify=False)
         labels = examples.ACTIVITIES

@@ -85,3 +85,16 @@ def airline() -> np.ndarray:
     """Airline: monthly international airline passengers (thousands), 1949-01 to 1960-12, 144 values."""
     rows = data_file("Airline", "Airline.csv").read_text().split()[1:]  # skip the "Date,Passengers" header
     return np.array([float(r.split(",")[1]) for r in rows], dtype=np.float32)
+
+
+DAPHNET_CHANNELS = ("ankle_horiz_fwd", "ankle_vert", "ankle_horiz_lateral", "leg_horiz_fwd", "leg_vert",
+                    "leg_horiz_lateral", "trunk_horiz_fwd", "trunk_vert", "trunk_horiz_lateral")
+
+
+def daphnet() -> np.ndarray:
+    """Daphnet S06R02E0: 3 accelerometers (ankle, thigh, trunk) x 3 axes at 64 Hz, in mg; ``(7040, 9)`` float32.
+    Its ``is_anomaly`` (freezing of gait) column is 0 on every row, so it is not returned."""
+    path = data_file("Daphnet_S06R02E0", "S06R02E0.csv")
+    header = path.read_text().split("\n", 1)[0].split(",")
+    assert tuple(header[1:10]) == DAPHNET_CHANNELS, header
+    return np.loadtxt(path, delimiter=",", skiprows=1, usecols=range(1, 10), dtype=np.float32)
