@@ -26,8 +26,8 @@ from edgernn.importers import onnx as onnx_importer  # noqa: E402
 TOL = dict(atol=1e-5, rtol=1e-4)
 
 
-def _export(model, path, features):
-    spec = (tf.TensorSpec((None, None, features), tf.float32, name="x"),)
+def _export(model, path, features, batch=None, steps=None):
+    spec = (tf.TensorSpec((batch, steps, features), tf.float32, name="x"),)
 
     @tf.function(input_signature=spec)
     def forward(x):
@@ -88,6 +88,31 @@ def test_tf2onnx_dense_on_a_sequence(tmp_path, flavour, cell, head, stacked):
     np.testing.assert_allclose(chunks, want, **TOL)
     s.reset()
     np.testing.assert_allclose(np.stack([s.step(x[:, t]) for t in range(x.shape[1])], 1), want, **TOL)
+
+
+@pytest.mark.parametrize("flavour, head, batch, steps", [
+    ("keras", "dense", 2, 7), ("keras", "dense", None, 7), ("tf_keras", "time_distributed", 2, None),
+    ("tf_keras", "time_distributed", None, 7), ("tf_keras", "dense", 1, None),
+])
+def test_tf2onnx_fixed_shapes(tmp_path, flavour, head, batch, steps):
+    """Exported with a static batch size and/or time length, tf2onnx writes the Reshape targets as
+    numbers ((14, 3) for 2 x 7 steps, (-1, 7, 2)), matched to the axes by their declared sizes; a
+    Dense before the recurrent layer too. Verification runs at the declared sizes."""
+    k = keras if flavour == "keras" else tf_keras
+    inputs = k.Input((None, 3))
+    x = k.layers.Dense(5, activation="tanh")(inputs)
+    x = k.layers.LSTM(4, return_sequences=True)(x)
+    dense = k.layers.Dense(2, activation="softmax")
+    model = k.Model(inputs, dense(x) if head == "dense" else k.layers.TimeDistributed(dense)(x))
+    _randomize(model, seed=5)
+    _export(model, tmp_path / "m.onnx", 3, batch, steps)
+    converted = edgernn.convert(tmp_path / "m.onnx")
+    record = converted.spec.source["verification"]
+    assert record["passed"] and "declared" in record["data"] and record["checks"][1]["passed"], record
+    assert converted.spec.inputs[0].timesteps == steps and converted.spec.source.get("batch_size") == batch
+    assert [type(n.op).__name__ for n in converted.spec.nodes] == ["Dense", "Recurrent", "Dense"]
+    x = np.random.default_rng(2).normal(size=(3, 9, 3)).astype(np.float32)  # the converted model takes any
+    np.testing.assert_allclose(converted.predict(x), model.predict(x, verbose=0), **TOL)
 
 
 @pytest.mark.parametrize("flavour, cell", [("keras", "LSTM"), ("tf_keras", "GRU"), ("tf_keras", "LSTM")])

@@ -7,7 +7,8 @@ a filled tensor (``ConstantOfShape``: the zero initial states exporters build), 
 one canonical edgernn tensor -- ``(batch, T, features)`` or ``(batch, features)`` -- seen through
 a layout that says which ONNX axis is the batch, the time, a unit axis, or a block of the features.
 Layout ops (``Transpose``, ``Squeeze``/``Unsqueeze``, ``Reshape`` that merges feature blocks, or
-batch and time around a per-step ``MatMul`` as tf2onnx writes a Dense on a sequence,
+batch and time around a per-step ``MatMul`` as tf2onnx writes a Dense on a sequence -- targets
+given by ``Shape``/``Gather`` or as numbers matched to the declared static sizes --
 ``Gather``/``Slice`` of the last step, ``Identity``, ``Dropout``) only change the layout; the
 recurrent nodes, ``Gemm``, ``MatMul`` (+ ``Add``) and activations make IR layers. So the model
 edgernn builds takes and returns edgernn's layouts, batch first, whatever ``layout`` attribute or
@@ -400,6 +401,23 @@ class _Converter:
             names = {"B": "batch", "T": "time", "U": "size-1"}
             raise _Refuse(f"{where}: expected the {names.get(role, role)} axis, found the "
                           f"{names.get(current, current) if isinstance(current, str) else 'feature'} axis")
+
+    def _static_size(self, axis) -> Optional[int]:
+        """The size of a batch, time or merged axis where the graph declares it, else None."""
+        axis = self.role(axis)
+        if isinstance(axis, _Sym):
+            return axis.size
+        if _is_merged(axis):
+            parts = [self._static_size(a) for a in axis[1:]]
+            return parts[0] * parts[1] if all(parts) else None
+        return next((s.size for _, syms in self.inputs.values() for s in syms
+                     if s.size and self.bind.get(s) == axis), None)
+
+    def _matches(self, entry, axis) -> bool:
+        """Whether Reshape target ``entry`` (a copied axis token or a number) keeps axis ``axis``."""
+        if isinstance(entry, tuple):
+            return self._same(entry[1], axis)
+        return entry is not None and entry == self._static_size(axis)
 
     def _same(self, a, b) -> bool:
         """Whether axis tokens ``a`` and ``b`` are the same axis (roles resolved)."""
@@ -1059,6 +1077,15 @@ class _Converter:
                 # the batch and time axes into one; the MatMul (+ Add) acts per row, the Reshape
                 # after it splits them back. Followed as a merged axis ("M", outer, inner).
                 entries[entries.index(-1)] = ("copy", ("M", left[0], left[1]))
+            elif len(left) == 2 and sum(not self._static_size(a) for a in left) == 1 and known == static * max(
+                    self._static_size(a) or 0 for a in left):
+                # -1 for the one dynamic axis, a number for the other (a static time length)
+                entries[entries.index(-1)] = ("copy", next(a for a in left if not self._static_size(a)))
+            elif all(self._static_size(a) for a in left) and known:
+                # Static batch and time sizes (an export with fixed shapes): -1 is a number, and the
+                # numbers are matched to the axes below.
+                total = static * int(np.prod([self._static_size(a) for a in left]))
+                entries[entries.index(-1)] = total // known
             else:
                 raise _Refuse(f"{where}: Reshape that merges the batch and time axes with features")
         out, i, k = [], 0, 0
@@ -1082,7 +1109,7 @@ class _Converter:
                     # split a merged axis back, in the same order: Keras 2's TimeDistributed writes
                     # (-1, T, units), tf2onnx's Tensordot (batch, T, units)
                     nxt = entries[k] if k < len(entries) else None
-                    if not (self._same(axes[i][1], e[1]) and isinstance(nxt, tuple) and self._same(axes[i][2], nxt[1])):
+                    if not (self._same(axes[i][1], e[1]) and self._matches(nxt, axes[i][2])):
                         raise _Refuse(f"{where}: Reshape that splits the merged batch and time axes differently")
                     out.extend(axes[i][1:])
                     i += 1
@@ -1092,11 +1119,33 @@ class _Converter:
                     raise _Refuse(f"{where}: Reshape that moves the batch or time axis")
                 out.append(axes[i])
                 i += 1
-            elif e == 1 and not (i < len(axes) and _is_feature(axes[i]) and self._axis_size(d, axes[i]) == 1):
+            elif e == 1 and not (i < len(axes) and _is_feature(axes[i]) and self._axis_size(d, axes[i]) == 1) and not (
+                    i < len(axes) and _is_merged(axes[i]) and self._static_size(axes[i][1]) == 1
+                    and k < len(entries) and self._matches(entries[k], axes[i][2])):  # not a batch of 1 split off
                 out.append("U")
             else:
                 while i < len(axes) and axes[i] == "U":
                     i += 1
+                if i < len(axes) and not _is_feature(axes[i]):
+                    # A static size where the batch or time axis stands (a graph exported with fixed
+                    # shapes writes numbers where others write Shape -> Gather): the same three cases.
+                    sizes = [self._static_size(a) for a in (axes[i][1:] if _is_merged(axes[i]) else (axes[i],))]
+                    j = next((j for j in range(i + 1, len(axes)) if axes[j] != "U"), len(axes))
+                    if e == self._static_size(axes[i]):  # the same axis
+                        out.append(axes[i])
+                        i += 1
+                    elif _is_merged(axes[i]) and e == sizes[0] and k < len(entries) and self._matches(entries[k], axes[i][2]):
+                        out.extend(axes[i][1:])
+                        i += 1
+                        k += 1
+                    elif (j < len(axes) and not _is_feature(axes[j]) and not _is_merged(axes[i])
+                          and not _is_merged(axes[j]) and sizes[0] and self._static_size(axes[j])
+                          and e == sizes[0] * self._static_size(axes[j])):  # merge two
+                        out.append(("M", axes[i], axes[j]))
+                        i = j + 1
+                    else:
+                        raise _Refuse(f"{where}: Reshape to size {e} where the batch or time axis stands")
+                    continue
                 k0 = k1 = None
                 product = 1
                 while product < e:
