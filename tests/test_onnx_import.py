@@ -282,14 +282,23 @@ def test_layout_1_equals_layout_0(tmp_path):
         assert_all_close(importer.run_source(tmp_path / "a.onnx", feeds), importer.run_source(b, feeds))
 
 
-def test_layout_1_with_what_the_reference_evaluator_ignores(tmp_path):
-    """onnx's reference evaluator ignores clip and activations: such a layout=1 file is not verified
-    against it (the record says why) rather than against a wrong answer."""
-    path = rnn_model(tmp_path / "m.onnx", "GRU", layout=1, clip=0.5)
-    with pytest.warns(RuntimeWarning, match="verification not done"):
-        model = edgernn.convert(path)
-    record = model.spec.source["verification"]
-    assert record["passed"] is None and "layout == 1" in record["error"] and "clip" in record["error"]
+@pytest.mark.parametrize("op, attributes", [
+    ("GRU", {"clip": 0.5}),
+    ("LSTM", {"activations": ["HardSigmoid", "Softsign", "Softsign"], "activation_alpha": [1 / 6],
+              "activation_beta": [0.5], "peepholes": True, "initial": True}),
+    ("LSTM", {"direction": "reverse", "outputs": ("Y", "Y_h", "Y_c"), "clip": 1.0}),
+])
+def test_layout_1_with_what_the_reference_evaluator_ignores(op, attributes, tmp_path):
+    """onnx's reference evaluator ignores clip and activations: such a layout=1 file is verified by
+    onnxruntime on the same model with its nodes rewritten to layout 0 between Transposes (the
+    record says so), never against the reference evaluator's wrong answer."""
+    model = edgernn.convert(rnn_model(tmp_path / "m.onnx", op, layout=1, **attributes))
+    record = assert_verified(model)
+    assert "rewritten to layout=0" in record["framework"] and "reference evaluator does not" in record["framework"]
+    rewritten = importer._as_layout_0(onnx.load(str(tmp_path / "m.onnx")))
+    assert [n.op_type for n in rewritten.graph.node].count("Transpose") >= 2
+    assert all(a.name != "layout" for n in rewritten.graph.node for a in n.attribute)
+    assert importer._as_layout_0(onnx.load(str(rnn_model(tmp_path / "l0.onnx", op)))) is None
 
 
 def test_fixed_time_and_batch_sizes(tmp_path):

@@ -50,8 +50,9 @@ Anything else -- any other op (``Loop``/``Scan`` named with the routes that work
 edgernn cannot follow (splitting the batch, slicing the time axis other than its last step) -- is
 refused, all problems in one :class:`~edgernn.errors.UnsupportedModel`.
 
-:func:`run_source` (conversion verification) runs the file with onnxruntime, or with onnx's
-reference evaluator where onnxruntime refuses it (``layout=1``); static time and batch sizes the
+:func:`run_source` (conversion verification) runs the file with onnxruntime, or where onnxruntime
+refuses it (``layout=1``) with onnx's reference evaluator, or onnxruntime on the model rewritten to
+``layout=0`` when that evaluator ignores what the nodes use (activations, clip); static time and batch sizes the
 graph declares are recorded (``Input.timesteps``, ``source["batch_size"]``) for its data.
 """
 
@@ -1861,36 +1862,80 @@ def _reference_problem(model) -> Optional[str]:
     return None
 
 
-def _source_runner(source):
-    """``(run(output_names, feeds), {input name: shape}, runtime name)`` for the ``.onnx`` file: onnxruntime's
-    CPU session, or -- when onnxruntime refuses the model (its CPU LSTM/GRU/RNN kernels refuse
-    ``layout=1``) -- onnx's own reference evaluator (``onnx.reference``, an independent NumPy
-    implementation of the operators), provided it implements the model's recurrent nodes."""
-    import onnxruntime
+def _as_layout_0(model):
+    """A copy of ``model`` whose ``layout=1`` recurrent nodes are ``layout=0`` nodes between
+    Transposes (X and initial states (batch, ...) -> (T or dirs, batch, ...); Y (T, dirs, batch, H)
+    -> (batch, T, dirs, H), Y_h/Y_c (dirs, batch, H) -> (batch, dirs, H)), or None if it has none."""
+    import onnx
+    from onnx import helper
 
-    try:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    nodes, changed = [], False
+    for node in copy.graph.node:
+        if node.op_type not in _REFERENCE_DEFAULTS or not _attrs(node).get("layout", 0):
+            nodes.append(node)
+            continue
+        changed = True
+        inputs, outputs = list(node.input), list(node.output)
+        for k in (0, 5, 6):  # X, initial_h, initial_c
+            if k < len(inputs) and inputs[k]:
+                nodes.append(helper.make_node("Transpose", [inputs[k]], [inputs[k] + "__layout0"], perm=[1, 0, 2]))
+                inputs[k] += "__layout0"
+        after = []
+        for k, name in enumerate(outputs):
+            if name:
+                after.append(helper.make_node("Transpose", [name + "__layout0"], [name],
+                                              perm=[2, 0, 1, 3] if k == 0 else [1, 0, 2]))
+                outputs[k] = name + "__layout0"
+        attributes = [a for a in node.attribute if a.name != "layout"]
+        rewritten = helper.make_node(node.op_type, inputs, outputs, name=node.name)
+        rewritten.attribute.extend(attributes)
+        nodes += [rewritten] + after
+    if not changed:
+        return None
+    del copy.graph.node[:]
+    copy.graph.node.extend(nodes)
+    return copy
+
+
+def _source_runner(source):
+    """``(run(output_names, feeds), {input name: shape}, runtime name)`` for the ``.onnx`` file:
+    onnxruntime's CPU session; when onnxruntime refuses the model (its CPU LSTM/GRU/RNN kernels refuse
+    ``layout=1``), onnx's own reference evaluator (``onnx.reference``, an independent NumPy
+    implementation of the operators) if it implements the model's recurrent nodes, else onnxruntime
+    on the model with its ``layout=1`` nodes rewritten to ``layout=0`` between Transposes."""
+    import onnx
+    import onnxruntime
+    from importlib import metadata
+
+    def session_of(model_or_path):
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 4  # a refusal is reported in the verification record, not on stderr
-        session = onnxruntime.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(model_or_path, options, providers=["CPUExecutionProvider"])
+
+    ort = f"onnxruntime {metadata.version('onnxruntime')}"
+    try:
+        session = session_of(str(source))
     except Exception as exc:  # noqa: BLE001 - onnxruntime's Fail/NotImplemented/InvalidGraph
-        import onnx
         from onnx.reference import ReferenceEvaluator
 
         found = re.search(r"[^.:]*not supported[^.]*", str(exc))
         refused = (found.group(0) if found else str(exc) or type(exc).__name__).strip()[:200]
         model = _read(Path(source))
-        problem = _reference_problem(model)
-        if problem is not None:
-            raise RuntimeError(f"onnxruntime refuses the model ({refused}) and {problem}") from exc
-        evaluator = ReferenceEvaluator(model)
         shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
                   for v in model.graph.input}
-        name = f"onnx {onnx.__version__} reference evaluator (onnxruntime refuses the model: {refused})"
-        return evaluator.run, shapes, name
-    from importlib import metadata
-
-    shapes = {info.name: info.shape for info in session.get_inputs()}
-    return session.run, shapes, f"onnxruntime {metadata.version('onnxruntime')}"
+        problem = _reference_problem(model)
+        if problem is None:
+            name = f"onnx {onnx.__version__} reference evaluator (onnxruntime refuses the model: {refused})"
+            return ReferenceEvaluator(model).run, shapes, name
+        rewritten = _as_layout_0(model)
+        if rewritten is None:
+            raise RuntimeError(f"onnxruntime refuses the model ({refused}) and {problem}") from exc
+        session = session_of(rewritten.SerializeToString())
+        return session.run, shapes, (f"{ort} on the model rewritten to layout=0 (onnxruntime refuses layout=1, "
+                                     f"and {problem})")
+    return session.run, {info.name: info.shape for info in session.get_inputs()}, ort
 
 
 def source_runtime(source) -> str:
