@@ -277,7 +277,7 @@ class Stream:
         self._step_x = np.zeros((batch, self.input_features), _F32)
         self._step_y = np.zeros((batch, self.output_features), _F32)
         self._all_kept = np.ones(batch, np.bool_)
-        self._fused_args = (program.program, program.weights)
+        self._fused_args = (program.packed,)
         self._chain_step = kernels.compiled_chain_step() if self._fused else None
         self._has_output = False
 

@@ -1,14 +1,15 @@
 """The fused step: one timestep of a whole chain model in one jitted call.
 
 For small batches a step's cost is dominated by per-call overhead (Numba's dispatch is about
-180 ns plus 45 ns per array argument), so the stream packs its model once into a few flat arrays
-and every step is a single call of :func:`chain_step` with eight arguments, whatever the model:
+180 ns plus 45 ns per array argument), so the stream packs its model once into two flat arrays
+and every step is a single call of :func:`chain_step` with four arguments, whatever the model:
 
-* ``program`` (1 + stages, NCOLS) int64: row 0 holds sizes and offsets (``M_*``); then one row
-  per op -- its kind, sizes, activation ids, flags and the offsets of its weights in ``weights``
-  and of its state in ``memory``;
-* ``weights``: every weight array of the model, flat, each 64-byte aligned, then per op its
-  float parameters (cell clip, mask value);
+* ``model`` (float32, flat): the program, then the weights. The program is (1 + stages, NCOLS)
+  int64 stored bit for bit in the first floats (two per entry): row 0 holds sizes and offsets (``M_*``), then one
+  row per op -- its kind, sizes, activation ids, flags and the offsets of its weights (from
+  ``M_BASE``, where the weights start) and of its state in ``memory``. The weights: every weight
+  array of the model, each 64-byte aligned, then per op its float parameters (cell clip, mask
+  value). One array rather than an int program and float weights: one argument less to dispatch;
 * ``x`` (B, F) and ``y`` (B, O);
 * ``memory``: the stream's own floats. First its state, ``B * state_width`` floats in blocks of
   (B, size), one block per quantity -- each recurrent layer's h, c and previous output, then the
@@ -17,8 +18,8 @@ and every step is a single call of :func:`chain_step` with eight arguments, what
   matrix for BLAS. Then scratch: ping-pong buffers for intermediate vectors, the gate
   pre-activations.
 
-Five arguments, because each one costs: on the machines measured, Numba's dispatcher spends
-about 0.2 us per argument before the kernel starts (tools/bench reports it).
+Four arguments, because each one costs: Numba's dispatcher types and unboxes every argument
+before the kernel starts (tools/bench reports the floor with a no-op function).
 
 One compiled function serves every model, so the on-disk cache holds it once. The per-stage code
 calls the same ``*_update`` functions as the other kernels, so all paths compute the same terms.
@@ -50,7 +51,7 @@ RESET_AFTER, ZERO_OUTPUT, USES_MASK, STANDARD, PROJECTED = 1, 2, 4, 8, 16
 # Param columns.
 CLIP, MASK_VALUE = 0, 1
 # Entries of program row 0.
-M_STAGES, M_IN, M_OUT, M_PING, M_PONG, M_Z, M_HIDDEN, M_LAST, M_WIDTH, M_PARAMS, M_SCRATCH = range(11)
+M_STAGES, M_IN, M_OUT, M_PING, M_PONG, M_Z, M_HIDDEN, M_LAST, M_WIDTH, M_PARAMS, M_SCRATCH, M_BASE = range(12)
 
 _ALIGN = 16  # floats: 64 bytes
 
@@ -159,10 +160,14 @@ class ChainProgram:
         z_offset = 2 * widest
         hidden = z_offset + max_z
         self.scratch_size = hidden + max_hidden
+        program_size = -(-2 * (1 + len(rows)) * NCOLS // _ALIGN) * _ALIGN  # floats; the weights stay aligned
         meta = np.zeros(NCOLS, np.int64)
-        meta[: M_SCRATCH + 1] = [len(rows), input_features, width, ping, pong, z_offset, hidden, state_width,
-                                 widest, params_offset, self.scratch_size]
+        meta[: M_BASE + 1] = [len(rows), input_features, width, ping, pong, z_offset, hidden, state_width,
+                              widest, params_offset, self.scratch_size, program_size]
         self.program = np.vstack([meta] + rows).astype(np.int64)
+        self.packed = np.zeros(program_size + self.weights.size, np.float32)
+        self.packed[: 2 * self.program.size] = self.program.reshape(-1).view(np.float32)
+        self.packed[program_size:] = self.weights
 
     def new_memory(self, batch: int) -> np.ndarray:
         """A stream's floats: its state (zero) and its scratch; see the module docstring."""
@@ -177,18 +182,21 @@ class ChainProgram:
 
 # A fixed signature: Numba then refuses (TypeError) any other argument types instead of compiling
 # a new specialisation -- the stream's cheap type check, and no float64 promotion by accident.
-_F32_2D, _I64_2D = types.float32[:, ::1], types.int64[:, ::1]
-CHAIN_STEP_SIGNATURE = types.int64(_I64_2D, types.float32[::1], _F32_2D, _F32_2D, types.float32[::1])
+_F32_1D, _F32_2D = types.float32[::1], types.float32[:, ::1]
+CHAIN_STEP_SIGNATURE = types.int64(_F32_1D, _F32_2D, _F32_2D, _F32_1D)
 
 
-def _chain_step(program, weights, x, y, memory):
+def _chain_step(model, x, y, memory):
     """One timestep of every stream: ``x`` (B, F) -> ``y`` (B, O); the state in ``memory`` updated.
 
     Returns 0, or 1 without touching anything when a shape does not fit (the caller then
     reports the problem): the check costs a few comparisons, so it stays in the hot path.
     """
+    ints = model.view(np.int64)  # the program's bits (see the module docstring)
+    stages = ints[M_STAGES]
+    program = ints[: (1 + stages) * NCOLS].reshape((1 + stages, NCOLS))
     meta = program[0]
-    stages = meta[M_STAGES]
+    weights = model[meta[M_BASE] :]
     batch = x.shape[0]
     state_size = batch * (meta[M_LAST] + meta[M_OUT])
     if (x.shape[1] != meta[M_IN] or y.shape[0] != batch or y.shape[1] != meta[M_OUT]

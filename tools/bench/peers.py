@@ -181,10 +181,10 @@ def edgernn_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
 
         s = model.stream(batch)
         y = np.zeros((batch, out), F32)
-        program, weights = s._fused_args
+        (packed,) = s._fused_args
 
         def step(x):
-            edgernn.kernels.chain_step(program, weights, x, y, s._memory)
+            edgernn.kernels.chain_step(packed, x, y, s._memory)
             return y.copy()
 
         return step
@@ -193,7 +193,7 @@ def edgernn_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
     peers.append(Peer("edgernn kernel chain_step(...) direct", lambda xs: _step_outputs(kernel, xs),
                       lambda x: _edgernn_step_contender(model, batch, x, "kernel"), note=what, informational=True))
     if batch == 1:
-        peers.append(Peer("Numba dispatch floor: no-op jitted fn, same 5 args", lambda xs: None,
+        peers.append(Peer("Numba dispatch floor: no-op jitted fn, same 4 args", lambda xs: None,
                           lambda x: _edgernn_step_contender(model, batch, x, "noop"),
                           note="what any jitted step pays before its first instruction", informational=True))
     return peers
@@ -210,7 +210,7 @@ def _noop():
         from edgernn.kernels.chain import CHAIN_STEP_SIGNATURE
 
         @njit(CHAIN_STEP_SIGNATURE, nogil=True, cache=False)
-        def noop(program, weights, x, y, memory):
+        def noop(model, x, y, memory):
             return 0
 
         _NOOP = noop
@@ -226,9 +226,9 @@ def _edgernn_step_contender(model, batch, x, how):
         return Contender("edgernn s.step(x, out=y)", "step(x, out=y)", {"step": s.step, "x": x, "y": y})
     if how == "copy":
         return Contender("edgernn s.step(x)", "step(x)", {"step": s.step, "x": x})
-    program, weights = s._fused_args
+    (packed,) = s._fused_args
     k = _noop() if how == "noop" else edgernn.kernels.chain_step
-    return Contender(how, "k(p, w, x, y, m)", {"k": k, "p": program, "w": weights, "x": x, "y": y, "m": s._memory})
+    return Contender(how, "k(p, x, y, m)", {"k": k, "p": packed, "x": x, "y": y, "m": s._memory})
 
 
 # ---------------------------------------------------------------------------------------------
