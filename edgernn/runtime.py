@@ -277,7 +277,7 @@ class Stream:
         self._step_x = np.zeros((batch, self.input_features), _F32)
         self._step_y = np.zeros((batch, self.output_features), _F32)
         self._all_kept = np.ones(batch, np.bool_)
-        self._fused_args = (program.packed,)
+        self._packed = program.packed  # the fused kernel's model argument
         self._chain_step = kernels.compiled_chain_step() if self._fused else None
         self._has_output = False
 
@@ -290,7 +290,7 @@ class Stream:
         y = self._step_y if out is None else out
         if self._fused:
             try:
-                refused = self._chain_step(*self._fused_args, x_t, y, self._memory)
+                refused = self._chain_step(self._packed, x_t, y, self._memory)
             except TypeError:  # not float32 / not C-contiguous: no compiled signature matches
                 refused = 1
             if refused:
@@ -310,7 +310,7 @@ class Stream:
             raise InvalidInput(f"out must be a writeable float32 array of shape {self._step_y.shape}")
         np.copyto(self._step_x, array)
         if self._fused:
-            self._chain_step(*self._fused_args, self._step_x, self._step_y, self._memory)
+            self._chain_step(self._packed, self._step_x, self._step_y, self._memory)
         else:
             self._batch_step(self._step_x)
         self._has_output = True

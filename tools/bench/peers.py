@@ -181,7 +181,7 @@ def edgernn_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
 
         s = model.stream(batch)
         y = np.zeros((batch, out), F32)
-        (packed,) = s._fused_args
+        packed = s._packed
 
         def step(x):
             edgernn.kernels.chain_step(packed, x, y, s._memory)
@@ -226,7 +226,7 @@ def _edgernn_step_contender(model, batch, x, how):
         return Contender("edgernn s.step(x, out=y)", "step(x, out=y)", {"step": s.step, "x": x, "y": y})
     if how == "copy":
         return Contender("edgernn s.step(x)", "step(x)", {"step": s.step, "x": x})
-    (packed,) = s._fused_args
+    packed = s._packed
     k = _noop() if how == "noop" else edgernn.kernels.chain_step
     return Contender(how, "k(p, x, y, m)", {"k": k, "p": packed, "x": x, "y": y, "m": s._memory})
 
