@@ -21,10 +21,12 @@ import dataclasses
 import hashlib
 import io
 import json
+import lzma
 import math
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +40,56 @@ HEADER = "header.json"
 MAX_HEADER_BYTES = 4 << 20      # a header is a few KB; refuse anything absurd before parsing it
 MAX_ARRAY_BYTES = 512 << 20     # one weight array
 MAX_MEMBERS = 10_000
+MAX_TOTAL_BYTES = 4 << 30       # all arrays read from one file (an array referenced twice counts twice)
 # Fix: integer attributes not tied to an array's shape (RepeatVector.n, Input.features/timesteps)
 # were unbounded, so a file could declare RepeatVector(n=10**12) and make predict allocate terabytes.
 MAX_DIMENSION = 1 << 24
 
 # The JSON type each op attribute must have; arrays are stored as members and referenced by name.
 _SCALAR_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
+
+
+# What zipfile raises on a damaged or hostile archive besides BadZipFile: a corrupt deflate, bzip2 or lzma
+# stream (zlib.error, OSError, LZMAError), an unknown compression method (NotImplementedError), an
+# encrypted member (RuntimeError), a truncated file (EOFError).
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, lzma.LZMAError, NotImplementedError,
+              RuntimeError, EOFError, OSError)
+
+
+def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, label: str) -> bytes:
+    """The bytes of one zip member, at most ``limit``: refused when its declared size is over the limit
+    (before anything is decompressed) and again while reading, so a member whose header lies about its
+    size cannot make us decompress more than ``limit + 1`` bytes (``zipfile`` also stops at the declared
+    size and then fails the CRC check). ``label`` names the file in the error."""
+    if info.file_size > limit:
+        raise InvalidModelFile(f"{label}: {info.filename} declares {info.file_size} bytes, over the {limit} limit")
+    with archive.open(info) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidModelFile(f"{label}: {info.filename} holds over {limit} bytes (its header declares {info.file_size})")
+    return data
+
+
+def _npy_array(data: bytes) -> np.ndarray:
+    """A float32 ``.npy`` array from its bytes, checking the header's shape against the data before
+    anything is allocated (numpy's own reader allocates the declared shape first, so a 40-byte member
+    could declare a terabyte). Raises ValueError naming what is wrong."""
+    buffer = io.BytesIO(data)
+    version = np.lib.format.read_magic(buffer)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(buffer)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(buffer)
+    else:
+        raise ValueError(f"npy format version {version} is not supported")
+    if dtype != np.dtype("<f4"):
+        raise ValueError(f"dtype {dtype}, expected float32")
+    count = math.prod(shape)
+    if len(data) - buffer.tell() != 4 * count:
+        raise ValueError(f"shape {shape} needs {4 * count} bytes of data, the member holds {len(data) - buffer.tell()}")
+    array = np.frombuffer(data, dtype="<f4", count=count, offset=buffer.tell())
+    array = array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+    return np.array(array, order="C")  # a writable copy: frombuffer's view of bytes is read-only
 
 
 def _op_class_name(field: dataclasses.Field) -> str:
@@ -179,6 +225,7 @@ class _Reader:
         self.path = path
         self.archive = archive
         self.members = {info.filename: info for info in archive.infolist()}
+        self.bytes_read = 0
 
     def fail(self, problem: str):
         raise InvalidModelFile(f"{self.path}: {problem}")
@@ -190,16 +237,16 @@ class _Reader:
         info = self.members.get(key)
         if info is None:
             self.fail(f"array {key!r} is missing")
-        if info.file_size > MAX_ARRAY_BYTES:
-            self.fail(f"array {key!r} declares {info.file_size} bytes, over the {MAX_ARRAY_BYTES} limit")
-        with self.archive.open(info) as member:
-            data = member.read(MAX_ARRAY_BYTES + 1)
+        if self.bytes_read + info.file_size > MAX_TOTAL_BYTES:
+            self.fail(f"the arrays add up to over the {MAX_TOTAL_BYTES} limit (at {key!r})")
+        data = read_member(self.archive, info, MAX_ARRAY_BYTES, str(self.path))
+        self.bytes_read += len(data)
         try:
-            array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+            array = _npy_array(data)
         except Exception as exc:
+            if isinstance(exc, ValueError) and "dtype" in str(exc):
+                self.fail(f"array {key!r} has {exc}")
             self.fail(f"array {key!r} is not a valid .npy array ({exc})")
-        if array.dtype != np.float32:
-            self.fail(f"array {key!r} has dtype {array.dtype}, expected float32")
         return ir.as_weight(array)
 
     def op(self, entry, where: str, expected: str | None = None):
@@ -244,10 +291,8 @@ class _Reader:
         info = self.members.get(HEADER)
         if info is None:
             self.fail("no header.json: not an .ernn file")
-        if info.file_size > MAX_HEADER_BYTES:
-            self.fail(f"header.json declares {info.file_size} bytes, over the {MAX_HEADER_BYTES} limit")
         try:
-            header = json.loads(self.archive.read(info))
+            header = json.loads(read_member(self.archive, info, MAX_HEADER_BYTES, str(self.path)))
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             # Fix: RecursionError too: "[[[[..." nested 100,000 deep escaped as a RecursionError.
             self.fail(f"header.json is not valid JSON ({exc})")
@@ -301,8 +346,8 @@ def load_spec(path) -> ir.ModelSpec:
         raise InvalidModelFile(f"{path}: no such file") from None
     except IsADirectoryError:
         raise InvalidModelFile(f"{path}: is a directory") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
-        raise InvalidModelFile(f"{path}: not a readable .ernn file ({exc})") from None
+    except ZIP_ERRORS as exc:
+        raise InvalidModelFile(f"{path}: not a readable .ernn file ({type(exc).__name__}: {exc})") from None
 
 
 def load(path):

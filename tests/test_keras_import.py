@@ -9,6 +9,7 @@ TensorFlow is imported, so it cannot share this process with Keras 3).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -675,3 +676,133 @@ def test_weight_groups_found_without_name_attributes(tmp_path):
 
     _rewrite_zip(tmp_path / "m.keras", tmp_path / "old.keras", replace={"model.weights.h5": strip})
     assert_same(edgernn.convert(tmp_path / "old.keras").predict(data()), keras_predict(model, data()))
+
+
+# --- hostile archives: zip bombs and lying headers ---------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _deflated_zeros(size: int) -> tuple[bytes, int]:
+    """The raw deflate stream and CRC-32 of ``size`` zero bytes (a multiple of 1 MiB), built from one
+    compressed 1 MiB segment repeated: a full flush resets the compressor, so every segment is the
+    same bytes, and a 2 GiB bomb takes about 2 MB and a second or two to build."""
+    import zlib
+
+    chunk = bytes(1 << 20)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    segment = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    assert segment == first
+    crc = 0
+    for _ in range(size >> 20):
+        crc = zlib.crc32(chunk, crc)
+    return segment * (size >> 20) + compressor.flush(), crc
+
+
+def _raw_zip(path, members):
+    """Write a zip by hand from ``(name, method, crc, data, declared_size)``: what zipfile will not
+    write (pre-compressed data, a declared size that is not the data's)."""
+    import struct
+
+    out, central = bytearray(), bytearray()
+    for name, method, crc, blob, declared in members:
+        name_bytes = name.encode()
+        offset = len(out)
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, crc, len(blob), declared, len(name_bytes), 0)
+        out += name_bytes + blob
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0x21, crc, len(blob), declared,
+                               len(name_bytes), 0, 0, 0, 0, 0, offset)
+        central += name_bytes
+    out += central + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central), len(out), 0)
+    path.write_bytes(bytes(out))
+
+
+def _bomb_in_config(good_keras_file, path, declared=None):
+    """``good_keras_file`` with its config.json replaced by 2 GiB of deflated zeros (declared honestly,
+    or as ``declared`` bytes)."""
+    import zlib
+
+    size = 2 << 30
+    bomb, crc = _deflated_zeros(size)
+    members = [("config.json", 8, crc, bomb, size if declared is None else declared)]
+    with zipfile.ZipFile(good_keras_file) as archive:
+        for name in ("metadata.json", "model.weights.h5"):
+            blob = archive.read(name)
+            members.append((name, 0, zlib.crc32(blob), blob, len(blob)))
+    _raw_zip(path, members)
+    assert path.stat().st_size < 4 << 20
+    return path
+
+
+@pytest.mark.parametrize("declared", [None, 1000, (16 << 20) - 1], ids=["honest", "lies_small", "lies_at_limit"])
+def test_zip_bomb_in_config_is_refused_quickly(good_keras_file, tmp_path, declared):
+    """2 GiB of zeros in config.json, declared as such (refused before decompressing) or declared
+    smaller (decompression stops at the declared size, then the CRC fails): refused in well under a
+    second of reading, with at most the 16 MiB JSON bound ever held in memory."""
+    import time
+    import tracemalloc
+
+    path = _bomb_in_config(good_keras_file, tmp_path / "bomb.keras", declared)
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(InvalidModelFile) as info:
+            edgernn.convert(path, verify=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    elapsed = time.perf_counter() - start
+    assert "bomb.keras" in str(info.value) and "config.json" in str(info.value), str(info.value)
+    assert elapsed < 5, elapsed
+    assert peak < 40 << 20, peak
+
+
+def test_keras_archive_bounds(good_keras_file, tmp_path, monkeypatch):
+    """Every member read is bounded, and so is the number of members and the weight datasets."""
+    from edgernn.importers import keras as importer
+
+    padded = tmp_path / "good.keras"  # metadata.json padded past config.json, so it alone is over its bound
+    _rewrite_zip(good_keras_file, padded, replace={"metadata.json": lambda b: b + b" " * 10_000})
+    for name, attribute in (("config.json", "_MAX_JSON_BYTES"), ("metadata.json", "_MAX_JSON_BYTES"),
+                            ("model.weights.h5", "_MAX_WEIGHTS_BYTES")):
+        size = zipfile.ZipFile(padded).getinfo(name).file_size
+        monkeypatch.setattr(importer, attribute, size - 1)
+        if name == "model.weights.h5":
+            monkeypatch.setattr(importer, "_MAX_JSON_BYTES", 1 << 20)
+        with pytest.raises(InvalidModelFile, match=rf"good\.keras: {name} declares {size} bytes, over the {size - 1} limit"):
+            edgernn.convert(padded if name == "metadata.json" else good_keras_file, verify=False)
+        monkeypatch.undo()
+    many = tmp_path / "many.keras"
+    _rewrite_zip(good_keras_file, many)
+    with zipfile.ZipFile(many, "a") as archive:
+        for k in range(101):
+            archive.writestr(f"junk/{k}", b"")
+    with pytest.raises(InvalidModelFile, match="many.keras: the .keras archive holds 104 members, over the 100 limit"):
+        edgernn.convert(many, verify=False)
+    monkeypatch.setattr(importer, "_MAX_ARRAY_BYTES", 40)
+    with pytest.raises(InvalidModelFile, match=r"good\.keras: layers/.*/vars declares \d+ bytes, over the 40 limit"):
+        edgernn.convert(good_keras_file, verify=False)
+    monkeypatch.undo()
+    monkeypatch.setattr(importer, "_MAX_ARRAYS_BYTES", 100)
+    with pytest.raises(InvalidModelFile, match=r"good\.keras: the weights add up to over the 100 limit"):
+        edgernn.convert(good_keras_file, verify=False)
+    monkeypatch.undo()
+    edgernn.convert(good_keras_file, verify=False)  # and within the bounds it converts
+
+
+def test_compressed_hdf5_dataset_declaring_terabytes(tmp_path):
+    """A legacy .h5 whose weight dataset is chunked and compressed (or never written) can declare any
+    shape in a tiny file: the declared size is refused before h5py allocates it."""
+    import h5py
+
+    path = tmp_path / "huge.h5"
+    randomize(seq(layers.LSTM(3), layers.Dense(2, name="head"))).save(path)
+    with h5py.File(path, "a") as h5:
+        group = h5["model_weights/head"]
+        name = [n for n in group.attrs["weight_names"] if "kernel" in str(n)][0]
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        del group[name]
+        group.create_dataset(name, shape=(1 << 20, 1 << 20), dtype="f4", chunks=(1024, 1024), compression="gzip")
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(InvalidModelFile, match=r"huge\.h5: model_weights/head/.*declares 4398046511104 bytes, over the"):
+        edgernn.convert(path, verify=False)

@@ -53,6 +53,7 @@ import numpy as np
 
 from .. import ir
 from ..errors import EdgernnError, InvalidModelFile, UnsupportedModel
+from ..store import ZIP_ERRORS, read_member
 
 __all__ = ["load_keras_file", "from_keras_model", "run_source"]
 
@@ -91,7 +92,14 @@ _RNN_CELLS = {"LSTMCell": "lstm", "GRUCell": "gru", "SimpleRNNCell": "simple"}
 _MODEL_CLASSES = {"Sequential", "Functional", "Model"}
 # dtype policies whose variables are float32/float64 (mixed policies keep float32 variables).
 _FLOAT_POLICIES = {"float32", "float64", "mixed_float16", "mixed_bfloat16"}
-_MAX_WEIGHTS_BYTES = 4 << 30  # refuse zip members that claim more (a zip bomb, not a model)
+# Bounds on what a hostile file can make us decompress or allocate (issue #6). Each zip member is
+# checked against its declared size and again while it is read (read_member), so neither a zip bomb
+# nor a header that lies about its size gets past the bound.
+_MAX_WEIGHTS_BYTES = 4 << 30  # model.weights.h5 in a .keras archive
+_MAX_JSON_BYTES = 16 << 20    # config.json, metadata.json: a few KB in real models, a few MB at most
+_MAX_MEMBERS = 100            # Keras writes three (config.json, metadata.json, model.weights.h5)
+_MAX_ARRAY_BYTES = 1 << 30    # one weight dataset once read (HDF5 datasets can be compressed)
+_MAX_ARRAYS_BYTES = 4 << 30   # all weight datasets read from one file
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,6 +120,12 @@ def load_keras_file(path, **options) -> ir.ModelSpec:
     return _load(path, path.name, {"file": path.name})
 
 
+# What h5py, json and the converter raise on a file that is not what Keras writes: a field of the wrong
+# type, a missing key, a corrupt HDF5 structure (h5py raises KeyError, RuntimeError, OSError or
+# ValueError depending on which HDF5 check failed), a config nested past the recursion limit.
+_MALFORMED = (KeyError, TypeError, AttributeError, IndexError, ValueError, OSError, RuntimeError)
+
+
 def _load(path: Path, label: str, source: dict) -> ir.ModelSpec:
     """Read and convert ``path``; ``label`` names the model in error messages."""
     try:
@@ -124,16 +138,14 @@ def _load(path: Path, label: str, source: dict) -> ir.ModelSpec:
             raise InvalidModelFile(f"{label}: not a Keras model file (neither a .keras zip nor HDF5)")
     except OSError as exc:
         raise InvalidModelFile(f"{label}: cannot read the file: {exc}") from exc
-    version = meta.get("keras_version")
-    major = _keras_major(version, config)
-    source = {"format": "keras", **source, "framework": "keras", "framework_version": version}
-    if meta.get("backend"):
-        source["backend"] = meta["backend"]
     try:
+        version = meta.get("keras_version")
+        major = _keras_major(version, config)
+        source = {"format": "keras", **source, "framework": "keras", "framework_version": version}
+        if meta.get("backend"):
+            source["backend"] = meta["backend"]
         return _Converter(label, config, weights, major).convert(source)
-    except (KeyError, TypeError, AttributeError, IndexError, ValueError, OSError) as exc:
-        # A config or weights file that is not what Keras writes (a field of the wrong type, a
-        # missing key, an unreadable dataset): the file is malformed, say so with the file's name.
+    except _MALFORMED as exc:
         raise InvalidModelFile(f"{label}: malformed model config or weights ({type(exc).__name__}: {exc})") from exc
     finally:
         weights.close()
@@ -243,11 +255,13 @@ def _saved_by_keras2(path: Path) -> bool:
                 version = h5.attrs.get("keras_version")
         elif zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
-                meta = json.loads(archive.read("metadata.json")) if "metadata.json" in archive.namelist() else {}
+                meta = {}
+                if "metadata.json" in archive.namelist():
+                    meta = json.loads(read_member(archive, archive.getinfo("metadata.json"), _MAX_JSON_BYTES, str(path)))
             version = meta.get("keras_version") if isinstance(meta, dict) else None
         else:
             return False
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+    except (ValueError, KeyError, RecursionError, EdgernnError) + ZIP_ERRORS:
         return False
     return version is not None and _text(version).startswith("2.")
 
@@ -274,7 +288,7 @@ def _reset_keras_states(model) -> None:
 def _json(text, label: str, what: str):
     try:
         return json.loads(text)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
         raise InvalidModelFile(f"{label}: {what} is not valid JSON: {exc}") from exc
 
 
@@ -303,37 +317,46 @@ def _read_zip(path: Path, label: str):
     """``.keras``: (config dict, metadata dict, weights) from config.json, metadata.json, model.weights.h5."""
     try:
         with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            if len(members) > _MAX_MEMBERS:
+                raise InvalidModelFile(f"{label}: the .keras archive holds {len(members)} members, over the {_MAX_MEMBERS} limit")
             names = set(archive.namelist())
             if "config.json" not in names:
                 raise InvalidModelFile(f"{label}: the .keras archive holds no config.json")
-            config = _json(archive.read("config.json"), label, "config.json")
-            meta = _json(archive.read("metadata.json"), label, "metadata.json") if "metadata.json" in names else {}
+
+            def read(name: str, limit: int) -> bytes:
+                return read_member(archive, archive.getinfo(name), limit, label)
+
+            config = _json(read("config.json", _MAX_JSON_BYTES), label, "config.json")
+            meta = _json(read("metadata.json", _MAX_JSON_BYTES), label, "metadata.json") if "metadata.json" in names else {}
             if "model.weights.h5" not in names:
                 if "model.weights.npz" in names or "model.weights.json" in names:
                     raise UnsupportedModel(
                         f"{label}: weights saved as npz or in shards are not supported; save with the default .h5 weights"
                     )
                 raise InvalidModelFile(f"{label}: the .keras archive holds no model.weights.h5")
-            info = archive.getinfo("model.weights.h5")
-            if info.file_size > _MAX_WEIGHTS_BYTES:
-                raise InvalidModelFile(f"{label}: model.weights.h5 claims {info.file_size} bytes")
-            blob = archive.read("model.weights.h5")
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, EOFError, RuntimeError, ValueError) as exc:
-        raise InvalidModelFile(f"{label}: broken .keras archive: {exc}") from exc
+            blob = read("model.weights.h5", _MAX_WEIGHTS_BYTES)
+    except (KeyError, ValueError) + ZIP_ERRORS as exc:
+        raise InvalidModelFile(f"{label}: broken .keras archive: {type(exc).__name__}: {exc}") from exc
     if not isinstance(meta, dict):
         raise InvalidModelFile(f"{label}: metadata.json is not an object")
     try:
         h5 = h5py.File(io.BytesIO(blob), "r")
-    except (OSError, ValueError) as exc:
+    except _MALFORMED as exc:
         raise InvalidModelFile(f"{label}: model.weights.h5 is not a readable HDF5 file: {exc}") from exc
-    return config, {"keras_version": meta.get("keras_version"), "backend": meta.get("backend")}, _ZipWeights(h5, label)
+    try:
+        weights = _ZipWeights(h5, label)
+    except _MALFORMED as exc:
+        h5.close()
+        raise InvalidModelFile(f"{label}: model.weights.h5 is damaged: {type(exc).__name__}: {exc}") from exc
+    return config, {"keras_version": meta.get("keras_version"), "backend": meta.get("backend")}, weights
 
 
 def _read_legacy_h5(path: Path, label: str):
     """Legacy HDF5: config from the ``model_config`` attribute, weights from ``model_weights``."""
     try:
         h5 = h5py.File(path, "r")
-    except (OSError, ValueError) as exc:
+    except _MALFORMED as exc:
         raise InvalidModelFile(f"{label}: not a readable HDF5 file: {exc}") from exc
     try:
         if "model_config" not in h5.attrs:
@@ -350,20 +373,54 @@ def _read_legacy_h5(path: Path, label: str):
                 if key in where:
                     meta[key] = _text(where[key])
                     break
-    except (OSError, KeyError, ValueError) as exc:
+    except _MALFORMED as exc:
         h5.close()
-        raise InvalidModelFile(f"{label}: broken HDF5 model file: {exc}") from exc
+        raise InvalidModelFile(f"{label}: broken HDF5 model file: {type(exc).__name__}: {exc}") from exc
     except EdgernnError:
         h5.close()
         raise
     return config, meta, _LegacyWeights(h5, root, label)
 
 
-class _ZipWeights:
-    """Variables of a ``.keras`` file: ``layers/<path>/{vars, cell/vars, forward_layer/cell/vars, ...}``."""
+class _Weights:
+    """Reads weight datasets from an open HDF5 file, within the size bounds."""
 
     def __init__(self, h5, label: str):
         self.h5, self.label = h5, label
+        self.bytes_read = 0
+
+    def close(self):
+        self.h5.close()
+
+    def array(self, dataset, where: str) -> np.ndarray:
+        """A float dataset's values; its declared size is checked before anything is read, since a
+        compressed (or never written) HDF5 dataset can declare any shape."""
+        if not isinstance(dataset, h5py.Dataset):
+            raise InvalidModelFile(f"{self.label}: {where} is not a dataset")
+        try:
+            dtype, size = dataset.dtype, dataset.size
+        except (OSError, ValueError, TypeError) as exc:
+            raise InvalidModelFile(f"{self.label}: cannot read {where}: {exc}") from exc
+        if dtype.kind != "f":
+            raise InvalidModelFile(f"{self.label}: {where} holds {dtype} values, expected floats")
+        nbytes = int(size or 0) * dtype.itemsize
+        if nbytes > _MAX_ARRAY_BYTES:
+            raise InvalidModelFile(f"{self.label}: {where} declares {nbytes} bytes, over the {_MAX_ARRAY_BYTES} limit")
+        if self.bytes_read + nbytes > _MAX_ARRAYS_BYTES:
+            raise InvalidModelFile(f"{self.label}: the weights add up to over the {_MAX_ARRAYS_BYTES} limit (at {where})")
+        self.bytes_read += nbytes
+        try:
+            array = dataset[()]
+        except (OSError, ValueError, TypeError) as exc:
+            raise InvalidModelFile(f"{self.label}: cannot read {where}: {exc}") from exc
+        return np.asarray(array)
+
+
+class _ZipWeights(_Weights):
+    """Variables of a ``.keras`` file: ``layers/<path>/{vars, cell/vars, forward_layer/cell/vars, ...}``."""
+
+    def __init__(self, h5, label: str):
+        super().__init__(h5, label)
         # Keras >= 3.10 writes the owning layer's name on each top-level vars group.
         self.by_name: dict[str, str] = {}
         for root in ("layers", "_layer_checkpoint_dependencies"):
@@ -371,9 +428,6 @@ class _ZipWeights:
                 for key, group in h5[root].items():
                     if isinstance(group, h5py.Group) and "vars" in group and "name" in group["vars"].attrs:
                         self.by_name.setdefault(_text(group["vars"].attrs["name"]), f"{root}/{key}")
-
-    def close(self):
-        self.h5.close()
 
     def fetch(self, layer: str, key: str, part: tuple[str, ...]) -> Optional[list[tuple[str, np.ndarray]]]:
         """Arrays of ``vars`` under ``<layer path>/<part...>`` in saved order, or None if absent.
@@ -392,18 +446,16 @@ class _ZipWeights:
                     keys = sorted(group.keys(), key=int)
                 except ValueError:
                     raise InvalidModelFile(f"{self.label}: unexpected variable names in {where}: {list(group.keys())}")
-                return [(k, _array(group[k], self.label, where)) for k in keys]
+                return [(k, self.array(group[k], where)) for k in keys]
         return None
 
 
-class _LegacyWeights:
+class _LegacyWeights(_Weights):
     """Variables of a legacy ``.h5``: ``model_weights/<layer name>/<weight name>`` in ``weight_names`` order."""
 
     def __init__(self, h5, root, label: str):
-        self.h5, self.root, self.label = h5, root, label
-
-    def close(self):
-        self.h5.close()
+        super().__init__(h5, label)
+        self.root = root
 
     def fetch(self, layer: str, key: str, part: tuple[str, ...]) -> Optional[list[tuple[str, np.ndarray]]]:
         """The layer's weights (name, array) in saved order; ``part`` ("forward"/"backward") selects
@@ -412,7 +464,7 @@ class _LegacyWeights:
             return None
         group = self.root[layer]
         try:
-            items = [(n, _array(group[n], self.label, f"model_weights/{layer}/{n}")) for n in _h5_list_attr(group, "weight_names")]
+            items = [(n, self.array(group[n], f"model_weights/{layer}/{n}")) for n in _h5_list_attr(group, "weight_names")]
         except KeyError as exc:
             raise InvalidModelFile(f"{self.label}: layer {layer!r} lists a weight that is not stored: {exc}") from exc
         if part and part[0] in ("forward_layer", "backward_layer"):
@@ -425,19 +477,6 @@ class _LegacyWeights:
             half = len(items) // 2
             return items[:half] if prefix == "forward_" else items[half:]
         return items
-
-
-def _array(dataset, label: str, where: str) -> np.ndarray:
-    if not isinstance(dataset, h5py.Dataset):
-        raise InvalidModelFile(f"{label}: {where} is not a dataset")
-    try:
-        array = dataset[()]
-    except (OSError, ValueError, TypeError) as exc:
-        raise InvalidModelFile(f"{label}: cannot read {where}: {exc}") from exc
-    array = np.asarray(array)
-    if array.dtype.kind != "f":
-        raise InvalidModelFile(f"{label}: {where} holds {array.dtype} values, expected floats")
-    return array
 
 
 def _keras_major(version, config) -> int:
