@@ -11,6 +11,8 @@ at all with ``out=``). Weights are shared read-only between all streams of a mod
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import graph, ir, kernels
@@ -147,22 +149,33 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
     return None
 
 
-# A stream of at most this many rows steps through the fused one-call kernel; a larger one
-# through BLAS matrix products across its streams (tools/bench measures where they cross).
-FUSED_STEP_MAX_BATCH = 16
+# A stream of few rows steps through the fused one-call kernel, a larger one through BLAS matrix
+# products across its streams. Where they cross depends on the work per stream: in tools/bench's
+# crossover section (docs/benchmarks.md) near 90 streams for a model of 4.7k weights, 45 for 19k,
+# 12 for 206k -- about FUSED_STEP_WORK / sqrt(weights). FUSED_STEP_MAX_BATCH, when set, overrides it.
+FUSED_STEP_WORK = 5000
+FUSED_STEP_MAX_BATCH = None
+
+
+def fused_step_max_batch(spec: ir.ModelSpec) -> int:
+    """The largest batch that steps through the fused kernel (the weights stand in for the
+    multiply-adds of one stream's step)."""
+    if FUSED_STEP_MAX_BATCH is not None:
+        return FUSED_STEP_MAX_BATCH
+    return max(1, int(FUSED_STEP_WORK / math.sqrt(max(spec.parameter_count, 1))))
 
 
 class _RecurrentStage:
     """A recurrent layer inside a stream: its kernel, and views of this stream's state blocks."""
 
-    def __init__(self, node: ir.Node, blocks: dict, state: np.ndarray, batch: int):
+    def __init__(self, node: ir.Node, blocks: dict, state: np.ndarray, batch: int, fused: bool):
         self.node = node
         self.kernel = kernels.RecurrentKernel(node.op)
         view = kernels.ChainProgram.view
         self.states = tuple(view(state, batch, blocks[name]) for name in ("h", "c") if name in blocks)
         self.previous = view(state, batch, blocks["prev"])  # previous output, repeated on masked steps
         self.scratch = self.kernel.new_scratch()
-        self.buffers = self.kernel.new_batch_buffers(batch) if batch > FUSED_STEP_MAX_BATCH else None
+        self.buffers = None if fused else self.kernel.new_batch_buffers(batch)
         self.width = node.op.output_size
 
     def block(self, x, keep):
@@ -234,7 +247,7 @@ class Stream:
     dtype, index) raises :class:`~edgernn.errors.InvalidInput` and leaves every state untouched.
 
     How it runs: all state lives in one flat float32 array (see :mod:`edgernn.kernels.chain`).
-    ``step`` on up to ``FUSED_STEP_MAX_BATCH`` streams is one call of the fused chain kernel, whose
+    ``step`` on a few streams (:func:`fused_step_max_batch`) is one call of the fused chain kernel, whose
     Numba signature is fixed: a float32 C-contiguous input of the right shape goes straight in, and
     anything else falls to a checked path that converts or refuses it. Larger batches step
     through BLAS products across streams; ``run`` goes layer by layer over the whole block, each
@@ -258,13 +271,13 @@ class Stream:
         self._program = program
         self._memory = program.new_memory(batch)  # state, then the fused kernel's scratch
         self._state = self._memory[: batch * program.state_width]
-        self._fused = batch <= FUSED_STEP_MAX_BATCH
+        self._fused = batch <= fused_step_max_batch(model.spec)
         self._stages = []
         blocks = iter(program.blocks)
         keep_of = {}  # mask tensor name -> index of the Masking stage that makes it
         for node in model.spec.nodes:
             if isinstance(node.op, ir.Recurrent):
-                stage = _RecurrentStage(node, next(blocks), self._state, batch)
+                stage = _RecurrentStage(node, next(blocks), self._state, batch, self._fused)
             else:
                 stage = _RowStage(node, batch, features)
                 if isinstance(node.op, ir.Masking):

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import edgernn
-from edgernn import graph, ir, reference
+from edgernn import graph, ir, reference, runtime
 from edgernn.errors import InvalidInput, NotStreamable
 
 F32 = np.float32
@@ -226,6 +226,36 @@ def test_batch_sizes(batch):
     for i in sorted({0, batch // 2, batch - 1}):
         assert_paths_agree(model.stream(1).run(x[i : i + 1])[0], y[i])
 
+
+
+@SETTINGS
+@given(case=chain_models(), steps=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
+def test_fused_and_blas_step_paths_agree(case, steps, seed):
+    """Whatever batch size picks the path, both give the same steps (forced here at batch 5)."""
+    model, mask_value, _ = case
+    x = inputs(np.random.default_rng(seed), 5, steps, model.input_features, mask_value)
+    saved = runtime.FUSED_STEP_MAX_BATCH
+    try:
+        runtime.FUSED_STEP_MAX_BATCH = 5
+        fused = model.stream(5)
+        runtime.FUSED_STEP_MAX_BATCH = 0
+        blas = model.stream(5)
+    finally:
+        runtime.FUSED_STEP_MAX_BATCH = saved
+    assert fused._fused and not blas._fused
+    for t in range(steps):
+        assert_paths_agree(blas.step(x[:, t]), fused.step(x[:, t]))
+    for name, value in fused.get_state().items():
+        assert_paths_agree(blas.get_state()[name], value)
+
+
+def test_the_fused_path_is_chosen_by_work_per_stream():
+    """Few streams of a big model go through BLAS sooner than many streams of a small one."""
+    small = chain(1, 3, [("lstm", 4)], head=(1, "linear"))
+    big = chain(2, 16, [("lstm", 128), ("lstm", 128)], head=(4, "linear"))
+    assert runtime.fused_step_max_batch(small.spec) > 64
+    assert runtime.fused_step_max_batch(big.spec) < 16
+    assert big.stream(2)._fused and not big.stream(64)._fused and small.stream(64)._fused
 
 def test_run_and_step_return_fresh_arrays():
     """Results never alias the stream's internal buffers (batch 1, T 1 once returned a view)."""

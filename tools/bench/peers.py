@@ -189,7 +189,11 @@ def edgernn_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
 
         return step
 
-    what = "per-stream loop; s.step uses BLAS above 16 streams" if batch > 16 else "jitted call, no Python around it"
+    from edgernn.runtime import fused_step_max_batch
+
+    limit = fused_step_max_batch(model.spec)
+    what = (f"per-stream loop; s.step uses BLAS above {limit} streams" if batch > limit
+            else "jitted call, no Python around it")
     peers.append(Peer("edgernn kernel chain_step(...) direct", lambda xs: _step_outputs(kernel, xs),
                       lambda x: _edgernn_step_contender(model, batch, x, "kernel"), note=what, informational=True))
     if batch == 1:

@@ -58,13 +58,14 @@ def crossover_table(results, models) -> str:
         for m in models:
             if m.key not in results:
                 continue
-            fused, blas = results[m.key][batch]
+            fused, blas, taken = results[m.key][batch]
             mark = "fused" if fused < blas else "BLAS"
-            row.append(f"{fused * 1e6:.2f} / {blas * 1e6:.2f} ({mark})")
+            row.append(f"{fused * 1e6:.2f} / {blas * 1e6:.2f} ({mark} faster{'' if mark == taken else '; edgernn takes ' + taken})")
         rows.append(row)
     return "\n".join(["### Crossover: fused per-stream kernel vs BLAS across streams (µs per s.step call)", "",
-                      "edgernn steps through the fused kernel up to `FUSED_STEP_MAX_BATCH` (16) streams and through "
-                      "BLAS above; this shows where each path is faster on this machine.", "",
+                      "edgernn steps through the fused kernel up to `fused_step_max_batch(spec)` streams "
+                      "(about 5000 / sqrt(weights)) and through BLAS above; this shows where each path is faster on "
+                      "this machine, and where edgernn's choice differs.", "",
                       markdown_table(headers, rows)])
 
 

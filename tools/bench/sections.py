@@ -143,7 +143,8 @@ CROSSOVER_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 400)
 
 
 def run_crossover(bundles, *, rounds, min_time, log, batches=CROSSOVER_BATCHES):
-    """``{model key: {batch: (fused seconds, blas seconds)}}`` per call of s.step(x, out=y)."""
+    """``{model key: {batch: (fused seconds, blas seconds, the path s.step takes)}}`` per call of
+    s.step(x, out=y)."""
     from edgernn import runtime
 
     results = {}
@@ -170,7 +171,8 @@ def run_crossover(bundles, *, rounds, min_time, log, batches=CROSSOVER_BATCHES):
             samples = measure([Contender("fused", "f(x, out=y)", {"f": fused.step, "x": x, "y": y}),
                                Contender("blas", "f(x, out=y)", {"f": blas.step, "x": x, "y": y})],
                               rounds=rounds, min_time=min_time)
-            results[md.key][batch] = (median(samples["fused"]), median(samples["blas"]))
+            taken = "fused" if batch <= runtime.fused_step_max_batch(model.spec) else "BLAS"
+            results[md.key][batch] = (median(samples["fused"]), median(samples["blas"]), taken)
             log(f"  batch {batch}: fused {results[md.key][batch][0] * 1e6:.2f} us, BLAS {results[md.key][batch][1] * 1e6:.2f} us")
     return results
 
