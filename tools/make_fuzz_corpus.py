@@ -1,0 +1,85 @@
+"""Write the fuzzing seed corpus, tests/fuzz_corpus/: small valid model files the fuzzer mutates.
+
+    /work/venv/bin/python tools/make_fuzz_corpus.py      # needs keras (the test extra)
+
+Seeded: the weights are the same on every run. The ``.ernn`` seeds are test_store's models (every op
+and cell, masks, two inputs, a rank-2 input); the Keras seeds are small ``.keras`` (Keras 3, Sequential
+and functional with Masking and Bidirectional) and a legacy ``.h5``. Zip members get a fixed date so
+a rerun rewrites the same archives. Inputs the fuzzer once found crashing are kept beside them as
+``regression-*`` files and are not touched here.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "tests" / "fuzz_corpus"
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _fixed_dates(path: Path) -> None:
+    """Rewrite a zip with every member dated 1980-01-01, so reruns give the same bytes."""
+    with zipfile.ZipFile(path) as archive:
+        members = [(info, archive.read(info)) for info in archive.infolist()]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for info, data in members:
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type = info.compress_type
+            archive.writestr(fixed, data)
+    path.write_bytes(buffer.getvalue())
+
+
+def ernn_seeds() -> None:
+    import edgernn
+    import test_store as models
+
+    for name, spec in (("all_cells", models.all_cells_chain()), ("bidirectional", models.bidirectional("concat", True)),
+                       ("encoder_decoder", models.encoder_decoder()),
+                       ("repeat_vector", models.repeat_vector_from_vector())):
+        path = CORPUS / f"{name}.ernn"
+        edgernn.Model(spec).save(path)
+        _fixed_dates(path)
+
+
+def keras_seeds() -> None:
+    import keras
+    from keras import layers
+    from test_keras_import import randomize, seq
+
+    keras.utils.set_random_seed(0)
+    path = CORPUS / "lstm_dense.keras"
+    randomize(seq(layers.LSTM(3, name="lstm"), layers.Dense(2, name="head"), steps=4, features=2)).save(path)
+    _fixed_dates(path)
+
+    x = keras.Input((5, 2))
+    m = layers.Masking(0.0)(x)
+    h = layers.Bidirectional(layers.GRU(2, return_sequences=True, name="gru"), name="bi")(m)
+    y = layers.Dense(1, activation="sigmoid", name="out")(layers.SimpleRNN(2, name="rnn")(h))
+    path = CORPUS / "masked_bigru.keras"
+    randomize(keras.Model(x, y), seed=1).save(path)
+    _fixed_dates(path)
+
+    randomize(seq(layers.GRU(2, name="gru", return_sequences=True), layers.Dense(1, name="out"), steps=3, features=2),
+              seed=2).save(CORPUS / "gru_legacy.h5")
+
+
+def main() -> None:
+    CORPUS.mkdir(exist_ok=True)
+    ernn_seeds()
+    keras_seeds()
+    total = 0
+    for path in sorted(CORPUS.iterdir()):
+        total += path.stat().st_size
+        print(f"{path.stat().st_size:8d}  {path.relative_to(ROOT)}")
+    print(f"{total:8d}  total")
+
+
+if __name__ == "__main__":
+    main()
