@@ -4,7 +4,7 @@
 #   1. its outputs (predict and a stateful stream over the shipped trace) are compared with this
 #      x86 host's (within 1e-5);
 #   2. the runtime's own tests that need no TensorFlow/PyTorch run there under pytest
-#      ($EDGERNN_AARCH64_TESTS; see the default below; with a warm Numba cache about 9 min).
+#      ($EDGERNN_AARCH64_TESTS; see the default below; a few minutes with a warm Numba cache).
 #
 #   tools/aarch64_check.sh              # prints PASS or FAIL, exit 0 on PASS
 #   tools/aarch64_check.sh --no-tests   # check 1 only
