@@ -191,8 +191,7 @@ def edgernn_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
 
     from edgernn.runtime import fused_step_max_batch
 
-    limit = fused_step_max_batch(model.spec)
-    what = (f"per-stream loop; s.step uses BLAS above {limit} streams" if batch > limit
+    what = ("per-stream loop; s.step uses BLAS at this batch" if batch > fused_step_max_batch(model.spec)
             else "jitted call, no Python around it")
     peers.append(Peer("edgernn kernel chain_step(...) direct", lambda xs: _step_outputs(kernel, xs),
                       lambda x: _edgernn_step_contender(model, batch, x, "kernel"), note=what, informational=True))
