@@ -30,6 +30,11 @@ projection and row 1 to the recurrent projection; the IR keeps them as ``bias`` 
 The Keras version that saved the file decides ``hard_sigmoid``: Keras 3's is ``relu6(x + 3) / 6``,
 Keras 2's ``clip(0.2 x + 0.5, 0, 1)`` (IR name ``hard_sigmoid_keras2``).
 
+The file itself (zip, JSON members, and every h5py call: config attributes, all weight datasets)
+is read in a child process with a time limit (:func:`_read_isolated`), because libhdf5 can loop
+forever in native code on a corrupt file (the file of an in-memory model, just written by Keras,
+in process); the converter then works on plain dicts and numpy arrays.
+
 Every unsupported layer or option is gathered first and refused at the end with one
 :class:`~edgernn.errors.UnsupportedModel` whose ``problems`` name each layer; a malformed file
 raises :class:`~edgernn.errors.InvalidModelFile` naming the file and the problem.
@@ -40,8 +45,11 @@ from __future__ import annotations
 import io
 import json
 import math
+import multiprocessing
 import os
+import pickle
 import re
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -100,6 +108,11 @@ _MAX_JSON_BYTES = 16 << 20    # config.json, metadata.json: a few KB in real mod
 _MAX_MEMBERS = 100            # Keras writes three (config.json, metadata.json, model.weights.h5)
 _MAX_ARRAY_BYTES = 1 << 30    # one weight dataset once read (HDF5 datasets can be compressed)
 _MAX_ARRAYS_BYTES = 4 << 30   # all weight datasets read from one file
+# libhdf5 can spin forever in native code on a corrupt file (HDFGroup/hdf5#1707), where no Python
+# timeout reaches it, so the HDF5 part of reading a file runs in a child process killed after this
+# many seconds (environment variable EDGERNN_HDF5_TIMEOUT overrides it). Real models take well
+# under a second; a multi-GB one a few seconds.
+HDF5_TIMEOUT = 60.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,18 +139,10 @@ def load_keras_file(path, **options) -> ir.ModelSpec:
 _MALFORMED = (KeyError, TypeError, AttributeError, IndexError, ValueError, OSError, RuntimeError)
 
 
-def _load(path: Path, label: str, source: dict) -> ir.ModelSpec:
-    """Read and convert ``path``; ``label`` names the model in error messages."""
-    try:
-        # HDF5 first: its signature sits at offset 0, a zip's directory at the end of the file.
-        if h5py.is_hdf5(path):
-            config, meta, weights = _read_legacy_h5(path, label)
-        elif zipfile.is_zipfile(path):
-            config, meta, weights = _read_zip(path, label)
-        else:
-            raise InvalidModelFile(f"{label}: not a Keras model file (neither a .keras zip nor HDF5)")
-    except OSError as exc:
-        raise InvalidModelFile(f"{label}: cannot read the file: {exc}") from exc
+def _load(path: Path, label: str, source: dict, isolated: bool = True) -> ir.ModelSpec:
+    """Read and convert ``path``; ``label`` names the model in error messages. ``isolated``: read the
+    file in a time-limited child process (False only for a file edgernn itself just wrote)."""
+    config, meta, weights = (_read_isolated if isolated else _read_container)(path, label)
     try:
         version = meta.get("keras_version")
         major = _keras_major(version, config)
@@ -149,6 +154,92 @@ def _load(path: Path, label: str, source: dict) -> ir.ModelSpec:
         raise InvalidModelFile(f"{label}: malformed model config or weights ({type(exc).__name__}: {exc})") from exc
     finally:
         weights.close()
+
+
+def _read_container(path: Path, label: str):
+    """(config, metadata, weights) of a ``.keras`` zip or a legacy ``.h5``: every h5py call of the
+    importer happens in here, and the result holds only plain values (dicts, str, numpy arrays)."""
+    try:
+        # HDF5 first: its signature sits at offset 0, a zip's directory at the end of the file.
+        if h5py.is_hdf5(path):
+            return _read_legacy_h5(path, label)
+        if zipfile.is_zipfile(path):
+            return _read_zip(path, label)
+        raise InvalidModelFile(f"{label}: not a Keras model file (neither a .keras zip nor HDF5)")
+    except OSError as exc:
+        raise InvalidModelFile(f"{label}: cannot read the file: {exc}") from exc
+
+
+def _hdf5_timeout() -> float:
+    text = os.environ.get("EDGERNN_HDF5_TIMEOUT", "").strip()
+    if not text:
+        return HDF5_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"EDGERNN_HDF5_TIMEOUT={text!r}: expected a number of seconds > 0")
+    return value
+
+
+def _read_child(conn, path: str, label: str) -> None:
+    """Entry of the child process: read the file, send back ("ok", values) or ("error", _Failure)."""
+    try:
+        answer = ("ok", _read_container(Path(path), label))
+    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
+        answer = ("error", _Failure(exc))
+    try:
+        conn.send(answer)
+    except Exception as exc:  # noqa: BLE001 - e.g. a value that does not pickle
+        conn.send(("error", _Failure(RuntimeError(f"the HDF5 reader could not send its result: {exc}"))))
+    conn.close()
+
+
+def _read_isolated(path: Path, label: str):
+    """:func:`_read_container` in a child process with a time limit (:data:`HDF5_TIMEOUT`).
+
+    libhdf5 can spin forever in native code on a corrupt file, which no in-process timeout can
+    interrupt; a child process can be killed. Linux forks the child (cheap: h5py is already
+    imported, and it runs only zipfile, json, h5py and numpy code, never TensorFlow's or any other
+    thread's); other systems spawn it (a script that converts at import time then needs the usual
+    ``if __name__ == "__main__":`` guard). The values come back through a pipe, pickled: pickle
+    between our own two processes, of values the child built (dicts, str, numpy arrays, our error
+    objects), never of bytes taken from the file. An error raised in the child is raised here
+    again, same type and message; a child that does not answer within the limit is killed and the
+    file refused with :class:`InvalidModelFile`.
+    """
+    timeout = _hdf5_timeout()
+    if multiprocessing.current_process().daemon:  # e.g. a multiprocessing.Pool worker: no children
+        return _read_container(path, label)  # allowed there, so no time limit either
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_read_child, args=(sender, str(path), label), name="edgernn-hdf5-reader",
+                            daemon=True)
+    child.start()
+    sender.close()
+    try:
+        if not receiver.poll(timeout):
+            raise InvalidModelFile(
+                f"{label}: the HDF5 reader did not finish within {timeout:g} seconds (corrupt file?)"
+            )
+        try:
+            status, value = receiver.recv()
+        except (EOFError, OSError) as exc:  # the child died without answering: a crash in native code
+            child.join(5)
+            raise InvalidModelFile(
+                f"{label}: the HDF5 reader stopped without an answer (exit code {child.exitcode}; corrupt file?)"
+            ) from exc
+        child.join(5)  # it exits as soon as it has sent its answer
+    finally:
+        receiver.close()
+        if child.is_alive():  # hung (or slow to exit): SIGKILL, then reap it
+            child.kill()
+            child.join()
+        child.close()
+    if status == "error":
+        value.reraise()
+    return value
 
 
 def from_keras_model(model, **options) -> ir.ModelSpec:
@@ -177,7 +268,8 @@ def from_keras_model(model, **options) -> ir.ModelSpec:
         source = {"file": None}
         if isinstance(name, str):
             source["model_name"] = name
-        return _load(Path(target), f"Keras model {name!r}", source)
+        # Keras itself wrote the file just now, so it is read in process, as it always was.
+        return _load(Path(target), f"Keras model {name!r}", source, isolated=False)
 
 
 def run_source(source, inputs, **options) -> list[np.ndarray]:
@@ -347,8 +439,9 @@ def _read_zip(path: Path, label: str):
     try:
         weights = _ZipWeights(h5, label)
     except _MALFORMED as exc:
-        h5.close()
         raise InvalidModelFile(f"{label}: model.weights.h5 is damaged: {type(exc).__name__}: {exc}") from exc
+    finally:
+        h5.close()
     return config, {"keras_version": meta.get("keras_version"), "backend": meta.get("backend")}, weights
 
 
@@ -373,24 +466,49 @@ def _read_legacy_h5(path: Path, label: str):
                 if key in where:
                     meta[key] = _text(where[key])
                     break
+        weights = _LegacyWeights(root, label)
     except _MALFORMED as exc:
-        h5.close()
         raise InvalidModelFile(f"{label}: broken HDF5 model file: {type(exc).__name__}: {exc}") from exc
-    except EdgernnError:
+    finally:
         h5.close()
-        raise
-    return config, meta, _LegacyWeights(h5, root, label)
+    return config, meta, weights
+
+
+class _Failure:
+    """An exception kept for later: raised again where the lazy h5py read used to raise it.
+
+    Carries ``problems`` of an EdgernnError, which pickling (the way back from the child) drops.
+    """
+
+    def __init__(self, exc: BaseException):
+        self.exc, self.problems = exc, getattr(exc, "problems", None)
+        try:  # an exception that cannot make the trip to the parent becomes one that can
+            pickle.loads(pickle.dumps(exc))
+        except Exception:  # noqa: BLE001
+            self.exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+
+    def reraise(self):
+        if self.problems is not None:
+            self.exc.problems = self.problems
+        raise self.exc
 
 
 class _Weights:
-    """Reads weight datasets from an open HDF5 file, within the size bounds."""
+    """Weight arrays read from an HDF5 file, within the size bounds.
 
-    def __init__(self, h5, label: str):
-        self.h5, self.label = h5, label
+    Everything the converter may ask for is read when the object is built (in the child process,
+    see :func:`_read_isolated`), into plain numpy arrays; the HDF5 file is closed before the
+    converter runs. A dataset or group that cannot be read keeps its error (a :class:`_Failure`),
+    raised when the converter fetches it, as when the file was read lazily: a damaged weight of a
+    layer the converter never asks for does not stop the conversion.
+    """
+
+    def __init__(self, label: str):
+        self.label = label
         self.bytes_read = 0
 
     def close(self):
-        self.h5.close()
+        pass  # nothing is open: the HDF5 file was closed once read
 
     def array(self, dataset, where: str) -> np.ndarray:
         """A float dataset's values; its declared size is checked before anything is read, since a
@@ -416,18 +534,43 @@ class _Weights:
         return np.asarray(array)
 
 
+_WEIGHT_ROOTS = ("layers", "_layer_checkpoint_dependencies")
+
+
 class _ZipWeights(_Weights):
-    """Variables of a ``.keras`` file: ``layers/<path>/{vars, cell/vars, forward_layer/cell/vars, ...}``."""
+    """Variables of a ``.keras`` file: ``layers/<path>/{vars, cell/vars, forward_layer/cell/vars, ...}``.
+
+    Every ``vars`` group below ``layers`` (tf-keras 2.13-2.15: ``_layer_checkpoint_dependencies``)
+    is read when built; ``fetch`` looks them up.
+    """
 
     def __init__(self, h5, label: str):
-        super().__init__(h5, label)
+        super().__init__(label)
         # Keras >= 3.10 writes the owning layer's name on each top-level vars group.
         self.by_name: dict[str, str] = {}
-        for root in ("layers", "_layer_checkpoint_dependencies"):
+        self.vars: dict[str, Any] = {}  # "layers/lstm/cell/vars" -> [(key, array)] or _Failure
+        for root in _WEIGHT_ROOTS:
             if root in h5:
                 for key, group in h5[root].items():
                     if isinstance(group, h5py.Group) and "vars" in group and "name" in group["vars"].attrs:
                         self.by_name.setdefault(_text(group["vars"].attrs["name"]), f"{root}/{key}")
+
+                def visit(name, obj, root=root):
+                    if name.rsplit("/", 1)[-1] == "vars":
+                        where = f"{root}/{name}"
+                        try:
+                            self.vars[where] = self._read_vars(obj, where)
+                        except Exception as exc:  # noqa: BLE001 - raised again by fetch, if asked for
+                            self.vars[where] = _Failure(exc)
+
+                h5[root].visititems(visit)  # hard links only: no soft or external link is followed
+
+    def _read_vars(self, group, where: str) -> list[tuple[str, np.ndarray]]:
+        try:
+            keys = sorted(group.keys(), key=int)
+        except ValueError:
+            raise InvalidModelFile(f"{self.label}: unexpected variable names in {where}: {list(group.keys())}")
+        return [(k, self.array(group[k], where)) for k in keys]
 
     def fetch(self, layer: str, key: str, part: tuple[str, ...]) -> Optional[list[tuple[str, np.ndarray]]]:
         """Arrays of ``vars`` under ``<layer path>/<part...>`` in saved order, or None if absent.
@@ -440,33 +583,45 @@ class _ZipWeights(_Weights):
         candidates += [f"layers/{key}", f"_layer_checkpoint_dependencies/{key}"]
         for base in candidates:
             where = "/".join((base,) + part + ("vars",))
-            if where in self.h5:
-                group = self.h5[where]
-                try:
-                    keys = sorted(group.keys(), key=int)
-                except ValueError:
-                    raise InvalidModelFile(f"{self.label}: unexpected variable names in {where}: {list(group.keys())}")
-                return [(k, self.array(group[k], where)) for k in keys]
+            if where in self.vars:
+                found = self.vars[where]
+                if isinstance(found, _Failure):
+                    found.reraise()
+                return list(found)
         return None
 
 
 class _LegacyWeights(_Weights):
-    """Variables of a legacy ``.h5``: ``model_weights/<layer name>/<weight name>`` in ``weight_names`` order."""
+    """Variables of a legacy ``.h5``: ``model_weights/<layer name>/<weight name>`` in ``weight_names`` order.
 
-    def __init__(self, h5, root, label: str):
-        super().__init__(h5, label)
-        self.root = root
+    Every layer group of ``model_weights`` is read when built; ``fetch`` looks them up.
+    """
+
+    def __init__(self, root, label: str):
+        super().__init__(label)
+        self.layers: dict[str, Any] = {}  # layer name -> [(weight name, array)] or _Failure
+        for layer in root.keys():
+            try:
+                if isinstance(root.get(layer, getlink=True), h5py.ExternalLink):
+                    raise InvalidModelFile(f"{label}: model_weights/{layer} is a link to another file")
+                self.layers[layer] = self._read_layer(root[layer], layer)
+            except Exception as exc:  # noqa: BLE001 - raised again by fetch, if asked for
+                self.layers[layer] = _Failure(exc)
+
+    def _read_layer(self, group, layer: str) -> list[tuple[str, np.ndarray]]:
+        try:
+            return [(n, self.array(group[n], f"model_weights/{layer}/{n}")) for n in _h5_list_attr(group, "weight_names")]
+        except KeyError as exc:
+            raise InvalidModelFile(f"{self.label}: layer {layer!r} lists a weight that is not stored: {exc}") from exc
 
     def fetch(self, layer: str, key: str, part: tuple[str, ...]) -> Optional[list[tuple[str, np.ndarray]]]:
         """The layer's weights (name, array) in saved order; ``part`` ("forward"/"backward") selects
         one direction of a Bidirectional layer. None if the layer has no group."""
-        if layer not in self.root:
+        if layer not in self.layers:
             return None
-        group = self.root[layer]
-        try:
-            items = [(n, self.array(group[n], f"model_weights/{layer}/{n}")) for n in _h5_list_attr(group, "weight_names")]
-        except KeyError as exc:
-            raise InvalidModelFile(f"{self.label}: layer {layer!r} lists a weight that is not stored: {exc}") from exc
+        items = self.layers[layer]
+        if isinstance(items, _Failure):
+            items.reraise()
         if part and part[0] in ("forward_layer", "backward_layer"):
             # Bidirectional saves forward weights then backward weights; the names carry
             # "forward_<layer>" / "backward_<layer>" components, which decide when they agree.
@@ -476,7 +631,7 @@ class _LegacyWeights(_Weights):
                 return tagged
             half = len(items) // 2
             return items[:half] if prefix == "forward_" else items[half:]
-        return items
+        return list(items)
 
 
 def _keras_major(version, config) -> int:
