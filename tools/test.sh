@@ -10,4 +10,4 @@ cd "$(dirname "$0")/.."
 # stale (it would downgrade TensorFlow's), and what it needs is already there from the test extra.
 .venv/bin/python -m pip install -q --no-deps "tf2onnx==1.17.0"
 # Every test must run: a skip (a framework or compiler missing) fails the run (tests/conftest.py).
-EDGERNN_NO_SKIPS=1 exec .venv/bin/python -m pytest -q -rs "$@"
+EDGERNN_NO_SKIPS=1 exec .venv/bin/python -m pytest -q -rs --durations=15 "$@"
