@@ -190,10 +190,38 @@ def _read_child(conn, path: str, label: str) -> None:
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
         answer = ("error", _Failure(exc))
     try:
-        conn.send(answer)
+        payload = pickle.dumps(answer)
     except Exception as exc:  # noqa: BLE001 - e.g. a value that does not pickle
-        conn.send(("error", _Failure(RuntimeError(f"the HDF5 reader could not send its result: {exc}"))))
+        payload = pickle.dumps(("error", _Failure(RuntimeError(f"the HDF5 reader could not send its result: {exc}"))))
+    conn.send_bytes(payload)
     conn.close()
+
+
+# What the child's answer may name when it is unpickled: numpy arrays and dtypes, the weight
+# containers and the kept failures of this module, edgernn's errors and Python's own exceptions.
+# Anything else (os.system, a class from the file's world) is refused: even a child whose libhdf5
+# was subverted by a crafted file cannot make the parent run code through the pipe.
+_CHILD_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+    (__name__, "_Failure"), (__name__, "_ZipWeights"), (__name__, "_LegacyWeights"),
+}
+
+
+class _ChildAnswerUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _CHILD_GLOBALS:
+            return super().find_class(module, name)
+        if module in ("builtins", "edgernn.errors"):
+            found = super().find_class(module, name)
+            if isinstance(found, type) and issubclass(found, BaseException):
+                return found
+        raise pickle.UnpicklingError(f"the HDF5 reader's answer names {module}.{name}, which is not allowed")
+
+
+def _load_child_answer(payload: bytes):
+    return _ChildAnswerUnpickler(io.BytesIO(payload)).load()
 
 
 def _read_isolated(path: Path, label: str):
@@ -203,9 +231,9 @@ def _read_isolated(path: Path, label: str):
     interrupt; a child process can be killed. Linux forks the child (cheap: h5py is already
     imported, and it runs only zipfile, json, h5py and numpy code, never TensorFlow's or any other
     thread's); other systems spawn it (a script that converts at import time then needs the usual
-    ``if __name__ == "__main__":`` guard). The values come back through a pipe, pickled: pickle
-    between our own two processes, of values the child built (dicts, str, numpy arrays, our error
-    objects), never of bytes taken from the file. An error raised in the child is raised here
+    ``if __name__ == "__main__":`` guard). The values come back through a pipe, pickled by the
+    child (dicts, str, numpy arrays, our error objects, never bytes taken from the file) and
+    unpickled here by a restricted unpickler that admits only those types (:data:`_CHILD_GLOBALS`). An error raised in the child is raised here
     again, same type and message; a child that does not answer within the limit is killed and the
     file refused with :class:`InvalidModelFile`.
     """
@@ -224,13 +252,17 @@ def _read_isolated(path: Path, label: str):
                 f"{label}: the HDF5 reader did not finish within {timeout:g} seconds (corrupt file?)"
             )
         try:
-            status, value = receiver.recv()
+            payload = receiver.recv_bytes()
         except (EOFError, OSError) as exc:  # the child died without answering: a crash in native code
             child.join(5)
             raise InvalidModelFile(
                 f"{label}: the HDF5 reader stopped without an answer (exit code {child.exitcode}; corrupt file?)"
             ) from exc
         child.join(5)  # it exits as soon as it has sent its answer
+        try:
+            status, value = _load_child_answer(payload)
+        except (pickle.UnpicklingError, ValueError, TypeError, EOFError) as exc:
+            raise InvalidModelFile(f"{label}: the HDF5 reader's answer is malformed: {exc}") from exc
     finally:
         receiver.close()
         if child.is_alive():  # hung (or slow to exit): SIGKILL, then reap it
@@ -483,7 +515,7 @@ class _Failure:
     def __init__(self, exc: BaseException):
         self.exc, self.problems = exc, getattr(exc, "problems", None)
         try:  # an exception that cannot make the trip to the parent becomes one that can
-            pickle.loads(pickle.dumps(exc))
+            _load_child_answer(pickle.dumps(exc))
         except Exception:  # noqa: BLE001
             self.exc = RuntimeError(f"{type(exc).__name__}: {exc}")
 
