@@ -60,6 +60,8 @@ class RecurrentKernel:
         self.recurrent_activation = ACTIVATION_IDS[layer.recurrent_activation]
         self.standard = is_standard(layer)
         self.recurrent_main, self.recurrent_candidate = split_recurrent(layer)
+        # Many-streams step: x W inside the jitted kernel for narrow inputs, else one BLAS product.
+        self.project_input = layer.input_size <= NARROW_INPUT
 
     def new_state(self, batch: int) -> tuple[np.ndarray, ...]:
         """Zero states, one ``(batch, size)`` array each: LSTM (h, c), GRU and SimpleRNN (h,)."""
@@ -106,7 +108,7 @@ class RecurrentKernel:
         """
         layer = self.layer
         xw, hu = buffers
-        project_input = x.shape[1] <= NARROW_INPUT
+        project_input = self.project_input
         if not project_input:
             np.matmul(x, layer.kernel, out=xw)
         if layer.cell == "gru":
