@@ -250,15 +250,31 @@ def run(model, input_path, output_path, streams, state_path, state_every):
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--ahead-of-time/--no-ahead-of-time", default=True, show_default=True,
+              help="Also build the fused step as an extension module for this CPU, so later streams start "
+                   "without importing Numba (needs a C compiler and Python's headers, here, once).")
 @_friendly
-def warmup(model):
-    """Compile the model's kernels into Numba's on-disk cache, so later processes start fast."""
+def warmup(model, ahead_of_time):
+    """Prepare this machine's kernel caches, so later processes start fast.
+
+    Numba's on-disk cache gets every kernel the model uses; with --ahead-of-time (the default) the
+    fused step is also built as an extension module. Where that cannot be built, warmup says why
+    and succeeds: streams then load the step from Numba's cache, a few tenths of a second slower.
+    """
     import time
 
     from . import load
+    from .kernels import aot
 
     start = time.perf_counter()
-    load(model).warmup()
+    model = load(model)
+    if ahead_of_time:
+        try:
+            path = aot.build_step()
+            click.echo(f"ahead-of-time step: {path}")
+        except aot.AotUnavailable as error:
+            click.echo(f"ahead-of-time step not built: {error}", err=True)
+    model.warmup()
     click.echo(f"kernels ready in {time.perf_counter() - start:.2f} s")
 
 

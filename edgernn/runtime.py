@@ -11,6 +11,7 @@ at all with ``out=``). Weights are shared read-only between all streams of a mod
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -90,8 +91,17 @@ class Model:
 
         return quantize(self, calibration_x, scheme)
 
-    def warmup(self) -> "Model":
-        """Compile (or load from Numba's on-disk cache) every kernel this model uses, once, now."""
+    def warmup(self, ahead_of_time: bool = False) -> "Model":
+        """Compile (or load from Numba's on-disk cache) every kernel this model uses, once, now.
+
+        ``ahead_of_time``: also build the fused step as an extension module for this CPU (see
+        :mod:`edgernn.kernels.aot`), so a later process's stream starts without importing Numba;
+        raises :class:`edgernn.kernels.aot.AotUnavailable` naming what is missing to build it.
+        """
+        if ahead_of_time:
+            from .kernels import aot
+
+            aot.build_step()
         batch = 2
         if self.spec.nodes:
             self.predict(*[np.zeros((batch, 2, i.features)[3 - i.rank :], _F32) for i in self.spec.inputs])
@@ -170,13 +180,21 @@ class _RecurrentStage:
 
     def __init__(self, node: ir.Node, blocks: dict, state: np.ndarray, batch: int, fused: bool):
         self.node = node
-        self.kernel = kernels.RecurrentKernel(node.op)
         view = kernels.ChainProgram.view
         self.states = tuple(view(state, batch, blocks[name]) for name in ("h", "c") if name in blocks)
         self.previous = view(state, batch, blocks["prev"])  # previous output, repeated on masked steps
-        self.scratch = self.kernel.new_scratch()
         self.buffers = None if fused else self.kernel.new_batch_buffers(batch)
         self.width = node.op.output_size
+
+    # On first use, not in __init__: RecurrentKernel imports Numba, which a stream stepping through
+    # the ahead-of-time fused step never needs (see edgernn.kernels.compiled_chain_step).
+    @functools.cached_property
+    def kernel(self):
+        return kernels.RecurrentKernel(self.node.op)
+
+    @functools.cached_property
+    def scratch(self):
+        return self.kernel.new_scratch()
 
     def block(self, x, keep):
         """T steps: ``x`` (T, B, F), ``keep`` (T, B) -> every step's output (T, B, width)."""

@@ -6,11 +6,14 @@ first line; the parent measures the time from spawning it to its first output (i
 included; the child stamps the wall clock at its first output) and to its exit. Peak RSS is the
 child's ``VmHWM``.
 
-* edgernn, warm cache: ``NUMBA_CACHE_DIR`` is a directory prepared by ``edgernn warmup MODEL``
-  in another process -- what a device does at install time -- so the kernels load from disk.
-  The child reports the chain kernel's cache hits and misses to prove it.
+* edgernn after ``edgernn warmup MODEL``: ``NUMBA_CACHE_DIR`` is a directory that warmup
+  prepared in another process -- what a device does at install time. warmup builds the
+  ahead-of-time step module there (edgernn.kernels.aot), so the stream never imports Numba; the
+  child reports whether it did, and whether the module was used.
+* the same with ``EDGERNN_AOT=0``: the fused step loads from Numba's on-disk cache instead (the
+  child reports the chain kernel's cache hits and misses to prove it).
 * edgernn, cold cache: ``NUMBA_CACHE_DIR`` is a new empty directory each time: Numba compiles.
-  Compile time = cold - warm (medians).
+  Compile time = cold - Numba-cache (medians).
 * LiteRT: the same model's one-step .tflite (state in resource variables), load + allocate +
   first invoke.
 * Python + NumPy alone, for scale.
@@ -50,8 +53,6 @@ t0 = time.perf_counter()
 import json, sys
 import numpy as np
 t1 = time.perf_counter()
-import numba
-t2 = time.perf_counter()
 import edgernn
 t3 = time.perf_counter()
 model = edgernn.load(sys.argv[1])
@@ -60,10 +61,12 @@ t4 = time.perf_counter()
 y = s.step(np.zeros((1, model.input_features), np.float32))
 t5 = time.perf_counter()
 stamp = time.time()
-stats = edgernn.kernels.chain_step.stats
-print(json.dumps({"numpy": t1 - t0, "numba": t2 - t1, "edgernn": t3 - t2, "load": t4 - t3, "first": t5 - t4,
-                  "total": t5 - t0, "rss_mb": peak_mb(),
-                  "hits": sum(stats.cache_hits.values()), "misses": sum(stats.cache_misses.values()),
+aot = edgernn.kernels.aot.loaded is not None
+stats = None if aot else edgernn.kernels.chain_step.stats
+print(json.dumps({"numpy": t1 - t0, "numba": float("numba" in sys.modules), "aot": float(aot), "edgernn": t3 - t1,
+                  "load": t4 - t3, "first": t5 - t4, "total": t5 - t0, "rss_mb": peak_mb(),
+                  "hits": sum(stats.cache_hits.values()) if stats else 0,
+                  "misses": sum(stats.cache_misses.values()) if stats else 0,
                   "stamp": stamp, "y": float(y.reshape(-1)[0])}))
 """
 
@@ -100,6 +103,11 @@ print(json.dumps({"numpy": t1 - t0, "numba": 0.0, "edgernn": 0.0, "load": 0.0, "
 """
 
 
+WARM = "edgernn after `edgernn warmup` (ahead-of-time step)"
+NUMBA_CACHE = "edgernn, Numba's warm cache only (EDGERNN_AOT=0)"
+COLD = "edgernn, cold cache (compiles)"
+
+
 def _child(script, args, env):
     """Run one child: its phases, ``to_first`` (seconds from spawning it to its first output, on
     the wall clock both processes share) and ``wall`` (spawn to exit: exit included)."""
@@ -125,6 +133,8 @@ def run_cold(bundles, *, repeats, cold_repeats, log, workdir: Path):
     """``{model key: {row: summary}}``; the cold-cache row for the first model only (the compiled
     kernel is one function for every model, so its compile time does not depend on the model)."""
     env = dict(os.environ)
+    env.pop("EDGERNN_AOT_DIR", None)  # the module lives beside Numba's cache, in NUMBA_CACHE_DIR
+    env.pop("EDGERNN_AOT", None)
     results = {}
     # One warm cache for all models, as on a device: the chain kernel is one function for every model.
     cache = Path(tempfile.mkdtemp(prefix="numba-warm-", dir=workdir))
@@ -140,7 +150,8 @@ def run_cold(bundles, *, repeats, cold_repeats, log, workdir: Path):
         if prepared.returncode != 0:
             raise RuntimeError(f"edgernn warmup failed: {prepared.stderr.strip()[-300:]}")
         log(f"  edgernn warmup: {time.perf_counter() - start:.2f} s wall")
-        what = "compiles every kernel the model uses" if index == 0 else "the kernels it shares with earlier models load"
+        what = ("compiles every kernel the model uses, builds the ahead-of-time step" if index == 0
+                else "the kernels it shares with earlier models load")
         rows[f"`edgernn warmup MODEL` ({what})"] = {"wall": time.perf_counter() - start, "n": 1}
         tflite_path = None
         try:
@@ -149,9 +160,10 @@ def run_cold(bundles, *, repeats, cold_repeats, log, workdir: Path):
         except Exception as exc:  # noqa: BLE001
             log(f"  LiteRT unavailable: {exc}")
             tflite_path = None
-        warm, litert, bare, cold = [], [], [], []
+        warm, jit, litert, bare, cold = [], [], [], [], []
         for r in range(repeats):
             warm.append(_child(EDGERNN_CHILD, [ernn], warm_env))
+            jit.append(_child(EDGERNN_CHILD, [ernn], dict(warm_env, EDGERNN_AOT="0")))
             if tflite_path:
                 litert.append(_child(LITERT_CHILD, [tflite_path], env))
             if index == 0:
@@ -159,9 +171,10 @@ def run_cold(bundles, *, repeats, cold_repeats, log, workdir: Path):
             if index == 0 and r < cold_repeats:
                 empty = tempfile.mkdtemp(prefix="numba-cold-", dir=workdir)
                 cold.append(_child(EDGERNN_CHILD, [ernn], dict(env, NUMBA_CACHE_DIR=empty)))
-        rows["edgernn, warm Numba cache"] = _summary(warm)
+        rows[WARM] = _summary(warm)
+        rows[NUMBA_CACHE] = _summary(jit)
         if cold:
-            rows["edgernn, cold cache (compiles)"] = _summary(cold)
+            rows[COLD] = _summary(cold)
         if litert:
             rows["LiteRT (one-step .tflite, resource variables)"] = _summary(litert)
         if bare:
@@ -170,6 +183,7 @@ def run_cold(bundles, *, repeats, cold_repeats, log, workdir: Path):
             if "total" in row:
                 log(f"  {name}: to first output {row['to_first']:.3f} s, in-process {row['total']:.3f} s, "
                     f"to exit {row['wall']:.3f} s, peak RSS {row['rss_mb']:.0f} MB"
+                    + (f", numba imported {row['numba']:.0f}, ahead-of-time step {row['aot']:.0f}" if "aot" in row else "")
                     + (f", chain_step cache hits {row['hits']:.0f} misses {row['misses']:.0f}" if "hits" in row else ""))
         results[md.key] = rows
     return results

@@ -189,10 +189,24 @@ def edgernn_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
 
         return step
 
+    from edgernn.kernels import aot
     from edgernn.runtime import fused_step_max_batch
 
+    if batch <= fused_step_max_batch(model.spec) and aot.loaded is not None:
+        def with_jit():
+            s = model.stream(batch)
+            s._chain_step = _jit()
+            y = np.zeros((batch, out), F32)
+            return lambda x: s.step(x, out=y)
+
+        peers.append(Peer("edgernn s.step(x, out=y), Numba's JIT kernel", lambda xs: _step_outputs(with_jit, xs),
+                          lambda x: _edgernn_step_contender(model, batch, x, "jit"),
+                          note="the stream's kernel without `edgernn warmup`'s ahead-of-time module (EDGERNN_AOT=0)",
+                          informational=True))
+
     what = ("per-stream loop; s.step uses BLAS at this batch" if batch > fused_step_max_batch(model.spec)
-            else "jitted call, no Python around it")
+            else "the stream's compiled kernel, " + ("ahead-of-time module" if aot.loaded else "Numba JIT")
+            + ", no Python around it")
     peers.append(Peer("edgernn kernel chain_step(...) direct", lambda xs: _step_outputs(kernel, xs),
                       lambda x: _edgernn_step_contender(model, batch, x, "kernel"), note=what, informational=True))
     if batch == 1:
@@ -220,6 +234,12 @@ def _noop():
     return _NOOP
 
 
+def _jit():
+    from edgernn.kernels.chain import jit_chain_step
+
+    return jit_chain_step()
+
+
 def _edgernn_step_contender(model, batch, x, how):
     import edgernn
 
@@ -227,6 +247,9 @@ def _edgernn_step_contender(model, batch, x, how):
     y = np.zeros((batch, model.output_features), F32)
     if how == "out":
         return Contender("edgernn s.step(x, out=y)", "step(x, out=y)", {"step": s.step, "x": x, "y": y})
+    if how == "jit":
+        s._chain_step = _jit()
+        return Contender("edgernn s.step jit", "step(x, out=y)", {"step": s.step, "x": x, "y": y})
     if how == "copy":
         return Contender("edgernn s.step(x)", "step(x)", {"step": s.step, "x": x})
     packed = s._packed

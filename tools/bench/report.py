@@ -8,6 +8,8 @@ from pathlib import Path
 
 from edgernn.bench import format_system, format_time, markdown_table, median
 
+from .cold import COLD, NUMBA_CACHE, WARM
+
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
@@ -88,7 +90,7 @@ def gil_table(results, models) -> str:
 
 
 def cold_table(results, models) -> str:
-    headers = ["model", "contender", "spawn → first output s", "import numpy s", "import numba s",
+    headers = ["model", "contender", "spawn → first output s", "import numpy s", "Numba imported",
                "import edgernn / litert s", "load + stream s", "first output s", "spawn → exit s", "peak RSS MB", "runs"]
     rows = []
     for m in models:
@@ -98,7 +100,7 @@ def cold_table(results, models) -> str:
             if "total" not in r:
                 rows.append([m.label, name, "", "", "", "", "", "", f"{r['wall']:.2f}", "", str(r["n"])])
                 continue
-            rows.append([m.label, name, f"{r['to_first']:.3f}", f"{r['numpy']:.3f}", f"{r['numba']:.3f}",
+            rows.append([m.label, name, f"{r['to_first']:.3f}", f"{r['numpy']:.3f}", "yes" if r["numba"] else "no",
                          f"{r['edgernn']:.3f}", f"{r['load']:.3f}", f"{r['first']:.4f}", f"{r['wall']:.3f}",
                          f"{r['rss_mb']:.0f}", str(r["n"])])
     text = ["### 4. Cold start: fresh process to first output (medians)", "",
@@ -108,11 +110,14 @@ def cold_table(results, models) -> str:
     first = models[0].key if models else None
     if first in results:
         r = results[first]
-        warm, cold = r.get("edgernn, warm Numba cache"), r.get("edgernn, cold cache (compiles)")
-        if warm and cold:
-            text += ["", f"Compile time with an empty Numba cache: {cold['total'] - warm['total']:.2f} s "
-                         f"(cold {cold['total']:.2f} s - warm {warm['total']:.2f} s in-process). "
-                         f"Warm runs: chain_step cache hits {warm.get('hits', 0):.0f}, misses {warm.get('misses', 0):.0f} "
+        warm, jit, cold = r.get(WARM), r.get(NUMBA_CACHE), r.get(COLD)
+        if warm:
+            text += ["", f"After `edgernn warmup`: the ahead-of-time step was used in {warm['aot']:.0%} of the runs, "
+                         f"Numba imported in {warm['numba']:.0%}."]
+        if jit and cold:
+            text += ["", f"Compile time with an empty Numba cache: {cold['total'] - jit['total']:.2f} s "
+                         f"(cold {cold['total']:.2f} s - Numba's warm cache {jit['total']:.2f} s in-process). "
+                         f"Numba-cache runs: chain_step cache hits {jit.get('hits', 0):.0f}, misses {jit.get('misses', 0):.0f} "
                          "(the cache made by `edgernn warmup` in another process was found)."]
     return "\n".join(text)
 
@@ -156,9 +161,9 @@ def targets(tables, cold, gil, models) -> str:
                              f"{ours * unit:,.0f} {label} vs {best[0]} {best[1] * unit:,.0f} ({ours / best[1]:.2f}x)", "< 1x",
                              verdict(ours < best[1])])
     if cold and models and models[0].key in cold:
-        warm = cold[models[0].key].get("edgernn, warm Numba cache")
+        warm = cold[models[0].key].get(WARM)
         if warm:
-            rows.append([f"4. cold start, warm cache, {models[0].label}",
+            rows.append([f"4. cold start after `edgernn warmup`, {models[0].label}",
                          f"{warm['to_first']:.2f} s spawn → first output ({warm['total']:.2f} s in-process), "
                          f"{warm['rss_mb']:.0f} MB peak RSS", "<= 0.5 s, <= 150 MB",
                          verdict(warm["to_first"] <= 0.5 and warm["rss_mb"] <= 150)])

@@ -116,6 +116,16 @@ def main(argv=None) -> int:
     bundles = [Bundle(M.make_weights(M.MODELS[k]), workdir) for k in keys]
     models = [b.model for b in bundles]
 
+    # The stream's fused step is the ahead-of-time module when `edgernn warmup` built one (as a
+    # device does at install): build it for this process too, or say why it is not used.
+    from edgernn.kernels import aot
+
+    start = time.perf_counter()
+    try:
+        log(f"ahead-of-time step: {aot.build_step()} ({time.perf_counter() - start:.1f} s)")
+    except aot.AotUnavailable as exc:
+        log(f"ahead-of-time step unavailable, streams use Numba's kernel: {exc}")
+
     tables, parts = {}, []
     cold = gil = None
     for key in ("step", "block", "streams"):

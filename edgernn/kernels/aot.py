@@ -1,0 +1,186 @@
+"""The fused step compiled ahead of time: a fresh process's first output without importing Numba.
+
+Numba's on-disk cache saves the compiling, not the loading. A process that loads a cached kernel
+first imports numba (about 0.3 s on the development machine) and then Numba's lowering registry
+(another 0.15-0.4 s), which together made cold start twice its target. Here Numba's ahead-of-time
+compiler turns the same kernel (:mod:`edgernn.kernels.chain`) into an object file, which the C
+compiler links with ``aot_step.c`` into an ordinary extension module: importing it takes about a
+millisecond, needs no Numba, and calling it skips Numba's dispatcher too (a METH_FASTCALL
+function checking four arrays, instead of typing and unboxing them).
+
+* **Built by** ``edgernn warmup`` (:func:`build_step`), on the device, for its CPU: the same LLVM
+  IR compiled for the same CPU model as Numba's JIT, so its outputs equal the jitted kernel's bit
+  for bit (tested). Building needs Numba, a C compiler and Python's headers (``Python.h``), and
+  takes seconds; without them warmup says so and streams use Numba's kernel instead.
+* **Used by** :func:`edgernn.kernels.compiled_chain_step`, for every stream on the fused path,
+  when a module for this CPU and these kernel sources exists. The other paths (``run``, many
+  streams, ``predict``) still use Numba's kernels, imported on their first use.
+* **Where:** ``<cache>/edgernn_step_<key>/``, ``<cache>`` being ``EDGERNN_AOT_DIR`` when set,
+  else ``NUMBA_CACHE_DIR`` (beside Numba's own cache), else ``~/.cache/edgernn``. The key hashes the kernel sources, the
+  CPU's identity (``/proc/cpuinfo``), the interpreter's extension suffix and NumPy's version: a
+  module built for other kernels, another CPU or another Python is never found, so never loaded.
+* ``EDGERNN_AOT=0`` turns it off (Numba's kernel is used).
+
+Like Numba's cache, the directory holds machine code that this process will run: keep it
+writable by its user only (docs/SECURITY.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import sysconfig
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgernnError
+
+MODULE_NAME = "_edgernn_step"
+_SOURCES = ("_config.py", "_linalg.py", "activations.py", "chain.py", "gru.py", "lstm.py", "program.py",
+            "simple_rnn.py", "aot.py", "aot_step.c")
+# /proc/cpuinfo lines that name the CPU and its instruction set (x86 and Arm), not its clock.
+_CPU_KEYS = {"vendor_id", "cpu family", "model", "model name", "stepping", "flags", "CPU implementer",
+             "CPU architecture", "CPU variant", "CPU part", "CPU revision", "Features", "isa", "uarch"}
+
+
+class AotUnavailable(EdgernnError):
+    """The ahead-of-time step cannot be built here (no C compiler, no Python headers, no pycc)."""
+
+
+def _cpu_identity() -> str | None:
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return None
+    first = text.strip().split("\n\n")[0]
+    lines = [line for line in first.splitlines() if line.partition(":")[0].strip() in _CPU_KEYS]
+    return "\n".join(lines) or None
+
+
+def module_path() -> Path | None:
+    """Where this CPU's module for these kernels is (or would be built); None where the CPU
+    cannot be identified (then no module is built or loaded)."""
+    cpu = _cpu_identity()
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    if cpu is None or not suffix:
+        return None
+    digest = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in _SOURCES:
+        digest.update(name.encode() + b"\0" + (here / name).read_bytes() + b"\0")
+    # numpy: the module is compiled against its C API headers.
+    digest.update(cpu.encode() + b"\0" + suffix.encode() + b"\0" + np.__version__.encode())
+    root = (os.environ.get("EDGERNN_AOT_DIR") or os.environ.get("NUMBA_CACHE_DIR")
+            or os.path.join(os.path.expanduser("~"), ".cache", "edgernn"))
+    return Path(root) / f"edgernn_step_{digest.hexdigest()[:20]}" / (MODULE_NAME + suffix)
+
+
+def enabled() -> bool:
+    return os.environ.get("EDGERNN_AOT", "1") != "0"
+
+
+def load_step():
+    """The module's ``chain_step`` if it is built for this CPU and these kernels, else None."""
+    path = module_path() if enabled() else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        spec = importlib.util.spec_from_file_location(MODULE_NAME, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        step = module.chain_step
+    except (ImportError, OSError, AttributeError) as error:
+        warnings.warn(f"edgernn: ignoring the ahead-of-time step {path} ({error}); using Numba's kernel",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    global loaded
+    loaded = path
+    return step
+
+
+# The module this process loaded (None: none, the jitted kernel serves).
+loaded: Path | None = None
+
+
+def _compiler() -> list[str] | None:
+    configured = (sysconfig.get_config_var("CC") or "").split()
+    for command in (configured, ["cc"], ["gcc"], ["clang"]):
+        if command and shutil.which(command[0]):
+            return command
+    return None
+
+
+def _toolchain_problem() -> str | None:
+    include = sysconfig.get_paths().get("include")
+    if not include or not os.path.isfile(os.path.join(include, "Python.h")):
+        return f"Python's headers are missing (no Python.h in {include}; on Debian: apt install python3-dev)"
+    if _compiler() is None:
+        return "no C compiler (cc, gcc or clang) on PATH (on Debian: apt install gcc)"
+    try:
+        with warnings.catch_warnings():
+            # pycc is "pending deprecation" since Numba 0.57; its ModuleCompiler is what is used
+            # here, and if a Numba without it comes, this is where warmup says so.
+            warnings.simplefilter("ignore")
+            import numba.pycc.compiler  # noqa: F401
+    except ImportError as error:
+        return f"Numba's ahead-of-time compiler (numba.pycc) is not available: {error}"
+    return None
+
+
+def build_step() -> Path:
+    """Build the module for this CPU (unless it exists) and return its path.
+
+    Two parts, linked by the C compiler: the kernel, compiled by Numba's ahead-of-time compiler
+    for this CPU into an object file exporting ``edgernn_chain_step`` (Numba's calling
+    convention), and ``aot_step.c``, the extension module that checks the arguments and calls it.
+    Raises :class:`AotUnavailable` naming what is missing. Built in a temporary directory and
+    renamed into place, so a concurrent or interrupted build never leaves a half-written module
+    where :func:`load_step` would find it.
+    """
+    path = module_path()
+    if path is None:
+        raise AotUnavailable("this machine's CPU cannot be identified (no /proc/cpuinfo)")
+    if path.is_file():
+        return path
+    problem = _toolchain_problem()
+    if problem:
+        raise AotUnavailable(problem)
+    import subprocess
+
+    import llvmlite.binding as llvm
+    from numba.pycc.compiler import ExportEntry, ModuleCompiler
+
+    from .chain import CHAIN_STEP_SIGNATURE, jit_chain_step
+
+    kernel = jit_chain_step()
+
+    def exported(model, x, y, memory):
+        return kernel(model, x, y, memory)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=".build-", dir=path.parent))
+    try:
+        # The same IR as the JIT's, for the same CPU model: the same machine code and bits.
+        compiler = ModuleCompiler([ExportEntry("edgernn_chain_step", CHAIN_STEP_SIGNATURE, exported)], MODULE_NAME,
+                                  use_nrt=False, cpu_name=llvm.get_host_cpu_name())
+        compiler.write_native_object(str(build / "kernel.o"), wrap=False)
+        built = build / path.name
+        command = _compiler() + ["-shared", "-fPIC", "-O2", "-I", sysconfig.get_paths()["include"],
+                                 "-I", np.get_include(), str(Path(__file__).with_name("aot_step.c")),
+                                 str(build / "kernel.o"), "-o", str(built), "-lm"]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise AotUnavailable(f"linking {MODULE_NAME} failed ({' '.join(command)}):\n{done.stderr.strip()}")
+        os.replace(built, path)
+    except AotUnavailable:
+        raise
+    except Exception as error:  # Numba's own failure, named
+        raise AotUnavailable(f"compiling {MODULE_NAME} failed: {type(error).__name__}: {error}") from error
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return path

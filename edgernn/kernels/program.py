@@ -1,0 +1,151 @@
+"""The fused step's program: a chain model packed into one flat float32 array.
+
+No Numba here: packing a model, and the stream's views of its state, need only NumPy, so a stream
+can start on the ahead-of-time compiled step (:mod:`edgernn.kernels.aot`) without importing Numba.
+The layout is described in :mod:`edgernn.kernels.chain`, the kernel that reads it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import ACTIVATION_IDS, Activation, Dense, Masking, Recurrent
+
+# Op kinds.
+LSTM, GRU, SIMPLE, DENSE, ACTIVATION, MASKING = range(6)
+_CELL_KIND = {"lstm": LSTM, "gru": GRU, "simple": SIMPLE}
+# Program columns.
+OP, IN, OUT, UNITS, W, U, B, RB, PEEP, PROJ, UH, ACT, RACT, FLAGS, H, C, PREV = range(17)
+NCOLS = 17
+# Flags.
+RESET_AFTER, ZERO_OUTPUT, USES_MASK, STANDARD, PROJECTED = 1, 2, 4, 8, 16
+# Param columns.
+CLIP, MASK_VALUE = 0, 1
+# Entries of program row 0.
+M_STAGES, M_IN, M_OUT, M_PING, M_PONG, M_Z, M_HIDDEN, M_LAST, M_WIDTH, M_PARAMS, M_SCRATCH, M_BASE = range(12)
+
+_ALIGN = 16  # floats: 64 bytes
+
+
+def is_standard(layer: Recurrent) -> bool:
+    """The common case the kernels vectorise: tanh and sigmoid (tanh alone for SimpleRNN), no
+    peepholes, no clip."""
+    recurrent_ok = layer.cell == "simple" or layer.recurrent_activation == "sigmoid"
+    return layer.activation == "tanh" and recurrent_ok and layer.peephole is None and layer.cell_clip is None
+
+
+def split_recurrent(layer: Recurrent):
+    """``(recurrent_main, recurrent_candidate)``: for GRU without reset_after, U's z, r blocks and
+    its h block apart (the candidate's product needs r first); otherwise U and an empty array."""
+    if layer.cell == "gru" and not layer.reset_after:
+        u = layer.recurrent_kernel
+        return np.ascontiguousarray(u[:, : 2 * layer.units]), np.ascontiguousarray(u[:, 2 * layer.units :])
+    return layer.recurrent_kernel, np.zeros((0, 0), np.float32)
+
+
+class ChainProgram:
+    """A chain of ops (the nodes of a streamable ModelSpec) packed for :func:`chain_step`.
+
+    ``blocks`` lists, per recurrent stage, the column offsets of its h, c and previous output
+    in the state (see :meth:`views`); the stream uses them for its other paths and get/set_state.
+    """
+
+    def __init__(self, nodes, input_features: int):
+        chunks: list[np.ndarray] = []
+        self._size = 0
+
+        def place(array) -> int:
+            array = np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
+            offset = self._size
+            padded = -(-array.size // _ALIGN) * _ALIGN
+            chunk = np.zeros(padded, np.float32)
+            chunk[: array.size] = array
+            chunks.append(chunk)
+            self._size += padded
+            return offset
+
+        rows, params = [], []
+        self.blocks = []  # per recurrent stage: {"h": (column, size), "c": ..., "prev": ...}
+        width = input_features
+        state_width = 0
+        widest = max_z = max_hidden = input_features
+        for node in nodes:
+            op = node.op
+            row = np.full(NCOLS, -1, np.int64)
+            row[IN] = width
+            param = [np.inf, 0.0]
+            if isinstance(op, Recurrent):
+                main, candidate = split_recurrent(op)
+                units, out = op.units, op.output_size
+                row[OP] = _CELL_KIND[op.cell]
+                row[OUT], row[UNITS] = out, units
+                row[W] = place(op.kernel)
+                row[U] = place(main)
+                row[UH] = place(candidate) if candidate.size else place(np.zeros(0))
+                row[B] = place(op.bias if op.bias is not None else np.zeros(op.gates * units))
+                row[RB] = place(op.recurrent_bias if op.recurrent_bias is not None else np.zeros(op.gates * units))
+                row[PEEP] = place(op.peephole if op.peephole is not None else np.zeros((3, units)))
+                row[PROJ] = place(op.projection) if op.projection is not None else place(np.zeros(0))
+                row[ACT] = ACTIVATION_IDS[op.activation]
+                row[RACT] = ACTIVATION_IDS[op.recurrent_activation]
+                row[FLAGS] = ((RESET_AFTER if op.reset_after else 0) | (ZERO_OUTPUT if op.zero_output_for_mask else 0)
+                              | (USES_MASK if node.mask else 0) | (STANDARD if is_standard(op) else 0)
+                              | (PROJECTED if op.projection is not None else 0))
+                blocks = {"h": (state_width, out)}
+                row[H] = state_width
+                state_width += out
+                if op.cell == "lstm":
+                    row[C] = state_width
+                    blocks["c"] = (state_width, units)
+                    state_width += units
+                row[PREV] = state_width
+                blocks["prev"] = (state_width, out)
+                state_width += out
+                self.blocks.append(blocks)
+                param[0] = np.inf if op.cell_clip is None else op.cell_clip
+                max_z = max(max_z, 6 * units if op.cell == "gru" else 4 * units)
+                max_hidden = max(max_hidden, units)
+                width = out
+            elif isinstance(op, Dense):
+                row[OP], row[OUT] = DENSE, op.output_size
+                row[W] = place(op.kernel)
+                row[B] = place(op.bias if op.bias is not None else np.zeros(op.output_size))
+                row[ACT] = ACTIVATION_IDS[op.activation]
+                width = op.output_size
+            elif isinstance(op, Activation):
+                row[OP], row[OUT], row[ACT] = ACTIVATION, width, ACTIVATION_IDS[op.activation]
+            elif isinstance(op, Masking):
+                row[OP], row[OUT] = MASKING, width
+                param[1] = op.mask_value
+            else:  # pragma: no cover - streamable_problem refuses the rest
+                raise TypeError(f"{type(op).__name__} cannot be chained")
+            widest = max(widest, width)
+            rows.append(row)
+            params.append(param)
+        self.output_features = width
+        self.last_output = (state_width, width)
+        self.state_width = state_width + width
+        params_offset = place(np.array(params, np.float32))
+        self.weights = np.concatenate(chunks)
+        ping, pong = 0, widest
+        z_offset = 2 * widest
+        hidden = z_offset + max_z
+        self.scratch_size = hidden + max_hidden
+        program_size = -(-2 * (1 + len(rows)) * NCOLS // _ALIGN) * _ALIGN  # floats; the weights stay aligned
+        meta = np.zeros(NCOLS, np.int64)
+        meta[: M_BASE + 1] = [len(rows), input_features, width, ping, pong, z_offset, hidden, state_width,
+                              widest, params_offset, self.scratch_size, program_size]
+        self.program = np.vstack([meta] + rows).astype(np.int64)
+        self.packed = np.zeros(program_size + self.weights.size, np.float32)
+        self.packed[: 2 * self.program.size] = self.program.reshape(-1).view(np.float32)
+        self.packed[program_size:] = self.weights
+
+    def new_memory(self, batch: int) -> np.ndarray:
+        """A stream's floats: its state (zero) and its scratch; see the module docstring."""
+        return np.zeros(batch * self.state_width + self.scratch_size, np.float32)
+
+    @staticmethod
+    def view(state: np.ndarray, batch: int, block: tuple[int, int]) -> np.ndarray:
+        """The (batch, size) matrix of one state block: a contiguous view, no copy."""
+        column, size = block
+        return state[batch * column : batch * (column + size)].reshape(batch, size)

@@ -1,0 +1,192 @@
+"""The ahead-of-time fused step (edgernn.kernels.aot): built here with Numba and the C compiler,
+bit for bit the jitted kernel, refusing what Numba's dispatcher refuses, and stepping a fresh
+process's stream without importing Numba."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import edgernn
+from edgernn import cli
+from edgernn.kernels import aot
+from edgernn.kernels.chain import jit_chain_step
+from test_stream import chain, chain_models, inputs
+
+F32 = np.float32
+
+
+@pytest.fixture(scope="module")
+def aot_dir(tmp_path_factory):
+    """A directory holding the module, built once for this module's tests."""
+    directory = tmp_path_factory.mktemp("aot")
+    previous = os.environ.get("EDGERNN_AOT_DIR")
+    os.environ["EDGERNN_AOT_DIR"] = str(directory)
+    try:
+        aot.build_step()
+        yield directory
+    finally:
+        if previous is None:
+            os.environ.pop("EDGERNN_AOT_DIR")
+        else:
+            os.environ["EDGERNN_AOT_DIR"] = previous
+
+
+@pytest.fixture(scope="module")
+def aot_step(aot_dir):
+    step = aot.load_step()
+    assert step is not None, "built, so it must load"
+    return step
+
+
+def test_build_is_keyed_and_idempotent(aot_dir):
+    path = aot.module_path()
+    assert path.is_file() and path.parent.parent == aot_dir
+    assert path.parent.name.startswith("edgernn_step_")
+    stamp = path.stat().st_mtime_ns
+    assert aot.build_step() == path and path.stat().st_mtime_ns == stamp  # found, not rebuilt
+    assert not [p for p in path.parent.iterdir() if p != path]  # no build leftovers
+
+
+@given(case=chain_models(), batch=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+def test_ahead_of_time_step_equals_the_jitted_kernel_bit_for_bit(aot_step, case, batch, seed):
+    model, mask_value, _ = case
+    program = model._chain_program()
+    jitted = jit_chain_step()
+    memories = [program.new_memory(batch), program.new_memory(batch)]
+    ys = [np.zeros((batch, model.output_features), F32) for _ in range(2)]
+    x = inputs(np.random.default_rng(seed), batch, 12, model.input_features, mask_value)
+    for t in range(x.shape[1]):
+        xt = np.ascontiguousarray(x[:, t])
+        assert aot_step(program.packed, xt, ys[0], memories[0]) == jitted(program.packed, xt, ys[1], memories[1]) == 0
+        np.testing.assert_array_equal(ys[0], ys[1])
+        np.testing.assert_array_equal(memories[0], memories[1])
+
+
+def test_it_refuses_what_the_dispatcher_refuses(aot_step):
+    model = chain(0, 3, [("lstm", 5)], head=(2, "linear"))
+    program = model._chain_program()
+    memory = program.new_memory(1)
+    x, y = np.ones((1, 3), F32), np.zeros((1, 2), F32)
+    before = memory.copy()
+    readonly = y.copy()
+    readonly.flags.writeable = False
+    wrong_types = [
+        (program.packed, x.astype(np.float64), y, memory),  # dtype
+        (program.packed, x.astype(np.int32), y, memory),  # same item size, not float32
+        (program.packed, x.reshape(3), y, memory),  # dimensions
+        (program.packed, x.reshape(1, 1, 3), y, memory),
+        (program.packed, np.ones((3, 2), F32).T[:1], y, memory),  # not C-contiguous
+        (program.packed, x.astype(">f4"), y, memory),  # byte order
+        (program.packed, x, readonly, memory),  # writeability
+        (program.packed, x.tolist(), y, memory),  # not an array
+    ]
+    for args in wrong_types:
+        with pytest.raises(TypeError):
+            jit_chain_step()(*args)
+        with pytest.raises(TypeError):
+            aot_step(*args)
+    with pytest.raises(TypeError, match="4 arguments"):
+        aot_step(program.packed, x, y)
+    # Sizes are the kernel's own check: refused with 1, nothing written.
+    assert aot_step(program.packed, np.ones((1, 4), F32), y, memory) == 1
+    assert aot_step(program.packed, x, np.zeros((2, 2), F32), memory) == 1
+    np.testing.assert_array_equal(memory, before)
+    np.testing.assert_array_equal(y, 0)
+
+
+def test_a_stream_on_the_ahead_of_time_step_matches_predict(aot_step):
+    model = chain(3, 4, [("gru", 6), ("lstm", 5)], head=(3, "softmax"))
+    s = model.stream(2)
+    s._chain_step = aot_step  # this process's streams use the jitted kernel; this one the module's
+    x = inputs(np.random.default_rng(1), 2, 9, 4)
+    steps = np.stack([s.step(x[:, t]) for t in range(9)], axis=1)
+    np.testing.assert_allclose(steps, model.predict(x), rtol=1e-5, atol=1e-6)
+    # wrong dtype, layout: converted by the checked path, as with Numba's kernel
+    s.reset()
+    odd = np.asfortranarray(x[:, 0].astype(np.float64))
+    np.testing.assert_allclose(s.step(odd), steps[:, 0], rtol=0, atol=1e-7)
+
+
+CHILD = r"""
+import json, sys
+import numpy as np
+import edgernn
+model = edgernn.load(sys.argv[1])
+s = model.stream(1)
+x = np.linspace(-1, 1, 5 * model.input_features, dtype=np.float32).reshape(5, 1, model.input_features)
+ys = [s.step(xt).tolist() for xt in x]
+print(json.dumps({"numba": "numba" in sys.modules, "aot": str(edgernn.kernels.aot.loaded), "ys": ys}))
+"""
+
+
+def test_a_fresh_process_steps_without_importing_numba(aot_dir, tmp_path):
+    model = chain(5, 3, [("lstm", 8)], head=(2, "tanh"))
+    path = tmp_path / "m.ernn"
+    model.save(path)
+
+    def child(**env):
+        done = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True,
+                              env=dict(os.environ, EDGERNN_AOT_DIR=str(aot_dir), **env))
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    fast, jitted = child(), child(EDGERNN_AOT="0")
+    assert not fast["numba"] and fast["aot"] == str(aot.module_path())
+    assert jitted["numba"] and jitted["aot"] == "None"
+    assert fast["ys"] == jitted["ys"]  # bit for bit
+    x = np.linspace(-1, 1, 5 * 3, dtype=F32).reshape(5, 1, 3)
+    s = model.stream(1)
+    assert fast["ys"] == [s.step(xt).tolist() for xt in x]
+
+
+def test_a_damaged_module_is_ignored_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGERNN_AOT_DIR", str(tmp_path))
+    path = aot.module_path()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x7fELF not really")
+    with pytest.warns(RuntimeWarning, match="ignoring the ahead-of-time step"):
+        assert aot.load_step() is None
+    monkeypatch.setenv("EDGERNN_AOT", "0")
+    assert aot.load_step() is None  # turned off: not even looked at
+
+
+def test_keyed_by_the_kernel_sources(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGERNN_AOT_DIR", str(tmp_path))
+    path = aot.module_path()
+    monkeypatch.setattr(aot, "_SOURCES", aot._SOURCES[:-1])
+    assert aot.module_path() != path
+
+
+def test_warmup_says_why_it_cannot_build_and_still_warms(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGERNN_AOT_DIR", str(tmp_path / "aot"))
+    monkeypatch.setattr(aot, "_compiler", lambda: None)
+    model = chain(7, 2, [("simple", 3)], head=(1, "linear"))
+    path = tmp_path / "m.ernn"
+    model.save(path)
+    result = CliRunner().invoke(cli.main, ["warmup", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "ahead-of-time step not built: no C compiler" in result.output
+    assert "kernels ready" in result.output
+    assert not (tmp_path / "aot").exists() or not any((tmp_path / "aot").rglob("*.so"))
+    with pytest.raises(aot.AotUnavailable, match="no C compiler"):
+        edgernn.load(path).warmup(ahead_of_time=True)
+
+
+def test_warmup_builds_it(aot_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGERNN_AOT_DIR", str(aot_dir))  # already built by the fixture: found, reported
+    model = chain(7, 2, [("simple", 3)], head=(1, "linear"))
+    path = tmp_path / "m.ernn"
+    model.save(path)
+    result = CliRunner().invoke(cli.main, ["warmup", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"ahead-of-time step: {aot.module_path()}" in result.output
