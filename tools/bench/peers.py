@@ -195,7 +195,7 @@ def edgernn_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
     if batch <= fused_step_max_batch(model.spec) and aot.loaded is not None:
         def with_jit():
             s = model.stream(batch)
-            s._chain_step = _jit()
+            s._use_kernel(_jit())
             y = np.zeros((batch, out), F32)
             return lambda x: s.step(x, out=y)
 
@@ -248,7 +248,7 @@ def _edgernn_step_contender(model, batch, x, how):
     if how == "out":
         return Contender("edgernn s.step(x, out=y)", "step(x, out=y)", {"step": s.step, "x": x, "y": y})
     if how == "jit":
-        s._chain_step = _jit()
+        s._use_kernel(_jit())
         return Contender("edgernn s.step jit", "step(x, out=y)", {"step": s.step, "x": x, "y": y})
     if how == "copy":
         return Contender("edgernn s.step(x)", "step(x)", {"step": s.step, "x": x})
