@@ -108,8 +108,11 @@ loaded: Path | None = None
 
 
 def _compiler() -> list[str] | None:
+    """The C compiler: ``$CC`` if set (as setuptools honours it), else the one Python was built
+    with, else ``cc``, ``gcc`` or ``clang``, whichever is on PATH."""
+    chosen = (os.environ.get("CC") or "").split()
     configured = (sysconfig.get_config_var("CC") or "").split()
-    for command in (configured, ["cc"], ["gcc"], ["clang"]):
+    for command in (chosen, configured, ["cc"], ["gcc"], ["clang"]):
         if command and shutil.which(command[0]):
             return command
     return None
