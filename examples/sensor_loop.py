@@ -49,11 +49,13 @@ def main():
     else:  # the shipped Keras example, converted on the fly (no TensorFlow needed)
         model = edgernn.convert(examples.path("basicmotions_lstm.keras"), verify=False)
         labels = examples.ACTIVITIES
-    model.warmup()  # compile (or load from Numba's cache) before the first real sample
-
     stream = model.stream(batch_size=1)
     x = np.zeros((1, model.input_features), np.float32)  # reused buffers: step allocates nothing
     y = np.zeros((1, model.output_features), np.float32)
+    # The step's kernel made ready before the first real sample (the ahead-of-time module that
+    # `edgernn warmup` built, or Numba's cache), then back to zero state.
+    stream.step(x, out=y)
+    stream.reset()
     source = sys.stdin if args.trace == "-" else open(args.trace or examples.path("basicmotions_trace.csv"))
     period = 0.0 if args.speed <= 0 else 1.0 / (args.rate * args.speed)
 
