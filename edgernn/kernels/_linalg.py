@@ -11,12 +11,9 @@ from ._config import INLINE
 def project(z, bias, v, M):
     """``z = bias + v @ M`` for one row: ``v`` (n,), ``M`` (n, width), ``z`` and ``bias`` (width,).
 
-    The loop runs over rows of ``M`` so the inner loop walks contiguous memory and vectorises.
+    The loops run over rows of ``M`` so the inner loop walks contiguous memory and vectorises.
     """
-    width = z.shape[0]
-    for j in range(width):
-        z[j] = bias[j]
-    accumulate(z, v, M)
+    _biased(z, bias, v, M, False)
 
 
 @njit(**INLINE)
@@ -25,10 +22,16 @@ def accumulate(z, v, M):
 
     Four rows of ``M`` per pass over ``z``: each load and store of ``z`` then serves four
     multiply-adds instead of one (about twice the throughput of the one-row loop in a
-    development measurement on one x86-64 core; not part of tools/bench).
+    development measurement on one x86-64 core; not part of tools/bench). Eight rows per pass
+    measured no faster: the weights, not ``z``, are then what the loop waits for.
     """
+    _accumulate_from(z, v, M, 0)
+
+
+@njit(**INLINE)
+def _accumulate_from(z, v, M, k):
+    """``z += v[k:] @ M[k:]``, four rows per pass, then one."""
     width, n = z.shape[0], v.shape[0]
-    k = 0
     while k + 4 <= n:
         v0, v1, v2, v3 = v[k], v[k + 1], v[k + 2], v[k + 3]
         for j in range(width):
@@ -42,6 +45,30 @@ def accumulate(z, v, M):
 
 
 @njit(**INLINE)
+def _biased(z, bias, v, M, add):
+    """``z = bias + v @ M`` (``add`` False) or ``z += bias + v @ M`` (True). The bias rides on the
+    first pass over ``z`` (with the first four rows of ``M``) instead of a pass of its own."""
+    width, n = z.shape[0], v.shape[0]
+    k = 0
+    if n >= 4:
+        v0, v1, v2, v3 = v[0], v[1], v[2], v[3]
+        if add:
+            for j in range(width):
+                z[j] += bias[j] + (v0 * M[0, j] + v1 * M[1, j] + v2 * M[2, j] + v3 * M[3, j])
+        else:
+            for j in range(width):
+                z[j] = bias[j] + (v0 * M[0, j] + v1 * M[1, j] + v2 * M[2, j] + v3 * M[3, j])
+        k = 4
+    elif add:
+        for j in range(width):
+            z[j] += bias[j]
+    else:
+        for j in range(width):
+            z[j] = bias[j]
+    _accumulate_from(z, v, M, k)
+
+
+@njit(**INLINE)
 def add_input_projection(z, bias, x, kernel, xw, project_input):
     """``z += bias + x W`` for one stream of a many-streams step: ``z``, ``bias``, ``xw`` (width,),
     ``x`` (n,), ``kernel`` (n, width).
@@ -50,9 +77,7 @@ def add_input_projection(z, bias, x, kernel, xw, project_input):
     more than it saves); else ``xw`` already holds it, from one BLAS product across streams.
     """
     if project_input:
-        for j in range(z.shape[0]):
-            z[j] += bias[j]
-        accumulate(z, x, kernel)
+        _biased(z, bias, x, kernel, True)
     else:
         for j in range(z.shape[0]):
             z[j] += bias[j] + xw[j]

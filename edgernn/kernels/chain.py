@@ -131,7 +131,7 @@ def _chain_step(model, x, y, memory):
                         start = batch * program[k, C] + s * units
                         c = state[start : start + units]
                         lstm_update(z, h, c, peephole, projection, clip, program[k, ACT], program[k, RACT], standard,
-                                    hidden_all[:units])
+                                    hidden_all[:units], previous)
                     elif op == GRU:
                         xw = z_all[: 3 * units]
                         hu = z_all[3 * units : 6 * units]
@@ -149,14 +149,13 @@ def _chain_step(model, x, y, memory):
                             accumulate(hu[: 2 * units], h, recurrent)
                             candidate = weights[program[k, UH] : program[k, UH] + units * units].reshape((units, units))
                         gru_update(xw, hu, h, candidate, reset_after, clip, program[k, ACT], program[k, RACT],
-                                   standard)
+                                   standard, previous)
                     else:
                         z = z_all[:units]
                         recurrent = weights[program[k, U] : program[k, U] + units * units].reshape((units, units))
                         project(z, bias, current, kernel)
                         accumulate(z, h, recurrent)
-                        simple_update(z, h, clip, program[k, ACT], standard)
-                    copy_row(previous, h)
+                        simple_update(z, h, clip, program[k, ACT], standard, previous)
                 elif flags & ZERO_OUTPUT:
                     previous[:] = np.float32(0.0)
                 current = previous
@@ -164,7 +163,6 @@ def _chain_step(model, x, y, memory):
         start = batch * meta[M_LAST] + s * meta[M_OUT]
         copy_row(state[start : start + meta[M_OUT]], current)
     return 0
-
 
 
 def jit_chain_step():

@@ -20,8 +20,9 @@ from .activations import activate, clipped, fast_sigmoid, fast_tanh
 
 
 @njit(**INLINE)
-def gru_update(xw, hu, h, recurrent_candidate, reset_after, clip, activation, recurrent_activation, standard):
-    """One stream's GRU step; updates ``h`` (H,) in place; overwrites ``xw`` and ``hu``.
+def gru_update(xw, hu, h, recurrent_candidate, reset_after, clip, activation, recurrent_activation, standard, out):
+    """One stream's GRU step; updates ``h`` (H,) in place and writes it into ``out`` (H,) in the
+    same pass; overwrites ``xw`` and ``hu``.
 
     ``xw`` (3H,) = ``x W + b`` (blocks z, r, h). ``hu`` (3H,): with ``reset_after``, ``h U + b_U``
     (all three blocks); without, ``h U_zr`` in its first 2H entries (the rest is scratch).
@@ -35,13 +36,17 @@ def gru_update(xw, hu, h, recurrent_candidate, reset_after, clip, activation, re
             reset = fast_sigmoid(xw[units + j] + hu[units + j])
             candidate = fast_tanh(xw[2 * units + j] + reset * hu[2 * units + j])
             # Stage 4 -- h' = z h + (1 - z) h~
-            h[j] = update * h[j] + (np.float32(1.0) - update) * candidate
+            value = update * h[j] + (np.float32(1.0) - update) * candidate
+            h[j] = value
+            out[j] = value
     elif reset_after:
         for j in range(units):
             update = activate(recurrent_activation, clipped(xw[j] + hu[j], clip))
             reset = activate(recurrent_activation, clipped(xw[units + j] + hu[units + j], clip))
             candidate = activate(activation, clipped(xw[2 * units + j] + reset * hu[2 * units + j], clip))
-            h[j] = update * h[j] + (np.float32(1.0) - update) * candidate
+            value = update * h[j] + (np.float32(1.0) - update) * candidate
+            h[j] = value
+            out[j] = value
     else:
         for j in range(units):
             # Stage 2 -- z and r; r * h kept in hu's last block for the candidate's product
@@ -53,7 +58,9 @@ def gru_update(xw, hu, h, recurrent_candidate, reset_after, clip, activation, re
         for j in range(units):
             candidate = activate(activation, clipped(xw[2 * units + j], clip))
             # Stage 4 -- h' = z h + (1 - z) h~
-            h[j] = xw[j] * h[j] + (np.float32(1.0) - xw[j]) * candidate
+            value = xw[j] * h[j] + (np.float32(1.0) - xw[j]) * candidate
+            h[j] = value
+            out[j] = value
 
 
 @njit(**JIT)
@@ -77,8 +84,7 @@ def gru_sequence(xw, recurrent_main, recurrent_bias, recurrent_candidate, reset_
                     hu[: 2 * units] = np.float32(0.0)
                     accumulate(hu[: 2 * units], h[s], recurrent_main)
                 gru_update(row, hu, h[s], recurrent_candidate, reset_after, clip, activation,
-                           recurrent_activation, standard)
-                copy_row(out[s], h[s])
+                           recurrent_activation, standard, out[s])
             elif zero_output:
                 out[s, :] = np.float32(0.0)
             copy_row(ys[t, s], out[s])
@@ -102,7 +108,6 @@ def gru_batch_update(x, kernel, xw, project_input, hu, bias, recurrent_bias, h, 
             for j in range(width):
                 hu[s, j] += recurrent_bias[j]
             gru_update(xw[s], hu[s], h[s], recurrent_candidate, reset_after, clip, activation,
-                       recurrent_activation, standard)
-            copy_row(out[s], h[s])
+                       recurrent_activation, standard, out[s])
         elif zero_output:
             out[s, :] = np.float32(0.0)

@@ -21,24 +21,29 @@ from .activations import activate, clipped, fast_sigmoid, fast_tanh
 
 
 @njit(**INLINE)
-def lstm_update(z, h, c, peephole, projection, clip, activation, recurrent_activation, standard, hidden):
-    """One stream's LSTM step from its gate pre-activations; updates ``h`` and ``c`` in place.
+def lstm_update(z, h, c, peephole, projection, clip, activation, recurrent_activation, standard, hidden, out):
+    """One stream's LSTM step from its gate pre-activations; updates ``h`` and ``c`` in place and
+    writes the output (h') into ``out`` too.
 
-    ``z`` (4H,): ``x W + b + h U`` (blocks i, f, c, o); ``h`` (P,), ``c`` (H,); ``peephole``
-    (3, H); ``projection`` (H, P) or (0, 0); ``clip`` (inf for none); ``standard``: tanh/sigmoid,
-    no peephole, no clip -- the common case, taken by a branch-free loop that vectorises;
-    ``hidden`` (H,) scratch (used with a projection).
+    ``z`` (4H,): ``x W + b + h U`` (blocks i, f, c, o); ``h`` and ``out`` (P,), ``c`` (H,);
+    ``peephole`` (3, H); ``projection`` (H, P) or (0, 0); ``clip`` (inf for none); ``standard``:
+    tanh/sigmoid, no peephole, no clip -- the common case, taken by a branch-free loop that
+    vectorises; ``hidden`` (H,) scratch (used with a projection).
     """
     units = c.shape[0]
     projected = projection.shape[0] > 0
-    # Without a projection h' is the hidden vector itself: written straight into h (h is not read here).
+    # Without a projection h' is the hidden vector itself: written straight into h (h is not read
+    # here) and, in the same pass, into out (the layer's output, which a masked step repeats).
     target = hidden if projected else h
+    second = hidden if projected else out
     if standard:
         for j in range(units):
             # Stage 2 -- c' = σ(z_f) c + σ(z_i) tanh(z_c);  Stage 3 -- h' = σ(z_o) tanh(c')
             cell = fast_sigmoid(z[units + j]) * c[j] + fast_sigmoid(z[j]) * fast_tanh(z[2 * units + j])
             c[j] = cell
-            target[j] = fast_sigmoid(z[3 * units + j]) * fast_tanh(cell)
+            value = fast_sigmoid(z[3 * units + j]) * fast_tanh(cell)
+            target[j] = value
+            second[j] = value
     else:
         for j in range(units):
             # Stage 2 -- c' = σ(clip(z_f + p_f c)) c + σ(clip(z_i + p_i c)) φ(clip(z_c))
@@ -50,11 +55,14 @@ def lstm_update(z, h, c, peephole, projection, clip, activation, recurrent_activ
             c[j] = cell
             # Stage 3 -- h' = σ(clip(z_o + p_o c')) φ(c')
             output_gate = activate(recurrent_activation, clipped(z[3 * units + j] + peephole[2, j] * cell, clip))
-            target[j] = output_gate * activate(activation, cell)
+            value = output_gate * activate(activation, cell)
+            target[j] = value
+            second[j] = value
     # Stage 4 (PyTorch proj_size) -- h' = hidden @ projection
     if projected:
         h[:] = np.float32(0.0)
         accumulate(h, hidden, projection)
+        copy_row(out, h)
 
 
 @njit(**JIT)
@@ -76,8 +84,7 @@ def lstm_sequence(xw, recurrent_kernel, peephole, projection, clip, h, c, out, y
                 gates = xw[t, s]
                 accumulate(gates, h[s], recurrent_kernel)
                 lstm_update(gates, h[s], c[s], peephole, projection, clip, activation, recurrent_activation,
-                            standard, hidden)
-                copy_row(out[s], h[s])
+                            standard, hidden, out[s])
             elif zero_output:
                 out[s, :] = np.float32(0.0)
             copy_row(ys[t, s], out[s])
@@ -97,7 +104,6 @@ def lstm_batch_update(x, kernel, xw, project_input, hu, bias, h, c, out, keep, p
         if keep[s]:
             add_input_projection(hu[s], bias, x[s], kernel, xw[s], project_input)
             lstm_update(hu[s], h[s], c[s], peephole, projection, clip, activation, recurrent_activation,
-                        standard, hidden)
-            copy_row(out[s], h[s])
+                        standard, hidden, out[s])
         elif zero_output:
             out[s, :] = np.float32(0.0)

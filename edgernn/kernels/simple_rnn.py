@@ -12,14 +12,19 @@ from .activations import activate, clipped, fast_tanh
 
 
 @njit(**INLINE)
-def simple_update(z, h, clip, activation, standard):
-    """``h' = φ(clip(z))`` for one stream; ``z`` (H,) = ``x W + b + h U``; ``standard``: tanh, no clip."""
+def simple_update(z, h, clip, activation, standard, out):
+    """``h' = φ(clip(z))`` for one stream, into ``h`` and ``out`` (H,) in one pass; ``z`` (H,) =
+    ``x W + b + h U``; ``standard``: tanh, no clip."""
     if standard:
         for j in range(h.shape[0]):
-            h[j] = fast_tanh(z[j])
+            value = fast_tanh(z[j])
+            h[j] = value
+            out[j] = value
     else:
         for j in range(h.shape[0]):
-            h[j] = activate(activation, clipped(z[j], clip))
+            value = activate(activation, clipped(z[j], clip))
+            h[j] = value
+            out[j] = value
 
 
 @njit(**JIT)
@@ -30,8 +35,7 @@ def simple_sequence(xw, recurrent_kernel, clip, h, out, ys, keep, activation, st
         for s in range(xw.shape[1]):
             if keep[t, s]:
                 accumulate(xw[t, s], h[s], recurrent_kernel)  # in place: xw is the block's own buffer
-                simple_update(xw[t, s], h[s], clip, activation, standard)
-                copy_row(out[s], h[s])
+                simple_update(xw[t, s], h[s], clip, activation, standard, out[s])
             elif zero_output:
                 out[s, :] = np.float32(0.0)
             copy_row(ys[t, s], out[s])
@@ -44,7 +48,6 @@ def simple_batch_update(x, kernel, xw, project_input, hu, bias, h, out, keep, cl
     for s in range(hu.shape[0]):
         if keep[s]:
             add_input_projection(hu[s], bias, x[s], kernel, xw[s], project_input)
-            simple_update(hu[s], h[s], clip, activation, standard)
-            copy_row(out[s], h[s])
+            simple_update(hu[s], h[s], clip, activation, standard, out[s])
         elif zero_output:
             out[s, :] = np.float32(0.0)
