@@ -4,6 +4,7 @@ process's stream without importing Numba."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -24,15 +25,14 @@ from test_stream import chain, chain_models, inputs
 F32 = np.float32
 
 
-@pytest.fixture(scope="module")
-def aot_dir(tmp_path_factory):
-    """A directory holding the module, built once for this module's tests."""
-    directory = tmp_path_factory.mktemp("aot")
+@contextlib.contextmanager
+def aot_dir_set(directory):
+    """EDGERNN_AOT_DIR set for a while only: left set, this process's first stream (whichever
+    test makes it) would pick up the module, and the suite would depend on test order."""
     previous = os.environ.get("EDGERNN_AOT_DIR")
     os.environ["EDGERNN_AOT_DIR"] = str(directory)
     try:
-        aot.build_step()
-        yield directory
+        yield
     finally:
         if previous is None:
             os.environ.pop("EDGERNN_AOT_DIR")
@@ -41,13 +41,24 @@ def aot_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def aot_dir(tmp_path_factory):
+    """A directory holding the module, built once for this module's tests."""
+    directory = tmp_path_factory.mktemp("aot")
+    with aot_dir_set(directory):
+        aot.build_step()
+    return directory
+
+
+@pytest.fixture(scope="module")
 def aot_step(aot_dir):
-    step = aot.load_step()
+    with aot_dir_set(aot_dir):
+        step = aot.load_step()
     assert step is not None, "built, so it must load"
     return step
 
 
-def test_build_is_keyed_and_idempotent(aot_dir):
+def test_build_is_keyed_and_idempotent(aot_dir, monkeypatch):
+    monkeypatch.setenv("EDGERNN_AOT_DIR", str(aot_dir))
     path = aot.module_path()
     assert path.is_file() and path.parent.parent == aot_dir
     assert path.parent.name.startswith("edgernn_step_")
@@ -141,7 +152,8 @@ def test_a_fresh_process_steps_without_importing_numba(aot_dir, tmp_path):
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     fast, jitted = child(), child(EDGERNN_AOT="0")
-    assert not fast["numba"] and fast["aot"] == str(aot.module_path())
+    with aot_dir_set(aot_dir):
+        assert not fast["numba"] and fast["aot"] == str(aot.module_path())
     assert jitted["numba"] and jitted["aot"] == "None"
     assert fast["ys"] == jitted["ys"]  # bit for bit
     x = np.linspace(-1, 1, 5 * 3, dtype=F32).reshape(5, 1, 3)

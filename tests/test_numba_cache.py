@@ -36,7 +36,9 @@ def test_second_process_loads_compiled_kernels_from_cache(tmp_path):
     )
     path = tmp_path / "m.ernn"
     edgernn.Model(ir.ModelSpec((ir.Input("x", 2),), nodes, ("y",))).save(path)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    # EDGERNN_AOT=0: this is about Numba's cache, so the fused step must not come from an
+    # ahead-of-time module another test built (tests/test_aot.py covers that one).
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), EDGERNN_AOT="0")
 
     def stats():
         out = subprocess.run([sys.executable, "-c", SCRIPT, str(path)], env=env, capture_output=True, text=True,
