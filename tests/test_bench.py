@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,31 @@ def test_suite_runs_quick(tmp_path):
     assert "disagrees" not in text, text
     assert "| edgernn s.step(x, out=y) |" in text and "TFLite/LiteRT, state in resource variables" in text
     assert "| *edgernn s.step(x, out=y), Numba's JIT kernel* |" in text  # the stream's kernel was the module's
+    # tflite-runtime, in its own venv, is a peer (not in italics) with a time in both one-step tables
+    runtime_rows = [line for line in text.splitlines() if line.startswith("| tflite-runtime 2.14 ")]
+    assert len(runtime_rows) == 2 and all(re.search(r"\| [\d.,]+ \([\d.]+x\) \|$", row) for row in runtime_rows), text
+
+
+def test_tflite_runtime_peer_agrees_and_is_timed(tmp_path, monkeypatch):
+    """tflite-runtime 2.14 in its own venv (numpy<2; made once, cached under ~/.cache): the child
+    process steps a tiny one-step .tflite in agreement with edgernn, then returns one time per round."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("ai_edge_litert")  # the bundle's .tflite conversion needs it
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+    from bench import models, peers, tflite_runtime_peer
+
+    try:
+        tflite_runtime_peer.venv_python()
+    except peers.Unavailable as exc:  # with EDGERNN_NO_SKIPS=1 (CI) a skip fails the run
+        pytest.skip(f"tflite-runtime venv: {exc}")
+    bundle = peers.Bundle(models.make_weights(models.ModelDef("t", "gru", 3, (4,), 2)), tmp_path)
+    (peer,) = peers.tflite_runtime_peers(bundle, "step", 2, 1)
+    assert peer.name == peers.TFLITE_RUNTIME and not peer.informational
+    xs = np.random.default_rng(3).normal(size=(2, 8, 3)).astype(np.float32)
+    got = peer.outputs(xs)
+    assert got.shape == (2, 8, 2)
+    assert bench.max_difference(got, bundle.edgernn.stream(2).run(xs)) <= bench.AGREEMENT_ATOL
+    timed = peer.contender(xs[:, 0])
+    assert isinstance(timed, peers.ExternallyTimed)
+    seconds = timed.time(rounds=2, min_time=0.001)
+    assert len(seconds) == 2 and all(s > 0 for s in seconds)

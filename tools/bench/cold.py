@@ -153,10 +153,8 @@ def run_cold(bundles, *, repeats, cold_repeats, log, workdir: Path):
         what = ("compiles every kernel the model uses, builds the ahead-of-time step" if index == 0
                 else "the kernels it shares with earlier models load")
         rows[f"`edgernn warmup MODEL` ({what})"] = {"wall": time.perf_counter() - start, "n": 1}
-        tflite_path = None
         try:
-            tflite_path = workdir / f"model_{md.key}_step.tflite"
-            tflite_path.write_bytes(bundle.tflite("step_rv", 1))
+            tflite_path = bundle.tflite_path("step_rv", 1)
         except Exception as exc:  # noqa: BLE001
             log(f"  LiteRT unavailable: {exc}")
             tflite_path = None

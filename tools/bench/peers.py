@@ -4,7 +4,8 @@ the agreement check and (2) hand the harness a timed statement, starting from fr
 Two modes: ``"step"`` (one timestep per call, ``batch`` streams, state carried) and ``"block"``
 (``steps`` timesteps per call). A :class:`Peer` is built by a factory; a factory that cannot
 build its peer (framework missing, conversion refused) raises :class:`Unavailable` with the
-reason, which the report prints instead of a time.
+reason, which the report prints instead of a time. A peer that runs in another environment (see
+tflite_runtime_peer.py) hands the harness an :class:`ExternallyTimed` instead of a Contender.
 """
 
 from __future__ import annotations
@@ -30,10 +31,19 @@ class Unavailable(Exception):
 
 
 @dataclass
+class ExternallyTimed:
+    """A contender that cannot be timed in this process (it runs in another environment):
+    ``time(rounds=, min_time=)`` returns its seconds per unit, one per round, measured there the
+    way :func:`edgernn.bench.measure` does. Its rounds cannot be interleaved with the others'."""
+
+    time: Callable
+
+
+@dataclass
 class Peer:
     name: str
     outputs: Callable  # xs (B, T, F) -> (B, T, O) from zero state (or (B, steps, O) for a stateless block)
-    contender: Callable  # x -> Contender, from fresh state
+    contender: Callable  # x -> Contender (or ExternallyTimed), from fresh state
     note: str = ""
     stateful: bool = True
     informational: bool = False  # shown in the table, but not one of "the peers"
@@ -120,6 +130,15 @@ class Bundle:
             return M.tflite_sequence(self.model, steps, batch, flavor=kind)
 
         return self.get(("tflite", kind, batch, steps), build)
+
+    def tflite_path(self, kind: str, batch: int = 1, steps: int = 1) -> Path:
+        """:meth:`tflite` written to a file in the workdir, for a process that loads it by path."""
+        def build():
+            path = self.workdir / f"model_{self.model.key}_{kind}_batch{batch}_steps{steps}.tflite"
+            path.write_bytes(self.tflite(kind, batch, steps))
+            return path
+
+        return self.get(("tflite file", kind, batch, steps), build)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,6 +302,11 @@ def _interpreter(content: bytes):
     return interpreter
 
 
+# One step of a .tflite model whose state lives in resource variables; the same statement is timed
+# in tflite-runtime's own environment (tflite_runtime_peer.py).
+RESOURCE_VARIABLE_STEP = "set_tensor(ii, x); invoke(); get_tensor(oi)"
+
+
 def tflite_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
     peers = []
     if mode == "step":
@@ -305,7 +329,7 @@ def tflite_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
 
         def contender_rv(x):
             interpreter, ii, oi = resource_variables()
-            return Contender("tflite-rv", "set_tensor(ii, x); invoke(); get_tensor(oi)",
+            return Contender("tflite-rv", RESOURCE_VARIABLE_STEP,
                              {"set_tensor": interpreter.set_tensor, "invoke": interpreter.invoke,
                               "get_tensor": interpreter.get_tensor, "ii": ii, "oi": oi, "x": x})
 
@@ -363,6 +387,31 @@ def tflite_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
                           lambda x, make=make: Contender(flavor, "f(x)", {"f": make(), "x": x}, units=steps),
                           note=note, stateful=False))
     return peers
+
+
+TFLITE_RUNTIME = "tflite-runtime 2.14 (own venv, numpy<2), state in resource variables"
+
+
+def tflite_runtime_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
+    """tflite-runtime 2.14 on the same one-step .tflite as the LiteRT resource-variables peer, in
+    its own venv (it needs numpy<2): checked and timed in child processes."""
+    from . import tflite_runtime_peer
+
+    if mode != "step":
+        return []
+
+    def path():  # the venv and the file are made on first use: a failure shows in this row, as unavailable
+        tflite_runtime_peer.venv_python()
+        return bundle.tflite_path("step_rv", batch)
+
+    def externally_timed(x):
+        model_path = path()
+        return ExternallyTimed(lambda *, rounds, min_time: tflite_runtime_peer.time_step(model_path, x, rounds=rounds,
+                                                                                         min_time=min_time))
+
+    return [Peer(TFLITE_RUNTIME, lambda xs: tflite_runtime_peer.step_outputs(path(), xs), externally_timed,
+                 note="the LiteRT row's .tflite, run by tflite_runtime.interpreter (1 thread) in its own venv; timed "
+                      "the same way but in a child process, after the others: its rounds are not interleaved with theirs")]
 
 
 def _bare(name: str) -> str:
@@ -519,4 +568,4 @@ def int8_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
                  informational=True, tolerance=INT8_TOLERANCE)]
 
 
-FACTORIES = (edgernn_peers, tflite_peers, onnx_peers, torch_peers, numpy_peers, keras_peers, int8_peers)
+FACTORIES = (edgernn_peers, tflite_peers, tflite_runtime_peers, onnx_peers, torch_peers, numpy_peers, keras_peers, int8_peers)

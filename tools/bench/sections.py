@@ -2,7 +2,9 @@
 
 Each contender is first checked against edgernn (outputs from zero state on a random input,
 ``atol`` 1e-4); one that disagrees is reported with its difference and not timed. Then all the
-contenders of one model are timed together, interleaved (:func:`edgernn.bench.measure`).
+contenders of one model are timed together, interleaved (:func:`edgernn.bench.measure`); a peer
+that runs in another environment (:class:`~bench.peers.ExternallyTimed`) is timed after them, in
+its own process, the same way but not interleaved.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def run_section(key, bundles, *, rounds, min_time, log, steps=None, streams=None
         except P.Unavailable as exc:
             table.problems[(baseline, md.key)] = f"edgernn: {exc}"
             continue
-        contenders = []
+        contenders, externally_timed = [], {}
         for factory in P.FACTORIES:
             try:
                 found = factory(bundle, mode, batch, block)
@@ -125,15 +127,28 @@ def run_section(key, bundles, *, rounds, min_time, log, steps=None, streams=None
                     log(f"  {peer.name}: unavailable ({exc})")
                     continue
                 except Exception as exc:  # noqa: BLE001 - a peer failing is a result, not a crash
-                    table.problems[(peer.name, md.key)] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
-                    log(f"  {peer.name}: failed ({type(exc).__name__}: {exc})")
+                    _failed(table, peer.name, md.key, exc, log)
                     continue
-                contenders.append(Contender(peer.name, contender.stmt, contender.namespace, contender.units))
+                if isinstance(contender, P.ExternallyTimed):
+                    externally_timed[peer.name] = contender
+                else:
+                    contenders.append(Contender(peer.name, contender.stmt, contender.namespace, contender.units))
         samples = measure(contenders, rounds=rounds, min_time=min_time)
+        for name, contender in externally_timed.items():
+            try:
+                samples[name] = contender.time(rounds=rounds, min_time=min_time)
+            except Exception as exc:  # noqa: BLE001
+                _failed(table, name, md.key, exc, log)
         for name, values in samples.items():
             table.times.setdefault(name, {})[md.key] = values
             log(f"  {name}: {median(values) * (1e6 if unit == 'us' else 1e9):.3f} {unit}")
     return table
+
+
+def _failed(table, row, model_key, exc, log):
+    """Record a contender that raised: its cell says why (first line), the log has the rest."""
+    table.problems[(row, model_key)] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+    log(f"  {row}: failed ({type(exc).__name__}: {exc})")
 
 
 # ---------------------------------------------------------------------------------------------
