@@ -116,6 +116,21 @@ def test_it_refuses_what_the_dispatcher_refuses(aot_step):
     np.testing.assert_array_equal(y, 0)
 
 
+def test_the_build_checks_the_module_against_the_jitted_kernel(aot_dir):
+    with aot_dir_set(aot_dir):
+        path = aot.module_path()
+    jitted = jit_chain_step()
+    aot.check_against(path, jitted)  # the module build_step installed passes
+
+    def off_by_one_ulp(model, x, y, memory):  # a kernel that differs in the last bit of one output
+        code = jitted(model, x, y, memory)
+        y[0, 0] = np.nextafter(y[0, 0], np.float32(np.inf))
+        return code
+
+    with pytest.raises(aot.AotUnavailable, match="does not compute what Numba's kernel does"):
+        aot.check_against(path, off_by_one_ulp)
+
+
 def test_a_stream_on_the_ahead_of_time_step_matches_predict(aot_step):
     model = chain(3, 4, [("gru", 6), ("lstm", 5)], head=(3, "softmax"))
     s = model.stream(2)

@@ -90,10 +90,7 @@ def load_step():
     if path is None or not path.is_file():
         return None
     try:
-        spec = importlib.util.spec_from_file_location(MODULE_NAME, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        step = module.chain_step
+        step = _import(path).chain_step
     except (ImportError, OSError, AttributeError) as error:
         warnings.warn(f"edgernn: ignoring the ahead-of-time step {path} ({error}); using Numba's kernel",
                       RuntimeWarning, stacklevel=3)
@@ -105,6 +102,56 @@ def load_step():
 
 # The module this process loaded (None: none, the jitted kernel serves).
 loaded: Path | None = None
+
+
+def _import(path: Path):
+    spec = importlib.util.spec_from_file_location(MODULE_NAME, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_against(path: Path, reference) -> None:
+    """Step a small model (LSTM, GRU with and without reset_after, SimpleRNN, Dense heads; a
+    masked timestep) through the module at ``path`` and through ``reference`` (the jitted kernel)
+    from the same state: every output and state must be equal bit for bit, or
+    :class:`AotUnavailable`. Run by :func:`build_step` before the module is put where streams find
+    it: a module that imports but computes anything else -- a calling-convention mismatch on a new
+    platform, say -- is never used."""
+    from .. import ir
+    from .program import ChainProgram
+
+    rng = np.random.default_rng(0)
+
+    def weight(*shape):
+        return ir.as_weight(rng.normal(0.0, 0.5, shape))
+
+    def layer(name, cell, units, inputs, **options):
+        width = ir.CELL_GATES[cell] * units
+        return ir.Recurrent(name, cell, units, inputs, kernel=weight(inputs, width),
+                            recurrent_kernel=weight(units, width), bias=weight(width), return_sequences=True,
+                            **options)
+
+    nodes = [ir.Node(ir.Masking("mask", 0.0), ("x",), ("m", "keep")),
+             ir.Node(layer("lstm", "lstm", 5, 3), ("m",), ("a",), mask="keep"),
+             ir.Node(layer("gru", "gru", 4, 5, recurrent_bias=weight(12)), ("a",), ("b",), mask="keep"),
+             ir.Node(layer("gru1", "gru", 3, 4, reset_after=False), ("b",), ("c",), mask="keep"),
+             ir.Node(layer("rnn", "simple", 4, 3), ("c",), ("d",), mask="keep"),
+             ir.Node(ir.Dense("head", weight(4, 3), weight(3), "softmax"), ("d",), ("y",))]
+    program = ChainProgram(nodes, 3)
+    memories = [program.new_memory(2), program.new_memory(2)]
+    ys = [np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32)]
+    inputs = rng.normal(0.0, 1.0, (6, 2, 3)).astype(np.float32)
+    inputs[2, 1] = 0.0  # a masked timestep of the second stream
+    try:
+        step = _import(path).chain_step
+        for x in inputs:
+            codes = step(program.packed, x, ys[0], memories[0]), reference(program.packed, x, ys[1], memories[1])
+            if codes != (0, 0) or not (np.array_equal(ys[0], ys[1]) and np.array_equal(memories[0], memories[1])):
+                raise AotUnavailable(f"the built {MODULE_NAME} does not compute what Numba's kernel does "
+                                     f"(return codes {codes}); not installed")
+    except (ImportError, OSError, TypeError, RuntimeError) as error:
+        raise AotUnavailable(f"the built {MODULE_NAME} does not work: {type(error).__name__}: {error}") from error
 
 
 def _compiler() -> list[str] | None:
@@ -131,7 +178,8 @@ def _toolchain_problem() -> str | None:
             warnings.simplefilter("ignore")
             import numba.pycc.compiler  # noqa: F401
     except ImportError as error:
-        return f"Numba's ahead-of-time compiler (numba.pycc) is not available: {error}"
+        hint = " (pip install setuptools)" if "setuptools" in str(error) else ""
+        return f"Numba's ahead-of-time compiler (numba.pycc) is not available: {error}{hint}"
     return None
 
 
@@ -179,6 +227,7 @@ def build_step() -> Path:
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise AotUnavailable(f"linking {MODULE_NAME} failed ({' '.join(command)}):\n{done.stderr.strip()}")
+        check_against(built, kernel)
         os.replace(built, path)
     except AotUnavailable:
         raise
