@@ -265,8 +265,9 @@ class Stream:
     dtype, index) raises :class:`~edgernn.errors.InvalidInput` and leaves every state untouched.
 
     How it runs: all state lives in one flat float32 array (see :mod:`edgernn.kernels.chain`).
-    ``step`` on a few streams (:func:`fused_step_max_batch`) is one call of the fused chain kernel, whose
-    Numba signature is fixed: a float32 C-contiguous input of the right shape goes straight in, and
+    ``step`` on a few streams (:func:`fused_step_max_batch`) is one call of the fused chain kernel
+    (the ahead-of-time module ``edgernn warmup`` built, else Numba's; :mod:`edgernn.kernels.aot`),
+    whose signature is fixed: a float32 C-contiguous input of the right shape goes straight in, and
     anything else falls to a checked path that converts or refuses it. Larger batches step
     through BLAS products across streams; ``run`` goes layer by layer over the whole block, each
     layer's input projections one BLAS product. The paths agree to float32 rounding, not bit
