@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from ._config import INLINE
@@ -23,7 +24,7 @@ def accumulate(z, v, M):
     Four rows of ``M`` per pass over ``z``: each load and store of ``z`` then serves four
     multiply-adds instead of one (about twice the throughput of the one-row loop in a
     development measurement on one x86-64 core; not part of tools/bench). Eight rows per pass
-    measured no faster: the weights, not ``z``, are then what the loop waits for.
+    were no faster in another such measurement: the weights, not ``z``, are what the loop waits for.
     """
     _accumulate_from(z, v, M, 0)
 
@@ -47,24 +48,20 @@ def _accumulate_from(z, v, M, k):
 @njit(**INLINE)
 def _biased(z, bias, v, M, add):
     """``z = bias + v @ M`` (``add`` False) or ``z += bias + v @ M`` (True). The bias rides on the
-    first pass over ``z`` (with the first four rows of ``M``) instead of a pass of its own."""
+    first pass over ``z`` (with the first four rows of ``M``) instead of a pass of its own. ``add``
+    is a constant at every call site, so the select below is resolved at compile time."""
     width, n = z.shape[0], v.shape[0]
     k = 0
     if n >= 4:
         v0, v1, v2, v3 = v[0], v[1], v[2], v[3]
-        if add:
-            for j in range(width):
-                z[j] += bias[j] + (v0 * M[0, j] + v1 * M[1, j] + v2 * M[2, j] + v3 * M[3, j])
-        else:
-            for j in range(width):
-                z[j] = bias[j] + (v0 * M[0, j] + v1 * M[1, j] + v2 * M[2, j] + v3 * M[3, j])
-        k = 4
-    elif add:
         for j in range(width):
-            z[j] += bias[j]
+            start = z[j] if add else np.float32(0.0)
+            z[j] = start + bias[j] + (v0 * M[0, j] + v1 * M[1, j] + v2 * M[2, j] + v3 * M[3, j])
+        k = 4
     else:
         for j in range(width):
-            z[j] = bias[j]
+            start = z[j] if add else np.float32(0.0)
+            z[j] = start + bias[j]
     _accumulate_from(z, v, M, k)
 
 

@@ -27,6 +27,8 @@ calls the same ``*_update`` functions as the other kernels, so all paths compute
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit, types
 
@@ -165,8 +167,9 @@ def _chain_step(model, x, y, memory):
     return 0
 
 
+@functools.cache
 def jit_chain_step():
     """:func:`_chain_step` compiled by Numba for :data:`CHAIN_STEP_SIGNATURE` (or loaded from its
-    on-disk cache); see :func:`edgernn.kernels.compiled_chain_step`, which prefers the
-    ahead-of-time module when ``edgernn warmup`` built one."""
+    on-disk cache), once per process; see :func:`edgernn.kernels.compiled_chain_step`, which
+    prefers the ahead-of-time module when ``edgernn warmup`` built one."""
     return njit(CHAIN_STEP_SIGNATURE, **JIT)(_chain_step)

@@ -35,6 +35,7 @@ def lstm_update(z, h, c, peephole, projection, clip, activation, recurrent_activ
     # Without a projection h' is the hidden vector itself: written straight into h (h is not read
     # here) and, in the same pass, into out (the layer's output, which a masked step repeats).
     target = hidden if projected else h
+    # With a projection both are the scratch (written twice, harmlessly); out gets h' after Stage 4.
     second = hidden if projected else out
     if standard:
         for j in range(units):

@@ -185,8 +185,10 @@ def edgernn_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
                           lambda x: Contender("edgernn s.run(x)", "run(x)", {"run": make(), "x": x}, units=steps)))
         return peers
 
-    def with_out():
+    def with_out(kernel=None):
         s = model.stream(batch)
+        if kernel is not None:
+            s._use_kernel(kernel)
         y = np.zeros((batch, out), F32)
         return lambda x: s.step(x, out=y)
 
@@ -209,16 +211,12 @@ def edgernn_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
         return step
 
     from edgernn.kernels import aot
+    from edgernn.kernels.chain import jit_chain_step
     from edgernn.runtime import fused_step_max_batch
 
     if batch <= fused_step_max_batch(model.spec) and aot.loaded is not None:
-        def with_jit():
-            s = model.stream(batch)
-            s._use_kernel(_jit())
-            y = np.zeros((batch, out), F32)
-            return lambda x: s.step(x, out=y)
-
-        peers.append(Peer("edgernn s.step(x, out=y), Numba's JIT kernel", lambda xs: _step_outputs(with_jit, xs),
+        peers.append(Peer("edgernn s.step(x, out=y), Numba's JIT kernel",
+                          lambda xs: _step_outputs(lambda: with_out(jit_chain_step()), xs),
                           lambda x: _edgernn_step_contender(model, batch, x, "jit"),
                           note="the stream's kernel without `edgernn warmup`'s ahead-of-time module (EDGERNN_AOT=0)",
                           informational=True))
@@ -253,12 +251,6 @@ def _noop():
     return _NOOP
 
 
-def _jit():
-    from edgernn.kernels.chain import jit_chain_step
-
-    return jit_chain_step()
-
-
 def _edgernn_step_contender(model, batch, x, how):
     import edgernn
 
@@ -267,7 +259,9 @@ def _edgernn_step_contender(model, batch, x, how):
     if how == "out":
         return Contender("edgernn s.step(x, out=y)", "step(x, out=y)", {"step": s.step, "x": x, "y": y})
     if how == "jit":
-        s._use_kernel(_jit())
+        from edgernn.kernels.chain import jit_chain_step
+
+        s._use_kernel(jit_chain_step())
         return Contender("edgernn s.step jit", "step(x, out=y)", {"step": s.step, "x": x, "y": y})
     if how == "copy":
         return Contender("edgernn s.step(x)", "step(x)", {"step": s.step, "x": x})
