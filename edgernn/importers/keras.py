@@ -152,8 +152,6 @@ def _load(path: Path, label: str, source: dict, isolated: bool = True) -> ir.Mod
         return _Converter(label, config, weights, major).convert(source)
     except _MALFORMED as exc:
         raise InvalidModelFile(f"{label}: malformed model config or weights ({type(exc).__name__}: {exc})") from exc
-    finally:
-        weights.close()
 
 
 def _read_container(path: Path, label: str):
@@ -190,9 +188,10 @@ def _read_child(conn, path: str, label: str) -> None:
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
         answer = ("error", _Failure(exc))
     try:
-        payload = pickle.dumps(answer)
+        payload = pickle.dumps(answer, protocol=_CHILD_PROTOCOL)
     except Exception as exc:  # noqa: BLE001 - e.g. a value that does not pickle
-        payload = pickle.dumps(("error", _Failure(RuntimeError(f"the HDF5 reader could not send its result: {exc}"))))
+        payload = pickle.dumps(("error", _Failure(RuntimeError(f"the HDF5 reader could not send its result: {exc}"))),
+                               protocol=_CHILD_PROTOCOL)
     conn.send_bytes(payload)
     conn.close()
 
@@ -207,6 +206,9 @@ _CHILD_GLOBALS = {
     ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
     (__name__, "_Failure"), (__name__, "_ZipWeights"), (__name__, "_LegacyWeights"),
 }
+# Pinned: from protocol 5 (Python 3.14's default) numpy pickles arrays through
+# numpy._core.numeric._frombuffer, which the allow-list above does not name.
+_CHILD_PROTOCOL = 4
 
 
 class _ChildAnswerUnpickler(pickle.Unpickler):
@@ -507,21 +509,16 @@ def _read_legacy_h5(path: Path, label: str):
 
 
 class _Failure:
-    """An exception kept for later: raised again where the lazy h5py read used to raise it.
-
-    Carries ``problems`` of an EdgernnError, which pickling (the way back from the child) drops.
-    """
+    """An exception kept for later: raised again where the lazy h5py read used to raise it."""
 
     def __init__(self, exc: BaseException):
-        self.exc, self.problems = exc, getattr(exc, "problems", None)
+        self.exc = exc
         try:  # an exception that cannot make the trip to the parent becomes one that can
-            _load_child_answer(pickle.dumps(exc))
+            _load_child_answer(pickle.dumps(exc, protocol=_CHILD_PROTOCOL))
         except Exception:  # noqa: BLE001
             self.exc = RuntimeError(f"{type(exc).__name__}: {exc}")
 
     def reraise(self):
-        if self.problems is not None:
-            self.exc.problems = self.problems
         raise self.exc
 
 
@@ -538,9 +535,6 @@ class _Weights:
     def __init__(self, label: str):
         self.label = label
         self.bytes_read = 0
-
-    def close(self):
-        pass  # nothing is open: the HDF5 file was closed once read
 
     def array(self, dataset, where: str) -> np.ndarray:
         """A float dataset's values; its declared size is checked before anything is read, since a
@@ -612,7 +606,7 @@ class _ZipWeights(_Weights):
         """
         candidates = [self.by_name[layer]] if layer in self.by_name else []
         # tf-keras 2.13-2.15 wrote "_layer_checkpoint_dependencies" where later versions write "layers".
-        candidates += [f"layers/{key}", f"_layer_checkpoint_dependencies/{key}"]
+        candidates += [f"{root}/{key}" for root in _WEIGHT_ROOTS]
         for base in candidates:
             where = "/".join((base,) + part + ("vars",))
             if where in self.vars:

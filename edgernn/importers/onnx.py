@@ -58,6 +58,7 @@ graph declares are recorded (``Input.timesteps``, ``source["batch_size"]``) for 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -1078,15 +1079,14 @@ class _Converter:
                 # the batch and time axes into one; the MatMul (+ Add) acts per row, the Reshape
                 # after it splits them back. Followed as a merged axis ("M", outer, inner).
                 entries[entries.index(-1)] = ("copy", ("M", left[0], left[1]))
-            elif len(left) == 2 and sum(not self._static_size(a) for a in left) == 1 and known == static * max(
-                    self._static_size(a) or 0 for a in left):
+            elif len(left) == 2 and (sizes := [self._static_size(a) for a in left]).count(None) == 1 \
+                    and known == static * (sizes[0] or sizes[1]):
                 # -1 for the one dynamic axis, a number for the other (a static time length)
-                entries[entries.index(-1)] = ("copy", next(a for a in left if not self._static_size(a)))
-            elif all(self._static_size(a) for a in left) and known:
+                entries[entries.index(-1)] = ("copy", left[sizes.index(None)])
+            elif all(sizes := [self._static_size(a) for a in left]) and known:
                 # Static batch and time sizes (an export with fixed shapes): -1 is a number, and the
                 # numbers are matched to the axes below.
-                total = static * int(np.prod([self._static_size(a) for a in left]))
-                entries[entries.index(-1)] = total // known
+                entries[entries.index(-1)] = static * math.prod(sizes) // known
             else:
                 raise _Refuse(f"{where}: Reshape that merges the batch and time axes with features")
         out, i, k = [], 0, 0
