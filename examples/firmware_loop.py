@@ -45,6 +45,8 @@ def main():
     if args.ernn:
         m = edgernn.load(args.ernn)
         labels = args.labels.split(",") if args.labels else [str(k) for k in range(m.output_features)]
+        if len(labels) != m.output_features:
+            parser.error(f"--labels names {len(labels)} classes, the model has {m.output_features} outputs")
     else:
         m = edgernn.convert(examples.path("basicmotions_lstm.keras"), verify=False)
         labels = examples.ACTIVITIES

@@ -92,6 +92,10 @@ def test_it_refuses_what_the_dispatcher_refuses(aot_step):
     before = memory.copy()
     readonly = y.copy()
     readonly.flags.writeable = False
+    unaligned = np.frombuffer(bytearray(4 * 3 + 1), np.float32, 3, offset=1).reshape(1, 3)
+    unaligned.flags.writeable = True
+    unaligned[:] = x
+    assert not unaligned.flags.aligned
     wrong_types = [
         (program.packed, x.astype(np.float64), y, memory),  # dtype
         (program.packed, x.astype(np.int32), y, memory),  # same item size, not float32
@@ -100,6 +104,7 @@ def test_it_refuses_what_the_dispatcher_refuses(aot_step):
         (program.packed, np.ones((3, 2), F32).T[:1], y, memory),  # not C-contiguous
         (program.packed, x.astype(">f4"), y, memory),  # byte order
         (program.packed, x, readonly, memory),  # writeability
+        (program.packed, unaligned, y, memory),  # alignment
         (program.packed, x.tolist(), y, memory),  # not an array
     ]
     for args in wrong_types:
@@ -187,11 +192,24 @@ def test_a_damaged_module_is_ignored_with_a_warning(tmp_path, monkeypatch):
     assert aot.load_step() is None  # turned off: not even looked at
 
 
-def test_keyed_by_the_kernel_sources(tmp_path, monkeypatch):
+def test_keyed_by_the_kernel_sources_the_cpu_the_python_and_numpy(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGERNN_AOT_DIR", str(tmp_path))
     path = aot.module_path()
-    monkeypatch.setattr(aot, "_SOURCES", aot._SOURCES[:-1])
-    assert aot.module_path() != path
+    suffix_of_another_python = {"EXT_SUFFIX": ".cpython-399-x86_64-linux-gnu.so"}
+    changes = [  # (object, attribute, value): each must move the module elsewhere
+        (aot, "_SOURCES", aot._SOURCES[:-1]),
+        (aot, "_cpu_identity", lambda: "model name : another CPU\nflags : fpu"),
+        (aot.sysconfig, "get_config_var", suffix_of_another_python.get),
+        (aot.np, "__version__", "0.0.1"),
+    ]
+    seen = {path}
+    for target, name, value in changes:
+        with monkeypatch.context() as patch:
+            patch.setattr(target, name, value)
+            other = aot.module_path()
+        assert other is not None and other not in seen, name
+        seen.add(other)
+    assert aot.module_path() == path  # every change undone
 
 
 def test_warmup_says_why_it_cannot_build_and_still_warms(tmp_path, monkeypatch):

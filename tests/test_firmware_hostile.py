@@ -25,7 +25,8 @@ __all__ = ["exported"]  # the fixture, shared with test_firmware.py
 
 C_TESTS = Path(__file__).parent / "c"
 SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
-FUZZ_SECONDS = 10  # per model, in CI too: some 20 000 to 50 000 inputs each
+# Per model, in CI too: some 20 000 to 50 000 inputs each. EDGERNN_FUZZ_SECONDS=300 for a long run by hand.
+FUZZ_SECONDS = int(os.environ.get("EDGERNN_FUZZ_SECONDS", "10"))
 
 
 def compile_c(compiler, folder, source, binary, *flags):

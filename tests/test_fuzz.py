@@ -48,13 +48,12 @@ def watchdog(monkeypatch):
     endless loop costs that long (a short limit here: a real read takes milliseconds); the watchdog is
     the backstop in case that protection ever breaks.
     """
-    monkeypatch.setenv("EDGERNN_HDF5_TIMEOUT", str(HDF5_TIMEOUT))
+    monkeypatch.setenv("EDGERNN_HDF5_TIMEOUT", str(fuzz.HDF5_TIMEOUT))
     faulthandler.dump_traceback_later(300, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
 
 
-HDF5_TIMEOUT = 5
 
 
 def _children() -> list[int]:
@@ -101,7 +100,7 @@ def test_corpus_as_is(target, tmp_path):
 
 def _fuzz(target, tmp_path_factory):
     # The legacy .h5 seeds too: the inputs on which libhdf5 spins forever (HDFGroup/hdf5#1707) are
-    # refused after HDF5_TIMEOUT seconds by the importer, which reads HDF5 in a child process.
+    # refused after fuzz.HDF5_TIMEOUT seconds by the importer, which reads HDF5 in a child process.
     corpus = [(p.suffix, p.read_bytes()) for p in fuzz.seeds(target)]
     folder = tmp_path_factory.mktemp(target)
     tried = []

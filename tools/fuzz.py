@@ -427,7 +427,7 @@ def _watch(process: subprocess.Popen, work: Path) -> int:
 
 def run(target: str, seconds: float, seed: int, crashes: Path) -> dict:
     """Fuzz ``target`` for ``seconds`` in child processes, restarting after a crash."""
-    totals = {"tried": 0, "failed": 0, "crashed": 0}
+    totals = {"tried": 0, "failed": 0, "crashed": 0, "mutator_errors": 0}
     deadline = time.monotonic() + seconds
     generation = 0
     while time.monotonic() < deadline - 1:
@@ -441,6 +441,7 @@ def run(target: str, seconds: float, seed: int, crashes: Path) -> dict:
             stats = json.loads((work / "stats.json").read_text()) if (work / "stats.json").exists() else {}
             totals["tried"] += stats.get("tried", 0)
             totals["failed"] += stats.get("failed", 0)
+            totals["mutator_errors"] += stats.get("mutator_errors", 0)
             if returncode != 0:  # a crash or a hang in native code: keep the input it was on
                 suffix = (work / "current").read_text() if (work / "current").exists() else ""
                 current = work / f"input{suffix}"
@@ -475,7 +476,7 @@ def main(argv=None) -> int:
         totals = run(target, args.seconds / len(targets), seed, args.crashes.resolve())
         failed += totals["failed"]
         print(f"{target}: {totals['tried']} inputs tried in {time.monotonic() - start:.0f} s, {totals['failed']} failed "
-              f"({totals['crashed']} crashed the process), seed {seed}", flush=True)
+              f"({totals['crashed']} crashed the process), {totals['mutator_errors']} mutator errors, seed {seed}", flush=True)
     return 1 if failed else 0
 
 

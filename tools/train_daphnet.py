@@ -22,6 +22,7 @@ Writes (small, committed):
   examples/daphnet/daphnet_trace.csv  16-32 s of the test segment: 1024 raw samples, 9 columns
 
 Run:  python tools/train_daphnet.py     (needs the `keras` extra; ~1 min of CPU)
+      EDGERNN_DAPHNET_OUT=DIR writes them to DIR instead (to compare with the committed files).
 """
 
 from __future__ import annotations

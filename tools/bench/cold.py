@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -124,9 +125,14 @@ def _child(script, args, env):
     return result
 
 
+# 0/1 per run (was Numba imported, was the ahead-of-time step used): their mean is the share of runs.
+FLAGS = ("numba", "aot")
+
+
 def _summary(runs):
     keys = runs[0].keys()
-    return {k: median([r[k] for r in runs]) for k in keys if isinstance(runs[0][k], (int, float))} | {"n": len(runs)}
+    return {k: (statistics.fmean if k in FLAGS else median)([r[k] for r in runs])
+            for k in keys if isinstance(runs[0][k], (int, float))} | {"n": len(runs)}
 
 
 def run_cold(bundles, *, repeats, cold_repeats, log, workdir: Path):

@@ -100,7 +100,7 @@ def cold_table(results, models) -> str:
             if "total" not in r:
                 rows.append([m.label, name, "", "", "", "", "", "", f"{r['wall']:.2f}", "", str(r["n"])])
                 continue
-            rows.append([m.label, name, f"{r['to_first']:.3f}", f"{r['numpy']:.3f}", "yes" if r["numba"] else "no",
+            rows.append([m.label, name, f"{r['to_first']:.3f}", f"{r['numpy']:.3f}", f"{r['numba']:.0%} of runs",
                          f"{r['edgernn']:.3f}", f"{r['load']:.3f}", f"{r['first']:.4f}", f"{r['wall']:.3f}",
                          f"{r['rss_mb']:.0f}", str(r["n"])])
     text = ["### 4. Cold start: fresh process to first output (medians)", "",

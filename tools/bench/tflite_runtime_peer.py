@@ -38,6 +38,7 @@ VENV_VARIABLE = "EDGERNN_TFLITE_RUNTIME_VENV"
 DEFAULT_VENV = Path.home() / ".cache" / "edgernn-bench" / "tflite-runtime-venv"
 REQUIREMENTS = ("tflite-runtime==2.14.0", "numpy<2")
 INSTALL_TIMEOUT = 900  # seconds for venv + pip install (two wheels, ~20 MB)
+CHILD_TIMEOUT = 600  # seconds for one child (an agreement check, or one contender's timing rounds)
 
 # Runs in the venv's Python: argv = command ("outputs" or "time"), model path, inputs .npy, then
 # the output .npy (outputs) or rounds and min_time (time). Prefixed with measure's source.
@@ -129,7 +130,11 @@ def _run_child(args) -> str:
     env.update(dict.fromkeys(THREAD_VARIABLES, "1"))
     script = ("from __future__ import annotations\nimport timeit\n" + inspect.getsource(measure)
               + f"\nSTEP_STATEMENT = {RESOURCE_VARIABLE_STEP!r}\n" + CHILD_SCRIPT)
-    done = subprocess.run([str(venv_python()), "-c", script, *map(str, args)], env=env, capture_output=True, text=True)
+    try:
+        done = subprocess.run([str(venv_python()), "-c", script, *map(str, args)], env=env, capture_output=True,
+                              text=True, timeout=CHILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"tflite-runtime child took over {CHILD_TIMEOUT} s") from None
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         raise RuntimeError(f"tflite-runtime child failed: {lines[-1] if lines else done.returncode}")
