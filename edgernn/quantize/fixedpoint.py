@@ -11,6 +11,9 @@ way in C and here, whatever the C compiler does with ``>>`` on negative numbers)
 * ``lut(x, T)``: a function tabulated on Q3.12 inputs (int16, real x / 4096, range [-8, 8)) at
   257 points 1/16 apart, linearly interpolated: u = x + 32768, i = u >> 8, f = u & 255,
   y = T[i] + floor(((T[i+1] - T[i]) * f + 128) / 256). Output int16, usually Q0.15.
+
+At the end, the row loops the C step functions write inline: ``dot_q`` / ``dot_f`` (one row of a
+matrix product) and ``preact_q`` / ``preact_f`` (a recurrent layer's x W + h U pre-activation rows).
 """
 
 from __future__ import annotations
@@ -141,3 +144,27 @@ def dot_f(v, row):
     for k in range(v.shape[0]):
         acc = acc + v[k] * np.float32(row[k])
     return acc
+
+
+@njit(**INLINE)
+def preact_q(pre, rows, x, h, w, u, bx, bh, mx, nx, mh, nh):
+    """Rows 0..rows-1 of a recurrent layer's int8 step: ``x`` (F,) and ``h`` (H,) int8 into ``pre``
+    (int64), each row ``sat32(requant(bx[r] + x w[r], mx[r], nx[r]) + requant(bh[r] + h u[r], mh[r], nh[r]))``."""
+    for r in range(rows):
+        ax = dot_q(np.int64(bx[r]), x, w[r])
+        ah = dot_q(np.int64(bh[r]), h, u[r])
+        pre[r] = sat32(requant(ax, mx[r], nx[r]) + requant(ah, mh[r], nh[r]))
+
+
+@njit(**INLINE)
+def preact_f(pre, rows, x, h, w, u, sw, su, bx, bh):
+    """Float twin of :func:`preact_q`: each row ``(x w[r] [* sw[r]] + bx[r]) + (h u[r] [* su[r]] + bh[r])``
+    in float32, in that order (``sw``/``su`` empty: unscaled float32 weights)."""
+    scaled = sw.shape[0] > 0
+    for r in range(rows):
+        ax = dot_f(x, w[r])
+        ah = dot_f(h, u[r])
+        if scaled:
+            ax = ax * sw[r]
+            ah = ah * su[r]
+        pre[r] = (ax + bx[r]) + (ah + bh[r])

@@ -20,7 +20,8 @@ import numpy as np
 from numba import njit
 
 from .activations import f_activate
-from .fixedpoint import JIT, dot_f, dot_q, lut, requant, rshift_round, sat16, sat32, sat8
+from .fixedpoint import JIT, dot_f, dot_q, lut, preact_f, preact_q, requant, rshift_round, sat16, sat32, sat8
+from .masking import masked_output
 
 _ONE = np.float32(1.0)
 
@@ -33,21 +34,16 @@ def gru_q(x, w, u, bx, bh, mx, nx, mh, nh, lut_gate, lut_act, reset_after, mq, n
     for b in range(batch):
         for t in range(steps):
             if not keep[b, t]:  # masked: state kept, output h or zeros
-                for j in range(units):
-                    y[b, t, j] = zp_h if zero_output else h[b, j]
+                masked_output(y[b, t], h[b], zero_output, zp_h)
                 continue
             # Stage 1 -- z and r pre-activations, the candidate's input part, and (reset_after) h U_h + b_h
-            for r in range(3 * units):
+            preact_q(pre, 2 * units, x[b, t], h[b], w, u, bx, bh, mx, nx, mh, nh)
+            for r in range(2 * units, 3 * units):
                 ax = dot_q(np.int64(bx[r]), x[b, t], w[r])
-                if r < 2 * units or reset_after:
+                pre[r] = requant(ax, mx[r], nx[r])
+                if reset_after:
                     ah = dot_q(np.int64(bh[r]), h[b], u[r])
-                    if r < 2 * units:
-                        pre[r] = sat32(requant(ax, mx[r], nx[r]) + requant(ah, mh[r], nh[r]))
-                    else:
-                        pre[r] = requant(ax, mx[r], nx[r])
-                        extra[r - 2 * units] = requant(ah, mh[r], nh[r])
-                else:
-                    pre[r] = requant(ax, mx[r], nx[r])
+                    extra[r - 2 * units] = requant(ah, mh[r], nh[r])
             # Stage 2 -- gates z, r (Q0.15), in place
             for r in range(2 * units):
                 pre[r] = lut(sat16(pre[r]), lut_gate)
@@ -81,26 +77,20 @@ def gru_f(x, w, u, sw, su, bx, bh, gate_act, act, reset_after, h, y, pre, extra,
     for b in range(batch):
         for t in range(steps):
             if not keep[b, t]:  # masked: state kept, output h or zeros
-                for j in range(units):
-                    y[b, t, j] = np.float32(0.0) if zero_output else h[b, j]
+                masked_output(y[b, t], h[b], zero_output, np.float32(0.0))
                 continue
-            for r in range(3 * units):
+            # Stage 1 -- z and r pre-activations; the candidate row's x W_h + b (and h U_h + b_h)
+            preact_f(pre, 2 * units, x[b, t], h[b], w, u, sw, su, bx, bh)
+            for r in range(2 * units, 3 * units):
                 ax = dot_f(x[b, t], w[r])
                 if scaled:
                     ax = ax * sw[r]
-                ax = ax + bx[r]
-                if r < 2 * units or reset_after:
+                pre[r] = ax + bx[r]
+                if reset_after:
                     ah = dot_f(h[b], u[r])
                     if scaled:
                         ah = ah * su[r]
-                    ah = ah + bh[r]
-                    if r < 2 * units:
-                        pre[r] = ax + ah
-                    else:
-                        pre[r] = ax
-                        extra[r - 2 * units] = ah
-                else:
-                    pre[r] = ax
+                    extra[r - 2 * units] = ah + bh[r]
             for r in range(2 * units):
                 pre[r] = f_activate(gate_act, pre[r])
             if reset_after:

@@ -20,7 +20,8 @@ import numpy as np
 from numba import njit
 
 from .activations import f_activate
-from .fixedpoint import JIT, dot_f, dot_q, lut, requant, rshift_round, sat16, sat32, sat8
+from .fixedpoint import JIT, lut, preact_f, preact_q, requant, rshift_round, sat16, sat8
+from .masking import masked_output
 
 _ONE = np.float32(1.0)
 
@@ -34,14 +35,10 @@ def lstm_q(x, w, u, bx, bh, mx, nx, mh, nh, lut_gate, lut_act, cell_shift, mo, n
     for b in range(batch):
         for t in range(steps):
             if not keep[b, t]:  # masked: state kept, output h or zeros
-                for j in range(units):
-                    y[b, t, j] = zp_h if zero_output else h[b, j]
+                masked_output(y[b, t], h[b], zero_output, zp_h)
                 continue
             # Stage 1 -- gate pre-activations in Q3.12 (old h for every row)
-            for r in range(4 * units):
-                ax = dot_q(np.int64(bx[r]), x[b, t], w[r])
-                ah = dot_q(np.int64(bh[r]), h[b], u[r])
-                pre[r] = sat32(requant(ax, mx[r], nx[r]) + requant(ah, mh[r], nh[r]))
+            preact_q(pre, 4 * units, x[b, t], h[b], w, u, bx, bh, mx, nx, mh, nh)
             for j in range(units):
                 # Stage 2 -- c' = f c + i g
                 gi = lut(sat16(pre[j]), lut_gate)
@@ -67,21 +64,13 @@ def lstm_f(x, w, u, sw, su, bx, bh, gate_act, act, h, c, y, pre, keep, zero_outp
     (int8-weights scheme; empty scales = none). ``pre`` (4H,) float32 scratch."""
     batch, steps, features = x.shape
     units = c.shape[1]
-    scaled = sw.shape[0] > 0
     for b in range(batch):
         for t in range(steps):
             if not keep[b, t]:  # masked: state kept, output h or zeros
-                for j in range(units):
-                    y[b, t, j] = np.float32(0.0) if zero_output else h[b, j]
+                masked_output(y[b, t], h[b], zero_output, np.float32(0.0))
                 continue
             # Stage 1 -- pre = (x W [* s_w] + b) + (h U [* s_u] + b_h)
-            for r in range(4 * units):
-                ax = dot_f(x[b, t], w[r])
-                ah = dot_f(h[b], u[r])
-                if scaled:
-                    ax = ax * sw[r]
-                    ah = ah * su[r]
-                pre[r] = (ax + bx[r]) + (ah + bh[r])
+            preact_f(pre, 4 * units, x[b, t], h[b], w, u, sw, su, bx, bh)
             for j in range(units):
                 gi = f_activate(gate_act, pre[j])
                 gf = f_activate(gate_act, pre[units + j])

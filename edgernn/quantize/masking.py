@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .fixedpoint import JIT
+from .fixedpoint import INLINE, JIT
 
 
 @njit(**JIT)
@@ -28,3 +28,11 @@ def mask_step(x, mask_value, zero, y, keep):
             keep[b, t] = kept
             for k in range(features):
                 y[b, t, k] = x[b, t, k] if kept else zero
+
+
+@njit(**INLINE)
+def masked_output(y_row, h_row, zero_output, zero):
+    """Output row of a recurrent layer's masked step (its state is kept): ``y_row`` (H,) = ``zero``
+    (int8: the zero point of h; float: 0) everywhere if ``zero_output``, else ``h_row`` (H,)."""
+    for j in range(h_row.shape[0]):
+        y_row[j] = zero if zero_output else h_row[j]

@@ -14,7 +14,8 @@ import numpy as np
 from numba import njit
 
 from .activations import RELU, f_activate
-from .fixedpoint import JIT, dot_f, dot_q, lut, requant, sat16, sat32, sat8
+from .fixedpoint import JIT, lut, preact_f, preact_q, requant, sat16, sat8
+from .masking import masked_output
 
 
 @njit(**JIT)
@@ -24,13 +25,9 @@ def rnn_q(x, w, u, bx, bh, mx, nx, mh, nh, use_table, table, relu, mo, no, zp_h,
     for b in range(batch):
         for t in range(steps):
             if not keep[b, t]:  # masked: state kept, output h or zeros
-                for j in range(units):
-                    y[b, t, j] = zp_h if zero_output else h[b, j]
+                masked_output(y[b, t], h[b], zero_output, zp_h)
                 continue
-            for r in range(units):
-                ax = dot_q(np.int64(bx[r]), x[b, t], w[r])
-                ah = dot_q(np.int64(bh[r]), h[b], u[r])
-                pre[r] = sat32(requant(ax, mx[r], nx[r]) + requant(ah, mh[r], nh[r]))
+            preact_q(pre, units, x[b, t], h[b], w, u, bx, bh, mx, nx, mh, nh)
             for j in range(units):
                 v = lut(sat16(pre[j]), table) if use_table else pre[j]
                 q = sat8(zp_h + requant(v, mo, no))
@@ -45,20 +42,12 @@ def rnn_q(x, w, u, bx, bh, mx, nx, mh, nh, use_table, table, relu, mo, no, zp_h,
 def rnn_f(x, w, u, sw, su, bx, bh, act, h, y, pre, keep, zero_output):
     batch, steps, features = x.shape
     units = h.shape[1]
-    scaled = sw.shape[0] > 0
     for b in range(batch):
         for t in range(steps):
             if not keep[b, t]:  # masked: state kept, output h or zeros
-                for j in range(units):
-                    y[b, t, j] = np.float32(0.0) if zero_output else h[b, j]
+                masked_output(y[b, t], h[b], zero_output, np.float32(0.0))
                 continue
-            for r in range(units):
-                ax = dot_f(x[b, t], w[r])
-                ah = dot_f(h[b], u[r])
-                if scaled:
-                    ax = ax * sw[r]
-                    ah = ah * su[r]
-                pre[r] = (ax + bx[r]) + (ah + bh[r])
+            preact_f(pre, units, x[b, t], h[b], w, u, sw, su, bx, bh)
             for j in range(units):
                 h[b, j] = f_activate(act, pre[j])
             for j in range(units):
