@@ -25,7 +25,6 @@ import datetime
 import os
 import platform
 import statistics
-import sys
 import timeit
 from dataclasses import dataclass, field
 from typing import Callable, Optional

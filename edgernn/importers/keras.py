@@ -660,6 +660,13 @@ class _LegacyWeights(_Weights):
         return list(items)
 
 
+def _positive_int(name: str, value):
+    """``value``, a layer config's ``name``, if it is a positive integer; else InvalidModelFile."""
+    if not isinstance(value, int) or value < 1:
+        raise InvalidModelFile(f"{name} {value!r} is not a positive integer")
+    return value
+
+
 def _keras_major(version, config) -> int:
     """3 or 2: which Keras saved the file (decides hard_sigmoid and config formats)."""
     if isinstance(version, str) and re.match(r"^\d+", version):
@@ -1002,7 +1009,6 @@ class _Converter:
         """Convert one call of one layer; returns the values of its outputs in Keras order, or
         None when the layer is refused (its problems recorded; what reads it is checked dry)."""
         cls, cfg = entry["class_name"], entry["config"]
-        name = cfg.get("name", entry.get("name"))
         where = self._where(entry)
         problems: list[str] = []
         custom = self._custom(entry)
@@ -1135,9 +1141,7 @@ class _Converter:
 
     def _dense_op(self, cfg, layer: str, part: tuple, x: Optional[_Data], op_name: str, where, problems, dry):
         """ir.Dense from a Dense config; ``kernel`` (features, units) as Keras stores it (x @ kernel)."""
-        units, use_bias = cfg.get("units"), cfg.get("use_bias", True)
-        if not isinstance(units, int) or units < 1:
-            raise InvalidModelFile(f"units {units!r} is not a positive integer")
+        units, use_bias = _positive_int("units", cfg.get("units")), cfg.get("use_bias", True)
         if cfg.get("lora_rank"):
             problems.append(f"{where}: LoRA-adapted Dense layers are not supported")
         if cfg.get("quantization_config"):
@@ -1219,9 +1223,7 @@ class _Converter:
         return [_Data(data, 3, x.features, x.timesteps, mask)]
 
     def _repeat_vector(self, entry, call, k, where, problems, dry):
-        n = entry["config"].get("n")
-        if not isinstance(n, int) or n < 1:
-            raise InvalidModelFile(f"n {n!r} is not a positive integer")
+        n = _positive_int("n", entry["config"].get("n"))
         if dry:
             return None
         x = self._data_input(call, where, problems, ranks=(2,))
@@ -1277,9 +1279,7 @@ class _Converter:
         else:
             problems.append(f"{where}: wraps {cls} layers, which are not supported")
             return None
-        units = cell_cfg.get("units")
-        if not isinstance(units, int) or units < 1:
-            raise InvalidModelFile(f"units {units!r} is not a positive integer")
+        units = _positive_int("units", cell_cfg.get("units"))
         if cfg.get("time_major"):
             problems.append(f"{where}: time_major=True is not supported")
         if cfg.get("num_constants"):

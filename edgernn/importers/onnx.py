@@ -111,22 +111,38 @@ class _Rec:
     pair: Optional["_Rec"] = None  # the backward direction of the same bidirectional node
 
 
-@dataclass(eq=False)
-class _RecE(_Expr):
-    rec: _Rec
-    what: str  # "seq" (forward only, time order), "h", "c" (final states)
-
-    @property
-    def rank(self):
-        return 3 if self.what == "seq" else 2
+class _OfRec(_Expr):
+    """Read off one direction ``rec``: as wide as its units."""
 
     @property
     def features(self):
         return self.rec.layer.units
 
 
+class _SeqOrFinal(_Expr):
+    """``what`` is ``"seq"`` for the output sequence (rank 3), else a final state (rank 2)."""
+
+    @property
+    def rank(self):
+        return 3 if self.what == "seq" else 2
+
+
+class _OnInner(_Expr):
+    """A layer applied to each step (or the one vector) of ``inner``: keeps its rank."""
+
+    @property
+    def rank(self):
+        return self.inner.rank
+
+
 @dataclass(eq=False)
-class _BiE(_Expr):
+class _RecE(_OfRec, _SeqOrFinal):
+    rec: _Rec
+    what: str  # "seq" (forward only, time order), "h", "c" (final states)
+
+
+@dataclass(eq=False)
+class _BiE(_SeqOrFinal):
     """Both directions concatenated: ``seq`` (time order, Y) or ``last`` (final h of each, Y_h)."""
 
     forward: _Rec
@@ -134,28 +150,20 @@ class _BiE(_Expr):
     what: str
 
     @property
-    def rank(self):
-        return 3 if self.what == "seq" else 2
-
-    @property
     def features(self):
         return 2 * self.forward.layer.units
 
 
 @dataclass(eq=False)
-class _RevSeqE(_Expr):
+class _RevSeqE(_OfRec):
     """A reverse-only node's Y in time order."""
 
     rec: _Rec
     rank = 3
 
-    @property
-    def features(self):
-        return self.rec.layer.units
-
 
 @dataclass(eq=False)
-class _DenseE(_Expr):
+class _DenseE(_OnInner):
     inner: _Expr
     kernel: np.ndarray
     bias: Optional[np.ndarray]
@@ -163,23 +171,15 @@ class _DenseE(_Expr):
     name: str
 
     @property
-    def rank(self):
-        return self.inner.rank
-
-    @property
     def features(self):
         return int(self.kernel.shape[1])
 
 
 @dataclass(eq=False)
-class _ActE(_Expr):
+class _ActE(_OnInner):
     inner: _Expr
     activation: str
     name: str
-
-    @property
-    def rank(self):
-        return self.inner.rank
 
     @property
     def features(self):
@@ -585,7 +585,7 @@ class _Converter:
 
     def _fold(self, node, inputs, where):
         """Evaluate a node whose inputs are all constants with onnx's reference evaluator."""
-        from onnx import helper, numpy_helper
+        from onnx import helper
         from onnx.reference import ReferenceEvaluator
 
         names = [f"in{i}" if inputs[i] is not None else "" for i in range(len(inputs))]

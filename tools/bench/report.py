@@ -6,7 +6,7 @@ import math
 import re
 from pathlib import Path
 
-from edgernn.bench import format_system, format_time, markdown_table, median
+from edgernn.bench import format_system, format_time, markdown_table
 
 from .cold import COLD, NUMBA_CACHE, WARM
 
