@@ -178,3 +178,35 @@ def test_tflite_runtime_peer_agrees_and_is_timed(tmp_path, monkeypatch):
     assert isinstance(timed, peers.ExternallyTimed)
     seconds = timed.time(rounds=2, min_time=0.001)
     assert len(seconds) == 2 and all(s > 0 for s in seconds)
+
+
+def test_many_streams_profile_runs(tmp_path):
+    """tools/bench/profile_streams.py takes a many-streams step apart next to TFLite's ops: every
+    part gets a time, and the parts it subtracts are consistent with the whole they come from."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("ai_edge_litert")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "bench" / "profile_streams.py"), "--models", "b",
+                           "--streams", "120", "--rounds", "1", "--min-time", "0.001"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    times = dict(re.findall(r"^\| (.+?) \| ([\d,.-]+) \|", done.stdout, re.MULTILINE))
+    expected = ["edgernn s.step(x, out=y), whole", "edgernn layer 1: BLAS product(s) across streams",
+                "edgernn layer 1: whole step (products + jitted pass)", "edgernn layer 1: jitted pass (difference)",
+                "edgernn head (Dense)", "TFLite+XNNPACK one-step model, whole",
+                "TFLite layer 1: h U alone (FULLY_CONNECTED)", "TFLite layer 1: sigmoid over (120, 128) alone",
+                "TFLite layer 1: tanh over (120, 32) alone", "edgernn rest: Python side and copies (difference)"]
+    assert list(times) == expected, done.stdout
+    value = {name: float(text.replace(",", "")) for name, text in times.items()}
+    assert all(value[name] > 0 for name in expected if "difference" not in name)
+    whole_layer = value["edgernn layer 1: whole step (products + jitted pass)"]
+    assert value["edgernn layer 1: jitted pass (difference)"] == pytest.approx(
+        whole_layer - value["edgernn layer 1: BLAS product(s) across streams"], abs=0.11)
+
+
+def test_many_streams_profile_refuses_a_fused_batch():
+    """Below the fused/BLAS switch there are no products to take apart: said, not a traceback."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "bench" / "profile_streams.py"), "--models", "b",
+                           "--streams", "2"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0 and "step through the fused kernel" in done.stderr, done.stderr[-2000:]
