@@ -2,8 +2,8 @@
 model that runs, or be refused with an :class:`edgernn.EdgernnError` -- never another exception, never a
 crash, never a hang.
 
-    /work/venv/bin/python tools/fuzz.py --seconds 300              # both targets, half the time each
-    /work/venv/bin/python tools/fuzz.py --seconds 60 --target ernn
+    python tools/fuzz.py --seconds 300              # both targets, half the time each
+    python tools/fuzz.py --seconds 60 --target ernn
 
 Targets: ``ernn`` (``edgernn.load``) and ``keras`` (the Keras importer on ``.keras`` zips and legacy
 ``.h5`` files; Keras itself is never imported). Each input is a seed from tests/fuzz_corpus/ with one
@@ -114,10 +114,7 @@ def mutate_json_value(doc, rnd: random.Random):
     elif kind == 1:
         new = copy.deepcopy(rnd.choice(places)[1])  # another part of the same document
     else:
-        parent_path, key = path[:-1], path[-1]
-        parent = doc
-        for step in parent_path:
-            parent = parent[step]
+        parent, key = _container(doc, path), path[-1]
         if kind == 2:
             del parent[key]
         elif kind == 3 and isinstance(parent, list):
@@ -127,10 +124,14 @@ def mutate_json_value(doc, rnd: random.Random):
         return doc
     if not path:
         return new
-    parent = doc
+    _container(doc, path)[path[-1]] = new
+    return doc
+
+
+def _container(doc, path):
+    """The dict or list in ``doc`` that holds the item at ``path`` (a non-empty tuple of keys)."""
     for step in path[:-1]:
-        parent = parent[step]
-    parent[path[-1]] = new
+        doc = doc[step]
     return doc
 
 

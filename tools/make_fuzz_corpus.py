@@ -1,6 +1,6 @@
 """Write the fuzzing seed corpus, tests/fuzz_corpus/: small valid model files the fuzzer mutates.
 
-    /work/venv/bin/python tools/make_fuzz_corpus.py      # needs keras (the test extra)
+    python tools/make_fuzz_corpus.py      # needs keras (the test extra)
 
 Seeded: the weights are the same on every run. The ``.ernn`` seeds are test_store's models (every op
 and cell, masks, two inputs, a rank-2 input); the Keras seeds are small ``.keras`` (Keras 3, Sequential
