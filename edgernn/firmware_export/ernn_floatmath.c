@@ -1,4 +1,5 @@
-/* float32 activations of the float32 and int8-weights schemes; twin of edgernn/quantize/activations.py.
+/* float32 activations of the float32 and int8-weights schemes; twin of edgernn/quantize/activations.py
+ * (and the float row loops ernn_dot_f / ernn_preact_f, twins of dot_f / preact_f in fixedpoint.py).
  * Only IEEE +, -, *, / and comparisons, in a fixed order: build with -ffp-contract=off and the
  * results are bit-exact with the Python simulation. No libm. */
 #ifndef ERNN_NO_FLOAT
@@ -88,6 +89,22 @@ float ernn_dot_f(const float *x, const float *wf, const int8_t *wq, int32_t n)
         for (k = 0; k < n; ++k) acc = acc + x[k] * (float)wq[k];
     }
     return acc;
+}
+
+/* twin of preact_f in edgernn/quantize/fixedpoint.py */
+void ernn_preact_f(const ernn_layer *L, const float *x, const float *h, float *pre, int32_t rows)
+{
+    const int32_t units = L->units, features = L->in_size;
+    int32_t r;
+    for (r = 0; r < rows; ++r) {
+        float ax = ernn_dot_f(x, L->wf ? L->wf + (size_t)r * features : NULL, L->w ? L->w + (size_t)r * features : NULL, features);
+        float ah = ernn_dot_f(h, L->uf ? L->uf + (size_t)r * units : NULL, L->u ? L->u + (size_t)r * units : NULL, units);
+        if (L->sw) {
+            ax = ax * L->sw[r];
+            ah = ah * L->su[r];
+        }
+        pre[r] = (ax + L->bxf[r]) + (ah + L->bhf[r]);
+    }
 }
 #else
 typedef int ernn_floatmath_unused; /* ISO C forbids an empty translation unit */

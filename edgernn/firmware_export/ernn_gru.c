@@ -8,22 +8,17 @@ void ernn_gru_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int8_t *ou
     int32_t *pre = work, *extra = work + rows;
     int32_t r, j, k;
     /* Stage 1 -- z, r pre-activations (Q3.12); candidate input part; reset_after: h U_h + b_h */
-    for (r = 0; r < rows; ++r) {
+    ernn_preact_q(L, x, h, pre, 2 * units);
+    for (r = 2 * units; r < rows; ++r) {
         const int8_t *wr = L->w + (size_t)r * features;
         int32_t ax = L->bx[r];
         for (k = 0; k < features; ++k) ax += (int32_t)x[k] * wr[k];
-        if (r < 2 * units || L->reset_after) {
+        pre[r] = ernn_requant(ax, L->mx[r], L->nx[r]);
+        if (L->reset_after) {
             const int8_t *ur = L->u + (size_t)r * units;
             int32_t ah = L->bh[r];
             for (k = 0; k < units; ++k) ah += (int32_t)h[k] * ur[k];
-            if (r < 2 * units) {
-                pre[r] = ernn_sat32((int64_t)ernn_requant(ax, L->mx[r], L->nx[r]) + ernn_requant(ah, L->mh[r], L->nh[r]));
-            } else {
-                pre[r] = ernn_requant(ax, L->mx[r], L->nx[r]);
-                extra[r - 2 * units] = ernn_requant(ah, L->mh[r], L->nh[r]);
-            }
-        } else {
-            pre[r] = ernn_requant(ax, L->mx[r], L->nx[r]);
+            extra[r - 2 * units] = ernn_requant(ah, L->mh[r], L->nh[r]);
         }
     }
     /* Stage 2 -- gates z, r in Q0.15 */
@@ -59,22 +54,16 @@ void ernn_gru_step_f(const ernn_layer *L, const float *x, float *h, float *out, 
     const int32_t units = L->units, features = L->in_size, rows = 3 * L->units;
     float *pre = work, *extra = work + rows;
     int32_t r, j, k;
-    for (r = 0; r < rows; ++r) {
+    /* Stage 1 -- z, r pre-activations; the candidate row's x W_h + b (and h U_h + b_h) */
+    ernn_preact_f(L, x, h, pre, 2 * units);
+    for (r = 2 * units; r < rows; ++r) {
         float ax = ernn_dot_f(x, L->wf ? L->wf + (size_t)r * features : NULL, L->w ? L->w + (size_t)r * features : NULL, features);
         if (L->sw) ax = ax * L->sw[r];
-        ax = ax + L->bxf[r];
-        if (r < 2 * units || L->reset_after) {
+        pre[r] = ax + L->bxf[r];
+        if (L->reset_after) {
             float ah = ernn_dot_f(h, L->uf ? L->uf + (size_t)r * units : NULL, L->u ? L->u + (size_t)r * units : NULL, units);
             if (L->sw) ah = ah * L->su[r];
-            ah = ah + L->bhf[r];
-            if (r < 2 * units) {
-                pre[r] = ax + ah;
-            } else {
-                pre[r] = ax;
-                extra[r - 2 * units] = ah;
-            }
-        } else {
-            pre[r] = ax;
+            extra[r - 2 * units] = ah + L->bhf[r];
         }
     }
     for (r = 0; r < 2 * units; ++r) pre[r] = ernn_act_f(L->gate_act, pre[r]);

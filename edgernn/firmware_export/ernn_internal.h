@@ -42,6 +42,23 @@ static inline int32_t ernn_lut(int32_t x, const int16_t *table)
     return lo + (int32_t)ernn_floor_shift((int64_t)(table[i + 1] - lo) * f + 128, 8);
 }
 
+/* Rows [0, rows) of a recurrent layer's int8 pre-activations, from x (in_size) and the old h (units):
+ * pre[r] = sat32(requant(bx[r] + x W[r], mx[r], nx[r]) + requant(bh[r] + h U[r], mh[r], nh[r])), Q3.12.
+ * Twin of preact_q in edgernn/quantize/fixedpoint.py (LSTM: 4 units rows, SimpleRNN: units, GRU: z, r). */
+static inline void ernn_preact_q(const ernn_layer *L, const int8_t *x, const int8_t *h, int32_t *pre, int32_t rows)
+{
+    const int32_t units = L->units, features = L->in_size;
+    int32_t r, k;
+    for (r = 0; r < rows; ++r) {
+        const int8_t *wr = L->w + (size_t)r * features;
+        const int8_t *ur = L->u + (size_t)r * units;
+        int32_t ax = L->bx[r], ah = L->bh[r];
+        for (k = 0; k < features; ++k) ax += (int32_t)x[k] * wr[k];
+        for (k = 0; k < units; ++k) ah += (int32_t)h[k] * ur[k];
+        pre[r] = ernn_sat32((int64_t)ernn_requant(ax, L->mx[r], L->nx[r]) + ernn_requant(ah, L->mh[r], L->nh[r]));
+    }
+}
+
 void ernn_lstm_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int16_t *c, int8_t *out, int32_t *work);
 void ernn_gru_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int8_t *out, int32_t *work);
 void ernn_rnn_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int8_t *out, int32_t *work);
@@ -53,6 +70,10 @@ float ernn_act_f(int32_t kind, float v);
 void ernn_act_row_f(int32_t kind, float *row, int32_t n);
 /* sum_k x[k] w[k] in order, w float (wf) or int8 (wq) */
 float ernn_dot_f(const float *x, const float *wf, const int8_t *wq, int32_t n);
+/* Rows [0, rows) of a recurrent layer's float pre-activations:
+ * pre[r] = (x W[r] [* sw[r]] + bx[r]) + (h U[r] [* su[r]] + bh[r]), in that order.
+ * Twin of preact_f in edgernn/quantize/fixedpoint.py. */
+void ernn_preact_f(const ernn_layer *L, const float *x, const float *h, float *pre, int32_t rows);
 void ernn_lstm_step_f(const ernn_layer *L, const float *x, float *h, float *c, float *out, float *work);
 void ernn_gru_step_f(const ernn_layer *L, const float *x, float *h, float *out, float *work);
 void ernn_rnn_step_f(const ernn_layer *L, const float *x, float *h, float *out, float *work);

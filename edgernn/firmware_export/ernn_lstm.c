@@ -5,18 +5,11 @@
  * work (4 units int32). */
 void ernn_lstm_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int16_t *c, int8_t *out, int32_t *work)
 {
-    const int32_t units = L->units, features = L->in_size, rows = 4 * L->units;
+    const int32_t units = L->units;
     const int32_t cs = L->cell_shift;
-    int32_t r, j, k;
+    int32_t j;
     /* Stage 1 -- pre = sat32(requant(bx + x W) + requant(bh + h U)), Q3.12, from the old h */
-    for (r = 0; r < rows; ++r) {
-        const int8_t *wr = L->w + (size_t)r * features;
-        const int8_t *ur = L->u + (size_t)r * units;
-        int32_t ax = L->bx[r], ah = L->bh[r];
-        for (k = 0; k < features; ++k) ax += (int32_t)x[k] * wr[k];
-        for (k = 0; k < units; ++k) ah += (int32_t)h[k] * ur[k];
-        work[r] = ernn_sat32((int64_t)ernn_requant(ax, L->mx[r], L->nx[r]) + ernn_requant(ah, L->mh[r], L->nh[r]));
-    }
+    ernn_preact_q(L, x, h, work, 4 * units);
     for (j = 0; j < units; ++j) {
         /* Stage 2 -- c' = f c + i g   (gates Q0.15, c at scale 2^-cs) */
         int32_t gi = ernn_lut(ernn_sat16(work[j]), L->lut_gate);
@@ -38,17 +31,10 @@ void ernn_lstm_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int16_t *
 /* float32 / int8-weights: work (4 units floats). */
 void ernn_lstm_step_f(const ernn_layer *L, const float *x, float *h, float *c, float *out, float *work)
 {
-    const int32_t units = L->units, features = L->in_size, rows = 4 * L->units;
-    int32_t r, j;
-    for (r = 0; r < rows; ++r) {
-        float ax = ernn_dot_f(x, L->wf ? L->wf + (size_t)r * features : NULL, L->w ? L->w + (size_t)r * features : NULL, features);
-        float ah = ernn_dot_f(h, L->uf ? L->uf + (size_t)r * units : NULL, L->u ? L->u + (size_t)r * units : NULL, units);
-        if (L->sw) {
-            ax = ax * L->sw[r];
-            ah = ah * L->su[r];
-        }
-        work[r] = (ax + L->bxf[r]) + (ah + L->bhf[r]);
-    }
+    const int32_t units = L->units;
+    int32_t j;
+    /* Stage 1 -- pre = (x W [* s_w] + b) + (h U [* s_u] + b_h) */
+    ernn_preact_f(L, x, h, work, 4 * units);
     for (j = 0; j < units; ++j) {
         float gi = ernn_act_f(L->gate_act, work[j]);
         float gf = ernn_act_f(L->gate_act, work[units + j]);
