@@ -10,6 +10,7 @@ Loops, which edgernn refuses, naming the operator and the route that works.
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -20,7 +21,10 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 tf_keras = pytest.importorskip("tf_keras")  # Keras 2, what tf2onnx's GRU rewriter knows
 
+import onnx  # noqa: E402
+
 import edgernn  # noqa: E402
+from edgernn import errors  # noqa: E402
 from edgernn.importers import onnx as onnx_importer  # noqa: E402
 
 TOL = dict(atol=1e-5, rtol=1e-4)
@@ -90,14 +94,8 @@ def test_tf2onnx_dense_on_a_sequence(tmp_path, flavour, cell, head, stacked):
     np.testing.assert_allclose(np.stack([s.step(x[:, t]) for t in range(x.shape[1])], 1), want, **TOL)
 
 
-@pytest.mark.parametrize("flavour, head, batch, steps", [
-    ("keras", "dense", 2, 7), ("keras", "dense", None, 7), ("tf_keras", "time_distributed", 2, None),
-    ("tf_keras", "time_distributed", None, 7), ("tf_keras", "dense", 1, None),
-])
-def test_tf2onnx_fixed_shapes(tmp_path, flavour, head, batch, steps):
-    """Exported with a static batch size and/or time length, tf2onnx writes the Reshape targets as
-    numbers ((14, 3) for 2 x 7 steps, (-1, 7, 2)), matched to the axes by their declared sizes; a
-    Dense before the recurrent layer too. Verification runs at the declared sizes."""
+def _dense_lstm_dense(flavour, head):
+    """Dense -> LSTM -> Dense (or Keras 2 TimeDistributed(Dense)), all on the sequence."""
     k = keras if flavour == "keras" else tf_keras
     inputs = k.Input((None, 3))
     x = k.layers.Dense(5, activation="tanh")(inputs)
@@ -105,6 +103,26 @@ def test_tf2onnx_fixed_shapes(tmp_path, flavour, head, batch, steps):
     dense = k.layers.Dense(2, activation="softmax")
     model = k.Model(inputs, dense(x) if head == "dense" else k.layers.TimeDistributed(dense)(x))
     _randomize(model, seed=5)
+    return model
+
+
+def _refused(path):
+    """The one problem edgernn's UnsupportedModel lists for the file."""
+    with pytest.raises(errors.UnsupportedModel) as info:
+        edgernn.convert(path)
+    assert type(info.value) is errors.UnsupportedModel and len(info.value.problems) == 1, info.value
+    return info.value.problems[0]
+
+
+@pytest.mark.parametrize("flavour, head, batch, steps", [
+    ("keras", "dense", 2, 7), ("keras", "dense", None, 7), ("tf_keras", "time_distributed", 2, None),
+    ("tf_keras", "time_distributed", None, 7), ("tf_keras", "dense", 1, None), ("tf_keras", "dense", None, 1),
+])
+def test_tf2onnx_fixed_shapes(tmp_path, flavour, head, batch, steps):
+    """Exported with a static batch size and/or time length, tf2onnx writes the Reshape targets as
+    numbers ((14, 3) for 2 x 7 steps, (-1, 7, 2)), matched to the axes by their declared sizes; a
+    Dense before the recurrent layer too. Verification runs at the declared sizes."""
+    model = _dense_lstm_dense(flavour, head)
     _export(model, tmp_path / "m.onnx", 3, batch, steps)
     converted = edgernn.convert(tmp_path / "m.onnx")
     record = converted.spec.source["verification"]
@@ -113,6 +131,46 @@ def test_tf2onnx_fixed_shapes(tmp_path, flavour, head, batch, steps):
     assert [type(n.op).__name__ for n in converted.spec.nodes] == ["Dense", "Recurrent", "Dense"]
     x = np.random.default_rng(2).normal(size=(3, 9, 3)).astype(np.float32)  # the converted model takes any
     np.testing.assert_allclose(converted.predict(x), model.predict(x, verbose=0), **TOL)
+
+
+TIME_1_RESHAPE = r"Tensordot/Reshape' \(Reshape\): Reshape to size 3 where the batch or time axis stands$"
+
+
+@pytest.mark.parametrize("flavour, head, batch, steps, problem", [
+    # a static batch and a time length of 1: the Tensordot's (batch * 1, features) folds to (batch, 3),
+    # which reads as the batch axis kept and the features put where the size-1 time axis stands
+    ("tf_keras", "dense", 1, 1, TIME_1_RESHAPE),
+    ("tf_keras", "dense", 2, 1, TIME_1_RESHAPE),
+    ("keras", "dense", 2, 1, TIME_1_RESHAPE),
+    # a batch of 1 and a static time length: tf2onnx writes the LSTM's input Transpose as a Reshape
+    # to (7, 1, 5), read as the batch and time axes merged (1 x 7) and a new size-1 axis
+    ("tf_keras", "dense", 1, 7, r"\(LSTM\) X: expected the time axis, found the merged batch and time axis$"),
+    # Keras 2 TimeDistributed, a dynamic batch and a time length of 1: its Reshape back to
+    # (-1, 1, 2) keeps the batch and time merged and adds a size-1 axis
+    ("tf_keras", "time_distributed", None, 1, r"^graph output .* has the batch and time axes merged into one$"),
+])
+def test_tf2onnx_fixed_shapes_refused(tmp_path, flavour, head, batch, steps, problem):
+    """The static sizes whose folded Reshape targets edgernn cannot match to the axes: refused at
+    the node (one problem), not converted wrong. (A Keras 3 LSTM with a batch of 1 is a Loop, below.)"""
+    _export(_dense_lstm_dense(flavour, head), tmp_path / "m.onnx", 3, batch, steps)
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    assert "LSTM" in ops and "Loop" not in ops, ops
+    assert re.search(problem, _refused(tmp_path / "m.onnx"))
+
+
+@pytest.mark.parametrize("steps", [None, 1, 7])
+def test_tf2onnx_keras3_lstm_batch_of_one_is_a_loop(tmp_path, steps):
+    """A Keras 3 LSTM exported with a batch size of 1 comes out of tf2onnx as a Loop (with a dynamic
+    batch it is an LSTM node: the tests above); edgernn refuses it naming the Loop and the routes."""
+    inputs = keras.Input((None, 3))
+    model = keras.Model(inputs, keras.layers.LSTM(4, return_sequences=True)(inputs))
+    _randomize(model, seed=6)
+    _export(model, tmp_path / "m.onnx", 3, batch=1, steps=steps)
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    assert "Loop" in ops and "LSTM" not in ops, ops
+    problem = _refused(tmp_path / "m.onnx")
+    assert problem.startswith("node '") and "lstm" in problem and "' (Loop): operator Loop is not supported" in problem
+    assert "Convert the .keras/.h5 file itself with edgernn, or export from tf-keras or PyTorch" in problem
 
 
 @pytest.mark.parametrize("flavour, cell", [("keras", "LSTM"), ("tf_keras", "GRU"), ("tf_keras", "LSTM")])

@@ -401,8 +401,9 @@ class _Converter:
             return
         if current != role:
             names = {"B": "batch", "T": "time", "U": "size-1"}
-            raise _Refuse(f"{where}: expected the {names.get(role, role)} axis, found the "
-                          f"{names.get(current, current) if isinstance(current, str) else 'feature'} axis")
+            found = (names.get(current, current) if isinstance(current, str)
+                     else "merged batch and time" if _is_merged(current) else "feature")
+            raise _Refuse(f"{where}: expected the {names.get(role, role)} axis, found the {found} axis")
 
     def _static_size(self, axis) -> Optional[int]:
         """The size of a batch, time or merged axis where the graph declares it, else None."""
@@ -1093,75 +1094,65 @@ class _Converter:
         while k < len(entries):
             e = entries[k]
             k += 1
+            nxt = entries[k] if k < len(entries) else None
+            if e == 1 and not (i < len(axes) and _is_feature(axes[i]) and self._axis_size(d, axes[i]) == 1) and not (
+                    i < len(axes) and _is_merged(axes[i]) and self._static_size(axes[i][1]) == 1
+                    and self._matches(nxt, axes[i][2])):  # not a batch of 1 split off
+                out.append("U")
+                continue
+            while i < len(axes) and axes[i] == "U":
+                i += 1
+            j = next((j for j in range(i + 1, len(axes)) if axes[j] != "U"), len(axes))  # the axis after
+            if not isinstance(e, tuple) and i < len(axes) and not _is_feature(axes[i]):
+                # A static size where the batch or time axis stands (a graph exported with fixed
+                # shapes writes numbers where others write Shape -> Gather): the axis it stands for.
+                size = self._static_size(axes[i])
+                if e == size:  # the same axis
+                    e = ("copy", axes[i])
+                elif _is_merged(axes[i]) and e == self._static_size(axes[i][1]) and self._matches(nxt, axes[i][2]):
+                    e = ("copy", axes[i][1])  # a merged axis split back
+                elif (j < len(axes) and not _is_feature(axes[j]) and not _is_merged(axes[i])
+                      and not _is_merged(axes[j]) and size and self._static_size(axes[j])
+                      and e == size * self._static_size(axes[j])):
+                    e = ("copy", ("M", axes[i], axes[j]))  # two axes merged
+                else:
+                    raise _Refuse(f"{where}: Reshape to size {e} where the batch or time axis stands")
             if isinstance(e, tuple):
-                while i < len(axes) and axes[i] == "U":
-                    i += 1
                 if _is_merged(e[1]) and not (i < len(axes) and self._same(axes[i], e[1])):
                     # merge two adjacent axes, in their order
-                    j = i + 1
-                    while j < len(axes) and axes[j] == "U":
-                        j += 1
                     if j >= len(axes) or not (self._same(axes[i], e[1][1]) and self._same(axes[j], e[1][2])):
                         raise _Refuse(f"{where}: Reshape that merges axes that are not next to each other")
                     out.append(("M", axes[i], axes[j]))
                     i = j + 1
-                    continue
-                if i < len(axes) and _is_merged(axes[i]) and not self._same(axes[i], e[1]):
+                elif i < len(axes) and _is_merged(axes[i]) and not self._same(axes[i], e[1]):
                     # split a merged axis back, in the same order: Keras 2's TimeDistributed writes
                     # (-1, T, units), tf2onnx's Tensordot (batch, T, units)
-                    nxt = entries[k] if k < len(entries) else None
                     if not (self._same(axes[i][1], e[1]) and self._matches(nxt, axes[i][2])):
                         raise _Refuse(f"{where}: Reshape that splits the merged batch and time axes differently")
                     out.extend(axes[i][1:])
                     i += 1
                     k += 1
-                    continue
-                if i >= len(axes) or not self._same(axes[i], e[1]):
+                elif i >= len(axes) or not self._same(axes[i], e[1]):
                     raise _Refuse(f"{where}: Reshape that moves the batch or time axis")
-                out.append(axes[i])
+                else:
+                    out.append(axes[i])
+                    i += 1
+                continue
+            k0 = k1 = None
+            product = 1
+            while product < e:
+                if i >= len(axes) or not _is_feature(axes[i]) or (k1 is not None and axes[i][1] != k1):
+                    raise _Refuse(f"{where}: Reshape that splits or reorders features, or mixes them with the "
+                                  "batch or time axis")
+                k0 = axes[i][1] if k0 is None else k0
+                k1 = axes[i][2]
+                product *= self._axis_size(d, axes[i])
                 i += 1
-            elif e == 1 and not (i < len(axes) and _is_feature(axes[i]) and self._axis_size(d, axes[i]) == 1) and not (
-                    i < len(axes) and _is_merged(axes[i]) and self._static_size(axes[i][1]) == 1
-                    and k < len(entries) and self._matches(entries[k], axes[i][2])):  # not a batch of 1 split off
-                out.append("U")
-            else:
-                while i < len(axes) and axes[i] == "U":
+                while i < len(axes) and axes[i] == "U" and product < e:
                     i += 1
-                if i < len(axes) and not _is_feature(axes[i]):
-                    # A static size where the batch or time axis stands (a graph exported with fixed
-                    # shapes writes numbers where others write Shape -> Gather): the same three cases.
-                    sizes = [self._static_size(a) for a in (axes[i][1:] if _is_merged(axes[i]) else (axes[i],))]
-                    j = next((j for j in range(i + 1, len(axes)) if axes[j] != "U"), len(axes))
-                    if e == self._static_size(axes[i]):  # the same axis
-                        out.append(axes[i])
-                        i += 1
-                    elif _is_merged(axes[i]) and e == sizes[0] and k < len(entries) and self._matches(entries[k], axes[i][2]):
-                        out.extend(axes[i][1:])
-                        i += 1
-                        k += 1
-                    elif (j < len(axes) and not _is_feature(axes[j]) and not _is_merged(axes[i])
-                          and not _is_merged(axes[j]) and sizes[0] and self._static_size(axes[j])
-                          and e == sizes[0] * self._static_size(axes[j])):  # merge two
-                        out.append(("M", axes[i], axes[j]))
-                        i = j + 1
-                    else:
-                        raise _Refuse(f"{where}: Reshape to size {e} where the batch or time axis stands")
-                    continue
-                k0 = k1 = None
-                product = 1
-                while product < e:
-                    if i >= len(axes) or not _is_feature(axes[i]) or (k1 is not None and axes[i][1] != k1):
-                        raise _Refuse(f"{where}: Reshape that splits or reorders features, or mixes them with the "
-                                      "batch or time axis")
-                    k0 = axes[i][1] if k0 is None else k0
-                    k1 = axes[i][2]
-                    product *= self._axis_size(d, axes[i])
-                    i += 1
-                    while i < len(axes) and axes[i] == "U" and product < e:
-                        i += 1
-                if product != e:
-                    raise _Refuse(f"{where}: Reshape that splits features")
-                out.append(("F", k0, k1))
+            if product != e:
+                raise _Refuse(f"{where}: Reshape that splits features")
+            out.append(("F", k0, k1))
         if any(a != "U" for a in axes[i:]):
             raise _Refuse(f"{where}: Reshape that drops axes")
         return replace(d, axes=tuple(out))
