@@ -222,26 +222,7 @@ elif ((RUN_TESTS)); then
         say "ahead-of-time step ready ($(($(date +%s) - start)) s)"
         # A fresh process steps the trace on it, without Numba: equal bit for bit to check 1's
         # aarch64 stream (Numba's kernel, jitted under qemu -L).
-        "${IN_ROOT[@]}" /usr/bin/python3.11 - "$OUT" <<'PYEOF' || verdict=1
-import sys
-from pathlib import Path
-import numpy as np
-import edgernn
-from edgernn.kernels import aot
-out = Path(sys.argv[1])
-m = edgernn.load(out / "model.ernn")
-s = m.stream(batch_size=1)
-y = np.zeros((1, m.output_features), np.float32)
-steps = []
-for row in np.load(out / "trace.npy"):
-    s.step(row[None, :], out=y)
-    steps.append(y[0].copy())
-jitted = np.load(out / "aarch64_step.npy")
-ok = "numba" not in sys.modules and aot.loaded is not None and np.array_equal(np.array(steps), jitted)
-print(f"[aarch64_check] fresh process on {aot.loaded}: numba imported: {'numba' in sys.modules}; "
-      f"stream over the trace equal bit for bit to Numba's: {np.array_equal(np.array(steps), jitted)}")
-sys.exit(0 if ok else 1)
-PYEOF
+        "${IN_ROOT[@]}" /usr/bin/python3.11 "$REPO/tools/aarch64_check.py" aot "$OUT" || verdict=1
     else
         verdict=1
     fi
