@@ -195,7 +195,8 @@ def test_many_streams_profile_runs(tmp_path):
                 "edgernn layer 1: whole step (products + jitted pass)", "edgernn layer 1: jitted pass (difference)",
                 "edgernn head (Dense)", "TFLite+XNNPACK one-step model, whole",
                 "TFLite layer 1: h U alone (FULLY_CONNECTED)", "TFLite layer 1: sigmoid over (120, 128) alone",
-                "TFLite layer 1: tanh over (120, 32) alone", "edgernn rest: Python side and copies (difference)"]
+                "TFLite layer 1: tanh over (120, 32) alone",
+                "edgernn rest: Python side, copies, caches shared in one step (difference)"]
     assert list(times) == expected, done.stdout
     value = {name: float(text.replace(",", "")) for name, text in times.items()}
     assert all(value[name] > 0 for name in expected if "difference" not in name)

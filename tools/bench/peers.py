@@ -288,7 +288,8 @@ def numpy_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
 # ---------------------------------------------------------------------------------------------
 # TFLite / LiteRT
 # ---------------------------------------------------------------------------------------------
-def _interpreter(content: bytes):
+def litert_interpreter(content: bytes):
+    """A LiteRT interpreter of ``content`` on one thread, its tensors allocated."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=content, num_threads=1)
@@ -306,7 +307,7 @@ def tflite_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
     if mode == "step":
         def resource_variables():
             content = bundle.tflite("step_rv", batch)
-            interpreter = _interpreter(content)
+            interpreter = litert_interpreter(content)
             ii = interpreter.get_input_details()[0]["index"]
             oi = interpreter.get_output_details()[0]["index"]
             return interpreter, ii, oi
@@ -331,7 +332,7 @@ def tflite_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
                           contender_rv, note="tf.Module step, one cell unrolled; XNNPACK delegate"))
 
         def make_io():
-            interpreter = _interpreter(bundle.tflite("step_io", batch))
+            interpreter = litert_interpreter(bundle.tflite("step_io", batch))
             # the converter orders inputs and outputs its own way: x is the input named x, the states
             # states_0, states_1, ...; the outputs are named by their position in the return value
             inputs = sorted(interpreter.get_input_details(), key=lambda d: (_bare(d["name"]) != "x", _natural(d["name"])))
@@ -362,7 +363,7 @@ def tflite_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
     for flavor, label in (("tf_keras", "TFLite/LiteRT sequence model (stateless), from tf-keras"),
                           ("keras3", "TFLite/LiteRT sequence model (stateless), from Keras 3")):
         def make(flavor=flavor):
-            interpreter = _interpreter(bundle.tflite(flavor, batch, steps))
+            interpreter = litert_interpreter(bundle.tflite(flavor, batch, steps))
             ii = interpreter.get_input_details()[0]["index"]
             oi = interpreter.get_output_details()[0]["index"]
 
