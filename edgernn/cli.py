@@ -336,8 +336,8 @@ def bench(model, tflite_path, onnx_path, quick, steps, streams):
         raise InvalidInput("--steps and --streams must be positive")
     m = load(model)
     if not threads_pinned(1):
-        click.echo(f"note: OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}: the block and "
-                   "many-streams paths may use several BLAS threads", err=True)
+        click.echo(f"note: OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}: the block path "
+                   "may use several BLAS threads", err=True)
     results = bench_model(m, tflite=tflite_path, onnx=onnx_path, quick=quick, steps=steps, streams=streams,
                           log=lambda message: click.echo(message, err=True))
     click.echo(format_results(Path(model).name, results, system_info()))

@@ -159,8 +159,8 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
     return None
 
 
-# A stream of few rows steps through the fused one-call kernel, a larger one through BLAS matrix
-# products across its streams. Where they cross depends on the work per stream: in tools/bench's
+# A stream of few rows steps through the fused one-call kernel, a larger one through matrix
+# products across its streams (edgernn.kernels._gemm). Where they cross depends on the work per stream: in tools/bench's
 # crossover section (docs/benchmarks.md) near 90 streams for a model of 4.7k weights, 45 for 19k,
 # 12 for 206k -- about FUSED_STEP_WORK / sqrt(weights). FUSED_STEP_MAX_BATCH, when set, overrides it.
 FUSED_STEP_WORK = 5000
@@ -269,7 +269,7 @@ class Stream:
     (the ahead-of-time module ``edgernn warmup`` built, else Numba's; :mod:`edgernn.kernels.aot`),
     whose signature is fixed: a float32 C-contiguous input of the right shape goes straight in, and
     anything else falls to a checked path that converts or refuses it. Larger batches step
-    through BLAS products across streams; ``run`` goes layer by layer over the whole block, each
+    through products across streams on weights packed once (:mod:`edgernn.kernels._gemm`); ``run`` goes layer by layer over the whole block, each
     layer's input projections one BLAS product. The paths agree to float32 rounding, not bit
     for bit (their sums run in different orders); each path is deterministic.
     """

@@ -191,8 +191,8 @@ def test_many_streams_profile_runs(tmp_path):
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     times = dict(re.findall(r"^\| (.+?) \| ([\d,.-]+) \|", done.stdout, re.MULTILINE))
-    expected = ["edgernn s.step(x, out=y), whole", "edgernn layer 1: BLAS product(s) across streams",
-                "edgernn layer 1: whole step (products + jitted pass)", "edgernn layer 1: jitted pass (difference)",
+    expected = ["edgernn s.step(x, out=y), whole", "edgernn layer 1: packed product(s) across streams",
+                "for comparison, layer 1: h U by OpenBLAS (np.matmul)", "edgernn layer 1: whole step (products + jitted pass)", "edgernn layer 1: jitted pass (difference)",
                 "edgernn head (Dense)", "TFLite+XNNPACK one-step model, whole",
                 "TFLite layer 1: h U alone (FULLY_CONNECTED)", "TFLite layer 1: sigmoid over (120, 128) alone",
                 "TFLite layer 1: tanh over (120, 32) alone",
@@ -202,11 +202,11 @@ def test_many_streams_profile_runs(tmp_path):
     assert all(value[name] > 0 for name in expected if "difference" not in name)
     whole_layer = value["edgernn layer 1: whole step (products + jitted pass)"]
     assert value["edgernn layer 1: jitted pass (difference)"] == pytest.approx(
-        whole_layer - value["edgernn layer 1: BLAS product(s) across streams"], abs=0.11)
+        whole_layer - value["edgernn layer 1: packed product(s) across streams"], abs=0.11)
 
 
 def test_many_streams_profile_refuses_a_fused_batch():
-    """Below the fused/BLAS switch there are no products to take apart: said, not a traceback."""
+    """Below the fused/across-streams switch there are no products to take apart: said, not a traceback."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "bench" / "profile_streams.py"), "--models", "b",
                            "--streams", "2"], env=env, capture_output=True, text=True, timeout=600)

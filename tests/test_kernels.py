@@ -342,3 +342,38 @@ def test_fast_tanh_and_sigmoid_error_bounds():
 
 def exact_tanh_half(grid):
     return np.tanh(grid.astype(np.float64) / 2)
+
+
+@pytest.mark.parametrize("streams", [1, 3, 4, 5, 9])
+@pytest.mark.parametrize("features, state, columns", [(0, 5, 16), (3, 8, 17), (8, 64, 256), (1, 1, 1), (16, 33, 40)])
+def test_packed_affine_matches_numpy(streams, features, state, columns):
+    """The many-streams product ``b + x W + h U`` on packed weights equals NumPy's in float64 to
+    float32 rounding, for row counts around the 4-row tile, ragged last panels and an empty input;
+    columns past ``columns`` are left as they were."""
+    from edgernn.kernels._gemm import PANEL, ROWS, pack_columns, packed_affine
+
+    rng = np.random.default_rng(streams * 1000 + columns)
+    x, h = (rng.standard_normal((streams, n)).astype(np.float32) for n in (features, state))
+    w, u = (rng.standard_normal((n, columns)).astype(np.float32) for n in (features, state))
+    bias = rng.standard_normal(columns).astype(np.float32)
+    c = np.full((streams, columns + 3), 7.0, np.float32)
+    packed_affine(x, pack_columns(w), h, pack_columns(u), pack_columns(bias), columns, c,
+                  np.zeros((ROWS, PANEL), np.float32))
+    exact = bias + x.astype(np.float64) @ w + h.astype(np.float64) @ u
+    scale = np.abs(bias) + np.abs(x) @ np.abs(w) + np.abs(h) @ np.abs(u)
+    assert np.all(np.abs(c[:, :columns] - exact) <= 1e-6 * scale)
+    assert np.all(c[:, columns:] == 7.0)
+
+
+def test_packed_affine_refuses_strided_arrays():
+    """The tile assumes unit column strides: a strided operand does not compile (rather than
+    reading the wrong entries)."""
+    from numba.core.errors import TypingError
+
+    from edgernn.kernels._gemm import PANEL, ROWS, pack_columns, packed_affine
+
+    h = np.zeros((4, 16), np.float32)[:, ::2]
+    panels = pack_columns(np.ones((8, 16), np.float32))
+    with pytest.raises(TypingError):
+        packed_affine(h[:, :0], panels, h, panels, pack_columns(np.zeros(16, np.float32)), 16,
+                      np.zeros((4, 16), np.float32), np.zeros((ROWS, PANEL), np.float32))

@@ -1,7 +1,7 @@
 """Streams (``Model.stream``): Keras ``stateful=True`` semantics, checked against whole-sequence runs.
 
 Models are random chains built from the IR directly: optional Masking, 1-3 stacked recurrent layers
-of different widths and cells, optional Activation and Dense head. A fused ``step``, a BLAS step of
+of different widths and cells, optional Activation and Dense head. A fused ``step``, an across-streams step of
 many streams, and blocks of different shapes (``run``, ``predict``) sum the same terms in other
 orders, so they must agree to float32 rounding (``assert_paths_agree``); the same path on the
 same input must agree bit for bit, and state left untouched must stay equal, bit for bit.
@@ -250,7 +250,7 @@ def test_fused_and_blas_step_paths_agree(case, steps, seed):
 
 
 def test_the_fused_path_is_chosen_by_work_per_stream():
-    """Few streams of a big model go through BLAS sooner than many streams of a small one."""
+    """Few streams of a big model go across streams sooner than many streams of a small one."""
     small = chain(1, 3, [("lstm", 4)], head=(1, "linear"))
     big = chain(2, 16, [("lstm", 128), ("lstm", 128)], head=(4, "linear"))
     assert runtime.fused_step_max_batch(small.spec) > 64

@@ -1,15 +1,17 @@
 """Numba float32 kernels: one file per op, and the glue that prepares a layer for them.
 
 Three ways through a recurrent layer, all computing the same equations with the same
-``*_update`` functions (so they agree to the last bit on the same inputs):
+``*_update`` functions (a path's sums may run in another order, so paths agree to float32 rounding):
 
 * a block of T steps (``predict``, ``Stream.run``): the input projections of the whole block are
   one BLAS matrix product here in NumPy, then the jitted ``*_sequence`` kernel runs the recurrence;
 * one step of many streams (``Stream.step`` with a large batch): input and recurrent projections
-  are BLAS products across streams, then the jitted ``*_batch_update`` applies the gates;
+  are products across streams on weights packed once (:mod:`edgernn.kernels._gemm`, vector code
+  of its own: OpenBLAS repacks the weights on every call), then the jitted ``*_batch_update``
+  applies the gates;
 * one step of a few streams: :mod:`edgernn.kernels.chain` runs the whole model in one call.
 
-Matrix products stay out of Numba on purpose: inside a jitted function ``@`` needs SciPy's BLAS
+The block's products stay in NumPy on purpose: inside a jitted function ``@`` needs SciPy's BLAS
 bindings, and NumPy's own BLAS call is just as fast from here.
 
 This module is also the float32 backend of :func:`edgernn.graph.execute` (``dtype``,
@@ -72,7 +74,7 @@ def compiled_chain_step():
 
 
 # Names that import Numba, resolved on first use (PEP 562) from edgernn.kernels.recurrent.
-_NUMBA_NAMES = ("RecurrentKernel", "NARROW_INPUT", "recurrent_sequence", "dense", "activate", "bias_activation",
+_NUMBA_NAMES = ("RecurrentKernel", "recurrent_sequence", "dense", "activate", "bias_activation",
                 "activation_forward", "masking_forward")
 
 

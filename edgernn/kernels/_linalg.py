@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from ._config import INLINE
@@ -12,9 +11,21 @@ from ._config import INLINE
 def project(z, bias, v, M):
     """``z = bias + v @ M`` for one row: ``v`` (n,), ``M`` (n, width), ``z`` and ``bias`` (width,).
 
-    The loops run over rows of ``M`` so the inner loop walks contiguous memory and vectorises.
+    The loops run over rows of ``M`` so the inner loop walks contiguous memory and vectorises. The
+    bias rides on the first pass over ``z`` (with the first four rows of ``M``) instead of a pass
+    of its own.
     """
-    _biased(z, bias, v, M, False)
+    width, n = z.shape[0], v.shape[0]
+    k = 0
+    if n >= 4:
+        v0, v1, v2, v3 = v[0], v[1], v[2], v[3]
+        for j in range(width):
+            z[j] = bias[j] + (v0 * M[0, j] + v1 * M[1, j] + v2 * M[2, j] + v3 * M[3, j])
+        k = 4
+    else:
+        for j in range(width):
+            z[j] = bias[j]
+    _accumulate_from(z, v, M, k)
 
 
 @njit(**INLINE)
@@ -43,41 +54,6 @@ def _accumulate_from(z, v, M, k):
         for j in range(width):
             z[j] += vk * M[k, j]
         k += 1
-
-
-@njit(**INLINE)
-def _biased(z, bias, v, M, add):
-    """``z = bias + v @ M`` (``add`` False) or ``z += bias + v @ M`` (True). The bias rides on the
-    first pass over ``z`` (with the first four rows of ``M``) instead of a pass of its own. ``add``
-    is a constant at every call site, so the select below is resolved at compile time."""
-    width, n = z.shape[0], v.shape[0]
-    k = 0
-    if n >= 4:
-        v0, v1, v2, v3 = v[0], v[1], v[2], v[3]
-        for j in range(width):
-            start = z[j] if add else np.float32(0.0)
-            z[j] = start + bias[j] + (v0 * M[0, j] + v1 * M[1, j] + v2 * M[2, j] + v3 * M[3, j])
-        k = 4
-    else:
-        for j in range(width):
-            start = z[j] if add else np.float32(0.0)
-            z[j] = start + bias[j]
-    _accumulate_from(z, v, M, k)
-
-
-@njit(**INLINE)
-def add_input_projection(z, bias, x, kernel, xw, project_input):
-    """``z += bias + x W`` for one stream of a many-streams step: ``z``, ``bias``, ``xw`` (width,),
-    ``x`` (n,), ``kernel`` (n, width).
-
-    ``project_input``: compute ``x W`` here (narrow inputs: a BLAS call across streams would cost
-    more than it saves); else ``xw`` already holds it, from one BLAS product across streams.
-    """
-    if project_input:
-        _biased(z, bias, x, kernel, True)
-    else:
-        for j in range(z.shape[0]):
-            z[j] += bias[j] + xw[j]
 
 
 @njit(**INLINE)

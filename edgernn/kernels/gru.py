@@ -91,22 +91,14 @@ def gru_sequence(xw, recurrent_main, recurrent_bias, recurrent_candidate, reset_
 
 
 @njit(**JIT)
-def gru_batch_update(x, kernel, xw, project_input, hu, bias, recurrent_bias, h, out, keep, recurrent_candidate,
-                     reset_after, clip, activation, recurrent_activation, standard, zero_output):
-    """One step of B streams. ``hu`` (B, 3H) by BLAS across streams (``h U`` with reset_after, else
-    ``h U_zr`` in its first 2H columns); ``xw`` (B, 3H) = ``x W`` by BLAS, or computed here per
-    stream from ``x`` (B, F) and ``kernel`` (F, 3H) when ``project_input``. The biases are added
-    here, in place."""
-    width = xw.shape[1]
+def gru_batch_update(xw, hu, h, out, keep, recurrent_candidate, reset_after, clip, activation,
+                     recurrent_activation, standard, zero_output):
+    """One step of B streams from their input part ``xw`` (B, 3H) = ``x W + b`` and recurrent part
+    ``hu`` (B, 3H) = ``h U + b_h`` (without reset_after: ``h U_zr`` in its first 2H columns, the
+    rest scratch), both from packed products across streams
+    (:func:`edgernn.kernels._gemm.packed_affine`). Other shapes as in :func:`gru_sequence`."""
     for s in range(hu.shape[0]):
         if keep[s]:
-            if project_input:
-                project(xw[s], bias, x[s], kernel)
-            else:
-                for j in range(width):
-                    xw[s, j] += bias[j]
-            for j in range(width):
-                hu[s, j] += recurrent_bias[j]
             gru_update(xw[s], hu[s], h[s], recurrent_candidate, reset_after, clip, activation,
                        recurrent_activation, standard, out[s])
         elif zero_output:

@@ -5,8 +5,8 @@ differ only in where the pre-activations come from:
 
 * ``lstm_sequence``: a block of T steps whose input projection ``x W + b`` was computed for the
   whole block by one BLAS matrix product (outside Numba); the recurrent part ``h U`` per step here.
-* ``lstm_batch_update``: one step of many streams whose ``h U`` (and, for wide inputs, ``x W``) came from BLAS
-  matrix products across streams.
+* ``lstm_batch_update``: one step of many streams whose pre-activations ``x W + b + h U`` came from
+  one packed product across streams (:func:`edgernn.kernels._gemm.packed_affine`).
 * :mod:`edgernn.kernels.chain` calls ``lstm_update`` for the fused one-step path of small batches.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from ._config import INLINE, JIT
-from ._linalg import accumulate, add_input_projection, copy_row
+from ._linalg import accumulate, copy_row
 from .activations import activate, clipped, fast_sigmoid, fast_tanh
 
 
@@ -92,19 +92,15 @@ def lstm_sequence(xw, recurrent_kernel, peephole, projection, clip, h, c, out, y
 
 
 @njit(**JIT)
-def lstm_batch_update(x, kernel, xw, project_input, hu, bias, h, c, out, keep, peephole, projection, clip,
-                      activation, recurrent_activation, standard, zero_output, hidden):
-    """One step of B streams. ``hu`` (B, 4H) = ``h U`` by BLAS across streams, overwritten with the
-    gate pre-activations; the input part ``x W + b`` is added per stream (see
-    :func:`edgernn.kernels._linalg.add_input_projection`): ``x`` (B, F), ``kernel`` (F, 4H), ``xw``
-    (B, 4H) = ``x W`` by BLAS unless ``project_input``.
-
-    ``keep`` (B,) bool; other shapes as in :func:`lstm_sequence`; ``hidden`` (H,) scratch.
+def lstm_batch_update(z, h, c, out, keep, peephole, projection, clip, activation, recurrent_activation, standard,
+                      zero_output, hidden):
+    """One step of B streams from their gate pre-activations ``z`` (B, 4H) = ``x W + b + h U``
+    (overwritten as scratch by nothing: read only). ``keep`` (B,) bool; other shapes as in
+    :func:`lstm_sequence`; ``hidden`` (H,) scratch.
     """
-    for s in range(hu.shape[0]):
+    for s in range(z.shape[0]):
         if keep[s]:
-            add_input_projection(hu[s], bias, x[s], kernel, xw[s], project_input)
-            lstm_update(hu[s], h[s], c[s], peephole, projection, clip, activation, recurrent_activation,
+            lstm_update(z[s], h[s], c[s], peephole, projection, clip, activation, recurrent_activation,
                         standard, hidden, out[s])
         elif zero_output:
             out[s, :] = np.float32(0.0)

@@ -4,10 +4,13 @@ float32 backend of :func:`edgernn.graph.execute`. Imports Numba (see :mod:`edger
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..ir import ACTIVATION_IDS
 from . import _or_zeros, dense_kernel_args
+from ._gemm import PANEL, ROWS, pack_columns, packed_affine
 from .activations import activation_forward
 from .dense import bias_activation
 from .gru import gru_batch_update, gru_sequence
@@ -15,9 +18,6 @@ from .lstm import lstm_batch_update, lstm_sequence
 from .masking import masking_forward  # noqa: F401 -- re-exported by edgernn.kernels
 from .program import is_standard, split_recurrent
 from .simple_rnn import simple_batch_update, simple_sequence
-
-# Inputs this narrow are projected inside the many-streams kernels rather than by BLAS.
-NARROW_INPUT = 16
 
 
 class RecurrentKernel:
@@ -41,8 +41,22 @@ class RecurrentKernel:
         self.recurrent_activation = ACTIVATION_IDS[layer.recurrent_activation]
         self.standard = is_standard(layer)
         self.recurrent_main, self.recurrent_candidate = split_recurrent(layer)
-        # Many-streams step: x W inside the jitted kernel for narrow inputs, else one BLAS product.
-        self.project_input = layer.input_size <= NARROW_INPUT
+
+    # Packed on first use: only a stream of many rows steps through packed_affine.
+    @functools.cached_property
+    def panels(self) -> tuple[np.ndarray, ...]:
+        """The weights of :meth:`batch_step`, packed for :func:`edgernn.kernels._gemm.packed_affine`
+        as ``(input, recurrent, bias, recurrent bias, no input)``.
+
+        LSTM and SimpleRNN make all of ``x W + b + h U`` in one product. GRU makes ``x W + b`` and
+        ``h U + b_h`` apart (its candidate needs them apart); "no input" is the empty operand of
+        the second, (1, 0, 16), never read. ``h U_zr`` only, without reset_after: the recurrent bias is
+        zero there (see :func:`edgernn.kernels.gru.gru_sequence`).
+        """
+        recurrent_columns = self.recurrent_main.shape[1]
+        return (pack_columns(self.layer.kernel), pack_columns(self.recurrent_main), pack_columns(self.bias),
+                pack_columns(self.recurrent_bias[:recurrent_columns]),
+                np.zeros((1, 0, PANEL), np.float32))
 
     def new_state(self, batch: int) -> tuple[np.ndarray, ...]:
         """Zero states, one ``(batch, size)`` array each: LSTM (h, c), GRU and SimpleRNN (h,)."""
@@ -75,41 +89,41 @@ class RecurrentKernel:
             simple_sequence(xw, layer.recurrent_kernel, self.clip, states[0], out, ys, keep, self.activation,
                             self.standard, layer.zero_output_for_mask)
 
-    def new_batch_buffers(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
-        """Buffers for :meth:`batch_step`: input and recurrent projections, (batch, gates * units)."""
+    def new_batch_buffers(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Buffers for :meth:`batch_step`: the input and recurrent parts of the pre-activations,
+        (batch, gates * units) each (LSTM and SimpleRNN use the second only), and the packed
+        product's scratch for a ragged last panel."""
         width = self.layer.gates * self.layer.units
-        return np.zeros((batch, width), np.float32), np.zeros((batch, width), np.float32)
+        return (np.zeros((batch, width), np.float32), np.zeros((batch, width), np.float32),
+                np.zeros((ROWS, PANEL), np.float32))
 
     def batch_step(self, x, states, out, keep, buffers, scratch):
-        """One step of many streams: ``x`` (B, F); projections by BLAS into ``buffers``, no allocation.
+        """One step of many streams: ``x`` (B, F) C-contiguous; no allocation.
 
-        The recurrent product ``h U`` is always one BLAS product across streams; the input product
-        ``x W`` too for wide inputs, and inside the jitted kernel for narrow ones (at most
-        ``NARROW_INPUT`` features), where a BLAS call costs more than it saves.
+        The products across streams run on weights packed once
+        (:func:`edgernn.kernels._gemm.packed_affine`), then one jitted pass per stream applies the
+        gates.
         """
         layer = self.layer
-        xw, hu = buffers
-        project_input = self.project_input
-        if not project_input:
-            np.matmul(x, layer.kernel, out=xw)
+        xw, z, tail = buffers
+        input_panels, recurrent_panels, bias, recurrent_bias, no_input = self.panels
+        h = states[0]
         if layer.cell == "gru":
-            if layer.reset_after:
-                np.matmul(states[0], self.recurrent_main, out=hu)
-            else:
-                # only z and r have a recurrent product here; hu's last block is scratch for r * h
-                np.matmul(states[0], self.recurrent_main, out=hu[:, : 2 * layer.units])
-            gru_batch_update(x, layer.kernel, xw, project_input, hu, self.bias, self.recurrent_bias, states[0], out,
-                             keep, self.recurrent_candidate, layer.reset_after, self.clip, self.activation,
-                             self.recurrent_activation, self.standard, layer.zero_output_for_mask)
+            nothing = x[:, :0]  # the empty first operand: F = 0
+            packed_affine(nothing, no_input, x, input_panels, bias, xw.shape[1], xw, tail)
+            packed_affine(nothing, no_input, h, recurrent_panels, recurrent_bias, self.recurrent_main.shape[1],
+                          z, tail)
+            gru_batch_update(xw, z, h, out, keep, self.recurrent_candidate, layer.reset_after, self.clip,
+                             self.activation, self.recurrent_activation, self.standard, layer.zero_output_for_mask)
             return
-        np.matmul(states[0], layer.recurrent_kernel, out=hu)
+        packed_affine(x, input_panels, h, recurrent_panels, bias, z.shape[1], z, tail)
         if layer.cell == "lstm":
-            lstm_batch_update(x, layer.kernel, xw, project_input, hu, self.bias, states[0], states[1], out, keep,
-                              self.peephole, self.projection, self.clip, self.activation, self.recurrent_activation,
-                              self.standard, layer.zero_output_for_mask, scratch[4 * layer.units :])
+            lstm_batch_update(z, h, states[1], out, keep, self.peephole, self.projection, self.clip,
+                              self.activation, self.recurrent_activation, self.standard,
+                              layer.zero_output_for_mask, scratch[4 * layer.units :])
         else:
-            simple_batch_update(x, layer.kernel, xw, project_input, hu, self.bias, states[0], out, keep, self.clip,
-                                self.activation, self.standard, layer.zero_output_for_mask)
+            simple_batch_update(z, h, out, keep, self.clip, self.activation, self.standard,
+                                layer.zero_output_for_mask)
 
 
 def recurrent_sequence(layer, x, mask=None, initial_state=None):

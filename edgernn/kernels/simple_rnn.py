@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 from ._config import INLINE, JIT
-from ._linalg import accumulate, add_input_projection, copy_row
+from ._linalg import accumulate, copy_row
 from .activations import activate, clipped, fast_tanh
 
 
@@ -42,12 +42,11 @@ def simple_sequence(xw, recurrent_kernel, clip, h, out, ys, keep, activation, st
 
 
 @njit(**JIT)
-def simple_batch_update(x, kernel, xw, project_input, hu, bias, h, out, keep, clip, activation, standard, zero_output):
-    """One step of B streams: ``hu`` (B, H) = ``h U`` by BLAS across streams, overwritten; the input
-    part as in :func:`edgernn.kernels.lstm.lstm_batch_update`."""
-    for s in range(hu.shape[0]):
+def simple_batch_update(z, h, out, keep, clip, activation, standard, zero_output):
+    """One step of B streams from their pre-activations ``z`` (B, H) = ``x W + b + h U``; shapes
+    as in :func:`edgernn.kernels.lstm.lstm_batch_update`."""
+    for s in range(z.shape[0]):
         if keep[s]:
-            add_input_projection(hu[s], bias, x[s], kernel, xw[s], project_input)
-            simple_update(hu[s], h[s], clip, activation, standard, out[s])
+            simple_update(z[s], h[s], clip, activation, standard, out[s])
         elif zero_output:
             out[s, :] = np.float32(0.0)

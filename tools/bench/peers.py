@@ -221,7 +221,7 @@ def edgernn_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
                           note="the stream's kernel without `edgernn warmup`'s ahead-of-time module (EDGERNN_AOT=0)",
                           informational=True))
 
-    what = ("per-stream loop; s.step uses BLAS at this batch" if batch > fused_step_max_batch(model.spec)
+    what = ("per-stream loop; s.step uses products across streams at this batch" if batch > fused_step_max_batch(model.spec)
             else "the stream's compiled kernel, " + ("ahead-of-time module" if aot.loaded else "Numba JIT")
             + ", no Python around it")
     peers.append(Peer("edgernn kernel chain_step(...) direct", lambda xs: _step_outputs(kernel, xs),

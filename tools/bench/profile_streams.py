@@ -7,10 +7,11 @@ The streams section of tools/bench/run.py times whole steps; this takes one step
 apart, to show which part to work on. All rows of one model are timed together, interleaved
 (:func:`edgernn.bench.measure`), single-threaded, and printed as medians in µs per call:
 
-* edgernn: the whole ``s.step(x, out=y)``; per recurrent layer, its BLAS product(s) across the
-  streams alone (``h U``, and ``x W`` for wide inputs) and the layer's whole step (those products,
-  then the jitted pass over each stream: the input projection of narrow inputs, biases, gates,
-  cell update); the Dense head; the rest: the whole minus the layers and head, which is the Python
+* edgernn: the whole ``s.step(x, out=y)``; per recurrent layer, its product(s) across the
+  streams alone (``x W + b + h U`` with the weights packed once, edgernn/kernels/_gemm.py; GRU
+  makes ``x W + b`` and ``h U + b_h`` apart), OpenBLAS's ``h U`` through ``np.matmul`` for
+  comparison (what edgernn used before), and the layer's whole step (those products, then the
+  jitted pass over each stream: gates and cell update); the Dense head; the rest: the whole minus the layers and head, which is the Python
   side and copies (a few µs) plus whatever the parts cost more in one step than timed one at a
   time (each timed alone keeps its own weights in cache; model (c)'s two layers do not fit together).
 * TFLite (LiteRT, XNNPACK delegate): the one-step model of tools/bench/models.py at batch ``N``
@@ -43,11 +44,13 @@ from bench import models as M  # noqa: E402
 from bench import peers as P  # noqa: E402
 
 from edgernn.bench import Contender, measure, median  # noqa: E402
+from edgernn.kernels._gemm import packed_affine  # noqa: E402
 from edgernn.runtime import _RecurrentStage, fused_step_max_batch  # noqa: E402
 
 F32 = np.float32
 WHOLE = "edgernn s.step(x, out=y), whole"
-_PRODUCTS = "edgernn layer {}: BLAS product(s) across streams"
+_PRODUCTS = "edgernn layer {}: packed product(s) across streams"
+_OPENBLAS = "for comparison, layer {}: h U by OpenBLAS (np.matmul)"
 _LAYER_STEP = "edgernn layer {}: whole step (products + jitted pass)"
 _PASS = "edgernn layer {}: jitted pass (difference)"
 REST = "edgernn rest: Python side, copies, caches shared in one step (difference)"
@@ -83,7 +86,7 @@ def contenders(bundle: P.Bundle, streams: int):
     model_def, model = bundle.model, bundle.edgernn
     stream = model.stream(streams)
     if stream._fused:
-        raise SystemExit(f"{streams} streams of {model_def.label} step through the fused kernel, not BLAS products: "
+        raise SystemExit(f"{streams} streams of {model_def.label} step through the fused kernel, not products across streams: "
                          f"take more than {fused_step_max_batch(model.spec)}")
     x = rng.normal(size=(streams, model_def.features)).astype(F32)
     y = np.zeros((streams, model_def.outputs), F32)
@@ -92,13 +95,19 @@ def contenders(bundle: P.Bundle, streams: int):
     layers = [stage for stage in stream._stages if isinstance(stage, _RecurrentStage)]
     heads = [stage for stage in stream._stages if not isinstance(stage, _RecurrentStage)]
     for number, stage in enumerate(layers, 1):
-        kernel, (xw, hu) = stage.kernel, stage.buffers
+        kernel, (xw, z, tail) = stage.kernel, stage.buffers
         layer, recurrent = kernel.layer, kernel.recurrent_main  # U (GRU without reset_after: its z, r blocks)
         inputs = np.zeros((streams, layer.input_size), F32)
-        names = {"mm": np.matmul, "h": stage.states[0], "U": recurrent, "hu": hu[:, : recurrent.shape[1]],
-                 "xin": inputs, "W": layer.kernel, "xw": xw}
-        products = "mm(h, U, out=hu)" + ("" if kernel.project_input else "; mm(xin, W, out=xw)")
+        input_panels, recurrent_panels, bias, recurrent_bias, no_input = kernel.panels
+        names = {"mm": packed_affine, "x": inputs, "W": input_panels, "h": stage.states[0], "U": recurrent_panels,
+                 "b": bias, "n": z.shape[1], "z": z, "tail": tail}
+        products = "mm(x, W, h, U, b, n, z, tail)"  # x W + b + h U
+        if layer.cell == "gru":  # x W + b and h U + b_h apart
+            names.update(none=inputs[:, :0], empty=no_input, bh=recurrent_bias, nh=recurrent.shape[1], xw=xw)
+            products = "mm(none, empty, x, W, b, n, xw, tail); mm(none, empty, h, U, bh, nh, z, tail)"
         rows.append(Contender(_PRODUCTS.format(number), products, names))
+        rows.append(Contender(_OPENBLAS.format(number), "mm(h, U, out=hu)",
+                              {"mm": np.matmul, "h": stage.states[0], "U": recurrent, "hu": z[:, : recurrent.shape[1]]}))
         rows.append(Contender(_LAYER_STEP.format(number),
                               "batch_step(xin, keep)", {"batch_step": stage.batch_step, "xin": inputs,
                                                         "keep": stream._all_kept}))
