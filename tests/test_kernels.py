@@ -377,3 +377,15 @@ def test_packed_affine_refuses_strided_arrays():
     with pytest.raises(TypingError):
         packed_affine(h[:, :0], panels, h, panels, pack_columns(np.zeros(16, np.float32)), 16,
                       np.zeros((4, 16), np.float32), np.zeros((ROWS, PANEL), np.float32))
+
+
+@pytest.mark.parametrize("shape", [1, 7, (3, 5), (400, 128), (2, 3, 16)])
+def test_aligned_zeros_start_on_a_cache_line(shape):
+    """The many-streams buffers and packed weights start on a 64-byte line, whatever NumPy's
+    allocator returns (so their vector loads never straddle two lines for that reason)."""
+    from edgernn.kernels.program import aligned_zeros
+
+    for _ in range(8):  # several allocations: NumPy's own alignment varies between them
+        array = aligned_zeros(shape)
+        assert array.ctypes.data % 64 == 0 and array.flags.c_contiguous and array.dtype == np.float32
+        assert array.shape == np.zeros(shape).shape and not array.any()

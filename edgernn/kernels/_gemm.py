@@ -30,6 +30,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._config import JIT
+from .program import aligned_zeros
 
 LANES = 8  # float32 lanes of one vector (AVX2; two NEON registers on aarch64)
 PANEL = 2 * LANES  # columns per packed panel: two vectors
@@ -40,12 +41,15 @@ def pack_columns(matrix: np.ndarray) -> np.ndarray:
     """``B`` (K, N) as panels for :func:`packed_affine`: (ceil(N / 16), K, 16) float32, the last
     panel's missing columns zero; a bias (N,) as (ceil(N / 16), 16). Done once per weight matrix."""
     if matrix.ndim == 1:
-        return pack_columns(matrix[None, :])[:, 0, :].copy()
+        vector = pack_columns(matrix[None, :])
+        return vector.reshape(vector.shape[0], PANEL)
     depth, columns = matrix.shape
     panels = -(-columns // PANEL)
     padded = np.zeros((depth, panels * PANEL), np.float32)
     padded[:, :columns] = matrix
-    return np.ascontiguousarray(padded.reshape(depth, panels, PANEL).transpose(1, 0, 2))
+    packed = aligned_zeros((panels, depth, PANEL))  # each panel row one cache line
+    packed[...] = padded.reshape(depth, panels, PANEL).transpose(1, 0, 2)
+    return packed
 
 
 @intrinsic

@@ -16,7 +16,7 @@ from .dense import bias_activation
 from .gru import gru_batch_update, gru_sequence
 from .lstm import lstm_batch_update, lstm_sequence
 from .masking import masking_forward  # noqa: F401 -- re-exported by edgernn.kernels
-from .program import is_standard, split_recurrent
+from .program import aligned_zeros, is_standard, split_recurrent
 from .simple_rnn import simple_batch_update, simple_sequence
 
 
@@ -94,8 +94,7 @@ class RecurrentKernel:
         (batch, gates * units) each (LSTM and SimpleRNN use the second only), and the packed
         product's scratch for a ragged last panel."""
         width = self.layer.gates * self.layer.units
-        return (np.zeros((batch, width), np.float32), np.zeros((batch, width), np.float32),
-                np.zeros((ROWS, PANEL), np.float32))
+        return aligned_zeros((batch, width)), aligned_zeros((batch, width)), aligned_zeros((ROWS, PANEL))
 
     def batch_step(self, x, states, out, keep, buffers, scratch):
         """One step of many streams: ``x`` (B, F) C-contiguous; no allocation.
