@@ -160,10 +160,13 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
 
 
 # A stream of few rows steps through the fused one-call kernel, a larger one through matrix
-# products across its streams (edgernn.kernels._gemm). Where they cross depends on the work per stream: in tools/bench's
-# crossover section (docs/benchmarks.md) near 90 streams for a model of 4.7k weights, 45 for 19k,
-# 12 for 206k -- about FUSED_STEP_WORK / sqrt(weights). FUSED_STEP_MAX_BATCH, when set, overrides it.
-FUSED_STEP_WORK = 5000
+# products across its streams (edgernn.kernels._gemm). Where they cross depends on the work per
+# stream: in tools/bench's crossover section (docs/benchmarks.md, 2026-11-29 02:13 UTC run) between
+# 32 and 64 streams for a model of 4.7k weights, 16 and 32 for 14k and 19k, 2 and 4 for 206k --
+# about FUSED_STEP_WORK / sqrt(weights) for the small ones (the big one crosses sooner than that:
+# its packed products run nearer the machine's peak than its matrix-vector products).
+# FUSED_STEP_MAX_BATCH, when set, overrides it.
+FUSED_STEP_WORK = 3000
 FUSED_STEP_MAX_BATCH = None
 
 

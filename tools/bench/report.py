@@ -66,7 +66,7 @@ def crossover_table(results, models) -> str:
         rows.append(row)
     return "\n".join(["### Crossover: fused per-stream kernel vs products across streams (µs per s.step call)", "",
                       "edgernn steps through the fused kernel up to `fused_step_max_batch(spec)` streams "
-                      "(about 5000 / sqrt(weights)) and through products across streams above; this shows where each path is faster on "
+                      "(about 3000 / sqrt(weights)) and through products across streams above; this shows where each path is faster on "
                       "this machine, and where edgernn's choice differs.", "",
                       markdown_table(headers, rows)])
 
