@@ -95,8 +95,8 @@ def lstm_sequence(xw, recurrent_kernel, peephole, projection, clip, h, c, out, y
 def lstm_batch_update(z, h, c, out, keep, peephole, projection, clip, activation, recurrent_activation, standard,
                       zero_output, hidden):
     """One step of B streams from their gate pre-activations ``z`` (B, 4H) = ``x W + b + h U``
-    (overwritten as scratch by nothing: read only). ``keep`` (B,) bool; other shapes as in
-    :func:`lstm_sequence`; ``hidden`` (H,) scratch.
+    (read only). ``keep`` (B,) bool; other shapes as in :func:`lstm_sequence`; ``hidden`` (H,)
+    scratch.
     """
     for s in range(z.shape[0]):
         if keep[s]:

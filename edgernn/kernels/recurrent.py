@@ -50,8 +50,8 @@ class RecurrentKernel:
 
         LSTM and SimpleRNN make all of ``x W + b + h U`` in one product. GRU makes ``x W + b`` and
         ``h U + b_h`` apart (its candidate needs them apart); "no input" is the empty operand of
-        the second, (1, 0, 16), never read. ``h U_zr`` only, without reset_after: the recurrent bias is
-        zero there (see :func:`edgernn.kernels.gru.gru_sequence`).
+        the second, (1, 0, 16), never read. Without reset_after GRU's product is ``h U_zr`` only,
+        and its recurrent bias is zero (see :func:`edgernn.kernels.gru.gru_sequence`).
         """
         recurrent_columns = self.recurrent_main.shape[1]
         return (pack_columns(self.layer.kernel), pack_columns(self.recurrent_main), pack_columns(self.bias),
@@ -90,11 +90,13 @@ class RecurrentKernel:
                             self.standard, layer.zero_output_for_mask)
 
     def new_batch_buffers(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Buffers for :meth:`batch_step`: the input and recurrent parts of the pre-activations,
-        (batch, gates * units) each (LSTM and SimpleRNN use the second only), and the packed
+        """Buffers for :meth:`batch_step`: GRU's input part of the pre-activations (batch, 3H)
+        ((batch, 0) for LSTM and SimpleRNN, whose one product makes them whole), the
+        pre-activations (or GRU's recurrent part), (batch, gates * units), and the packed
         product's scratch for a ragged last panel."""
         width = self.layer.gates * self.layer.units
-        return aligned_zeros((batch, width)), aligned_zeros((batch, width)), aligned_zeros((ROWS, PANEL))
+        input_part = aligned_zeros((batch, width if self.layer.cell == "gru" else 0))
+        return input_part, aligned_zeros((batch, width)), aligned_zeros((ROWS, PANEL))
 
     def batch_step(self, x, states, out, keep, buffers, scratch):
         """One step of many streams: ``x`` (B, F) C-contiguous; no allocation.
