@@ -2,7 +2,8 @@
 
 As for the LSTM (see :mod:`edgernn.kernels.lstm`): ``gru_update`` is one stream's step; the
 sequence kernel takes input projections computed by BLAS for a whole block; the batch kernel
-takes input and recurrent projections computed by BLAS across streams.
+takes input and recurrent projections computed across streams on packed weights
+(:mod:`edgernn.kernels._gemm`).
 
 The recurrent kernel arrives split: ``recurrent_main`` is U (H, 3H) with ``reset_after=True``,
 and U's z, r blocks (H, 2H) with ``reset_after=False``, whose candidate needs ``(r * h) U_h`` after
