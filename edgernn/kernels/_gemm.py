@@ -128,8 +128,8 @@ def packed_affine(x, input_packed, h, packed, bias, columns, c, tail):
 
     ``x`` (M, F) and ``h`` (M, K) float32 C-contiguous; ``input_packed`` (panels, F, 16),
     ``packed`` (panels, K, 16) and ``bias`` (panels, 16) with ``panels = ceil(columns / 16)``.
-    F (or K) may be 0 for one product only: that operand is then never read, and its packed
-    weights may have any number of panels; ``c`` (M, >= columns) C-contiguous, its other columns
+    F (or K) may be 0 for one product only: that operand is then never read, and it may have any
+    number of rows and its packed weights any number of panels; ``c`` (M, >= columns) C-contiguous, its other columns
     untouched; ``tail`` (ROWS, 16) scratch for a last panel that ``c`` has no room for
     (``columns`` not a multiple of 16).
     """

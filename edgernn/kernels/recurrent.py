@@ -46,17 +46,17 @@ class RecurrentKernel:
     @functools.cached_property
     def panels(self) -> tuple[np.ndarray, ...]:
         """The weights of :meth:`batch_step`, packed for :func:`edgernn.kernels._gemm.packed_affine`
-        as ``(input, recurrent, bias, recurrent bias, no input)``.
+        as ``(input, recurrent, bias, recurrent bias, no input, its panels)``.
 
         LSTM and SimpleRNN make all of ``x W + b + h U`` in one product. GRU makes ``x W + b`` and
         ``h U + b_h`` apart (its candidate needs them apart); "no input" is the empty operand of
-        the second, (1, 0, 16), never read. Without reset_after GRU's product is ``h U_zr`` only,
+        the second, (1, 0) with panels (1, 0, 16), never read (made once here, not per step). Without reset_after GRU's product is ``h U_zr`` only,
         and its recurrent bias is zero (see :func:`edgernn.kernels.gru.gru_sequence`).
         """
         recurrent_columns = self.recurrent_main.shape[1]
         return (pack_columns(self.layer.kernel), pack_columns(self.recurrent_main), pack_columns(self.bias),
                 pack_columns(self.recurrent_bias[:recurrent_columns]),
-                np.zeros((1, 0, PANEL), np.float32))
+                np.zeros((1, 0), np.float32), np.zeros((1, 0, PANEL), np.float32))
 
     def new_state(self, batch: int) -> tuple[np.ndarray, ...]:
         """Zero states, one ``(batch, size)`` array each: LSTM (h, c), GRU and SimpleRNN (h,)."""
@@ -107,12 +107,11 @@ class RecurrentKernel:
         """
         layer = self.layer
         xw, z, tail = buffers
-        input_panels, recurrent_panels, bias, recurrent_bias, no_input = self.panels
+        input_panels, recurrent_panels, bias, recurrent_bias, no_input, no_panels = self.panels
         h = states[0]
         if layer.cell == "gru":
-            nothing = x[:, :0]  # the empty first operand: F = 0
-            packed_affine(nothing, no_input, x, input_panels, bias, xw.shape[1], xw, tail)
-            packed_affine(nothing, no_input, h, recurrent_panels, recurrent_bias, self.recurrent_main.shape[1],
+            packed_affine(no_input, no_panels, x, input_panels, bias, xw.shape[1], xw, tail)
+            packed_affine(no_input, no_panels, h, recurrent_panels, recurrent_bias, self.recurrent_main.shape[1],
                           z, tail)
             gru_batch_update(xw, z, h, out, keep, self.recurrent_candidate, layer.reset_after, self.clip,
                              self.activation, self.recurrent_activation, self.standard, layer.zero_output_for_mask)

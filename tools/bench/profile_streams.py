@@ -98,12 +98,12 @@ def contenders(bundle: P.Bundle, streams: int):
         kernel, (xw, z, tail) = stage.kernel, stage.buffers
         layer, recurrent = kernel.layer, kernel.recurrent_main  # U (GRU without reset_after: its z, r blocks)
         inputs = np.zeros((streams, layer.input_size), F32)
-        input_panels, recurrent_panels, bias, recurrent_bias, no_input = kernel.panels
+        input_panels, recurrent_panels, bias, recurrent_bias, no_input, no_panels = kernel.panels
         names = {"mm": packed_affine, "x": inputs, "W": input_panels, "h": stage.states[0], "U": recurrent_panels,
                  "b": bias, "n": z.shape[1], "z": z, "tail": tail}
         products = "mm(x, W, h, U, b, n, z, tail)"  # x W + b + h U
         if layer.cell == "gru":  # x W + b and h U + b_h apart
-            names.update(none=inputs[:, :0], empty=no_input, bh=recurrent_bias, nh=recurrent.shape[1], xw=xw)
+            names.update(none=no_input, empty=no_panels, bh=recurrent_bias, nh=recurrent.shape[1], xw=xw)
             products = "mm(none, empty, x, W, b, n, xw, tail); mm(none, empty, h, U, bh, nh, z, tail)"
         rows.append(Contender(_PRODUCTS.format(number), products, names))
         rows.append(Contender(_OPENBLAS.format(number), "mm(h, U, out=hu)",

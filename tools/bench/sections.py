@@ -158,7 +158,7 @@ CROSSOVER_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 400)
 
 
 def run_crossover(bundles, *, rounds, min_time, log, batches=CROSSOVER_BATCHES):
-    """``{model key: {batch: (fused seconds, blas seconds, the path s.step takes)}}`` per call of
+    """``{model key: {batch: (fused seconds, across-streams seconds, the path s.step takes)}}`` per call of
     s.step(x, out=y)."""
     from edgernn import runtime
 
@@ -177,17 +177,17 @@ def run_crossover(bundles, *, rounds, min_time, log, batches=CROSSOVER_BATCHES):
                 runtime.FUSED_STEP_MAX_BATCH = 1 << 30
                 fused = model.stream(batch)
                 runtime.FUSED_STEP_MAX_BATCH = 0
-                blas = model.stream(batch)
+                across = model.stream(batch)
             finally:
                 runtime.FUSED_STEP_MAX_BATCH = saved
             a = np.stack([fused.step(x) for _ in range(3)])
-            b = np.stack([blas.step(x) for _ in range(3)])
+            b = np.stack([across.step(x) for _ in range(3)])
             assert max_difference(a, b) <= AGREEMENT_ATOL, "fused and across-streams paths disagree"
             samples = measure([Contender("fused", "f(x, out=y)", {"f": fused.step, "x": x, "y": y}),
-                               Contender("blas", "f(x, out=y)", {"f": blas.step, "x": x, "y": y})],
+                               Contender("across", "f(x, out=y)", {"f": across.step, "x": x, "y": y})],
                               rounds=rounds, min_time=min_time)
             taken = "fused" if batch <= runtime.fused_step_max_batch(model.spec) else "across"
-            results[md.key][batch] = (median(samples["fused"]), median(samples["blas"]), taken)
+            results[md.key][batch] = (median(samples["fused"]), median(samples["across"]), taken)
             log(f"  batch {batch}: fused {results[md.key][batch][0] * 1e6:.2f} us, across streams {results[md.key][batch][1] * 1e6:.2f} us")
     return results
 
