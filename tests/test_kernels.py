@@ -345,13 +345,17 @@ def exact_tanh_half(grid):
 
 
 @pytest.mark.parametrize("streams", [1, 3, 4, 5, 9])
-@pytest.mark.parametrize("features, state, columns", [(0, 5, 16), (3, 8, 17), (8, 64, 256), (1, 1, 1), (16, 33, 40)])
+@pytest.mark.parametrize("features, state, columns",
+                         [(0, 5, 16), (3, 8, 17), (8, 64, 256), (1, 1, 1), (16, 33, 40), (128, 128, 300)])
 def test_packed_affine_matches_numpy(streams, features, state, columns):
     """The many-streams product ``b + x W + h U`` on packed weights equals NumPy's in float64 to
-    float32 rounding, for row counts around the 4-row tile, ragged last panels and an empty input;
-    columns past ``columns`` are left as they were."""
-    from edgernn.kernels._gemm import PANEL, ROWS, pack_columns, packed_affine
+    float32 rounding, for row counts around the 4-row tile, ragged last panels, an empty input and
+    weights in more than one panel group (the last case: 307 KB, groups of 128 KB); columns past
+    ``columns`` are left as they were."""
+    from edgernn.kernels._gemm import GROUP_BYTES, PANEL, ROWS, pack_columns, packed_affine
 
+    if columns == 300:  # weights beyond one panel group, or the grouping goes untested
+        assert (features + state) * 4 * columns > GROUP_BYTES
     rng = np.random.default_rng(streams * 1000 + columns)
     x, h = (rng.standard_normal((streams, n)).astype(np.float32) for n in (features, state))
     w, u = (rng.standard_normal((n, columns)).astype(np.float32) for n in (features, state))

@@ -7,7 +7,8 @@ inner kernel; XNNPACK, which TFLite uses, packs its weights once. This module do
 
 * :func:`pack_columns` stores a weight matrix once as column panels of ``PANEL`` (16) columns,
   each panel (K, 16) contiguous, the last padded with zeros (a bias likewise as (panels, 16)).
-* :func:`packed_affine` walks ``C`` in tiles of ``ROWS`` (4) rows by one panel. A tile is
+* :func:`packed_affine` walks ``C`` in tiles of ``ROWS`` (4) rows by one panel, the panels in
+  groups whose weights stay in L2 (``GROUP_BYTES``; one group for all but the largest). A tile is
   :func:`_tile`: its 4 x 16 sums start from the bias and stay in eight 8-lane vector registers
   through the sum over the input's F columns and then the state's K; each step of a sum loads
   one panel row (two vectors), broadcasts four entries and issues eight fused multiply-adds. So
@@ -35,6 +36,11 @@ from .program import aligned_zeros
 LANES = 8  # float32 lanes of one vector (AVX2; two NEON registers on aarch64)
 PANEL = 2 * LANES  # columns per packed panel: two vectors
 ROWS = 4  # rows per tile: 4 x 2 vectors of sums + 2 of B + 1 broadcast fit AVX2's 16 registers
+# Weights per panel group of packed_affine: a quarter of this machine's 512 KB L2 (a Pi 5 has
+# 512 KB per core, a Pi 4 1 MB shared by four). In a manual A/B (not in tools/bench), model
+# (c)'s second layer (512 KB packed) took 5-13% less time in groups of 128 or 256 KB than in
+# one, and the smaller layers (one group either way) the same.
+GROUP_BYTES = 128 * 1024
 
 
 def pack_columns(matrix: np.ndarray) -> np.ndarray:
@@ -135,21 +141,29 @@ def packed_affine(x, input_packed, h, packed, bias, columns, c, tail):
     """
     streams = h.shape[0]
     full_panels = columns // PANEL
-    # Row tiles outside, panels inside: the weights are read start to end once per 4 rows, which
-    # the prefetcher follows. (Chunks of 32 rows with the panels outside them were slower on
-    # every model of tools/bench in a manual test, the 512 KB second layer of model (c) by 25%.)
-    row = 0
-    while row < streams:
-        count = min(ROWS, streams - row)
-        for panel in range(full_panels):
-            if count == ROWS:
-                _tile(x, input_packed, h, packed, bias, row, panel, c, row, panel * PANEL, ROWS)
-            else:
-                for r in range(row, row + count):
-                    _tile(x, input_packed, h, packed, bias, r, panel, c, r, panel * PANEL, 1)
-        if bias.shape[0] > full_panels:  # the ragged last panel: through ``tail``, row by row
-            for r in range(row, row + count):
-                _tile(x, input_packed, h, packed, bias, r, full_panels, tail, 0, 0, 1)
-                for j in range(columns - full_panels * PANEL):
-                    c[r, full_panels * PANEL + j] = tail[0, j]
-        row += ROWS
+    # Panels in groups whose weights fit GROUP_BYTES, rows outside the panels of a group: a
+    # group's weights are read start to end once per 4 rows, from L2 (which the prefetcher
+    # follows), and only weights too large for it (model (c)'s 512 KB second layer) take more
+    # than one group. (Chunks of 32 rows with the panels outside them, aimed at L1, were slower on
+    # every model of tools/bench in a manual test, the 512 KB layer by 25%.)
+    depth = input_packed.shape[1] + packed.shape[1]
+    group = max(1, GROUP_BYTES // (4 * PANEL * max(depth, 1)))
+    first = 0
+    while first < full_panels:
+        last = min(full_panels, first + group)
+        row = 0
+        while row < streams:
+            count = min(ROWS, streams - row)
+            for panel in range(first, last):
+                if count == ROWS:
+                    _tile(x, input_packed, h, packed, bias, row, panel, c, row, panel * PANEL, ROWS)
+                else:
+                    for r in range(row, row + count):
+                        _tile(x, input_packed, h, packed, bias, r, panel, c, r, panel * PANEL, 1)
+            row += ROWS
+        first = last
+    if bias.shape[0] > full_panels:  # the ragged last panel: through ``tail``, row by row
+        for r in range(streams):
+            _tile(x, input_packed, h, packed, bias, r, full_panels, tail, 0, 0, 1)
+            for j in range(columns - full_panels * PANEL):
+                c[r, full_panels * PANEL + j] = tail[0, j]
