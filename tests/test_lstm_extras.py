@@ -12,7 +12,7 @@ from edgernn import ir, kernels, reference
 TOL = dict(atol=1e-5, rtol=1e-4)
 
 
-def _layer(cell, peephole, proj, clip, seed, return_sequences=True):
+def _layer(cell, peephole, proj, clip, seed, return_sequences=True, recurrent_activation="sigmoid"):
     rng = np.random.default_rng(seed)
     w = lambda *shape: ir.as_weight(rng.normal(scale=0.5, size=shape))  # noqa: E731
     units, features = 6, 4
@@ -22,7 +22,8 @@ def _layer(cell, peephole, proj, clip, seed, return_sequences=True):
         "rnn", cell, units, features, w(features, gates * units), w(out, gates * units), w(gates * units),
         recurrent_bias=w(gates * units) if cell == "gru" else None,
         peephole=w(3, units) if peephole else None, projection=w(units, proj) if proj else None,
-        cell_clip=clip, return_sequences=return_sequences)
+        cell_clip=clip, return_sequences=return_sequences,
+        **({} if cell == "simple" else {"recurrent_activation": recurrent_activation}))
 
 
 CASES = [("lstm", True, None, None), ("lstm", False, 3, None), ("lstm", True, 2, 0.7), ("lstm", False, None, 0.5),
@@ -59,6 +60,27 @@ def test_stream_and_round_trip(cell, peephole, proj, clip, tmp_path):
         f"rnn/{name}": (2, size) for name, size in zip(("h", "c"), layer.state_sizes)}
     model.save(tmp_path / "m.ernn")
     np.testing.assert_array_equal(edgernn.load(tmp_path / "m.ernn").predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("cell, peephole, proj, clip, recurrent_activation",
+                         [case + ("sigmoid",) for case in CASES]
+                         + [("lstm", False, None, None, "sigmoid"), ("gru", False, None, None, "sigmoid"),
+                            ("lstm", False, None, None, "hard_sigmoid"), ("gru", False, None, None, "hard_sigmoid")])
+def test_many_streams_step_matches_block_path(cell, peephole, proj, clip, recurrent_activation, monkeypatch):
+    """The many-streams step (products across streams, then the gate pass) against the block
+    path, for the standard cells (whose gates it takes as tanh of halved pre-activations) and the
+    others (peepholes, projection, clip, hard_sigmoid: the general gate pass)."""
+    from edgernn import runtime
+
+    layer = _layer(cell, peephole, proj, clip, seed=5, recurrent_activation=recurrent_activation)
+    spec = ir.ModelSpec((ir.Input("x", 4),), (ir.Node(layer, ("x",), ("y",)),), ("y",))
+    model = edgernn.Model(spec)
+    x = np.random.default_rng(6).normal(scale=2.0, size=(9, 7, 4)).astype(np.float32)
+    monkeypatch.setattr(runtime, "FUSED_STEP_MAX_BATCH", 0)
+    stream = model.stream(9)
+    assert not stream._fused
+    steps = np.stack([stream.step(x[:, t]) for t in range(7)], axis=1)
+    np.testing.assert_allclose(steps, model.predict(x), rtol=1e-5, atol=1e-6)
 
 
 def test_extras_are_validated():

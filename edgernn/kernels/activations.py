@@ -78,9 +78,28 @@ def fast_tanh(v):
 
 
 @njit(**INLINE)
+def half_tanh_sigmoid(t):
+    """σ(v) from ``t = tanh(v / 2)``: (1 + t) / 2, the form :func:`fast_sigmoid` computes."""
+    return _HALF + _HALF * t
+
+
+@njit(**INLINE)
 def fast_sigmoid(v):
     """σ(v) = (1 + tanh(v / 2)) / 2, through :func:`fast_tanh` (error below 2e-7)."""
-    return _HALF + _HALF * fast_tanh(_HALF * v)
+    return half_tanh_sigmoid(fast_tanh(_HALF * v))
+
+
+@njit(**INLINE)
+def tanh_in_place(values):
+    """``values = tanh(values)`` over a whole C-contiguous float32 array in one flat loop.
+
+    One activation per element and nothing else in the loop, so its iterations are independent
+    and LLVM interleaves several vectors of them: a throughput loop. The gate loops, with two
+    activations in a row per unit, wait on the latency of each instead (see
+    :func:`edgernn.kernels.lstm.lstm_batch_update`)."""
+    flat = values.reshape(values.size)
+    for i in range(flat.shape[0]):
+        flat[i] = fast_tanh(flat[i])
 
 
 @njit(**INLINE)

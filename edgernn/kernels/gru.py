@@ -17,7 +17,7 @@ from numba import njit
 
 from ._config import INLINE, JIT
 from ._linalg import accumulate, copy_row, project
-from .activations import activate, clipped, fast_sigmoid, fast_tanh
+from .activations import activate, clipped, fast_sigmoid, fast_tanh, half_tanh_sigmoid, tanh_in_place
 
 
 @njit(**INLINE)
@@ -92,12 +92,38 @@ def gru_sequence(xw, recurrent_main, recurrent_bias, recurrent_candidate, reset_
 
 
 @njit(**JIT)
-def gru_batch_update(xw, hu, h, out, keep, recurrent_candidate, reset_after, clip, activation,
-                     recurrent_activation, standard, zero_output):
+def gru_batch_update(gates, xw, hu, h, out, keep, recurrent_candidate, reset_after, clip, activation,
+                     recurrent_activation, standard, zero_output, halved):
     """One step of B streams from their input part ``xw`` (B, 3H) = ``x W + b`` and recurrent part
     ``hu`` (B, 3H) = ``h U + b_h`` (without reset_after: ``h U_zr`` in its first 2H columns, the
     rest scratch), both from packed products across streams
-    (:func:`edgernn.kernels._gemm.packed_affine`). Other shapes as in :func:`gru_sequence`."""
+    (:func:`edgernn.kernels._gemm.packed_affine`). Other shapes as in :func:`gru_sequence`.
+
+    ``halved`` (standard with reset_after; weights packed by
+    :attr:`edgernn.kernels.recurrent.RecurrentKernel.panels`): ``gates`` (B, 2H) holds half the
+    z and r pre-activations, ``(x W_zr + b_zr + h U_zr + b_Uzr) / 2`` from one product, and
+    ``xw``, ``hu`` (B, H) the candidate's parts ``x W_h + b_h`` and ``h U_h + b_Uh``. As in
+    :func:`edgernn.kernels.lstm.lstm_batch_update`, one flat loop of tanh over ``gates`` makes
+    both gates (σ(v) = (1 + tanh(v / 2)) / 2), and the loop per unit keeps one activation, the
+    candidate's. Otherwise ``gates`` is unused.
+    """
+    if halved:
+        tanh_in_place(gates)
+        units = h.shape[1]
+        for s in range(h.shape[0]):
+            if keep[s]:
+                both, candidate_input, candidate_recurrent, state, output = gates[s], xw[s], hu[s], h[s], out[s]
+                for j in range(units):
+                    # z = σ(.), r = σ(.); h~ = tanh(xw_h + r hu_h); h' = z h + (1 - z) h~
+                    update = half_tanh_sigmoid(both[j])
+                    candidate = fast_tanh(candidate_input[j]
+                                          + half_tanh_sigmoid(both[units + j]) * candidate_recurrent[j])
+                    value = update * state[j] + (np.float32(1.0) - update) * candidate
+                    state[j] = value
+                    output[j] = value
+            elif zero_output:
+                out[s, :] = np.float32(0.0)
+        return
     for s in range(hu.shape[0]):
         if keep[s]:
             gru_update(xw[s], hu[s], h[s], recurrent_candidate, reset_after, clip, activation,

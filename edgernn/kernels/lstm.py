@@ -6,7 +6,9 @@ differ only in where the pre-activations come from:
 * ``lstm_sequence``: a block of T steps whose input projection ``x W + b`` was computed for the
   whole block by one BLAS matrix product (outside Numba); the recurrent part ``h U`` per step here.
 * ``lstm_batch_update``: one step of many streams whose pre-activations ``x W + b + h U`` came from
-  one packed product across streams (:func:`edgernn.kernels._gemm.packed_affine`).
+  one packed product across streams (:func:`edgernn.kernels._gemm.packed_affine`); for the
+  standard cell, with the sigmoid gates' pre-activations halved, so that one flat tanh loop
+  over all streams makes every gate.
 * :mod:`edgernn.kernels.chain` calls ``lstm_update`` for the fused one-step path of small batches.
 """
 
@@ -17,7 +19,7 @@ from numba import njit
 
 from ._config import INLINE, JIT
 from ._linalg import accumulate, copy_row
-from .activations import activate, clipped, fast_sigmoid, fast_tanh
+from .activations import activate, clipped, fast_sigmoid, fast_tanh, half_tanh_sigmoid, tanh_in_place
 
 
 @njit(**INLINE)
@@ -93,11 +95,36 @@ def lstm_sequence(xw, recurrent_kernel, peephole, projection, clip, h, c, out, y
 
 @njit(**JIT)
 def lstm_batch_update(z, h, c, out, keep, peephole, projection, clip, activation, recurrent_activation, standard,
-                      zero_output, hidden):
-    """One step of B streams from their gate pre-activations ``z`` (B, 4H) = ``x W + b + h U``
-    (read only). ``keep`` (B,) bool; other shapes as in :func:`lstm_sequence`; ``hidden`` (H,)
-    scratch.
+                      zero_output, hidden, halved):
+    """One step of B streams from their gate pre-activations ``z`` (B, 4H) = ``x W + b + h U``.
+    ``keep`` (B,) bool; other shapes as in :func:`lstm_sequence`; ``hidden`` (H,) scratch.
+
+    ``halved`` (a standard cell without projection, weights packed by
+    :attr:`edgernn.kernels.recurrent.RecurrentKernel.panels`): z's i, f and o blocks hold half
+    their pre-activation, exactly (a power of two). Then every gate is one tanh,
+    σ(v) = (1 + tanh(v / 2)) / 2, and one flat loop of tanh over all of ``z`` (overwritten) makes
+    them all at the throughput of independent iterations; what is left per unit is
+    c' = σ_f c + σ_i g and h' = σ_o tanh(c'), with one activation. The one-loop form of
+    :func:`lstm_update` chains three per unit (σ, then c', then tanh(c')) and runs at their
+    latency: in a manual A/B on 400 streams this pass took 25-30% less time.
+    Otherwise ``z`` is read only.
     """
+    if halved:
+        tanh_in_place(z)
+        units = c.shape[1]
+        for s in range(z.shape[0]):
+            if keep[s]:
+                gates, cell, state, output = z[s], c[s], h[s], out[s]
+                for j in range(units):  # c' = σ(z_f) c + σ(z_i) tanh(z_c)
+                    cell[j] = (half_tanh_sigmoid(gates[units + j]) * cell[j]
+                               + half_tanh_sigmoid(gates[j]) * gates[2 * units + j])
+                for j in range(units):  # h' = σ(z_o) tanh(c')
+                    value = half_tanh_sigmoid(gates[3 * units + j]) * fast_tanh(cell[j])
+                    state[j] = value
+                    output[j] = value
+            elif zero_output:
+                out[s, :] = np.float32(0.0)
+        return
     for s in range(z.shape[0]):
         if keep[s]:
             lstm_update(z[s], h[s], c[s], peephole, projection, clip, activation, recurrent_activation,

@@ -5,6 +5,7 @@ float32 backend of :func:`edgernn.graph.execute`. Imports Numba (see :mod:`edger
 from __future__ import annotations
 
 import functools
+import typing
 
 import numpy as np
 
@@ -41,22 +42,43 @@ class RecurrentKernel:
         self.recurrent_activation = ACTIVATION_IDS[layer.recurrent_activation]
         self.standard = is_standard(layer)
         self.recurrent_main, self.recurrent_candidate = split_recurrent(layer)
+        # The many-streams step takes every sigmoid gate as a tanh of half its pre-activation
+        # (lstm_batch_update): a standard LSTM without projection, a standard GRU with reset_after.
+        self.halved = self.standard and (layer.cell == "gru" and layer.reset_after
+                                         or layer.cell == "lstm" and layer.projection is None)
 
     # Packed on first use: only a stream of many rows steps through packed_affine.
     @functools.cached_property
-    def panels(self) -> tuple[np.ndarray, ...]:
-        """The weights of :meth:`batch_step`, packed for :func:`edgernn.kernels._gemm.packed_affine`
-        as ``(input, recurrent, bias, recurrent bias, no input, its panels)``.
+    def products(self) -> dict[str, Product]:
+        """The products of :meth:`batch_step`, by name, their weights packed for
+        :func:`edgernn.kernels._gemm.packed_affine`.
 
-        LSTM and SimpleRNN make all of ``x W + b + h U`` in one product. GRU makes ``x W + b`` and
-        ``h U + b_h`` apart (its candidate needs them apart); "no input" is the empty operand of
-        the second, (1, 0) with panels (1, 0, 16), never read (made once here, not per step). Without reset_after GRU's product is ``h U_zr`` only,
-        and its recurrent bias is zero (see :func:`edgernn.kernels.gru.gru_sequence`).
+        * ``"whole"`` (LSTM, SimpleRNN): all of ``x W + b + h U`` in one product.
+        * GRU, ``"input"`` and ``"recurrent"``: ``x W + b`` and ``h U + b_h`` apart (its candidate
+          needs them apart). Without reset_after the recurrent product is ``h U_zr`` only, and its
+          recurrent bias zero (see :func:`edgernn.kernels.gru.gru_sequence`).
+        * GRU with :attr:`halved`, instead: ``"gates"``, z and r whole (``x W_zr + h U_zr`` and
+          both biases), and ``"candidate input"`` and ``"candidate recurrent"``, the h block's
+          two parts.
+
+        With :attr:`halved` the sigmoid gates' columns are packed times 1/2 (exact).
         """
-        recurrent_columns = self.recurrent_main.shape[1]
-        return (pack_columns(self.layer.kernel), pack_columns(self.recurrent_main), pack_columns(self.bias),
-                pack_columns(self.recurrent_bias[:recurrent_columns]),
-                np.zeros((1, 0), np.float32), np.zeros((1, 0, PANEL), np.float32))
+        layer, units = self.layer, self.layer.units
+        recurrent = self.recurrent_main
+        recurrent_bias = self.recurrent_bias[: recurrent.shape[1]]
+        if layer.cell == "gru" and self.halved:
+            gates, candidate = slice(0, 2 * units), slice(2 * units, 3 * units)
+            return {"gates": Product.of(layer.kernel[:, gates] / 2, recurrent[:, gates] / 2,
+                                        (self.bias[gates] + recurrent_bias[gates]) / 2),
+                    "candidate input": Product.of(None, layer.kernel[:, candidate], self.bias[candidate]),
+                    "candidate recurrent": Product.of(None, recurrent[:, candidate], recurrent_bias[candidate])}
+        if layer.cell == "gru":
+            return {"input": Product.of(None, layer.kernel, self.bias),
+                    "recurrent": Product.of(None, recurrent, recurrent_bias)}
+        scale = np.ones(self.bias.shape[0], np.float32)
+        if self.halved:  # LSTM: the i, f and o blocks (c, the third, is a tanh)
+            scale[: 2 * units] = scale[3 * units :] = 0.5
+        return {"whole": Product.of(layer.kernel * scale, recurrent * scale, self.bias * scale)}
 
     def new_state(self, batch: int) -> tuple[np.ndarray, ...]:
         """Zero states, one ``(batch, size)`` array each: LSTM (h, c), GRU and SimpleRNN (h,)."""
@@ -89,41 +111,81 @@ class RecurrentKernel:
             simple_sequence(xw, layer.recurrent_kernel, self.clip, states[0], out, ys, keep, self.activation,
                             self.standard, layer.zero_output_for_mask)
 
-    def new_batch_buffers(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Buffers for :meth:`batch_step`: GRU's input part of the pre-activations (batch, 3H)
-        ((batch, 0) for LSTM and SimpleRNN, whose one product makes them whole), the
-        pre-activations (or GRU's recurrent part), (batch, gates * units), and the packed
+    def new_batch_buffers(self, batch: int) -> tuple[np.ndarray, ...]:
+        """Buffers for :meth:`batch_step`, 64-byte aligned: ``(gates, input part, pre-activations,
+        tail)``. LSTM and SimpleRNN: (batch, 0), (batch, 0), the whole pre-activations (batch,
+        gates * units). GRU: halved z and r (batch, 2H), or (batch, 0); then the input and
+        recurrent parts (batch, H) each when halved, else (batch, 3H) each. ``tail`` is the packed
         product's scratch for a ragged last panel."""
-        width = self.layer.gates * self.layer.units
-        input_part = aligned_zeros((batch, width if self.layer.cell == "gru" else 0))
-        return input_part, aligned_zeros((batch, width)), aligned_zeros((ROWS, PANEL))
+        units, cell = self.layer.units, self.layer.cell
+        if cell != "gru":
+            widths = (0, 0, self.layer.gates * units)
+        else:
+            widths = (2 * units, units, units) if self.halved else (0, 3 * units, 3 * units)
+        return tuple(aligned_zeros((batch, width)) for width in widths) + (aligned_zeros((ROWS, PANEL)),)
+
+    def batch_products(self, x, h, buffers) -> None:
+        """The products across streams of :meth:`batch_step`, into its ``buffers``
+        (:meth:`new_batch_buffers`): ``x`` (B, F) and ``h`` (B, K) C-contiguous."""
+        products = self.products
+        gates, xw, z, tail = buffers
+        if self.layer.cell != "gru":
+            products["whole"].apply(x, h, z, tail)
+        elif self.halved:
+            products["gates"].apply(x, h, gates, tail)
+            products["candidate input"].apply(NO_OPERAND, x, xw, tail)
+            products["candidate recurrent"].apply(NO_OPERAND, h, z, tail)
+        else:
+            products["input"].apply(NO_OPERAND, x, xw, tail)
+            products["recurrent"].apply(NO_OPERAND, h, z, tail)
 
     def batch_step(self, x, states, out, keep, buffers, scratch):
         """One step of many streams: ``x`` (B, F) C-contiguous; no allocation.
 
-        The products across streams run on weights packed once
-        (:func:`edgernn.kernels._gemm.packed_affine`), then one jitted pass per stream applies the
-        gates.
+        The products across streams run on weights packed once (:meth:`batch_products`), then one
+        jitted pass applies the gates.
         """
-        layer = self.layer
-        xw, z, tail = buffers
-        input_panels, recurrent_panels, bias, recurrent_bias, no_input, no_panels = self.panels
-        h = states[0]
+        layer, h = self.layer, states[0]
+        self.batch_products(x, h, buffers)
+        gates, xw, z, _ = buffers
         if layer.cell == "gru":
-            packed_affine(no_input, no_panels, x, input_panels, bias, xw.shape[1], xw, tail)
-            packed_affine(no_input, no_panels, h, recurrent_panels, recurrent_bias, self.recurrent_main.shape[1],
-                          z, tail)
-            gru_batch_update(xw, z, h, out, keep, self.recurrent_candidate, layer.reset_after, self.clip,
-                             self.activation, self.recurrent_activation, self.standard, layer.zero_output_for_mask)
-            return
-        packed_affine(x, input_panels, h, recurrent_panels, bias, z.shape[1], z, tail)
-        if layer.cell == "lstm":
+            gru_batch_update(gates, xw, z, h, out, keep, self.recurrent_candidate, layer.reset_after, self.clip,
+                             self.activation, self.recurrent_activation, self.standard, layer.zero_output_for_mask,
+                             self.halved)
+        elif layer.cell == "lstm":
             lstm_batch_update(z, h, states[1], out, keep, self.peephole, self.projection, self.clip,
                               self.activation, self.recurrent_activation, self.standard,
-                              layer.zero_output_for_mask, scratch[4 * layer.units :])
+                              layer.zero_output_for_mask, scratch[4 * layer.units :], self.halved)
         else:
             simple_batch_update(z, h, out, keep, self.clip, self.activation, self.standard,
                                 layer.zero_output_for_mask)
+
+
+# The unused first operand of a product of one operand: never read, any number of rows.
+NO_OPERAND = np.zeros((1, 0), np.float32)
+
+
+class Product(typing.NamedTuple):
+    """One many-streams product ``out[:, :columns] = bias + first @ W + second @ U`` on weights
+    packed by :func:`pack_columns`; a product of one operand has empty first panels, (1, 0, 16)."""
+
+    first: np.ndarray
+    second: np.ndarray
+    bias: np.ndarray
+    columns: int
+
+    @classmethod
+    def of(cls, first_weights, second_weights, bias) -> "Product":
+        """Pack ``W`` (F, N) or None, ``U`` (K, N) and ``bias`` (N,), once."""
+        first = (np.zeros((1, 0, PANEL), np.float32) if first_weights is None
+                 else pack_columns(np.asarray(first_weights, np.float32)))
+        return cls(first, pack_columns(np.asarray(second_weights, np.float32)),
+                   pack_columns(np.asarray(bias, np.float32)), len(bias))
+
+    def apply(self, first, second, out, tail):
+        """``out`` (M, >= columns) from ``first`` (M, F) (or :data:`NO_OPERAND`) and ``second``
+        (M, K); ``tail`` (4, 16) scratch."""
+        packed_affine(first, self.first, second, self.second, self.bias, self.columns, out, tail)
 
 
 def recurrent_sequence(layer, x, mask=None, initial_state=None):

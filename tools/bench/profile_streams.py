@@ -44,7 +44,6 @@ from bench import models as M  # noqa: E402
 from bench import peers as P  # noqa: E402
 
 from edgernn.bench import Contender, measure, median  # noqa: E402
-from edgernn.kernels._gemm import packed_affine  # noqa: E402
 from edgernn.runtime import _RecurrentStage, fused_step_max_batch  # noqa: E402
 
 F32 = np.float32
@@ -95,19 +94,15 @@ def contenders(bundle: P.Bundle, streams: int):
     layers = [stage for stage in stream._stages if isinstance(stage, _RecurrentStage)]
     heads = [stage for stage in stream._stages if not isinstance(stage, _RecurrentStage)]
     for number, stage in enumerate(layers, 1):
-        kernel, (xw, z, tail) = stage.kernel, stage.buffers
+        kernel, buffers = stage.kernel, stage.buffers
         layer, recurrent = kernel.layer, kernel.recurrent_main  # U (GRU without reset_after: its z, r blocks)
         inputs = np.zeros((streams, layer.input_size), F32)
-        input_panels, recurrent_panels, bias, recurrent_bias, no_input, no_panels = kernel.panels
-        names = {"mm": packed_affine, "x": inputs, "W": input_panels, "h": stage.states[0], "U": recurrent_panels,
-                 "b": bias, "n": z.shape[1], "z": z, "tail": tail}
-        products = "mm(x, W, h, U, b, n, z, tail)"  # x W + b + h U
-        if layer.cell == "gru":  # x W + b and h U + b_h apart
-            names.update(none=no_input, empty=no_panels, bh=recurrent_bias, nh=recurrent.shape[1], xw=xw)
-            products = "mm(none, empty, x, W, b, n, xw, tail); mm(none, empty, h, U, bh, nh, z, tail)"
-        rows.append(Contender(_PRODUCTS.format(number), products, names))
+        rows.append(Contender(_PRODUCTS.format(number), "products(x, h, buffers)",
+                              {"products": kernel.batch_products, "x": inputs, "h": stage.states[0],
+                               "buffers": buffers}))
         rows.append(Contender(_OPENBLAS.format(number), "mm(h, U, out=hu)",
-                              {"mm": np.matmul, "h": stage.states[0], "U": recurrent, "hu": z[:, : recurrent.shape[1]]}))
+                              {"mm": np.matmul, "h": stage.states[0], "U": recurrent,
+                               "hu": np.zeros((streams, recurrent.shape[1]), F32)}))
         rows.append(Contender(_LAYER_STEP.format(number),
                               "batch_step(xin, keep)", {"batch_step": stage.batch_step, "xin": inputs,
                                                         "keep": stream._all_kept}))
