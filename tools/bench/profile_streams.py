@@ -8,10 +8,11 @@ apart, to show which part to work on. All rows of one model are timed together, 
 (:func:`edgernn.bench.measure`), single-threaded, and printed as medians in µs per call:
 
 * edgernn: the whole ``s.step(x, out=y)``; per recurrent layer, its product(s) across the
-  streams alone (``x W + b + h U`` with the weights packed once, edgernn/kernels/_gemm.py; GRU
-  makes ``x W + b`` and ``h U + b_h`` apart), OpenBLAS's ``h U`` through ``np.matmul`` for
-  comparison (what edgernn used before), and the layer's whole step (those products, then the
-  jitted pass over each stream: gates and cell update); the Dense head; the rest: the whole minus the layers and head, which is the Python
+  streams alone (``RecurrentKernel.batch_products``: ``x W + b + h U`` with the weights packed
+  once, edgernn/kernels/_gemm.py; GRU makes its z and r gates whole and its candidate's two
+  parts apart), OpenBLAS's ``h U`` through ``np.matmul`` for comparison (what edgernn used
+  before), and the layer's whole step (those products, then the jitted pass: gates and cell
+  update); the Dense head; the rest: the whole minus the layers and head, which is the Python
   side and copies (a few µs) plus whatever the parts cost more in one step than timed one at a
   time (each timed alone keeps its own weights in cache; model (c)'s two layers do not fit together).
 * TFLite (LiteRT, XNNPACK delegate): the one-step model of tools/bench/models.py at batch ``N``
