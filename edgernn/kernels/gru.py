@@ -100,7 +100,7 @@ def gru_batch_update(gates, xw, hu, h, out, keep, recurrent_candidate, reset_aft
     (:func:`edgernn.kernels._gemm.packed_affine`). Other shapes as in :func:`gru_sequence`.
 
     ``halved`` (standard with reset_after; weights packed by
-    :attr:`edgernn.kernels.recurrent.RecurrentKernel.panels`): ``gates`` (B, 2H) holds half the
+    :attr:`edgernn.kernels.recurrent.RecurrentKernel.products`): ``gates`` (B, 2H) holds half the
     z and r pre-activations, ``(x W_zr + b_zr + h U_zr + b_Uzr) / 2`` from one product, and
     ``xw``, ``hu`` (B, H) the candidate's parts ``x W_h + b_h`` and ``h U_h + b_Uh``. As in
     :func:`edgernn.kernels.lstm.lstm_batch_update`, one flat loop of tanh over ``gates`` makes

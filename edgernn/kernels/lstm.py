@@ -100,7 +100,7 @@ def lstm_batch_update(z, h, c, out, keep, peephole, projection, clip, activation
     ``keep`` (B,) bool; other shapes as in :func:`lstm_sequence`; ``hidden`` (H,) scratch.
 
     ``halved`` (a standard cell without projection, weights packed by
-    :attr:`edgernn.kernels.recurrent.RecurrentKernel.panels`): z's i, f and o blocks hold half
+    :attr:`edgernn.kernels.recurrent.RecurrentKernel.products`): z's i, f and o blocks hold half
     their pre-activation, exactly (a power of two). Then every gate is one tanh,
     σ(v) = (1 + tanh(v / 2)) / 2, and one flat loop of tanh over all of ``z`` (overwritten) makes
     them all at the throughput of independent iterations; what is left per unit is
