@@ -20,7 +20,7 @@ import edgernn
 from edgernn import cli
 from edgernn.kernels import aot
 from edgernn.kernels.chain import jit_chain_step
-from test_stream import chain, chain_models, inputs
+from test_stream import assert_steps_allocate_nothing, chain, chain_models, inputs
 
 F32 = np.float32
 
@@ -147,6 +147,69 @@ def test_a_stream_on_the_ahead_of_time_step_matches_predict(aot_step):
     s.reset()
     odd = np.asfortranarray(x[:, 0].astype(np.float64))
     np.testing.assert_allclose(s.step(odd), steps[:, 0], rtol=0, atol=1e-7)
+
+
+def test_a_stream_on_the_module_steps_in_c_as_its_python_step_does(aot_step, monkeypatch):
+    """On the module's kernel a stream's ``step`` is the C twin of its Python closure (``bind``
+    in aot_step.c): the same outputs bit for bit, ``out`` by position or keyword, the closure's
+    refusals (state untouched), forecast and reset seeing its steps, and no reference cycle that
+    outlives the stream."""
+    import gc
+    import weakref
+
+    from edgernn.errors import InvalidInput
+
+    model = chain(7, 3, [("lstm", 6)], head=(3, "linear"))  # outputs = inputs: forecast works
+    c_stream = model.stream(2)
+    c_stream._use_kernel(aot_step)
+    with monkeypatch.context() as patch:
+        patch.setattr(aot, "bind_step", lambda *args: None)
+        py_stream = model.stream(2)
+        py_stream._use_kernel(aot_step)
+    assert type(c_stream.step).__name__ == "BoundStep" and type(py_stream.step).__name__ == "function"
+
+    with pytest.raises(InvalidInput, match="step or run it on history first"):
+        c_stream.forecast(1)
+    x = inputs(np.random.default_rng(2), 2, 6, 3)
+    y_c, y_py = np.zeros((2, 3), F32), np.zeros((2, 3), F32)
+    calls = [lambda s, xt, y: s.step(xt), lambda s, xt, y: s.step(xt, y), lambda s, xt, y: s.step(xt, out=y),
+             lambda s, xt, y: s.step(xt.tolist())]  # a list: converted by the closure's checked path
+    for t in range(x.shape[1]):
+        xt = np.ascontiguousarray(x[:, t])
+        call = calls[t % len(calls)]
+        got, want = call(c_stream, xt, y_c), call(py_stream, xt, y_py)
+        np.testing.assert_array_equal(got, want)
+        assert (got is y_c) == (t % len(calls) in (1, 2)) and got is not c_stream._step_y
+    before = c_stream.get_state()
+    for bad in ({"x_t": np.zeros((2, 4), F32)}, {"x_t": xt, "out": np.zeros((2, 3))}, {"x_t": xt, "out": y_c[:1]}):
+        with pytest.raises(InvalidInput):
+            c_stream.step(**bad)
+    for name, value in c_stream.get_state().items():
+        np.testing.assert_array_equal(value, before[name])
+    with pytest.raises(TypeError):
+        c_stream.step(xt, y_c, y_c)  # what the closure's signature refuses, refused the same way
+    np.testing.assert_array_equal(c_stream.forecast(3), py_stream.forecast(3))
+    c_stream.reset(0)
+    c_stream.forecast(1)  # one stream's reset keeps the others' output
+    c_stream.reset()
+    with pytest.raises(InvalidInput, match="step or run it on history first"):
+        c_stream.forecast(1)
+    c_stream.step(xt)  # a step of the C path alone gives the stream an output again
+    c_stream.forecast(1)
+
+    gone = weakref.ref(c_stream)
+    del c_stream
+    gc.collect()
+    assert gone() is None
+
+
+def test_the_c_step_allocates_nothing(aot_step):
+    """``step(x, out=y)`` on the module's C step leaves no trace in memory."""
+    model = chain(4, 6, [("lstm", 16), ("gru", 12)], mask_value=0.0, head=(16, "softmax"))
+    s = model.stream(1)
+    s._use_kernel(aot_step)
+    assert type(s.step).__name__ == "BoundStep"
+    assert_steps_allocate_nothing(s, np.ones((1, 6), F32), np.empty((1, 16), F32))
 
 
 CHILD = r"""

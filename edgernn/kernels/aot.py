@@ -6,7 +6,9 @@ first imports numba (about 0.3 s on the development machine) and then Numba's lo
 compiler turns the same kernel (:mod:`edgernn.kernels.chain`) into an object file, which the C
 compiler links with ``aot_step.c`` into an ordinary extension module: importing it takes about a
 millisecond, needs no Numba, and calling it skips Numba's dispatcher too (a METH_FASTCALL
-function checking four arrays, instead of typing and unboxing them).
+function checking four arrays, instead of typing and unboxing them). A stream's ``step`` on it is
+a C callable bound to the stream's arrays (:func:`bind_step`), so not even a Python frame stands
+between the caller and the kernel.
 
 * **Built by** ``edgernn warmup`` (:func:`build_step`), on the device, for its CPU: the same LLVM
   IR compiled for the same CPU model as Numba's JIT, so its outputs equal the jitted kernel's bit
@@ -90,7 +92,8 @@ def load_step():
     if path is None or not path.is_file():
         return None
     try:
-        step = _import(path).chain_step
+        module = _import(path)
+        step, _ = module.chain_step, module.bind  # a module without either is not used
     except (ImportError, OSError, AttributeError) as error:
         warnings.warn(f"edgernn: ignoring the ahead-of-time step {path} ({error}); using Numba's kernel",
                       RuntimeWarning, stacklevel=3)
@@ -98,6 +101,18 @@ def load_step():
     global loaded
     loaded = path
     return step
+
+
+def bind_step(kernel, model, y, memory, fallback):
+    """A stream's ``step(x_t, out=None)`` as one C callable over its arrays (``bind`` in
+    aot_step.c), when ``kernel`` is the ``chain_step`` of a module built here; else None.
+    ``fallback`` is the stream's Python step, which takes every call the C one does not (other
+    types or shapes). The module is the kernel's own (a C function's ``__self__``): a process may
+    have loaded more than one (tests do)."""
+    module = getattr(kernel, "__self__", None)
+    if getattr(module, "__name__", None) != MODULE_NAME or not hasattr(module, "bind"):
+        return None
+    return module.bind(model, y, memory, fallback)
 
 
 # The module this process loaded (None: none, the jitted kernel serves).
