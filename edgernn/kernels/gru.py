@@ -64,6 +64,21 @@ def gru_update(xw, hu, h, recurrent_candidate, reset_after, clip, activation, re
             out[j] = value
 
 
+@njit(**INLINE)
+def gru_update_halved(gates, candidate_input, candidate_recurrent, h, out):
+    """The standard reset_after step (:func:`gru_update`) from ``gates`` (2H,) = tanh of the
+    halved z and r pre-activations (σ(v) = (1 + tanh(v / 2)) / 2) and the candidate's parts
+    ``x W_h + b_h`` and ``h U_h + b_Uh`` (H,); one activation per unit, the candidate's."""
+    units = h.shape[0]
+    for j in range(units):
+        # z = σ(.), r = σ(.); h~ = tanh(xw_h + r hu_h); h' = z h + (1 - z) h~
+        update = half_tanh_sigmoid(gates[j])
+        candidate = fast_tanh(candidate_input[j] + half_tanh_sigmoid(gates[units + j]) * candidate_recurrent[j])
+        value = update * h[j] + (np.float32(1.0) - update) * candidate
+        h[j] = value
+        out[j] = value
+
+
 @njit(**JIT)
 def gru_sequence(xw, recurrent_main, recurrent_bias, recurrent_candidate, reset_after, clip, h, out, ys, keep,
                  activation, recurrent_activation, standard, zero_output, z):
@@ -104,28 +119,15 @@ def gru_batch_update(gates, xw, hu, h, out, keep, recurrent_candidate, reset_aft
     z and r pre-activations, ``(x W_zr + b_zr + h U_zr + b_Uzr) / 2`` from one product, and
     ``xw``, ``hu`` (B, H) the candidate's parts ``x W_h + b_h`` and ``h U_h + b_Uh``. As in
     :func:`edgernn.kernels.lstm.lstm_batch_update`, one flat loop of tanh over ``gates`` makes
-    both gates (σ(v) = (1 + tanh(v / 2)) / 2), and the loop per unit keeps one activation, the
-    candidate's. Otherwise ``gates`` is unused.
+    both gates (σ(v) = (1 + tanh(v / 2)) / 2), and :func:`gru_update_halved` the rest, with one
+    activation per unit, the candidate's. Otherwise ``gates`` is unused.
     """
     if halved:
-        tanh_in_place(gates)
-        units = h.shape[1]
-        for s in range(h.shape[0]):
-            if keep[s]:
-                both, candidate_input, candidate_recurrent, state, output = gates[s], xw[s], hu[s], h[s], out[s]
-                for j in range(units):
-                    # z = σ(.), r = σ(.); h~ = tanh(xw_h + r hu_h); h' = z h + (1 - z) h~
-                    update = half_tanh_sigmoid(both[j])
-                    candidate = fast_tanh(candidate_input[j]
-                                          + half_tanh_sigmoid(both[units + j]) * candidate_recurrent[j])
-                    value = update * state[j] + (np.float32(1.0) - update) * candidate
-                    state[j] = value
-                    output[j] = value
-            elif zero_output:
-                out[s, :] = np.float32(0.0)
-        return
-    for s in range(hu.shape[0]):
-        if keep[s]:
+        tanh_in_place(gates)  # both gates of every stream, in one flat loop
+    for s in range(h.shape[0]):
+        if keep[s] and halved:
+            gru_update_halved(gates[s], xw[s], hu[s], h[s], out[s])
+        elif keep[s]:
             gru_update(xw[s], hu[s], h[s], recurrent_candidate, reset_after, clip, activation,
                        recurrent_activation, standard, out[s])
         elif zero_output:
