@@ -66,8 +66,8 @@ from typing import Optional
 
 import numpy as np
 
-from .. import ir
-from ..errors import EdgernnError, InvalidModelFile, UnsupportedModel
+from ... import ir
+from ...errors import EdgernnError, InvalidModelFile, UnsupportedModel
 
 __all__ = ["load_onnx_file", "run_source"]
 
