@@ -1,12 +1,13 @@
 """The C runtime against bad arguments and hostile input (issue "Hostile files, bad input").
 
-* ``tests/c/test_status.c`` calls every public function of ``ernn.h`` with each bad argument (NULL
-  pointers, short, misaligned and overlapping buffers, wrong input and output lengths, inconsistent
-  models, the wrong scheme) and checks the exact status, that a refused call writes nothing, and that
-  a stream interleaved with refused calls ends bit for bit where a clean one ends; built with gcc and
-  clang under ASan/UBSan for a model of every scheme.
-* ``tests/c/fuzz_testbench.c`` runs libFuzzer (clang ``-fsanitize=fuzzer,address,undefined``) on the
-  testbench's input path, bounded in time, from a seed corpus made here from seeded test vectors.
+* ``firmware_export/tests/test_status.c`` calls every public function of ``ernn.h`` with each bad
+  argument (NULL pointers, short, misaligned and overlapping buffers, wrong input and output
+  lengths, inconsistent models, the wrong scheme) and checks the exact status, that a refused call
+  writes nothing, and that a stream interleaved with refused calls ends bit for bit where a clean
+  one ends; built with gcc and clang under ASan/UBSan for a model of every scheme.
+* ``firmware_export/tests/fuzz_testbench.c`` runs libFuzzer (clang
+  ``-fsanitize=fuzzer,address,undefined``) on the testbench's input path, bounded in time, from a
+  seed corpus made here from seeded test vectors.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from test_firmware import SCHEMES, WARN, c_sources, expected, exported, run_test
 
 __all__ = ["exported"]  # the fixture, shared with test_firmware.py
 
-C_TESTS = Path(__file__).parent / "c"
+C_TESTS = Path(__file__).resolve().parents[1] / "firmware_export" / "tests"
 SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 # Per model, in CI too: some 20 000 to 50 000 inputs each. EDGERNN_FUZZ_SECONDS=300 for a long run by hand.
 FUZZ_SECONDS = int(os.environ.get("EDGERNN_FUZZ_SECONDS", "10"))

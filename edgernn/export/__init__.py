@@ -2,11 +2,13 @@
 
 ``export(qmodel, folder, name, testbench)`` writes into ``folder``:
 
-* the runtime sources shipped in ``edgernn/firmware_export`` (``ernn.h``, ``ernn_internal.h``, one
-  ``ernn_<op>.c`` per op, ``ernn_model.c``, ``ernn_floatmath.c``);
+* the runtime sources of the top-level ``firmware_export/`` folder, installed with the wheel as
+  ``edgernn.firmware_export`` (``ernn.h``, ``ernn_internal.h``, one ``ernn_<op>.c`` per op,
+  ``ernn_model.c``, ``ernn_floatmath.c``);
 * ``<name>_model.h`` (sizes as macros, ``extern const ernn_model <name>_model``) and
   ``<name>_model.c`` (const weight arrays for flash, the layer table and the model struct);
-* ``Makefile`` and ``CMakeLists.txt``; with ``testbench``, ``testbench.c`` (``make testbench``);
+* ``Makefile`` and ``CMakeLists.txt``; with ``testbench``, ``testbench.c`` (``make testbench``), all
+  three filled in from ``firmware_export/templates/``;
 * ``quantization_report.txt`` and ``.json``: the per-layer error against the float model on the
   calibration data (and the sizes, in the JSON).
 """
@@ -36,8 +38,9 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 
 
 def runtime_folder() -> Path:
-    """The folder of C runtime sources inside the installed package."""
-    return Path(str(resources.files("edgernn") / "firmware_export"))
+    """The folder of C runtime sources: ``firmware_export/`` in a checkout, ``edgernn/firmware_export``
+    in an installed wheel (both are the package ``edgernn.firmware_export``)."""
+    return Path(str(resources.files("edgernn.firmware_export")))
 
 
 def _pad4(n: int) -> int:
@@ -201,7 +204,7 @@ def export(qmodel: QuantizedModel, folder, name: str = "model", testbench: bool 
     (folder / f"{name}_model.c").write_text(source)
     for template, target in (("Makefile.in", "Makefile"), ("CMakeLists.txt.in", "CMakeLists.txt")) + \
             ((("testbench.c.in", "testbench.c"),) if testbench else ()):
-        text = (runtime / template).read_text().replace("@NAME@", name).replace("@UPPER@", name.upper())
+        text = (runtime / "templates" / template).read_text().replace("@NAME@", name).replace("@UPPER@", name.upper())
         (folder / target).write_text(text)
     report = f"scheme: {qmodel.scheme}\n" + format_report(qmodel.report) + "\n"
     (folder / "quantization_report.txt").write_text(report)
