@@ -10,7 +10,8 @@ the same feedback loop (the growing sequence, re-run from zero state each month)
     python examples/forecast_airline.py --plot out.png   # and matplotlib
     python examples/forecast_airline.py --epochs 5       # a quick run (a poor forecast, same check)
 
-Data: ../shared/data/Airline/Airline.csv (or EDGERNN_DATA, or `pip install aeon`).
+Data: the UEA/UCR archive's Airline/Airline.csv, from the folder EDGERNN_DATA names or from the
+copy inside the `aeon` package (`pip install aeon`).
 """
 
 import argparse
@@ -34,11 +35,13 @@ EPOCHS = 100
 
 def airline_series() -> np.ndarray:
     """Monthly passengers (thousands), 144 values, from the UEA/UCR copy (or aeon's)."""
-    data = Path(os.environ.get("EDGERNN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    path = data / "Airline" / "Airline.csv"
-    if not path.is_file():
-        import aeon  # the same file ships inside the aeon package
-
+    path = Path(os.environ.get("EDGERNN_DATA", "")) / "Airline" / "Airline.csv"
+    if not os.environ.get("EDGERNN_DATA") or not path.is_file():
+        try:
+            import aeon  # the same file ships inside the aeon package
+        except ImportError:
+            sys.exit("forecast_airline.py needs the Airline series: `pip install aeon` (which ships it), or set "
+                     "EDGERNN_DATA to a folder holding Airline/Airline.csv (the UEA/UCR archive's layout)")
         path = Path(aeon.__file__).parent / "datasets" / "data" / "Airline" / "Airline.csv"
     rows = path.read_text().split()[1:]  # skip the "Date,Passengers" header
     return np.array([float(r.split(",")[1]) for r in rows], dtype=np.float32)

@@ -1,6 +1,6 @@
 """Every script in examples/ runs, as a user runs it (a subprocess), and its output is checked:
 the sensor loop prints what `predict` returns, the exported C says what the int8 simulation says,
-the Keras examples agree with Keras. Fast options only; nothing here reads ../shared/data."""
+the Keras examples agree with Keras. Fast options only; nothing here reads the UEA/UCR data."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
-"""Readers for the public UEA/UCR data in ../shared/data (also shipped by the `aeon` package).
+"""Readers for the public UEA/UCR time-series data the training scripts use.
 
-Used by the training scripts in tools/ only: the package and its tests never need these files.
+The files come from a folder in the UEA/UCR archive's layout (``<Name>/<Name>_TRAIN.ts`` and so
+on) named by the ``EDGERNN_DATA`` environment variable, or else from the copy that ships inside
+the ``aeon`` package (``pip install aeon``). Used by the scripts in tools/ only: the package and
+its tests never need these files.
 """
 
 from __future__ import annotations
@@ -10,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(os.environ.get("EDGERNN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = Path(os.environ["EDGERNN_DATA"]) if os.environ.get("EDGERNN_DATA") else None
 
 
 def _aeon_copy(name: str) -> Path | None:
-    """The same file inside an installed `aeon` package, for machines without ../shared/data."""
+    """The same file inside an installed `aeon` package."""
     try:
         import aeon  # noqa: F401
     except ImportError:
@@ -23,13 +26,16 @@ def _aeon_copy(name: str) -> Path | None:
 
 
 def data_file(folder: str, name: str) -> Path:
-    path = DATA / folder / name
-    if path.is_file():
-        return path
+    """``<EDGERNN_DATA>/<folder>/<name>``, else aeon's copy; a missing file says where to get it."""
+    if DATA is not None and (DATA / folder / name).is_file():
+        return DATA / folder / name
     alternative = _aeon_copy(f"{folder}/{name}")
     if alternative is not None and alternative.is_file():
         return alternative
-    raise FileNotFoundError(f"{path} not found (set EDGERNN_DATA, or `pip install aeon`)")
+    where = f"{DATA / folder / name} does not exist" if DATA is not None else "EDGERNN_DATA is not set"
+    raise SystemExit(f"{folder}/{name}: this script needs the public UEA/UCR data ({where}, and the `aeon` "
+                     "package, which ships a copy, is not installed). `pip install aeon`, or set EDGERNN_DATA "
+                     "to a folder holding the archive's files.")
 
 
 def read_ts(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -11,7 +11,7 @@ the C runtime) run the 40 *test* recordings from zero state. Reported per scheme
 
 The issue's target for int8: at most 1 point of test accuracy lost, argmax agreement >= 98%.
 
-Run:  python tools/quant_accuracy.py      (needs ../shared/data or the `aeon` package)
+Run:  python tools/quant_accuracy.py      (needs the `aeon` package, or EDGERNN_DATA)
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ runtime), from zero state:
   RMSE (thousands of passengers) of the one-step-ahead forecasts of the 24 held-out months. Target
   for int8: at most 5% more RMSE than float.
 
-Run:  python tools/quant_accuracy_more.py      (needs keras for training; ../shared/data or `aeon`)
+Run:  python tools/quant_accuracy_more.py      (needs keras for training; EDGERNN_DATA or `aeon`)
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ kernel and bias and into the Dense layer, so the saved model reads and predicts 
 
 Writes  build/models/airline_lstm.keras  (or $EDGERNN_MODELS/airline_lstm.keras)
 
-Run:  python tools/train_airline_lstm.py     (needs keras; ../shared/data or `aeon`; about a minute)
+Run:  python tools/train_airline_lstm.py     (needs keras; EDGERNN_DATA or `aeon`; about a minute)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Train the Daphnet gait example (examples/daphnet/), reproducibly, on the Daphnet recording.
 
-Daphnet S06R02E0 (UEA/UCR copy in ../shared/data, or `pip install aeon`): three 3-axis
+Daphnet S06R02E0 (the UEA/UCR copy: EDGERNN_DATA, or `pip install aeon`): three 3-axis
 accelerometers (ankle, thigh, trunk) at 64 Hz, in mg, on a Parkinson's patient, 110 s. Its
 freezing-of-gait label is 0 on every row of this recording, so there is nothing to learn from it;
 instead each sample gets a label derived from the signal itself: *walking* when the ankle's

@@ -13,7 +13,7 @@ Writes (both shipped in the package):
   edgernn/examples/basicmotions_lstm.keras   the trained Keras model
   edgernn/examples/basicmotions_trace.csv    one test recording of each activity, 400 rows x 6
 
-Run:  python tools/train_example.py     (needs the `keras` extra; ../shared/data or `aeon`)
+Run:  python tools/train_example.py     (needs the `keras` extra; EDGERNN_DATA or `aeon`)
 """
 
 from __future__ import annotations

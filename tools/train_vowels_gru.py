@@ -12,7 +12,7 @@ folded into the GRU's kernel and input bias after training, so the saved model t
 
 Writes  build/models/vowels_gru.keras  (or $EDGERNN_MODELS/vowels_gru.keras)
 
-Run:  python tools/train_vowels_gru.py     (needs keras; ../shared/data or `aeon`; about a minute)
+Run:  python tools/train_vowels_gru.py     (needs keras; EDGERNN_DATA or `aeon`; about a minute)
 """
 
 from __future__ import annotations
