@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Run the test suite on a fresh machine: install the C compilers the firmware tests use (if missing),
-# install edgernn with its test extra (TensorFlow/Keras, PyTorch, onnxruntime, LiteRT, pytest) into
-# .venv, then run every test against the live frameworks. Arguments go to pytest.
+# Run the test suite on a fresh machine: install the system packages the tests use if any is missing
+# (C compilers, Python's headers: tools/install_system_deps.sh), install edgernn with its test extra
+# (TensorFlow/Keras, PyTorch, onnxruntime, LiteRT, pytest) into .venv, then run every test against
+# the live frameworks. Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/install_compilers.sh
+bash tools/install_system_deps.sh
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[test]"
