@@ -1,0 +1,74 @@
+"""Dense layers: ``Gemm`` and ``MatMul`` of data by a constant weight, and ``Add`` of a constant bias
+to their result."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ... import ir
+from .expressions import _DenseE
+from .values import _Const, _Data, _Refuse
+
+
+class _DenseOps:
+    """Gemm, MatMul, Add (a mixin of :class:`~.converter._Converter`)."""
+
+    def _dense(self, d: _Data, kernel, bias, where, name, position=None) -> _Data:
+        position = len(d.axes) - 1 if position is None else position
+        self._feature_axis(d, position, where)
+        if kernel.shape[0] != d.expr.features:
+            raise _Refuse(f"{where}: weight of shape {kernel.shape} does not fit {d.expr.features} features")
+        expr = _DenseE(d.expr, ir.as_weight(kernel), None if bias is None else ir.as_weight(bias), "linear", name)
+        axes = d.axes[:position] + (("F", 0, 1),) + d.axes[position + 1:]
+        return _Data(expr, axes, (int(kernel.shape[1]),))
+
+    def _op_Gemm(self, node, inputs, attrs, where):
+        a, b = inputs[0], inputs[1]
+        c = inputs[2] if len(inputs) > 2 else None
+        if self._all_const(inputs):
+            return self._fold(node, inputs, where)
+        if not isinstance(a, _Data) or not isinstance(b, _Const) or (c is not None and not isinstance(c, _Const)):
+            raise _Refuse(f"{where}: Gemm needs data times a constant weight (plus a constant bias)")
+        if len(a.axes) != 2:
+            raise _Refuse(f"{where}: Gemm input of rank {len(a.axes)}")
+        trans_a = attrs.get("transA", 0)
+        rows = 1 if trans_a else 0
+        w = np.asarray(b.value, np.float64)
+        w = w.T if attrs.get("transB", 0) else w
+        w = w * attrs.get("alpha", 1.0)
+        bias = None
+        if c is not None:
+            cv = np.asarray(c.value, np.float64) * attrs.get("beta", 1.0)
+            if cv.size not in (1, w.shape[1]) or (cv.ndim == 2 and cv.shape[0] != 1):
+                raise _Refuse(f"{where}: Gemm bias of shape {cv.shape} is not one row")
+            bias = np.broadcast_to(cv.reshape(-1), (w.shape[1],))
+        out = self._dense(a, w, bias, where, node.name or node.output[0], position=1 - rows)
+        # Gemm's output is (rows, N): put the rows axis first.
+        return replace(out, axes=(out.axes[rows], out.axes[1 - rows]))
+
+    def _op_MatMul(self, node, inputs, attrs, where):
+        a, b = inputs
+        if self._all_const(inputs):
+            return self._fold(node, inputs, where)
+        if not isinstance(a, _Data) or not isinstance(b, _Const) or b.value.ndim != 2:
+            raise _Refuse(f"{where}: MatMul needs data times a constant 2-D weight")
+        return self._dense(a, np.asarray(b.value, np.float64), None, where, node.name or node.output[0])
+
+    def _op_Add(self, node, inputs, attrs, where):
+        if self._all_const(inputs):
+            return self._fold(node, inputs, where)
+        data = [v for v in inputs if isinstance(v, _Data)]
+        const = [v for v in inputs if isinstance(v, _Const)]
+        if len(data) != 1 or len(const) != 1:
+            raise _Refuse(f"{where}: Add is supported only as a constant bias after MatMul/Gemm")
+        d, c = data[0], np.asarray(const[0].value, np.float64)
+        if not isinstance(d.expr, _DenseE):
+            raise _Refuse(f"{where}: Add of a constant to a tensor that is not a MatMul/Gemm result")
+        units = d.expr.features
+        if c.size not in (1, units) or (c.ndim and c.shape[-1] not in (1, units)) or c.ndim > len(d.axes):
+            raise _Refuse(f"{where}: Add of a constant of shape {c.shape} that is not a bias over the features")
+        self._feature_axis(d, len(d.axes) - 1, where)
+        bias = np.broadcast_to(c.reshape(-1), (units,)) + (0 if d.expr.bias is None else d.expr.bias)
+        return replace(d, expr=replace(d.expr, bias=ir.as_weight(bias)))
