@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import warnings
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -69,8 +68,8 @@ from typing import Optional
 
 import numpy as np
 
-from .. import ir
-from ..errors import InvalidModelFile, UnsupportedModel
+from ... import ir
+from ...errors import InvalidModelFile, UnsupportedModel
 
 __all__ = ["from_torch_module", "load_torch_file", "load_safetensors_file", "run_source"]
 
@@ -804,12 +803,10 @@ def _load_torch(path: Path, options: dict):
             return "script", torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - a malformed archive
             raise InvalidModelFile(f"{label}: not a loadable TorchScript archive: {exc}") from exc
+    from . import _load_weights_only  # the package's one unpickling call, restricted
+
     try:
-        # weights_only=True: tensors and plain containers only. A file that holds a pickled
-        # module or any other object is refused here, before any of its code could run.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "Detected pickle protocol 4 ..." for a plain pickle file
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        obj = _load_weights_only(torch, path)
     except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, ...
         # torch's message suggests turning the restriction off; keep only the line that says what was refused.
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
