@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=3  # if .venv also has the test extra, keep TensorFlow's start-up log quiet
+bash tools/install_system_deps.sh --venv  # Debian's python3 needs python3-venv for the next line
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e .
