@@ -1,25 +1,78 @@
 """PyTorch importer: ``nn.Module`` objects, ``.pt``/``.pth`` files (state_dict or TorchScript) and
 ``.safetensors`` state dicts -> :class:`~edgernn.ir.ModelSpec`.
 
-The conversion lives in :mod:`.state_dict`; this package re-exports its entry points and holds the
-one call that unpickles a file, restricted to weights.
+torch is imported lazily, inside the functions that need it; ``.safetensors`` files are read with
+the ``safetensors`` package's NumPy API and need no torch at all. No file is ever unpickled without
+restriction: a state_dict is read with ``torch.load(..., weights_only=True)`` (tensors and plain
+containers only, no Python object is built, no code runs), a TorchScript archive with
+``torch.jit.load`` (only when the zip holds a ``code/`` folder).
+
+How a module maps (the rules are the same for a live module, a TorchScript file and a state dict):
+
+* A bare ``nn.LSTM``/``nn.GRU``/``nn.RNN``: one IR layer per PyTorch layer (``ir.Bidirectional``
+  with ``merge_mode="concat"`` for ``bidirectional=True``, so layer ``k + 1`` reads both
+  directions concatenated, as PyTorch does). ``predict`` returns PyTorch's ``output`` (the first
+  element of the tuple) as ``(batch, T, features)`` whatever ``batch_first`` was. The final states
+  ``h_n``/``c_n`` of a unidirectional module are the stream's state after a run:
+  ``s = m.stream(B); s.run(x); s.get_state()["<name>_l<k>/h"]`` is ``h_n[k]`` (and ``/c`` is
+  ``c_n[k]``), where ``<name>`` is ``lstm``, ``gru`` or ``rnn`` for a bare module and the module's
+  path in a composed one.
+* A composed module: its children in registration order (recursively through ``nn.Sequential``,
+  ``nn.ModuleList`` and plain container modules), each applied to the previous one's output:
+  recurrent modules, ``nn.Linear`` (-> ``ir.Dense``, an activation module right after it fused
+  into the Dense), activation modules (-> ``ir.Activation``), ``nn.Dropout``/``nn.Identity``
+  (skipped: the identity at inference). The module's ``forward`` is not visible, so how the last
+  recurrent module's output reaches the head is an explicit option:
+
+  - ``head="last"``: the head sees the output's last step, ``output[:, -1]`` (batch_first) or
+    ``output[-1]``; ``predict`` returns ``(batch, outputs)``. Refused for a bidirectional last
+    module (its backward half at the last step has read one step only; no IR layer computes it).
+  - ``head="every"``: the head runs on every step; ``predict`` returns ``(batch, T, outputs)``.
+  - ``head="final"``: the head sees the last layer's final hidden state, ``h_n[-1]``, or for a
+    bidirectional module ``torch.cat([h_n[-2], h_n[-1]], dim=1)``; ``predict`` returns
+    ``(batch, outputs)``.
+
+  A composed module without ``head`` is refused with an error naming the option. The input of a
+  composed module is ``(batch, T, features)`` for ``predict`` too; run by PyTorch it is laid out
+  as its first recurrent module's ``batch_first`` says.
+
+State dicts carry weights only: their architecture is inferred from key names and shapes (see
+``state_dict``). What a state dict cannot carry is given as keyword options named as PyTorch names
+them: ``nonlinearity="tanh"|"relu"`` (or ``mode="RNN_TANH"|"RNN_RELU"``) for an ``nn.RNN``,
+``batch_first`` (used when the rebuilt module is run), ``head``, ``activations={"<path>": "ReLU", ...}``
+for parameterless modules (a gap in a Sequential's numbering, ``head.1``, or an activation after a
+module, keyed by that module's path) and ``order=["rnn", "fc"]`` when a safetensors file (which
+keeps no order) allows several.
+
+Modules, one idea each:
+
+* ``files``: ``.pt``/``.pth`` and ``.safetensors`` read: :func:`load_torch_file`, :func:`load_safetensors_file`.
+* ``modules``: :func:`from_torch_module`, and the walk of a live or TorchScript module tree into a chain.
+* ``state_dict``: a chain inferred from a state dict's parameter names and shapes.
+* ``chain``: the chain every source is reduced to: ``_RNN``, ``_Linear``, ``_Act`` records in forward order.
+* ``build``: the IR built from a chain: the heads, the checks, the gate-order and bias reshuffles.
+* ``activations``: PyTorch activation modules to IR names, and the modules skipped as the identity.
+* ``options``: the keyword options, which exist and how each is read.
+* ``run``: :func:`run_source`, the source run by PyTorch itself, for verification.
+
+The one call that unpickles a file, ``torch.load`` restricted to weights, is
+:func:`_load_weights_only` here, in the package's own module, where whoever reads the package (and
+the check that reads its source) finds it; ``files`` looks it up here when it reads a file.
 """
 
 from __future__ import annotations
 
 import warnings
 
-from .state_dict import from_torch_module, load_safetensors_file, load_torch_file, run_source
+from .files import load_safetensors_file, load_torch_file
+from .modules import from_torch_module
+from .run import run_source
 
 __all__ = ["from_torch_module", "load_torch_file", "load_safetensors_file", "run_source"]
 
 
 def _load_weights_only(torch, path):
-    """The object of ``.pt``/``.pth`` file ``path``, read with ``torch.load(..., weights_only=True)``.
-
-    This is the only place the importer unpickles a file; it lives in the package's own module so
-    that whoever reads the package (and the check that reads its source) finds it here.
-    """
+    """The object saved in ``.pt``/``.pth`` file ``path`` (``torch`` is the imported module)."""
     # weights_only=True: tensors and plain containers only. A file that holds a pickled
     # module or any other object is refused here, before any of its code could run.
     with warnings.catch_warnings():

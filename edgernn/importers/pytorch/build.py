@@ -1,0 +1,152 @@
+"""Building the IR from a chain: the ``head`` semantics, the checks that the layers chain, and the
+weight reshuffles from PyTorch's layout to the IR's.
+
+Weight reshuffles (IR layout in :mod:`edgernn.ir`): PyTorch stores ``(gates * H, in)``, the IR
+``(in, gates * H)``: every matrix is transposed. LSTM rows i, f, g, o are the IR's i, f, c, o (same
+order); ``bias_ih + bias_hh`` summed. GRU rows r, z, n are reordered to z, r, h; ``reset_after=True``
+(PyTorch's candidate is ``tanh(W_in x + b_in + r * (W_hn h + b_hn))``); ``bias_ih`` -> ``bias`` and
+``bias_hh`` -> ``recurrent_bias``, kept apart because ``b_hn`` sits inside ``r * (...)``. RNN ->
+``simple`` with activation tanh or relu, biases summed. ``weight_hr`` (``proj_size``) -> the LSTM
+``projection``, transposed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Optional
+
+import numpy as np
+
+from ... import ir
+from ...errors import UnsupportedModel
+from .chain import _RNN, _Act, _Chain, _Linear
+
+
+# PyTorch's RNNBase.mode -> (IR cell, activation); plain nn.RNN modes carry the nonlinearity.
+_MODES = {"LSTM": ("lstm", "tanh"), "GRU": ("gru", "tanh"), "RNN_TANH": ("simple", "tanh"),
+          "RNN_RELU": ("simple", "relu")}
+
+
+def _gru_rows(a: np.ndarray, h: int) -> np.ndarray:
+    """PyTorch GRU gate blocks r, z, n (rows, axis 0) -> IR order z, r, h."""
+    return np.concatenate([a[h:2 * h], a[:h], a[2 * h:3 * h]], axis=0)
+
+
+def _recurrent_layer(rnn: _RNN, k: int, suffix: str, name: str, input_size: int, return_sequences: bool,
+                     go_backwards: bool) -> ir.Recurrent:
+    """IR layer of PyTorch layer ``k`` (direction ``suffix``: "" or "_reverse") of ``rnn``."""
+    p = rnn.params
+    h = rnn.hidden_size
+    w_ih = np.asarray(p[f"weight_ih_l{k}{suffix}"], np.float64)
+    w_hh = np.asarray(p[f"weight_hh_l{k}{suffix}"], np.float64)
+    b_ih = p.get(f"bias_ih_l{k}{suffix}") if rnn.bias else None
+    b_hh = p.get(f"bias_hh_l{k}{suffix}") if rnn.bias else None
+    cell, activation = _MODES[rnn.mode]
+    recurrent_bias = None
+    bias = None
+    if cell == "gru":
+        # Gate reorder r, z, n -> z, r, h; the recurrent bias stays apart (b_hn sits inside r * (...)).
+        w_ih, w_hh = _gru_rows(w_ih, h), _gru_rows(w_hh, h)
+        if b_ih is not None:
+            bias = _gru_rows(np.asarray(b_ih, np.float64), h)
+            recurrent_bias = _gru_rows(np.asarray(b_hh, np.float64), h)
+    elif b_ih is not None:
+        # LSTM (i, f, g, o = IR i, f, c, o) and RNN: both biases are added outside any gate product.
+        bias = np.asarray(b_ih, np.float64) + np.asarray(b_hh, np.float64)
+    projection = None
+    if rnn.proj_size:
+        projection = ir.as_weight(np.asarray(p[f"weight_hr_l{k}{suffix}"]).T)  # (proj, H) -> (H, proj)
+    return ir.Recurrent(
+        name=name, cell=cell, units=h, input_size=input_size,
+        kernel=ir.as_weight(w_ih.T), recurrent_kernel=ir.as_weight(w_hh.T),  # (G*H, n) -> (n, G*H)
+        bias=None if bias is None else ir.as_weight(bias),
+        recurrent_bias=None if recurrent_bias is None else ir.as_weight(recurrent_bias),
+        activation=activation, recurrent_activation="sigmoid", reset_after=True,
+        return_sequences=return_sequences, go_backwards=go_backwards, projection=projection)
+
+
+def _rnn_name(rnn: _RNN, k: int) -> str:
+    base = rnn.path or {"LSTM": "lstm", "GRU": "gru"}.get(rnn.mode, "rnn")
+    return f"{base}_l{k}"
+
+
+def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
+    """The ModelSpec of ``chain`` with ``head`` semantics; returns (spec, the head used)."""
+    label = chain.label
+    layers = chain.layers
+    rnns = [i for i, layer in enumerate(layers) if isinstance(layer, _RNN)]
+    if not rnns:
+        raise UnsupportedModel(f"{label}: no recurrent module (nn.LSTM, nn.GRU, nn.RNN) found")
+    last_rnn = rnns[-1]
+    if chain.bare:
+        if head not in (None, "every"):
+            raise UnsupportedModel(f"{label}: a bare {layers[0].mode} module returns its output sequence; "
+                                   f"head={head!r} applies to modules with a head only")
+        head = "every"
+    elif head is None:
+        raise UnsupportedModel(
+            f"{label}: how forward() passes the output of recurrent module {layers[last_rnn].path!r} on is not "
+            "visible; choose it with the option head='last' (the head sees output[:, -1]), head='every' "
+            "(the head runs on every step) or head='final' (the head sees h_n of the last layer, both "
+            "directions concatenated)")
+    if head == "last" and layers[last_rnn].bidirectional:
+        raise UnsupportedModel(
+            f"{label}: head='last' on bidirectional module {layers[last_rnn].path!r} means output[:, -1], whose "
+            "backward half has read only the last step; edgernn cannot compute that. Use head='final' "
+            "(torch.cat([h_n[-2], h_n[-1]], 1)) or head='every'")
+
+    problems: list[str] = []
+    nodes: list[ir.Node] = []
+    features = None
+    rank = 3
+    tensor = "x"
+    for index, layer in enumerate(layers):
+        where = f"module {layer.path!r}" if layer.path else "the module"
+        if isinstance(layer, _RNN):
+            if features is not None and features != layer.input_size:
+                problems.append(f"{where} takes {layer.input_size} features but gets {features}")
+            if rank != 3:
+                problems.append(f"{where} reads a sequence, but it comes after the head collapsed the time axis")
+            size = layer.input_size
+            for k in range(layer.num_layers):
+                name = _rnn_name(layer, k)
+                sequences = not (index == last_rnn and k == layer.num_layers - 1 and head in ("last", "final"))
+                forward = _recurrent_layer(layer, k, "", name, size, sequences, False)
+                if layer.bidirectional:
+                    backward = _recurrent_layer(layer, k, "_reverse", name + "_reverse", size, sequences, True)
+                    op = ir.Bidirectional(name, forward, backward, "concat")
+                else:
+                    op = forward
+                out = f"{name}:0"
+                nodes.append(ir.Node(op, (tensor,), (out,)))
+                tensor, size = out, op.output_size
+                if not sequences:
+                    rank = 2
+            features = size
+        elif isinstance(layer, _Linear):
+            if features is not None and features != layer.input_size:
+                problems.append(f"{where} (Linear) takes {layer.input_size} features but gets {features}")
+            bias = None if layer.bias is None else ir.as_weight(layer.bias)
+            op = ir.Dense(layer.path or "linear", ir.as_weight(np.asarray(layer.weight).T), bias)
+            out = f"{op.name}:0"
+            nodes.append(ir.Node(op, (tensor,), (out,)))
+            tensor, features = out, layer.output_size
+        elif isinstance(layer, _Act):
+            if layer.dim is not None and layer.dim not in (-1, rank - 1):
+                problems.append(f"{where}: {layer.activation} over dim={layer.dim} of a rank-{rank} tensor is not "
+                                "over the feature (last) axis; only dim=-1 is supported")
+            previous = nodes[-1].op if nodes else None
+            if isinstance(previous, ir.Dense) and previous.activation == "linear":
+                # Linear followed by an activation module: one Dense with that activation.
+                nodes[-1] = ir.Node(replace(previous, activation=layer.activation), nodes[-1].inputs, nodes[-1].outputs)
+            else:
+                op = ir.Activation(layer.path or "activation", layer.activation)
+                out = f"{op.name}:0"
+                nodes.append(ir.Node(op, (tensor,), (out,)))
+                tensor = out
+    first = next(layer for layer in layers if isinstance(layer, (_RNN, _Linear)))
+    if problems:
+        raise UnsupportedModel(f"{label}: the modules do not chain", problems)
+    source = {"format": "pytorch", **chain.source, "head": head}
+    spec = ir.ModelSpec((ir.Input("x", first.input_size),), tuple(nodes), (tensor,), source)
+    return spec, head

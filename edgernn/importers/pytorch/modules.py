@@ -1,0 +1,182 @@
+"""Live modules and TorchScript: the module tree walked in registration order into a chain.
+
+Recurrent modules, ``nn.Linear``, activation modules and the identity at inference are read from the
+module's parameters and attributes; container modules are walked recursively. A traced (not
+scripted) TorchScript module keeps no Python attributes: its mode, ``batch_first`` and activation
+constants are read from the code text PyTorch stores with it, never run.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+import numpy as np
+
+from ... import ir
+from ...errors import UnsupportedModel
+from .activations import _ACTIVATION_CLASSES, _SKIP_CLASSES, _activation_of
+from .build import _build
+from .chain import _RNN, _Act, _Chain, _Linear
+from .options import _check_options, _flag, _head_option
+from .state_dict import _rnn_from_params
+
+
+_RNN_CLASSES = {"LSTM", "GRU", "RNN"}
+_CONTAINER_CLASSES = {"Sequential", "ModuleList", "ModuleDict"}
+
+
+def _numpy(tensor) -> np.ndarray:
+    return tensor.detach().cpu().float().numpy().copy()
+
+
+def _class_name(module) -> str:
+    """The PyTorch class of a module; TorchScript modules keep it as ``original_name``."""
+    return getattr(module, "original_name", None) or type(module).__name__
+
+
+_TRACED_RNN = re.compile(r"torch\.(lstm|gru|rnn_tanh|rnn_relu)\((.*)\)")
+
+
+def _traced_call(module):
+    """For a traced (not scripted) RNN, its ``torch.<op>(...)`` call from the module's code text.
+
+    Traced modules keep no Python attributes (batch_first, mode); the code PyTorch stores in the
+    archive names the op and passes them as constants: ``torch.lstm(input, hx, params, has_biases,
+    num_layers, dropout, train, bidirectional, batch_first)``. Read as text only, never run.
+    """
+    try:
+        code = module.code
+    except Exception:  # noqa: BLE001 - not TorchScript, or no code
+        return None
+    match = _TRACED_RNN.search(code or "")
+    if not match:
+        return None
+    args = [a.strip() for a in re.split(r",(?![^\[]*\])", match.group(2))]
+    return match.group(1), args
+
+
+def _attr(module, name, default=None):
+    try:
+        return getattr(module, name)
+    except Exception:  # noqa: BLE001 - TorchScript raises for missing attributes
+        return default
+
+
+def _rnn_from_module(module, path: str, options: dict, problems: list[str], where: str) -> Optional[_RNN]:
+    params = {name: _numpy(p) for name, p in module.named_parameters(recurse=False)}
+    described = _rnn_from_params(params, path, options, problems, where)
+    if described is None:
+        return None
+    mode = _attr(module, "mode")
+    batch_first = _attr(module, "batch_first")
+    traced = None if mode is not None else _traced_call(module)
+    if traced is not None:
+        op, args = traced
+        mode = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU"}[op]
+        if batch_first is None and args and args[-1] in ("True", "False"):
+            batch_first = args[-1] == "True"
+    if mode is not None:
+        if _base_mode(mode) != _base_mode(described.mode):
+            problems.append(f"{where}: mode {mode} does not fit its weights ({described.mode})")
+        described.mode = mode
+    elif described.mode == "RNN":
+        problems.append(f"{where}: cannot tell tanh from relu; pass nonlinearity='tanh' or 'relu'")
+    if batch_first is None:
+        batch_first = _flag(options.get("batch_first", False), "batch_first")
+    described.batch_first = bool(batch_first)
+    return described
+
+
+def _base_mode(mode: str) -> str:
+    return "RNN" if mode.startswith("RNN") else mode
+
+
+def _activation_attrs(module, cls: str) -> dict:
+    attrs = {}
+    for name in ("dim", "alpha", "negative_slope", "beta", "threshold", "min_val", "max_val", "approximate"):
+        value = _attr(module, name)
+        if value is not None and not callable(value):
+            attrs[name] = value
+    if not attrs:  # a traced module keeps no attributes: read the constants of its one call
+        try:
+            code = module.code
+        except Exception:  # noqa: BLE001
+            code = ""
+        match = re.search(r"torch\.\w+\([^,()]+((?:,\s*[-\w.]+)*)\)", code or "")
+        numbers = [a.strip() for a in match.group(1).split(",")[1:]] if match else []
+        keys = {"Softmax": ["dim"], "LogSoftmax": ["dim"], "ELU": ["alpha"], "CELU": ["alpha"],
+                "LeakyReLU": ["negative_slope"], "Softplus": ["beta", "threshold"],
+                "Hardtanh": ["min_val", "max_val"]}.get(cls, [])
+        for key, text in zip(keys, numbers):
+            try:
+                attrs[key] = int(text) if re.fullmatch(r"-?\d+", text) else float(text)
+            except ValueError:
+                pass
+        if cls == "GELU" and code and "approximate=\"tanh\"" in code:
+            attrs["approximate"] = "tanh"
+    return attrs
+
+
+def _walk(module, path: str, options: dict, layers: list, problems: list[str], label: str) -> None:
+    """Append the layers of ``module`` (at ``path``) in registration order."""
+    cls = _class_name(module)
+    where = f"module {path!r} ({cls})" if path else cls
+    if cls in _RNN_CLASSES:
+        rnn = _rnn_from_module(module, path, options, problems, where)
+        if rnn is not None:
+            layers.append(rnn)
+        return
+    if cls == "Linear":
+        weight = _attr(module, "weight")
+        bias = _attr(module, "bias")
+        layers.append(_Linear(path, _numpy(weight), None if bias is None else _numpy(bias)))
+        return
+    if cls in _SKIP_CLASSES:
+        return
+    if cls in _ACTIVATION_CLASSES:
+        attrs = _activation_attrs(module, cls)
+        activation = _activation_of(cls, attrs, where, problems)
+        if activation is not None:
+            layers.append(_Act(path, activation, attrs.get("dim") if activation in ir.VECTOR_ACTIVATIONS else None))
+        return
+    children = list(module.named_children())
+    own = [name for name, _ in module.named_parameters(recurse=False)]
+    if not children:
+        if cls in _CONTAINER_CLASSES and not own:
+            return
+        problems.append(f"{where} is not supported (supported: LSTM, GRU, RNN, Linear, activations, Dropout, "
+                        "Identity, and modules composed of them)")
+        return
+    if own:
+        problems.append(f"{where} holds parameters of its own ({', '.join(own)}) that its forward() uses in a "
+                        "way edgernn cannot see")
+    for name, child in children:
+        _walk(child, f"{path}.{name}" if path else name, options, layers, problems, label)
+
+
+def _chain_from_module(module, options: dict, label: str, source: dict) -> _Chain:
+    problems: list[str] = []
+    layers: list = []
+    _walk(module, "", options, layers, problems, label)
+    if problems:
+        raise UnsupportedModel(f"{label}: cannot convert", problems)
+    bare = _class_name(module) in _RNN_CLASSES
+    return _Chain(layers, bare, label, source)
+
+
+def from_torch_module(module, **options) -> ir.ModelSpec:
+    """Convert an in-memory ``torch.nn.Module`` (or a TorchScript module) into a ModelSpec.
+
+    Options: ``head`` (``"last"``, ``"every"``, ``"final"``; required for a composed module, see the
+    package docstring), ``nonlinearity``/``mode``/``batch_first`` for traced TorchScript modules,
+    which keep no attributes.
+    """
+    _check_options(options, "from_torch_module")
+    head = _head_option(options)
+    label = f"PyTorch module {_class_name(module)}"
+    import torch  # noqa: F401 - a torch object is being converted, so torch is there
+
+    chain = _chain_from_module(module, options, label, {"file": None, "class": _class_name(module),
+                                                        "framework_version": torch.__version__})
+    return _build(chain, head)[0]
