@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING
 
+from ._version import __version__
 from .errors import EdgernnError, InvalidInput, InvalidModelFile, NotStreamable, UnsupportedModel, VerificationFailed
-from .runtime import Model, Stream
+
+if TYPE_CHECKING:
+    from .runtime import Model, Stream
+
+# Model and Stream are resolved on first use (PEP 562, ``__getattr__`` below), and load and convert
+# import what they need when called: importing a submodule (edgernn.store, edgernn.ir, ...) runs this
+# file, and must not import the runtime. No module of the package imports a name from this file but
+# cli (convert, load) and what _version and errors hold, so the imports below make no cycle
+# (tests/test_imports.py).
+_RUNTIME_NAMES = ("Model", "Stream")
+
+
+def __getattr__(name):
+    if name in _RUNTIME_NAMES:
+        from . import runtime  # lazy: see _RUNTIME_NAMES
+
+        globals().update({n: getattr(runtime, n) for n in _RUNTIME_NAMES})
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
 def load(path) -> Model:
     """Load a ``.ernn`` file written by :meth:`Model.save` (validated; nothing in it is executed)."""
-    from .store import load as _load
+    from .runtime import Model  # lazy: see _RUNTIME_NAMES
+    from .store import load_spec  # lazy: `import edgernn.ir` and the like need not load the file format
 
-    return _load(path)
+    return Model(load_spec(path))
 
 
 def convert(source, verify=True, **options) -> Model:
@@ -26,14 +50,15 @@ def convert(source, verify=True, **options) -> Model:
     returns the model with a warning instead, ``verify=False`` skips the check. Without the
     framework the check is skipped and the record says why.
     """
-    from .importers import import_model
+    from .importers import import_model  # lazy: the importers load their frameworks
+    from .runtime import Model  # lazy: see _RUNTIME_NAMES
 
     spec = import_model(source, **options)
     if not verify:
         return Model(spec)
     import warnings
 
-    from .verify import check_verify_option, summary_line
+    from .verify import check_verify_option, summary_line  # lazy: only a verified conversion needs it
     from .verify import verify as run_verification
 
     mode = check_verify_option(verify)

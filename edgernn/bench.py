@@ -32,7 +32,10 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import ir
+from ._version import __version__
 from .errors import InvalidInput, NotStreamable
+from .graph import streamable_problem
+from .reference.activations import FUNCTIONS
 
 _F32 = np.float32
 AGREEMENT_ATOL = 1e-4
@@ -150,9 +153,7 @@ def blas_name() -> str:
 
 def system_info(extra_versions: Optional[dict] = None) -> dict:
     """What a benchmark table needs to be read: machine, versions, threads, date, load."""
-    import numba
-
-    import edgernn
+    import numba  # lazy: only a benchmark table reports its version; importing bench must stay free of Numba
 
     try:
         usable = len(os.sched_getaffinity(0))
@@ -165,7 +166,7 @@ def system_info(extra_versions: Optional[dict] = None) -> dict:
         "cores": f"{os.cpu_count()} ({usable} usable)",
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        "edgernn": edgernn.__version__,
+        "edgernn": __version__,
         "numpy": f"{np.__version__} ({blas_name()})",
         "numba": numba.__version__,
     }
@@ -198,8 +199,6 @@ def _float32_activation(name: str):
         return lambda v: 1.0 / (1.0 + np.exp(-v))
     if name == "linear":
         return lambda v: v
-    from .reference.activations import FUNCTIONS
-
     function = FUNCTIONS[name]
     return lambda v: np.asarray(function(v), _F32)
 
@@ -298,8 +297,6 @@ class NumpyChain:
     (B, T, F) -> (B, T, O), the state carried like a :class:`~edgernn.Stream`'s."""
 
     def __init__(self, spec: ir.ModelSpec, batch: int = 1):
-        from .runtime import streamable_problem
-
         problem = streamable_problem(spec)
         if problem is not None:
             raise NotStreamable(problem)

@@ -16,6 +16,9 @@ import numpy as np
 
 from .errors import EdgernnError, InvalidInput
 
+# Lazy imports: each command imports what it uses inside its function, so `edgernn --help` and a
+# command that needs no framework, no runtime or no Numba (info, run on the ahead-of-time step) do not pay for them.
+
 
 def _friendly(command):
     """Report EdgernnError as ``error: <message>`` and exit 1."""

@@ -3,6 +3,10 @@
 The same walk runs the float64 reference (:mod:`edgernn.reference`) and the float32 Numba kernels
 (:mod:`edgernn.kernels`); a backend provides ``dtype``, ``recurrent_sequence``, ``dense`` and
 ``activate`` with the signatures of :mod:`edgernn.reference`.
+
+:func:`streamable_problem` says whether a spec can be stepped one timestep at a time: pure IR
+analysis, here so that the runtime, the quantizer, ``verify``, ``summary`` and ``bench`` share it
+without importing the runtime.
 """
 
 from __future__ import annotations
@@ -55,3 +59,31 @@ def execute(spec: ir.ModelSpec, inputs: list[np.ndarray], backend) -> list[np.nd
             raise TypeError(f"unknown op {type(op).__name__}")
         env.update(zip(node.outputs, made))
     return [env[name] for name in spec.outputs]
+
+
+def streamable_problem(spec: ir.ModelSpec) -> str | None:
+    """Why ``spec`` cannot be stepped one timestep at a time, or None if it can.
+
+    A stream needs a chain: one sequence input, each node reading the previous node's output,
+    and only causal ops (forward recurrent layers without given initial states, Dense,
+    Activation, Masking); the last node's result is the model's only output.
+    """
+    if len(spec.inputs) != 1 or spec.inputs[0].rank != 3:
+        return "a stream takes one sequence input (batch, T, features)"
+    current = spec.inputs[0].name
+    for node in spec.nodes:
+        op = node.op
+        if node.inputs[0] != current:
+            return f"layer {op.name!r} does not read the previous layer's output (not a chain)"
+        if isinstance(op, ir.Bidirectional):
+            return f"layer {op.name!r} is Bidirectional: its backward half needs the whole sequence (use predict)"
+        if isinstance(op, ir.RepeatVector):
+            return f"layer {op.name!r} is RepeatVector: one-to-many models run in predict only"
+        if isinstance(op, ir.Recurrent) and op.go_backwards:
+            return f"layer {op.name!r} reads its input backwards (go_backwards): use predict"
+        if node.initial_state:
+            return f"layer {op.name!r} starts from another layer's state (encoder-decoder): use predict"
+        current = node.outputs[0]
+    if tuple(spec.outputs) != (current,):
+        return "the model's output is not the last layer's result"
+    return None

@@ -16,8 +16,9 @@ import math
 
 import numpy as np
 
-from . import graph, ir, kernels
+from . import graph, ir, kernels, statefile, store
 from .errors import InvalidInput, NotStreamable
+from .graph import streamable_problem
 
 _F32 = np.float32
 
@@ -72,9 +73,7 @@ class Model:
     def fingerprint(self) -> str:
         """SHA-256 of the model's graph and weights: its identity, e.g. for saved stream states."""
         if getattr(self, "_fingerprint", None) is None:
-            from .store import fingerprint
-
-            self._fingerprint = fingerprint(self.spec)
+            self._fingerprint = store.fingerprint(self.spec)
         return self._fingerprint
 
     def _chain_program(self) -> "kernels.ChainProgram":
@@ -87,7 +86,7 @@ class Model:
         """The model in a firmware scheme ("int8", "int8-weights", "float32"), calibrated on
         ``calibration_x``: same API as a Model, computing the C runtime's arithmetic
         (see :mod:`edgernn.quantize`)."""
-        from .quantize import quantize
+        from .quantize import quantize  # lazy: it imports Numba, which a stream on the ahead-of-time step must not
 
         return quantize(self, calibration_x, scheme)
 
@@ -99,7 +98,7 @@ class Model:
         raises :class:`edgernn.kernels.aot.AotUnavailable` naming what is missing to build it.
         """
         if ahead_of_time:
-            from .kernels import aot
+            from .kernels import aot  # lazy: a leaf (no Numba at import) that only streams and this option use
 
             aot.build_step()
         batch = 2
@@ -122,41 +121,11 @@ class Model:
 
     def save(self, path) -> None:
         """Write the model to a ``.ernn`` file (see :mod:`edgernn.store`)."""
-        from .store import save
-
-        save(self.spec, path)
+        store.save_spec(self.spec, path)
 
     def __repr__(self) -> str:
         layers = ", ".join(type(n.op).__name__ for n in self.spec.nodes)
         return f"<edgernn.Model {self.input_features} -> {self.output_features} features: {layers}>"
-
-
-def streamable_problem(spec: ir.ModelSpec) -> str | None:
-    """Why ``spec`` cannot be stepped one timestep at a time, or None if it can.
-
-    A stream needs a chain: one sequence input, each node reading the previous node's output,
-    and only causal ops (forward recurrent layers without given initial states, Dense,
-    Activation, Masking); the last node's result is the model's only output.
-    """
-    if len(spec.inputs) != 1 or spec.inputs[0].rank != 3:
-        return "a stream takes one sequence input (batch, T, features)"
-    current = spec.inputs[0].name
-    for node in spec.nodes:
-        op = node.op
-        if node.inputs[0] != current:
-            return f"layer {op.name!r} does not read the previous layer's output (not a chain)"
-        if isinstance(op, ir.Bidirectional):
-            return f"layer {op.name!r} is Bidirectional: its backward half needs the whole sequence (use predict)"
-        if isinstance(op, ir.RepeatVector):
-            return f"layer {op.name!r} is RepeatVector: one-to-many models run in predict only"
-        if isinstance(op, ir.Recurrent) and op.go_backwards:
-            return f"layer {op.name!r} reads its input backwards (go_backwards): use predict"
-        if node.initial_state:
-            return f"layer {op.name!r} starts from another layer's state (encoder-decoder): use predict"
-        current = node.outputs[0]
-    if tuple(spec.outputs) != (current,):
-        return "the model's output is not the last layer's result"
-    return None
 
 
 # A stream of few rows steps through the fused one-call kernel, a larger one through matrix
@@ -353,7 +322,7 @@ class Stream:
 
         step.__doc__ = Stream.step.__doc__
         # The same step in C when the kernel is the ahead-of-time module's: no Python frame at all.
-        from .kernels import aot
+        from .kernels import aot  # lazy: a leaf (no Numba at import) that predict and convert never need
 
         bound = aot.bind_step(kernel, packed, own_y, memory, step)
         self.step = step if bound is None else bound
@@ -466,16 +435,12 @@ class Stream:
     def save_state(self, path) -> None:
         """Write every stream's state to ``path`` atomically, with a checksum and the model's
         identity (see :mod:`edgernn.statefile`): a power loss mid-write leaves the previous file."""
-        from .statefile import save_state
-
-        save_state(self, path)
+        statefile.save_state(self, path)
 
     def load_state(self, path) -> None:
         """Restore the state saved by :meth:`save_state` for this model and batch size; a file of
         another model, another batch size, or a corrupted one is refused and nothing changes."""
-        from .statefile import load_state
-
-        load_state(self, path)
+        statefile.load_state(self, path)
 
     def get_state(self) -> dict:
         """A copy of every state: ``{"<layer>/h": (batch, size), "<layer>/c": ..., "output": (batch, outputs)}``.

@@ -13,6 +13,9 @@ uncompressed (weights barely compress), which keeps loading a plain read. On loa
 validated before a Model exists: the header's types, every declared size against hard limits
 (so a hostile file cannot make us allocate gigabytes), array dtypes and shapes, and the whole
 graph through the IR's own checks.
+
+This module knows only the IR (:func:`save_spec`, :func:`load_spec`): the runtime imports it for
+``Model.save``, and ``edgernn.load`` makes the Model, so the store never imports the runtime.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, ir
+from . import ir
+from ._version import __version__
 from .errors import EdgernnError, InvalidModelFile
 
 FORMAT = "edgernn-model"
@@ -212,7 +216,7 @@ def write_archive(path, header: dict, arrays: dict) -> None:
         os.close(directory)
 
 
-def save(spec: ir.ModelSpec, path) -> None:
+def save_spec(spec: ir.ModelSpec, path) -> None:
     """Write ``spec`` to ``path`` as an ``.ernn`` file, atomically (see :func:`write_archive`)."""
     header, arrays = encode(spec)
     write_archive(path, header, arrays)
@@ -354,10 +358,3 @@ def load_spec(path) -> ir.ModelSpec:
         raise InvalidModelFile(f"{path}: is a directory") from None
     except ZIP_ERRORS as exc:
         raise InvalidModelFile(f"{path}: not a readable .ernn file ({type(exc).__name__}: {exc})") from None
-
-
-def load(path):
-    """Load a ``.ernn`` file as a :class:`~edgernn.runtime.Model`."""
-    from .runtime import Model
-
-    return Model(load_spec(path))

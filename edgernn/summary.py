@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from . import ir
-from .runtime import streamable_problem
+from .graph import streamable_problem
+from .verify import summary_line
 
 
 def _details(op) -> str:
@@ -77,8 +78,6 @@ def format_description(info: dict) -> str:
         origin = ", ".join(f"{k}={v}" for k, v in src.items() if v is not None and k != "verification")
         lines.append(f"source: {origin}")
         if isinstance(src.get("verification"), dict):
-            from .verify import summary_line
-
             lines.append(summary_line(src["verification"]))
     for i in info["inputs"]:
         lines.append(f"input {i['name']}: ({', '.join(map(str, i['shape']))})")

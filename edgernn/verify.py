@@ -43,6 +43,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import InvalidInput
+from .graph import streamable_problem
 
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-4
@@ -65,7 +66,7 @@ def verify(source, model, data=None, seed: int = 0, tolerance=None, **options) -
     Returns the verification record (see the module docstring); never raises for a missing
     framework.
     """
-    from .importers import importer_module
+    from .importers import importer_module  # lazy: the importers load their frameworks; summary imports this module
 
     spec = model.spec
     module = importer_module(source)
@@ -213,8 +214,6 @@ def _compare(what: str, ours: list, theirs: list, atol: float, rtol: float, leng
 
 
 def _stream_check(source, model, inputs, expected, run_source, options, atol, rtol, length) -> dict:
-    from .runtime import streamable_problem
-
     spec = model.spec
     problem = streamable_problem(spec)
     if problem is not None:
@@ -247,7 +246,7 @@ def _stream_check(source, model, inputs, expected, run_source, options, atol, rt
 
 def _framework_name(short: str, source, spec) -> str:
     if short == "tflite":
-        from .importers.tflite import interpreter_name
+        from .importers.tflite import interpreter_name  # lazy: as importer_module above
 
         return interpreter_name()
     package, dist = _FRAMEWORKS.get(short, (short, short))

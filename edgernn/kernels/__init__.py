@@ -30,20 +30,9 @@ import threading
 
 import numpy as np
 
-from ..ir import ACTIVATION_IDS
-from .program import ChainProgram, is_standard, split_recurrent
+from .program import ChainProgram, dense_kernel_args, is_standard, split_recurrent
 
 dtype = np.float32
-
-
-def _or_zeros(array, shape):
-    return np.zeros(shape, np.float32) if array is None else array
-
-
-def dense_kernel_args(op):
-    """Kernel arguments of a Dense op that do not change between calls."""
-    return op.kernel, _or_zeros(op.bias, op.output_size), ACTIVATION_IDS[op.activation]
-
 
 _compiled_step = None
 _compile_lock = threading.Lock()
@@ -62,11 +51,11 @@ def compiled_chain_step():
     if _compiled_step is None:
         with _compile_lock:
             if _compiled_step is None:
-                from . import aot
+                from . import aot  # lazy: this package is imported by predict and convert, which never need it
 
                 step = aot.load_step()
                 if step is None:
-                    from .chain import jit_chain_step
+                    from .chain import jit_chain_step  # lazy: Numba, skipped when the module above loads
 
                     step = jit_chain_step()
                 _compiled_step = step
@@ -82,7 +71,7 @@ def __getattr__(name):
     if name == "chain_step":
         return compiled_chain_step()
     if name in _NUMBA_NAMES:
-        from . import recurrent
+        from . import recurrent  # lazy: Numba (see _NUMBA_NAMES)
 
         # Bound all at once, after the import: importing the submodule ``dense`` set this package's
         # attribute ``dense`` to that module, and the function of that name must win.

@@ -40,7 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import ir
 from ..errors import EdgernnError
+from .program import ChainProgram
 
 MODULE_NAME = "_edgernn_step"
 _SOURCES = ("_config.py", "_linalg.py", "activations.py", "chain.py", "gru.py", "lstm.py", "program.py",
@@ -133,9 +135,6 @@ def check_against(path: Path, reference) -> None:
     :class:`AotUnavailable`. Run by :func:`build_step` before the module is put where streams find
     it: a module that imports but computes anything else -- a calling-convention mismatch on a new
     platform, say -- is never used."""
-    from .. import ir
-    from .program import ChainProgram
-
     rng = np.random.default_rng(0)
 
     def weight(*shape):
@@ -221,7 +220,7 @@ def build_step() -> Path:
     import llvmlite.binding as llvm
     from numba.pycc.compiler import ExportEntry, ModuleCompiler
 
-    from .chain import CHAIN_STEP_SIGNATURE, jit_chain_step
+    from .chain import CHAIN_STEP_SIGNATURE, jit_chain_step  # lazy: Numba, which loading a built module must not import
 
     kernel = jit_chain_step()
 

@@ -27,6 +27,15 @@ M_STAGES, M_IN, M_OUT, M_PING, M_PONG, M_Z, M_HIDDEN, M_LAST, M_WIDTH, M_PARAMS,
 _ALIGN = 16  # floats: 64 bytes
 
 
+def _or_zeros(array, shape):
+    return np.zeros(shape, np.float32) if array is None else array
+
+
+def dense_kernel_args(op):
+    """Kernel arguments of a Dense op that do not change between calls."""
+    return op.kernel, _or_zeros(op.bias, op.output_size), ACTIVATION_IDS[op.activation]
+
+
 def is_standard(layer: Recurrent) -> bool:
     """The common case the kernels vectorise: tanh and sigmoid (tanh alone for SimpleRNN), no
     peepholes, no clip."""

@@ -10,14 +10,13 @@ import typing
 import numpy as np
 
 from ..ir import ACTIVATION_IDS
-from . import _or_zeros, dense_kernel_args
 from ._gemm import PANEL, ROWS, pack_columns, packed_affine
 from .activations import activation_forward
 from .dense import bias_activation
 from .gru import gru_batch_update, gru_sequence
 from .lstm import lstm_batch_update, lstm_sequence
 from .masking import masking_forward  # noqa: F401 -- re-exported by edgernn.kernels
-from .program import aligned_zeros, is_standard, split_recurrent
+from .program import _or_zeros, aligned_zeros, dense_kernel_args, is_standard, split_recurrent
 from .simple_rnn import simple_batch_update, simple_sequence
 
 

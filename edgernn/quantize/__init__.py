@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidInput, UnsupportedModel
 from .calibrate import Ranges, as_sequences, float_layers
 from .runtime import QuantizedModel, QuantizedStream
 from .spec import SCHEMES, QLayer, QSpec, build, supported_problems
@@ -36,8 +37,6 @@ def quantize(model, calibration_x, scheme: str = "int8") -> QuantizedModel:
     zero state through the float model to find the ranges (int8) and to measure each layer's error
     (all schemes; see ``QuantizedModel.report``). The float schemes accept None (no report).
     """
-    from ..errors import InvalidInput, UnsupportedModel
-
     spec = model.spec
     problems = supported_problems(spec, scheme)
     if problems:

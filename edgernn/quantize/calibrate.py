@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ir, reference
+from ..errors import InvalidInput
 
 
 class Ranges:
@@ -86,8 +87,6 @@ def float_layers(spec: ir.ModelSpec, x: np.ndarray, ranges: Ranges | None = None
 
 def as_sequences(calibration_x, features: int) -> np.ndarray:
     """Calibration data as (B, T, features) float64: (B, T, F) as is, (T, F) as one sequence."""
-    from ..errors import InvalidInput
-
     try:
         x = np.asarray(calibration_x, dtype=np.float64)
     except (TypeError, ValueError) as exc:

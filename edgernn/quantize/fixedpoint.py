@@ -14,6 +14,8 @@ way in C and here, whatever the C compiler does with ``>>`` on negative numbers)
 
 At the end, the row loops the C step functions write inline: ``dot_q`` / ``dot_f`` (one row of a
 matrix product) and ``preact_q`` / ``preact_f`` (a recurrent layer's x W + h U pre-activation rows).
+Also here, for the quantizer and the simulation alike: ``quantize_input`` / ``dequantize``, the
+float <-> int8 conversions of the C helpers ``ernn_quantize_input`` / ``ernn_dequantize_output``.
 """
 
 from __future__ import annotations
@@ -114,6 +116,19 @@ def asymmetric(lo: float, hi: float) -> tuple[float, int]:
     scale = (hi - lo) / 255.0
     zero_point = int(np.clip(round(INT8_MIN - lo / scale), INT8_MIN, INT8_MAX))
     return scale, zero_point
+
+
+def quantize_input(x, scale, zero_point) -> np.ndarray:
+    """float -> int8 as ``ernn_quantize_input``: floor(x / s + 1/2) + zp in float32, saturated; NaN -> zp."""
+    x = np.asarray(x, dtype=np.float32)
+    t = x / np.float32(scale) + np.float32(0.5)
+    t = np.where(np.isnan(t), np.float32(0.0), np.clip(t, np.float32(-1000.0), np.float32(1000.0)))
+    return np.clip(np.floor(t).astype(np.int32) + zero_point, -128, 127).astype(np.int8)
+
+
+def dequantize(q, scale, zero_point) -> np.ndarray:
+    """int8 -> float as ``ernn_dequantize_output``: (float)(q - zp) * s."""
+    return (np.asarray(q, np.int32) - zero_point).astype(np.float32) * np.float32(scale)
 
 
 def symmetric_rows(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

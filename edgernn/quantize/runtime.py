@@ -17,6 +17,7 @@ from ..errors import InvalidInput
 from . import fixedpoint as fx
 from .activations import ACT_IDS
 from .dense import dense_f, dense_q
+from .fixedpoint import dequantize, quantize_input
 from .gru import gru_f, gru_q
 from .lstm import lstm_f, lstm_q
 from .masking import mask_step
@@ -24,19 +25,6 @@ from .simple_rnn import rnn_f, rnn_q
 from .spec import QLayer, QSpec
 
 _F32 = np.float32
-
-
-def quantize_input(x, scale, zero_point) -> np.ndarray:
-    """float -> int8 as ``ernn_quantize_input``: floor(x / s + 1/2) + zp in float32, saturated; NaN -> zp."""
-    x = np.asarray(x, dtype=_F32)
-    t = x / _F32(scale) + _F32(0.5)
-    t = np.where(np.isnan(t), _F32(0.0), np.clip(t, _F32(-1000.0), _F32(1000.0)))
-    return np.clip(np.floor(t).astype(np.int32) + zero_point, -128, 127).astype(np.int8)
-
-
-def dequantize(q, scale, zero_point) -> np.ndarray:
-    """int8 -> float as ``ernn_dequantize_output``: (float)(q - zp) * s."""
-    return (np.asarray(q, np.int32) - zero_point).astype(_F32) * _F32(scale)
 
 
 def new_states(layer: QLayer, scheme: str, batch: int) -> list[np.ndarray]:

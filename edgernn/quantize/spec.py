@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import ir
 from ..errors import UnsupportedModel
-from ..runtime import streamable_problem
+from ..graph import streamable_problem
 from . import fixedpoint as fx
 from .activations import ACT_IDS, TABLE_FUNCTIONS, UNIT_INTERVAL
 from .calibrate import Ranges
@@ -299,9 +299,7 @@ def build(spec: ir.ModelSpec, scheme: str, ranges: Ranges | None) -> QSpec:
         elif isinstance(op, ir.Masking):
             layer = QLayer("mask", op.name, width, width, has_weights=False, s_in=s_x, zp_in=zp_x, s_out=s_x, zp_out=zp_x)
             if scheme == "int8":
-                from .runtime import quantize_input
-
-                layer.mask_q = int(quantize_input(np.float32(op.mask_value), s_x, zp_x))
+                layer.mask_q = int(fx.quantize_input(np.float32(op.mask_value), s_x, zp_x))
             else:
                 layer.mask_f = float(np.float32(op.mask_value))
         else:
