@@ -56,13 +56,11 @@ Modules, one idea each:
 * ``run``: :func:`run_source`, the source run by PyTorch itself, for verification.
 
 The one call that unpickles a file, ``torch.load`` restricted to weights, is
-:func:`_load_weights_only` here, in the package's own module, where whoever reads the package (and
-the check that reads its source) finds it; ``files`` looks it up here when it reads a file.
+``files._load_weights_only``; tests/test_torch_import.py reads every module of the package to
+check that it stays the only one.
 """
 
 from __future__ import annotations
-
-import warnings
 
 from .files import load_safetensors_file, load_torch_file
 from .modules import from_torch_module
@@ -70,11 +68,3 @@ from .run import run_source
 
 __all__ = ["from_torch_module", "load_torch_file", "load_safetensors_file", "run_source"]
 
-
-def _load_weights_only(torch, path):
-    """The object saved in ``.pt``/``.pth`` file ``path`` (``torch`` is the imported module)."""
-    # weights_only=True: tensors and plain containers only. A file that holds a pickled
-    # module or any other object is refused here, before any of its code could run.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Detected pickle protocol 4 ..." for a plain pickle file
-        return torch.load(str(path), map_location="cpu", weights_only=True)

@@ -3,13 +3,14 @@ their entry points :func:`load_torch_file` and :func:`load_safetensors_file`.
 
 A ``.pt``/``.pth`` file is a TorchScript archive when its zip holds a ``code/`` folder (read with
 ``torch.jit.load``); otherwise it is a state dict, read with the package's one unpickling call,
-restricted to weights (``_load_weights_only`` in ``__init__``). A ``.safetensors`` file is read with
+restricted to weights (:func:`_load_weights_only`). A ``.safetensors`` file is read with
 the ``safetensors`` package's NumPy API, without torch.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -39,6 +40,16 @@ def _tensor_state(obj, label: str) -> dict:
                            "(save model.state_dict() or a TorchScript module)")
 
 
+def _load_weights_only(torch, path):
+    """The object saved in ``.pt``/``.pth`` file ``path`` (``torch`` is the imported module): the
+    package's one unpickling call."""
+    # weights_only=True: tensors and plain containers only. A file that holds a pickled
+    # module or any other object is refused here, before any of its code could run.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Detected pickle protocol 4 ..." for a plain pickle file
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
 def _is_torchscript(path: Path) -> bool:
     """A TorchScript archive is a zip with a ``<archive>/code/`` folder (torch.save's has none)."""
     if not zipfile.is_zipfile(path):
@@ -60,8 +71,6 @@ def _load_torch(path: Path, options: dict):
             return "script", torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - a malformed archive
             raise InvalidModelFile(f"{label}: not a loadable TorchScript archive: {exc}") from exc
-    from . import _load_weights_only  # the package's one unpickling call, restricted
-
     try:
         obj = _load_weights_only(torch, path)
     except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, ...
