@@ -59,9 +59,9 @@ from typing import Any, Optional
 import h5py
 import numpy as np
 
-from .. import ir
-from ..errors import EdgernnError, InvalidModelFile, UnsupportedModel
-from ..store import ZIP_ERRORS, read_member
+from ... import ir
+from ...errors import EdgernnError, InvalidModelFile, UnsupportedModel
+from ...store import ZIP_ERRORS, read_member
 
 __all__ = ["load_keras_file", "from_keras_model", "run_source"]
 
