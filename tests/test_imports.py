@@ -28,15 +28,6 @@ PACKAGE = "edgernn"
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / PACKAGE
 
-# Edges that close a cycle through a package's __init__ in code outside this test's change, left out
-# of the cycle check until their owners remove them; any other cycle fails. One that is gone must
-# be deleted here (test_no_import_cycle says so), so that the list cannot hide a later cycle.
-KNOWN_CYCLE_EDGES = {
-    # files.py takes _load_weights_only from the package's __init__ (in a function), and the
-    # __init__ imports files: the unpickling call lives in the __init__ on purpose (see its docstring).
-    ("edgernn.importers.pytorch.files", "edgernn.importers.pytorch"),
-}
-
 
 def _module_name(path: Path) -> str:
     parts = path.relative_to(SOURCE.parent).with_suffix("").parts
@@ -172,10 +163,6 @@ def test_the_graph_is_read():
 
 def test_no_import_cycle():
     graph = import_graph()
-    gone = sorted(edge for edge in KNOWN_CYCLE_EDGES if edge[1] not in graph.get(edge[0], {}))
-    assert not gone, f"no longer imported: delete {gone} from KNOWN_CYCLE_EDGES"
-    for a, b in KNOWN_CYCLE_EDGES:
-        del graph[a][b]
     cycle = find_cycle(graph)
     if cycle:
         print("import cycle:\n" + _format(cycle, graph))
