@@ -4,7 +4,7 @@
 (:mod:`.calibrate`), build the integer IR (:mod:`.spec`), and return a
 :class:`~.runtime.QuantizedModel` whose Numba simulation (one file per op: :mod:`.lstm`,
 :mod:`.gru`, :mod:`.simple_rnn`, :mod:`.dense`) is bit-exact with the C runtime in
-``edgernn/firmware_export``. Schemes: ``int8`` (integer only), ``int8-weights`` (int8 weights,
+``firmware_export/`` (one C file per op). Schemes: ``int8`` (integer only), ``int8-weights`` (int8 weights,
 float32 activations), ``float32``.
 """
 

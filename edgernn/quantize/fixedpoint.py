@@ -1,4 +1,4 @@
-"""Integer primitives of the int8 scheme, bit-exact twins of ``firmware_export/ernn_fixedpoint.c``.
+"""Integer primitives of the int8 scheme, bit-exact twins of ``firmware_export/ernn_internal.h``.
 
 Every function here has a C counterpart of the same name with the ``ernn_`` prefix, computing the
 same integers. Definitions (``floor`` is the mathematical floor, so negative values round the same
