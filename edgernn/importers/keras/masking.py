@@ -1,0 +1,72 @@
+"""Masks: the Masking layer, the ``keras.ops`` nodes (not_equal, any) by which Keras 3 writes a
+Masking mask into a functional config, and the mask an RNN call uses. Both forms of one mask over one
+tensor share a single ``ir.Masking`` node."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ... import ir
+from .graph import _Call, _Data, _MaskExpr
+
+
+class _MaskHandlers:
+    """Handlers of Masking and of the keras.ops mask nodes, and the mask an RNN call uses
+    (``_explicit_mask``). A mixin of ``_Converter``: uses its ``maskings``, ``nodes``,
+    ``_data_input`` and ``_op_name``."""
+
+    def _masking_node(self, x: _Data, value: float, name: str) -> tuple[str, str]:
+        """One ir.Masking node per (input, mask_value): the Masking layer and Keras 3's
+        not_equal/any mask ops over the same tensor share it. Returns (masked data, mask) names."""
+        key = (x.name, float(value))
+        if key not in self.maskings:
+            op = ir.Masking(name=self._op_name(name, 0), mask_value=float(value))
+            outs = (op.name, f"{op.name}:mask")
+            self.nodes.append(ir.Node(op=op, inputs=(x.name,), outputs=outs))
+            self.maskings[key] = outs
+        return self.maskings[key]
+
+    def _explicit_mask(self, call: _Call, x: _Data, where: str, problems: list[str]) -> Optional[str]:
+        """The mask an RNN call uses: Keras 3 functional configs name it (``kwargs["mask"]``, built
+        from not_equal/any ops); otherwise the one riding on the input (Keras's propagation)."""
+        if call.mask is None:
+            return x.mask
+        if isinstance(call.mask, _MaskExpr) and call.mask.done:
+            return self._masking_node(call.mask.source, call.mask.value, f"{call.mask.source.name}_mask")[1]
+        problems.append(f"{where}: an explicit mask argument that is not a Masking mask is not supported")
+        return None
+
+    def _masking(self, entry, call, k, where, problems, dry):
+        cfg = entry["config"]
+        value = cfg.get("mask_value", 0.0)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            problems.append(f"{where}: mask_value {value!r} is not a number")
+            return None
+        if dry:
+            return None
+        x = self._data_input(call, where, problems, ranks=(3,))
+        if x is None:
+            return None
+        data, mask = self._masking_node(x, value, cfg.get("name", entry.get("name")))
+        # Masking replaces any incoming mask with its own.
+        return [_Data(data, 3, x.features, x.timesteps, mask)]
+
+    def _not_equal(self, entry, call, k, where, problems, dry):
+        """keras.ops.not_equal(x, mask_value): the first half of a Masking mask in a Keras 3 graph."""
+        if dry:
+            return None
+        if len(call.inputs) == 2 and isinstance(call.inputs[0], _Data) and isinstance(call.inputs[1], (int, float)):
+            return [_MaskExpr(call.inputs[0], float(call.inputs[1]), done=False)]
+        problems.append(f"{where}: keras.ops.not_equal is supported only as part of a Masking mask")
+        return None
+
+    def _any(self, entry, call, k, where, problems, dry):
+        """keras.ops.any(not_equal(x, v), axis=-1): a Masking mask, (batch, T), True = real step."""
+        cfg = entry["config"]
+        if dry:
+            return None
+        x = call.inputs[0] if len(call.inputs) == 1 else None
+        if isinstance(x, _MaskExpr) and not x.done and cfg.get("axis") in (-1, 2) and not cfg.get("keepdims"):
+            return [_MaskExpr(x.source, x.value, done=True)]
+        problems.append(f"{where}: keras.ops.any is supported only as part of a Masking mask")
+        return None
