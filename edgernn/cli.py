@@ -1,14 +1,17 @@
 """The ``edgernn`` command: a thin click layer over the library.
 
-Every command turns an :class:`~edgernn.errors.EdgernnError` into one line on stderr and exit
-status 1 -- no traceback for a problem the user can fix.
+Every command turns an :class:`~edgernn.errors.EdgernnError` or an ``OSError`` into one line on
+stderr and exit status 1 -- no traceback for a problem the user can fix (see ``_friendly``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -21,17 +24,78 @@ from .errors import EdgernnError, InvalidInput
 
 
 def _friendly(command):
-    """Report EdgernnError as ``error: <message>`` and exit 1."""
+    """The one way every command reports what goes wrong (docs/SECURITY.md, docs/cli.md):
+
+    * an :class:`EdgernnError` -> ``error: <message>`` on stderr, exit status 1;
+    * an ``OSError`` (a missing, unreadable or unwritable path, a folder where a file is expected,
+      ...) -> ``error: <path>: <reason>``, exit status 1;
+    * a Python warning (the library's, or a framework's) -> ``warning: <message>`` on stderr, once
+      each, without the source line Python would show;
+    * stdout closed by its reader (``| head``): exit status 1, nothing printed;
+    * usage errors never get here: click reports them, exit status 2;
+    * any other exception is a bug in edgernn: its traceback is shown, to be reported.
+    """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with _warnings_as_lines():
+                return command(*args, **kwargs)
         except EdgernnError as exc:
-            click.echo(f"error: {exc}", err=True)
+            _fail(str(exc))
+        except BrokenPipeError:  # the reader of stdout went away (`| head`): nobody to tell
+            with contextlib.suppress(OSError, ValueError):  # no second error when Python flushes it at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            _fail(f"{exc.filename}: {reason}" if exc.filename is not None else reason)
 
     return wrapper
+
+
+def _fail(message: str):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Python warnings raised meanwhile, each printed once as ``warning: <message>`` on stderr."""
+    shown = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        if text not in shown:
+            shown.add(text)
+            click.echo(f"warning: {text}", err=True)
+
+    with warnings.catch_warnings():
+        # edgernn's own warnings every time (the once-per-place registry would hide them from a
+        # second command in one process), printed once each by ``show``.
+        warnings.filterwarnings("always", module=r"edgernn(\.|$)")
+        warnings.showwarning = show
+        yield
+
+
+@contextlib.contextmanager
+def _writing(path):
+    """Create the folders above ``path`` (a file or folder the command writes), and turn an OSError
+    while writing it into one line that names ``path`` -- not a temporary file beside it."""
+    path = Path(path)
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise InvalidInput(f"cannot write {path}: {above} is not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc.filename, (str, os.PathLike)):
+            failed, target = os.path.abspath(exc.filename), os.path.abspath(path)
+            if failed != target and os.path.dirname(failed) != os.path.dirname(target):
+                reason = f"{exc.filename}: {reason}"  # a file inside the folder written, or a source file
+        raise InvalidInput(f"cannot write {path}: {reason}") from None
 
 
 def _parse_options(pairs) -> dict:
@@ -48,16 +112,33 @@ def _parse_options(pairs) -> dict:
     return options
 
 
+def _log_to_stderr():
+    """The library's log messages (such as the one before its kernels compile, edgernn.kernels._notice)
+    as ``edgernn: <message>`` on stderr, once per process however often ``main`` runs."""
+    import logging
+
+    class StderrHandler(logging.Handler):
+        def emit(self, record):
+            click.echo(f"edgernn: {record.getMessage()}", err=True)  # the stderr of now (tests swap it)
+
+    logger = logging.getLogger("edgernn")
+    if not any(type(h).__name__ == "StderrHandler" for h in logger.handlers):
+        logger.addHandler(StderrHandler(logging.WARNING))
+
+
 @click.group()
 @click.version_option(package_name="edgernn")
 def main():
     """Run recurrent networks trained in Keras on small CPUs, stateful, without TensorFlow."""
+    _log_to_stderr()
 
 
 @main.command()
 @click.argument("source", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="The .ernn file to write (default: SOURCE with .ernn).")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="An importer option (repeatable).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="The .ernn file to write (default: SOURCE with .ernn); missing folders above it are created.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="An importer option (repeatable); an unknown KEY is refused with the list of the format's keys.")
 @click.option("--no-verify", is_flag=True, help="Do not run the source model to check the conversion.")
 @_friendly
 def convert(source, output, options, no_verify):
@@ -65,16 +146,26 @@ def convert(source, output, options, no_verify):
 
     Unless --no-verify, the source model is run by its framework (when installed) against the
     converted one; a conversion that does not reproduce it is an error (see `edgernn verify`).
+    Loading the framework takes a few seconds: a line on stderr says so first.
+
+    \b
+    Exit status:
+      0  written (verification passed, or skipped: the framework is not installed,
+         or it could not run the source: then a 'warning:' line on stderr says why)
+      1  error: one line 'error: ...' on stderr (verification FAIL included)
+      2  usage: a bad option or argument
     """
     from . import convert as convert_model
     from .summary import describe
     from .verify import summary_line
 
     model = convert_model(source, verify=not no_verify, **_parse_options(options))
-    if "verification" in model.spec.source:
-        click.echo(summary_line(model.spec.source["verification"]))
+    verification = model.spec.source.get("verification")
+    if verification is not None and not verification.get("error"):  # an error was a warning already
+        click.echo(summary_line(verification))
     output = Path(output) if output else Path(source).with_suffix(".ernn")
-    model.save(output)
+    with _writing(output):
+        model.save(output)
     info = describe(model.spec)
     click.echo(f"wrote {output}: {len(info['layers'])} layers, {info['parameters']} parameters, "
                f"{info['state_bytes_per_stream']} state bytes per stream")
@@ -90,12 +181,22 @@ def convert(source, output, options, no_verify):
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="An importer option (repeatable).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Also draw source vs converted vs int8 on the first sequence into this PNG (needs matplotlib).")
+@click.option("--allow-skip", is_flag=True,
+              help="Exit 0, not 3, when nothing could be verified (the source's framework is not installed).")
 @_friendly
-def verify(source, data_path, tolerance, rtol, seed, options, plot_path):
+def verify(source, data_path, tolerance, rtol, seed, options, plot_path, allow_skip):
     """Convert SOURCE and check the result against SOURCE run by its own framework.
 
-    Prints the errors of each check and PASS or FAIL; exit status 1 on FAIL (or when the
-    framework cannot run the source), 0 on PASS and when the framework is not installed.
+    Prints the errors of each check and PASS or FAIL.
+
+    \b
+    Exit status:
+      0  PASS (or nothing verified, with --allow-skip)
+      1  FAIL, or the framework could not run the source, or an error
+         (one line 'error: ...' on stderr)
+      2  usage: a bad option or argument
+      3  nothing verified: the source's framework is not installed
+         (the line 'verification skipped: ...' says which; --allow-skip makes this 0)
     """
     from . import convert as convert_model
     from .verify import summary_line
@@ -125,10 +226,14 @@ def verify(source, data_path, tolerance, rtol, seed, options, plot_path):
     if plot_path:
         from .plot import plot_comparison
 
-        drawn = plot_comparison(plot_path, source, model, data=data, seed=seed, **opts)
+        with _writing(plot_path):
+            drawn = plot_comparison(plot_path, source, model, data=data, seed=seed, **opts)
         click.echo(f"wrote {plot_path}: {', '.join(drawn['drawn'])}" + "".join(f" ({n})" for n in drawn["notes"]))
     if result.get("passed") is False or result.get("error"):
         sys.exit(1)
+    if result.get("passed") is None and not allow_skip:
+        click.echo("error: nothing was verified (exit status 3; --allow-skip accepts that)", err=True)
+        sys.exit(3)
 
 
 @main.command()
@@ -163,92 +268,109 @@ def info(model, as_json, calibration, quant):
                    + format_report(description["quantization"]["layers"]))
 
 
-def _csv_rows(stream, width: int):
-    """Yield float32 rows of ``width`` values from CSV text.
-
-    Blank lines and ``#`` comments are skipped; non-numeric lines before the first row of numbers
-    are a header and skipped too; after it, a non-numeric line is an error naming its number.
-    """
-    seen_data = False
-    for number, line in enumerate(stream, start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        fields = text.replace(";", ",").split(",")
-        try:
-            row = np.array([float(f) for f in fields], dtype=np.float32)
-        except ValueError:
-            if not seen_data:
-                continue  # a header line
-            raise InvalidInput(f"line {number}: not a row of numbers: {text[:60]!r}") from None
-        if row.size != width:
-            raise InvalidInput(f"line {number}: {row.size} values, the model takes {width} per row")
-        seen_data = True
-        yield row
-
-
-def _npy_rows(path: Path, width: int):
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InvalidInput(f"{path}: not a readable .npy array ({exc})") from None
-    array = np.asarray(array, dtype=np.float32).reshape(len(array), -1) if array.ndim else array
-    if array.ndim != 2 or array.shape[1] != width:
-        raise InvalidInput(f"{path}: shape {array.shape}, expected (rows, {width})")
-    yield from array
+# `edgernn run`: the row format, its policies and the writers live in edgernn/rows.py. Imported here,
+# beside the one command that uses it (its option choices are needed when the command is defined).
+from . import rows as _rows  # noqa: E402
 
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False),
-              help="CSV or .npy file of rows (default: CSV on stdin).")
-@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False), help="CSV file (default: stdout).")
-@click.option("--streams", default=1, show_default=True,
+@click.option("-i", "--input", "input_path", type=click.Path(), metavar="FILE",
+              help="Rows to read: FILE.npy is an array (rows, columns) or (rows, streams, features); "
+                   "any other name is text in the format above (default, and '-': stdin).")
+@click.option("-o", "--output", "output_path", type=click.Path(), metavar="FILE",
+              help="Where output rows go: FILE.npy (any case) is a float32 array (rows, columns), written "
+                   "atomically at the end; any other name is CSV text, written and flushed per row "
+                   "(default, and '-': stdout).")
+@click.option("--delimiter", type=click.Choice(_rows.DELIMITERS), default="auto", show_default=True,
+              help="Text fields: auto (',' or ';' if the line has one, else spaces/tabs), or only ',', "
+                   "only ';', only tab, or runs of spaces/tabs (space = whitespace).")
+@click.option("--header/--no-header", default=None,
+              help="The first line is a header, skipped whatever it holds / there is no header "
+                   "(default: the first line is a header if it holds one non-number per column).")
+@click.option("--on-bad-row", type=click.Choice(_rows.BAD_ROW_POLICIES), default="stop", show_default=True,
+              help="A line that is not a row of numbers: stop (error naming the line), skip (no output "
+                   "row), or reset (skip, and reset every stream to zero state).")
+@click.option("--on-nan", type=click.Choice(_rows.NAN_POLICIES), default="stop", show_default=True,
+              help="NaN or Inf in a stream's columns: stop (error naming the line); hold (that stream "
+                   "is not stepped: state kept, last output repeated); reset (that stream is reset, not "
+                   "stepped, zeros out); propagate (stepped as it is: NaN from then on).")
+@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
               help="Independent streams: each row holds one timestep of every stream, side by side.")
-@click.option("--state", "state_path", type=click.Path(dir_okay=False),
-              help="Resume from this state file if it exists, and keep it saved (atomically) as rows pass.")
-@click.option("--state-every", default=100, show_default=True,
-              help="With --state: save after every N rows (and at the end).")
+@click.option("--state", "state_path", type=click.Path(), metavar="FILE",
+              help="Resume from this state file if it exists, and keep it saved (atomically): every "
+                   "--state-every rows, at the end, after an error and on a signal.")
+@click.option("--state-every", type=click.IntRange(min=1), default=100, show_default=True,
+              help="With --state: also save after every N rows.")
 @_friendly
-def run(model, input_path, output_path, streams, state_path, state_every):
+def run(model, input_path, output_path, delimiter, header, on_bad_row, on_nan, streams, state_path,
+        state_every):
     """Stream rows through a stateful model: one timestep per input row, one output row per input row.
 
     Each output row is written and flushed as soon as its input row arrives, so this works at the
     end of a shell pipeline fed by a sensor.
+
+    \b
+    Input text, one row per line (UTF-8):
+      - blank lines and lines starting with '#' are skipped;
+      - fields: a line holding ',' or ';' is split at them, any other at runs
+        of spaces/tabs (--delimiter forces one); spaces around fields are ignored;
+      - a row is STREAMS x features numbers, the streams side by side; 'nan'
+        and 'inf' are numbers, handled per --on-nan;
+      - the first line is a header if it holds one non-number per column
+        (or always with --header, never with --no-header);
+      - any other line is a bad row, handled per --on-bad-row.
+
+    \b
+    Output: one row per row stepped (none for a skipped row): CSV, values
+    '%.9g' separated by ',', or with -o FILE.npy one float32 array.
+
+    \b
+    Exit status:
+      0        end of input, or the reader of stdout went away
+      1        error: one line 'error: ...' on stderr
+      2        usage: a bad option value
+      128+N    stopped by signal N: 129 SIGHUP, 130 SIGINT, 143 SIGTERM; the row
+               being stepped is finished, --state saved and -o FILE.npy written
+    A line on stderr counts the rows skipped, held or reset, if any.
     """
     from . import load
 
     m = load(model)
-    s = m.stream(batch_size=streams)
-    if state_path and Path(state_path).exists():
-        s.load_state(state_path)
-    width = streams * m.input_features
-    if input_path and input_path.endswith(".npy"):
-        rows = _npy_rows(Path(input_path), width)
-        source = None
-    else:
-        source = open(input_path) if input_path else sys.stdin
-        rows = _csv_rows(source, width)
-    sink = open(output_path, "w") if output_path else sys.stdout
-    x = np.empty((streams, m.input_features), np.float32)
-    y = np.empty((streams, m.output_features), np.float32)
+    s = m.stream(streams)
+    stdin = getattr(sys.stdin, "buffer", sys.stdin)  # bytes: a garbled line is a bad row, not a crash
+    rows, source = _rows.open_rows(input_path, stdin, streams * m.input_features, delimiter, header, streams)
     try:
-        for count, row in enumerate(rows, start=1):
-            x.reshape(-1)[:] = row
-            s.step(x, out=y)
-            sink.write(",".join(f"{v:.9g}" for v in y.reshape(-1)) + "\n")
-            sink.flush()
-            if state_path and count % max(state_every, 1) == 0:
-                s.save_state(state_path)
-    except BrokenPipeError:
-        pass  # the reader went away (e.g. `| head`): stop quietly
-    finally:
+        save = None
         if state_path:
-            s.save_state(state_path)
-        if source not in (None, sys.stdin):
+            _rows.check_writable(state_path, "cannot write the state file")
+            if Path(state_path).exists():
+                s.load_state(state_path)
+
+            def save():
+                try:
+                    s.save_state(state_path)
+                except OSError as exc:
+                    raise _rows.os_problem("cannot write the state file", state_path, exc) from None
+
+        writer = _rows.open_writer(output_path, streams * m.output_features, sys.stdout)
+        with _rows.Signals() as signals:
+            try:
+                tally = _rows.step_rows(s, rows, writer, on_bad_row=on_bad_row, on_nan=on_nan, save=save,
+                                        save_every=state_every, signals=signals)
+            finally:
+                try:
+                    if save is not None:
+                        save()
+                finally:
+                    writer.close()
+    finally:
+        if source is not None:
             source.close()
-        if sink is not sys.stdout:
-            sink.close()
+    if tally.summary():
+        click.echo(tally.summary(), err=True)
+    if signals.received is not None:
+        sys.exit(128 + signals.received)
 
 
 @main.command()
@@ -287,20 +409,35 @@ def warmup(model, ahead_of_time):
               help="int8: integer only; int8-weights: int8 weights, float32 activations; float32: no quantization.")
 @click.option("--calibration", type=click.Path(dir_okay=False),
               help="Representative inputs: .npy (sequences, T, features) or (T, features), or CSV rows. Needed for int8.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="The firmware folder to write.")
-@click.option("--name", default="model", show_default=True, help="C name of the model (prefix of its symbols).")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="The firmware folder to write (created, with missing folders above it).")
+@click.option("--name", help="C name of the model (prefix of its symbols and files; the CMake target) "
+                             "(default: MODEL's file name as a C identifier, e.g. basicmotions_lstm).")
 @click.option("--testbench", is_flag=True, help="Also write the host testbench (make -C DIR testbench).")
 @_friendly
 def export_firmware(model, quant, calibration, output, name, testbench):
-    """Quantize an .ernn model and write its C99 firmware: runtime, weights, Makefile, CMakeLists.txt."""
+    """Quantize an .ernn model and write its C99 firmware: runtime, weights, Makefile, CMakeLists.txt.
+
+    Files that an earlier export wrote into the folder and this one does not (testbench.c, the
+    model files of another --name) are removed, as listed in the folder's .edgernn-export; no
+    other file is touched.
+
+    \b
+    Exit status:
+      0  written
+      1  error: one line 'error: ...' on stderr
+      2  usage: a bad option or argument
+    """
     from . import load
-    from .export import export, load_calibration, mcu_sizes
+    from .export import c_name, export, load_calibration, mcu_sizes
     from .quantize import format_report
 
     m = load(model)
     data = load_calibration(calibration, m.input_features) if calibration else None
     qm = m.quantize(data, scheme=quant)
-    sizes = export(qm, output, name=name, testbench=testbench)
+    name = c_name(Path(model).stem) if name is None else name
+    with _writing(output):
+        sizes = export(qm, output, name=name, testbench=testbench)
     click.echo(f"wrote {output}: {name}_model.h/.c ({quant}), runtime sources, Makefile, CMakeLists.txt"
                + (", testbench.c" if testbench else ""))
     click.echo(f"weights {sizes['weight_bytes']} bytes, state {sizes['state_bytes']} bytes per stream, "

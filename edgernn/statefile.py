@@ -38,7 +38,7 @@ def _checksum(arrays: dict) -> str:
 
 
 def save_state(stream, path) -> None:
-    """Write ``stream``'s state to ``path`` atomically."""
+    """Write ``stream``'s state to ``path`` atomically; an OSError names ``path``."""
     state = stream.get_state()
     header = {
         "format": FORMAT,
@@ -49,7 +49,10 @@ def save_state(stream, path) -> None:
         "names": sorted(state),
         "checksum": _checksum(state),
     }
-    write_archive(path, header, {f"{name}.npy": value for name, value in state.items()})
+    try:
+        write_archive(path, header, {f"{name}.npy": value for name, value in state.items()})
+    except OSError as exc:  # the message names the path given, not the temporary file beside it
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def read_state(path, fingerprint: str, batch_size: int) -> dict:
