@@ -158,7 +158,7 @@ def test_hdf5_reader_errors_come_back_unchanged(tmp_path, monkeypatch):
     seed = next(p for p in fuzz.seeds("keras") if p.suffix == ".keras")
     config, meta, weights = importer._read_isolated(seed, seed.name)
     assert (config, meta) == importer._read_container(seed, seed.name)[:2] and weights.vars
-    monkeypatch.setattr(importer, "_read_container", lambda path, label: os.kill(os.getpid(), signal.SIGKILL))
+    monkeypatch.setattr(importer.container, "_read_container", lambda path, label: os.kill(os.getpid(), signal.SIGKILL))
     with pytest.raises(edgernn.InvalidModelFile, match=r"^crash\.h5: the HDF5 reader stopped without an answer"):
         importer._read_isolated(seed, "crash.h5")
     assert not multiprocessing.active_children()

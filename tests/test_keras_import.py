@@ -771,9 +771,9 @@ def test_keras_archive_bounds(good_keras_file, tmp_path, monkeypatch):
     for name, attribute in (("config.json", "_MAX_JSON_BYTES"), ("metadata.json", "_MAX_JSON_BYTES"),
                             ("model.weights.h5", "_MAX_WEIGHTS_BYTES")):
         size = zipfile.ZipFile(padded).getinfo(name).file_size
-        monkeypatch.setattr(importer, attribute, size - 1)
+        monkeypatch.setattr(importer.container, attribute, size - 1)
         if name == "model.weights.h5":
-            monkeypatch.setattr(importer, "_MAX_JSON_BYTES", 1 << 20)
+            monkeypatch.setattr(importer.container, "_MAX_JSON_BYTES", 1 << 20)
         with pytest.raises(InvalidModelFile, match=rf"good\.keras: {name} declares {size} bytes, over the {size - 1} limit"):
             edgernn.convert(padded if name == "metadata.json" else good_keras_file, verify=False)
         monkeypatch.undo()
@@ -784,11 +784,11 @@ def test_keras_archive_bounds(good_keras_file, tmp_path, monkeypatch):
             archive.writestr(f"junk/{k}", b"")
     with pytest.raises(InvalidModelFile, match="many.keras: the .keras archive holds 104 members, over the 100 limit"):
         edgernn.convert(many, verify=False)
-    monkeypatch.setattr(importer, "_MAX_ARRAY_BYTES", 40)
+    monkeypatch.setattr(importer.weights, "_MAX_ARRAY_BYTES", 40)
     with pytest.raises(InvalidModelFile, match=r"good\.keras: layers/.*/vars declares \d+ bytes, over the 40 limit"):
         edgernn.convert(good_keras_file, verify=False)
     monkeypatch.undo()
-    monkeypatch.setattr(importer, "_MAX_ARRAYS_BYTES", 100)
+    monkeypatch.setattr(importer.weights, "_MAX_ARRAYS_BYTES", 100)
     with pytest.raises(InvalidModelFile, match=r"good\.keras: the weights add up to over the 100 limit"):
         edgernn.convert(good_keras_file, verify=False)
     monkeypatch.undo()

@@ -35,42 +35,17 @@ across families (TimeDistributed builds on Dense's ``_dense_op``, every layer ma
 unchanged, the handler table in ``converter`` still maps each class name to a method with one
 signature, and each family reads in a module of its own.
 
-The bounds on what a file can make us read (``_MAX_*``, kept in ``container`` and ``weights``),
-:data:`~edgernn.importers.keras.isolated.HDF5_TIMEOUT` and the readers ``_read_container`` and
-``_read_isolated`` are re-exported here, and the tests set them here. So that a value set here is
-the one in force, as when the importer was one module, setting a name on this package sets it too
-in each of its modules that holds that name (``_Package``). The modules cannot look such names up
-here instead: a module of the package importing the package would be an import cycle.
+The bounds on what a file can make us read (``_MAX_*``) live in the modules that apply them,
+``container`` and ``weights``, and a test that lowers one sets it there.
 """
 
 from __future__ import annotations
 
-import sys
-import types
-
-from . import activations, answer, container, converter, graph, isolated, layers, load, masking, recurrent, run, weights
-from .container import _MAX_JSON_BYTES, _MAX_MEMBERS, _MAX_WEIGHTS_BYTES, _read_container  # noqa: F401
+from . import container, weights  # noqa: F401 -- where the bounds live (tests lower them there)
+from .container import _read_container  # noqa: F401 -- the plain reader, for tests and tools
 from .isolated import HDF5_TIMEOUT, _read_isolated  # noqa: F401
 from .load import from_keras_model, load_keras_file
 from .run import run_source
-from .weights import _MAX_ARRAY_BYTES, _MAX_ARRAYS_BYTES  # noqa: F401
 
 __all__ = ["load_keras_file", "from_keras_model", "run_source"]
 
-_MODULES = (
-    activations, answer, container, converter, graph, isolated, layers, load, masking, recurrent, run, weights,
-)
-
-
-class _Package(types.ModuleType):
-    """This package: a name set on it is set in each of its modules that holds that name."""
-
-    def __setattr__(self, name: str, value) -> None:
-        super().__setattr__(name, value)
-        if not name.startswith("__"):
-            for module in _MODULES:
-                if name in vars(module):
-                    setattr(module, name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ...errors import InvalidModelFile
 from .answer import _CHILD_PROTOCOL, _Failure, _load_child_answer
-from .container import _read_container
+from . import container  # container._read_container looked up at call time: tests replace it there
 
 # libhdf5 can spin forever in native code on a corrupt file (HDFGroup/hdf5#1707), where no Python
 # timeout reaches it, so the HDF5 part of reading a file runs in a child process killed after this
@@ -43,7 +43,7 @@ def _hdf5_timeout() -> float:
 def _read_child(conn, path: str, label: str) -> None:
     """Entry of the child process: read the file, send back ("ok", values) or ("error", _Failure)."""
     try:
-        answer = ("ok", _read_container(Path(path), label))
+        answer = ("ok", container._read_container(Path(path), label))
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
         answer = ("error", _Failure(exc))
     try:
@@ -70,7 +70,7 @@ def _read_isolated(path: Path, label: str):
     """
     timeout = _hdf5_timeout()
     if multiprocessing.current_process().daemon:  # e.g. a multiprocessing.Pool worker: no children
-        return _read_container(path, label)  # allowed there, so no time limit either
+        return container._read_container(path, label)  # allowed there, so no time limit either
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=_read_child, args=(sender, str(path), label), name="edgernn-hdf5-reader",
