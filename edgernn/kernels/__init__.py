@@ -22,6 +22,11 @@ Only NumPy is imported here. Everything that needs Numba -- :class:`RecurrentKer
 jitted kernels -- is loaded from :mod:`edgernn.kernels.recurrent` on first use, so a stream of a
 few rows can start on the ahead-of-time compiled step (:mod:`edgernn.kernels.aot`, built by
 ``edgernn warmup``) without paying for ``import numba``.
+
+When Numba is about to compile (its on-disk cache does not hold a kernel yet: 10-20 s in all),
+one warning says so, once per process, on the logger ``edgernn.kernels``: printed on stderr
+without any logging set up, silenced by ``logging.getLogger("edgernn").setLevel(logging.ERROR)``
+(:mod:`edgernn.kernels._notice`).
 """
 
 from __future__ import annotations
@@ -44,8 +49,9 @@ def compiled_chain_step():
 
     The ahead-of-time module that ``edgernn warmup`` builds, when there is one for this CPU and
     these kernels: importing it costs a millisecond and no Numba. Otherwise Numba compiles the
-    kernel, or loads it from its on-disk cache. Not at import: an empty cache makes compiling take
-    seconds, which ``import edgernn`` for a ``convert`` must not pay.
+    kernel (announced first by a warning on the logger ``edgernn.kernels``: see
+    :mod:`edgernn.kernels._notice`), or loads it from its on-disk cache. Not at import: an empty
+    cache makes compiling take seconds, which ``import edgernn`` for a ``convert`` must not pay.
     """
     global _compiled_step
     if _compiled_step is None:

@@ -14,9 +14,16 @@
   fused step's branches: on the development machine about a third of a small model's step time.
   Without it, a kernel that tries to allocate (or a slice assignment that might need a temporary:
   use ``_linalg.copy_row``) fails to compile instead of allocating per step.
+
+Importing this module (every kernel module does, before defining its kernels) also makes Numba
+announce its first compile of them (:mod:`edgernn.kernels._notice`).
 """
 
 from __future__ import annotations
+
+from . import _notice
+
+_notice.watch()
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath={"contract", "nsz", "arcp", "reassoc"}, _nrt=False)
 # Small helpers inlined into the kernels that call them.

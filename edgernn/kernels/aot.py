@@ -42,6 +42,7 @@ import numpy as np
 
 from .. import ir
 from ..errors import EdgernnError
+from . import _notice
 from .program import ChainProgram
 
 MODULE_NAME = "_edgernn_step"
@@ -222,6 +223,9 @@ def build_step() -> Path:
 
     from .chain import CHAIN_STEP_SIGNATURE, jit_chain_step  # lazy: Numba, which loading a built module must not import
 
+    # Compiling below is Numba's ahead-of-time compiler, not its dispatcher (whose compiles are
+    # announced by the listener in _notice): say so here, unless the jitted kernel already did.
+    _notice.announce()
     kernel = jit_chain_step()
 
     def exported(model, x, y, memory):
