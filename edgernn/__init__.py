@@ -32,11 +32,27 @@ def __dir__():
 
 
 def load(path) -> Model:
-    """Load a ``.ernn`` file written by :meth:`Model.save` (validated; nothing in it is executed)."""
+    """Load a ``.ernn`` file written by :meth:`Model.save` (validated; nothing in it is executed).
+
+    A source model file (``.keras``, ``.pt``, ``.onnx``, ...) that is not an .ernn is refused with
+    an :class:`InvalidModelFile` that says to convert it first.
+    """
     from .runtime import Model  # lazy: see _RUNTIME_NAMES
     from .store import load_spec  # lazy: `import edgernn.ir` and the like need not load the file format
 
-    return Model(load_spec(path))
+    try:
+        spec = load_spec(path)
+    except InvalidModelFile:
+        import os
+
+        from .importers import source_format  # lazy: as in convert (a table and errors only)
+
+        kind = source_format(path) if isinstance(path, (str, os.PathLike)) else None
+        if kind is None or not os.path.isfile(path):
+            raise
+        raise InvalidModelFile(f"{path}: a {kind} model, not an .ernn: convert it first (edgernn.convert, "
+                               f"or `edgernn convert {path}`)") from None
+    return Model(spec)
 
 
 def convert(source, verify=True, **options) -> Model:
@@ -48,7 +64,8 @@ def convert(source, verify=True, **options) -> Model:
     (saved in the .ernn, shown by ``edgernn info``). A conversion that does not reproduce its
     source raises :class:`VerificationFailed` (its ``result`` holds the record); ``verify="warn"``
     returns the model with a warning instead, ``verify=False`` skips the check. Without the
-    framework the check is skipped and the record says why.
+    framework the check is skipped and the record says why. An ``.ernn`` file is already converted:
+    it is refused (:class:`InvalidInput`) with a pointer to :func:`load`.
     """
     from .importers import import_model  # lazy: the importers load their frameworks
     from .runtime import Model  # lazy: see _RUNTIME_NAMES

@@ -31,6 +31,20 @@ class InvalidInput(EdgernnError):
     """An input array, state or argument given at run time is not what the model takes."""
 
 
+class UnknownOption(InvalidInput, TypeError):
+    """An importer was given a keyword option it does not have.
+
+    Also a TypeError, as an unknown keyword argument to a Python function is. The message names
+    the unknown options and lists the ones the importer has (``known``), so ``edgernn convert
+    --option KEY=VALUE`` can say which keys exist for that format.
+    """
+
+    def __init__(self, function: str, unknown, known=()):
+        self.unknown, self.known = sorted(unknown), sorted(known)
+        takes = f"known: {', '.join(self.known)}" if self.known else "this format takes no options"
+        super().__init__(f"{function}() got unexpected options: {', '.join(self.unknown)} ({takes})")
+
+
 class NotStreamable(EdgernnError):
     """The model runs in ``predict`` but cannot be stepped one timestep at a time."""
 

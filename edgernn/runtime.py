@@ -331,8 +331,11 @@ class Stream:
         """The careful path: validate everything before touching any state, convert, then step."""
         array = _as_float32(x_t, "x_t")
         if array.shape != (self.batch_size, self.input_features):
+            hint = ""
+            if array.shape == (self.input_features,) and self.batch_size == 1:
+                hint = " (one sample of one stream: pass x_t[None], or x_t.reshape(1, -1))"
             raise InvalidInput(f"step takes x_t of shape (batch={self.batch_size}, features={self.input_features}), "
-                               f"got {array.shape}")
+                               f"got {array.shape}{hint}")
         if out is not None and not (isinstance(out, np.ndarray) and out.shape == self._step_y.shape
                                     and out.dtype == _F32 and out.flags.writeable):
             raise InvalidInput(f"out must be a writeable float32 array of shape {self._step_y.shape}")
@@ -451,8 +454,11 @@ class Stream:
         state["output"] = self._last_output.copy()
         return state
 
-    def set_state(self, state: dict) -> None:
-        """Restore a snapshot made by :meth:`get_state` (of a stream of this model and batch size)."""
+    def set_state(self, state: dict, allow_nonfinite: bool = False) -> None:
+        """Restore a snapshot made by :meth:`get_state` (of a stream of this model and batch size).
+
+        NaN or Inf is refused unless ``allow_nonfinite``: the state a stream holds after NaN inputs
+        (docs/SECURITY.md), which ``edgernn replay`` carries from one chunk of a series to the next."""
         if not isinstance(state, dict):
             raise InvalidInput("set_state takes the dict that get_state returns")
         expected = {name: stage.states[k].shape for name, stage, k in self._state_names()}
@@ -465,7 +471,7 @@ class Stream:
                 array = np.asarray(state[name])
                 if array.shape != shape or array.dtype.kind != "f":
                     problems.append(f"{name!r} must be a float array of shape {shape}, got {array.dtype} {array.shape}")
-                elif not np.all(np.isfinite(array)):
+                elif not allow_nonfinite and not np.all(np.isfinite(array)):
                     problems.append(f"{name!r} holds NaN or Inf")
                 arrays[name] = array
         if problems:

@@ -32,11 +32,31 @@ the largest source output), ``tolerance``, ``framework``, ``data`` and the ``che
 When the framework is not installed (``run_source`` raises ImportError) the record says
 ``skipped`` with the reason and ``passed`` is None; when the framework fails to run the source,
 ``error`` says why.
+
+**Loading the framework.** Importing it takes seconds (TensorFlow for Keras: about 3 s), so when
+it is installed but not yet imported, a ``WARNING`` on the logger ``edgernn.verify`` says so
+first, once (the ``edgernn`` command prints it as ``edgernn: <message>``; silence it with
+``logging.getLogger("edgernn.verify").setLevel(logging.ERROR)``). What the frameworks print on
+their own while they load and run -- TensorFlow's C++ start-up lines (oneDNN, CUDA drivers, CPU
+instructions, absl's "before InitializeLog" notice), which ``TF_CPP_MIN_LOG_LEVEL`` no longer
+silences, Python absl's warnings, and the TFLite interpreter's XNNPACK line -- is held back: the process's stderr (file
+descriptor 2) goes to a temporary file while the source runs, and every other line is written
+back to stderr afterwards. ``TF_CPP_MIN_LOG_LEVEL=3`` and ``GRPC_VERBOSITY=ERROR`` are set unless
+already set, and Python absl's logging is lowered to errors; ``TF_ENABLE_ONEDNN_OPTS`` is left
+alone, since it changes TensorFlow's numerics.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import logging
 import math
+import os
+import re
+import sys
+import tempfile
+import threading
 from importlib import metadata
 from typing import Optional
 
@@ -54,6 +74,24 @@ CHUNKS = (1, 3, 7, 2, 5)
 
 # Importer module -> (package name to report, distribution to ask for its version).
 _FRAMEWORKS = {"keras": ("keras", "keras"), "pytorch": ("torch", "torch"), "onnx": ("onnxruntime", "onnxruntime")}
+# Importer module -> the modules its run_source imports (any one of them): loaded already, or installed.
+_FRAMEWORK_MODULES = {"keras": ("keras", "tf_keras"), "pytorch": ("torch",), "onnx": ("onnxruntime",),
+                      "tflite": ("ai_edge_litert", "tflite_runtime")}
+# What the frameworks print on stderr by themselves while they load and run: absl/glog-format lines
+# below ERROR (I/W), ERROR lines about CUDA on a machine without it, absl's notice that logging is
+# not initialised, the CPU-instructions line's second half, TFLite's XNNPACK line, Python absl's
+# info and warnings.
+_FRAMEWORK_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    r"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./-]+:\d+\] "
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IW] [\w./-]+:\d+\] "
+    r"|(E\d{4} \d\d:\d\d:\d+\.\d+ +\d+ |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: E )"
+    r"[\w./-]*(?i:cuda|cudnn|cufft|cublas|gpu)[\w./-]*:\d+\] "
+    r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.$"
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$"
+    r"|(INFO|WARNING):absl:")
+_log = logging.getLogger(__name__)
+_stderr_lock = threading.RLock()
 
 
 def verify(source, model, data=None, seed: int = 0, tolerance=None, **options) -> dict:
@@ -77,6 +115,8 @@ def verify(source, model, data=None, seed: int = 0, tolerance=None, **options) -
         return {"passed": None, "skipped": f"the {short} importer cannot run its source model"}
     inputs, description = _inputs(spec, data, seed)
     atol, rtol, reason = _tolerance(spec, tolerance)
+    _announce_loading(short, source, spec)
+    run_source = _quietly(run_source)
     try:
         expected = _as_list(run_source(source, inputs, **options))
     except ImportError as exc:
@@ -262,6 +302,70 @@ def _framework_name(short: str, source, spec) -> str:
         return f"{package} {metadata.version(dist)}"
     except metadata.PackageNotFoundError:
         return package
+
+
+def _announce_loading(short: str, source, spec) -> None:
+    """Say why the next seconds pass, when run_source is about to import a framework that is
+    installed but not imported yet (see the module docstring)."""
+    names = _FRAMEWORK_MODULES.get(short, ())
+    if not names or any(name in sys.modules for name in names):
+        return  # loaded already (or blocked, as None): nothing to wait for
+    try:
+        if not any(importlib.util.find_spec(name) is not None for name in names):
+            return  # not installed: the record will say skipped
+    except (ImportError, ValueError):
+        return
+    framework = "the TFLite interpreter" if short == "tflite" else _framework_name(short, source, spec)
+    _log.warning(f"verifying against {framework}: loading it takes a few seconds "
+                 "(verify=False, or `edgernn convert --no-verify`, skips verification)")
+
+
+def _quietly(run_source):
+    """``run_source`` with the frameworks' own start-up chatter held back (see the module docstring)."""
+
+    def run(*args, **kwargs):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+        with _stderr_filtered():
+            result = run_source(*args, **kwargs)
+        if "absl.logging" in sys.modules:  # imported by TensorFlow: its Python warnings are not ours to show
+            sys.modules["absl.logging"].set_verbosity("error")
+        return result
+
+    return run
+
+
+@contextlib.contextmanager
+def _stderr_filtered():
+    """Send file descriptor 2 to a temporary file, then write back what is not framework noise."""
+    with _stderr_lock:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable descriptor 2: nothing to filter
+            saved = None
+        if saved is None:
+            yield
+            return
+        held = tempfile.TemporaryFile()
+        try:
+            os.dup2(held.fileno(), 2)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    sys.stderr.flush()  # what Python wrote to descriptor 2 belongs to the held text
+                os.dup2(saved, 2)
+                held.seek(0)
+                text = held.read().decode("utf-8", "replace")
+                kept = [line for line in text.splitlines(keepends=True)
+                        if not _FRAMEWORK_NOISE.match(line.rstrip("\r\n"))]
+                if kept:
+                    sys.stderr.write("".join(kept))
+                    sys.stderr.flush()
+        finally:
+            os.close(saved)
+            held.close()
 
 
 def check_verify_option(value) -> Optional[str]:

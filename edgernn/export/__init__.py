@@ -10,7 +10,13 @@
 * ``Makefile`` and ``CMakeLists.txt``; with ``testbench``, ``testbench.c`` (``make testbench``), all
   three filled in from ``firmware_export/templates/``;
 * ``quantization_report.txt`` and ``.json``: the per-layer error against the float model on the
-  calibration data (and the sizes, in the JSON).
+  calibration data (and the sizes, in the JSON);
+* ``.edgernn-export``: the list of the files above, so that the next export into the same folder
+  removes those it does not write again (``testbench.c`` of an export with ``testbench``, the
+  ``<name>_model.h/.c`` of another name) -- only files listed there, never anything else.
+
+``name`` is ``"model"`` by default here (a quantized model has no file name); ``edgernn export``
+derives it from the model file's name with :func:`c_name`.
 """
 
 from __future__ import annotations
@@ -35,6 +41,19 @@ RUNTIME_SOURCES = ("ernn.h", "ernn_internal.h", "ernn_model.c", "ernn_lstm.c", "
 SCHEME_IDS = {"int8": 0, "int8-weights": 1, "float32": 2}
 KIND_IDS = {"lstm": 0, "gru": 1, "simple": 2, "dense": 3, "mask": 4}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+MANIFEST = ".edgernn-export"
+_LISTED = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # a file of the folder itself: no path, no dot-file
+
+
+def c_name(text: str, fallback: str = "model") -> str:
+    """``text`` (a file's stem) as a C identifier fit for ``export``'s ``name``: every other
+    character becomes ``_``, a leading digit gets ``m_`` in front, at most 41 characters;
+    ``fallback`` when nothing is left. ``"basicmotions-lstm v2"`` -> ``"basicmotions_lstm_v2"``."""
+    name = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "_", text)).strip("_")
+    if name[:1].isdigit():
+        name = "m_" + name
+    name = name[:41].rstrip("_")
+    return name if _NAME.match(name) and f"{name}_model.c" not in RUNTIME_SOURCES else fallback
 
 
 def runtime_folder() -> Path:
@@ -191,26 +210,55 @@ extern const ernn_model {name}_model;
 
 
 def export(qmodel: QuantizedModel, folder, name: str = "model", testbench: bool = False) -> dict:
-    """Write the firmware folder; returns the sizes (bytes): weight_bytes, state_bytes, scratch_bytes."""
+    """Write the firmware folder; returns the sizes (bytes): weight_bytes, state_bytes, scratch_bytes.
+
+    Files that an earlier export wrote into ``folder`` (listed in its ``.edgernn-export``) and this
+    one does not are removed; no other file of the folder is touched.
+    """
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidInput(f"--name must be a C identifier (letters, digits, _; at most 41), got {name!r}")
+    if f"{name}_model.c" in RUNTIME_SOURCES:
+        raise InvalidInput(f"--name {name}: {name}_model.c is a runtime source; choose another name")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     runtime = runtime_folder()
-    for source in RUNTIME_SOURCES:
-        shutil.copyfile(runtime / source, folder / source)
     header, source, sizes = model_sources(qmodel, name)
-    (folder / f"{name}_model.h").write_text(header)
-    (folder / f"{name}_model.c").write_text(source)
+    texts = {f"{name}_model.h": header, f"{name}_model.c": source}
     for template, target in (("Makefile.in", "Makefile"), ("CMakeLists.txt.in", "CMakeLists.txt")) + \
             ((("testbench.c.in", "testbench.c"),) if testbench else ()):
-        text = (runtime / "templates" / template).read_text().replace("@NAME@", name).replace("@UPPER@", name.upper())
+        text = (runtime / "templates" / template).read_text()
+        texts[target] = text.replace("@NAME@", name).replace("@UPPER@", name.upper())
+    texts["quantization_report.txt"] = f"scheme: {qmodel.scheme}\n" + format_report(qmodel.report) + "\n"
+    texts["quantization_report.json"] = json.dumps({"scheme": qmodel.scheme, "layers": qmodel.report, "sizes": sizes},
+                                                   indent=1)
+    written = set(RUNTIME_SOURCES) | set(texts)
+    folder.mkdir(parents=True, exist_ok=True)
+    earlier = _listed(folder)
+    _write_manifest(folder, earlier | written)  # until the end, a failed export still knows every file it owns
+    for runtime_source in RUNTIME_SOURCES:
+        shutil.copyfile(runtime / runtime_source, folder / runtime_source)
+    for target, text in texts.items():
         (folder / target).write_text(text)
-    report = f"scheme: {qmodel.scheme}\n" + format_report(qmodel.report) + "\n"
-    (folder / "quantization_report.txt").write_text(report)
-    (folder / "quantization_report.json").write_text(json.dumps({"scheme": qmodel.scheme, "layers": qmodel.report,
-                                                                  "sizes": sizes}, indent=1))
+    for stale in sorted(earlier - written):
+        path = folder / stale
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+    _write_manifest(folder, written)
     return sizes
+
+
+def _listed(folder: Path) -> set:
+    """The files an earlier export wrote into ``folder`` (its manifest; names of the folder's own files only)."""
+    try:
+        lines = (folder / MANIFEST).read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return set()
+    return {line.strip() for line in lines if _LISTED.match(line.strip()) and line.strip() != MANIFEST}
+
+
+def _write_manifest(folder: Path, files) -> None:
+    (folder / MANIFEST).write_text("# written by edgernn export: the next export into this folder removes the files\n"
+                                   "# listed here that it does not write again (and no others)\n"
+                                   + "".join(f"{f}\n" for f in sorted(files)))
 
 
 def load_calibration(path, features: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import importlib
 import os
 from pathlib import Path
 
-from ..errors import InvalidModelFile, UnsupportedModel
+from ..errors import InvalidInput, InvalidModelFile, UnsupportedModel
 
 # suffix -> "module:function"; the function takes (path, **options) and returns a ModelSpec.
 FILE_IMPORTERS = {
@@ -31,6 +31,8 @@ OBJECT_IMPORTERS = {
     "tensorflow": "keras:from_keras_model",
     "torch": "pytorch:from_torch_module",
 }
+# importer module -> what its files are called in messages (an .ernn given to `info` names it).
+FORMAT_NAMES = {"keras": "Keras", "pytorch": "PyTorch", "onnx": "ONNX", "tflite": "TFLite"}
 # Each importer module also defines ``run_source(source, inputs, **options) -> list[np.ndarray]``:
 # the source model run by its own framework on ``inputs`` (one array per model input, the shapes
 # edgernn's predict takes), returning what edgernn's predict should return, as a list. It raises
@@ -53,9 +55,22 @@ def _framework(obj) -> str:
     return type(obj).__module__.split(".")[0]
 
 
+def source_format(path) -> str | None:
+    """``"Keras"``, ``"PyTorch"``, ... for the file name of a model :func:`import_model` converts, else None."""
+    target = FILE_IMPORTERS.get(Path(path).suffix.lower())
+    return FORMAT_NAMES[target.split(":")[0]] if target else None
+
+
+def _refuse_ernn(path: Path) -> None:
+    if path.suffix.lower() == ".ernn":
+        raise InvalidInput(f"{path}: already an edgernn model, nothing to convert: load it with edgernn.load, "
+                           f"or describe it with `edgernn info {path}`")
+
+
 def importer_module(source):
     """The importer module (e.g. ``edgernn.importers.keras``) that handles ``source``."""
     if isinstance(source, (str, os.PathLike)):
+        _refuse_ernn(Path(source))
         target = FILE_IMPORTERS.get(Path(source).suffix.lower())
     else:
         target = OBJECT_IMPORTERS.get(_framework(source))
@@ -68,6 +83,7 @@ def import_model(source, **options):
     """Import ``source`` (a path or an in-memory framework model) into a ModelSpec."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        _refuse_ernn(path)
         target = FILE_IMPORTERS.get(path.suffix.lower())
         if target is None:
             known = ", ".join(sorted(FILE_IMPORTERS))

@@ -52,7 +52,7 @@ from typing import Optional
 import numpy as np
 
 from .. import graph, ir, reference
-from ..errors import InvalidInput, InvalidModelFile, UnsupportedModel
+from ..errors import InvalidInput, InvalidModelFile, UnknownOption, UnsupportedModel
 from ._tflite_reader import FormatError, Model, Subgraph, Tensor, read_model
 from ._tflite_symbolic import (Atom, Executor, Lin, Sym, Unsupported, atom_row, dense, evaluate, is_identity,
                                lin_add, lin_equal)
@@ -89,7 +89,7 @@ def load_tflite_file(path, **options) -> ir.ModelSpec:
     :class:`UnsupportedModel` (every problem listed) for what cannot be converted exactly.
     """
     if options:
-        raise TypeError(f"load_tflite_file() got unexpected options: {', '.join(sorted(options))}")
+        raise UnknownOption("load_tflite_file", options)
     path = Path(path)
     label = path.name
     try:
@@ -137,7 +137,7 @@ def run_source(source, inputs, **options) -> list:
     starts from zero state like :meth:`edgernn.Model.predict`. Returns ``[outputs]``.
     """
     if options:
-        raise TypeError(f"run_source() got unexpected options: {', '.join(sorted(options))}")
+        raise UnknownOption("run_source", options)
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError("run_source takes the path of a .tflite file")
     Interpreter = _interpreter_class()

@@ -11,8 +11,12 @@ The stream's state is what the chip holds: int8 h and int16 c (int8 scheme) or f
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+
 import numpy as np
 
+from .. import statefile
 from ..errors import InvalidInput
 from . import fixedpoint as fx
 from .activations import ACT_IDS
@@ -89,6 +93,21 @@ def run_layer(layer: QLayer, scheme: str, x: np.ndarray, states: list[np.ndarray
     return y
 
 
+def _fingerprint(spec: QSpec) -> str:
+    digest = hashlib.sha256()
+    fields = [(f.name, getattr(spec, f.name)) for f in dataclasses.fields(spec) if f.name not in ("layers", "source")]
+    for index, layer in enumerate(spec.layers):
+        fields += [(f"{index}.{f.name}", getattr(layer, f.name)) for f in dataclasses.fields(layer)]
+    for name, value in fields:
+        digest.update(name.encode())
+        if isinstance(value, np.ndarray):
+            digest.update(f"{value.dtype.str}{value.shape}".encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()
+
+
 def _as_float(x, what):
     try:
         array = np.asarray(x)
@@ -145,13 +164,24 @@ class QuantizedModel:
         x = _as_float(x, "x")
         if x.ndim != 3 or x.shape[2] != self.spec.features:
             raise InvalidInput(f"predict takes x of shape (batch, T, {self.spec.features}), got {x.shape}")
+        if x.shape[1] == 0:
+            raise InvalidInput(f"predict takes x of shape (batch, T, {self.spec.features}), got {x.shape}: "
+                               "an empty sequence (T = 0)")
         y = self.stream(max(1, x.shape[0])).run(x) if x.shape[0] else np.zeros((0, x.shape[1], self.spec.outputs), _F32)
         if self.spec.output_rank == 2:
-            return y[:, -1] if y.shape[1] else np.zeros((x.shape[0], self.spec.outputs), _F32)
+            return y[:, -1]
         return y
 
     def stream(self, batch_size: int = 1) -> "QuantizedStream":
         return QuantizedStream(self, batch_size)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the integer model (scheme, scales, every layer's arrays and constants): the
+        identity its saved stream states carry (see :mod:`edgernn.statefile`)."""
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = _fingerprint(self.spec)
+        return self._fingerprint
 
     def __repr__(self):
         kinds = ", ".join(layer.kind for layer in self.spec.layers)
@@ -231,7 +261,19 @@ class QuantizedStream:
         """A copy of every state vector (int8 h / int16 c, or float32), keyed ``"<layer>/h"``, ``"<layer>/c"``."""
         return {name: state.copy() for name, state in self._named()}
 
-    def set_state(self, state: dict) -> None:
+    def save_state(self, path) -> None:
+        """Write every stream's state to ``path`` atomically, as :meth:`edgernn.Stream.save_state`
+        does (int8 h and int16 c kept as they are; :mod:`edgernn.statefile`)."""
+        statefile.save_state(self, path)
+
+    def load_state(self, path) -> None:
+        """Restore the state :meth:`save_state` wrote for this quantized model and batch size; a file
+        of another model, batch size or a corrupted one is refused and nothing changes."""
+        self.set_state(statefile.read_state(path, self.model.fingerprint, self.batch_size))
+
+    def set_state(self, state: dict, allow_nonfinite: bool = False) -> None:
+        """Restore a snapshot made by :meth:`get_state`; NaN or Inf (float schemes) is refused unless
+        ``allow_nonfinite``, as :meth:`edgernn.Stream.set_state` does."""
         if not isinstance(state, dict):
             raise InvalidInput("set_state takes the dict that get_state returns")
         expected = dict(self._named())
@@ -242,7 +284,7 @@ class QuantizedStream:
                 array = np.asarray(state[name])
                 if array.shape != target.shape or array.dtype != target.dtype:
                     problems.append(f"{name!r} must be {target.dtype} of shape {target.shape}, got {array.dtype} {array.shape}")
-                elif array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+                elif array.dtype.kind == "f" and not allow_nonfinite and not np.all(np.isfinite(array)):
                     problems.append(f"{name!r} holds NaN or Inf")
         if problems:
             raise InvalidInput("state does not fit this stream", problems)

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from ... import ir
-from ...errors import InvalidModelFile, UnsupportedModel
+from ...errors import InvalidModelFile, UnknownOption, UnsupportedModel
 from .container import _MALFORMED, _read_container
 from .converter import _Converter
 from .isolated import _read_isolated
@@ -24,7 +24,7 @@ def load_keras_file(path, **options) -> ir.ModelSpec:
     problems listed) for layers or options edgernn cannot run exactly as Keras does.
     """
     if options:
-        raise TypeError(f"load_keras_file() got unexpected options: {', '.join(sorted(options))}")
+        raise UnknownOption("load_keras_file", options)
     path = Path(path)
     return _load(path, path.name, {"file": path.name})
 
@@ -51,7 +51,7 @@ def from_keras_model(model, **options) -> ir.ModelSpec:
     and nothing of the live object (in particular no Python code) is called besides ``save``.
     """
     if options:
-        raise TypeError(f"from_keras_model() got unexpected options: {', '.join(sorted(options))}")
+        raise UnknownOption("from_keras_model", options)
     if not callable(getattr(model, "save", None)):
         raise UnsupportedModel(f"cannot convert {type(model).__name__}: it has no save() method")
     with tempfile.TemporaryDirectory(prefix="edgernn-keras-") as tmp:

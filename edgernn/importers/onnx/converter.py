@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from ... import ir
-from ...errors import EdgernnError, InvalidModelFile, UnsupportedModel
+from ...errors import EdgernnError, InvalidModelFile, UnknownOption, UnsupportedModel
 from .activations import _ActivationOps
 from .axes import _AxisOps
 from .constants import _ConstantOps
@@ -230,7 +230,7 @@ def _convert(model, label: str, source: dict):
 def load_onnx_file(path, **options) -> ir.ModelSpec:
     """Read an ``.onnx`` file into a ModelSpec (see the package docstring for the mapping)."""
     if options:
-        raise TypeError(f"load_onnx_file() got unexpected options: {', '.join(sorted(options))}")
+        raise UnknownOption("load_onnx_file", options)
     path = Path(path)
     return _convert(_read(path), path.name, {"file": path.name})[0]
 

@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from ...errors import UnknownOption
 from .container import _attrs, _read
 from .converter import io_layout
 
@@ -156,7 +157,7 @@ def run_source(source, inputs, **options) -> list[np.ndarray]:
     model) with onnxruntime, or onnx's reference evaluator where onnxruntime refuses the model (see
     :func:`source_runtime`); returns what the converted model's ``predict`` returns, as a list."""
     if options:
-        raise TypeError(f"run_source() got unexpected options: {', '.join(sorted(options))}")
+        raise UnknownOption("run_source", options)
     layout = io_layout(source)
     if not isinstance(inputs, (list, tuple)):
         inputs = [inputs]

@@ -1,8 +1,9 @@
 """The keyword options every entry point takes: which exist, and how each is read and checked.
 
 The options (see the package docstring) are ``head``, ``mode``, ``nonlinearity``, ``batch_first``,
-``activations`` and ``order``. An unknown one is a TypeError, as for a Python function; a known one
-with a wrong value is an UnsupportedModel naming it.
+``activations`` and ``order``. An unknown one is an UnknownOption (an InvalidInput, and a TypeError
+as for a Python function) listing the known ones; a known one with a wrong value is an
+UnsupportedModel naming it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from ...errors import UnsupportedModel
+from ...errors import UnknownOption, UnsupportedModel
 
 
 HEADS = ("last", "every", "final")
@@ -19,10 +20,9 @@ _OPTIONS = {"head", "mode", "nonlinearity", "batch_first", "activations", "order
 
 
 def _check_options(options: dict, function: str) -> None:
-    unknown = sorted(set(options) - _OPTIONS)
+    unknown = set(options) - _OPTIONS
     if unknown:
-        raise TypeError(f"{function}() got unexpected options: {', '.join(unknown)} "
-                        f"(known: {', '.join(sorted(_OPTIONS))})")
+        raise UnknownOption(function, unknown, _OPTIONS)
 
 
 def _flag(value, name: str) -> bool:
