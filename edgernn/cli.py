@@ -31,7 +31,8 @@ def _friendly(command):
       ...) -> ``error: <path>: <reason>``, exit status 1;
     * a Python warning (the library's, or a framework's) -> ``warning: <message>`` on stderr, once
       each, without the source line Python would show;
-    * stdout closed by its reader (``| head``): exit status 1, nothing printed;
+    * stdout closed by its reader (``| head``): exit status 0, nothing printed -- the reader took
+      what it wanted, as with ``edgernn run``;
     * usage errors never get here: click reports them, exit status 2;
     * any other exception is a bug in edgernn: its traceback is shown, to be reported.
     """
@@ -46,7 +47,7 @@ def _friendly(command):
         except BrokenPipeError:  # the reader of stdout went away (`| head`): nobody to tell
             with contextlib.suppress(OSError, ValueError):  # no second error when Python flushes it at exit
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(1)
+            sys.exit(0)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             _fail(f"{exc.filename}: {reason}" if exc.filename is not None else reason)

@@ -61,8 +61,18 @@ class Model:
             arrays.append(array)
         if len({a.shape[0] for a in arrays}) > 1:
             raise InvalidInput(f"inputs differ in batch size: {[a.shape[0] for a in arrays]}")
+        for spec_input, array in zip(self.spec.inputs, arrays):
+            # An output that is the last step of an empty sequence does not exist: refused, not the
+            # zero state's output. A sequence output of an empty sequence is an empty sequence.
+            if array.ndim == 3 and array.shape[1] == 0 and self._has_last_step_output():
+                raise InvalidInput(f"input {spec_input.name!r} has no timesteps (shape {array.shape}): the model "
+                                   "returns the output of the last one")
         outputs = graph.execute(self.spec, arrays, kernels)
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def _has_last_step_output(self) -> bool:
+        """Whether an output of the model is per sequence (rank 2), not per timestep."""
+        return any(self.spec.tensor_shape(name)[0] == 2 for name in self.spec.outputs)
 
     # -- streams -------------------------------------------------------------------------------
     def stream(self, batch_size: int = 1) -> "Stream":

@@ -140,17 +140,21 @@ def test_predict_run_chunks_and_steps_agree(case, batch, steps, seed):
     y_run = model.stream(batch).run(x)
     assert y_run.shape == (batch, steps, out) and y_run.dtype == F32
 
-    y_pred = model.predict(x)
-    if last_rs:
-        assert_paths_agree(y_run, y_pred)
-    elif steps:
-        # a stream's step output is what the model returns for the sequence ending at that step
-        assert_paths_agree(y_run[:, -1], y_pred)
-        for t in sorted({0, steps // 2, steps - 1}):
-            assert_paths_agree(y_run[:, t], model.predict(x[:, : t + 1]))
-    # and the float32 runtime is close to the float64 oracle through the whole graph
-    (y_ref,) = graph.execute(model.spec, [x], reference)
-    np.testing.assert_allclose(y_pred, y_ref, rtol=1e-3, atol=1e-4)
+    if not last_rs and not steps:  # the last step of an empty sequence: refused, not a made-up output
+        with pytest.raises(InvalidInput, match="no timesteps"):
+            model.predict(x)
+    else:
+        y_pred = model.predict(x)
+        if last_rs:
+            assert_paths_agree(y_run, y_pred)
+        else:
+            # a stream's step output is what the model returns for the sequence ending at that step
+            assert_paths_agree(y_run[:, -1], y_pred)
+            for t in sorted({0, steps // 2, steps - 1}):
+                assert_paths_agree(y_run[:, t], model.predict(x[:, : t + 1]))
+        # and the float32 runtime is close to the float64 oracle through the whole graph
+        (y_ref,) = graph.execute(model.spec, [x], reference)
+        np.testing.assert_allclose(y_pred, y_ref, rtol=1e-3, atol=1e-4)
 
     s = model.stream(batch)
     chunks = [s.run(x[:, a:b]) for a, b in split_points(rng, steps)]
