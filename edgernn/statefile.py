@@ -6,6 +6,11 @@ the folder), so a crash mid-write leaves the previous file intact. Its header na
 belongs to (:func:`edgernn.store.fingerprint`, a SHA-256 of graph and weights) and the batch size,
 and carries a SHA-256 checksum of the arrays; loading refuses a file of another model, another
 batch size, or whose arrays do not match their checksum, and leaves the stream untouched.
+
+The arrays are float32 (a :class:`~edgernn.Stream`), or int8 h and int16 c for a stream of the int8
+simulation (:class:`~edgernn.quantize.QuantizedStream`): a file holding integer arrays is written
+as format version 2 (its checksum covers each array's dtype too), one of float32 arrays only as
+version 1, which every reader since the first understands.
 """
 
 from __future__ import annotations
@@ -24,15 +29,20 @@ from .store import HEADER, write_archive
 
 FORMAT = "edgernn-state"
 FORMAT_VERSION = 1
+FORMAT_VERSION_INTEGER = 2  # a file with int8 / int16 arrays (the int8 simulation's state)
+DTYPES = (np.float32, np.int8, np.int16)
 MAX_BYTES = 256 << 20
 
 
 def _checksum(arrays: dict) -> str:
     digest = hashlib.sha256()
     for name in sorted(arrays):
-        array = np.ascontiguousarray(arrays[name], dtype=np.float32)
+        integer = np.asarray(arrays[name]).dtype.kind in "iu"
+        array = np.ascontiguousarray(arrays[name], dtype=None if integer else np.float32)
         digest.update(name.encode())
         digest.update(repr(array.shape).encode())
+        if integer:  # (version 2 only: a float32 array hashes as it always has)
+            digest.update(array.dtype.str.encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
 
@@ -40,9 +50,10 @@ def _checksum(arrays: dict) -> str:
 def save_state(stream, path) -> None:
     """Write ``stream``'s state to ``path`` atomically; an OSError names ``path``."""
     state = stream.get_state()
+    integer = any(np.asarray(a).dtype.kind in "iu" for a in state.values())
     header = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION_INTEGER if integer else FORMAT_VERSION,
         "edgernn_version": __version__,
         "model": stream.model.fingerprint,
         "batch_size": stream.batch_size,
@@ -70,8 +81,9 @@ def read_state(path, fingerprint: str, batch_size: int) -> dict:
             header = json.loads(archive.read(HEADER))
             if not isinstance(header, dict) or header.get("format") != FORMAT:
                 fail("not an edgernn state file")
-            if header.get("format_version") != FORMAT_VERSION:
-                fail(f"state format version {header.get('format_version')!r} is not {FORMAT_VERSION}")
+            if header.get("format_version") not in (FORMAT_VERSION, FORMAT_VERSION_INTEGER):
+                fail(f"state format version {header.get('format_version')!r} is not "
+                     f"{FORMAT_VERSION} or {FORMAT_VERSION_INTEGER}")
             if header.get("model") != fingerprint:
                 fail("the state belongs to another model")
             if header.get("batch_size") != batch_size:
@@ -91,7 +103,8 @@ def read_state(path, fingerprint: str, batch_size: int) -> dict:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:  # truncated, CRC, JSON, .npy
         raise InvalidStateFile(f"{path}: unreadable state file ({exc})") from None
-    if any(a.dtype != np.float32 for a in state.values()) or _checksum(state) != header.get("checksum"):
+    allowed = DTYPES if header.get("format_version") == FORMAT_VERSION_INTEGER else (np.float32,)
+    if any(a.dtype not in allowed for a in state.values()) or _checksum(state) != header.get("checksum"):
         fail("checksum mismatch: the state is corrupted")
     return state
 
