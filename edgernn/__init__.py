@@ -8,6 +8,7 @@ from ._version import __version__
 from .errors import EdgernnError, InvalidInput, InvalidModelFile, NotStreamable, UnsupportedModel, VerificationFailed
 
 if TYPE_CHECKING:
+    from .fleet import replay
     from .runtime import Model, Stream
 
 # Model and Stream are resolved on first use (PEP 562, ``__getattr__`` below), and load and convert
@@ -24,6 +25,11 @@ def __getattr__(name):
 
         globals().update({n: getattr(runtime, n) for n in _RUNTIME_NAMES})
         return globals()[name]
+    if name == "replay":  # lazy too: Dask and pyarrow (the fleet extra) only for a replay
+        from .fleet import replay
+
+        globals()["replay"] = replay
+        return replay
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -91,5 +97,5 @@ def convert(source, verify=True, **options) -> Model:
     return model
 
 
-__all__ = ["convert", "load", "Model", "Stream", "EdgernnError", "InvalidInput", "InvalidModelFile", "NotStreamable", "UnsupportedModel",
+__all__ = ["convert", "load", "replay", "Model", "Stream", "EdgernnError", "InvalidInput", "InvalidModelFile", "NotStreamable", "UnsupportedModel",
            "VerificationFailed"]

@@ -488,5 +488,59 @@ def bench(model, tflite_path, onnx_path, quick, steps, streams):
     click.echo(format_results(Path(model).name, results, system_info()))
 
 
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-i", "--input", "input_path", required=True, type=click.Path(exists=True), metavar="PATH",
+              help="The recorded rows: a Parquet file or folder (hive-partitioned or not), or CSV.")
+@click.option("--by", required=True, metavar="COLUMN", help="The device key column.")
+@click.option("--time", "time_column", required=True, metavar="COLUMN", help="The time column (orders each device's rows).")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="The output Parquet folder (key, time, one column per model output); run the same command "
+                   "again to continue a replay that stopped.")
+@click.option("--features", metavar="A,B,C",
+              help="The input columns, in the model's order  [default: every numeric column but the key and time]")
+@click.option("--scheduler", metavar="ADDRESS", help="A running Dask scheduler (tcp://host:8786)  [default: a LocalCluster]")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes of the LocalCluster  [default: one per core]")
+@click.option("--quant", type=click.Choice(["int8", "int8-weights", "float32"]),
+              help="Replay the firmware's arithmetic in this scheme (bit for bit with the exported C).")
+@click.option("--calibration", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              help="Representative inputs (.npy or CSV) for --quant int8.")
+@click.option("--initial-state", type=click.Path(file_okay=False, exists=True), metavar="DIR",
+              help="Per-device state files (<key>.state); devices without one start from zero.")
+@click.option("--task-rows", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+              help="Rows per task: short devices are packed up to it, longer ones cut into a chain of chunks.")
+@click.option("--sort", is_flag=True, help="Sort each device's rows by time within a partition instead of refusing "
+                                            "unsorted ones.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Dask's progress bar over the tasks.")
+@_friendly
+def replay(model, input_path, by, time_column, output, features, scheduler, workers, quant, calibration,
+           initial_state, task_rows, sort, progress):
+    """Run MODEL (.ernn) over every device's recorded rows on Dask, as each device would have.
+
+    Each device's rows, in time order, are one stream from zero state (or its --initial-state file):
+    the outputs equal one process's Stream.run over the device's whole series. See docs/fleet.md.
+    """
+    from .fleet import replay as run_replay
+
+    if calibration and not quant:
+        raise InvalidInput("--calibration is for --quant")
+    if quant == "int8" and not calibration:
+        raise InvalidInput("--quant int8 needs --calibration FILE (representative inputs)")
+    if calibration:
+        from . import load
+        from .export import load_calibration
+
+        calibration = load_calibration(calibration, load(model).input_features)
+    result = run_replay(model, input_path, by=by, time=time_column, features=features, output=output,
+                        scheduler=scheduler, workers=workers, quant=quant, calibration=calibration,
+                        initial_state=initial_state, task_rows=task_rows, sort=sort, progress=progress,
+                        echo=lambda line: click.echo(line, err=True))
+    computed = result.get("rows_computed", 0)
+    click.echo(f"{result['rows']} rows of {result['devices']} devices in {result['tasks']} tasks -> {output}: "
+               f"{computed} rows computed in {result['seconds']:.1f} s, "
+               f"{computed / max(result['seconds'], 1e-9):,.0f} rows/s"
+               + (f" ({result['resumed']} tasks finished by an earlier run)" if result["resumed"] else ""))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

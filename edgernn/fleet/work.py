@@ -1,0 +1,189 @@
+"""What runs on the workers: the plugin that holds the model, and the task that replays one chunk.
+
+:class:`ReplayPlugin` is registered once per replay (``Client.register_plugin``): the scheduler
+sends it -- the ``.ernn`` file's bytes, or the int8 model's integer spec -- to every worker once,
+and to every worker that joins later (one that replaces a killed worker too). Its ``setup`` loads
+the model and runs it once on zeros, which compiles (or loads from Numba's cache) every kernel it
+uses, so no task pays for that.
+
+:func:`run_chunk` replays one task of the plan: it reads its pieces (only the rows of its devices),
+runs each device's rows in time order through one stream of batch 1 from the device's state
+(the previous chunk's final state, a ``--initial-state`` file, or zero), and writes, each to a
+temporary name then renamed into place: the output part, the final states (a state file of
+:mod:`edgernn.statefile`, one row per device, in the task's device order) and last a small marker
+that says the task is done. A task that is run twice (a worker died after writing) writes the same
+files again under the same names, so the output never holds a row twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time as clock
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import quote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import statefile
+from ..errors import InvalidInput
+from .source import ROW, device_order, features_of, keep_devices, read_piece
+
+try:  # distributed is the fleet extra's; this module is only imported by edgernn.fleet
+    from distributed import WorkerPlugin, get_worker
+except ImportError:  # pragma: no cover - edgernn.fleet.replay says what to install
+    WorkerPlugin, get_worker = object, None
+
+PARTS = "part-{group:06d}-{chunk:05d}"
+DONE = "_done"
+STATES = "_state"
+
+
+def state_file_name(device) -> str:
+    """The file of one device in an ``--initial-state`` folder: its key, %-quoted, + ``.state``."""
+    return quote(str(device), safe="") + ".state"
+
+
+class ReplayPlugin(WorkerPlugin):
+    """The replay's model on each worker: loaded and warmed once (see the module's docstring)."""
+
+    def __init__(self, name: str, model_bytes: bytes | None, qspec, fingerprint: str):
+        self.name = name
+        self.model_bytes = model_bytes
+        self.qspec = qspec
+        self.fingerprint = fingerprint
+        self.model = None
+
+    def setup(self, worker=None):
+        if self.qspec is not None:
+            from ..quantize.runtime import QuantizedModel  # lazy: Numba, on the worker only
+
+            model = QuantizedModel(self.qspec)
+        else:
+            from ..runtime import Model  # lazy: as above
+            from ..store import load_spec
+
+            folder = getattr(worker, "local_directory", None)
+            fd, path = tempfile.mkstemp(suffix=".ernn", dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(self.model_bytes)
+                model = Model(load_spec(path))
+            finally:
+                os.unlink(path)
+        if model.fingerprint != self.fingerprint:
+            raise InvalidInput("the model on this worker is not the client's (fingerprints differ)")
+        model.stream(1).run(np.zeros((1, 3, model.input_features), np.float32))  # compile / load every kernel
+        self.model = model
+
+
+class _States:
+    """Stacked per-device states in the shape :func:`edgernn.statefile.save_state` writes."""
+
+    def __init__(self, fingerprint: str, states: list):
+        self.model = SimpleNamespace(fingerprint=fingerprint)
+        self.batch_size = len(states)
+        self._stacked = {name: np.concatenate([s[name] for s in states]) for name in states[0]}
+
+    def get_state(self):
+        return self._stacked
+
+
+def split_states(stacked: dict, devices: list) -> dict:
+    return {device: {name: value[i : i + 1] for name, value in stacked.items()} for i, device in enumerate(devices)}
+
+
+def _atomic_json(path: Path, value) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(value, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _slices(table: pa.Table, by: str, time: str, sort: bool) -> dict:
+    """``{device: row indices of table, in time order}``."""
+    if table.num_rows == 0:
+        return {}
+    names, codes, _, order = device_order(table, by, time, sort)
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    return {names[sorted_codes[s]]: order[s:e] for s, e in zip(starts, ends)}
+
+
+def run_chunk(context: dict, task: dict, previous) -> dict | None:
+    """Replay one task; returns the final states of its devices for the next chunk of a chain
+    (None after a chain's last chunk). ``previous``: that dict from the chunk before, or
+    ``("file", path, devices)`` for a chunk before that a resumed replay finished earlier, or None."""
+    started = clock.perf_counter()
+    plugin = get_worker().plugins[context["plugin"]]
+    model, source = plugin.model, context["source"]
+    by, tm, features = source.by, source.time, source.features
+    out = Path(context["output"])
+    devices = [d for d, _ in task["devices"]]
+    wanted: dict = {}
+    for device, pieces in task["devices"]:
+        for piece in pieces:
+            wanted.setdefault(piece, set()).add(device)
+    parts: dict = {}  # device -> [table slice per piece, in time order]
+    for piece in sorted(wanted):
+        file_index, row_group, first, _ = context["pieces"][piece]
+        table = read_piece(source, file_index, row_group, first, [by, tm, *features])
+        table = keep_devices(table, by, wanted[piece])
+        for device, rows in _slices(table, by, tm, context["sort"]).items():
+            parts.setdefault(device, {})[piece] = table.take(pa.array(rows))
+    read_seconds = clock.perf_counter() - started
+
+    if isinstance(previous, tuple):  # a resumed chain: the state file of the chunk before
+        _, path, before = previous
+        previous = split_states(statefile.read_state(path, plugin.fingerprint, len(before)), before)
+    stream = model.stream(1)
+    outputs, finals, kernel_seconds, from_files = [], [], 0.0, 0
+    for device, pieces in task["devices"]:
+        table = pa.concat_tables([parts[device][p] for p in pieces if p in parts.get(device, {})])
+        state = None if previous is None else previous.get(device)
+        if state is None and task["chunk"] == 0 and context.get("initial_state"):
+            path = Path(context["initial_state"]) / state_file_name(device)
+            if path.exists():
+                state = statefile.read_state(path, plugin.fingerprint, 1)
+                from_files += 1
+        if state is None:
+            stream.reset()
+        else:
+            stream.set_state(state, allow_nonfinite=True)
+        t0 = clock.perf_counter()
+        y = stream.run(features_of(table, features)[None])[0]
+        kernel_seconds += clock.perf_counter() - t0
+        finals.append(stream.get_state())
+        columns = {by: table.column(by), tm: table.column(tm)}
+        columns.update({name: pa.array(y[:, j]) for j, name in enumerate(context["outputs"])})
+        outputs.append(pa.table(columns))
+    t0 = clock.perf_counter()
+    name = PARTS.format(group=task["group"], chunk=task["chunk"])
+    result = pa.concat_tables(outputs).replace_schema_metadata(None)
+    rows = result.num_rows
+    if rows != task["rows"]:  # the input changed under the replay
+        raise InvalidInput(f"{name}: read {rows} rows where the scan counted {task['rows']}: "
+                           "did the input change during the replay?")
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
+    os.close(fd)
+    pq.write_table(result, tmp)
+    os.replace(tmp, out / f"{name}.parquet")
+    statefile.save_state(_States(plugin.fingerprint, finals), out / STATES / f"{name}.state")
+    _atomic_json(out / DONE / f"{name}.json", {
+        "plan": context["plan"], "rows": rows, "devices": len(devices), "from_files": from_files,
+        "read_seconds": read_seconds, "kernel_seconds": kernel_seconds,
+        "write_seconds": clock.perf_counter() - t0, "seconds": clock.perf_counter() - started,
+        "worker": get_worker().address})
+    if task["chunk"] + 1 == task["chunks"]:
+        return None
+    return dict(zip(devices, finals))
+
+
+__all__ = ["ReplayPlugin", "run_chunk", "state_file_name", "split_states", "PARTS", "DONE", "STATES", "ROW"]
