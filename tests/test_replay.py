@@ -177,8 +177,18 @@ def test_chunk_states_are_the_streams_states(client, tmp_path):
     model = _lstm()
     fleet = _fleet(seed=3, devices=1, long=240)
     _write_by_time(fleet, tmp_path / "in", files=4, row_group_size=1000)
-    edgernn.replay(model, tmp_path / "in", by="device", time="ts", output=tmp_path / "out", client=client,
-                   task_rows=60)
+
+    def block_rows(n):
+        import edgernn.fleet.work
+
+        edgernn.fleet.work.BLOCK_ROWS = n
+
+    client.run(block_rows, 7)  # each chunk runs in Stream.run calls of 7 rows: the same outputs
+    try:
+        edgernn.replay(model, tmp_path / "in", by="device", time="ts", output=tmp_path / "out", client=client,
+                       task_rows=60)
+    finally:
+        client.run(block_rows, 65536)
     _check(tmp_path / "out", model, fleet)
     tasks = _plan(tmp_path / "out")["tasks"]
     assert [t["chunk"] for t in tasks] == [0, 1, 2, 3]

@@ -15,6 +15,7 @@ Output folder layout (every name that starts with ``_`` or ``.`` is skipped by P
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -207,8 +208,7 @@ def replay(model, input, by: str, time: str, features=None, output=None, client=
                                           "rows": plan["rows"], "devices": plan["devices"], "outputs": outputs,
                                           "complete": False})
         done = _markers(out, plan["id"])
-        context = {"plugin": name, "source": source, "output": str(out.resolve()), "pieces": plan["pieces"],
-                   "plan": plan["id"], "sort": bool(sort), "outputs": outputs,
+        context = {"plugin": name, "source": source, "output": str(out.resolve()), "plan": plan["id"], "sort": bool(sort), "outputs": outputs,
                    "initial_state": os.path.abspath(initial_state) if initial_state else None}
         futures = _submit(client, context, plan, done, say)
         _watch(distributed, client, futures, progress)
@@ -229,7 +229,7 @@ def replay(model, input, by: str, time: str, features=None, output=None, client=
         result = _summary(manifest, len(computed), len(done), seconds, str(out), dashboard)
         result["rows_computed"] = sum(m["rows"] for m in computed)
         result["timings"] = {k: sum(m[k] for m in computed) for k in
-                             ("read_seconds", "kernel_seconds", "write_seconds", "seconds")}
+                             ("read_seconds", "kernel_seconds", "write_seconds", "seconds", "cpu_seconds")}
         result["timings"]["scan_seconds"] = plan.get("scan_seconds", 0.0)
         return result
     finally:
@@ -257,9 +257,11 @@ def _summary(manifest, computed, resumed, seconds, output, dashboard) -> dict:
 def _make_plan(distributed, client, source, identity, task_rows, sort, progress, say) -> dict:
     t0 = clock.perf_counter()
     say(f"scanning {len(source.files)} file(s): keys and times")
-    [shared] = client.scatter([source], broadcast=False, hash=False)
-    futures = client.map(scan_file, [shared] * len(source.files), range(len(source.files)), sort=sort,
-                         key=[f"edgernn-scan-{uuid.uuid4().hex[:12]}-{i}" for i in range(len(source.files))])
+    # Each task gets the source with its one file: nothing scattered, so nothing that a dead
+    # worker takes with it (Dask recomputes a lost result from its task, not a scattered value).
+    token = uuid.uuid4().hex[:12]
+    futures = [client.submit(scan_file, dataclasses.replace(source, files=[entry]), 0, sort=sort,
+                             key=f"edgernn-scan-{token}-{i}") for i, entry in enumerate(source.files)]
     _watch(distributed, client, futures, progress)
     scans = client.gather(futures)
     plan = make_plan(source, scans, task_rows)
@@ -271,7 +273,6 @@ def _make_plan(distributed, client, source, identity, task_rows, sort, progress,
 
 def _submit(client, context, plan, done, say) -> list:
     """One future per task not finished yet, each chunk of a chain depending on the one before."""
-    [shared] = client.scatter([context], broadcast=False, hash=False)
     futures, previous = [], {}
     tag = f"{plan['id'][:10]}-{uuid.uuid4().hex[:8]}"  # this run's: a killed client's tasks may still be known
     skipped = 0
@@ -288,12 +289,24 @@ def _submit(client, context, plan, done, say) -> list:
                 last = tasks[index - 1]
                 path = Path(context["output"]) / STATES / (PARTS.format(group=last["group"], chunk=last["chunk"]) + ".state")
                 before = ("file", str(path), [d for d, _ in last["devices"]])
-        future = client.submit(run_chunk, shared, task, before, key=f"edgernn-replay-{tag}-{name}")
+        future = client.submit(run_chunk, _task_context(context, plan, task), task, before,
+                               key=f"edgernn-replay-{tag}-{name}")
         previous[task["group"]] = future
         futures.append(future)
     say(f"{len(tasks)} task(s) over {plan['devices']} device(s), {plan['rows']} rows"
         + (f"; {skipped} finished by an earlier run" if skipped else ""))
     return futures
+
+
+def _task_context(context: dict, plan: dict, task: dict) -> dict:
+    """The context with only the files and pieces this task reads (a task's arguments travel with it)."""
+    source = context["source"]
+    ids = sorted({p for _, pieces in task["devices"] for p in pieces})
+    files = sorted({plan["pieces"][p][0] for p in ids})
+    local = {f: i for i, f in enumerate(files)}
+    pieces = {p: (local[plan["pieces"][p][0]], *plan["pieces"][p][1:]) for p in ids}
+    return {**context, "source": dataclasses.replace(source, files=[source.files[f] for f in files]),
+            "pieces": pieces}
 
 
 def _watch(distributed, client, futures, progress) -> None:

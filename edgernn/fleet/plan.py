@@ -102,28 +102,32 @@ def _summarize(source: Source, path: str, table: pa.Table, sort: bool):
 
 def make_plan(source: Source, scans: list, task_rows: int) -> dict:
     """The tasks of a replay from the files' scans (see the module's docstring)."""
-    pieces, where = [], {}  # global piece id -> (file index, row_group, first row, rows)
+    pieces = []  # global piece id -> (file index, row_group, first row, rows)
     per_device: dict = {}
+
+    def where(piece):
+        file_index, row_group = pieces[piece][:2]
+        return source.where(source.files[file_index][0]) + (
+            f" (row group {row_group})" if row_group is not None and source.format == "parquet" else "")
+
     for file_index, scan in enumerate(scans):
         for (row_group, first, rows), (devices, counts, tmin, tmax) in zip(scan["pieces"], scan["summary"]):
             piece = len(pieces)
             pieces.append((file_index, row_group, first, rows))
-            where[piece] = source.where(source.files[file_index][0]) + (
-                f" (row group {row_group})" if row_group is not None and source.format == "parquet" else "")
             for device, count, lo, hi in zip(devices, counts.tolist(), tmin.tolist(), tmax.tolist()):
                 per_device.setdefault(device, []).append((lo, hi, piece, count))
     for device, entries in per_device.items():
         entries.sort()
         for (lo0, hi0, p0, _), (lo1, hi1, p1, _) in zip(entries, entries[1:]):
             if lo1 == hi0:
-                raise InvalidInput(f"device {device!r}: time {lo1!r} comes twice, in {where[p0]} and in {where[p1]}: "
+                raise InvalidInput(f"device {device!r}: time {lo1!r} comes twice, in {where(p0)} and in {where(p1)}: "
                                    "duplicate (device, time) rows")
             if lo1 < hi0:
-                raise InvalidInput(f"device {device!r}: its rows in {where[p0]} (times {lo0!r} to {hi0!r}) and in "
-                                   f"{where[p1]} ({lo1!r} to {hi1!r}) interleave in time: replay reads a device's "
+                raise InvalidInput(f"device {device!r}: its rows in {where(p0)} (times {lo0!r} to {hi0!r}) and in "
+                                   f"{where(p1)} ({lo1!r} to {hi1!r}) interleave in time: replay reads a device's "
                                    "partitions one after the other, so they must not overlap (sort the dataset "
                                    "by device and time)")
-    order = sorted(per_device, key=lambda d: (min(e[2] for e in per_device[d]), d))
+    order = sorted(per_device, key=lambda d: (min(e[2] for e in per_device[d]), d))  # (entries are in time order)
     tasks, group, group_rows, groups = [], [], 0, 0
 
     def flush():
