@@ -188,7 +188,7 @@ def test_chunk_states_are_the_streams_states(client, tmp_path):
         edgernn.replay(model, tmp_path / "in", by="device", time="ts", output=tmp_path / "out", client=client,
                        task_rows=60)
     finally:
-        client.run(block_rows, 65536)
+        client.run(block_rows, edgernn.fleet.work.BLOCK_ROWS)
     _check(tmp_path / "out", model, fleet)
     tasks = _plan(tmp_path / "out")["tasks"]
     assert [t["chunk"] for t in tasks] == [0, 1, 2, 3]
@@ -441,3 +441,31 @@ def test_quantized_stream_state_file_round_trip(tmp_path):
     header = json.loads(zipfile.ZipFile(tmp_path / "f.state").read("header.json"))
     assert header["format_version"] == 1
     assert json.loads(zipfile.ZipFile(tmp_path / "q.state").read("header.json"))["format_version"] == 2
+
+
+def test_integer_keys_timestamps_and_the_plugin_on_every_worker(client, tmp_path):
+    """Integer device keys in hive folders, timestamp times; the model lives in a plugin on each worker."""
+    model = _gru()
+    fleet = _fleet(seed=31, devices=5)
+    for i, (device, (t, x)) in enumerate(fleet.items()):
+        folder = tmp_path / "in" / f"unit={i}"
+        folder.mkdir(parents=True)
+        table = pa.table({"when": pa.array(t * 1_000_000_000, pa.timestamp("ns")), "a": x[:, 0], "b": x[:, 1],
+                          "c": x[:, 2]})
+        pq.write_table(table, folder / "data.parquet", row_group_size=25)
+    result = edgernn.replay(model, tmp_path / "in", by="unit", time="when", output=tmp_path / "out", client=client,
+                            task_rows=40)
+    table = pq.read_table(tmp_path / "out")
+    assert table.schema.field("when").type == pa.timestamp("ns") and pa.types.is_integer(table.schema.field("unit").type)
+    for i, (device, (t, x)) in enumerate(fleet.items()):
+        part = table.filter(pc.equal(table["unit"], i))
+        np.testing.assert_array_equal(part["when"].cast(pa.int64()).to_numpy(), t * 1_000_000_000)
+        np.testing.assert_allclose(part["y0"].to_numpy(), model.stream(1).run(x[None])[0, :, 0], rtol=1e-5, atol=1e-6)
+    assert result["devices"] == 5
+
+    def plugin_models(dask_worker):
+        return {name: type(p.model).__name__ for name, p in dask_worker.plugins.items() if name.startswith("edgernn")}
+
+    loaded = client.run(plugin_models)
+    name = f"edgernn-replay-{model.fingerprint[:16]}"
+    assert len(loaded) == 2 and all(models.get(name) == "Model" for models in loaded.values())

@@ -4,7 +4,7 @@
 sends it -- the ``.ernn`` file's bytes, or the int8 model's integer spec -- to every worker once,
 and to every worker that joins later (one that replaces a killed worker too). Its ``setup`` loads
 the model and runs it once on zeros, which compiles (or loads from Numba's cache) every kernel it
-uses, so no task pays for that.
+uses, so no task pays for that; it also tunes the worker's allocator (see ``MMAP_THRESHOLD``).
 
 :func:`run_chunk` replays one task of the plan: it reads its pieces (only the rows of its devices),
 runs each device's rows in time order through one stream of batch 1 from the device's state
@@ -41,7 +41,25 @@ except ImportError:  # pragma: no cover - edgernn.fleet.replay says what to inst
 PARTS = "part-{group:06d}-{chunk:05d}"
 # Rows per Stream.run call: the block path holds every step's input projections (4 x units float32
 # a row for an LSTM), so a device's chunk runs in blocks of this many rows to bound that memory.
-BLOCK_ROWS = 65536
+BLOCK_ROWS = 16384
+# Dask starts its worker processes with MALLOC_TRIM_THRESHOLD_=65536, which also freezes glibc's
+# mmap threshold at 128 KB: every block's temporaries (megabytes) are then mapped, faulted in page by
+# page and unmapped on every Stream.run call, and the kernels ran ~1.5x slower in a worker than in a
+# plain process (tools/bench/replay.py). The plugin lets this worker keep up to 128 MB of freed heap
+# and serve allocations below 32 MB (glibc's largest mmap threshold) from it.
+MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 128 << 20
+
+
+def _keep_block_memory() -> bool:
+    """mallopt(M_MMAP_THRESHOLD, M_TRIM_THRESHOLD) for this process, where the C library has it."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, MMAP_THRESHOLD)) and bool(libc.mallopt(-1, TRIM_THRESHOLD))
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return False
 DONE = "_done"
 STATES = "_state"
 
@@ -62,6 +80,7 @@ class ReplayPlugin(WorkerPlugin):
         self.model = None
 
     def setup(self, worker=None):
+        self.tuned_allocator = _keep_block_memory()
         if self.qspec is not None:
             from ..quantize.runtime import QuantizedModel  # lazy: Numba, on the worker only
 
