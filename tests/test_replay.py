@@ -469,3 +469,31 @@ def test_integer_keys_timestamps_and_the_plugin_on_every_worker(client, tmp_path
     loaded = client.run(plugin_models)
     name = f"edgernn-replay-{model.fingerprint[:16]}"
     assert len(loaded) == 2 and all(models.get(name) == "Model" for models in loaded.values())
+
+
+def test_resume_continues_a_chain_from_its_state_file(client, tmp_path):
+    """Chunks 2 and 3 of a chain lost (as if the client died after chunk 1): the rerun runs only
+    those, chunk 2 starting from chunk 1's state file, and the result is still one process's."""
+    model = _masked()
+    fleet = _fleet(seed=41, devices=1, long=240, zeros=True)
+    _write_by_time(fleet, tmp_path / "in", files=4, row_group_size=1000)
+    out = tmp_path / "out"
+    edgernn.replay(model, tmp_path / "in", by="device", time="ts", output=out, client=client, task_rows=60)
+    for chunk in (2, 3):
+        for path in (out / f"part-000000-{chunk:05d}.parquet", out / "_done" / f"part-000000-{chunk:05d}.json",
+                     out / "_state" / f"part-000000-{chunk:05d}.state"):
+            path.unlink()
+    manifest = json.loads((out / "_manifest.json").read_text())
+    (out / "_manifest.json").write_text(json.dumps({**manifest, "complete": False}))
+    result = edgernn.replay(model, tmp_path / "in", by="device", time="ts", output=out, client=client, task_rows=60)
+    assert (result["computed"], result["resumed"]) == (2, 2)
+    _check(out, model, fleet)
+
+
+def test_import_edgernn_stays_free_of_dask_until_replay():
+    code = ("import sys, edgernn; heavy = ('distributed', 'dask', 'pyarrow', 'numba'); "
+            "assert not [m for m in heavy if m in sys.modules], sys.modules.keys(); "
+            "assert 'replay' in dir(edgernn) and callable(edgernn.replay); "
+            "assert 'distributed' in sys.modules and 'pyarrow' in sys.modules and 'numba' not in sys.modules")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0, run.stderr
