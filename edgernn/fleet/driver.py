@@ -127,6 +127,11 @@ def _markers(out: Path, plan: str) -> dict:
     return done
 
 
+def _make_folders(out: Path) -> None:
+    for folder in (out, out / STATES, out / DONE):
+        folder.mkdir(parents=True, exist_ok=True)
+
+
 def _clean_temporaries(out: Path) -> None:
     for folder in (out, out / STATES, out / DONE):
         for path in folder.glob(".*.tmp"):
@@ -190,8 +195,6 @@ def replay(model, input, by: str, time: str, features=None, output=None, client=
     if manifest is not None and manifest.get("complete"):
         say(f"{out}: this replay is already complete ({manifest['rows']} rows of {manifest['devices']} devices)")
         return {**_summary(manifest, 0, 0, clock.perf_counter() - started, str(out), None), "timings": {}}
-    for folder in (out, out / STATES, out / DONE):
-        folder.mkdir(parents=True, exist_ok=True)
 
     client, cluster = _start_client(distributed, client, scheduler, workers, say)
     try:
@@ -202,13 +205,16 @@ def replay(model, input, by: str, time: str, features=None, output=None, client=
         plan = _read_json(out / PLAN) if manifest is not None and (out / PLAN).exists() else None
         if plan is None or plan.get("identity") != identity:
             plan = _make_plan(distributed, client, source, identity, int(task_rows), sort, progress, say)
+            _make_folders(out)  # only now: an input the scan refuses leaves no folder behind
             _atomic_json(out / PLAN, plan)
             _atomic_json(out / MANIFEST, {"format": FORMAT, "version": 1, "edgernn_version": __version__,
                                           "plan": plan["id"], "identity": identity, "tasks": len(plan["tasks"]),
                                           "rows": plan["rows"], "devices": plan["devices"], "outputs": outputs,
                                           "complete": False})
+        _make_folders(out)
         done = _markers(out, plan["id"])
-        context = {"plugin": name, "source": source, "output": str(out.resolve()), "plan": plan["id"], "sort": bool(sort), "outputs": outputs,
+        context = {"plugin": name, "source": source, "output": str(out.resolve()), "plan": plan["id"],
+                   "sort": bool(sort), "outputs": outputs,
                    "initial_state": os.path.abspath(initial_state) if initial_state else None}
         futures = _submit(client, context, plan, done, say)
         _watch(distributed, client, futures, progress)
