@@ -159,16 +159,17 @@ def test_float_models_equal_one_process(client, tmp_path, name):
     assert any(len(t["devices"]) > 1 for t in tasks)  # short devices were packed
 
 
-def test_int8_is_bit_for_bit(client, tmp_path):
+@pytest.mark.parametrize("scheme", ["int8", "int8-weights"])
+def test_quantized_is_bit_for_bit(client, tmp_path, scheme):
     model = _lstm(seed=5)
     fleet = _fleet(seed=7, long=300)
     calibration = np.concatenate([x for _, x in fleet.values()])[None]
     np.save(tmp_path / "calib.npy", calibration)
     model.save(tmp_path / "m.ernn")
     edgernn.replay(str(tmp_path / "m.ernn"), _write_by_time(fleet, tmp_path / "in"), by="device", time="ts",
-                   output=tmp_path / "out", client=client, quant="int8", calibration=tmp_path / "calib.npy",
+                   output=tmp_path / "out", client=client, quant=scheme, calibration=tmp_path / "calib.npy",
                    task_rows=100)
-    _check(tmp_path / "out", model.quantize(calibration, "int8"), fleet, exact=True)
+    _check(tmp_path / "out", model.quantize(calibration, scheme), fleet, exact=True)
     assert max(t["chunks"] for t in _plan(tmp_path / "out")["tasks"]) >= 3
 
 
@@ -416,6 +417,18 @@ def test_cli_help_and_a_small_run(client, tmp_path):
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "no column 'nope'" in bad.stderr
     assert "Traceback" not in bad.stderr
+    calibration = np.concatenate([x for _, x in fleet.values()])[None]
+    np.save(tmp_path / "calib.npy", calibration)
+    common = [sys.executable, "-m", "edgernn.cli", "replay", str(tmp_path / "m.ernn"), "-i", str(tmp_path / "in"),
+              "--by", "device", "--time", "ts", "--scheduler", client.scheduler.address, "--no-progress"]
+    no_calibration = subprocess.run(common + ["-o", str(tmp_path / "q0"), "--quant", "int8"], capture_output=True,
+                                    text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert no_calibration.returncode == 1 and "--quant int8 needs --calibration" in no_calibration.stderr
+    int8 = subprocess.run(common + ["-o", str(tmp_path / "q"), "--quant", "int8", "--calibration",
+                                    str(tmp_path / "calib.npy")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert int8.returncode == 0, int8.stderr
+    _check(tmp_path / "q", model.quantize(calibration, "int8"), fleet, exact=True)
 
 
 def test_quantized_stream_state_file_round_trip(tmp_path):
