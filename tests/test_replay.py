@@ -509,3 +509,17 @@ def test_import_edgernn_stays_free_of_dask_until_replay():
             "assert 'distributed' in sys.modules and 'pyarrow' in sys.modules and 'numba' not in sys.modules")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0, run.stderr
+
+
+def test_files_whose_column_types_differ(client, tmp_path):
+    """int64 times and float64 features in one file, int32 and float32 in the next: one output schema."""
+    model = _lstm()
+    fleet = _fleet(seed=51, devices=3, low=20, high=30)
+    _write_by_time(fleet, tmp_path / "in", files=2)
+    second = pq.read_table(tmp_path / "in" / "part1.parquet")
+    second = second.cast(pa.schema([("device", pa.large_string()), ("ts", pa.int32()), ("a", pa.float64()),
+                                    ("b", pa.float64()), ("c", pa.float64())]))
+    pq.write_table(second, tmp_path / "in" / "part1.parquet")
+    edgernn.replay(model, tmp_path / "in", by="device", time="ts", output=tmp_path / "out", client=client, task_rows=25)
+    _check(tmp_path / "out", model, fleet)
+    assert {pq.read_schema(p).field("ts").type for p in (tmp_path / "out").glob("part-*.parquet")} == {pa.int64()}

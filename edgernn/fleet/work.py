@@ -139,6 +139,24 @@ def _slices(table: pa.Table, by: str, time: str, sort: bool) -> dict:
     return {names[sorted_codes[s]]: order[s:e] for s, e in zip(starts, ends)}
 
 
+def _as_type(column, kind, name: str):
+    """The key or time column in the type of the input's first file: one schema for every part."""
+    if column.type == kind:
+        return column
+    try:
+        return column.cast(kind)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InvalidInput(f"column {name!r} is {column.type} in one file and {kind} in the first: ({exc})") from None
+
+
+def _concat(tables: list, what: str) -> pa.Table:
+    """Tables of files whose column types differ (int32 here, int64 there) made one, or a clear error."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InvalidInput(f"{what}: the files' key or time columns are of types that do not mix ({exc})") from None
+
+
 def run_chunk(context: dict, task: dict, previous) -> dict | None:
     """Replay one task; returns the final states of its devices for the next chunk of a chain
     (None after a chain's last chunk). ``previous``: that dict from the chunk before, or
@@ -168,7 +186,7 @@ def run_chunk(context: dict, task: dict, previous) -> dict | None:
     stream = model.stream(1)
     outputs, finals, kernel_seconds, from_files = [], [], 0.0, 0
     for device, pieces in task["devices"]:
-        table = pa.concat_tables([parts[device][p] for p in pieces if p in parts.get(device, {})])
+        table = _concat([parts[device][p] for p in pieces if p in parts.get(device, {})], f"device {device!r}")
         state = None if previous is None else previous.get(device)
         if state is None and task["chunk"] == 0 and context.get("initial_state"):
             path = Path(context["initial_state"]) / state_file_name(device)
@@ -186,12 +204,12 @@ def run_chunk(context: dict, task: dict, previous) -> dict | None:
             y[a : a + BLOCK_ROWS] = stream.run(x[None, a : a + BLOCK_ROWS])[0]
         kernel_seconds += clock.perf_counter() - t0
         finals.append(stream.get_state())
-        columns = {by: table.column(by), tm: table.column(tm)}
+        columns = {name: _as_type(table.column(name), source.schema.field(name).type, name) for name in (by, tm)}
         columns.update({name: pa.array(y[:, j]) for j, name in enumerate(context["outputs"])})
         outputs.append(pa.table(columns))
     t0 = clock.perf_counter()
     name = PARTS.format(group=task["group"], chunk=task["chunk"])
-    result = pa.concat_tables(outputs).replace_schema_metadata(None)
+    result = _concat(outputs, f"the devices of {name}").replace_schema_metadata(None)
     rows = result.num_rows
     if rows != task["rows"]:  # the input changed under the replay
         raise InvalidInput(f"{name}: read {rows} rows where the scan counted {task['rows']}: "
