@@ -811,3 +811,23 @@ def test_compressed_hdf5_dataset_declaring_terabytes(tmp_path):
     assert path.stat().st_size < 1 << 20
     with pytest.raises(InvalidModelFile, match=r"huge\.h5: model_weights/head/.*declares 4398046511104 bytes, over the"):
         edgernn.convert(path, verify=False)
+
+
+def _foreign_rebuild(message):  # what a library's exception reducer names (tblib's: its own module)
+    return InvalidModelFile(message)
+
+
+def test_child_errors_cross_whatever_reducer_is_registered(tmp_path):
+    """A library that registers a pickle reducer for exceptions (tblib's, which TensorFlow installs
+    on import where dask's distributed brought tblib) does not stop the HDF5 reader child's error,
+    which the parent's allow-list admits as its class and arguments only."""
+    import copyreg
+
+    (tmp_path / "noise.keras").write_bytes(os.urandom(2000))
+    copyreg.pickle(InvalidModelFile, lambda exc: (_foreign_rebuild, (str(exc),)))
+    try:
+        with pytest.raises(InvalidModelFile, match=r"^noise\.keras: not a Keras model file") as info:
+            edgernn.convert(tmp_path / "noise.keras")
+        assert type(info.value) is InvalidModelFile
+    finally:
+        copyreg.dispatch_table.pop(InvalidModelFile, None)
