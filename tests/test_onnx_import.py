@@ -1,5 +1,6 @@
-"""The ONNX importer against onnxruntime: models exported from PyTorch, hand-built LSTM/GRU/RNN nodes
-with every attribute, and the ONNX backend node test cases that ship inside the ``onnx`` package.
+"""The ONNX importer against onnxruntime: models exported from PyTorch (by both of its exporters),
+hand-built LSTM/GRU/RNN nodes with every attribute, and the ONNX backend node test cases that ship
+inside the ``onnx`` package.
 
 Comparisons at atol 1e-5 + rtol 1e-4, ``predict`` and (for forward models) streams.
 """
@@ -95,6 +96,14 @@ def export(module, path, batch_first):
     return module
 
 
+def module_output(module, x, batch_first):
+    """``module`` run by PyTorch on ``x`` (batch, T, features), its output in edgernn's layout."""
+    inp = torch.from_numpy(x if batch_first else np.ascontiguousarray(x.transpose(1, 0, 2)))
+    with torch.no_grad():
+        theirs = module(inp).numpy()
+    return theirs.transpose(1, 0, 2) if theirs.ndim == 3 and not batch_first else theirs
+
+
 TORCH_CASES = [
     ("LSTM", True, False, 1, "last"), ("LSTM", False, False, 2, "last"), ("LSTM", True, True, 2, "final"),
     ("LSTM", False, True, 1, "every"), ("LSTM", False, False, 3, "final"), ("LSTM", True, False, 1, "slice"),
@@ -114,12 +123,7 @@ def test_torch_export(cell, batch_first, bidirectional, layers, head, tmp_path):
     got = model.predict(x)
     want = importer.run_source(path, [x])[0]
     np.testing.assert_allclose(got, want, **TOL)
-    inp = torch.from_numpy(x if batch_first else np.ascontiguousarray(x.transpose(1, 0, 2)))
-    with torch.no_grad():
-        theirs = module(inp).numpy()
-    if theirs.ndim == 3 and not batch_first:
-        theirs = theirs.transpose(1, 0, 2)
-    np.testing.assert_allclose(got, theirs, **TOL)
+    np.testing.assert_allclose(got, module_output(module, x, batch_first), **TOL)
     assert got.shape == ((3, 7, got.shape[-1]) if head in ("every", "bare") else (3, 2))
     if not bidirectional:
         check_stream(model, x, want)
@@ -547,3 +551,109 @@ def test_zero_states_built_with_expand_and_inference_dropout(tmp_path):
     model, feeds, got = against_ort(tmp_path / "m.onnx")
     assert got[0].shape == (2, hidden)
     check_stream(model, feeds[0], got[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch's dynamo exporter (torch.onnx.export's default since torch 2.9)
+# ---------------------------------------------------------------------------------------------
+
+def dynamo_export(module, path, args, dynamic_batch):
+    """``module`` exported by the dynamo exporter (``dynamo=True``), batch dynamic or fixed."""
+    pytest.importorskip("onnxscript")  # the dynamo exporter's dependency
+    import contextlib
+    import io
+
+    kwargs = {}
+    if dynamic_batch:
+        batch = torch.export.Dim("batch")
+        # x: (batch, T, F) or (T, batch, F); states: (layers, batch, H)
+        kwargs["dynamic_shapes"] = ({0 if module_batch_first(module) else 1: batch},) + ({1: batch},) * (len(args) - 1)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(path), dynamo=True, **kwargs)
+    return path
+
+
+def module_batch_first(module):
+    return next(m for m in module.modules() if isinstance(m, torch.nn.RNNBase)).batch_first
+
+
+def seeded(module):
+    module.eval()
+    torch.manual_seed(0)
+    for p in module.parameters():
+        torch.nn.init.uniform_(p, -0.9, 0.9)
+    return module
+
+
+DYNAMO_CASES = [
+    ("LSTM", True, False, 1, "last", False), ("LSTM", True, False, 1, "last", True),
+    ("LSTM", False, False, 2, "every", True), ("LSTM", True, True, 2, "final", True),
+    ("LSTM", False, True, 1, "bare", False), ("GRU", True, False, 2, "every", True),
+    ("GRU", False, False, 1, "last", True), ("GRU", True, True, 1, "final", False),
+]
+
+
+@pytest.mark.parametrize("cell, batch_first, bidirectional, layers, head, dynamic_batch", DYNAMO_CASES)
+def test_dynamo_export(cell, batch_first, bidirectional, layers, head, dynamic_batch, tmp_path):
+    """The dynamo exporter's LSTM/GRU nodes, with the size arithmetic around them (Shape, Slice, Mul
+    of directions by hidden, Reshape, Concat) followed as layout: equal to onnxruntime and PyTorch."""
+    module = seeded(Net(cell, batch_first, bidirectional, layers, head))
+    example = torch.randn(2, 6, 3) if batch_first else torch.randn(6, 2, 3)
+    path = dynamo_export(module, tmp_path / "m.onnx", (example,), dynamic_batch)
+    batch = 3 if dynamic_batch else 2
+    x = np.random.default_rng(3).normal(0, 1.5, (batch, 6, 3)).astype(np.float32)  # the exporter fixes T
+    model = edgernn.convert(path)
+    assert_verified(model)
+    got = model.predict(x)
+    np.testing.assert_allclose(got, importer.run_source(path, [x])[0], **TOL)
+    np.testing.assert_allclose(got, module_output(module, x, batch_first), **TOL)
+    if not bidirectional:
+        check_stream(model, x, got)
+
+
+class WithStates(torch.nn.Module):
+    """A streaming export: the states are graph inputs (the dynamo exporter slices them [0:1]) and outputs."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.rnn = getattr(torch.nn, cell)(3, 5, batch_first=True)
+        self.fc = torch.nn.Linear(5, 2)
+
+    def forward(self, x, h, c=None):
+        if c is None:
+            y, h = self.rnn(x, h)
+            return self.fc(y), h
+        y, (h, c) = self.rnn(x, (h, c))
+        return self.fc(y), h, c
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_dynamo_export_with_states_as_inputs(cell, tmp_path):
+    module = seeded(WithStates(cell))
+    states = 2 if cell == "LSTM" else 1
+    args = (torch.randn(2, 6, 3),) + tuple(torch.zeros(1, 2, 5) for _ in range(states))
+    path = dynamo_export(module, tmp_path / "m.onnx", args, True)
+    rng = np.random.default_rng(1)
+    feeds = [rng.normal(size=(3, 6, 3)).astype(np.float32)] + [rng.normal(size=(3, 5)).astype(np.float32)
+                                                               for _ in range(states)]
+    model = edgernn.convert(path)
+    assert_verified(model)
+    assert [i.rank for i in model.spec.inputs] == [3] + [2] * states
+    assert_all_close(model.predict(*feeds), importer.run_source(path, feeds))
+
+
+def test_dynamo_rnn_is_refused_naming_dynamo_false(tmp_path):
+    """The dynamo exporter unrolls nn.RNN into per-step MatMul/Add/Tanh: no RNN node to read back.
+    The refusal says which exporter wrote the file and that dynamo=False writes one."""
+    path = dynamo_export(seeded(Net("RNN", True, False, 1, "last")), tmp_path / "m.onnx", (torch.randn(2, 6, 3),), True)
+    with pytest.raises(UnsupportedModel) as info:
+        edgernn.convert(path)
+    message = str(info.value)
+    assert "PyTorch's dynamo exporter" in message and "module 'rnn'" in message, message
+    assert "torch.onnx.export(..., dynamo=False)" in message, message
+    assert message.endswith("(see docs/onnx.md in the edgernn repository for what converts)"), message
+    assert not any("dynamo" in p for p in info.value.problems)  # a note, not a problem
+    # the same network through the TorchScript exporter converts
+    export(Net("RNN", True, False, 1, "last"), tmp_path / "ts.onnx", True)
+    assert_verified(edgernn.convert(tmp_path / "ts.onnx"))

@@ -331,3 +331,12 @@ def test_interpreter_state_is_reset_between_runs(files):
     x = data(batch=1)
     first = tflite.run_source(files / "k2_lstm_last.tflite", [np.concatenate([x, x])])[0]
     np.testing.assert_array_equal(first[0], first[1])
+
+
+def test_refusal_points_to_the_docs(files):
+    """The refusal ends, once, with where the edgernn repository's docs list what converts."""
+    with pytest.raises(UnsupportedModel) as info:
+        edgernn.convert(files / "refused.tflite")
+    text = str(info.value)
+    assert text.endswith("(see docs/tflite.md in the edgernn repository for what converts)"), text
+    assert text.count("edgernn repository") == 1 and not any("docs/" in p for p in info.value.problems)

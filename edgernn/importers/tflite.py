@@ -53,6 +53,7 @@ import numpy as np
 
 from .. import graph, ir, reference
 from ..errors import InvalidInput, InvalidModelFile, UnknownOption, UnsupportedModel
+from ._refusals import points_to
 from ._tflite_reader import FormatError, Model, Subgraph, Tensor, read_model
 from ._tflite_symbolic import (Atom, Executor, Lin, Sym, Unsupported, atom_row, dense, evaluate, is_identity,
                                lin_add, lin_equal)
@@ -226,6 +227,7 @@ class _Importer:
         return value
 
     # -- driver --------------------------------------------------------------------------------
+    @points_to("docs/tflite.md")
     def convert(self, source: dict) -> ir.ModelSpec:
         main = self.model.subgraphs[0]
         problems = self._scan()

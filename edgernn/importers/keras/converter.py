@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from ... import ir
 from ...errors import InvalidModelFile, UnsupportedModel
+from .._refusals import points_to
 from .activations import _ActivationHandlers
 from .graph import _UNKNOWN, _Call, _Data, _MaskExpr, _parse_node, _refs, _Unusable
 from .layers import _IDENTITY_LAYERS, _LayerHandlers
@@ -41,6 +42,7 @@ class _Converter(_ActivationHandlers, _LayerHandlers, _MaskHandlers, _RecurrentH
 
     # -- driver ----------------------------------------------------------------------------
 
+    @points_to("docs/keras.md")
     def convert(self, source: dict) -> ir.ModelSpec:
         config = self.config
         if not isinstance(config, dict) or "class_name" not in config:

@@ -40,7 +40,8 @@ Modules, in the order a conversion uses them:
 * :mod:`.values` -- what an ONNX tensor is symbolically: constant, shape, fill, data, stack.
 * :mod:`.expressions` -- the canonical edgernn tensors that data tensors view.
 * :mod:`.roles` -- axis roles: batch, time, unit, feature block; graph-input axes bound.
-* :mod:`.constants` -- Constant, Shape, ConstantOfShape, Equal, If, Expand; constant folding.
+* :mod:`.constants` -- Constant, Shape, ConstantOfShape, Equal, If, Expand; constant folding and
+  the Mul/Add of sizes read with Shape.
 * :mod:`.axes` -- Identity, Dropout, Cast, Transpose, Squeeze, Unsqueeze: axes moved only.
 * :mod:`.select` -- Gather, Slice, Concat: the last step, a direction, a stack of states.
 * :mod:`.reshape` -- Reshape and Flatten as layout changes.
@@ -48,8 +49,10 @@ Modules, in the order a conversion uses them:
 * :mod:`.activations` -- activation ops and the recurrent nodes' activation functions.
 * :mod:`.recurrent` -- LSTM, GRU, RNN nodes: gate orders, weight reshuffles, states, outputs.
 * :mod:`.emit` -- the expressions the outputs need, emitted as IR nodes.
+* :mod:`.producers` -- which exporter wrote the file, where a refusal should say so (PyTorch's
+  dynamo exporter, which unrolls ``nn.RNN``: ``dynamo=False`` writes an RNN node).
 * :mod:`.converter` -- one conversion, node by node, problems gathered; :func:`load_onnx_file`,
-  :func:`io_layout`.
+  :func:`io_layout`. A refusal ends with where docs/onnx.md says what converts.
 * :mod:`.run` -- :func:`run_source`: the file run by onnxruntime (or onnx's reference evaluator).
 """
 

@@ -125,6 +125,9 @@ class _ActivationOps:
     def _op_Mul(self, node, inputs, attrs, where):
         if self._all_const(inputs):
             return self._fold(node, inputs, where)
+        sizes = self._shape_arithmetic(node, inputs, where)
+        if sizes is not None:
+            return sizes
         a, b = inputs
         # SiLU as PyTorch exports it: x * Sigmoid(x).
         for x, s in ((a, b), (b, a)):

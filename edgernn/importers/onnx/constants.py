@@ -1,6 +1,6 @@
 """Constants and shapes: ``Constant``, ``Shape``, ``ConstantOfShape``, ``Equal``, ``Expand`` of a fill,
-an ``If`` on a constant condition (its branch followed inline), and any op whose inputs are all
-constants, folded with onnx's reference evaluator."""
+an ``If`` on a constant condition (its branch followed inline), ``Mul``/``Add`` of sizes, and any op
+whose inputs are all constants, folded with onnx's reference evaluator."""
 
 from __future__ import annotations
 
@@ -87,12 +87,31 @@ class _ConstantOps:
     def _all_const(self, inputs) -> bool:
         return all(v is None or isinstance(v, _Const) for v in inputs)
 
+    def _shape_const(self, v):
+        """A shape whose entries are all numbers, as the constant it is (anything else unchanged)."""
+        if isinstance(v, _Shape) and all(isinstance(d, int) for d in v.dims):
+            return _Const(np.array(v.dims if not v.scalar else v.dims[0], np.int64))
+        return v
+
+    def _shape_arithmetic(self, node, inputs, where):
+        """``Mul``/``Add`` of sizes: PyTorch's dynamo exporter computes the hidden width of a recurrent
+        output as ``directions * hidden`` from its ``Shape``. Numbers are folded; a size known only at
+        run time (the batch) times 1, or plus 0, is itself. None where no input is a shape."""
+        if not any(isinstance(v, _Shape) for v in inputs) or not all(isinstance(v, (_Shape, _Const)) for v in inputs):
+            return None
+        values = [self._shape_const(v) for v in inputs]
+        if self._all_const(values):
+            return self._fold(node, values, where)
+        neutral = {"Mul": 1, "Add": 0}.get(node.op_type)
+        if len(values) == 2 and neutral is not None:
+            for x, c in (values, values[::-1]):
+                if (isinstance(x, _Shape) and isinstance(c, _Const) and c.value.size == 1
+                        and c.value.ndim <= (0 if x.scalar else 1) and int(c.value.reshape(-1)[0]) == neutral):
+                    return x
+        raise _Refuse(f"{where}: {node.op_type} of sizes known only at run time is not supported")
+
     def _op_Equal(self, node, inputs, attrs, where):
-        values = []
-        for v in inputs:
-            if isinstance(v, _Shape) and all(isinstance(d, int) for d in v.dims):
-                v = _Const(np.array(v.dims if not v.scalar else v.dims[0], np.int64))
-            values.append(v)
+        values = [self._shape_const(v) for v in inputs]
         if self._all_const(values):
             return self._fold(node, values, where)
         raise _Refuse(f"{where}: Equal of values known only at run time")

@@ -11,6 +11,7 @@ from typing import Optional
 
 from ... import ir
 from ...errors import EdgernnError, InvalidModelFile, UnknownOption, UnsupportedModel
+from .._refusals import end_refusal
 from .activations import _ActivationOps
 from .axes import _AxisOps
 from .constants import _ConstantOps
@@ -19,6 +20,7 @@ from .dense import _DenseOps
 from .emit import _Emitter
 from .expressions import _InputE
 from .graph import _clean_name, _LOOPS, _needed_nodes
+from .producers import dynamo_note
 from .recurrent import _RecurrentOps
 from .reshape import _ReshapeOps
 from .roles import _Roles
@@ -211,6 +213,15 @@ class _Converter(_Roles, _ConstantOps, _AxisOps, _SelectOps, _ReshapeOps, _Dense
 
 
 def _convert(model, label: str, source: dict):
+    """Convert ``model``; a refusal ends with what the exporter can do instead (a file of PyTorch's
+    dynamo exporter) and where docs/onnx.md lists what converts."""
+    try:
+        return _convert_model(model, label, source)
+    except UnsupportedModel as exc:
+        raise end_refusal(exc, "docs/onnx.md", dynamo_note(model))
+
+
+def _convert_model(model, label: str, source: dict):
     import onnx
 
     source = {"format": "onnx", **source, "framework": "onnx", "framework_version": onnx.__version__,

@@ -59,6 +59,9 @@ class _DenseOps:
     def _op_Add(self, node, inputs, attrs, where):
         if self._all_const(inputs):
             return self._fold(node, inputs, where)
+        sizes = self._shape_arithmetic(node, inputs, where)
+        if sizes is not None:
+            return sizes
         data = [v for v in inputs if isinstance(v, _Data)]
         const = [v for v in inputs if isinstance(v, _Const)]
         if len(data) != 1 or len(const) != 1:

@@ -26,6 +26,11 @@ class _ReshapeOps:
             target = list(shape.dims)
         else:
             raise _Refuse(f"{where}: Reshape needs a constant shape")
+        if isinstance(x, _Shape):  # a shape vector reshaped to (n,) (the dynamo exporter's (-1,)), or one size to ()
+            n = 1 if x.scalar else len(x.dims)
+            if target in ([-1], [n]) or (target == [] and n == 1):
+                return _Shape(x.dims, scalar=not target)
+            raise _Refuse(f"{where}: Reshape of a shape vector to {target}")
         allowzero = attrs.get("allowzero", 0)
         return self._map(x, where, lambda d: self._reshape(d, target, allowzero, where),
                          fill=lambda f: self._reshape_fill(f, target, where))

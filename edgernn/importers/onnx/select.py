@@ -202,6 +202,10 @@ class _SelectOps:
             raise _Refuse(f"{where}: not supported on a {type(x).__name__.strip('_')}")
         role = self.role(x.axes[axis])
         size = self._axis_size(x, role)
+        if isinstance(size, _Sym) and size.size is not None:
+            # a graph input's axis of a declared size, its role not decided yet: PyTorch's dynamo
+            # exporter slices the (1, batch, H) initial state it is given with [0:1] of axis 0
+            size = size.size
         if isinstance(size, int):
             chosen = list(range(size))[slice(start, end)]
             if len(chosen) == size:

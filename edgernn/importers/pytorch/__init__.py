@@ -17,8 +17,10 @@ How a module maps (the rules are the same for a live module, a TorchScript file 
   ``s = m.stream(B); s.run(x); s.get_state()["<name>_l<k>/h"]`` is ``h_n[k]`` (and ``/c`` is
   ``c_n[k]``), where ``<name>`` is ``lstm``, ``gru`` or ``rnn`` for a bare module and the module's
   path in a composed one.
-* A composed module: its children in registration order (recursively through ``nn.Sequential``,
-  ``nn.ModuleList`` and plain container modules), each applied to the previous one's output:
+* A composed module: its children (recursively through ``nn.Sequential``, ``nn.ModuleList`` and
+  plain container modules) in the order forward() calls them where torch.fx or the TorchScript graph
+  shows it simply (``calls``), else in registration order (the ``order`` option orders the top-level
+  modules), each applied to the previous one's output:
   recurrent modules, ``nn.Linear`` (-> ``ir.Dense``, an activation module right after it fused
   into the Dense), activation modules (-> ``ir.Activation``), ``nn.Dropout``/``nn.Identity``
   (skipped: the identity at inference). The module's ``forward`` is not visible, so how the last
@@ -48,9 +50,11 @@ Modules, one idea each:
 
 * ``files``: ``.pt``/``.pth`` and ``.safetensors`` read: :func:`load_torch_file`, :func:`load_safetensors_file`.
 * ``modules``: :func:`from_torch_module`, and the walk of a live or TorchScript module tree into a chain.
+* ``calls``: the order forward() calls the layers, from a torch.fx trace or a TorchScript graph.
 * ``state_dict``: a chain inferred from a state dict's parameter names and shapes.
 * ``chain``: the chain every source is reduced to: ``_RNN``, ``_Linear``, ``_Act`` records in forward order.
-* ``build``: the IR built from a chain: the heads, the checks, the gate-order and bias reshuffles.
+* ``build``: the IR built from a chain: the heads, the checks (modules that do not chain: the order
+  rule and the ``order`` option), the gate-order and bias reshuffles.
 * ``activations``: PyTorch activation modules to IR names, and the modules skipped as the identity.
 * ``options``: the keyword options, which exist and how each is read.
 * ``run``: :func:`run_source`, the source run by PyTorch itself, for verification.

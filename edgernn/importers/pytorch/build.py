@@ -19,7 +19,8 @@ import numpy as np
 
 from ... import ir
 from ...errors import UnsupportedModel
-from .chain import _RNN, _Act, _Chain, _Linear
+from .._refusals import end_refusal
+from .chain import _RNN, _Act, _Chain, _Linear, _orders_that_chain, _units
 
 
 # PyTorch's RNNBase.mode -> (IR cell, activation); plain nn.RNN modes carry the nonlinearity.
@@ -68,6 +69,36 @@ def _recurrent_layer(rnn: _RNN, k: int, suffix: str, name: str, input_size: int,
 def _rnn_name(rnn: _RNN, k: int) -> str:
     base = rnn.path or {"LSTM": "lstm", "GRU": "gru"}.get(rnn.mode, "rnn")
     return f"{base}_l{k}"
+
+
+_TAKEN = {"registration": " in the order they are registered in __init__",
+          "keys": " in the order of the state dict's keys", "calls": " in the order forward() calls them",
+          "option": " in the order the option order= gives", "sizes": ""}
+
+
+def _order_rule(chain: _Chain) -> Optional[str]:
+    """For modules that do not chain in registration order: the rule, and the ways out."""
+    if chain.order not in ("registration", "keys"):
+        return None
+    units = _units(chain.layers)
+    names = [name for name, _ in units]
+    here = f", here {names}" if len(units) > 1 else ""
+    if chain.order == "registration":
+        rule = (f"That order (the self.<name> = ... assignments{here}) must be the order forward() uses them: "
+                "edgernn cannot see forward(), and could not read the order of its calls from a torch.fx trace or "
+                "a TorchScript graph here")
+        declare = "Declare the modules in __init__ in forward order"
+    else:
+        rule = (f"That is the order the modules were registered in __init__ (the self.<name> = ... "
+                f"assignments{here}), and it must be the order forward() uses them: a state dict keeps no forward()")
+        declare = "Declare the modules in __init__ in forward order and save the state dict again"
+    if len(units) < 2:
+        return f"{rule}. {declare}"
+    fits = _orders_that_chain(units) or []
+    given = (f"order={[name for name, _ in fits[0]]!r}" if len(fits) == 1
+             else "order=[...] (the top-level modules in forward order)")
+    return (f"{rule}. {declare} (the recurrent module before the layers it feeds), or give that order with the "
+            f"option {given}")
 
 
 def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
@@ -146,7 +177,8 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
                 tensor = out
     first = next(layer for layer in layers if isinstance(layer, (_RNN, _Linear)))
     if problems:
-        raise UnsupportedModel(f"{label}: the modules do not chain", problems)
+        error = UnsupportedModel(f"{label}: the modules do not chain{_TAKEN[chain.order]}", problems)
+        raise end_refusal(error, "docs/pytorch.md", _order_rule(chain))
     source = {"format": "pytorch", **chain.source, "head": head}
     spec = ir.ModelSpec((ir.Input("x", first.input_size),), tuple(nodes), (tensor,), source)
     return spec, head

@@ -8,10 +8,13 @@ runs it with PyTorch's own modules.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
+
+from ...errors import UnsupportedModel
 
 
 @dataclass
@@ -56,9 +59,66 @@ class _Act:
 
 @dataclass
 class _Chain:
-    """A source reduced to layers in forward order; ``bare`` when it is a single recurrent module."""
+    """A source reduced to layers in forward order; ``bare`` when it is a single recurrent module.
+
+    ``order`` says where that order came from, for the refusal of modules that do not chain:
+    ``"registration"`` (a module's, the ``self.<name> = ...`` order of ``__init__``), ``"keys"`` (a
+    ``.pt`` state dict's key order, which is that registration order), ``"calls"`` (the order
+    forward() calls them, read from its torch.fx or TorchScript graph), ``"option"`` (the ``order``
+    option) or ``"sizes"`` (a safetensors file's one order in which the sizes chain).
+    """
 
     layers: list
     bare: bool
     label: str
     source: dict = field(default_factory=dict)
+    order: str = "registration"
+
+
+def _top(path: str) -> str:
+    """The top-level module of a layer's path (``head`` of ``head.0``; ``fc`` of ``fc:activation``)."""
+    return path.split(".")[0].split(":")[0]
+
+
+def _units(layers: list) -> list[tuple[str, list]]:
+    """Layers grouped by top-level module, in the order each first appears."""
+    units: dict[str, list] = {}
+    for layer in layers:
+        units.setdefault(_top(layer.path), []).append(layer)
+    return list(units.items())
+
+
+def _unit_sizes(layers: list):
+    sized = [layer for layer in layers if isinstance(layer, (_RNN, _Linear))]
+    if not sized:
+        return None
+    return sized[0].input_size, sized[-1].output_size
+
+
+def _chains(units: list) -> bool:
+    """Whether each unit's input size is the previous unit's output size."""
+    size = None
+    for _, layers in units:
+        sizes = _unit_sizes(layers)
+        if sizes is None:
+            continue
+        if size is not None and sizes[0] != size:
+            return False
+        size = sizes[1]
+    return True
+
+
+def _orders_that_chain(units: list, limit: int = 7) -> Optional[list]:
+    """The orders of ``units`` in which the sizes chain (None for more than ``limit`` units)."""
+    if len(units) > limit:
+        return None
+    return [list(p) for p in itertools.permutations(units) if _chains(p)]
+
+
+def _in_order(units: list, order, label: str) -> list:
+    """``units`` sorted as the ``order`` option lists their names; refused unless it lists each once."""
+    names = [u[0] for u in units]
+    if not isinstance(order, (list, tuple)) or sorted(map(str, order)) != sorted(names):
+        raise UnsupportedModel(f"{label}: option order={order!r} must list the top-level modules "
+                               f"{names} once each, in forward order")
+    return sorted(units, key=lambda u: list(map(str, order)).index(u[0]))

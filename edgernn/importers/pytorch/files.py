@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ... import ir
 from ...errors import InvalidModelFile, UnsupportedModel
+from .._refusals import points_to
 from .build import _build
 from .chain import _Chain
 from .modules import _chain_from_module, _class_name, _numpy
@@ -98,6 +99,7 @@ def _file_chain(path, options: dict) -> tuple[_Chain, object]:
     return _chain_from_state_dict(obj, options, label, True, {**source, "container": "state_dict"}), obj
 
 
+@points_to("docs/pytorch.md")
 def load_torch_file(path, **options) -> ir.ModelSpec:
     """Read a ``.pt``/``.pth`` file: a state dict saved with ``torch.save`` or a TorchScript archive.
 
@@ -126,6 +128,7 @@ def _read_safetensors(path: Path) -> dict:
     return state
 
 
+@points_to("docs/pytorch.md")
 def load_safetensors_file(path, **options) -> ir.ModelSpec:
     """Read a ``.safetensors`` state dict (no torch needed); the same inference as for ``.pt`` files.
 

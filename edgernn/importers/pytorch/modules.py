@@ -1,4 +1,5 @@
-"""Live modules and TorchScript: the module tree walked in registration order into a chain.
+"""Live modules and TorchScript: the module tree walked into a chain, its layers in the order forward()
+calls them where a graph of the calls shows it (:mod:`.calls`), else in registration order.
 
 Recurrent modules, ``nn.Linear``, activation modules and the identity at inference are read from the
 module's parameters and attributes; container modules are walked recursively. A traced (not
@@ -15,9 +16,11 @@ import numpy as np
 
 from ... import ir
 from ...errors import UnsupportedModel
+from .._refusals import points_to
 from .activations import _ACTIVATION_CLASSES, _SKIP_CLASSES, _activation_of
 from .build import _build
-from .chain import _RNN, _Act, _Chain, _Linear
+from .calls import call_order
+from .chain import _RNN, _Act, _Chain, _Linear, _in_order, _units
 from .options import _check_options, _flag, _head_option
 from .state_dict import _rnn_from_params
 
@@ -155,16 +158,45 @@ def _walk(module, path: str, options: dict, layers: list, problems: list[str], l
         _walk(child, f"{path}.{name}" if path else name, options, layers, problems, label)
 
 
+def _is_layer(module) -> bool:
+    """Whether ``module`` is one layer of a chain (or skipped as one): not walked into."""
+    cls = _class_name(module)
+    return cls in _RNN_CLASSES or cls == "Linear" or cls in _ACTIVATION_CLASSES or cls in _SKIP_CLASSES
+
+
+def _by_calls(layers: list, calls: Optional[list]) -> Optional[list]:
+    """``layers`` in the order of ``calls`` (the paths forward() calls), if it calls each exactly once."""
+    if calls is None:
+        return None
+    by_path = {layer.path: layer for layer in layers}
+    called = [path for path in calls if path in by_path]
+    if len(by_path) != len(layers) or sorted(called) != sorted(by_path):
+        return None
+    return [by_path[path] for path in called]
+
+
 def _chain_from_module(module, options: dict, label: str, source: dict) -> _Chain:
+    """The chain of a module: its layers in the order forward() calls them where a simple graph of
+    the calls exists (:mod:`.calls`), else in registration order; the ``order`` option, given,
+    orders the top-level modules."""
     problems: list[str] = []
     layers: list = []
     _walk(module, "", options, layers, problems, label)
     if problems:
         raise UnsupportedModel(f"{label}: cannot convert", problems)
     bare = _class_name(module) in _RNN_CLASSES
-    return _Chain(layers, bare, label, source)
+    how = "registration"
+    if not bare and options.get("order") is not None:
+        layers = [layer for _, unit in _in_order(_units(layers), options["order"], label) for layer in unit]
+        how = "option"
+    elif not bare:
+        called = _by_calls(layers, call_order(module, _is_layer))
+        if called is not None:
+            layers, how = called, "calls"
+    return _Chain(layers, bare, label, source, how)
 
 
+@points_to("docs/pytorch.md")
 def from_torch_module(module, **options) -> ir.ModelSpec:
     """Convert an in-memory ``torch.nn.Module`` (or a TorchScript module) into a ModelSpec.
 

@@ -16,7 +16,6 @@ Parameterless modules come from the ``activations`` option.
 
 from __future__ import annotations
 
-import itertools
 import re
 from typing import Optional
 
@@ -24,7 +23,7 @@ import numpy as np
 
 from ...errors import InvalidModelFile, UnsupportedModel
 from .activations import _IR_NAMES, _SKIP_CLASSES, _activation_of
-from .chain import _RNN, _Act, _Chain, _Linear
+from .chain import _RNN, _Act, _Chain, _Linear, _in_order, _orders_that_chain
 from .options import _flag, _mode_for
 
 
@@ -203,25 +202,6 @@ def _is_gap(path: str, layers: dict) -> bool:
     return last.isdigit() and any(p.rpartition(".")[0] == parent for p in layers)
 
 
-def _unit_sizes(layers: list):
-    sized = [layer for layer in layers if isinstance(layer, (_RNN, _Linear))]
-    if not sized:
-        return None
-    return sized[0].input_size, sized[-1].output_size
-
-
-def _chains(units: list) -> bool:
-    size = None
-    for _, layers in units:
-        sizes = _unit_sizes(layers)
-        if sizes is None:
-            continue
-        if size is not None and sizes[0] != size:
-            return False
-        size = sizes[1]
-    return True
-
-
 def _chain_from_state_dict(state: dict, options: dict, label: str, ordered: bool, source: dict) -> _Chain:
     """The chain of a state dict; ``ordered`` when its key order is the modules' registration order."""
     problems: list[str] = []
@@ -231,19 +211,16 @@ def _chain_from_state_dict(state: dict, options: dict, label: str, ordered: bool
     if not units:
         raise InvalidModelFile(f"{label}: the state dict holds no parameters")
     order = options.get("order")
+    how = "keys" if ordered else "sizes"
     if order is not None:
-        names = [u[0] for u in units]
-        if not isinstance(order, (list, tuple)) or sorted(map(str, order)) != sorted(names):
-            raise UnsupportedModel(f"{label}: option order={order!r} must list the top-level modules "
-                                   f"{names} once each, in forward order")
-        units = sorted(units, key=lambda u: list(map(str, order)).index(u[0]))
+        units, how = _in_order(units, order, label), "option"
     elif not ordered and len(units) > 1:
         # safetensors keeps no order: take the one order in which every module's input size is the
         # previous module's output size, if there is exactly one.
-        if len(units) > 7:
+        fits = _orders_that_chain(units)
+        if fits is None:
             raise UnsupportedModel(f"{label}: {len(units)} top-level modules; give their forward order with "
                                    f"the option order=[...]")
-        fits = [list(p) for p in itertools.permutations(units) if _chains(p)]
         rnn_units = [u[0] for u in units if any(isinstance(x, _RNN) for x in u[1])]
         if len(fits) != 1:
             names = [u[0] for u in units]
@@ -251,8 +228,8 @@ def _chain_from_state_dict(state: dict, options: dict, label: str, ordered: bool
             raise UnsupportedModel(f"{label}: a safetensors file keeps no module order and {why} by sizes; "
                                    f"give it with the option order={names!r} (forward order); recurrent: "
                                    f"{rnn_units}")
-        units = fits[0]
+        units, how = fits[0], "sizes"
     layers = [layer for _, unit in units for layer in unit]
     sized = [layer for layer in layers if isinstance(layer, (_RNN, _Linear))]
     bare = len(sized) == 1 and isinstance(sized[0], _RNN) and sized[0].path == "" and len(layers) == 1
-    return _Chain(layers, bare, label, source)
+    return _Chain(layers, bare, label, source, how)
