@@ -232,9 +232,10 @@ def _check(source: Source, path: str, table: pa.Table) -> None:
 
 def time_values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """The time column as numbers that order like it (int64 for timestamps and dates)."""
-    if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
-        column = column.cast(pa.int64()) if pa.types.is_timestamp(column.type) else \
-            column.cast(pa.int32()).cast(pa.int64())
+    if pa.types.is_date32(column.type):
+        column = column.cast(pa.int32()).cast(pa.int64())
+    elif pa.types.is_timestamp(column.type) or pa.types.is_date64(column.type):
+        column = column.cast(pa.int64())
     return np.asarray(column.to_numpy(zero_copy_only=False))
 
 
