@@ -482,6 +482,18 @@ def test_integer_keys_timestamps_and_the_plugin_on_every_worker(client, tmp_path
     name = f"edgernn-replay-{model.fingerprint[:16]}"
     assert len(loaded) == 2 and all(models.get(name) == "Model" for models in loaded.values())
 
+    def refusal_logged():
+        import logging
+
+        record = logging.LogRecord("distributed.worker", logging.ERROR, "", 0,
+                                   "Compute Failed\nKey: k\nException: 'InvalidInput(\"x\")'", None, None)
+        bug = logging.LogRecord("distributed.worker", logging.ERROR, "", 0,
+                                "Compute Failed\nKey: k\nException: 'KeyError(1)'", None, None)
+        return logging.getLogger("distributed.worker").filter(record), logging.getLogger("distributed.worker").filter(bug)
+
+    # a refused input is reported once, by the client; a bug's traceback is still logged by the worker
+    assert all(not bool(refused) and bool(bug) for refused, bug in client.run(refusal_logged).values())
+
 
 def test_resume_continues_a_chain_from_its_state_file(client, tmp_path):
     """Chunks 2 and 3 of a chain lost (as if the client died after chunk 1): the rerun runs only

@@ -18,6 +18,7 @@ files again under the same names, so the output never holds a row twice.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time as clock
@@ -69,6 +70,17 @@ def state_file_name(device) -> str:
     return quote(str(device), safe="") + ".state"
 
 
+class _QuietRefusals(logging.Filter):
+    """Drops the worker's "Compute Failed" log of a task that refused its input (an EdgernnError):
+    the client reports that error as one line, the worker's traceback of it would only repeat it."""
+
+    REFUSALS = tuple(f"Exception: '{name}(" for name in ("InvalidInput", "InvalidStateFile", "EdgernnError"))
+
+    def filter(self, record):
+        text = record.getMessage()
+        return not (text.startswith("Compute Failed") and any(r in text for r in self.REFUSALS))
+
+
 class ReplayPlugin(WorkerPlugin):
     """The replay's model on each worker: loaded and warmed once (see the module's docstring)."""
 
@@ -81,6 +93,9 @@ class ReplayPlugin(WorkerPlugin):
 
     def setup(self, worker=None):
         self.tuned_allocator = _keep_block_memory()
+        quiet = logging.getLogger("distributed.worker")
+        if not any(isinstance(f, _QuietRefusals) for f in quiet.filters):
+            quiet.addFilter(_QuietRefusals())
         if self.qspec is not None:
             from ..quantize.runtime import QuantizedModel  # lazy: Numba, on the worker only
 
