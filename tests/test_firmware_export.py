@@ -52,7 +52,7 @@ def test_every_package_is_listed_in_pyproject():
     edgernn/ that is not listed would be missing from the wheel."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "edgernn").rglob("__init__.py")}
-    assert set(config["packages"]) == found | {"edgernn.firmware_export"}
+    assert set(config["packages"]) == found | {"edgernn.firmware_export", "edgernn.firmware_export.templates"}
     assert config["package-dir"] == {"edgernn.firmware_export": "firmware_export"}
 
 
