@@ -61,8 +61,10 @@ def _keep_block_memory() -> bool:
         return bool(libc.mallopt(-3, MMAP_THRESHOLD)) and bool(libc.mallopt(-1, TRIM_THRESHOLD))
     except (OSError, AttributeError):  # not glibc: nothing to tune
         return False
-DONE = "_done"
-STATES = "_state"
+
+
+DONE = "_done"  # a task's marker folder: written last, so a marker means the task's files are whole
+STATES = "_state"  # each task's final states, where the next chunk of its devices starts from
 
 
 def state_file_name(device) -> str:
