@@ -2,7 +2,7 @@
 
 The same walk runs the float64 reference (:mod:`edgernn.reference`) and the float32 Numba kernels
 (:mod:`edgernn.kernels`); a backend provides ``dtype``, ``recurrent_sequence``, ``dense`` and
-``activate`` with the signatures of :mod:`edgernn.reference`.
+``activate``, ``conv1d``, ``pool1d`` and ``affine`` with the signatures of :mod:`edgernn.reference`.
 
 :func:`streamable_problem` says whether a spec can be stepped one timestep at a time: pure IR
 analysis, here so that the runtime, the quantizer, ``verify``, ``summary`` and ``bench`` share it
@@ -55,6 +55,12 @@ def execute(spec: ir.ModelSpec, inputs: list[np.ndarray], backend) -> list[np.nd
             made = [x * keep[..., None].astype(x.dtype), keep]
         elif isinstance(op, ir.RepeatVector):
             made = [np.ascontiguousarray(np.repeat(x[:, None, :], op.n, axis=1))]
+        elif isinstance(op, ir.Conv1D):
+            made = [backend.conv1d(op, x)]
+        elif isinstance(op, ir.Pooling1D):
+            made = [backend.pool1d(op, x)]
+        elif isinstance(op, ir.Affine):
+            made = [backend.affine(op, x)]
         else:  # pragma: no cover - ir validation makes this unreachable
             raise TypeError(f"unknown op {type(op).__name__}")
         env.update(zip(node.outputs, made))
@@ -79,6 +85,10 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
             return f"layer {op.name!r} is Bidirectional: its backward half needs the whole sequence (use predict)"
         if isinstance(op, ir.RepeatVector):
             return f"layer {op.name!r} is RepeatVector: one-to-many models run in predict only"
+        if isinstance(op, (ir.Conv1D, ir.Pooling1D, ir.Affine)):
+            kind = {ir.Conv1D: "Conv1D", ir.Pooling1D: "Pooling1D", ir.Affine: "Affine (BatchNormalization)"}[type(op)]
+            return (f"layer {op.name!r} is {kind}: it runs in predict only for now "
+                    "(streaming it, one timestep at a time, is not implemented yet)")
         if isinstance(op, ir.Recurrent) and op.go_backwards:
             return f"layer {op.name!r} reads its input backwards (go_backwards): use predict"
         if node.initial_state:

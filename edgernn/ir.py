@@ -295,6 +295,179 @@ class RepeatVector:
     parameter_count = 0
 
 
+CONV_PADDINGS = ("valid", "causal", "same")
+POOL_KINDS = ("max", "average")
+POOL_PADDINGS = ("valid", "same")
+
+
+def _positive(owner_problems: list[str], **values) -> None:
+    for what, value in values.items():
+        if type(value) is not int or value < 1:
+            owner_problems.append(f"{what} must be a positive integer, got {value!r}")
+
+
+def same_padding(steps: int, window: int, strides: int) -> tuple[int, int]:
+    """Keras's (TensorFlow's) "same" padding of ``steps`` for a window spanning ``window`` steps:
+    ``total = max((ceil(T / s) - 1) * s + window - T, 0)``, the smaller half on the left."""
+    total = max((-(-steps // strides) - 1) * strides + window - steps, 0)
+    return total // 2, total - total // 2
+
+
+@dataclass(frozen=True, eq=False)
+class Conv1D:
+    """A 1-D convolution over time (Keras ``Conv1D``), ``(batch, T, C) -> (batch, T', filters)``.
+
+    ``kernel (kernel_size, C / groups, filters)`` (Keras's layout), ``bias (filters,)`` or None.
+    With ``d = dilation_rate``, ``s = strides`` and ``x`` padded per ``padding``:
+
+        y[t, f] = activation(bias[f] + sum_{j, c} x[t*s + j*d, g(f)*C/groups + c] * kernel[j, c, f])
+
+    where ``g(f) = f // (filters / groups)`` is the group of filter f. Padding (zeros) and length:
+
+    * ``valid``: none; ``T' = floor((T - (k-1)*d - 1) / s) + 1``;
+    * ``causal``: ``(k-1)*d`` zeros on the left; ``T' = floor((T - 1) / s) + 1``;
+    * ``same``: :func:`same_padding` of the span ``(k-1)*d + 1``; ``T' = ceil(T / s)``.
+
+    ``activation`` is element-wise (one of :data:`ELEMENTWISE_ACTIVATIONS`).
+    """
+
+    name: str
+    kernel: np.ndarray
+    bias: Optional[np.ndarray] = None
+    strides: int = 1
+    padding: str = "valid"
+    dilation_rate: int = 1
+    groups: int = 1
+    activation: str = "linear"
+
+    def __post_init__(self):
+        problems: list[str] = []
+        if not isinstance(self.kernel, np.ndarray) or self.kernel.ndim != 3 or 0 in self.kernel.shape:
+            _raise(["kernel must be a non-empty 3-D array (kernel_size, in / groups, filters)"], self.name)
+        _weights(self.name, "kernel", self.kernel, self.kernel.shape, problems)
+        _positive(problems, strides=self.strides, dilation_rate=self.dilation_rate, groups=self.groups)
+        if not problems and self.kernel.shape[2] % self.groups:
+            problems.append(f"filters {self.kernel.shape[2]} are not a multiple of groups {self.groups}")
+        if self.bias is not None:
+            _weights(self.name, "bias", self.bias, (self.kernel.shape[2],), problems)
+        if self.padding not in CONV_PADDINGS:
+            problems.append(f"padding must be one of {', '.join(CONV_PADDINGS)}, got {self.padding!r}")
+        if self.activation not in ELEMENTWISE_ACTIVATIONS:
+            problems.append(f"activation must be element-wise, got {self.activation!r}")
+        _raise(problems, self.name)
+
+    @property
+    def kernel_size(self) -> int:
+        return self.kernel.shape[0]
+
+    @property
+    def span(self) -> int:
+        """Timesteps one output sees: ``(kernel_size - 1) * dilation_rate + 1``."""
+        return (self.kernel_size - 1) * self.dilation_rate + 1
+
+    @property
+    def input_size(self) -> int:
+        return self.kernel.shape[1] * self.groups
+
+    @property
+    def output_size(self) -> int:
+        return self.kernel.shape[2]
+
+    def padding_of(self, steps: int) -> tuple[int, int]:
+        """Zeros added (left, right) to a sequence of ``steps`` timesteps."""
+        if self.padding == "causal":
+            return self.span - 1, 0
+        if self.padding == "same":
+            return same_padding(steps, self.span, self.strides)
+        return 0, 0
+
+    def output_steps(self, steps: int) -> int:
+        """``T'`` for an input of ``steps`` timesteps (0 when the input is shorter than the span)."""
+        left, right = self.padding_of(steps)
+        return max((steps + left + right - self.span) // self.strides + 1, 0)
+
+    @property
+    def parameter_count(self) -> int:
+        return self.kernel.size + (0 if self.bias is None else self.bias.size)
+
+
+@dataclass(frozen=True, eq=False)
+class Pooling1D:
+    """Max or average pooling over time (Keras ``MaxPooling1D``, ``AveragePooling1D`` and their
+    ``Global*`` forms), features unchanged.
+
+    Windowed (``global_pool`` False), ``(batch, T, F) -> (batch, T', F)``:
+    ``y[t] = reduce(x[t*s : t*s + pool_size])`` with ``s = strides``;
+
+    * ``valid``: ``T' = floor((T - pool_size) / s) + 1``;
+    * ``same``: :func:`same_padding` of ``pool_size``, ``T' = ceil(T / s)``; the pads are left out of
+      the reduction (max ignores them; the average divides by the number of real timesteps in the
+      window, as TensorFlow's pooling that Keras calls).
+
+    Global (``global_pool`` True; ``pool_size``, ``strides``, ``padding`` unused),
+    ``(batch, T, F) -> (batch, F)``: the max or the mean over all T.
+    """
+
+    name: str
+    kind: str
+    pool_size: int = 1
+    strides: int = 1
+    padding: str = "valid"
+    global_pool: bool = False
+
+    def __post_init__(self):
+        problems: list[str] = []
+        if self.kind not in POOL_KINDS:
+            problems.append(f"kind must be one of {', '.join(POOL_KINDS)}, got {self.kind!r}")
+        _positive(problems, pool_size=self.pool_size, strides=self.strides)
+        if self.padding not in POOL_PADDINGS:
+            problems.append(f"padding must be one of {', '.join(POOL_PADDINGS)}, got {self.padding!r}")
+        if type(self.global_pool) is not bool:
+            problems.append(f"global_pool must be a bool, got {self.global_pool!r}")
+        _raise(problems, self.name)
+
+    def padding_of(self, steps: int) -> tuple[int, int]:
+        return same_padding(steps, self.pool_size, self.strides) if self.padding == "same" else (0, 0)
+
+    def output_steps(self, steps: int) -> int:
+        left, right = self.padding_of(steps)
+        return max((steps + left + right - self.pool_size) // self.strides + 1, 0)
+
+    parameter_count = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Affine:
+    """``y = x * scale + offset`` per feature over the last axis; ``scale``, ``offset`` ``(features,)``.
+
+    Keras's BatchNormalization at inference folds into it:
+    ``scale = gamma / sqrt(moving_variance + epsilon)``, ``offset = beta - moving_mean * scale``
+    (gamma 1 without ``scale=True``, beta 0 without ``center=True``).
+    """
+
+    name: str
+    scale: np.ndarray
+    offset: np.ndarray
+
+    def __post_init__(self):
+        problems: list[str] = []
+        if not isinstance(self.scale, np.ndarray) or self.scale.ndim != 1 or self.scale.size == 0:
+            _raise(["scale must be a non-empty 1-D array"], self.name)
+        _weights(self.name, "scale", self.scale, self.scale.shape, problems)
+        _weights(self.name, "offset", self.offset, self.scale.shape, problems)
+        _raise(problems, self.name)
+
+    @property
+    def input_size(self) -> int:
+        return self.scale.shape[0]
+
+    output_size = input_size
+
+    @property
+    def parameter_count(self) -> int:
+        return self.scale.size + self.offset.size
+
+
 def _infer(node: Node, x: tuple[int, int], states: list[tuple[int, int]], problems: list[str]) -> list:
     """Shapes ``(rank, features)`` of what ``node`` makes from input shape ``x``; problems appended."""
     op, (rank, features) = node.op, x
@@ -326,12 +499,25 @@ def _infer(node: Node, x: tuple[int, int], states: list[tuple[int, int]], proble
         if rank != 2:
             problems.append(f"{where} takes a vector (batch, features)")
         return [(3, features)]
+    if isinstance(op, Conv1D):
+        if rank != 3 or features != op.input_size:
+            problems.append(f"{where} takes (batch, T, {op.input_size}), gets rank {rank} with {features} features")
+        return [(3, op.output_size)]
+    if isinstance(op, Pooling1D):
+        if rank != 3:
+            problems.append(f"{where} takes a sequence (batch, T, features)")
+        return [(2 if op.global_pool else 3, features)]
+    if isinstance(op, Affine):
+        if features != op.input_size:
+            problems.append(f"{where} takes {op.input_size} features, gets {features}")
+        return [x]
     problems.append(f"{where}: unknown op {type(op).__name__}")
     return []
 
 
-Op = Union[Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector]
-OP_TYPES = {cls.__name__: cls for cls in (Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector)}
+Op = Union[Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector, Conv1D, Pooling1D, Affine]
+OP_TYPES = {cls.__name__: cls for cls in (Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector,
+                                          Conv1D, Pooling1D, Affine)}
 
 
 @dataclass(frozen=True, eq=False)

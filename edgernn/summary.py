@@ -36,6 +36,17 @@ def _details(op) -> str:
         return f"Activation({op.activation})"
     if isinstance(op, ir.Masking):
         return f"Masking(mask_value={op.mask_value})"
+    if isinstance(op, ir.Conv1D):
+        return (f"Conv1D({op.output_size}, kernel_size={op.kernel_size}), strides={op.strides}, "
+                f"padding={op.padding}, dilation_rate={op.dilation_rate}, groups={op.groups}, "
+                f"activation={op.activation}")
+    if isinstance(op, ir.Pooling1D):
+        kind = "Max" if op.kind == "max" else "Average"
+        if op.global_pool:
+            return f"Global{kind}Pooling1D"
+        return f"{kind}Pooling1D(pool_size={op.pool_size}), strides={op.strides}, padding={op.padding}"
+    if isinstance(op, ir.Affine):
+        return f"Affine({op.input_size}) (per-feature scale and offset: a folded BatchNormalization)"
     return f"RepeatVector({op.n})"
 
 

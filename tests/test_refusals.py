@@ -51,7 +51,7 @@ def test_keras_refusal_points_to_the_docs(tmp_path):
     from keras import layers
 
     inp = keras.Input((6, 3))
-    x = layers.Conv1D(4, 2, name="my_conv")(inp)
+    x = layers.Conv1DTranspose(4, 2, name="my_conv")(inp)  # Conv1D converts now; its transpose does not
     x = layers.LSTM(3, name="lstm")(x)
     model = keras.Model(inp, x)
     model.save(tmp_path / "conv.keras")

@@ -415,7 +415,7 @@ MALFORMED = [
     ("cell_as_list", _set("lstm", "cell", ["lstm"]), ["cell must be str"]),
     ("mask_value_as_string", _set("masking", "mask_value", "0"), ["mask_value must be float"]),
     ("mask_value_overflowing", _set("masking", "mask_value", 10**400), ["mask_value must be a finite number"]),
-    ("unknown_op_type", _set("head", "type", "Conv1D"), ["unknown op 'Conv1D'"]),
+    ("unknown_op_type", _set("head", "type", "Conv2D"), ["unknown op 'Conv2D'"]),
     ("op_type_as_list", _set("head", "type", ["Dense"]), ["unknown op ['Dense']"]),
     ("op_type_missing", _delete("head", "type"), ["unknown op None"]),
     ("op_not_an_object", _header(lambda h: h["nodes"][0].__setitem__("op", "Masking")), ["unknown op 'Masking'"]),

@@ -15,7 +15,8 @@ The block's products stay in NumPy on purpose: inside a jitted function ``@`` ne
 bindings, and NumPy's own BLAS call is just as fast from here.
 
 This module is also the float32 backend of :func:`edgernn.graph.execute` (``dtype``,
-``recurrent_sequence``, ``dense``, ``activate``), mirroring :mod:`edgernn.reference`.
+``recurrent_sequence``, ``dense``, ``activate``, ``conv1d``, ``pool1d``, ``affine``), mirroring
+:mod:`edgernn.reference`; the last three are plain NumPy float32 for now (predict only).
 Kernels are time-major: sequences are ``(T, B, features)`` so each timestep is contiguous.
 
 Only NumPy is imported here. Everything that needs Numba -- :class:`RecurrentKernel`, the
@@ -35,6 +36,8 @@ import threading
 
 import numpy as np
 
+from .conv import conv1d
+from .pooling import affine, pool1d
 from .program import ChainProgram, dense_kernel_args, is_standard, split_recurrent
 
 dtype = np.float32
@@ -86,6 +89,6 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["RecurrentKernel", "ChainProgram", "bias_activation", "compiled_chain_step", "masking_forward",
+__all__ = ["RecurrentKernel", "ChainProgram", "affine", "conv1d", "pool1d", "bias_activation", "compiled_chain_step", "masking_forward",
            "activation_forward", "recurrent_sequence", "dense", "activate", "dense_kernel_args", "dtype",
            "is_standard", "split_recurrent"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from .activations import activate
+from .conv import conv1d
+from .pooling import pool1d
 from .recurrent import cell_step, recurrent_sequence
 
 dtype = np.float64
@@ -21,4 +23,9 @@ def dense(op, x):
     return activate(op.activation, y)
 
 
-__all__ = ["activate", "cell_step", "dense", "recurrent_sequence", "dtype"]
+def affine(op, x):
+    """``x * scale + offset`` over the last axis (:class:`~edgernn.ir.Affine`)."""
+    return np.asarray(x, dtype=np.float64) * op.scale.astype(np.float64) + op.offset.astype(np.float64)
+
+
+__all__ = ["activate", "affine", "cell_step", "conv1d", "dense", "pool1d", "recurrent_sequence", "dtype"]

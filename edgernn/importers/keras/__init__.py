@@ -21,13 +21,14 @@ Modules, one idea each:
 * ``graph``: the values that flow between layers, and how a functional config writes its edges.
 * ``converter``: the config walk (``_Converter``): inputs, layer order, the checks every layer gets.
 * ``activations``: Keras activations to IR names; the Activation, ReLU, LeakyReLU, ELU, Softmax layers.
+* ``conv``: Conv1D, the 1-D and global poolings, BatchNormalization (folded): predict only.
 * ``layers``: Dense, TimeDistributed, RepeatVector and the layers that are the identity at inference.
 * ``masking``: the Masking layer, Keras 3's not_equal/any mask ops, and the mask an RNN call uses.
 * ``recurrent``: LSTM, GRU, SimpleRNN, RNN(cell) and Bidirectional, and their weight reshuffles.
 * ``run``: :func:`run_source`, the source model run by Keras itself, for verification.
 
 The converter is one class, ``_Converter``, made of its core (``converter``) and one mixin per layer
-family (``activations``, ``layers``, ``masking``, ``recurrent``). Mixins rather than handler
+family (``activations``, ``conv``, ``layers``, ``masking``, ``recurrent``). Mixins rather than handler
 functions taking the converter, because the handlers use the core's state and helpers throughout
 (``self.nodes``, ``self._fetch``, ``self._data_input``, ``self._op_name``) and call each other
 across families (TimeDistributed builds on Dense's ``_dense_op``, every layer maps activations with

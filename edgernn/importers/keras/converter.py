@@ -17,6 +17,7 @@ from ... import ir
 from ...errors import InvalidModelFile, UnsupportedModel
 from .._refusals import points_to
 from .activations import _ActivationHandlers
+from .conv import _ConvHandlers
 from .graph import _UNKNOWN, _Call, _Data, _MaskExpr, _parse_node, _refs, _Unusable
 from .layers import _IDENTITY_LAYERS, _LayerHandlers
 from .masking import _MaskHandlers
@@ -27,7 +28,7 @@ _MODEL_CLASSES = {"Sequential", "Functional", "Model"}
 _FLOAT_POLICIES = {"float32", "float64", "mixed_float16", "mixed_bfloat16"}
 
 
-class _Converter(_ActivationHandlers, _LayerHandlers, _MaskHandlers, _RecurrentHandlers):
+class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandlers, _RecurrentHandlers):
     """Walks a Keras model config, building IR nodes and gathering every problem before raising."""
 
     def __init__(self, label: str, config, weights, major: int):
@@ -350,6 +351,11 @@ _HANDLERS = {
     "Bidirectional": _Converter._bidirectional,
     "NotEqual": _Converter._not_equal,
     "Any": _Converter._any,
+    "Conv1D": _Converter._conv1d,
+    **{cls: _Converter._pooling1d for cls in ("MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D",
+                                              "GlobalAveragePooling1D", "MaxPool1D", "AvgPool1D",
+                                              "GlobalMaxPool1D", "GlobalAvgPool1D")},
+    "BatchNormalization": _Converter._batch_normalization,
 }
 
 
