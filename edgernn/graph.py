@@ -61,6 +61,11 @@ def execute(spec: ir.ModelSpec, inputs: list[np.ndarray], backend) -> list[np.nd
             made = [backend.pool1d(op, x)]
         elif isinstance(op, ir.Affine):
             made = [backend.affine(op, x)]
+        elif isinstance(op, ir.Flatten):
+            if x.shape[1] != op.steps:
+                raise ValueError(f"layer {op.name!r} (Flatten) takes sequences of {op.steps} timesteps here, "
+                                 f"got {x.shape[1]}")
+            made = [np.ascontiguousarray(x.reshape(x.shape[0], -1))]
         else:  # pragma: no cover - ir validation makes this unreachable
             raise TypeError(f"unknown op {type(op).__name__}")
         env.update(zip(node.outputs, made))
@@ -85,8 +90,9 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
             return f"layer {op.name!r} is Bidirectional: its backward half needs the whole sequence (use predict)"
         if isinstance(op, ir.RepeatVector):
             return f"layer {op.name!r} is RepeatVector: one-to-many models run in predict only"
-        if isinstance(op, (ir.Conv1D, ir.Pooling1D, ir.Affine)):
-            kind = {ir.Conv1D: "Conv1D", ir.Pooling1D: "Pooling1D", ir.Affine: "Affine (BatchNormalization)"}[type(op)]
+        if isinstance(op, (ir.Conv1D, ir.Pooling1D, ir.Affine, ir.Flatten)):
+            kind = {ir.Conv1D: "Conv1D", ir.Pooling1D: "Pooling1D", ir.Affine: "Affine (BatchNormalization)",
+                    ir.Flatten: "Flatten"}[type(op)]
             return (f"layer {op.name!r} is {kind}: it runs in predict only for now "
                     "(streaming it, one timestep at a time, is not implemented yet)")
         if isinstance(op, ir.Recurrent) and op.go_backwards:

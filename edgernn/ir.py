@@ -468,6 +468,23 @@ class Affine:
         return self.scale.size + self.offset.size
 
 
+
+@dataclass(frozen=True, eq=False)
+class Flatten:
+    """``(batch, steps, F) -> (batch, steps * F)``, timestep-major as Keras's (channels_last)
+    ``Flatten``: ``y[:, t * F + f] = x[:, t, f]``. ``steps`` is fixed (the model's input has a fixed
+    length); a sequence of another length is refused when the model runs."""
+
+    name: str
+    steps: int
+
+    def __post_init__(self):
+        problems: list[str] = []
+        _positive(problems, steps=self.steps)
+        _raise(problems, self.name)
+
+    parameter_count = 0
+
 def _infer(node: Node, x: tuple[int, int], states: list[tuple[int, int]], problems: list[str]) -> list:
     """Shapes ``(rank, features)`` of what ``node`` makes from input shape ``x``; problems appended."""
     op, (rank, features) = node.op, x
@@ -507,6 +524,10 @@ def _infer(node: Node, x: tuple[int, int], states: list[tuple[int, int]], proble
         if rank != 3:
             problems.append(f"{where} takes a sequence (batch, T, features)")
         return [(2 if op.global_pool else 3, features)]
+    if isinstance(op, Flatten):
+        if rank != 3:
+            problems.append(f"{where} takes a sequence (batch, {op.steps}, features)")
+        return [(2, op.steps * features)]
     if isinstance(op, Affine):
         if features != op.input_size:
             problems.append(f"{where} takes {op.input_size} features, gets {features}")
@@ -515,9 +536,9 @@ def _infer(node: Node, x: tuple[int, int], states: list[tuple[int, int]], proble
     return []
 
 
-Op = Union[Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector, Conv1D, Pooling1D, Affine]
+Op = Union[Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector, Conv1D, Pooling1D, Affine, Flatten]
 OP_TYPES = {cls.__name__: cls for cls in (Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector,
-                                          Conv1D, Pooling1D, Affine)}
+                                          Conv1D, Pooling1D, Affine, Flatten)}
 
 
 @dataclass(frozen=True, eq=False)

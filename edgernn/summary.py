@@ -47,6 +47,8 @@ def _details(op) -> str:
         return f"{kind}Pooling1D(pool_size={op.pool_size}), strides={op.strides}, padding={op.padding}"
     if isinstance(op, ir.Affine):
         return f"Affine({op.input_size}) (per-feature scale and offset: a folded BatchNormalization)"
+    if isinstance(op, ir.Flatten):
+        return f"Flatten(steps={op.steps})"
     return f"RepeatVector({op.n})"
 
 

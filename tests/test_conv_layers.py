@@ -134,6 +134,26 @@ def test_global_pooling(cls, tmp_path):
     assert m.spec.tensor_shape(m.spec.nodes[1].outputs[0]) == (2, 4)
 
 
+# --- Flatten ---------------------------------------------------------------------------------------
+
+
+def test_flatten_conv_pool_dense(tmp_path):
+    model = seq(layers.Conv1D(4, 3, padding="same"), layers.MaxPooling1D(3, strides=2), layers.Flatten(name="flat"),
+                layers.Dense(3, activation="softmax"))
+    (m, _) = check(model, data(), tmp_path)
+    assert m.spec.nodes[2].op.steps == 5 and m.spec.tensor_shape("flat") == (2, 20)
+    m.save(tmp_path / "flat.ernn")
+    np.testing.assert_array_equal(edgernn.load(tmp_path / "flat.ernn").predict(data()), m.predict(data()))
+    with pytest.raises(Exception, match="timesteps"):
+        m.predict(data(steps=T + 1))
+    with pytest.raises(EdgernnError, match="'flat'.*Flatten|Conv1D"):
+        m.stream()
+
+
+def test_flatten_of_a_vector_is_the_identity(tmp_path):
+    check(seq(layers.LSTM(4), layers.Flatten(), layers.Dense(2)), data(), tmp_path)
+
+
 # --- BatchNormalization ---------------------------------------------------------------------------
 
 
@@ -248,7 +268,7 @@ def test_hostile_pool_and_affine_fields_refused(cnn, tmp_path, node, field, valu
     (lambda: layers.MaxPooling1D(2, data_format="channels_first", name="bad"), "data_format"),
     (lambda: layers.GlobalAveragePooling1D(keepdims=True, name="bad"), "keepdims"),
     (lambda: layers.BatchNormalization(axis=1, name="bad"), "axis=1"),
-    (lambda: layers.Flatten(name="bad"), "Flatten"),
+    (lambda: layers.Flatten(data_format="channels_first", name="bad"), "data_format"),
 ])
 def test_refused_options_named(layer, text, tmp_path):
     model = seq(layer(), layers.Dense(2))
@@ -256,6 +276,14 @@ def test_refused_options_named(layer, text, tmp_path):
     with pytest.raises(UnsupportedModel) as info:
         edgernn.convert(tmp_path / "m.keras")
     assert any("'bad'" in p and text in p for p in info.value.problems), info.value.problems
+
+
+def test_flatten_of_a_variable_length_refused(tmp_path):
+    model = keras.Sequential([keras.Input(shape=(None, F)), layers.Conv1D(4, 2), layers.Flatten(name="bad")])
+    model.save(tmp_path / "m.keras")
+    with pytest.raises(UnsupportedModel) as info:
+        edgernn.convert(tmp_path / "m.keras")
+    assert any("'bad'" in p and "fixed number of timesteps" in p for p in info.value.problems), info.value.problems
 
 
 def test_conv_after_masking_refused(tmp_path):
@@ -329,6 +357,7 @@ KERAS2_SCRIPT = textwrap.dedent(
         "pool_variants": keras.Sequential([L.Conv1D(4, 3, input_shape=(12, 3)), L.MaxPool1D(3, strides=2, padding="same"),
                                            L.AveragePooling1D(2), L.GlobalAveragePooling1D(), L.BatchNormalization(scale=False),
                                            L.Dense(2)]),
+        "flatten": keras.Sequential([L.Conv1D(4, 3, strides=2, input_shape=(12, 3)), L.Flatten(), L.Dense(2)]),
     }
     for name, m in models.items():
         randomize(m)
@@ -345,7 +374,7 @@ def keras2_dir(tmp_path_factory):
     return keras2_files(tmp_path_factory, KERAS2_SCRIPT, "keras2conv")
 
 
-@pytest.mark.parametrize("name", ["cnn_lstm", "conv_variants", "pool_variants"])
+@pytest.mark.parametrize("name", ["cnn_lstm", "conv_variants", "pool_variants", "flatten"])
 @pytest.mark.parametrize("fmt", ["h5", "keras"])
 def test_keras2_files(keras2_dir, name, fmt):
     m = edgernn.convert(keras2_dir / f"{name}.{fmt}")

@@ -1,5 +1,6 @@
 """The convolutional front-end layers: Conv1D, MaxPooling1D, AveragePooling1D, GlobalMaxPooling1D,
-GlobalAveragePooling1D and BatchNormalization (inference: folded into an ir.Affine).
+GlobalAveragePooling1D, BatchNormalization (inference: folded into an ir.Affine) and Flatten (of a
+sequence of a fixed length; of a vector it is the identity).
 
 They run in ``predict`` only for now (``graph.streamable_problem`` names them). Options edgernn
 cannot run exactly are refused by name: ``data_format="channels_first"``, pooling's
@@ -139,3 +140,18 @@ class _ConvHandlers:
         # BatchNormalization supports masking: the mask passes on unchanged.
         self.nodes.append(ir.Node(op=op, inputs=(x.name,), outputs=(op.name,)))
         return [_Data(op.name, x.rank, x.features, x.timesteps, x.mask)]
+
+    def _flatten(self, entry, call, k, where, problems, dry):
+        cfg = entry["config"]
+        self._channels_last(cfg, where, problems)
+        x = None if dry else self._data_input(call, where, problems)
+        self._no_mask(x, where, problems)
+        if x is not None and x.rank == 3 and x.timesteps is None:
+            problems.append(f"{where}: flattening a sequence needs a fixed number of timesteps "
+                            "(the model's input has a variable length)")
+        if dry or problems or x is None:
+            return None
+        if x.rank == 2:
+            return [x]
+        op = ir.Flatten(name=self._op_name(cfg.get("name", entry.get("name")), k), steps=x.timesteps)
+        return self._add(op, x, 2, x.timesteps * x.features, None)

@@ -356,6 +356,7 @@ _HANDLERS = {
                                               "GlobalAveragePooling1D", "MaxPool1D", "AvgPool1D",
                                               "GlobalMaxPool1D", "GlobalAvgPool1D")},
     "BatchNormalization": _Converter._batch_normalization,
+    "Flatten": _Converter._flatten,
 }
 
 
