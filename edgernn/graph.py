@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import ir
+from .errors import InvalidInput
 
 
 def _bidirectional(backend, op: ir.Bidirectional, x, mask):
@@ -63,7 +64,7 @@ def execute(spec: ir.ModelSpec, inputs: list[np.ndarray], backend) -> list[np.nd
             made = [backend.affine(op, x)]
         elif isinstance(op, ir.Flatten):
             if x.shape[1] != op.steps:
-                raise ValueError(f"layer {op.name!r} (Flatten) takes sequences of {op.steps} timesteps here, "
+                raise InvalidInput(f"layer {op.name!r} (Flatten) takes sequences of {op.steps} timesteps here, "
                                  f"got {x.shape[1]}")
             made = [np.ascontiguousarray(x.reshape(x.shape[0], -1))]
         else:  # pragma: no cover - ir validation makes this unreachable

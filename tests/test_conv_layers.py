@@ -16,7 +16,7 @@ from test_keras_import import ATOL, RTOL, keras, keras2_files, layers
 
 import edgernn
 from edgernn import ir, kernels, reference
-from edgernn.errors import EdgernnError, InvalidModelFile, UnsupportedModel
+from edgernn.errors import EdgernnError, InvalidInput, InvalidModelFile, UnsupportedModel
 from edgernn.graph import execute
 from edgernn.summary import describe
 
@@ -144,7 +144,7 @@ def test_flatten_conv_pool_dense(tmp_path):
     assert m.spec.nodes[2].op.steps == 5 and m.spec.tensor_shape("flat") == (2, 20)
     m.save(tmp_path / "flat.ernn")
     np.testing.assert_array_equal(edgernn.load(tmp_path / "flat.ernn").predict(data()), m.predict(data()))
-    with pytest.raises(Exception, match="timesteps"):
+    with pytest.raises(InvalidInput, match="timesteps"):  # one clear error, not a ValueError
         m.predict(data(steps=T + 1))
     with pytest.raises(EdgernnError, match="'flat'.*Flatten|Conv1D"):
         m.stream()
