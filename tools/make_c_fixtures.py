@@ -3,9 +3,10 @@
 The C tests in ``firmware_export/tests/`` run without Python, so the models they step and the
 outputs they expect are stored: one exported model per scheme in
 ``firmware_export/tests/fixtures/<scheme>/`` (``net_model.h``, ``net_model.c``) and its golden
-vectors (``net_golden.h``): seeded inputs in three stateful runs separated by resets, and what the
-Python simulation (``Model.quantize(...).stream``) outputs for them, as float32 bit patterns and,
-for the int8 scheme, as the raw int8 values of ``ernn_step_int8``.
+outputs (``net_golden.h``): what the Python simulation (``Model.quantize(...).stream``) outputs for
+the seeded inputs that all schemes share (``fixtures/golden_inputs.h``: three stateful runs
+separated by resets), as float32 bit patterns and, for the int8 scheme, as the raw int8 values of
+``ernn_step_int8``.
 
 The model has every layer kind the runtime has: Masking -> LSTM(8) -> GRU(6, reset_after=False) ->
 SimpleRNN(5) -> Dense(7, relu) -> Dense(4) -> softmax, on 6 features. Everything is seeded, so
@@ -76,12 +77,31 @@ def _c_array(ctype: str, name: str, values: np.ndarray, literal) -> str:
             + "},\n    {".join(rows) + "}\n};\n")
 
 
-def golden_header(qmodel, runs: list[np.ndarray]) -> str:
-    """``net_golden.h``: the inputs, a reset flag per step, and the simulation's outputs."""
-    stream = qmodel.stream(1)
+def _steps(runs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The runs as one array of steps, and a flag per step: 1 on each run's first step."""
     x = np.concatenate(runs)
     reset = np.zeros(len(x), np.uint8)
-    reset[np.cumsum([0] + [len(r) for r in runs[:-1]])] = 1  # the first step of each run
+    reset[np.cumsum([0] + [len(r) for r in runs[:-1]])] = 1
+    return x, reset
+
+
+def golden_inputs_header(runs: list[np.ndarray]) -> str:
+    """``golden_inputs.h``, shared by every scheme's fixture: the steps and the reset flags."""
+    x, reset = _steps(runs)
+    return "".join([
+        "/* Golden inputs of the fixture models, written by tools/make_c_fixtures.py: three stateful runs\n"
+        " * (golden_reset marks each run's first step: ernn_reset before it). Every scheme steps these. */\n",
+        f"#define GOLDEN_STEPS {len(x)}\n",
+        _c_array("unsigned char", "golden_reset", reset, str),
+        "#ifndef ERNN_NO_FLOAT\n",  # unused there, and an unused const array is a warning in C
+        _c_array("float", "golden_x", x, lambda v: float(v).hex() + "f"),  # hex: exact
+        "#endif\n"])
+
+
+def golden_header(qmodel, runs: list[np.ndarray]) -> str:
+    """``net_golden.h``: the Python simulation's outputs of one scheme for the golden inputs."""
+    stream = qmodel.stream(1)
+    x, _ = _steps(runs)
     y, yq = [], []
     for run in runs:
         stream.reset()
@@ -89,14 +109,11 @@ def golden_header(qmodel, runs: list[np.ndarray]) -> str:
         if qmodel.scheme == "int8":
             stream.reset()
             yq.append(stream.run_int8(qmodel.quantize_input(run[None]))[0])
-    text = [f"/* Golden vectors of the {qmodel.scheme} fixture model, written by tools/make_c_fixtures.py:\n"
-            " * inputs in three stateful runs (golden_reset marks each run's first step: ernn_reset before it)\n"
-            " * and the Python simulation's outputs, which the C must reproduce bit for bit. */\n",
-            f"#define GOLDEN_STEPS {len(x)}\n",
+    text = [f"/* Golden outputs of the {qmodel.scheme} fixture model, written by tools/make_c_fixtures.py: what\n"
+            " * the Python simulation computes for golden_inputs.h, which the C must reproduce bit for bit. */\n",
+            '#include "golden_inputs.h"\n',
             f"#define GOLDEN_INT8 {int(bool(yq))}  /* golden_xq and golden_yq exist (int8 scheme) */\n",
-            _c_array("unsigned char", "golden_reset", reset, str),
-            "#ifndef ERNN_NO_FLOAT\n",  # unused there, and an unused const array is a warning in C
-            _c_array("float", "golden_x", x, lambda v: float(v).hex() + "f"),  # hex: exact
+            "#ifndef ERNN_NO_FLOAT\n",
             _c_array("uint32_t", "golden_y_bits", np.concatenate(y).view(np.uint32), lambda v: f"0x{int(v):08x}u"),
             "#endif\n"]
     if yq:
@@ -109,7 +126,11 @@ def generate(folder: Path) -> list[Path]:
     """Write every scheme's fixture under ``folder``; returns the files written."""
     model = fixture_model()
     calibration = inputs(seed=1)[1][:60].reshape(2, 30, FEATURES)  # two sequences of 30 steps
-    written = []
+    runs = inputs(seed=7)
+    shared = Path(folder) / "golden_inputs.h"
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    shared.write_text(golden_inputs_header(runs))
+    written = [shared]
     for scheme in SCHEMES:
         target = Path(folder) / scheme
         qmodel = model.quantize(calibration, scheme)
@@ -120,7 +141,7 @@ def generate(folder: Path) -> list[Path]:
             for name in ("net_model.h", "net_model.c"):
                 (target / name).write_text((tmp / name).read_text())
                 written.append(target / name)
-        (target / "net_golden.h").write_text(golden_header(qmodel, inputs(seed=7)))
+        (target / "net_golden.h").write_text(golden_header(qmodel, runs))
         written.append(target / "net_golden.h")
     return written
 

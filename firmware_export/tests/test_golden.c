@@ -5,7 +5,7 @@
  * quantized them.
  *
  * Built and run by `make test` in firmware_export/:
- *   cc -std=c99 -I . -I tests/fixtures/int8 ernn_*.c tests/fixtures/int8/net_model.c tests/test_golden.c
+ *   cc -std=c99 -I . -I tests/fixtures -I tests/fixtures/int8 ernn_*.c tests/fixtures/int8/net_model.c tests/test_golden.c
  * Prints each mismatching step and the number of failures; exit status 1 if any. */
 #include <stdio.h>
 #include <string.h>
