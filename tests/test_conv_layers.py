@@ -325,16 +325,6 @@ def test_pool_kernel_matches_reference(kind, padding, size, strides):
 
 KERAS2_SCRIPT = textwrap.dedent(
     """
-    import os, sys
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import numpy as np
-    import tensorflow as tf
-    keras = tf.keras
-    L = keras.layers
-    out = sys.argv[1]
-    rng = np.random.default_rng(0)
-
     def randomize(m):
         for layer in m.layers:
             ws = []

@@ -436,16 +436,6 @@ def test_weights_are_float32_c_contiguous(tmp_path):
 
 KERAS2_SCRIPT = textwrap.dedent(
     """
-    import os, sys
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import numpy as np
-    import tensorflow as tf
-    keras = tf.keras
-    L = keras.layers
-    out = sys.argv[1]
-    rng = np.random.default_rng(0)
-
     def randomize(m):
         ws = [rng.normal(0, 0.8 / np.sqrt(w.shape[-2]) if w.ndim >= 2 else 0.3, w.shape) for w in m.get_weights()]
         m.set_weights([w.astype(np.float32) for w in ws])
@@ -489,12 +479,30 @@ KERAS2_MODELS = [
 ]
 
 
+# What every tf-keras script starts with: tf.keras as `keras`, its layers as `L`, the output folder
+# `out` (argv[1]) and a seeded `rng`.
+KERAS2_PREAMBLE = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import numpy as np
+    import tensorflow as tf
+    keras = tf.keras
+    L = keras.layers
+    out = sys.argv[1]
+    rng = np.random.default_rng(0)
+    """
+)
+
+
 def keras2_files(tmp_path_factory, script: str, folder: str):
-    """A folder of the files ``script`` writes with tf-keras in a subprocess (its argv[1])."""
+    """A folder of the files ``script`` writes with tf-keras in a subprocess (its argv[1]), after
+    :data:`KERAS2_PREAMBLE`."""
     pytest.importorskip("tf_keras")
     out = tmp_path_factory.mktemp(folder)
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
-    run = subprocess.run([sys.executable, "-c", script, str(out)], env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, "-c", KERAS2_PREAMBLE + script, str(out)], env=env, capture_output=True, text=True, timeout=300)
     if run.returncode != 0:
         pytest.fail(f"tf-keras model generation failed:\n{run.stderr[-3000:]}")
     return out
