@@ -3,9 +3,9 @@
 Numba compiles a kernel the first time a process calls it, unless its on-disk cache (or the
 ahead-of-time module ``edgernn warmup`` builds, :mod:`edgernn.kernels.aot`) already holds it. With
 an empty cache, the first stream step, ``predict`` or ``edgernn warmup`` of a process waits
-10-20 s: measured on a shared 2-core x86-64 server (AMD EPYC), the example LSTM's first step
-8.6 s, ``edgernn warmup`` 12.6 s for it and 17.0 s for a model of every cell type (compiling
-every kernel); docs/benchmarks.md's cold start, 13.8 s. A Raspberry-Pi-class CPU takes longer.
+about 10-20 s on the development machine: ``python tools/bench/run.py``'s cold-start section
+measures compiling from scratch at 13-19 s (docs/benchmarks.md, section 4). A
+Raspberry-Pi-class CPU takes longer (not measured).
 
 **How it is known.** Numba broadcasts its documented ``"numba:compile"`` event
 (:mod:`numba.core.event`) from ``Dispatcher.compile`` after it found the signature neither in
