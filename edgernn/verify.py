@@ -33,7 +33,7 @@ When the framework is not installed (``run_source`` raises ImportError) the reco
 ``skipped`` with the reason and ``passed`` is None; when the framework fails to run the source,
 ``error`` says why.
 
-**Loading the framework.** Importing it takes seconds (TensorFlow for Keras: about 3 s), so when
+**Loading the framework.** Importing it takes seconds (TensorFlow for Keras; not benchmarked here), so when
 it is installed but not yet imported, a ``WARNING`` on the logger ``edgernn.verify`` says so
 first, once (the ``edgernn`` command prints it as ``edgernn: <message>``; silence it with
 ``logging.getLogger("edgernn.verify").setLevel(logging.ERROR)``). What the frameworks print on

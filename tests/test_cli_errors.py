@@ -293,7 +293,8 @@ def test_default_name_is_the_model_file_as_a_c_identifier(small_model, tmp_path)
 @pytest.mark.parametrize("scheme", ["int8", "float32"])
 def test_quantized_predict_refuses_an_empty_sequence(small_model, scheme):
     """It used to fail inside the layers (a ValueError from a reshape). The float model's predict
-    keeps its answer for T = 0, which tests/test_stream.py pins against the reference executor."""
+    refuses T = 0 only when it returns the last step (tests/test_stream.py); for a sequence output
+    it returns the empty sequence, where the quantized model refuses: not yet the same."""
     model = edgernn.load(small_model)
     quantized = model.quantize(np.random.default_rng(0).normal(size=(2, 8, F)).astype(np.float32), scheme=scheme)
     with pytest.raises(InvalidInput, match=r"got \(1, 0, 3\): an empty sequence"):

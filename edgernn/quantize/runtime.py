@@ -269,7 +269,7 @@ class QuantizedStream:
     def load_state(self, path) -> None:
         """Restore the state :meth:`save_state` wrote for this quantized model and batch size; a file
         of another model, batch size or a corrupted one is refused and nothing changes."""
-        self.set_state(statefile.read_state(path, self.model.fingerprint, self.batch_size))
+        statefile.load_state(self, path)
 
     def set_state(self, state: dict, allow_nonfinite: bool = False) -> None:
         """Restore a snapshot made by :meth:`get_state`; NaN or Inf (float schemes) is refused unless

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from . import container, weights  # noqa: F401 -- where the bounds live (tests lower them there)
 from .container import _read_container  # noqa: F401 -- the plain reader, for tests and tools
-from .isolated import HDF5_TIMEOUT, _read_isolated  # noqa: F401
+from .isolated import _read_isolated  # noqa: F401 -- the time-limited reader, for tests
 from .load import from_keras_model, load_keras_file
 from .run import run_source
 
