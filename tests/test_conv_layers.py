@@ -146,7 +146,15 @@ def test_flatten_conv_pool_dense(tmp_path):
     np.testing.assert_array_equal(edgernn.load(tmp_path / "flat.ernn").predict(data()), m.predict(data()))
     with pytest.raises(InvalidInput, match="timesteps"):  # one clear error, not a ValueError
         m.predict(data(steps=T + 1))
-    with pytest.raises(EdgernnError, match="'flat'.*Flatten|Conv1D"):
+    with pytest.raises(EdgernnError, match="Conv1D"):  # the first layer that cannot stream
+        m.stream()
+
+
+def test_stream_refused_naming_flatten(tmp_path):
+    """With no convolution ahead of it, the refusal names the Flatten itself."""
+    (m, _) = check(seq(layers.LSTM(4, return_sequences=True), layers.Flatten(name="flat"), layers.Dense(2)), data(),
+                   tmp_path)
+    with pytest.raises(EdgernnError, match="'flat' is Flatten"):
         m.stream()
 
 
