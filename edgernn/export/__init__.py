@@ -35,6 +35,7 @@ import numpy as np
 from ..errors import InvalidInput
 from ..quantize import QuantizedModel, format_report
 from ..quantize.activations import ACT_IDS
+from ..rows import read_lines, text_rows
 
 RUNTIME_SOURCES = ("ernn.h", "ernn_internal.h", "ernn_model.c", "ernn_lstm.c", "ernn_gru.c", "ernn_rnn.c",
                    "ernn_dense.c", "ernn_mask.c", "ernn_floatmath.c")
@@ -262,21 +263,22 @@ def _write_manifest(folder: Path, files) -> None:
 
 
 def load_calibration(path, features: int) -> np.ndarray:
-    """Calibration data from a file: ``.npy`` (sequences, T, features) or (T, features), or CSV rows
-    (one timestep per row, one sequence; ``#`` comments and a header line skipped)."""
+    """Calibration data from a file: ``.npy`` (sequences, T, features) or (T, features), or text
+    rows (one timestep per row, one sequence) in the format ``edgernn run`` reads
+    (:mod:`edgernn.rows`: comma, ``;``, tab or space separated, ``#`` comments, a header line)."""
     path = Path(path)
     try:
-        if path.suffix == ".npy":
+        if path.suffix.lower() == ".npy":
             array = np.load(path, allow_pickle=False)
         else:
-            lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-            rows = []
-            for line in lines:
-                try:
-                    rows.append([float(v) for v in line.replace(";", ",").split(",")])
-                except ValueError:
-                    if rows:
-                        raise
+            with open(path, "rb") as file:
+                rows = []
+                for label, values in text_rows(read_lines(file, path), features):
+                    if isinstance(values, str):  # a bad row: its problem
+                        raise InvalidInput(f"{path}: not readable calibration data ({label}: {values})")
+                    rows.append(values)
+            if not rows:
+                raise InvalidInput(f"{path}: no rows of calibration data")
             array = np.array(rows, dtype=np.float32)
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"{path}: not readable calibration data ({exc})") from None
