@@ -15,7 +15,8 @@ set -euo pipefail
 missing=()
 clang_major() { clang --version 2>/dev/null | sed -n 's/.*clang version \([0-9][0-9]*\).*/\1/p' | head -n 1; }
 have() { command -v "$1" >/dev/null 2>&1; }
-have_deb() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+# A Debian package's presence; where there is no dpkg (not Debian), the tools' checks above decide.
+have_deb() { ! have dpkg-query || dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "${1:-}" != "--venv" ]; then
