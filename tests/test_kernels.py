@@ -383,6 +383,39 @@ def test_packed_affine_refuses_strided_arrays():
                       np.zeros((4, 16), np.float32), np.zeros((ROWS, PANEL), np.float32))
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("depth, columns", [(1, 1), (2, 32), (5, 33), (64, 256), (127, 500)])
+def test_matvec_matches_numpy(depth, columns, reverse):
+    """The block recurrence's product ``init + bias + v U`` on panels (edgernn.kernels._matvec)
+    equals NumPy's in float64 to float32 rounding: odd and even K, a ragged last panel, either
+    order of panels, computed in place over ``init``; the padding columns are init + bias."""
+    from edgernn.kernels._matvec import matvec, pack_recurrent, padded_width
+
+    rng = np.random.default_rng(depth * 1000 + columns)
+    width = padded_width(columns)
+    assert width % 32 == 0 and width - 32 < columns <= width
+    v = rng.standard_normal(depth).astype(np.float32)
+    u = rng.standard_normal((depth, columns)).astype(np.float32)
+    init, bias = (rng.standard_normal(width).astype(np.float32) for _ in range(2))
+    out = init.copy()
+    matvec(out, bias, v, pack_recurrent(u), out, reverse)
+    exact = init[:columns].astype(np.float64) + bias[:columns] + v.astype(np.float64) @ u
+    scale = np.abs(init[:columns]) + np.abs(bias[:columns]) + np.abs(v) @ np.abs(u)
+    assert np.all(np.abs(out[:columns] - exact) <= 1e-6 * scale)
+    np.testing.assert_array_equal(out[columns:], init[columns:] + bias[columns:])
+
+
+def test_matvec_refuses_strided_arrays():
+    """Like the packed product, the panel assumes unit strides: a strided state does not compile."""
+    from numba.core.errors import TypingError
+
+    from edgernn.kernels._matvec import matvec, pack_recurrent
+
+    row = np.zeros(32, np.float32)
+    with pytest.raises(TypingError):
+        matvec(row, row, np.zeros(8, np.float32)[::2], pack_recurrent(np.ones((4, 32), np.float32)), row, False)
+
+
 @pytest.mark.parametrize("shape", [1, 7, (3, 5), (400, 128), (2, 3, 16)])
 def test_aligned_zeros_start_on_a_cache_line(shape):
     """The many-streams buffers and packed weights start on a 64-byte line, whatever NumPy's

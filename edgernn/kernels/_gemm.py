@@ -43,18 +43,19 @@ ROWS = 4  # rows per tile: 4 x 2 vectors of sums + 2 of B + 1 broadcast fit AVX2
 GROUP_BYTES = 128 * 1024
 
 
-def pack_columns(matrix: np.ndarray) -> np.ndarray:
+def pack_columns(matrix: np.ndarray, width: int = PANEL) -> np.ndarray:
     """``B`` (K, N) as panels for :func:`packed_affine`: (ceil(N / 16), K, 16) float32, the last
-    panel's missing columns zero; a bias (N,) as (ceil(N / 16), 16). Done once per weight matrix."""
+    panel's missing columns zero; a bias (N,) as (ceil(N / 16), 16). Done once per weight matrix.
+    Panels of another ``width`` (a multiple of 16) for :mod:`edgernn.kernels._matvec`."""
     if matrix.ndim == 1:
-        vector = pack_columns(matrix[None, :])
-        return vector.reshape(vector.shape[0], PANEL)
+        vector = pack_columns(matrix[None, :], width)
+        return vector.reshape(vector.shape[0], width)
     depth, columns = matrix.shape
-    panels = -(-columns // PANEL)
-    padded = np.zeros((depth, panels * PANEL), np.float32)
+    panels = -(-columns // width)
+    padded = np.zeros((depth, panels * width), np.float32)
     padded[:, :columns] = matrix
-    packed = aligned_zeros((panels, depth, PANEL))  # each panel row one cache line
-    packed[...] = padded.reshape(depth, panels, PANEL).transpose(1, 0, 2)
+    packed = aligned_zeros((panels, depth, width))  # each panel row whole cache lines
+    packed[...] = padded.reshape(depth, panels, width).transpose(1, 0, 2)
     return packed
 
 

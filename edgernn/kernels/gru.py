@@ -1,7 +1,8 @@
 """GRU kernels, float32: the equations of :func:`edgernn.reference.gru.gru_step`, both candidate forms.
 
 As for the LSTM (see :mod:`edgernn.kernels.lstm`): ``gru_update`` is one stream's step; the
-sequence kernel takes input projections computed by BLAS for a whole block; the batch kernel
+sequence kernel takes input projections computed by BLAS for a whole block, and its recurrent
+product per step on weights packed in panels (:mod:`edgernn.kernels._matvec`); the batch kernel
 takes input and recurrent projections computed across streams on packed weights
 (:mod:`edgernn.kernels._gemm`).
 
@@ -16,7 +17,8 @@ import numpy as np
 from numba import njit
 
 from ._config import INLINE, JIT
-from ._linalg import accumulate, copy_row, project
+from ._linalg import accumulate, copy_row
+from ._matvec import matvec
 from .activations import activate, clipped, fast_sigmoid, fast_tanh, half_tanh_sigmoid, tanh_in_place
 
 
@@ -25,7 +27,7 @@ def gru_update(xw, hu, h, recurrent_candidate, reset_after, clip, activation, re
     """One stream's GRU step; updates ``h`` (H,) in place and writes it into ``out`` (H,) in the
     same pass; overwrites ``xw`` and ``hu``.
 
-    ``xw`` (3H,) = ``x W + b`` (blocks z, r, h). ``hu`` (3H,): with ``reset_after``, ``h U + b_U``
+    ``xw`` (3H,) = ``x W + b`` (blocks z, r, h). ``hu`` (>= 3H,): with ``reset_after``, ``h U + b_U``
     (all three blocks); without, ``h U_zr`` in its first 2H entries (the rest is scratch).
     ``standard``: tanh/sigmoid and no clip.
     """
@@ -55,7 +57,7 @@ def gru_update(xw, hu, h, recurrent_candidate, reset_after, clip, activation, re
             reset = activate(recurrent_activation, clipped(xw[units + j] + hu[units + j], clip))
             hu[2 * units + j] = reset * h[j]
         # Stage 3 -- h~ = φ(xw_h + (r * h) U_h)
-        accumulate(xw[2 * units :], hu[2 * units :], recurrent_candidate)
+        accumulate(xw[2 * units : 3 * units], hu[2 * units : 3 * units], recurrent_candidate)
         for j in range(units):
             candidate = activate(activation, clipped(xw[2 * units + j], clip))
             # Stage 4 -- h' = z h + (1 - z) h~
@@ -80,26 +82,25 @@ def gru_update_halved(gates, candidate_input, candidate_recurrent, h, out):
 
 
 @njit(**JIT)
-def gru_sequence(xw, recurrent_main, recurrent_bias, recurrent_candidate, reset_after, clip, h, out, ys, keep,
+def gru_sequence(xw, recurrent_packed, recurrent_bias, recurrent_candidate, reset_after, clip, h, out, ys, keep,
                  activation, recurrent_activation, standard, zero_output, z):
-    """T steps of B streams from ``xw`` (T, B, 3H) = ``x W + b`` (BLAS over the block).
+    """T steps of B streams from ``xw`` (T, B, 3H) = ``x W + b`` (BLAS over the block), overwritten.
 
-    ``recurrent_bias`` (3H,) (zeros when absent or without reset_after); ``h`` (B, H); ``out``,
-    ``ys``, ``keep`` as in :func:`edgernn.kernels.lstm.lstm_sequence`; ``z`` (2, 3H) scratch.
+    ``recurrent_packed``: ``recurrent_main`` (H, 3H or 2H) packed by
+    :func:`edgernn.kernels._matvec.pack_recurrent`; ``recurrent_bias`` its bias (zeros when absent
+    or without reset_after), zero-padded to N' = its padded width; ``h`` (B, H); ``out``, ``ys``,
+    ``keep`` as in :func:`edgernn.kernels.lstm.lstm_sequence`; ``z`` (2, max(3H, N')) scratch,
+    row 1 zeros (the product's start).
     """
-    units = h.shape[1]
-    row, hu = z[0], z[1]
+    hu, nothing = z[0], z[1]
+    reverse = False  # the panels' order, flipped at every product (see _matvec.matvec)
     for t in range(xw.shape[0]):
         for s in range(xw.shape[1]):
             if keep[t, s]:
                 # Stage 1 -- recurrent part: hu = h U + b_U (reset_after) or h U_zr
-                copy_row(row, xw[t, s])
-                if reset_after:
-                    project(hu, recurrent_bias, h[s], recurrent_main)
-                else:
-                    hu[: 2 * units] = np.float32(0.0)
-                    accumulate(hu[: 2 * units], h[s], recurrent_main)
-                gru_update(row, hu, h[s], recurrent_candidate, reset_after, clip, activation,
+                matvec(nothing, recurrent_bias, h[s], recurrent_packed, hu, reverse)
+                reverse = not reverse
+                gru_update(xw[t, s], hu, h[s], recurrent_candidate, reset_after, clip, activation,
                            recurrent_activation, standard, out[s])
             elif zero_output:
                 out[s, :] = np.float32(0.0)

@@ -3,8 +3,9 @@
 ``lstm_update`` is one stream's step from its full gate pre-activations; the kernels around it
 differ only in where the pre-activations come from:
 
-* ``lstm_sequence``: a block of T steps whose input projection ``x W + b`` was computed for the
-  whole block by one BLAS matrix product (outside Numba); the recurrent part ``h U`` per step here.
+* ``lstm_sequence``: a block of T steps whose input projection ``x W`` was computed for the
+  whole block by one BLAS matrix product (outside Numba); ``b + h U`` per step here, on the
+  recurrent kernel packed in panels (:mod:`edgernn.kernels._matvec`).
 * ``lstm_batch_update``: one step of many streams whose pre-activations ``x W + b + h U`` came from
   one packed product across streams (:func:`edgernn.kernels._gemm.packed_affine`); for the
   standard cell, with the sigmoid gates' pre-activations halved, so that one flat tanh loop
@@ -20,6 +21,7 @@ from numba import njit
 
 from ._config import INLINE, JIT
 from ._linalg import accumulate, copy_row
+from ._matvec import matvec
 from .activations import activate, clipped, fast_sigmoid, fast_tanh, half_tanh_sigmoid, tanh_in_place
 
 
@@ -84,23 +86,28 @@ def lstm_update_halved(gates, h, c, out):
 
 
 @njit(**JIT)
-def lstm_sequence(xw, recurrent_kernel, peephole, projection, clip, h, c, out, ys, keep,
+def lstm_sequence(xw, recurrent_packed, bias, peephole, projection, clip, h, c, out, ys, keep,
                   activation, recurrent_activation, standard, zero_output, z):
     """T steps of B streams from precomputed input projections.
 
-    ``xw`` (T, B, 4H) = ``x W + b``, overwritten (the gate pre-activations are built in it); ``recurrent_kernel`` (P, 4H); ``h`` (B, P) and ``c`` (B, H)
-    updated in place; ``out`` (B, P) the previous output, repeated by a masked step (zeros with
-    ``zero_output``); ``ys`` (T, B, P) receives every step's output; ``keep`` (T, B) bool, False =
-    masked; ``z`` (5H,) scratch.
+    ``xw`` (T, B, N') = ``x W`` without the bias, N' = 4H padded to whole panels
+    (:func:`edgernn.kernels._matvec.padded_width`), overwritten (the gate pre-activations are
+    built in it); ``recurrent_packed``: the recurrent kernel (P, 4H) packed by
+    :func:`edgernn.kernels._matvec.pack_recurrent`; ``bias`` (N',) zero-padded; ``h`` (B, P) and
+    ``c`` (B, H) updated in place; ``out`` (B, P) the previous output, repeated by a masked step
+    (zeros with ``zero_output``); ``ys`` (T, B, P) receives every step's output; ``keep`` (T, B)
+    bool, False = masked; ``z`` (5H,) scratch.
     """
     units = c.shape[1]
     hidden = z[4 * units :]
+    reverse = False  # the panels' order, flipped at every product (see _matvec.matvec)
     for t in range(xw.shape[0]):
         for s in range(xw.shape[1]):
             if keep[t, s]:
-                # Stage 1 -- z = (x W + b) + h U, in place in the block's own projection buffer
+                # Stage 1 -- z = (x W) + b + h U, in place in the block's own projection buffer
                 gates = xw[t, s]
-                accumulate(gates, h[s], recurrent_kernel)
+                matvec(gates, bias, h[s], recurrent_packed, gates, reverse)
+                reverse = not reverse
                 lstm_update(gates, h[s], c[s], peephole, projection, clip, activation, recurrent_activation,
                             standard, hidden, out[s])
             elif zero_output:

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..ir import ACTIVATION_IDS
 from ._gemm import PANEL, ROWS, pack_columns, packed_affine
+from ._matvec import pack_recurrent, pad_columns, padded_width, prepared
 from .activations import activation_forward
 from .dense import bias_activation
 from .gru import gru_batch_update, gru_sequence
@@ -84,31 +85,59 @@ class RecurrentKernel:
         return tuple(np.zeros((batch, size), np.float32) for size in self.layer.state_sizes)
 
     def new_scratch(self) -> np.ndarray:
+        """A stream's scratch for :meth:`sequence` and :meth:`batch_step` (zeros)."""
         units = self.layer.units
-        return np.zeros({"lstm": 5 * units, "gru": 6 * units, "simple": units}[self.layer.cell], np.float32)
+        if self.layer.cell == "gru":  # gru_sequence's product row, and a row of zeros it starts from
+            return np.zeros(2 * max(3 * units, padded_width(self.recurrent_main.shape[1])), np.float32)
+        return np.zeros({"lstm": 5 * units, "simple": units}[self.layer.cell], np.float32)
+
+    # The block's weights, prepared once per layer (shared by every stream and predict of it).
+    @functools.cached_property
+    def recurrent_packed(self) -> np.ndarray:
+        """The recurrent kernel (``recurrent_main`` for GRU) packed for :func:`matvec`."""
+        return prepared(self.layer, "recurrent", lambda: pack_recurrent(self.recurrent_main))
+
+    @functools.cached_property
+    def block_bias(self) -> np.ndarray:
+        """The bias the block's recurrent product adds, zero-padded to the product's width: the
+        bias (LSTM, SimpleRNN: ``x W`` comes without it) or the recurrent bias (GRU, whose
+        ``x W + b`` keeps its own for the candidate)."""
+        bias = self.recurrent_bias[: self.recurrent_main.shape[1]] if self.layer.cell == "gru" else self.bias
+        return prepared(self.layer, "block bias", lambda: pad_columns(bias))
+
+    @functools.cached_property
+    def block_kernel(self) -> np.ndarray:
+        """The input kernel W of :meth:`input_projection`: zero-padded to the product's width
+        (LSTM, SimpleRNN: ``x W`` is the product's start), as it is for GRU."""
+        kernel = self.layer.kernel
+        if self.layer.cell == "gru" or kernel.shape[1] == padded_width(kernel.shape[1]):
+            return kernel
+        return prepared(self.layer, "block kernel", lambda: pad_columns(kernel))
 
     def input_projection(self, x: np.ndarray) -> np.ndarray:
-        """``x W + b`` for a block ``x`` (T, B, F): one BLAS product -> (T, B, gates * units)."""
+        """For a block ``x`` (T, B, F): one BLAS product -> (T, B, width), ``x W`` padded (LSTM,
+        SimpleRNN: the bias is added with ``h U``) or ``x W + b`` (GRU)."""
         steps, batch, features = x.shape
-        xw = x.reshape(steps * batch, features) @ self.layer.kernel
-        xw += self.bias
-        return xw.reshape(steps, batch, self.bias.shape[0])
+        xw = x.reshape(steps * batch, features) @ self.block_kernel
+        if self.layer.cell == "gru":
+            xw += self.bias
+        return xw.reshape(steps, batch, xw.shape[1])
 
     def sequence(self, x, states, out, ys, keep, scratch):
         """Advance ``states`` over ``x`` (T, B, F); each step's output into ``ys`` (T, B, output_size)."""
         layer, xw = self.layer, self.input_projection(x)
         if layer.cell == "lstm":
             h, c = states
-            lstm_sequence(xw, layer.recurrent_kernel, self.peephole, self.projection, self.clip, h, c, out, ys, keep,
-                          self.activation, self.recurrent_activation, self.standard, layer.zero_output_for_mask,
-                          scratch)
+            lstm_sequence(xw, self.recurrent_packed, self.block_bias, self.peephole, self.projection, self.clip, h, c,
+                          out, ys, keep, self.activation, self.recurrent_activation, self.standard,
+                          layer.zero_output_for_mask, scratch)
         elif layer.cell == "gru":
-            gru_sequence(xw, self.recurrent_main, self.recurrent_bias, self.recurrent_candidate, layer.reset_after,
+            gru_sequence(xw, self.recurrent_packed, self.block_bias, self.recurrent_candidate, layer.reset_after,
                          self.clip, states[0], out, ys, keep, self.activation, self.recurrent_activation,
                          self.standard, layer.zero_output_for_mask, scratch.reshape(2, -1))
         else:
-            simple_sequence(xw, layer.recurrent_kernel, self.clip, states[0], out, ys, keep, self.activation,
-                            self.standard, layer.zero_output_for_mask)
+            simple_sequence(xw, self.recurrent_packed, self.block_bias, self.clip, states[0], out, ys, keep,
+                            self.activation, self.standard, layer.zero_output_for_mask)
 
     def new_batch_buffers(self, batch: int) -> tuple[np.ndarray, ...]:
         """Buffers for :meth:`batch_step`, 64-byte aligned: ``(gates, input part, pre-activations,

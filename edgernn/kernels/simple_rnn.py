@@ -7,7 +7,8 @@ import numpy as np
 from numba import njit
 
 from ._config import INLINE, JIT
-from ._linalg import accumulate, copy_row
+from ._linalg import copy_row
+from ._matvec import matvec
 from .activations import activate, clipped, fast_tanh
 
 
@@ -28,14 +29,17 @@ def simple_update(z, h, clip, activation, standard, out):
 
 
 @njit(**JIT)
-def simple_sequence(xw, recurrent_kernel, clip, h, out, ys, keep, activation, standard, zero_output):
-    """T steps of B streams from ``xw`` (T, B, H) = ``x W + b`` (overwritten); shapes as in
-    :func:`edgernn.kernels.lstm.lstm_sequence`."""
+def simple_sequence(xw, recurrent_packed, bias, clip, h, out, ys, keep, activation, standard, zero_output):
+    """T steps of B streams from ``xw`` (T, B, N') = ``x W`` (overwritten) and ``bias`` (N'), both
+    padded as in :func:`edgernn.kernels.lstm.lstm_sequence`; other shapes as there."""
+    reverse = False  # the panels' order, flipped at every product (see _matvec.matvec)
     for t in range(xw.shape[0]):
         for s in range(xw.shape[1]):
             if keep[t, s]:
-                accumulate(xw[t, s], h[s], recurrent_kernel)  # in place: xw is the block's own buffer
-                simple_update(xw[t, s], h[s], clip, activation, standard, out[s])
+                z = xw[t, s]  # in place: xw is the block's own buffer
+                matvec(z, bias, h[s], recurrent_packed, z, reverse)
+                reverse = not reverse
+                simple_update(z, h[s], clip, activation, standard, out[s])
             elif zero_output:
                 out[s, :] = np.float32(0.0)
             copy_row(ys[t, s], out[s])
