@@ -143,6 +143,37 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The vector extensions the kernels' speed depends on, as /proc/cpuinfo names them (x86 "flags",
+# Arm "Features": asimd is NEON), and how a table shows them.
+_VECTOR_FLAGS = {"avx2": "avx2", "avx512f": "avx512f", "asimd": "neon", "neon": "neon", "sve": "sve"}
+
+
+def vector_extensions() -> str:
+    """The CPU's vector extensions among avx2, avx512f, neon and sve (from /proc/cpuinfo), and
+    the CPU model LLVM, so Numba, compiles the kernels for: "avx2, avx512f (LLVM target znver5)"."""
+    found = []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip().lower() in ("flags", "features"):
+                    found = sorted({_VECTOR_FLAGS[flag] for flag in value.split() if flag in _VECTOR_FLAGS})
+                    break
+    except OSError:
+        pass
+    if not found and platform.machine().lower() in ("arm64", "aarch64"):
+        found = ["neon"]  # every AArch64 core has it (macOS has no /proc/cpuinfo)
+    text = ", ".join(found) or "none found"
+    try:
+        import llvmlite.binding as llvm  # lazy, as Numba (below) is: only a benchmark table reports it
+
+        named = os.environ.get("NUMBA_CPU_NAME", "host")
+        text += f" (LLVM target {llvm.get_host_cpu_name() if named == 'host' else named})"
+    except Exception:  # noqa: BLE001 - a missing llvmlite only costs the note
+        pass
+    return text
+
+
 def blas_name() -> str:
     try:
         blas = np.__config__.CONFIG["Build Dependencies"]["blas"]
@@ -162,6 +193,7 @@ def system_info(extra_versions: Optional[dict] = None) -> dict:
     info = {
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "cpu": cpu_model(),
+        "vector extensions": vector_extensions(),
         "machine": platform.machine(),
         "cores": f"{os.cpu_count()} ({usable} usable)",
         "os": f"{platform.system()} {platform.release()}",

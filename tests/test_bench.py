@@ -72,7 +72,23 @@ def test_bench_model_runs_and_reports(tmp_path):
         assert set(section.samples) == {"edgernn", "NumPy"}, section.skipped  # NumPy agreed, so it was timed
         assert all(len(v) == 1 and v[0] > 0 for v in section.samples.values())
     text = bench.format_results("m.ernn", results, bench.system_info())
-    assert "| edgernn |" in text and "NumPy" in text and "cpu" in text
+    assert "| edgernn |" in text and "NumPy" in text and "cpu" in text and "| vector extensions |" in text
+
+
+def test_vector_extensions_names_what_proc_cpuinfo_lists(monkeypatch, tmp_path):
+    """The table header's vector extensions come from the flags line (x86) or Features line (Arm)."""
+    import builtins
+
+    real_open = builtins.open
+    for lines, want in ((["flags\t\t: fpu sse avx avx2 fma avx512f avx512bw\n"], "avx2, avx512f"),
+                        (["flags\t\t: fpu sse sse2\n"], "none found"),
+                        (["Features\t: fp asimd evtstrm crc32\n"], "neon")):
+        cpuinfo = tmp_path / "cpuinfo"
+        cpuinfo.write_text("processor\t: 0\n" + "".join(lines))
+        monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(
+            cpuinfo if path == "/proc/cpuinfo" else path, *a, **k))
+        monkeypatch.setattr(bench.platform, "machine", lambda: "x86_64")
+        assert bench.vector_extensions().split(" (LLVM")[0] == want
 
 
 def test_measure_interleaves_and_counts_units():
