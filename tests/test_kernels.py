@@ -384,25 +384,35 @@ def test_packed_affine_refuses_strided_arrays():
 
 
 @pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("streams", [1, 3])
 @pytest.mark.parametrize("depth, columns", [(1, 1), (2, 32), (5, 33), (64, 256), (127, 500)])
-def test_matvec_matches_numpy(depth, columns, reverse):
+def test_matvec_matches_numpy(depth, columns, streams, reverse):
     """The block recurrence's product ``init + bias + v U`` on panels (edgernn.kernels._matvec)
     equals NumPy's in float64 to float32 rounding: odd and even K, a ragged last panel, either
-    order of panels, computed in place over ``init``; the padding columns are init + bias."""
+    order of panels, one stream or several, computed in place over ``init``; the padding columns
+    are init + bias; a stream not kept is left as it was; and a stream's result does not depend on
+    the streams beside it (bit for bit)."""
     from edgernn.kernels._matvec import matvec, pack_recurrent, padded_width
 
     rng = np.random.default_rng(depth * 1000 + columns)
     width = padded_width(columns)
     assert width % 32 == 0 and width - 32 < columns <= width
-    v = rng.standard_normal(depth).astype(np.float32)
+    v = rng.standard_normal((streams, depth)).astype(np.float32)
     u = rng.standard_normal((depth, columns)).astype(np.float32)
-    init, bias = (rng.standard_normal(width).astype(np.float32) for _ in range(2))
+    init = rng.standard_normal((streams, width)).astype(np.float32)
+    bias = rng.standard_normal(width).astype(np.float32)
+    keep = np.arange(streams) != 1  # the second stream, where there is one, is skipped
+    packed = pack_recurrent(u)
     out = init.copy()
-    matvec(out, bias, v, pack_recurrent(u), out, reverse)
-    exact = init[:columns].astype(np.float64) + bias[:columns] + v.astype(np.float64) @ u
-    scale = np.abs(init[:columns]) + np.abs(bias[:columns]) + np.abs(v) @ np.abs(u)
-    assert np.all(np.abs(out[:columns] - exact) <= 1e-6 * scale)
-    np.testing.assert_array_equal(out[columns:], init[columns:] + bias[columns:])
+    matvec(out, bias, v, packed, out, keep, reverse)
+    exact = init[:, :columns].astype(np.float64) + bias[:columns] + v.astype(np.float64) @ u
+    scale = np.abs(init[:, :columns]) + np.abs(bias[:columns]) + np.abs(v) @ np.abs(u)
+    assert np.all(np.abs(out[keep, :columns] - exact[keep]) <= 1e-6 * scale[keep])
+    np.testing.assert_array_equal(out[keep, columns:], init[keep, columns:] + bias[columns:])
+    np.testing.assert_array_equal(out[~keep], init[~keep])
+    alone = init[-1:].copy()
+    matvec(alone, bias, v[-1:], packed, alone, keep[-1:], not reverse)
+    np.testing.assert_array_equal(alone[0], out[-1])
 
 
 def test_matvec_refuses_strided_arrays():
@@ -411,9 +421,10 @@ def test_matvec_refuses_strided_arrays():
 
     from edgernn.kernels._matvec import matvec, pack_recurrent
 
-    row = np.zeros(32, np.float32)
+    rows = np.zeros((1, 32), np.float32)
     with pytest.raises(TypingError):
-        matvec(row, row, np.zeros(8, np.float32)[::2], pack_recurrent(np.ones((4, 32), np.float32)), row, False)
+        matvec(rows, rows[0], np.zeros((1, 8), np.float32)[:, ::2], pack_recurrent(np.ones((4, 32), np.float32)),
+               rows, np.ones(1, np.bool_), False)
 
 
 @pytest.mark.parametrize("shape", [1, 7, (3, 5), (400, 128), (2, 3, 16)])

@@ -18,7 +18,7 @@ only stream of memory the product reads:
 * :func:`matvec` walks the panels, forward on one step and backward on the next (``reverse``):
   whatever part of ``U`` the first-level data cache still holds from the step before is then
   read first, before newer reads push it out. The order of panels changes no result (each panel
-  owns its columns).
+  owns its columns). With several streams, each panel serves all of them before the next.
 
 Why: on one core of an AMD EPYC with AVX-512 (2026-12-04, docs/benchmarks.md), the row loop ran
 model (a)'s LSTM(64) recurrence at about 730 ns a step and a (K, N) = (128, 512) layer at about
@@ -141,11 +141,18 @@ def _panel(typingctx, init, bias, v, packed, panel, out):
 
 
 @njit(**INLINE)
-def matvec(init, bias, v, packed, out, reverse):
-    """``out = init + bias + v @ U`` over every panel of ``packed`` (U by :func:`pack_recurrent`),
-    backward when ``reverse``; ``init``, ``bias`` and ``out`` of at least ``padded_width(N)``
-    entries (``out`` may be ``init``), ``v`` (K,)."""
+def matvec(init, bias, v, packed, out, keep, reverse):
+    """``out[s] = init[s] + bias + v[s] @ U`` for every stream ``s`` with ``keep[s]``, U packed by
+    :func:`pack_recurrent`: ``init`` and ``out`` (B, >= padded_width(N)) (``out`` may be
+    ``init``), ``bias`` (>= padded_width(N),), ``v`` (B, K), ``keep`` (B,) bool.
+
+    Panel by panel, every stream's sums of one panel before the next panel (backward when
+    ``reverse``): with several streams a panel's weights are then read from the first-level cache
+    for all but the first. Each stream's sums are the same whatever B, so a stream's outputs do
+    not depend on the streams run beside it."""
     panels = packed.shape[0]
     for p in range(panels):
-        _panel(init, bias, v, packed, panels - 1 - p if reverse else p, out)
-
+        panel = panels - 1 - p if reverse else p
+        for s in range(v.shape[0]):
+            if keep[s]:
+                _panel(init[s], bias, v[s], packed, panel, out[s])

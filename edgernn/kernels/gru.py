@@ -83,24 +83,23 @@ def gru_update_halved(gates, candidate_input, candidate_recurrent, h, out):
 
 @njit(**JIT)
 def gru_sequence(xw, recurrent_packed, recurrent_bias, recurrent_candidate, reset_after, clip, h, out, ys, keep,
-                 activation, recurrent_activation, standard, zero_output, z):
+                 activation, recurrent_activation, standard, zero_output, hu, nothing):
     """T steps of B streams from ``xw`` (T, B, 3H) = ``x W + b`` (BLAS over the block), overwritten.
 
     ``recurrent_packed``: ``recurrent_main`` (H, 3H or 2H) packed by
     :func:`edgernn.kernels._matvec.pack_recurrent`; ``recurrent_bias`` its bias (zeros when absent
     or without reset_after), zero-padded to N' = its padded width; ``h`` (B, H); ``out``, ``ys``,
-    ``keep`` as in :func:`edgernn.kernels.lstm.lstm_sequence`; ``z`` (2, max(3H, N')) scratch,
-    row 1 zeros (the product's start).
+    ``keep`` as in :func:`edgernn.kernels.lstm.lstm_sequence`; ``hu`` (B, max(3H, N')) scratch,
+    ``nothing`` zeros of the same shape (where the recurrent product starts).
     """
-    hu, nothing = z[0], z[1]
-    reverse = False  # the panels' order, flipped at every product (see _matvec.matvec)
+    reverse = False  # the panels' order, flipped at every step (see _matvec.matvec)
     for t in range(xw.shape[0]):
+        # Stage 1 -- recurrent part: hu = h U + b_U (reset_after) or h U_zr
+        matvec(nothing, recurrent_bias, h, recurrent_packed, hu, keep[t], reverse)
+        reverse = not reverse
         for s in range(xw.shape[1]):
             if keep[t, s]:
-                # Stage 1 -- recurrent part: hu = h U + b_U (reset_after) or h U_zr
-                matvec(nothing, recurrent_bias, h[s], recurrent_packed, hu, reverse)
-                reverse = not reverse
-                gru_update(xw[t, s], hu, h[s], recurrent_candidate, reset_after, clip, activation,
+                gru_update(xw[t, s], hu[s], h[s], recurrent_candidate, reset_after, clip, activation,
                            recurrent_activation, standard, out[s])
             elif zero_output:
                 out[s, :] = np.float32(0.0)

@@ -100,15 +100,14 @@ def lstm_sequence(xw, recurrent_packed, bias, peephole, projection, clip, h, c, 
     """
     units = c.shape[1]
     hidden = z[4 * units :]
-    reverse = False  # the panels' order, flipped at every product (see _matvec.matvec)
+    reverse = False  # the panels' order, flipped at every step (see _matvec.matvec)
     for t in range(xw.shape[0]):
+        # Stage 1 -- z = (x W) + b + h U, in place in the block's own projection buffer
+        matvec(xw[t], bias, h, recurrent_packed, xw[t], keep[t], reverse)
+        reverse = not reverse
         for s in range(xw.shape[1]):
             if keep[t, s]:
-                # Stage 1 -- z = (x W) + b + h U, in place in the block's own projection buffer
-                gates = xw[t, s]
-                matvec(gates, bias, h[s], recurrent_packed, gates, reverse)
-                reverse = not reverse
-                lstm_update(gates, h[s], c[s], peephole, projection, clip, activation, recurrent_activation,
+                lstm_update(xw[t, s], h[s], c[s], peephole, projection, clip, activation, recurrent_activation,
                             standard, hidden, out[s])
             elif zero_output:
                 out[s, :] = np.float32(0.0)

@@ -87,9 +87,7 @@ class RecurrentKernel:
     def new_scratch(self) -> np.ndarray:
         """A stream's scratch for :meth:`sequence` and :meth:`batch_step` (zeros)."""
         units = self.layer.units
-        if self.layer.cell == "gru":  # gru_sequence's product row, and a row of zeros it starts from
-            return np.zeros(2 * max(3 * units, padded_width(self.recurrent_main.shape[1])), np.float32)
-        return np.zeros({"lstm": 5 * units, "simple": units}[self.layer.cell], np.float32)
+        return np.zeros({"lstm": 5 * units, "gru": 0, "simple": units}[self.layer.cell], np.float32)
 
     # The block's weights, prepared once per layer (shared by every stream and predict of it).
     @functools.cached_property
@@ -132,9 +130,11 @@ class RecurrentKernel:
                           out, ys, keep, self.activation, self.recurrent_activation, self.standard,
                           layer.zero_output_for_mask, scratch)
         elif layer.cell == "gru":
+            # The recurrent products of one step, every stream's, and the zeros they start from.
+            hu, nothing = np.zeros((2, x.shape[1], max(3 * layer.units, self.block_bias.shape[0])), np.float32)
             gru_sequence(xw, self.recurrent_packed, self.block_bias, self.recurrent_candidate, layer.reset_after,
                          self.clip, states[0], out, ys, keep, self.activation, self.recurrent_activation,
-                         self.standard, layer.zero_output_for_mask, scratch.reshape(2, -1))
+                         self.standard, layer.zero_output_for_mask, hu, nothing)
         else:
             simple_sequence(xw, self.recurrent_packed, self.block_bias, self.clip, states[0], out, ys, keep,
                             self.activation, self.standard, layer.zero_output_for_mask)

@@ -32,14 +32,13 @@ def simple_update(z, h, clip, activation, standard, out):
 def simple_sequence(xw, recurrent_packed, bias, clip, h, out, ys, keep, activation, standard, zero_output):
     """T steps of B streams from ``xw`` (T, B, N') = ``x W`` (overwritten) and ``bias`` (N'), both
     padded as in :func:`edgernn.kernels.lstm.lstm_sequence`; other shapes as there."""
-    reverse = False  # the panels' order, flipped at every product (see _matvec.matvec)
+    reverse = False  # the panels' order, flipped at every step (see _matvec.matvec)
     for t in range(xw.shape[0]):
+        matvec(xw[t], bias, h, recurrent_packed, xw[t], keep[t], reverse)  # in place: the block's own buffer
+        reverse = not reverse
         for s in range(xw.shape[1]):
             if keep[t, s]:
-                z = xw[t, s]  # in place: xw is the block's own buffer
-                matvec(z, bias, h[s], recurrent_packed, z, reverse)
-                reverse = not reverse
-                simple_update(z, h[s], clip, activation, standard, out[s])
+                simple_update(xw[t, s], h[s], clip, activation, standard, out[s])
             elif zero_output:
                 out[s, :] = np.float32(0.0)
             copy_row(ys[t, s], out[s])
