@@ -21,9 +21,9 @@ only stream of memory the product reads:
   owns its columns). With several streams, each panel serves all of them before the next.
 
 Why: on one core of an AMD EPYC with AVX-512 (2026-12-04, docs/benchmarks.md), the row loop ran
-model (a)'s LSTM(64) recurrence at about 730 ns a step and a (K, N) = (128, 512) layer at about
-2.5 µs, where the weights (64 KB; 256 KB) come from the second-level cache at every step; in a
-manual sweep of panel widths (16-128 columns), sets of sums (1, 2, 4) and 8- or 16-lane vectors,
+model (a)'s LSTM(64) recurrence at 730-770 ns a step and a (K, N) = (128, 512) layer at
+2.5-3.3 µs (by hand, at loads of 1-3), where the weights (64 KB; 256 KB) come from the
+second-level cache at every step; in a manual sweep of panel widths (16-128 columns), sets of sums (1, 2, 4) and 8- or 16-lane vectors,
 this form took 370-460 ns and 1.7 µs, and also beat the row loop by 1.5-2x compiled for AVX2
 only (``NUMBA_CPU_NAME=haswell``). Panels of 128 columns kept the (128, 512) layer at 2.5 µs: the
 narrow panel is what lets the loads keep up. Written as LLVM vector IR through a Numba intrinsic
