@@ -38,7 +38,8 @@ import numpy as np
 
 from .conv import conv1d
 from .pooling import affine, pool1d
-from .program import ChainProgram, dense_kernel_args, is_standard, split_recurrent
+from .program import (AVG_POOL, CONV, COUNT_LIMIT, GLOBAL_AVG, GLOBAL_MAX, MAX_POOL, ChainProgram, dense_kernel_args,
+                      is_standard, split_recurrent, window_geometry)
 
 dtype = np.float32
 
@@ -79,6 +80,10 @@ _NUMBA_NAMES = ("RecurrentKernel", "recurrent_sequence", "dense", "activate", "b
 def __getattr__(name):
     if name == "chain_step":
         return compiled_chain_step()
+    if name in ("window_batch", "window_block"):
+        from . import window  # lazy: Numba
+
+        return getattr(window, name)
     if name in _NUMBA_NAMES:
         from . import recurrent  # lazy: Numba (see _NUMBA_NAMES)
 
@@ -91,4 +96,5 @@ def __getattr__(name):
 
 __all__ = ["RecurrentKernel", "ChainProgram", "affine", "conv1d", "pool1d", "bias_activation", "compiled_chain_step", "masking_forward",
            "activation_forward", "recurrent_sequence", "dense", "activate", "dense_kernel_args", "dtype",
-           "is_standard", "split_recurrent"]
+           "is_standard", "split_recurrent", "window_geometry", "window_batch", "window_block", "CONV", "MAX_POOL",
+           "AVG_POOL", "GLOBAL_MAX", "GLOBAL_AVG", "COUNT_LIMIT"]
