@@ -33,7 +33,9 @@ def conv1d(op, x):
     if op.bias is not None:
         y += op.bias
     if op.activation != "linear" and y.size:
-        from .recurrent import activate  # lazy: the element-wise Numba kernel
+        # lazy: the element-wise Numba kernel. Through the package, whose __getattr__ binds all its
+        # Numba names at once: importing .recurrent directly first left ``kernels.dense`` the submodule.
+        from . import activate
 
         y = activate(op.activation, y)
     return y
