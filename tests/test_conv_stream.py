@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 from test_conv_layers import data, randomize
 from test_keras_import import ATOL, RTOL, keras, layers
-from test_stream import assert_paths_agree, assert_steps_allocate_nothing
+from test_stream import assert_paths_agree, assert_steps_allocate_nothing, conv_chain
 
 import edgernn
-from edgernn import ir, runtime, statefile
+from edgernn import ir, reference, runtime, statefile
 from edgernn.errors import EdgernnError, InvalidInput, InvalidStateFile
+from edgernn.graph import execute
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
@@ -341,3 +342,25 @@ def test_quantize_still_refuses_a_streamable_conv(cnn_lstm):
         m.quantize(data())
     text = str(info.value) + " ".join(getattr(info.value, "problems", []))
     assert "Conv1D" in text and repr(m.spec.nodes[0].op.name) in text
+
+
+# --- from the IR: strides with dilation, a Masking ahead of the convolutions -------------------------
+
+
+@pytest.mark.parametrize("path", ["fused", "many streams"])
+@pytest.mark.parametrize("global_pool", [None, "max"])
+def test_strided_dilated_chain_from_the_ir(path, global_pool, monkeypatch):
+    """Strides with dilation (which Keras refuses) and a Masking ahead of the convolutions: each
+    step against the float64 reference on the prefix ending there."""
+    if path == "many streams":
+        monkeypatch.setattr(runtime, "FUSED_STEP_MAX_BATCH", 0)
+    m = conv_chain(3, strides=3, dilation=2, mask_value=0.0, global_pool=global_pool)
+    x = data(batch=2, steps=60, seed=11)
+    x[:, ::5] = 0.0  # masked steps: zeros into the convolution, as predict feeds them
+    ys, emitted = step_through(m.stream(2), x)
+    expected = expected_emitted(m.spec, 60)
+    np.testing.assert_array_equal(emitted, np.broadcast_to(expected, emitted.shape))
+    first = int(np.argmax(expected))
+    for n in range(first + 1, 61):
+        p = execute(m.spec, [x[:, :n]], reference)[0]
+        np.testing.assert_allclose(ys[:, n - 1], p[:, -1] if global_pool is None else p, atol=ATOL, rtol=RTOL)

@@ -16,7 +16,8 @@ bindings, and NumPy's own BLAS call is just as fast from here.
 
 This module is also the float32 backend of :func:`edgernn.graph.execute` (``dtype``,
 ``recurrent_sequence``, ``dense``, ``activate``, ``conv1d``, ``pool1d``, ``affine``), mirroring
-:mod:`edgernn.reference`; the last three are plain NumPy float32 for now (predict only).
+:mod:`edgernn.reference`; the last three are plain NumPy float32 over whole sequences (a stream
+steps them through :mod:`edgernn.kernels.window`).
 Kernels are time-major: sequences are ``(T, B, features)`` so each timestep is contiguous.
 
 Only NumPy is imported here. Everything that needs Numba -- :class:`RecurrentKernel`, the
