@@ -364,3 +364,13 @@ def test_strided_dilated_chain_from_the_ir(path, global_pool, monkeypatch):
     for n in range(first + 1, 61):
         p = execute(m.spec, [x[:, :n]], reference)[0]
         np.testing.assert_allclose(ys[:, n - 1], p[:, -1] if global_pool is None else p, atol=ATOL, rtol=RTOL)
+
+
+def test_summary_counts_the_windows_in_the_state(cnn_lstm):
+    """Two Conv1D(32, 5, causal) rings of 4 inputs (3 and 32 features) with 3 counters each, LSTM(64) h and c."""
+    from edgernn.summary import describe
+
+    _, m = cnn_lstm
+    assert describe(m.spec)["state_bytes_per_stream"] == 4 * ((4 * 3 + 3) + (4 * 32 + 3) + 2 * 64)
+    s = m.stream(1)
+    assert sum(v.size for k, v in s.get_state().items() if k != "output") * 4 == describe(m.spec)["state_bytes_per_stream"]
