@@ -17,9 +17,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_conv_layers import data, randomize
 from test_keras_import import ATOL, RTOL, keras, layers
-from test_stream import assert_paths_agree, assert_steps_allocate_nothing, conv_chain
+from test_stream import assert_paths_agree, assert_steps_allocate_nothing, conv_chain, recurrent
 
 import edgernn
 from edgernn import ir, reference, runtime, statefile
@@ -374,3 +376,80 @@ def test_summary_counts_the_windows_in_the_state(cnn_lstm):
     assert describe(m.spec)["state_bytes_per_stream"] == 4 * ((4 * 3 + 3) + (4 * 32 + 3) + 2 * 64)
     s = m.stream(1)
     assert sum(v.size for k, v in s.get_state().items() if k != "output") * 4 == describe(m.spec)["state_bytes_per_stream"]
+
+
+@st.composite
+def window_chains(draw):
+    """A random streamable chain of Conv1D (causal or valid; any kernel size, dilation, strides,
+    groups, activation), valid pooling, Affine, and an optional LSTM and global pooling, from the IR."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    features = width = draw(st.integers(1, 4))
+    ops = []
+    for k in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(("conv", "conv", "max", "average", "affine")))
+        if kind == "conv":
+            groups = draw(st.sampled_from([g for g in (1, 2) if width % g == 0]))
+            filters = groups * draw(st.integers(1, 3))
+            size = draw(st.integers(1, 4))
+            ops.append(ir.Conv1D(f"conv{k}", ir.as_weight(rng.normal(0, 0.7, (size, width // groups, filters))),
+                                 ir.as_weight(rng.normal(0, 0.3, filters)) if draw(st.booleans()) else None,
+                                 strides=draw(st.integers(1, 3)), padding=draw(st.sampled_from(("causal", "valid"))),
+                                 dilation_rate=draw(st.integers(1, 3)), groups=groups,
+                                 activation=draw(st.sampled_from(("linear", "relu", "tanh", "gelu")))))
+            width = filters
+        elif kind == "affine":
+            ops.append(ir.Affine(f"affine{k}", ir.as_weight(rng.normal(1, 0.3, width)),
+                                 ir.as_weight(rng.normal(0, 0.3, width))))
+        else:
+            ops.append(ir.Pooling1D(f"pool{k}", kind, pool_size=draw(st.integers(1, 3)), strides=draw(st.integers(1, 3))))
+    if draw(st.booleans()):
+        ops.append(recurrent(rng, "lstm", "lstm", 3, width, return_sequences=True))
+        width = 3
+    tail = draw(st.sampled_from((None, "max", "average")))
+    if tail:
+        ops.append(ir.Pooling1D("global", tail, global_pool=True))
+    nodes, current = [], "x"
+    for k, op in enumerate(ops):
+        nodes.append(ir.Node(op, (current,), (f"t{k}",)))
+        current = f"t{k}"
+    return edgernn.Model(ir.ModelSpec((ir.Input("x", features),), tuple(nodes), (current,)))
+
+
+@given(model=window_chains(), batch=st.integers(1, 3), many=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_random_window_chains_against_the_reference(model, batch, many, seed):
+    """Any mix of them: each step where predict has rows equals the float64 reference on the
+    prefix; emission where the row count grows; zeros before; run equals step."""
+    steps = 24
+    x = np.random.default_rng(seed).normal(0, 1, (batch, steps, model.input_features)).astype(F32)
+    saved = runtime.FUSED_STEP_MAX_BATCH
+    runtime.FUSED_STEP_MAX_BATCH = 0 if many else None
+    try:
+        s = model.stream(batch)
+        ys, emitted = step_through(s, x)
+        run = model.stream(batch).run(x)
+    finally:
+        runtime.FUSED_STEP_MAX_BATCH = saved
+    expected = expected_emitted(model.spec, steps)
+    np.testing.assert_array_equal(emitted, np.broadcast_to(expected, emitted.shape))
+    assert_paths_agree(run, ys)
+    sequence = model.spec.tensor_shape(model.spec.outputs[0])[0] == 3
+    for n in range(1, steps + 1):
+        if not expected[:n].any():
+            np.testing.assert_array_equal(ys[:, n - 1], 0.0)
+            continue
+        p = execute(model.spec, [x[:, :n]], reference)[0]
+        np.testing.assert_allclose(ys[:, n - 1], p[:, -1] if sequence else p, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("global_pool", [None, "max"])
+def test_nan_propagates_through_max_pooling_as_in_predict(global_pool):
+    """A NaN input stays NaN through a max, as NumPy's max over the prefix keeps it."""
+    m = conv_chain(4, strides=1, dilation=1, global_pool=global_pool)
+    x = data(batch=1, steps=12, seed=12)
+    x[0, 6, 1] = np.nan
+    ys, _ = step_through(m.stream(1), x)
+    for n in range(5, 13):
+        p = m.predict(x[:, :n])
+        np.testing.assert_allclose(ys[:, n - 1], p[:, -1] if global_pool is None else p, atol=ATOL, rtol=RTOL)
+    assert np.isnan(ys[0, -1]).all()

@@ -84,7 +84,7 @@ def window_row(kind, y, x, ring, counters, kernel, bias, dilation, groups, need,
             copy_row(ring, x)
         elif kind == GLOBAL_MAX:
             for j in range(width):
-                if x[j] > ring[j]:
+                if x[j] > ring[j] or x[j] != x[j]:  # a NaN stays, as in NumPy's max over the prefix
                     ring[j] = x[j]
         else:
             n = count + 1 if count < COUNT_LIMIT else count
@@ -117,7 +117,7 @@ def window_row(kind, y, x, ring, counters, kernel, bias, dilation, groups, need,
                 row = _lagged(x, ring, pos, lag, width)
                 for j in range(width):
                     if kind == MAX_POOL:
-                        if row[j] > y[j]:
+                        if row[j] > y[j] or row[j] != row[j]:
                             y[j] = row[j]
                     else:
                         y[j] += row[j]
