@@ -206,22 +206,20 @@ class _WindowStage:
         self.names = tuple(blocks)  # ("inputs", "counters") or ("pooled", "count")
         self.states = tuple(view(state, batch, blocks[name]) for name in self.names)
         self.width = op.output_size if isinstance(op, ir.Conv1D) else features
-        ksize, dilation, groups, strides, need = kernels.window_geometry(op)
+        _, dilation, groups, strides, need = kernels.window_geometry(op)
         self.args = (dilation, groups, need, strides)
+        self.kind = kernels.window_kind(op)
         if isinstance(op, ir.Conv1D):
-            self.kind = kernels.CONV
             self.kernel = op.kernel
             self.bias = op.bias if op.bias is not None else np.zeros(op.output_size, _F32)
             self.activation = ir.ACTIVATION_IDS[op.activation]
         else:
-            self.kind = {("max", False): kernels.MAX_POOL, ("average", False): kernels.AVG_POOL,
-                         ("max", True): kernels.GLOBAL_MAX, ("average", True): kernels.GLOBAL_AVG}[op.kind, op.global_pool]
             self.kernel, self.bias = np.zeros((0, 0, 0), _F32), np.zeros(0, _F32)
             self.activation = ir.ACTIVATION_IDS["linear"]
         # The largest value each counter may hold (set_state refuses others: they index the ring).
-        rows = self.states[0].shape[1] // max(features, 1)
-        self.counter_limits = (kernels.COUNT_LIMIT,) if op.__class__ is ir.Pooling1D and op.global_pool else (
-            need, strides - 1, max(rows - 1, 0))
+        rows = self.states[0].shape[1] // features  # of the ring: span - 1
+        self.counter_limits = ((kernels.COUNT_LIMIT,) if self.kind in (kernels.GLOBAL_MAX, kernels.GLOBAL_AVG)
+                               else (need, strides - 1, max(rows - 1, 0)))
         self.step_y = np.zeros((batch, self.width), _F32)
 
     def _run(self, kernel, x, active, y):

@@ -40,7 +40,7 @@ import numpy as np
 from .conv import conv1d
 from .pooling import affine, pool1d
 from .program import (AVG_POOL, CONV, COUNT_LIMIT, GLOBAL_AVG, GLOBAL_MAX, MAX_POOL, ChainProgram, dense_kernel_args,
-                      is_standard, split_recurrent, window_geometry)
+                      is_standard, split_recurrent, window_geometry, window_kind)
 
 dtype = np.float32
 
@@ -97,5 +97,5 @@ def __getattr__(name):
 
 __all__ = ["RecurrentKernel", "ChainProgram", "affine", "conv1d", "pool1d", "bias_activation", "compiled_chain_step", "masking_forward",
            "activation_forward", "recurrent_sequence", "dense", "activate", "dense_kernel_args", "dtype",
-           "is_standard", "split_recurrent", "window_geometry", "window_batch", "window_block", "CONV", "MAX_POOL",
+           "is_standard", "split_recurrent", "window_geometry", "window_kind", "window_batch", "window_block", "CONV", "MAX_POOL",
            "AVG_POOL", "GLOBAL_MAX", "GLOBAL_AVG", "COUNT_LIMIT"]

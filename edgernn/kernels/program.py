@@ -70,6 +70,15 @@ def aligned_zeros(shape) -> np.ndarray:
     return raw[start : start + count].reshape(shape)
 
 
+def window_kind(op) -> int:
+    """The program's op id of a Conv1D or Pooling1D: CONV, MAX_POOL, AVG_POOL, GLOBAL_MAX or GLOBAL_AVG."""
+    if isinstance(op, Conv1D):
+        return CONV
+    if op.global_pool:
+        return GLOBAL_MAX if op.kind == "max" else GLOBAL_AVG
+    return MAX_POOL if op.kind == "max" else AVG_POOL
+
+
 def window_geometry(op) -> tuple[int, int, int, int, int]:
     """``(kernel_size, dilation, groups, strides, need)`` of a streamable Conv1D or Pooling1D: its
     taps and their spacing, and when it emits (see :mod:`edgernn.kernels.window`): ``need`` is the
@@ -165,18 +174,16 @@ class ChainProgram:
                 row[W], row[B] = place(op.scale), place(op.offset)
             elif isinstance(op, (Conv1D, Pooling1D)):
                 row[KSIZE], row[DIL], row[GROUPS], row[STRIDE], row[NEED] = window_geometry(op)
-                row[ACT] = ACTIVATION_IDS["linear"]
+                row[OP], row[OUT], row[ACT] = window_kind(op), width, ACTIVATION_IDS["linear"]
                 if isinstance(op, Conv1D):
-                    row[OP], row[OUT] = CONV, op.output_size
+                    row[OUT] = op.output_size
                     row[W] = place(op.kernel)
                     row[B] = place(op.bias if op.bias is not None else np.zeros(op.output_size))
                     row[ACT] = ACTIVATION_IDS[op.activation]
                     names = ("inputs", width * (op.span - 1)), ("counters", 3)
                 elif op.global_pool:
-                    row[OP], row[OUT] = (GLOBAL_MAX if op.kind == "max" else GLOBAL_AVG), width
                     names = ("pooled", width), ("count", 1)
                 else:
-                    row[OP], row[OUT] = (MAX_POOL if op.kind == "max" else AVG_POOL), width
                     names = ("inputs", width * (op.pool_size - 1)), ("counters", 3)
                 blocks = {}
                 for column, (name, size) in zip((RING, CNT), names):
