@@ -111,13 +111,15 @@ class Model:
             from .kernels import aot  # lazy: a leaf (no Numba at import) that only streams and this option use
 
             aot.build_step()
-        batch = 2
+        batch, steps = 2, 2
+        while _time_rows(self.spec, steps) < 1 and steps < 1 << 16:  # valid windows: a sequence that fills them
+            steps *= 2
         if self.spec.nodes:
-            self.predict(*[np.zeros((batch, 2, i.features)[3 - i.rank :], _F32) for i in self.spec.inputs])
+            self.predict(*[np.zeros((batch, steps, i.features)[3 - i.rank :], _F32) for i in self.spec.inputs])
         if streamable_problem(self.spec) is None:
             s = self.stream(batch)
             s.step(np.zeros((batch, self.spec.inputs[0].features), _F32))
-            s.run(np.zeros((batch, 2, self.spec.inputs[0].features), _F32))
+            s.run(np.zeros((batch, steps, self.spec.inputs[0].features), _F32))
         return self
 
     # -- description and storage ---------------------------------------------------------------
@@ -136,6 +138,14 @@ class Model:
     def __repr__(self) -> str:
         layers = ", ".join(type(n.op).__name__ for n in self.spec.nodes)
         return f"<edgernn.Model {self.input_features} -> {self.output_features} features: {layers}>"
+
+
+def _time_rows(spec: ir.ModelSpec, steps: int) -> int:
+    """The rows the time axis has after the model's Conv1Ds and windowed poolings, from ``steps``."""
+    for node in spec.nodes:
+        if isinstance(node.op, ir.Conv1D) or (isinstance(node.op, ir.Pooling1D) and not node.op.global_pool):
+            steps = node.op.output_steps(steps)
+    return steps
 
 
 # A stream of few rows steps through the fused one-call kernel, a larger one through matrix

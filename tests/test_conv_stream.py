@@ -453,3 +453,12 @@ def test_nan_propagates_through_max_pooling_as_in_predict(global_pool):
         p = m.predict(x[:, :n])
         np.testing.assert_allclose(ys[:, n - 1], p[:, -1] if global_pool is None else p, atol=ATOL, rtol=RTOL)
     assert np.isnan(ys[0, -1]).all()
+
+
+def test_warmup_fills_the_windows():
+    """warmup predicts on a sequence long enough for every valid window (a global max of no rows
+    would raise) and steps and runs the stream."""
+    m = conv_chain(6, strides=3, dilation=2, global_pool="max")
+    assert m.warmup() is m
+    ys, _ = step_through(m.stream(1), data(batch=1, steps=40, seed=13))
+    np.testing.assert_allclose(ys[:, -1], m.predict(data(batch=1, steps=40, seed=13)), atol=ATOL, rtol=RTOL)
