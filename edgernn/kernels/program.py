@@ -97,6 +97,9 @@ class ChainProgram:
 
     ``blocks`` lists, per recurrent stage, the column offsets of its h, c and previous output
     in the state (see :meth:`views`); the stream uses them for its other paths and get/set_state.
+    ``windows`` does the same per Conv1D or pooling stage (its ring and counters, or a global
+    pooling's running value and count: :mod:`edgernn.kernels.window`); ``last_output`` and
+    ``emitted`` are the model's last output and the (B, 1) flag of whether the last step emitted.
     """
 
     def __init__(self, nodes, input_features: int):
