@@ -313,6 +313,11 @@ class Stream:
     what the model returns for the sequence that ends at that step. A refused call (wrong shape,
     dtype, index) raises :class:`~edgernn.errors.InvalidInput` and leaves every state untouched.
 
+    Behind a strided or valid Conv1D or pooling, a step emits only where ``predict`` on the prefix
+    ending there makes its last row, and equals that row; the other steps return the last emitted
+    output again (zeros before the first). ``emitted`` (batch,) and ``emitted_run`` (batch, T)
+    say which steps emitted (see :mod:`edgernn.kernels.window` for the state this takes).
+
     How it runs: all state lives in one flat float32 array (see :mod:`edgernn.kernels.chain`).
     ``step`` on a few streams (:func:`fused_step_max_batch`) is one call of the fused chain kernel
     (the ahead-of-time module ``edgernn warmup`` built, else Numba's; :mod:`edgernn.kernels.aot`),
