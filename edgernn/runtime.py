@@ -231,6 +231,11 @@ class _WindowStage:
         self.counter_limits = ((kernels.COUNT_LIMIT,) if self.kind in (kernels.GLOBAL_MAX, kernels.GLOBAL_AVG)
                                else (need, strides - 1, max(rows - 1, 0)))
         self.step_y = np.zeros((batch, self.width), _F32)
+        if self.kind == kernels.CONV and groups == 1:  # many streams: the windows, then one product across them
+            self.columns = np.zeros((batch, op.kernel_size * features), _F32)
+            self.kernel_2d = np.ascontiguousarray(op.kernel.reshape(-1, op.output_size))
+        else:
+            self.columns = None
 
     def _run(self, kernel, x, active, y):
         kernel(self.kind, x, active, y, self.states[0], self.states[1], self.kernel, self.bias, *self.args,
@@ -244,8 +249,19 @@ class _WindowStage:
         return y
 
     def batch_step(self, x, active):
-        """One step of many streams: ``x`` (B, F), ``active`` (B,) updated in place -> (B, width)."""
-        self._run(kernels.window_batch, x, active, self.step_y)
+        """One step of many streams: ``x`` (B, F), ``active`` (B,) updated in place -> (B, width).
+
+        An ungrouped Conv1D gathers the windows of the streams that emit and makes their outputs
+        in one BLAS product (the rows of the others are computed and not used); the rest step
+        stream by stream through :func:`~edgernn.kernels.window.window_row`."""
+        if self.columns is None:
+            self._run(kernels.window_batch, x, active, self.step_y)
+            return self.step_y
+        dilation, _, need, strides = self.args
+        kernels.conv_gather(x, active, self.columns, self.states[0], self.states[1], self.node.op.kernel_size,
+                            dilation, need, strides)
+        np.matmul(self.columns, self.kernel_2d, out=self.step_y)
+        kernels.bias_activation(self.step_y, self.bias, self.activation)
         return self.step_y
 
 

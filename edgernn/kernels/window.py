@@ -124,12 +124,19 @@ def window_row(kind, y, x, ring, counters, kernel, bias, dilation, groups, need,
             if kind == AVG_POOL:
                 for j in range(width):
                     y[j] = y[j] / span
+    _push(ring, x, counters, pos)
+    return emit
+
+
+@njit(**INLINE)
+def _push(ring, x, counters, pos):
+    """``x`` into the ring at row ``pos``, which moves on (an empty ring, kernel_size 1, keeps nothing)."""
+    width = x.shape[0]
     rows = ring.shape[0] // width
     if rows:
         copy_row(ring[pos * width : (pos + 1) * width], x)
         pos += 1
         counters[POS] = 0 if pos == rows else pos
-    return emit
 
 
 @njit(**JIT)
@@ -144,6 +151,25 @@ def window_batch(kind, x, active, y, ring, counters, kernel, bias, dilation, gro
         if active[s]:
             active[s] = window_row(kind, y[s], x[s], ring[s], counters[s], kernel, bias, dilation, groups, need,
                                    strides, act)
+
+
+@njit(**JIT)
+def conv_gather(x, active, cols, ring, counters, taps, dilation, need, strides):
+    """A Conv1D's step of many streams, before its product: ``x`` (B, C) counted and pushed as in
+    :func:`window_row`, and where a stream emits, its window into ``cols[s]`` (taps * C,), tap-major
+    like ``kernel.reshape(taps * C, F)``, so that ``y = bias + cols @ kernel`` is one matrix
+    product across the streams (the caller's, in BLAS). ``active`` as in :func:`window_batch`."""
+    width = x.shape[1]
+    for s in range(x.shape[0]):
+        if active[s]:
+            emit = _tick(counters[s], need, strides)
+            pos = int(counters[s, POS])
+            if emit:
+                for j in range(taps):
+                    copy_row(cols[s, j * width : (j + 1) * width],
+                             _lagged(x[s], ring[s], pos, (taps - 1 - j) * dilation, width))
+            _push(ring[s], x[s], counters[s], pos)
+            active[s] = emit
 
 
 @njit(**JIT)
