@@ -78,11 +78,15 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
 
     A stream needs a chain: one sequence input, each node reading the previous node's output,
     and only causal ops (forward recurrent layers without given initial states, Dense,
-    Activation, Masking); the last node's result is the model's only output.
+    Activation, Masking, Affine; Conv1D with causal or valid padding, valid or global pooling,
+    whose past inputs become state; Flatten of a vector); the last node's result is the model's
+    only output.
     """
     if len(spec.inputs) != 1 or spec.inputs[0].rank != 3:
         return "a stream takes one sequence input (batch, T, features)"
     current = spec.inputs[0].name
+    windowed = None  # the first Conv1D or pooling: a mask made before it has another time axis after it
+    early_masks = set()
     for node in spec.nodes:
         op = node.op
         if node.inputs[0] != current:
@@ -91,11 +95,18 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
             return f"layer {op.name!r} is Bidirectional: its backward half needs the whole sequence (use predict)"
         if isinstance(op, ir.RepeatVector):
             return f"layer {op.name!r} is RepeatVector: one-to-many models run in predict only"
-        if isinstance(op, (ir.Conv1D, ir.Pooling1D, ir.Affine, ir.Flatten)):
-            kind = {ir.Conv1D: "Conv1D", ir.Pooling1D: "Pooling1D", ir.Affine: "Affine (BatchNormalization)",
-                    ir.Flatten: "Flatten"}[type(op)]
-            return (f"layer {op.name!r} is {kind}: it runs in predict only for now "
-                    "(streaming it, one timestep at a time, is not implemented yet)")
+        if isinstance(op, (ir.Conv1D, ir.Pooling1D)) and op.padding == "same" and not getattr(op, "global_pool", False):
+            kind = "Conv1D" if isinstance(op, ir.Conv1D) else "Pooling1D"
+            return (f"layer {op.name!r} is {kind} with padding='same': its output at a timestep reads later inputs "
+                    "(use predict, or padding='causal' / 'valid' to stream)")
+        if isinstance(op, ir.Flatten) and spec.tensor_shape(node.inputs[0])[0] == 3:
+            return f"layer {op.name!r} is Flatten over time: it needs the whole sequence of {op.steps} steps (use predict)"
+        if isinstance(op, (ir.Conv1D, ir.Pooling1D)) and windowed is None:
+            windowed = op.name
+        if node.mask and windowed is not None and node.mask in early_masks:
+            return f"layer {op.name!r} reads a mask made before {windowed!r}, whose output has another time axis"
+        if isinstance(op, ir.Masking) and windowed is None:
+            early_masks.add(node.outputs[1])
         if isinstance(op, ir.Recurrent) and op.go_backwards:
             return f"layer {op.name!r} reads its input backwards (go_backwards): use predict"
         if node.initial_state:

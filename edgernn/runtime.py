@@ -111,13 +111,15 @@ class Model:
             from .kernels import aot  # lazy: a leaf (no Numba at import) that only streams and this option use
 
             aot.build_step()
-        batch = 2
+        batch, steps = 2, 2
+        while _time_rows(self.spec, steps) < 1 and steps < 1 << 16:  # valid windows: a sequence that fills them
+            steps *= 2
         if self.spec.nodes:
-            self.predict(*[np.zeros((batch, 2, i.features)[3 - i.rank :], _F32) for i in self.spec.inputs])
+            self.predict(*[np.zeros((batch, steps, i.features)[3 - i.rank :], _F32) for i in self.spec.inputs])
         if streamable_problem(self.spec) is None:
             s = self.stream(batch)
             s.step(np.zeros((batch, self.spec.inputs[0].features), _F32))
-            s.run(np.zeros((batch, 2, self.spec.inputs[0].features), _F32))
+            s.run(np.zeros((batch, steps, self.spec.inputs[0].features), _F32))
         return self
 
     # -- description and storage ---------------------------------------------------------------
@@ -136,6 +138,14 @@ class Model:
     def __repr__(self) -> str:
         layers = ", ".join(type(n.op).__name__ for n in self.spec.nodes)
         return f"<edgernn.Model {self.input_features} -> {self.output_features} features: {layers}>"
+
+
+def _time_rows(spec: ir.ModelSpec, steps: int) -> int:
+    """The rows the time axis has after the model's Conv1Ds and windowed poolings, from ``steps``."""
+    for node in spec.nodes:
+        if isinstance(node.op, ir.Conv1D) or (isinstance(node.op, ir.Pooling1D) and not node.op.global_pool):
+            steps = node.op.output_steps(steps)
+    return steps
 
 
 # A stream of few rows steps through the fused one-call kernel, a larger one through matrix
@@ -167,6 +177,7 @@ class _RecurrentStage:
         self.previous = view(state, batch, blocks["prev"])  # previous output, repeated on masked steps
         self.buffers = None if fused else self.kernel.new_batch_buffers(batch)
         self.width = node.op.output_size
+        self.step_keep = np.ones(batch, np.bool_)  # its mask and the streams that reach it this step
 
     # On first use, not in __init__: RecurrentKernel imports Numba, which a stream stepping through
     # the ahead-of-time fused step never needs (see edgernn.kernels.compiled_chain_step).
@@ -190,8 +201,73 @@ class _RecurrentStage:
         return self.previous
 
 
+class _WindowStage:
+    """A Conv1D or Pooling1D inside a stream (see :mod:`edgernn.kernels.window`): views of this
+    stream's state blocks -- its ring of past inputs and counters, or a global pooling's running
+    value and count -- and the stage's output buffer for one step of many streams.
+
+    It emits a row only at the inputs where ``predict`` makes one; ``batch_step`` and ``block``
+    take and update the mask of streams whose input is fresh (``active``)."""
+
+    def __init__(self, node: ir.Node, blocks: dict, state: np.ndarray, batch: int, features: int):
+        self.node = node
+        op = node.op
+        view = kernels.ChainProgram.view
+        self.names = tuple(blocks)  # ("inputs", "counters") or ("pooled", "count")
+        self.states = tuple(view(state, batch, blocks[name]) for name in self.names)
+        self.width = op.output_size if isinstance(op, ir.Conv1D) else features
+        _, dilation, groups, strides, need = kernels.window_geometry(op)
+        self.args = (dilation, groups, need, strides)
+        self.kind = kernels.window_kind(op)
+        if isinstance(op, ir.Conv1D):
+            self.kernel = op.kernel
+            self.bias = op.bias if op.bias is not None else np.zeros(op.output_size, _F32)
+            self.activation = ir.ACTIVATION_IDS[op.activation]
+        else:
+            self.kernel, self.bias = np.zeros((0, 0, 0), _F32), np.zeros(0, _F32)
+            self.activation = ir.ACTIVATION_IDS["linear"]
+        # The largest value each counter may hold (set_state refuses others: they index the ring).
+        rows = self.states[0].shape[1] // features  # of the ring: span - 1
+        self.counter_limits = ((kernels.COUNT_LIMIT,) if self.kind in (kernels.GLOBAL_MAX, kernels.GLOBAL_AVG)
+                               else (need, strides - 1, max(rows - 1, 0)))
+        self.step_y = np.zeros((batch, self.width), _F32)
+        if self.kind == kernels.CONV and groups == 1:  # many streams: the windows, then one product across them
+            self.columns = np.zeros((batch, op.kernel_size * features), _F32)
+            self.kernel_2d = np.ascontiguousarray(op.kernel.reshape(-1, op.output_size))
+        else:
+            self.columns = None
+
+    def _run(self, kernel, x, active, y):
+        kernel(self.kind, x, active, y, self.states[0], self.states[1], self.kernel, self.bias, *self.args,
+               self.activation)
+
+    def block(self, x, active):
+        """T steps: ``x`` (T, B, F), ``active`` (T, B) updated in place -> (T, B, width), rows that
+        do not emit unset."""
+        y = np.zeros(x.shape[:2] + (self.width,), _F32)
+        self._run(kernels.window_block, x, active, y)
+        return y
+
+    def batch_step(self, x, active):
+        """One step of many streams: ``x`` (B, F), ``active`` (B,) updated in place -> (B, width).
+
+        An ungrouped Conv1D gathers the windows of the streams that emit and makes their outputs
+        in one BLAS product (the rows of the others are computed and not used); the rest step
+        stream by stream through :func:`~edgernn.kernels.window.window_row`."""
+        if self.columns is None:
+            self._run(kernels.window_batch, x, active, self.step_y)
+            return self.step_y
+        dilation, _, need, strides = self.args
+        kernels.conv_gather(x, active, self.columns, self.states[0], self.states[1], self.node.op.kernel_size,
+                            dilation, need, strides)
+        np.matmul(self.columns, self.kernel_2d, out=self.step_y)
+        kernels.bias_activation(self.step_y, self.bias, self.activation)
+        return self.step_y
+
+
 class _RowStage:
-    """A per-timestep op (Dense, Activation, Masking) applied to every row of its input."""
+    """A per-timestep op (Dense, Activation, Masking, Affine, Flatten of a vector) applied to every
+    row of its input."""
 
     def __init__(self, node: ir.Node, batch: int, features: int):
         self.node = node
@@ -201,6 +277,8 @@ class _RowStage:
             self.kernel, self.bias, self.activation = kernels.dense_kernel_args(op)
         elif isinstance(op, ir.Activation):
             self.activation = ir.ACTIVATION_IDS[op.activation]
+        elif isinstance(op, (ir.Affine, ir.Flatten)):
+            pass
         else:
             self.mask_value = _F32(op.mask_value)
             self.step_keep = np.ones(batch, np.bool_)
@@ -216,6 +294,11 @@ class _RowStage:
             kernels.bias_activation(y, self.bias, self.activation)
         elif isinstance(op, ir.Activation):
             kernels.activation_forward(x, self.activation, y)
+        elif isinstance(op, ir.Affine):
+            np.multiply(x, op.scale, out=y)
+            np.add(y, op.offset, out=y)
+        elif isinstance(op, ir.Flatten):  # of a vector: the identity
+            np.copyto(y, x)
         else:
             kernels.masking_forward(x, self.mask_value, y, keep)
 
@@ -246,6 +329,11 @@ class Stream:
     what the model returns for the sequence that ends at that step. A refused call (wrong shape,
     dtype, index) raises :class:`~edgernn.errors.InvalidInput` and leaves every state untouched.
 
+    Behind a strided or valid Conv1D or pooling, a step emits only where ``predict`` on the prefix
+    ending there makes its last row, and equals that row; the other steps return the last emitted
+    output again (zeros before the first). ``emitted`` (batch,) and ``emitted_run`` (batch, T)
+    say which steps emitted (see :mod:`edgernn.kernels.window` for the state this takes).
+
     How it runs: all state lives in one flat float32 array (see :mod:`edgernn.kernels.chain`).
     ``step`` on a few streams (:func:`fused_step_max_batch`) is one call of the fused chain kernel
     (the ahead-of-time module ``edgernn warmup`` built, else Numba's; :mod:`edgernn.kernels.aot`),
@@ -274,11 +362,13 @@ class Stream:
         self._state = self._memory[: batch * program.state_width]
         self._fused = batch <= fused_step_max_batch(model.spec)
         self._stages = []
-        blocks = iter(program.blocks)
+        blocks, windows = iter(program.blocks), iter(program.windows)
         keep_of = {}  # mask tensor name -> index of the Masking stage that makes it
         for node in model.spec.nodes:
             if isinstance(node.op, ir.Recurrent):
                 stage = _RecurrentStage(node, next(blocks), self._state, batch, self._fused)
+            elif isinstance(node.op, (ir.Conv1D, ir.Pooling1D)):
+                stage = _WindowStage(node, next(windows), self._state, batch, features)
             else:
                 stage = _RowStage(node, batch, features)
                 if isinstance(node.op, ir.Masking):
@@ -287,7 +377,12 @@ class Stream:
             stage.mask_source = keep_of.get(node.mask)
             self._stages.append(stage)
         self._recurrent = [s for s in self._stages if isinstance(s, _RecurrentStage)]
+        self._windows = [s for s in self._stages if isinstance(s, _WindowStage)]
         self._last_output = program.view(self._state, batch, program.last_output)
+        self._emitted = program.view(self._state, batch, program.emitted)  # (batch, 1): 1.0 if the last step emitted
+        self._step_active = np.ones(batch, np.bool_)  # the streams a step's input reaches, stage after stage
+        self._step_active_column = self._step_active[:, None]
+        self.emitted_run = np.zeros((batch, 0), np.bool_)
         self._step_x = np.zeros((batch, self.input_features), _F32)
         self._step_y = np.zeros((batch, self.output_features), _F32)
         self._all_kept = np.ones(batch, np.bool_)
@@ -361,42 +456,78 @@ class Stream:
         return out
 
     def _batch_step(self, x):
-        """One step of many streams, stage by stage, through reusable buffers."""
+        """One step of many streams, stage by stage, through reusable buffers.
+
+        ``active`` follows which streams the input reaches: a windowed stage that does not emit
+        for a stream leaves the stages after it untouched for that stream (a recurrent stage
+        sees it as a masked step, which keeps its state), and the stream's output is held."""
         keeps = {}
+        active = self._step_active
+        active[:] = True
         for index, stage in enumerate(self._stages):
             if isinstance(stage, _RecurrentStage):
-                x = stage.batch_step(x, keeps.get(stage.mask_source, self._all_kept))
+                np.logical_and(keeps.get(stage.mask_source, self._all_kept), active, out=stage.step_keep)
+                x = stage.batch_step(x, stage.step_keep)
+            elif isinstance(stage, _WindowStage):
+                x = stage.batch_step(x, active)
             else:
                 x, keep = stage.batch_step(x)
                 keeps[index] = keep
-        np.copyto(self._step_y, x)
-        np.copyto(self._last_output, x)
+        np.copyto(self._last_output, x, where=self._step_active_column)
+        np.copyto(self._step_y, self._last_output)
+        np.copyto(self._emitted, self._step_active_column)
 
     def _block(self, x):
-        """T steps of every stream, layer by layer: ``x`` (T, B, F) -> (T, B, outputs)."""
+        """T steps of every stream, layer by layer: ``x`` (T, B, F) -> ``(y (T, B, outputs), emitted
+        (T, B))``; the rows of ``y`` that did not emit are left unset (see :meth:`run`)."""
         all_kept = np.ones(x.shape[:2], np.bool_)
+        active = np.ones(x.shape[:2], np.bool_)
         keeps = {}
         for index, stage in enumerate(self._stages):
             if isinstance(stage, _RecurrentStage):
-                x = stage.block(x, keeps.get(stage.mask_source, all_kept))
+                x = stage.block(x, keeps.get(stage.mask_source, all_kept) & active)
+            elif isinstance(stage, _WindowStage):
+                x = stage.block(x, active)
             else:
                 x, keep = stage.block(x)
                 keeps[index] = keep
-        return x
+        return x, active
 
     def run(self, x):
-        """A block of timesteps: ``x`` (batch, T, features) -> (batch, T, outputs), state carried."""
+        """A block of timesteps: ``x`` (batch, T, features) -> (batch, T, outputs), state carried.
+
+        Row t is what ``step`` would have returned at that step: a fresh output where the model
+        emitted, the last one held elsewhere; :attr:`emitted_run` (batch, T) says which."""
         array = _as_float32(x, "x")
         if array.ndim != 3 or array.shape[0] != self.batch_size or array.shape[2] != self.input_features:
             raise InvalidInput(f"run takes x of shape (batch={self.batch_size}, T, features={self.input_features}), "
                                f"got {array.shape}")
         if array.shape[1] == 0:
+            self.emitted_run = np.zeros((self.batch_size, 0), np.bool_)
             return np.zeros((self.batch_size, 0, self.output_features), _F32)
-        y = self._block(np.ascontiguousarray(array.transpose(1, 0, 2)))
+        y, active = self._block(np.ascontiguousarray(array.transpose(1, 0, 2)))
+        if not active.all():  # hold: each row is the latest emitted row at or before it (or the last output)
+            steps = np.where(active, np.arange(1, len(active) + 1)[:, None], 0)
+            np.maximum.accumulate(steps, axis=0, out=steps)
+            y = np.concatenate([self._last_output[None], y])[steps, np.arange(self.batch_size)]
         np.copyto(self._last_output, y[-1])
+        self._emitted[:, 0] = active[-1]
+        self.emitted_run = np.ascontiguousarray(active.T)
         self._has_output = True
         # A copy, always: the caller's result must never be a view of a buffer the stream reuses.
         return y.transpose(1, 0, 2).copy()
+
+    @property
+    def emitted(self) -> np.ndarray:
+        """(batch,) bool: whether each stream's last step made a fresh output.
+
+        A model with a strided or valid Conv1D or pooling emits only at the inputs where
+        ``predict`` on the prefix ending there makes its last row (a valid window's first output
+        once it is full; then every ``strides`` inputs); other steps return the last emitted
+        output again (zeros before the first). Always True for a purely recurrent chain, False
+        after a reset or set_state. ``emitted_run`` (batch, T) is the same for every row of the
+        last :meth:`run`."""
+        return self._emitted[:, 0] != 0
 
     def forecast(self, steps: int):
         """Closed-loop prediction: ``steps`` new outputs (batch, steps, outputs).
@@ -437,11 +568,20 @@ class Stream:
             for state in stage.states:
                 state[rows] = 0.0
             stage.previous[rows] = 0.0
+        for stage in self._windows:
+            for state in stage.states:
+                state[rows] = 0.0
         self._last_output[rows] = 0.0
+        self._emitted[rows] = 0.0
 
     def _state_names(self):
-        for stage in self._recurrent:
-            names = ("h", "c") if stage.node.op.cell == "lstm" else ("h",)
+        for stage in self._stages:
+            if isinstance(stage, _RecurrentStage):
+                names = ("h", "c") if stage.node.op.cell == "lstm" else ("h",)
+            elif isinstance(stage, _WindowStage):
+                names = stage.names
+            else:
+                continue
             for k, part in enumerate(names):
                 yield f"{stage.node.op.name}/{part}", stage, k
 
@@ -458,7 +598,11 @@ class Stream:
     def get_state(self) -> dict:
         """A copy of every state: ``{"<layer>/h": (batch, size), "<layer>/c": ..., "output": (batch, outputs)}``.
 
-        ``output`` is the last output, which ``forecast`` feeds back first.
+        ``output`` is the last output, which ``forecast`` feeds back first. A Conv1D or windowed
+        pooling adds ``"<layer>/inputs"`` (batch, (span - 1) * features), its ring of past inputs,
+        and ``"<layer>/counters"`` (batch, 3), (fill, phase, ring position); a global pooling
+        ``"<layer>/pooled"`` (batch, features) and ``"<layer>/count"`` (batch, 1) (see
+        :mod:`edgernn.kernels.window`).
         """
         state = {name: stage.states[k].copy() for name, stage, k in self._state_names()}
         state["output"] = self._last_output.copy()
@@ -484,11 +628,19 @@ class Stream:
                 elif not allow_nonfinite and not np.all(np.isfinite(array)):
                     problems.append(f"{name!r} holds NaN or Inf")
                 arrays[name] = array
+        for name, stage, k in self._state_names():
+            # Counters index the ring: each must be a whole number in its range, whatever allow_nonfinite says.
+            if isinstance(stage, _WindowStage) and k == 1 and name in arrays and arrays[name].shape == stage.states[1].shape:
+                counters, limits = arrays[name], np.asarray(stage.counter_limits)
+                if not np.all((counters == np.floor(counters)) & (counters >= 0) & (counters <= limits)):
+                    problems.append(f"{name!r} must hold whole numbers from 0 to {tuple(int(v) for v in limits)} "
+                                    "per column")
         if problems:
             raise InvalidInput("state does not fit this stream", problems)
         for name, stage, k in self._state_names():
             stage.states[k][:] = arrays[name]
-            if k == 0:
+            if k == 0 and isinstance(stage, _RecurrentStage):
                 stage.previous[:] = arrays[name]  # the previous output of these cells is their h
         self._last_output[:] = arrays["output"]
+        self._emitted[:] = 0.0
         self._has_output = True

@@ -10,7 +10,10 @@ batch size, or whose arrays do not match their checksum, and leaves the stream u
 The arrays are float32 (a :class:`~edgernn.Stream`), or int8 h and int16 c for a stream of the int8
 simulation (:class:`~edgernn.quantize.QuantizedStream`): a file holding integer arrays is written
 as format version 2 (its checksum covers each array's dtype too), one of float32 arrays only as
-version 1, which every reader since the first understands.
+version 1, which every reader since the first understands -- unless the stream has a Conv1D or
+pooling: its ring of past inputs and counters (see :mod:`edgernn.kernels.window`) make version 3
+(float32, checksummed as version 1), which readers from before streaming convolutions refuse by
+its version instead of by its unknown names. Every version is still read.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from .store import HEADER, write_archive
 FORMAT = "edgernn-state"
 FORMAT_VERSION = 1
 FORMAT_VERSION_INTEGER = 2  # a file with int8 / int16 arrays (the int8 simulation's state)
+FORMAT_VERSION_WINDOWS = 3  # float32, with the state of a Conv1D or pooling (rings, counters, running pools)
+VERSIONS = (FORMAT_VERSION, FORMAT_VERSION_INTEGER, FORMAT_VERSION_WINDOWS)
 DTYPES = (np.float32, np.int8, np.int16)
 MAX_BYTES = 256 << 20
 
@@ -51,9 +56,11 @@ def save_state(stream, path) -> None:
     """Write ``stream``'s state to ``path`` atomically; an OSError names ``path``."""
     state = stream.get_state()
     integer = any(np.asarray(a).dtype.kind in "iu" for a in state.values())
+    version = FORMAT_VERSION_INTEGER if integer else (FORMAT_VERSION_WINDOWS if getattr(stream, "_windows", None)
+                                                      else FORMAT_VERSION)
     header = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION_INTEGER if integer else FORMAT_VERSION,
+        "format_version": version,
         "edgernn_version": __version__,
         "model": stream.model.fingerprint,
         "batch_size": stream.batch_size,
@@ -81,9 +88,9 @@ def read_state(path, fingerprint: str, batch_size: int) -> dict:
             header = json.loads(archive.read(HEADER))
             if not isinstance(header, dict) or header.get("format") != FORMAT:
                 fail("not an edgernn state file")
-            if header.get("format_version") not in (FORMAT_VERSION, FORMAT_VERSION_INTEGER):
-                fail(f"state format version {header.get('format_version')!r} is not "
-                     f"{FORMAT_VERSION} or {FORMAT_VERSION_INTEGER}")
+            if header.get("format_version") not in VERSIONS:
+                fail(f"state format version {header.get('format_version')!r} is not one of "
+                     f"{', '.join(map(str, VERSIONS))}")
             if header.get("model") != fingerprint:
                 fail("the state belongs to another model")
             if header.get("batch_size") != batch_size:

@@ -53,10 +53,21 @@ def _details(op) -> str:
 
 
 def state_bytes_per_stream(spec: ir.ModelSpec) -> int:
-    """Bytes of recurrent state one stream carries (float32 h, and c for LSTM, per recurrent layer)."""
+    """Bytes of state one stream carries: float32 h, and c for LSTM, per recurrent layer; per
+    streaming Conv1D or pooling, its ring of ``span - 1`` past inputs and 3 counters, or a global
+    pooling's running value and count (:mod:`edgernn.kernels.window`)."""
     total = 0
     for node in spec.nodes:
-        layers = [node.op.forward, node.op.backward] if isinstance(node.op, ir.Bidirectional) else [node.op]
+        op = node.op
+        if isinstance(op, (ir.Conv1D, ir.Pooling1D)) and (op.padding != "same" or getattr(op, "global_pool", False)):
+            features = spec.tensor_shape(node.inputs[0])[1]
+            if getattr(op, "global_pool", False):
+                total += 4 * (features + 1)
+            else:
+                span = op.span if isinstance(op, ir.Conv1D) else op.pool_size
+                total += 4 * ((span - 1) * features + 3)
+            continue
+        layers = [op.forward, op.backward] if isinstance(op, ir.Bidirectional) else [op]
         total += sum(4 * sum(layer.state_sizes) for layer in layers if isinstance(layer, ir.Recurrent))
     return total
 

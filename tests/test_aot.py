@@ -20,7 +20,7 @@ import edgernn
 from edgernn import cli
 from edgernn.kernels import aot
 from edgernn.kernels.chain import jit_chain_step
-from test_stream import assert_steps_allocate_nothing, chain, chain_models, inputs
+from test_stream import assert_steps_allocate_nothing, chain, chain_models, conv_chain, inputs
 
 F32 = np.float32
 
@@ -82,6 +82,29 @@ def test_ahead_of_time_step_equals_the_jitted_kernel_bit_for_bit(aot_step, case,
         assert aot_step(program.packed, xt, ys[0], memories[0]) == jitted(program.packed, xt, ys[1], memories[1]) == 0
         np.testing.assert_array_equal(ys[0], ys[1])
         np.testing.assert_array_equal(memories[0], memories[1])
+
+
+@pytest.mark.parametrize("global_pool", [None, "average", "max"])
+def test_a_convolutional_chain_on_the_ahead_of_time_step_equals_the_jitted_kernel(aot_step, global_pool):
+    """Conv1D, Affine, pooling and global pooling stages (their rings, counters and the held
+    output) are in the same kernel, so the module covers them bit for bit too."""
+    model = conv_chain(5, mask_value=0.0, global_pool=global_pool)
+    program = model._chain_program()
+    memories = [program.new_memory(3), program.new_memory(3)]
+    ys = [np.zeros((3, 3), F32) for _ in range(2)]
+    x = inputs(np.random.default_rng(5), 3, 40, 3, mask_value=0.0)
+    for t in range(x.shape[1]):
+        xt = np.ascontiguousarray(x[:, t])
+        assert aot_step(program.packed, xt, ys[0], memories[0]) == jit_chain_step()(program.packed, xt, ys[1],
+                                                                                     memories[1]) == 0
+        np.testing.assert_array_equal(ys[0], ys[1])
+        np.testing.assert_array_equal(memories[0], memories[1])
+    s = model.stream(3)
+    s._use_kernel(aot_step)
+    steps = np.stack([s.step(x[:, t]) for t in range(40)], axis=1)
+    np.testing.assert_allclose(steps[:, -1], model.predict(x)[:, -1] if global_pool is None else model.predict(x),
+                               rtol=1e-5, atol=1e-6)
+    assert_steps_allocate_nothing(s, np.ascontiguousarray(x[:, 0]), np.empty((3, 3), F32))
 
 
 def test_it_refuses_what_the_dispatcher_refuses(aot_step):

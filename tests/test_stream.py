@@ -80,6 +80,37 @@ def chain(seed, features, layers, *, mask_value=None, head=None, activation=None
     return edgernn.Model(ir.ModelSpec((ir.Input("x", features),), tuple(nodes), (current,)))
 
 
+def conv_chain(seed, features=3, *, strides=2, dilation=2, mask_value=None, global_pool="average"):
+    """A streamable convolutional chain from the IR (Keras refuses strides with dilation; the IR
+    does not): [Masking] -> causal dilated Conv1D (relu) -> Affine -> valid strided grouped,
+    dilated Conv1D (tanh) -> valid MaxPooling -> GRU (return_sequences) -> global pooling or
+    none -> Dense."""
+    rng = np.random.default_rng(seed)
+
+    def conv(name, k, c, f, **options):
+        groups = options.get("groups", 1)
+        return ir.Conv1D(name, ir.as_weight(rng.normal(0, 0.9 / np.sqrt(k * c / groups), (k, c // groups, f))),
+                         ir.as_weight(rng.normal(0, 0.3, f)), **options)
+
+    ops = [conv("causal", 3, features, 4, padding="causal", dilation_rate=dilation, activation="relu"),
+           ir.Affine("norm", ir.as_weight(rng.uniform(0.5, 1.5, 4)), ir.as_weight(rng.normal(0, 0.2, 4))),
+           conv("valid", 2, 4, 6, padding="valid", strides=strides, dilation_rate=dilation, groups=2,
+                activation="tanh"),
+           ir.Pooling1D("pool", "max", pool_size=3, strides=strides),
+           recurrent(rng, "gru", "gru", 5, 6, return_sequences=True)]
+    if global_pool:
+        ops.append(ir.Pooling1D("global", global_pool, global_pool=True))
+    ops.append(dense(rng, "head", 5, 3))
+    nodes, current = [], "x"
+    if mask_value is not None:
+        nodes.append(ir.Node(ir.Masking("masking", float(mask_value)), ("x",), ("masked", "mask")))
+        current = "masked"
+    for k, op in enumerate(ops):
+        nodes.append(ir.Node(op, (current,), (f"t{k}",)))
+        current = f"t{k}"
+    return edgernn.Model(ir.ModelSpec((ir.Input("x", features),), tuple(nodes), (current,)))
+
+
 @st.composite
 def chain_models(draw, last_return_sequences=None):
     """``(model, mask_value or None, last_return_sequences)`` for a random chain."""

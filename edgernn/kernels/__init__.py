@@ -16,7 +16,8 @@ bindings, and NumPy's own BLAS call is just as fast from here.
 
 This module is also the float32 backend of :func:`edgernn.graph.execute` (``dtype``,
 ``recurrent_sequence``, ``dense``, ``activate``, ``conv1d``, ``pool1d``, ``affine``), mirroring
-:mod:`edgernn.reference`; the last three are plain NumPy float32 for now (predict only).
+:mod:`edgernn.reference`; the last three are plain NumPy float32 over whole sequences (a stream
+steps them through :mod:`edgernn.kernels.window`).
 Kernels are time-major: sequences are ``(T, B, features)`` so each timestep is contiguous.
 
 Only NumPy is imported here. Everything that needs Numba -- :class:`RecurrentKernel`, the
@@ -38,7 +39,8 @@ import numpy as np
 
 from .conv import conv1d
 from .pooling import affine, pool1d
-from .program import ChainProgram, dense_kernel_args, is_standard, split_recurrent
+from .program import (AVG_POOL, CONV, COUNT_LIMIT, GLOBAL_AVG, GLOBAL_MAX, MAX_POOL, ChainProgram, dense_kernel_args,
+                      is_standard, split_recurrent, window_geometry, window_kind)
 
 dtype = np.float32
 
@@ -79,6 +81,10 @@ _NUMBA_NAMES = ("RecurrentKernel", "recurrent_sequence", "dense", "activate", "b
 def __getattr__(name):
     if name == "chain_step":
         return compiled_chain_step()
+    if name in ("window_batch", "window_block", "conv_gather"):
+        from . import window  # lazy: Numba
+
+        return getattr(window, name)
     if name in _NUMBA_NAMES:
         from . import recurrent  # lazy: Numba (see _NUMBA_NAMES)
 
@@ -91,4 +97,5 @@ def __getattr__(name):
 
 __all__ = ["RecurrentKernel", "ChainProgram", "affine", "conv1d", "pool1d", "bias_activation", "compiled_chain_step", "masking_forward",
            "activation_forward", "recurrent_sequence", "dense", "activate", "dense_kernel_args", "dtype",
-           "is_standard", "split_recurrent"]
+           "is_standard", "split_recurrent", "window_geometry", "window_kind", "window_batch", "conv_gather", "window_block", "CONV", "MAX_POOL",
+           "AVG_POOL", "GLOBAL_MAX", "GLOBAL_AVG", "COUNT_LIMIT"]

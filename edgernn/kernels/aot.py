@@ -47,7 +47,7 @@ from .program import ChainProgram
 
 MODULE_NAME = "_edgernn_step"
 _SOURCES = ("_config.py", "_linalg.py", "activations.py", "chain.py", "gru.py", "lstm.py", "program.py",
-            "simple_rnn.py", "aot.py", "aot_step.c")
+            "simple_rnn.py", "window.py", "aot.py", "aot_step.c")
 # /proc/cpuinfo lines that name the CPU and its instruction set (x86 and Arm), not its clock.
 _CPU_KEYS = {"vendor_id", "cpu family", "model", "model name", "stepping", "flags", "CPU implementer",
              "CPU architecture", "CPU variant", "CPU part", "CPU revision", "Features", "isa", "uarch"}

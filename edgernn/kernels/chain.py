@@ -12,8 +12,11 @@ and every step is a single call of :func:`chain_step` with four arguments, whate
   value). One array rather than an int program and float weights: one argument less to dispatch;
 * ``x`` (B, F) and ``y`` (B, O);
 * ``memory``: the stream's own floats. First its state, ``B * state_width`` floats in blocks of
-  (B, size), one block per quantity -- each recurrent layer's h, c and previous output, then the
-  model's last output (which ``forecast`` feeds back). Blocks rather than rows per stream, so
+  (B, size), one block per quantity -- each recurrent layer's h, c and previous output, each
+  windowed stage's ring of past inputs and counters (Conv1D, pooling; or a global pooling's
+  running value and count: :mod:`edgernn.kernels.window`), then the model's last output (which
+  ``forecast`` feeds back, and a step that does not emit returns again) and a (B, 1) block of
+  1.0 / 0.0, whether the last step emitted. Blocks rather than rows per stream, so
   that the many-streams path and the block kernels see each state as a contiguous (B, size)
   matrix for BLAS. Then scratch: ping-pong buffers for intermediate vectors, the gate
   pre-activations.
@@ -37,11 +40,12 @@ from ._linalg import accumulate, copy_row, project
 from .activations import activate_row
 from .gru import gru_update
 from .lstm import lstm_update
-from .program import (ACT, ACTIVATION, B, C, CLIP, DENSE, FLAGS, GRU, H, IN, LSTM, M_BASE, M_HIDDEN, M_IN, M_LAST, M_OUT,
-                      M_PARAMS, M_PING, M_PONG, M_SCRATCH, M_STAGES, M_WIDTH, M_Z, MASK_VALUE, MASKING, NCOLS, OP, OUT, PEEP,
-                      PREV, PROJ, PROJECTED, RACT, RB, RESET_AFTER, STANDARD, U, UH, UNITS, USES_MASK, W,
-                      ZERO_OUTPUT)
+from .program import (ACT, ACTIVATION, AFFINE, B, C, CLIP, CNT, CONV, DENSE, DIL, FLAGS, GLOBAL_AVG, GLOBAL_MAX, GROUPS,
+                      GRU, H, IN, KSIZE, LSTM, M_BASE, M_EMIT, M_HIDDEN, M_IN, M_LAST, M_OUT, M_PARAMS, M_PING, M_PONG,
+                      M_SCRATCH, M_STAGES, M_WIDTH, M_Z, MASK_VALUE, MASKING, NCOLS, NEED, OP, OUT, PEEP, PREV, PROJ,
+                      PROJECTED, RACT, RB, RESET_AFTER, RING, STANDARD, STRIDE, U, UH, UNITS, USES_MASK, W, ZERO_OUTPUT)
 from .simple_rnn import simple_update
+from .window import window_row
 
 # A fixed signature: Numba then refuses (TypeError) any other argument types instead of compiling
 # a new specialisation -- the stream's cheap type check, and no float64 promotion by accident.
@@ -54,6 +58,10 @@ def _chain_step(model, x, y, memory):
 
     Returns 0, or 1 without touching anything when a shape does not fit (the caller then
     reports the problem): the check costs a few comparisons, so it stays in the hot path.
+
+    A windowed stage (Conv1D, pooling) that does not emit for this input ends the stream's step
+    there: the stages after it do not run, ``y[s]`` is the model's last output again, and the
+    stream's emitted flag is 0.
     """
     ints = model.view(np.int64)  # the program's bits (see the module docstring)
     stages = ints[M_STAGES]
@@ -61,7 +69,7 @@ def _chain_step(model, x, y, memory):
     meta = program[0]
     weights = model[meta[M_BASE] :]
     batch = x.shape[0]
-    state_size = batch * (meta[M_LAST] + meta[M_OUT])
+    state_size = batch * (meta[M_EMIT] + 1)
     if (x.shape[1] != meta[M_IN] or y.shape[0] != batch or y.shape[1] != meta[M_OUT]
             or memory.shape[0] != state_size + meta[M_SCRATCH]):
         return 1
@@ -76,12 +84,41 @@ def _chain_step(model, x, y, memory):
     for s in range(batch):
         current = x[s]
         keep = True
+        emitted = True
         which = 0
         for k in range(stages):
             op = program[k, OP]
             n_in = program[k, IN]
             n_out = program[k, OUT]
-            if op == MASKING:
+            if op >= CONV and op <= GLOBAL_AVG:
+                target = buffers[which][:n_out]
+                which = 1 - which
+                ring_size, counter_size = (n_in, 1) if op >= GLOBAL_MAX else (n_in * ((program[k, KSIZE] - 1)
+                                                                                      * program[k, DIL]), 3)
+                start = batch * program[k, RING] + s * ring_size
+                ring = state[start : start + ring_size]
+                start = batch * program[k, CNT] + s * counter_size
+                counters = state[start : start + counter_size]
+                if op == CONV:
+                    per_group = n_in // program[k, GROUPS]
+                    kernel = weights[program[k, W] : program[k, W] + program[k, KSIZE] * per_group * n_out].reshape(
+                        (program[k, KSIZE], per_group, n_out))
+                    bias = weights[program[k, B] : program[k, B] + n_out]
+                else:
+                    kernel = weights[0:0].reshape((0, 0, 0))
+                    bias = weights[0:0]
+                if not window_row(op, target, current, ring, counters, kernel, bias, program[k, DIL], program[k, GROUPS],
+                                  program[k, NEED], program[k, STRIDE], program[k, ACT]):
+                    emitted = False  # nothing new for the stages after it: the model's output is held
+                    break
+                current = target
+            elif op == AFFINE:
+                target = buffers[which][:n_out]
+                which = 1 - which
+                for j in range(n_out):
+                    target[j] = current[j] * weights[program[k, W] + j] + weights[program[k, B] + j]
+                current = target
+            elif op == MASKING:
                 target = buffers[which][:n_in]
                 which = 1 - which
                 mask_value = params[k, MASK_VALUE]
@@ -161,9 +198,12 @@ def _chain_step(model, x, y, memory):
                 elif flags & ZERO_OUTPUT:
                     previous[:] = np.float32(0.0)
                 current = previous
-        copy_row(y[s], current)
         start = batch * meta[M_LAST] + s * meta[M_OUT]
-        copy_row(state[start : start + meta[M_OUT]], current)
+        last = state[start : start + meta[M_OUT]]
+        if emitted:
+            copy_row(last, current)
+        copy_row(y[s], last)
+        state[batch * meta[M_EMIT] + s] = np.float32(1.0) if emitted else np.float32(0.0)
     return 0
 
 

@@ -1,5 +1,6 @@
-"""Float32 :class:`~edgernn.ir.Conv1D` for ``predict``: plain NumPy for now (no Numba kernel yet;
-one comes with streaming, when a convolution must keep its last ``span - 1`` inputs as state).
+"""Float32 :class:`~edgernn.ir.Conv1D` for ``predict``: plain NumPy over whole sequences (a stream
+steps a causal or valid convolution through :mod:`edgernn.kernels.window`, its last ``span - 1``
+inputs kept as state).
 
 im2col: the padded input's sliding windows ``(batch, T', span, C)`` taken every ``strides``
 steps and every ``dilation_rate``-th tap, then one BLAS product per group with the kernel reshaped
@@ -33,7 +34,11 @@ def conv1d(op, x):
     if op.bias is not None:
         y += op.bias
     if op.activation != "linear" and y.size:
-        from .recurrent import activate  # lazy: the element-wise Numba kernel
+        # lazy: the element-wise Numba kernel. Not through .recurrent: importing it here, before the
+        # package's __getattr__ had bound its Numba names, left ``kernels.dense`` the submodule.
+        from ..ir import ACTIVATION_IDS
+        from .activations import activation_forward
 
-        y = activate(op.activation, y)
+        rows = y.reshape(-1, y.shape[-1])
+        activation_forward(rows, ACTIVATION_IDS[op.activation], rows)
     return y

@@ -1,5 +1,6 @@
 """Float32 :class:`~edgernn.ir.Pooling1D` and :class:`~edgernn.ir.Affine` for ``predict``: plain
-NumPy for now (Numba kernels come with streaming).
+NumPy over whole sequences (a stream steps them through :mod:`edgernn.kernels.window` and, for
+Affine, the fused step or ``runtime._RowStage``).
 
 Pooling pads with -inf (max) or zeros (average) and reduces the sliding windows at once; the
 average divides each window's sum by its count of real timesteps, as the float64 oracle

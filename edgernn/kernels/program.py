@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import ACTIVATION_IDS, Activation, Dense, Masking, Recurrent
+from ..ir import ACTIVATION_IDS, Activation, Affine, Conv1D, Dense, Flatten, Masking, Pooling1D, Recurrent
 
-# Op kinds.
-LSTM, GRU, SIMPLE, DENSE, ACTIVATION, MASKING = range(6)
+# Op kinds. CONV .. GLOBAL_AVG are the windowed stages of edgernn.kernels.window (same ids there).
+LSTM, GRU, SIMPLE, DENSE, ACTIVATION, MASKING, CONV, MAX_POOL, AVG_POOL, GLOBAL_MAX, GLOBAL_AVG, AFFINE = range(12)
+WINDOWED = (CONV, MAX_POOL, AVG_POOL, GLOBAL_MAX, GLOBAL_AVG)
+COUNT_LIMIT = 16777216.0  # 2**24: a global pooling's count saturates there (float32 counts exactly up to it)
 _CELL_KIND = {"lstm": LSTM, "gru": GRU, "simple": SIMPLE}
-# Program columns.
-OP, IN, OUT, UNITS, W, U, B, RB, PEEP, PROJ, UH, ACT, RACT, FLAGS, H, C, PREV = range(17)
-NCOLS = 17
+# Program columns. A windowed stage: W, B its kernel (k, C/G, F) and bias; KSIZE, DIL, GROUPS the
+# kernel's (pool_size, 1, 1 for pooling); NEED, STRIDE when it emits; RING, CNT the columns of its
+# state blocks (window.py's ``ring`` and ``counters``). Affine: W scale, B offset.
+(OP, IN, OUT, UNITS, W, U, B, RB, PEEP, PROJ, UH, ACT, RACT, FLAGS, H, C, PREV, KSIZE, DIL, GROUPS, NEED, STRIDE, RING,
+ CNT) = range(24)
+NCOLS = 24
 # Flags.
 RESET_AFTER, ZERO_OUTPUT, USES_MASK, STANDARD, PROJECTED = 1, 2, 4, 8, 16
 # Param columns.
 CLIP, MASK_VALUE = 0, 1
-# Entries of program row 0.
-M_STAGES, M_IN, M_OUT, M_PING, M_PONG, M_Z, M_HIDDEN, M_LAST, M_WIDTH, M_PARAMS, M_SCRATCH, M_BASE = range(12)
+# Entries of program row 0. M_EMIT: the column of the (B, 1) block saying whether the last step emitted.
+M_STAGES, M_IN, M_OUT, M_PING, M_PONG, M_Z, M_HIDDEN, M_LAST, M_WIDTH, M_PARAMS, M_SCRATCH, M_BASE, M_EMIT = range(13)
 
 _ALIGN = 16  # floats: 64 bytes
 
@@ -65,11 +70,36 @@ def aligned_zeros(shape) -> np.ndarray:
     return raw[start : start + count].reshape(shape)
 
 
+def window_kind(op) -> int:
+    """The program's op id of a Conv1D or Pooling1D: CONV, MAX_POOL, AVG_POOL, GLOBAL_MAX or GLOBAL_AVG."""
+    if isinstance(op, Conv1D):
+        return CONV
+    if op.global_pool:
+        return GLOBAL_MAX if op.kind == "max" else GLOBAL_AVG
+    return MAX_POOL if op.kind == "max" else AVG_POOL
+
+
+def window_geometry(op) -> tuple[int, int, int, int, int]:
+    """``(kernel_size, dilation, groups, strides, need)`` of a streamable Conv1D or Pooling1D: its
+    taps and their spacing, and when it emits (see :mod:`edgernn.kernels.window`): ``need`` is the
+    number of inputs before the first full window, 0 for a causal convolution (its left padding is
+    the zeros a fresh window holds)."""
+    if isinstance(op, Conv1D):
+        need = 0 if op.padding == "causal" else op.span - 1
+        return op.kernel_size, op.dilation_rate, op.groups, op.strides, need
+    if op.global_pool:
+        return 1, 1, 1, 1, 0
+    return op.pool_size, 1, 1, op.strides, op.pool_size - 1
+
+
 class ChainProgram:
     """A chain of ops (the nodes of a streamable ModelSpec) packed for :func:`chain_step`.
 
     ``blocks`` lists, per recurrent stage, the column offsets of its h, c and previous output
     in the state (see :meth:`views`); the stream uses them for its other paths and get/set_state.
+    ``windows`` does the same per Conv1D or pooling stage (its ring and counters, or a global
+    pooling's running value and count: :mod:`edgernn.kernels.window`); ``last_output`` and
+    ``emitted`` are the model's last output and the (B, 1) flag of whether the last step emitted.
     """
 
     def __init__(self, nodes, input_features: int):
@@ -88,6 +118,7 @@ class ChainProgram:
 
         rows, params = [], []
         self.blocks = []  # per recurrent stage: {"h": (column, size), "c": ..., "prev": ...}
+        self.windows = []  # per windowed stage: {"inputs": ..., "counters": ...} or {"pooled": ..., "count": ...}
         width = input_features
         state_width = 0
         widest = max_z = max_hidden = input_features
@@ -139,6 +170,31 @@ class ChainProgram:
             elif isinstance(op, Masking):
                 row[OP], row[OUT] = MASKING, width
                 param[1] = op.mask_value
+            elif isinstance(op, Flatten):  # of a vector (streamable_problem refuses one over time): the identity
+                row[OP], row[OUT], row[ACT] = ACTIVATION, width, ACTIVATION_IDS["linear"]
+            elif isinstance(op, Affine):
+                row[OP], row[OUT] = AFFINE, width
+                row[W], row[B] = place(op.scale), place(op.offset)
+            elif isinstance(op, (Conv1D, Pooling1D)):
+                row[KSIZE], row[DIL], row[GROUPS], row[STRIDE], row[NEED] = window_geometry(op)
+                row[OP], row[OUT], row[ACT] = window_kind(op), width, ACTIVATION_IDS["linear"]
+                if isinstance(op, Conv1D):
+                    row[OUT] = op.output_size
+                    row[W] = place(op.kernel)
+                    row[B] = place(op.bias if op.bias is not None else np.zeros(op.output_size))
+                    row[ACT] = ACTIVATION_IDS[op.activation]
+                    names = ("inputs", width * (op.span - 1)), ("counters", 3)
+                elif op.global_pool:
+                    names = ("pooled", width), ("count", 1)
+                else:
+                    names = ("inputs", width * (op.pool_size - 1)), ("counters", 3)
+                blocks = {}
+                for column, (name, size) in zip((RING, CNT), names):
+                    row[column] = state_width
+                    blocks[name] = (state_width, size)
+                    state_width += size
+                self.windows.append(blocks)
+                width = row[OUT]
             else:  # pragma: no cover - streamable_problem refuses the rest
                 raise TypeError(f"{type(op).__name__} cannot be chained")
             widest = max(widest, width)
@@ -146,7 +202,8 @@ class ChainProgram:
             params.append(param)
         self.output_features = width
         self.last_output = (state_width, width)
-        self.state_width = state_width + width
+        self.emitted = (state_width + width, 1)
+        self.state_width = state_width + width + 1
         params_offset = place(np.array(params, np.float32))
         self.weights = np.concatenate(chunks)
         ping, pong = 0, widest
@@ -155,8 +212,8 @@ class ChainProgram:
         self.scratch_size = hidden + max_hidden
         program_size = -(-2 * (1 + len(rows)) * NCOLS // _ALIGN) * _ALIGN  # floats; the weights stay aligned
         meta = np.zeros(NCOLS, np.int64)
-        meta[: M_BASE + 1] = [len(rows), input_features, width, ping, pong, z_offset, hidden, state_width,
-                              widest, params_offset, self.scratch_size, program_size]
+        meta[: M_EMIT + 1] = [len(rows), input_features, width, ping, pong, z_offset, hidden, state_width,
+                              widest, params_offset, self.scratch_size, program_size, self.emitted[0]]
         self.program = np.vstack([meta] + rows).astype(np.int64)
         self.packed = np.zeros(program_size + self.weights.size, np.float32)
         self.packed[: 2 * self.program.size] = self.program.reshape(-1).view(np.float32)

@@ -21,7 +21,7 @@ Modules, one idea each:
 * ``graph``: the values that flow between layers, and how a functional config writes its edges.
 * ``converter``: the config walk (``_Converter``): inputs, layer order, the checks every layer gets.
 * ``activations``: Keras activations to IR names; the Activation, ReLU, LeakyReLU, ELU, Softmax layers.
-* ``conv``: Conv1D, the 1-D and global poolings, BatchNormalization (folded): predict only.
+* ``conv``: Conv1D, the 1-D and global poolings, BatchNormalization (folded): predict; streams where causal.
 * ``layers``: Dense, TimeDistributed, RepeatVector and the layers that are the identity at inference.
 * ``masking``: the Masking layer, Keras 3's not_equal/any mask ops, and the mask an RNN call uses.
 * ``recurrent``: LSTM, GRU, SimpleRNN, RNN(cell) and Bidirectional, and their weight reshuffles.

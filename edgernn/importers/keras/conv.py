@@ -2,7 +2,8 @@
 GlobalAveragePooling1D, BatchNormalization (inference: folded into an ir.Affine) and Flatten (of a
 sequence of a fixed length; of a vector it is the identity).
 
-They run in ``predict`` only for now (``graph.streamable_problem`` names them). Options edgernn
+They run in ``predict``, and stream where causal (``graph.streamable_problem`` refuses ``padding="same"``
+and Flatten over time by name; :mod:`edgernn.kernels.window` is their streaming step). Options edgernn
 cannot run exactly are refused by name: ``data_format="channels_first"``, pooling's
 ``keepdims=True``, BatchNormalization over another axis than the features or with
 ``renorm``/``synchronized``, Conv1D after a Masking layer (Keras drops the mask there; edgernn
