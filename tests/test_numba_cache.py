@@ -1,11 +1,14 @@
-"""Numba's on-disk cache: a second process finds the kernels the first one compiled."""
+"""Numba's on-disk cache: a second process finds the kernels the first one compiled, and a process
+after any kernel source changed compiles anew."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -14,6 +17,7 @@ from edgernn import ir
 
 SCRIPT = """
 import json, sys, numpy as np, edgernn
+assert edgernn.__file__.startswith(sys.argv[2]), edgernn.__file__  # the copy, not the checkout
 from edgernn import kernels
 from edgernn.kernels import gru, lstm
 model = edgernn.load(sys.argv[1])
@@ -38,14 +42,24 @@ def test_second_process_loads_compiled_kernels_from_cache(tmp_path):
     edgernn.Model(ir.ModelSpec((ir.Input("x", 2),), nodes, ("y",))).save(path)
     # EDGERNN_AOT=0: this is about Numba's cache, so the fused step must not come from an
     # ahead-of-time module another test built (tests/test_aot.py covers that one).
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), EDGERNN_AOT="0")
+    # A copy of the package, so that the test can edit one of its kernel files.
+    package = tmp_path / "package" / "edgernn"
+    shutil.copytree(Path(edgernn.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), EDGERNN_AOT="0", PYTHONPATH=str(package.parent))
 
     def stats():
-        out = subprocess.run([sys.executable, "-c", SCRIPT, str(path)], env=env, capture_output=True, text=True,
-                             check=True).stdout
+        # cwd: not the checkout, whose edgernn `python -c` would import first.
+        out = subprocess.run([sys.executable, "-c", SCRIPT, str(path), str(package)], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, check=True).stdout
         return json.loads(out.strip().splitlines()[-1])
 
     first = stats()
     assert all(misses > 0 for _, misses in first.values()), first  # compiled: nothing cached yet
     second = stats()
     assert all(hits > 0 and misses == 0 for hits, misses in second.values()), second
+    # window.py defines none of these kernels, but the fused step inlines its functions: Numba
+    # alone keyed chain_step on chain.py and went on loading the old machine code.
+    with open(package / "kernels" / "window.py", "a") as source:
+        source.write("# edited\n")
+    third = stats()
+    assert all(misses > 0 for _, misses in third.values()), third

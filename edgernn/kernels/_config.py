@@ -16,14 +16,58 @@
   use ``_linalg.copy_row``) fails to compile instead of allocating per step.
 
 Importing this module (every kernel module does, before defining its kernels) also makes Numba
-announce its first compile of them (:mod:`edgernn.kernels._notice`).
+announce its first compile of them (:mod:`edgernn.kernels._notice`), and makes Numba's on-disk
+cache of a kernel depend on every kernel source, not only the file that defines it
+(:func:`_stamp_cache_with_kernel_sources`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from . import _notice
+from ._sources import KERNELS, kernel_sources_digest
 
 _notice.watch()
+
+
+def _stamp_cache_with_kernel_sources() -> None:
+    """Numba keys a cached kernel on the source file that defines it, alone. The fused step
+    (``chain.py``) inlines functions from ``lstm.py``, ``window.py`` and others, so after an edit of
+    one of those (a ``git pull``, a contributor's change) a process went on loading the old
+    machine code for the step. Locators that stamp the kernels of this folder with
+    :func:`kernel_sources_digest` are put first; anything else keeps Numba's own.
+
+    Uses Numba's locator classes (``numba.core.caching``); where a Numba version lacks them,
+    nothing changes.
+    """
+    from numba.core import caching
+
+    stamp = kernel_sources_digest()
+    ours = []
+    for name in ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator"):
+        base = getattr(caching, name, None) or getattr(caching, "_" + name, None)
+        if base is None:
+            continue
+
+        class Locator(base):
+            def get_source_stamp(self):
+                return stamp
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if Path(py_file).resolve().parent != KERNELS:
+                    return None
+                return super().from_function(py_func, py_file)
+
+        Locator.__name__ = Locator.__qualname__ = "EdgernnKernels" + name
+        ours.append(Locator)
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+    if impl is not None and ours and not any(c.__name__.startswith("EdgernnKernels") for c in impl._locator_classes):
+        impl._locator_classes = ours + list(impl._locator_classes)
+
+
+_stamp_cache_with_kernel_sources()
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath={"contract", "nsz", "arcp", "reassoc"}, _nrt=False)
 # Small helpers inlined into the kernels that call them.

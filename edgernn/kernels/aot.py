@@ -43,11 +43,10 @@ import numpy as np
 from .. import ir
 from ..errors import EdgernnError
 from . import _notice
+from ._sources import kernel_sources_digest
 from .program import ChainProgram
 
 MODULE_NAME = "_edgernn_step"
-_SOURCES = ("_config.py", "_linalg.py", "activations.py", "chain.py", "gru.py", "lstm.py", "program.py",
-            "simple_rnn.py", "window.py", "aot.py", "aot_step.c")
 # /proc/cpuinfo lines that name the CPU and its instruction set (x86 and Arm), not its clock.
 _CPU_KEYS = {"vendor_id", "cpu family", "model", "model name", "stepping", "flags", "CPU implementer",
              "CPU architecture", "CPU variant", "CPU part", "CPU revision", "Features", "isa", "uarch"}
@@ -74,10 +73,7 @@ def module_path() -> Path | None:
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     if cpu is None or not suffix:
         return None
-    digest = hashlib.sha256()
-    here = Path(__file__).parent
-    for name in _SOURCES:
-        digest.update(name.encode() + b"\0" + (here / name).read_bytes() + b"\0")
+    digest = hashlib.sha256(kernel_sources_digest().encode() + b"\0")
     # numpy: the module is compiled against its C API headers.
     digest.update(cpu.encode() + b"\0" + suffix.encode() + b"\0" + np.__version__.encode())
     root = (os.environ.get("EDGERNN_AOT_DIR") or os.environ.get("NUMBA_CACHE_DIR")
