@@ -8,15 +8,42 @@
 
 #include "ernn.h"
 
+/* gcc and clang document >> of a negative signed integer as arithmetic (sign-extending): a floor,
+ * one instruction. Other compilers get the formula, a floor by C99's rules alone. */
+#if defined(__GNUC__)
+#define ERNN_ARITHMETIC_SHIFT 1
+#endif
+
+/* floor(v / 2^n), 0 <= n <= 63 */
 static inline int64_t ernn_floor_shift(int64_t v, int32_t n)
 {
+#ifdef ERNN_ARITHMETIC_SHIFT
+    return v >> n;
+#else
     return v >= 0 ? (v >> n) : -1 - ((-1 - v) >> n);
+#endif
+}
+
+/* floor(v / 2^n), 0 <= n <= 31 */
+static inline int32_t ernn_floor_shift32(int32_t v, int32_t n)
+{
+#ifdef ERNN_ARITHMETIC_SHIFT
+    return v >> n;
+#else
+    return v >= 0 ? (v >> n) : -1 - ((-1 - v) >> n);
+#endif
 }
 
 /* floor((v + 2^(n-1)) / 2^n), n >= 1 */
 static inline int64_t ernn_rshift_round(int64_t v, int32_t n)
 {
     return ernn_floor_shift(v + ((int64_t)1 << (n - 1)), n);
+}
+
+/* the same in 32 bits: 1 <= n <= 31 and v + 2^(n-1) within int32 (the callers' ranges) */
+static inline int32_t ernn_rshift_round32(int32_t v, int32_t n)
+{
+    return ernn_floor_shift32(v + (int32_t)(1u << (n - 1)), n);
 }
 
 static inline int32_t ernn_sat8(int64_t v) { return v < -128 ? -128 : (v > 127 ? 127 : (int32_t)v); }
@@ -26,8 +53,38 @@ static inline int32_t ernn_sat32(int64_t v)
     return v < INT32_MIN ? INT32_MIN : (v > INT32_MAX ? INT32_MAX : (int32_t)v);
 }
 
-/* sat32(floor((x M + 2^(n-1)) / 2^n)): x times the real multiplier M 2^-n, one rounding. */
-static inline int32_t ernn_requant(int64_t x, int32_t m, int32_t n)
+/* a b, exactly, in int64. ARMv6-M has no 32 x 32 -> 64 multiply and gcc calls its 64 x 64 routine
+ * there; four 16 x 16 products inline take fewer instructions. */
+static inline int64_t ernn_mul64(int32_t a, int32_t b)
+{
+#if defined(__ARM_ARCH_6M__)
+    const int32_t al = (int32_t)((uint32_t)a & 0xFFFFu), bl = (int32_t)((uint32_t)b & 0xFFFFu);
+    const int32_t ah = ernn_floor_shift32(a, 16), bh = ernn_floor_shift32(b, 16); /* a = ah 2^16 + al */
+    /* |ah bl|, |al bh| < 2^31; al bl < 2^32 (unsigned) */
+    return (int64_t)(ah * bh) * 4294967296 + ((int64_t)(ah * bl) + al * bh) * 65536 + (uint32_t)al * (uint32_t)bl;
+#else
+    return (int64_t)a * b;
+#endif
+}
+
+/* sat32(floor((x M + 2^(n-1)) / 2^n)): x times the real multiplier M 2^-n, one rounding (1 <= n <= 62).
+ * Computed as floor((t + 1) / 2) with t = floor(x M / 2^(n-1)): the same integer, no 64-bit constant.
+ * For n >= 33 (most multipliers: real ones below 1/4), t comes from the product's high word alone
+ * and |t| < 2^30 needs no saturation. */
+static inline int32_t ernn_requant(int32_t x, int32_t m, int32_t n)
+{
+    const int64_t p = ernn_mul64(x, m);
+    int64_t t;
+    if (n >= 33) {
+        const int32_t t32 = ernn_floor_shift32((int32_t)ernn_floor_shift(p, 32), n - 33);
+        return ernn_floor_shift32(t32, 1) + (t32 & 1);
+    }
+    t = ernn_floor_shift(p, n - 1);
+    return ernn_sat32(ernn_floor_shift(t, 1) + (t & 1));
+}
+
+/* the same for an int64 x (|x| < 2^31 M^-1 2^62 as the simulation's) */
+static inline int32_t ernn_requant64(int64_t x, int32_t m, int32_t n)
 {
     return ernn_sat32(ernn_rshift_round(x * m, n));
 }
@@ -39,23 +96,212 @@ static inline int32_t ernn_lut(int32_t x, const int16_t *table)
     int32_t i = u >> 8;
     int32_t f = u & 255;
     int32_t lo = table[i];
-    return lo + (int32_t)ernn_floor_shift((int64_t)(table[i + 1] - lo) * f + 128, 8);
+    return lo + ernn_floor_shift32((table[i + 1] - lo) * f + 128, 8); /* |.| < 2^24 */
 }
 
-/* Rows [0, rows) of a recurrent layer's int8 pre-activations, from x (in_size) and the old h (units):
- * pre[r] = sat32(requant(bx[r] + x W[r], mx[r], nx[r]) + requant(bh[r] + h U[r], mh[r], nh[r])), Q3.12.
- * Twin of preact_q in edgernn/quantize/fixedpoint.py (LSTM: 4 units rows, SimpleRNN: units, GRU: z, r). */
-static inline void ernn_preact_q(const ernn_layer *L, const int8_t *x, const int8_t *h, int32_t *pre, int32_t rows)
+/* ---- The int8 matrix-vector products of the recurrent layers -------------------------------------
+ *
+ * Layout (written by edgernn export): a matrix of the int8 scheme's recurrent layer, W (in_size
+ * columns) or U (units columns), is stored as wt / ut for speed: each gate's rows padded with zero
+ * rows to P = ERNN_PAD4(units), the columns with zeros to ERNN_PAD4(columns), cut into 4 x 4 tiles
+ * of the bytes w + 128 (uint8). Tile (row block b, column block c) is at byte 16 (b C + c), C the
+ * number of column blocks; row i, column j of a tile at byte 4 i + j. The per-row arrays bx, bh,
+ * mx, nx, mh, nh are padded to P rows per gate the same way (bias 0, m 0, n 1: a padded row is 0).
+ *
+ * A vector (x, h, or the GRU's r * h) is expanded once per step into words of the work buffer
+ * (ernn_expand, ERNN_PAD4(n) words, zero-padded):
+ *   with the DSP extension: per column block two words, lanes (v0, v2) and (v1, v3) (int16 halves),
+ *       so that SMLAD of UXTB16(tile word) and UXTB16(tile word ror 8) sums the four products;
+ *   else: one int32 per column.
+ * sum_k (w_k + 128) v_k = sum_k w_k v_k + 128 sum_k v_k, so each sum starts at bias - 128 sum_k v_k.
+ * The sums wrap modulo 2^32 (unsigned) and end, exactly, at the int32 the simulation's row-by-row
+ * dot_q gives: integer addition is exact in any order, with no saturation inside a dot product.
+ * Three kernels, one per target, compute ernn_dot4 (the same integers; tests/test_bench_mcu.py and
+ * tools/bench/mcu.py run the first two on emulated cores against the simulation, bit for bit):
+ *   __ARM_FEATURE_DSP (Cortex-M4, M7, M33 with DSP...): SMLAD, two multiply-accumulates an instruction;
+ *   ARMv6-M (Cortex-M0, M0+, M1) with gcc or clang: 4 rows in registers, 3 instructions a weight;
+ *   any other target (the host): the same 4-row loop in plain C. */
+#define ERNN_PAD4(n) (((n) + 3) & ~3)
+
+/* int32 of a sum computed modulo 2^32 (no implementation-defined conversion; compiles to nothing) */
+static inline int32_t ernn_s32(uint32_t u)
 {
-    const int32_t units = L->units, features = L->in_size;
-    int32_t r, k;
-    for (r = 0; r < rows; ++r) {
-        const int8_t *wr = L->w + (size_t)r * features;
-        const int8_t *ur = L->u + (size_t)r * units;
-        int32_t ax = L->bx[r], ah = L->bh[r];
-        for (k = 0; k < features; ++k) ax += (int32_t)x[k] * wr[k];
-        for (k = 0; k < units; ++k) ah += (int32_t)h[k] * ur[k];
-        pre[r] = ernn_sat32((int64_t)ernn_requant(ax, L->mx[r], L->nx[r]) + ernn_requant(ah, L->mh[r], L->nh[r]));
+    return u <= (uint32_t)INT32_MAX ? (int32_t)u : (int32_t)(u - 2147483648u) - INT32_MAX - 1;
+}
+
+#if defined(__ARM_FEATURE_DSP) && !defined(__ARM_BIG_ENDIAN)
+#define ERNN_DOT_DSP 1
+#include <arm_acle.h>
+#include <string.h>
+
+/* The halfword lanes of bytes 1 and 3: UXTB16 with its rotation (gcc 12 does not fuse a rotate into it). */
+static inline int32_t ernn_uxtb16_ror8(uint32_t w)
+{
+#if defined(__GNUC__) && !defined(__clang__)
+    int32_t r;
+    __asm("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(w));
+    return r;
+#else
+    return __uxtb16(__ror(w, 8));
+#endif
+}
+
+/* acc[i] += row i of the 4-row block at p times v, over `blocks` column blocks. */
+static inline void ernn_dot4(const uint8_t *p, const int32_t *v, int32_t blocks, uint32_t *acc)
+{
+    int32_t a0 = ernn_s32(acc[0]), a1 = ernn_s32(acc[1]), a2 = ernn_s32(acc[2]), a3 = ernn_s32(acc[3]);
+    for (; blocks > 0; --blocks, p += 16, v += 2) {
+        const int32_t x02 = v[0], x13 = v[1];
+        uint32_t w0, w1, w2, w3;
+        memcpy(&w0, p, 4); /* one LDR (the Cortex-M4 loads unaligned words) */
+        memcpy(&w1, p + 4, 4);
+        memcpy(&w2, p + 8, 4);
+        memcpy(&w3, p + 12, 4);
+        a0 = __smlad(__uxtb16(w0), x02, a0);
+        a0 = __smlad(ernn_uxtb16_ror8(w0), x13, a0);
+        a1 = __smlad(__uxtb16(w1), x02, a1);
+        a1 = __smlad(ernn_uxtb16_ror8(w1), x13, a1);
+        a2 = __smlad(__uxtb16(w2), x02, a2);
+        a2 = __smlad(ernn_uxtb16_ror8(w2), x13, a2);
+        a3 = __smlad(__uxtb16(w3), x02, a3);
+        a3 = __smlad(ernn_uxtb16_ror8(w3), x13, a3);
+    }
+    acc[0] = (uint32_t)a0;
+    acc[1] = (uint32_t)a1;
+    acc[2] = (uint32_t)a2;
+    acc[3] = (uint32_t)a3;
+}
+#elif defined(__ARM_ARCH_6M__) && defined(__GNUC__) && !defined(__ARM_BIG_ENDIAN)
+/* Thumb-1 has 8 low registers and gcc spends an extra MOV per product on them (measured), so this
+ * loop is written out: per column, LDR of v[k], then per row LDRB, MULS, ADD (ADD takes any
+ * register: the accumulators may live in high registers). Not inlined: in a function of its own
+ * the registers the loop needs are free at every optimization level. gcc -Os leaves the high
+ * registers unused on Thumb-1, and clang's "r" means a low one there: too few for 4 rows, so
+ * these take two passes of 2 rows. */
+#define ERNN_ROW(i, j) "ldrb %[t], [%[p], #4*" #i "+" #j "]\n\tmuls %[t], %[x]\n\tadd %[a" #i "], %[t]\n\t"
+#define ERNN_LOOP(column)                                                                            \
+    __asm(".syntax unified\n"                                                                        \
+          "1:\n\t" column(0, 0) column(1, 4) column(2, 8) column(3, 12)                             \
+          "adds %[p], #16\n\t"                                                                       \
+          "adds %[v], #16\n\t"                                                                       \
+          "cmp %[v], %[end]\n\t"                                                                     \
+          "bne 1b"                                                                                   \
+          : ERNN_OUTPUTS, [x] "=&l"(x), [t] "=&l"(t), [p] "+l"(p), [v] "+l"(v)                       \
+          : [end] "r"(end)                                                                           \
+          : "cc", "memory")
+__attribute__((noinline)) static void ernn_dot4(const uint8_t *p, const int32_t *v, int32_t blocks, uint32_t *acc)
+{
+    uint32_t a0 = acc[0], a1 = acc[1], x, t;
+    const int32_t *const end = v + 4 * blocks;
+    if (blocks <= 0) return;
+#if !defined(__OPTIMIZE_SIZE__) && !defined(__clang__)
+    {
+        uint32_t a2 = acc[2], a3 = acc[3];
+#define ERNN_COLUMN(j, vo) "ldr %[x], [%[v], #" #vo "]\n\t" ERNN_ROW(0, j) ERNN_ROW(1, j) ERNN_ROW(2, j) ERNN_ROW(3, j)
+#define ERNN_OUTPUTS [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3)
+        ERNN_LOOP(ERNN_COLUMN);
+#undef ERNN_OUTPUTS
+#undef ERNN_COLUMN
+        acc[2] = a2;
+        acc[3] = a3;
+    }
+#else
+    {
+        const uint8_t *const p0 = p;
+        const int32_t *const v0 = v;
+        uint32_t a2 = acc[2], a3 = acc[3];
+#define ERNN_COLUMN(j, vo) "ldr %[x], [%[v], #" #vo "]\n\t" ERNN_ROW(0, j) ERNN_ROW(1, j)
+#define ERNN_OUTPUTS [a0] "+r"(a0), [a1] "+r"(a1)
+        ERNN_LOOP(ERNN_COLUMN); /* rows 0, 1 */
+        acc[0] = a0;
+        acc[1] = a1;
+        a0 = a2;
+        a1 = a3;
+        p = p0 + 8;
+        v = v0;
+        ERNN_LOOP(ERNN_COLUMN); /* rows 2, 3 */
+#undef ERNN_OUTPUTS
+#undef ERNN_COLUMN
+        acc[2] = a0;
+        acc[3] = a1;
+        return;
+    }
+#endif
+    acc[0] = a0;
+    acc[1] = a1;
+}
+#undef ERNN_LOOP
+#undef ERNN_ROW
+#else
+static inline void ernn_dot4(const uint8_t *p, const int32_t *v, int32_t blocks, uint32_t *acc)
+{
+    uint32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int32_t j;
+    for (; blocks > 0; --blocks, p += 16, v += 4) {
+        for (j = 0; j < 4; ++j) {
+            const uint32_t x = (uint32_t)v[j];
+            a0 += p[j] * x;
+            a1 += p[4 + j] * x;
+            a2 += p[8 + j] * x;
+            a3 += p[12 + j] * x;
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+#endif
+
+/* x (n int8, or n int32 in [-32768, 32767] when x is NULL) into the kernels' vector v
+ * (ERNN_PAD4(n) words); returns sum_k x[k]. */
+static inline int32_t ernn_expand(const int8_t *x, const int32_t *x32, int32_t n, int32_t *v)
+{
+    int32_t k, sum = 0;
+    for (k = 0; k < ERNN_PAD4(n); ++k) {
+        const int32_t value = k >= n ? 0 : (x ? x[k] : x32[k]);
+        sum += value;
+#ifdef ERNN_DOT_DSP
+        {   /* column k of block k / 4 -> word 2 (k / 4) + k % 2, halfword (k / 2) % 2 */
+            uint32_t *word = (uint32_t *)(void *)(v + 2 * (k >> 2) + (k & 1));
+            const uint32_t half = (uint32_t)value & 0xFFFFu;
+            *word = (k & 2) ? (*word & 0xFFFFu) | (half << 16) : half;
+        }
+#else
+        v[k] = value;
+#endif
+    }
+    return sum;
+}
+
+/* Rows r..r+3 (r a multiple of 4, P-padded row numbering) of tiled matrix t (`blocks` column blocks)
+ * times the expanded vector v whose sum is `sum`, each from its bias b[r + i]: acc[i] (int32). */
+static inline void ernn_rows4(const uint8_t *t, const int32_t *v, int32_t sum, int32_t blocks, const int32_t *b,
+                              int32_t r, int32_t *acc)
+{
+    uint32_t a[4];
+    int32_t i;
+    for (i = 0; i < 4; ++i) a[i] = (b ? (uint32_t)b[r + i] : 0u) - 128u * (uint32_t)sum;
+    ernn_dot4(t + (size_t)4 * (size_t)r * (size_t)blocks, v, blocks, a);
+    for (i = 0; i < 4; ++i) acc[i] = ernn_s32(a[i]);
+}
+
+/* Rows [0, rows) (rows a multiple of 4, P-padded numbering) of a recurrent layer's int8 pre-activations
+ * from the expanded x (vx, sum sx) and old h (vh, sum sh):
+ * pre[r] = sat32(requant(bx[r] + x W[r], mx[r], nx[r]) + requant(bh[r] + h U[r], mh[r], nh[r])), Q3.12.
+ * Twin of preact_q in edgernn/quantize/fixedpoint.py (LSTM: 4 gates, SimpleRNN: 1, GRU: z, r). */
+static inline void ernn_preact_q(const ernn_layer *L, const int32_t *vx, int32_t sx, const int32_t *vh, int32_t sh,
+                                 int32_t *pre, int32_t rows)
+{
+    const int32_t cx = ERNN_PAD4(L->in_size) / 4, ch = ERNN_PAD4(L->units) / 4;
+    int32_t r, i;
+    for (r = 0; r < rows; r += 4) {
+        int32_t ax[4], ah[4];
+        ernn_rows4(L->wt, vx, sx, cx, L->bx, r, ax);
+        ernn_rows4(L->ut, vh, sh, ch, L->bh, r, ah);
+        for (i = 0; i < 4; ++i)
+            pre[r + i] = ernn_sat32((int64_t)ernn_requant(ax[i], L->mx[r + i], L->nx[r + i])
+                                    + ernn_requant(ah[i], L->mh[r + i], L->nh[r + i]));
     }
 }
 
