@@ -53,15 +53,28 @@ static inline int32_t ernn_sat32(int64_t v)
     return v < INT32_MIN ? INT32_MIN : (v > INT32_MAX ? INT32_MAX : (int32_t)v);
 }
 
+/* int32 of a sum computed modulo 2^32 (no implementation-defined conversion; compiles to nothing) */
+static inline int32_t ernn_s32(uint32_t u)
+{
+    return u <= (uint32_t)INT32_MAX ? (int32_t)u : (int32_t)(u - 2147483648u) - INT32_MAX - 1;
+}
+
 /* a b, exactly, in int64. ARMv6-M has no 32 x 32 -> 64 multiply and gcc calls its 64 x 64 routine
- * there; four 16 x 16 products inline take fewer instructions. */
+ * there; four 16 x 16 products in 32-bit words take fewer instructions:
+ * a = ah 2^16 + al, b = bh 2^16 + bl (al, bl in [0, 2^16)), a b = ah bh 2^32 + (ah bl + al bh) 2^16 + al bl. */
 static inline int64_t ernn_mul64(int32_t a, int32_t b)
 {
 #if defined(__ARM_ARCH_6M__)
-    const int32_t al = (int32_t)((uint32_t)a & 0xFFFFu), bl = (int32_t)((uint32_t)b & 0xFFFFu);
-    const int32_t ah = ernn_floor_shift32(a, 16), bh = ernn_floor_shift32(b, 16); /* a = ah 2^16 + al */
-    /* |ah bl|, |al bh| < 2^31; al bl < 2^32 (unsigned) */
-    return (int64_t)(ah * bh) * 4294967296 + ((int64_t)(ah * bl) + al * bh) * 65536 + (uint32_t)al * (uint32_t)bl;
+    const uint32_t al = (uint32_t)a & 0xFFFFu, bl = (uint32_t)b & 0xFFFFu;
+    const int32_t ah = ernn_floor_shift32(a, 16), bh = ernn_floor_shift32(b, 16);
+    const int32_t m1 = ah * (int32_t)bl, m2 = (int32_t)al * bh; /* |.| < 2^31 */
+    uint32_t lo = al * bl, hi = (uint32_t)(ah * bh + ernn_floor_shift32(m1, 16) + ernn_floor_shift32(m2, 16));
+    const uint32_t s1 = (uint32_t)m1 << 16, s2 = (uint32_t)m2 << 16; /* the low halves of m1, m2 times 2^16 */
+    lo += s1;
+    hi += lo < s1; /* carry */
+    lo += s2;
+    hi += lo < s2;
+    return (int64_t)ernn_s32(hi) * 4294967296 + lo;
 #else
     return (int64_t)a * b;
 #endif
@@ -122,12 +135,6 @@ static inline int32_t ernn_lut(int32_t x, const int16_t *table)
  *   ARMv6-M (Cortex-M0, M0+, M1) with gcc or clang: 4 rows in registers, 3 instructions a weight;
  *   any other target (the host): the same 4-row loop in plain C. */
 #define ERNN_PAD4(n) (((n) + 3) & ~3)
-
-/* int32 of a sum computed modulo 2^32 (no implementation-defined conversion; compiles to nothing) */
-static inline int32_t ernn_s32(uint32_t u)
-{
-    return u <= (uint32_t)INT32_MAX ? (int32_t)u : (int32_t)(u - 2147483648u) - INT32_MAX - 1;
-}
 
 #if defined(__ARM_FEATURE_DSP) && !defined(__ARM_BIG_ENDIAN)
 #define ERNN_DOT_DSP 1
