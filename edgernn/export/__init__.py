@@ -4,7 +4,7 @@
 
 * the runtime sources of the top-level ``firmware_export/`` folder, installed with the wheel as
   ``edgernn.firmware_export`` (``ernn.h``, ``ernn_internal.h``, one ``ernn_<op>.c`` per op,
-  ``ernn_model.c``, ``ernn_floatmath.c``);
+  ``ernn_model.c``, ``ernn_matvec.c``, ``ernn_floatmath.c``);
 * ``<name>_model.h`` (sizes as macros, ``extern const ernn_model <name>_model``) and
   ``<name>_model.c`` (const weight arrays for flash, the layer table and the model struct);
 * ``Makefile`` and ``CMakeLists.txt``; with ``testbench``, ``testbench.c`` (``make testbench``), all
@@ -38,7 +38,7 @@ from ..quantize.activations import ACT_IDS
 from ..rows import read_lines, text_rows
 
 RUNTIME_SOURCES = ("ernn.h", "ernn_internal.h", "ernn_model.c", "ernn_lstm.c", "ernn_gru.c", "ernn_rnn.c",
-                   "ernn_dense.c", "ernn_mask.c", "ernn_floatmath.c")
+                   "ernn_dense.c", "ernn_mask.c", "ernn_matvec.c", "ernn_floatmath.c")
 SCHEME_IDS = {"int8": 0, "int8-weights": 1, "float32": 2}
 KIND_IDS = {"lstm": 0, "gru": 1, "simple": 2, "dense": 3, "mask": 4}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
