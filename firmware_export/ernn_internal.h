@@ -84,7 +84,7 @@ static inline int64_t ernn_mul64(int32_t a, int32_t b)
  * Computed as floor((t + 1) / 2) with t = floor(x M / 2^(n-1)): the same integer, no 64-bit constant.
  * For n >= 33 (most multipliers: real ones below 1/4), t comes from the product's high word alone
  * and |t| < 2^30 needs no saturation. */
-static inline int32_t ernn_requant(int32_t x, int32_t m, int32_t n)
+static inline int32_t ernn_requant_inline(int32_t x, int32_t m, int32_t n)
 {
     const int64_t p = ernn_mul64(x, m);
     int64_t t;
@@ -95,6 +95,14 @@ static inline int32_t ernn_requant(int32_t x, int32_t m, int32_t n)
     t = ernn_floor_shift(p, n - 1);
     return ernn_sat32(ernn_floor_shift(t, 1) + (t & 1));
 }
+
+#if defined(__ARM_ARCH_6M__)
+/* ARMv6-M: out of line (ernn_matvec.c). Inlined at each call, its 64-bit arithmetic made gcc -O2's
+ * steps longer, slower and deeper on the stack there (measured with tools/bench/mcu.py). */
+int32_t ernn_requant(int32_t x, int32_t m, int32_t n);
+#else
+static inline int32_t ernn_requant(int32_t x, int32_t m, int32_t n) { return ernn_requant_inline(x, m, n); }
+#endif
 
 /* the same for an int64 x (|x| < 2^31 M^-1 2^62 as the simulation's) */
 static inline int32_t ernn_requant64(int64_t x, int32_t m, int32_t n)

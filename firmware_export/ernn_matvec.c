@@ -174,3 +174,13 @@ void ernn_preact_q(const ernn_layer *L, const int32_t *vx, int32_t sx, const int
                                     + ernn_requant(ah[i], L->mh[r + i], L->nh[r + i]));
     }
 }
+
+#if defined(__ARM_ARCH_6M__) /* out of line here too: see ernn_internal.h */
+#ifdef __GNUC__
+__attribute__((noinline))
+#endif
+int32_t ernn_requant(int32_t x, int32_t m, int32_t n)
+{
+    return ernn_requant_inline(x, m, n);
+}
+#endif
