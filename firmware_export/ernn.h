@@ -52,7 +52,9 @@ enum {
 enum { ERNN_MODE_AFFINE = 0, ERNN_MODE_TABLE = 1, ERNN_MODE_SOFTMAX = 2 };
 
 /* One layer. Weight rows are output rows (gate blocks LSTM i,f,c,o; GRU z,r,h), each contiguous:
- * w (rows x in_size), u (rows x units). Unused pointers are NULL. */
+ * w (rows x in_size), u (rows x units). The int8 scheme's recurrent layers hold theirs as wt, ut
+ * instead (4 x 4 tiles, each gate's rows padded to a multiple of 4; layout in ernn_internal.h), and
+ * their per-row arrays (bx, bh, mx, nx, mh, nh) padded the same way. Unused pointers are NULL. */
 typedef struct ernn_layer {
     int32_t kind;            /* ERNN_LSTM, ERNN_GRU, ERNN_RNN, ERNN_DENSE, ERNN_MASK */
     int32_t in_size;
@@ -70,6 +72,8 @@ typedef struct ernn_layer {
     /* int8 scheme (w, u also hold the int8 weights of the int8-weights scheme) */
     const int8_t *w;
     const int8_t *u;
+    const uint8_t *wt;       /* int8 scheme, recurrent layers: W and U tiled (ernn_internal.h) */
+    const uint8_t *ut;
     const int32_t *bx;       /* effective biases: bias and zero points folded in */
     const int32_t *bh;
     const int32_t *mx, *nx;  /* per-row requantization multipliers M * 2^-n: x part */

@@ -1,49 +1,49 @@
 /* GRU step (gate rows z, r, h; both candidate forms); twin of edgernn/quantize/gru.py. */
 #include "ernn_internal.h"
 
-/* int8: work (4 units int32): pre (3 units), extra (units). */
+/* int8: work (ernn_work_words): pre (3 gates of P = ERNN_PAD4(units) rows), extra (P), the
+ * expanded x and h (then r * h, for the candidate of reset_after = 0). */
 void ernn_gru_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int8_t *out, int32_t *work)
 {
-    const int32_t units = L->units, features = L->in_size, rows = 3 * L->units;
-    int32_t *pre = work, *extra = work + rows;
-    int32_t r, j, k;
+    const int32_t units = L->units, P = ERNN_PAD4(units);
+    const int32_t cx = ERNN_PAD4(L->in_size) / 4, ch = P / 4;
+    int32_t *pre = work, *extra = work + 3 * P, *vx = work + 4 * P, *vh = vx + 4 * cx;
+    const int32_t sx = ernn_expand(x, NULL, L->in_size, vx), sh = ernn_expand(h, NULL, units, vh);
+    int32_t r, j, i, acc[4];
     /* Stage 1 -- z, r pre-activations (Q3.12); candidate input part; reset_after: h U_h + b_h */
-    ernn_preact_q(L, x, h, pre, 2 * units);
-    for (r = 2 * units; r < rows; ++r) {
-        const int8_t *wr = L->w + (size_t)r * features;
-        int32_t ax = L->bx[r];
-        for (k = 0; k < features; ++k) ax += (int32_t)x[k] * wr[k];
-        pre[r] = ernn_requant(ax, L->mx[r], L->nx[r]);
+    ernn_preact_q(L, vx, sx, vh, sh, pre, 2 * P);
+    for (r = 2 * P; r < 3 * P; r += 4) {
+        ernn_rows4(L->wt, vx, sx, cx, L->bx, r, acc);
+        for (i = 0; i < 4; ++i) pre[r + i] = ernn_requant(acc[i], L->mx[r + i], L->nx[r + i]);
         if (L->reset_after) {
-            const int8_t *ur = L->u + (size_t)r * units;
-            int32_t ah = L->bh[r];
-            for (k = 0; k < units; ++k) ah += (int32_t)h[k] * ur[k];
-            extra[r - 2 * units] = ernn_requant(ah, L->mh[r], L->nh[r]);
+            ernn_rows4(L->ut, vh, sh, ch, L->bh, r, acc);
+            for (i = 0; i < 4; ++i) extra[r - 2 * P + i] = ernn_requant(acc[i], L->mh[r + i], L->nh[r + i]);
         }
     }
     /* Stage 2 -- gates z, r in Q0.15 */
-    for (r = 0; r < 2 * units; ++r) pre[r] = ernn_lut(ernn_sat16(pre[r]), L->lut_gate);
+    for (r = 0; r < 2 * P; ++r) pre[r] = ernn_lut(ernn_sat16(pre[r]), L->lut_gate);
     /* Stage 3 -- candidate pre-activation */
     if (L->reset_after) {
         for (j = 0; j < units; ++j)
-            pre[2 * units + j] = ernn_sat32(pre[2 * units + j] + ernn_rshift_round((int64_t)pre[units + j] * extra[j], 15));
+            pre[2 * P + j] = ernn_sat32(pre[2 * P + j] + ernn_rshift_round((int64_t)pre[P + j] * extra[j], 15));
     } else {
-        for (k = 0; k < units; ++k)
-            extra[k] = (int32_t)ernn_rshift_round((int64_t)pre[units + k] * ((int32_t)h[k] - L->zp_out), 15);
-        for (j = 0; j < units; ++j) {
-            const int32_t row = 2 * units + j;
-            const int8_t *ur = L->u + (size_t)row * units;
-            int32_t acc = 0;
-            for (k = 0; k < units; ++k) acc += extra[k] * ur[k];
-            pre[row] = ernn_sat32((int64_t)pre[row] + ernn_requant(acc, L->mh[row], L->nh[row]));
+        int32_t se;
+        /* (r * (h - zp)) U_h: |r * (h - zp)| <= 255, an int16 lane of the DSP kernel */
+        for (j = 0; j < units; ++j)
+            extra[j] = ernn_rshift_round32(pre[P + j] * ((int32_t)h[j] - L->zp_out), 15); /* < 2^23 */
+        se = ernn_expand(NULL, extra, units, vh);
+        for (r = 2 * P; r < 3 * P; r += 4) {
+            ernn_rows4(L->ut, vh, se, ch, NULL, r, acc);
+            for (i = 0; i < 4; ++i)
+                pre[r + i] = ernn_sat32((int64_t)pre[r + i] + ernn_requant(acc[i], L->mh[r + i], L->nh[r + i]));
         }
     }
     /* Stage 4 -- h' = z h + (1 - z) h~, in Q0.30, requantized to int8 */
     for (j = 0; j < units; ++j) {
-        int32_t hc = ernn_lut(ernn_sat16(pre[2 * units + j]), L->lut_act);
+        int32_t hc = ernn_lut(ernn_sat16(pre[2 * P + j]), L->lut_act);
         int32_t hp = ernn_sat16(ernn_requant((int32_t)h[j] - L->zp_out, L->mq, L->nq));
         int32_t z = pre[j];
-        h[j] = (int8_t)ernn_sat8((int64_t)L->zp_out + ernn_requant((int64_t)z * hp + (int64_t)(32768 - z) * hc, L->mo, L->no));
+        h[j] = (int8_t)ernn_sat8((int64_t)L->zp_out + ernn_requant64((int64_t)z * hp + (int64_t)(32768 - z) * hc, L->mo, L->no));
     }
     for (j = 0; j < units; ++j) out[j] = h[j];
 }

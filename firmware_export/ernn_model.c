@@ -15,13 +15,17 @@ static int ernn_layer_ok(const ernn_model *m, const ernn_layer *L, int32_t width
 {
     const int integer = m->scheme == ERNN_SCHEME_INT8;
     const uint32_t value = integer ? 1u : 4u, units = (uint32_t)L->units;
-    const uint32_t work_words = L->kind == ERNN_LSTM || L->kind == ERNN_GRU ? 4u : 1u; /* per unit */
     const int recurrent = L->kind <= ERNN_RNN, weights = recurrent || (L->kind == ERNN_DENSE && L->has_weights);
+    /* the work buffer (bytes): int8 recurrent layers, ernn_lstm_step_q, ernn_gru_step_q, ernn_rnn_step_q;
+     * float LSTM and GRU 4 units values, the others units (in_size and units <= 65535: no overflow) */
+    uint32_t work_bytes;
     if (L->kind < ERNN_LSTM || L->kind > ERNN_MASK || L->units < 1 || L->units > 65535 || L->in_size != width)
         return 0;
+    work_bytes = 4u * (!recurrent ? units : !integer ? (L->kind == ERNN_RNN ? 1u : 4u) * units
+                       : (L->kind == ERNN_RNN ? 2u : 5u) * (uint32_t)ERNN_PAD4(L->units) + (uint32_t)ERNN_PAD4(L->in_size));
     if (!weights && L->units != width) return 0; /* Masking, standalone activation: elementwise */
     if (units * value > m->off_b - m->off_a || units * value > m->off_work - m->off_b) return 0;
-    if (L->kind != ERNN_MASK && work_words * 4u * units > m->off_qx - m->off_work) return 0;
+    if (L->kind != ERNN_MASK && work_bytes > m->off_qx - m->off_work) return 0;
     if (recurrent) {
         if (L->state_h < 0 || L->state_h % 4 != 0 || (uint32_t)L->state_h > m->state_bytes
             || units * value > m->state_bytes - (uint32_t)L->state_h) return 0;
@@ -29,8 +33,8 @@ static int ernn_layer_ok(const ernn_model *m, const ernn_layer *L, int32_t width
                                      || units * (integer ? 2u : 4u) > m->state_bytes - (uint32_t)L->state_c)) return 0;
     }
     if (integer) {
-        if (weights && (!L->w || !L->bx)) return 0;
-        if (recurrent && (!L->u || !L->bh || !L->mh || !L->nh)) return 0;
+        if (weights && (!(recurrent ? L->wt : (const void *)L->w) || !L->bx)) return 0;
+        if (recurrent && (!L->ut || !L->bh || !L->mh || !L->nh)) return 0;
         if (L->kind != ERNN_MASK && (!L->mx || !L->nx)) return 0;
         if ((L->kind == ERNN_LSTM || L->kind == ERNN_GRU) && (!L->lut_act || !L->lut_gate)) return 0;
         if (L->kind == ERNN_RNN && L->use_table && !L->lut_act) return 0;

@@ -1,7 +1,8 @@
-"""tools/bench/mcu.py: the exported int8 C on an emulated Cortex-M0+ (unicorn). Its outputs equal the
-Python simulation's bit for bit, the instruction counts are positive integers that the calibration
-loop and the per-instruction hook agree with, and a wrong output makes the benchmark fail. Timings
-(instruction counts) are never asserted."""
+"""tools/bench/mcu.py: the exported int8 C on an emulated Cortex-M0+ and Cortex-M4 (unicorn). Its
+outputs equal the Python simulation's bit for bit (every cell kind, on each matrix-vector kernel of
+ernn_internal.h), the instruction counts are positive integers that the calibration loop and the
+per-instruction hook agree with, and a wrong output or a build without its kernel makes the
+benchmark fail. Timings (instruction counts) are never asserted."""
 
 from __future__ import annotations
 
@@ -70,3 +71,37 @@ def test_a_wrong_output_fails_the_benchmark(mcu, tmp_path):
     expected[1, 0] += 1
     with pytest.raises(mcu.BenchError, match=r"differ from the simulation's at \(step, output\) \[\[1, 0\]\]"):
         mcu.measure(model, "cortex-m0plus", "-O2", tmp_path, expected)
+
+
+# Every cell kind with unit and feature counts that are not multiples of 4 (padded tiles), Masking,
+# both GRU candidate forms: test_firmware.py's models, on each kernel of ernn_internal.h -- the DSP one
+# (M4), the ARMv6-M one with 4 rows a pass (M0+ -O2) and with 2 (M0+ -Os, where gcc leaves the high
+# registers unused).
+@pytest.mark.parametrize("core, opt", [("cortex-m4", "-O2"), ("cortex-m0plus", "-O2"), ("cortex-m0plus", "-Os")])
+@pytest.mark.parametrize("key", ["stacked", "masked", "gru_reset_after"])
+def test_every_cell_kind_bit_exact_on_each_kernel(mcu, key, core, opt, tmp_path):
+    from test_firmware import MODELS, chain, data
+
+    features, layers = MODELS[key]
+    qmodel = chain(layers, features, seed=len(key)).quantize(data(features, seed=1), "int8")
+    x = data(features, seed=7, steps=40, batch=1)[0]
+    model = mcu.BenchModel(key, key, qmodel, x)
+    mcu.export_model(model, tmp_path / key)
+    expected = qmodel.stream(1).run_int8(qmodel.quantize_input(x)[None])[0]
+    assert len(np.unique(expected)) > 10  # outputs that move, not a constant a broken step could also give
+    result = mcu.measure(model, core, opt, tmp_path, expected)
+    assert np.array_equal(result["outputs"], expected)
+
+
+def test_a_build_without_its_kernel_fails_the_benchmark(mcu):
+    """The kernel check can fail: a Cortex-M4 build without SMLAD, a Cortex-M0+ build without ernn_dot4."""
+    class Built:
+        mnemonics, symbols = {"ldr", "mla", "uxtb16"}, {"ernn_step_int8": 0}
+
+    with pytest.raises(mcu.BenchError, match="not the DSP kernel"):
+        mcu.check_kernel(Built(), "cortex-m4", "-O2")
+    with pytest.raises(mcu.BenchError, match="not the ARMv6-M kernel"):
+        mcu.check_kernel(Built(), "cortex-m0plus", "-O2")
+    Built.mnemonics, Built.symbols = {"smlad", "uxtb16"}, {"ernn_dot4": 1}
+    mcu.check_kernel(Built(), "cortex-m4", "-O2")
+    mcu.check_kernel(Built(), "cortex-m0plus", "-Os")

@@ -267,6 +267,7 @@ def test_int8_cortex_m0plus_links_no_floating_point(exported, tmp_path):
     floating = [line for line in symbols.splitlines() if "__aeabi_f" in line or "__aeabi_d" in line]
     assert not floating, floating
     assert " ernn_step_int8" in symbols and " ernn_gru_step_q" in symbols
+    assert " ernn_dot4" in symbols  # the ARMv6-M kernel of ernn_internal.h (its own function there)
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc is not installed (CI installs it)")
@@ -276,6 +277,8 @@ def test_cortex_m4_hard_float_builds(exported, scheme, tmp_path):
     elf = cross_link(folder, tmp_path, M4F, MCU_MAIN if scheme == "int8" else MCU_MAIN_FLOAT)
     symbols = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
     assert " ernn_step_" in symbols
+    code = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True, check=True).stdout
+    assert "\tsmlad\t" in code  # the int8 steps (ernn_step_float runs them too) use the DSP kernel of ernn_internal.h
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc is not installed (CI installs it)")

@@ -1,6 +1,7 @@
 """The top-level ``firmware_export/`` folder: its C tests pass on their own, their stored fixtures are
-what the committed generator writes today, and a built wheel carries the runtime so that
-``edgernn export`` works from the installed package alone (no checkout)."""
+what the committed generator writes today, a built wheel carries the runtime so that
+``edgernn export`` works from the installed package alone (no checkout), and the export lays the
+int8 recurrent weights out as ernn_internal.h describes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import venv
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 try:
@@ -111,3 +113,22 @@ def test_export_works_from_the_wheel_alone(wheel, tmp_path):
     build = subprocess.run(["make", "-s", "-C", str(tmp_path / "fw"), "testbench"], capture_output=True, text=True)
     assert build.returncode == 0, build.stdout + build.stderr
     assert (tmp_path / "fw" / "testbench").is_file()
+
+
+def test_tiles_are_the_layout_ernn_internal_h_describes():
+    """Row r of gate g, column k of an int8 matrix (2 gates of 3 units, 5 columns) is at byte
+    16 (b C + c) + 4 i + j, b = (4 g + r) // 4 (each gate padded to 4 rows), i = its row in the
+    block, c = k // 4, j = k % 4, C = 2 column blocks; the value is w + 128; padding is 128 (w = 0)."""
+    from edgernn.export import padded_rows, tiles
+
+    rng = np.random.default_rng(3)
+    w = rng.integers(-127, 128, size=(6, 5)).astype(np.int8)
+    got = tiles(w, gates=2)
+    expected = np.full(2 * 4 * 8, 128, np.uint8)
+    for g in range(2):
+        for r in range(3):
+            for k in range(5):
+                row = 4 * g + r
+                expected[16 * ((row // 4) * 2 + k // 4) + 4 * (row % 4) + k % 4] = int(w[3 * g + r, k]) + 128
+    assert got.dtype == np.uint8 and np.array_equal(got, expected)
+    assert padded_rows(np.arange(6, dtype=np.int32), 2, fill=1).tolist() == [0, 1, 2, 1, 3, 4, 5, 1]

@@ -4,7 +4,7 @@
 
 * the runtime sources of the top-level ``firmware_export/`` folder, installed with the wheel as
   ``edgernn.firmware_export`` (``ernn.h``, ``ernn_internal.h``, one ``ernn_<op>.c`` per op,
-  ``ernn_model.c``, ``ernn_floatmath.c``);
+  ``ernn_model.c``, ``ernn_matvec.c``, ``ernn_floatmath.c``);
 * ``<name>_model.h`` (sizes as macros, ``extern const ernn_model <name>_model``) and
   ``<name>_model.c`` (const weight arrays for flash, the layer table and the model struct);
 * ``Makefile`` and ``CMakeLists.txt``; with ``testbench``, ``testbench.c`` (``make testbench``), all
@@ -38,7 +38,7 @@ from ..quantize.activations import ACT_IDS
 from ..rows import read_lines, text_rows
 
 RUNTIME_SOURCES = ("ernn.h", "ernn_internal.h", "ernn_model.c", "ernn_lstm.c", "ernn_gru.c", "ernn_rnn.c",
-                   "ernn_dense.c", "ernn_mask.c", "ernn_floatmath.c")
+                   "ernn_dense.c", "ernn_mask.c", "ernn_matvec.c", "ernn_floatmath.c")
 SCHEME_IDS = {"int8": 0, "int8-weights": 1, "float32": 2}
 KIND_IDS = {"lstm": 0, "gru": 1, "simple": 2, "dense": 3, "mask": 4}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
@@ -63,10 +63,6 @@ def runtime_folder() -> Path:
     return Path(str(resources.files("edgernn.firmware_export")))
 
 
-def _pad4(n: int) -> int:
-    return (n + 3) // 4 * 4
-
-
 @dataclass
 class Layout:
     """Byte layout of a stream's state and of the scratch buffer (the ``ernn_model`` offsets)."""
@@ -82,6 +78,44 @@ class Layout:
     scratch_bytes: int
 
 
+def _pad4(n: int) -> int:
+    return (n + 3) // 4 * 4
+
+
+def work_words_of(layer, integer: bool) -> int:
+    """The int32 words of scratch a layer's step works in (``ernn_layer_ok`` checks the same sizes):
+    an int8 recurrent layer its gates' pre-activations (P = units padded to a multiple of 4 rows per
+    gate; LSTM and GRU 4 P, SimpleRNN P) and its input and h expanded for the kernels (see
+    ``ernn_internal.h``); the float schemes' LSTM and GRU 4 units values; the others units."""
+    if layer.kind == "mask":
+        return 0
+    if layer.recurrent and integer:
+        return (2 if layer.kind == "simple" else 5) * _pad4(layer.units) + _pad4(layer.in_size)
+    return (4 if layer.kind in ("lstm", "gru") else 1) * layer.units
+
+
+def tiles(weights: np.ndarray, gates: int) -> np.ndarray:
+    """int8 ``weights`` (gates * units rows, columns) in the layout of the C kernels (ernn_internal.h):
+    each gate's rows padded with zero rows to a multiple of 4, the columns to a multiple of 4, the
+    bytes w + 128 (uint8) in 4 x 4 tiles, row block by row block, column block by column block,
+    each tile row by row."""
+    rows, columns = weights.shape
+    units = rows // gates
+    padded = np.zeros((gates, _pad4(units), _pad4(columns)), np.int16)
+    padded[:, :units, :columns] = np.asarray(weights, np.int16).reshape(gates, units, columns)
+    blocks = padded.reshape(-1, 4, _pad4(columns) // 4, 4).transpose(0, 2, 1, 3)  # row block, column block, i, j
+    return (blocks + 128).astype(np.uint8).reshape(-1)
+
+
+def padded_rows(values, gates: int, fill: int) -> np.ndarray:
+    """A per-row array of a recurrent layer (gates * units) with each gate padded to a multiple of 4 rows."""
+    values = np.asarray(values)
+    units = len(values) // gates
+    out = np.full((gates, _pad4(units)), fill, values.dtype)
+    out[:, :units] = values.reshape(gates, units)
+    return out.reshape(-1)
+
+
 def layout(qmodel: QuantizedModel) -> Layout:
     spec = qmodel.spec
     integer = spec.scheme == "int8"
@@ -95,7 +129,7 @@ def layout(qmodel: QuantizedModel) -> Layout:
         if layer.kind == "lstm":
             offset += _pad4(layer.units * c_size)
     width = max([spec.features] + [layer.units for layer in spec.layers])
-    work_words = max({"lstm": 4, "gru": 4, "simple": 1, "dense": 1, "mask": 0}[layer.kind] * layer.units for layer in spec.layers)
+    work_words = max(work_words_of(layer, integer) for layer in spec.layers)
     off_a, off_b = 0, _pad4(width * value)
     off_work = 2 * off_b
     off_qx = off_work + 4 * work_words
@@ -119,8 +153,8 @@ class _Arrays:
         if array is None or np.asarray(array).size == 0:
             return "NULL"
         array = np.ascontiguousarray(array).reshape(-1)
-        ctype = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t",
-                 np.dtype(np.float32): "float"}[array.dtype]
+        ctype = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t", np.dtype(np.int16): "int16_t",
+                 np.dtype(np.int32): "int32_t", np.dtype(np.float32): "float"}[array.dtype]
         key = (ctype, array.tobytes())
         if key in self.names:
             return self.names[key]
@@ -150,13 +184,20 @@ def model_sources(qmodel: QuantizedModel, name: str) -> tuple[str, str, dict]:
             "zero_output": int(layer.zero_output), "mask_q": layer.mask_q, "mask_f": _c_float(layer.mask_f),
         }
         float_weights = layer.w is not None and layer.w.dtype == np.float32
-        if integer or not float_weights:
+        gates = len(layer.bx) // layer.units if integer and layer.recurrent else 0
+        if integer and layer.recurrent:  # tiled for the kernels, per-row arrays padded alike
+            fields["wt"] = arrays.add(f"{p}_wt", tiles(layer.w, gates))
+            fields["ut"] = arrays.add(f"{p}_ut", tiles(layer.u, gates))
+        elif integer or not float_weights:
             fields["w"] = arrays.add(f"{p}_w", layer.w)
             fields["u"] = arrays.add(f"{p}_u", layer.u)
         if integer:
             for key in ("bx", "bh", "mx", "nx", "mh", "nh", "lut_act", "lut_gate", "exp_table"):
+                values = getattr(layer, key)
+                if gates and key in ("bx", "bh", "mx", "nx", "mh", "nh"):
+                    values = padded_rows(values, gates, 1 if key in ("nx", "nh") else 0)
                 fields[key] = arrays.add(f"{p}_{key}" if not key.startswith("lut") else
-                                         f"table_{layer.act if key == 'lut_act' else layer.gate_act}", getattr(layer, key))
+                                         f"table_{layer.act if key == 'lut_act' else layer.gate_act}", values)
             for key in ("mode", "relu", "use_table", "cell_shift", "mq", "nq", "mo", "no", "zp_in", "zp_a", "zp_out"):
                 fields[key] = int(getattr(layer, key))
         else:

@@ -20,6 +20,9 @@ For each model and core:
    counts with ``UC_HOOK_CODE`` (a callback per executed instruction) and requires the same total.
    Calibration: the harness's mode 1 runs a loop of exactly 2 instructions per iteration (subs,
    bne); its count with n = 1000 minus its count with n = 0 must be exactly 2000, on every build.
+   Each build must hold the matrix-vector kernel of ``ernn_internal.h`` meant for its core: SMLAD
+   and UXTB16 on the Cortex-M4 (the DSP kernel), the function ``ernn_dot4`` on the Cortex-M0+ (the
+   ARMv6-M loop), so that both kernels are the ones measured and checked bit for bit below.
 4. Instructions per step = (count with N steps - count with 0 steps) / N: startup, ``ernn_init``
    and the harness cancel out. The min and max over single steps are the counts between successive
    entries into ``ernn_step_int8`` (they include the harness loop around the call, a few instructions).
@@ -178,12 +181,13 @@ def symbols(elf: Path) -> dict:
 ARMV6M_WIDE = {"bl", "mrs", "msr", "dmb", "dsb", "isb"}  # the only 32-bit instructions ARMv6-M has
 
 
-def disassemble(elf: Path) -> tuple[list, set, set]:
+def disassemble(elf: Path) -> tuple[list, set, set, set]:
     """The address of every instruction in the ELF's code, from arm-none-eabi-objdump (literal pools,
     which objdump marks as data with the ELF's mapping symbols, are not instructions), and the set of
     addresses of the instructions inside IT blocks (Thumb-2's conditional execution: ``it``, ``ite``,
-    ``itt``... make the next 1-4 instructions conditional), and the mnemonics of the 32-bit ones."""
-    addresses, in_it, wide = [], set(), set()
+    ``itt``... make the next 1-4 instructions conditional), the mnemonics of the 32-bit ones, and
+    every mnemonic (without its ``.w``/``.n`` suffix)."""
+    addresses, in_it, wide, mnemonics = [], set(), set(), set()
     pending = 0
     for line in _run(["arm-none-eabi-objdump", "-d", elf]).splitlines():
         # an instruction: "address:<TAB>hhhh[ hhhh] <TAB>mnemonic<TAB>operands" (data dumps have no 2nd tab)
@@ -197,6 +201,7 @@ def disassemble(elf: Path) -> tuple[list, set, set]:
         if mnemonic.startswith("."):  # .word, .short, .byte: a literal pool
             continue
         addresses.append(address)
+        mnemonics.add(mnemonic.split(".")[0])
         if len(halfwords) == 2:
             wide.add(mnemonic.split(".")[0])
         if pending:
@@ -204,7 +209,7 @@ def disassemble(elf: Path) -> tuple[list, set, set]:
             pending -= 1
         elif re.fullmatch(r"it[te]{0,3}", mnemonic):
             pending = len(mnemonic) - 1
-    return sorted(addresses), in_it, wide
+    return sorted(addresses), in_it, wide, mnemonics
 
 
 def section_sizes(elf: Path) -> dict:
@@ -247,7 +252,7 @@ class Emulator:
         self.symbols = symbols(elf)
         if self.symbols.get("bench_vectors") != FLASH:
             raise BenchError("the vector table is not at the start of flash")
-        self.addresses, self.in_it, wide = disassemble(elf)
+        self.addresses, self.in_it, wide, self.mnemonics = disassemble(elf)
         if core == "cortex-m0plus" and (wide - ARMV6M_WIDE or self.in_it):
             raise BenchError(f"the {core} build has instructions ARMv6-M lacks: {sorted(wide - ARMV6M_WIDE)}")
         self._block_sizes: dict = {}
@@ -362,6 +367,16 @@ def host_testbench(folder: Path, x: np.ndarray, work: Path) -> np.ndarray:
     return np.frombuffer(result.stdout, np.int8).reshape(len(x), -1)
 
 
+def check_kernel(emulator: Emulator, core: str, opt: str) -> None:
+    """The build runs the matrix-vector kernel of ernn_internal.h meant for its core: on the
+    Cortex-M4 the DSP one (SMLAD, UXTB16), on the Cortex-M0+ the Thumb-1 loop (the function
+    ernn_dot4, not inlined there; the plain C one is inlined everywhere)."""
+    if core == "cortex-m4" and not {"smlad", "uxtb16"} <= emulator.mnemonics:
+        raise BenchError(f"{core} {opt}: no SMLAD and UXTB16 in the build: not the DSP kernel")
+    if core == "cortex-m0plus" and "ernn_dot4" not in emulator.symbols:
+        raise BenchError(f"{core} {opt}: no ernn_dot4 in the build: not the ARMv6-M kernel")
+
+
 def measure(model: BenchModel, core: str, opt: str, work: Path, expected: np.ndarray,
             check_count: bool = False) -> dict:
     """Builds and runs the model on one core at one optimization level; checks the calibration and
@@ -370,6 +385,8 @@ def measure(model: BenchModel, core: str, opt: str, work: Path, expected: np.nda
     build = work / f"{model.key}-{core}{opt}"
     elf = build_elf(folder, core, opt, build)
     emulator = Emulator(elf, core, build)
+    if any(layer.recurrent for layer in model.qmodel.spec.layers):
+        check_kernel(emulator, core, opt)
 
     calibration = [emulator.run(1, n, check_count=check_count) for n in (0, CALIBRATION_LOOPS)]
     if calibration[1].instructions - calibration[0].instructions != 2 * CALIBRATION_LOOPS:
@@ -462,7 +479,8 @@ def markdown(results, compiler: str) -> str:
     return (markdown_table(headers, rows) + "\n\n"
             f"{compiler}; unicorn {unicorn.__version__} (M0+ run on its Cortex-M0 model, its binary checked to hold "
             f"ARMv6-M instructions only); {steps} steps per run; every run's outputs equal the Python "
-            f"simulation's and the host testbench's bit for bit; the calibration loop counted exactly 2 "
+            f"simulation's and the host testbench's bit for bit; each build held its core's matrix-vector kernel "
+            f"(SMLAD on the M4, ernn_dot4 on the M0+); the calibration loop counted exactly 2 "
             f"instructions per iteration on every build. Instructions, not cycles.")
 
 
