@@ -19,6 +19,7 @@ from edgernn import examples
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DAPHNET_ERNN, DAPHNET_TRACE = EXAMPLES / "daphnet" / "daphnet_gru.ernn", EXAMPLES / "daphnet" / "daphnet_trace.csv"
 DAPHNET_LABELS = ("standing", "walking")
+CNN_LSTM_ERNN = EXAMPLES / "cnn_lstm" / "basicmotions_cnn_lstm.ernn"
 
 
 def run(script: str, *args: str, stdin=None, env: dict | None = None) -> str:
@@ -57,6 +58,19 @@ def test_sensor_loop_prints_the_activity_predict_gives_at_every_sample():
     assert names == [examples.ACTIVITIES[k] for k in expected.argmax(axis=1)]
     np.testing.assert_allclose(probabilities, expected.max(axis=1), atol=0.0051)
     assert re.search(r"^400 steps: median [\d.]+ us, p99 [\d.]+ us per step$", out, re.M)
+
+
+def test_sensor_loop_streams_the_cnn_lstm_example_as_predict_does():
+    trace = read_trace(examples.path("basicmotions_trace.csv"))
+    model = edgernn.load(CNN_LSTM_ERNN)
+    assert {"Conv1D", "Recurrent"} <= {type(node.op).__name__ for node in model.spec.nodes}
+    expected = model.predict(trace[None])[0]
+    printed = step_lines(run("sensor_loop.py", "--ernn", str(CNN_LSTM_ERNN), "--speed", "0",
+                             "--labels", ",".join(examples.ACTIVITIES)))
+    assert [row[0] for row in printed] == [examples.ACTIVITIES[k] for k in expected.argmax(axis=1)]
+    # The trace is one test recording of each activity, 100 rows each: the model names each one
+    # by the end of its recording.
+    assert [printed[k][0] for k in (99, 199, 299, 399)] == list(examples.ACTIVITIES)
 
 
 @pytest.mark.parametrize("labels", [False, True])
