@@ -122,6 +122,18 @@ class _ActE(_OnInner):
         return self.inner.features
 
 
+@dataclass(eq=False)
+class _OpE(_Expr):
+    """A convolutional front-end op (``ir.Conv1D``, ``ir.Pooling1D``, ``ir.Affine``) applied to
+    ``inner``; ``op.name`` is a placeholder until emission."""
+
+    inner: _Expr
+    op: object
+    name: str
+    rank: int
+    features: int
+
+
 def _children(expr) -> list:
     if isinstance(expr, _RecE):
         return [expr.rec.input, *expr.rec.initial]
@@ -129,6 +141,6 @@ def _children(expr) -> list:
         return [expr.forward.input]
     if isinstance(expr, _RevSeqE):
         return [expr.rec.input]
-    if isinstance(expr, (_DenseE, _ActE)):
+    if isinstance(expr, (_DenseE, _ActE, _OpE)):
         return [expr.inner]
     return []
