@@ -1,6 +1,6 @@
 """Convolutional front-ends in ONNX files: Conv (1-D), MaxPool/AveragePool, GlobalAveragePool/
 GlobalMaxPool, BatchNormalization (folded or an Affine), with the Transposes and Flatten around them,
-in files exported by torch.onnx.export (the TorchScript exporter, dynamo=False) from the
+in files exported by torch.onnx.export (the TorchScript exporter and the dynamo exporter) from the
 PyTorch models of tests/test_torch_conv.py and run by onnxruntime; and the refusals, by name.
 """
 
@@ -17,8 +17,8 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from test_torch_conv import (C, CnnLstm, ConvGru, FlattenHead, GlobalCnn, Norms, Pools, data, ncl,  # noqa: E402
-                             run, scaled)
+from test_torch_conv import (C, Causal, CnnLstm, ConvGru, FlattenHead, GlobalCnn, Norms, Pools, data,  # noqa: E402
+                             ncl, run, scaled)
 
 import edgernn  # noqa: E402
 from edgernn import reference  # noqa: E402
@@ -31,16 +31,21 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::Deprecat
 TOL = dict(atol=1e-5, rtol=1e-4)
 
 
-def export(module, x, path):
+def export(module, x, path, dynamo=False):
+    """The TorchScript exporter with dynamic batch and time, or the dynamo exporter with fixed shapes."""
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (ncl(x),), str(path), dynamo=False, input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "batch", 2: "time"}})
+        if dynamo:
+            pytest.importorskip("onnxscript")  # the dynamo exporter's dependency
+            torch.onnx.export(module, (ncl(x),), str(path), dynamo=True)
+        else:
+            torch.onnx.export(module, (ncl(x),), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+                              dynamic_axes={"x": {0: "batch", 2: "time"}})
     return path
 
 
-def check(module, x, path):
-    export(module, x, path)
+def check(module, x, path, dynamo=False):
+    export(module, x, path, dynamo)
     want = run(module, ncl(x))
     model = edgernn.convert(path)
     got = model.predict(x)
@@ -61,6 +66,7 @@ MODELS = {
     "same_str": (lambda: ConvGru(kernel_size=4, padding="same"), ["Conv1D", "Recurrent", "Dense"]),
     "avg_pool": (lambda: Pools(nn.AvgPool1d(4, stride=3)), ["Conv1D", "Pooling1D", "Recurrent"]),
     "max_pool": (lambda: Pools(nn.MaxPool1d(3, stride=2)), ["Conv1D", "Pooling1D", "Recurrent"]),
+    "causal": (lambda: Causal(), ["Conv1D", "Recurrent"]),  # pads (k-1)*d, then Slice [:-(k-1)*d]
 }
 
 
@@ -69,8 +75,19 @@ def test_torchscript_exporter(name, tmp_path):
     make, ops = MODELS[name]
     got, model = check(scaled(make(), seed=3), data(), tmp_path / "m.onnx")
     assert got == ops
+    if name == "causal":
+        assert model.spec.nodes[0].op.padding == "causal"
     if name.startswith("global") or name == "cnn_lstm":
         assert model.spec.nodes[0].op.activation == "relu"  # Conv + Relu: one Conv1D
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_dynamo_exporter(name, tmp_path):
+    """The dynamo exporter's graphs: fixed shapes (a Reshape to the static length a Conv and a pooling
+    left), AdaptiveAvgPool1d/AdaptiveMaxPool1d as Unsqueeze + ReduceMean/ReduceMax + Squeeze."""
+    make, ops = MODELS[name]
+    got, _ = check(scaled(make(), seed=4), data(), tmp_path / "m.onnx", dynamo=True)
+    assert got == ops
 
 
 def conv_graph(path, attrs, pool=None):
@@ -100,6 +117,7 @@ def test_paddings(attrs, padding, tmp_path):
 
 @pytest.mark.parametrize("attrs, pool, pieces", [
     (dict(kernel_shape=[3], pads=[1, 2]), None, ["'conv' (Conv)", "pads=[1, 2]"]),
+    (dict(kernel_shape=[3], pads=[2, 2]), None, ["'conv' (Conv)", "pads=[2, 2]", "Slice"]),  # no slice after
     (dict(kernel_shape=[3], pads=[1, 1], strides=[2]), None, ["pads=[1, 1]", "stride 2"]),
     (dict(kernel_shape=[3, 3]), None, ["(4, 6, 3, 3)", "1-D"]),
     (dict(kernel_shape=[3]), ("MaxPool", dict(kernel_shape=[2], ceil_mode=1)), ["'pool' (MaxPool)", "ceil_mode=1"]),

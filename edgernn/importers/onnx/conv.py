@@ -6,8 +6,9 @@ time, features, whatever the ONNX layout. ``Transpose``, ``Flatten``/``Squeeze``
 global pooling leaves, and activations between them are layout ops and activations as elsewhere.
 
 Conv: a weight ``(out, in / group, k)`` becomes the IR kernel ``(k, in / group, out)``; pads
-``(0, 0)`` (or ``auto_pad=VALID``) are valid, ``(span - 1, 0)`` causal, ``auto_pad=SAME_UPPER`` or
-symmetric pads of ``(span - 1) / 2`` at stride 1 Keras's same; any other pads are refused (the IR
+``(0, 0)`` (or ``auto_pad=VALID``) are valid, ``(span - 1, 0)`` causal (and ``(span - 1, span - 1)``
+followed by a ``Slice [0:-(span - 1)]`` of the time axis, PyTorch's causal Conv1d: :meth:`_causal_slice`), ``auto_pad=SAME_UPPER`` or
+pads ``((span - 1) // 2, span // 2)`` at stride 1 (the smaller half on the left) Keras's same; any other pads are refused (the IR
 has no op for explicit pads). Pooling: pads 0, no ``ceil_mode``, no dilation. BatchNormalization
 folds into the Conv or Gemm/MatMul right before it (an exact rewrite of a linear map), else becomes
 an ``Affine``.
@@ -67,25 +68,39 @@ class _ConvOps:
         pads = tuple(int(p) for p in attrs.get("pads", (0, 0)))
         if auto == "VALID" or (auto == "NOTSET" and pads == (0, 0)):
             padding = "valid"
-        elif auto == "SAME_UPPER" or (auto == "NOTSET" and stride == 1 and 2 * pads[0] == span - 1
-                                      and pads[0] == pads[1]):
+        elif auto == "SAME_UPPER" or (auto == "NOTSET" and stride == 1 and pads == ir.same_padding(1, span, 1)):
+            # at stride 1, Keras's same pads (k-1)*d whatever T: the smaller half on the left
             padding = "same"
         elif auto == "NOTSET" and pads == (span - 1, 0):
             padding = "causal"
+        elif auto == "NOTSET" and stride == 1 and pads == (span - 1, span - 1):
+            padding = "causal"  # if a Slice drops the right end (_causal_slice), else refused when emitted
         else:
             raise _Refuse(f"{where}: pads={list(pads)} (auto_pad={auto}) with kernel {k}, stride {stride}, dilation "
                           f"{dilation} is not supported: edgernn pads valid, causal (pads [{span - 1}, 0]) or "
-                          "same (auto_pad=SAME_UPPER, or pads (k-1)*d/2 on both sides at stride 1)")
+                          f"same (auto_pad=SAME_UPPER, or pads {list(ir.same_padding(1, span, 1))} at stride 1)")
         if w.shape[1] * groups != x.expr.features:
             raise _Refuse(f"{where}: a weight of shape {w.shape} with group={groups} does not fit "
                           f"{x.expr.features} channels")
         op = ir.Conv1D("conv", ir.as_weight(np.transpose(w, (2, 1, 0))),
                        None if b is None else ir.as_weight(b.value), stride, padding, dilation, groups)
-        return self._front_end(x, op, node, 3)
+        pending = None
+        if pads == (span - 1, span - 1) and span > 1:
+            pending = (f"{where}: pads={list(pads)} is not supported unless a Slice of the time axis [0:-{span - 1}] "
+                       "follows (PyTorch's causal convolution)")
+        return self._front_end(x, op, node, 3, pending=pending)
 
-    def _front_end(self, x: _Data, op, node, rank: int, features=None) -> _Data:
+    def _causal_slice(self, x: _Data, axis: int, start: int, end: int):
+        """``y[:, :, :-p]`` of a Conv padded ``p = (k-1)*d`` on both sides: the causal convolution."""
+        expr = x.expr
+        if isinstance(expr, _OpE) and expr.pending and axis == 2 and start == 0 \
+                and end == -(expr.op.span - 1):
+            return replace(x, expr=replace(expr, pending=None))
+        return None
+
+    def _front_end(self, x: _Data, op, node, rank: int, features=None, pending=None) -> _Data:
         expr = _OpE(x.expr, op, node.name or node.output[0], rank, features or getattr(op, "output_size", None)
-                    or x.expr.features)
+                    or x.expr.features, pending)
         time = "U"
         if rank == 3:
             # The time axis keeps its role but not its length: a new axis token of the new static length.
@@ -131,17 +146,29 @@ class _ConvOps:
         return self._global_pool(node, inputs, where, "average")
 
     def _reduce(self, node, inputs, attrs, where, kind):
-        """ReduceMean/ReduceMax over the time axis of (batch, channels, T): global pooling (the
-        dynamo exporter's AdaptiveAvgPool1d(1)/AdaptiveMaxPool1d(1))."""
+        """ReduceMean/ReduceMax over the time axis (and size-1 axes) of a (batch, channels, T) tensor:
+        global pooling (the dynamo exporter's AdaptiveAvgPool1d(1)/AdaptiveMaxPool1d(1), which it
+        writes as an Unsqueeze to (batch, channels, 1, T) and a reduction over the last two axes)."""
         x = inputs[0]
         axes = attrs.get("axes")
         if axes is None and len(inputs) > 1 and isinstance(inputs[1], _Const):
             axes = np.asarray(inputs[1].value).reshape(-1).tolist()
-        if not isinstance(x, _Data) or len(x.axes) != 3 or axes is None or [a % 3 for a in axes] != [2]:
+        if not isinstance(x, _Data) or axes is None:
             raise _Refuse(f"{where}: supported only over the time axis of (batch, channels, T), as global pooling")
-        x = self._sequence_nct(x, where)
-        out = self._front_end(x, ir.Pooling1D("pool", kind, global_pool=True), node, 2, x.expr.features)
-        return out if attrs.get("keepdims", 1) else replace(out, axes=out.axes[:2])
+        rank = len(x.axes)
+        reduced = sorted({int(a) % rank for a in axes})
+        time = [a for a in reduced if self.role(x.axes[a]) != "U"]
+        kept = [a for a in range(rank) if a not in reduced and self.role(x.axes[a]) != "U"]
+        if len(time) != 1 or len(kept) != 2:
+            raise _Refuse(f"{where}: supported only over the time axis of (batch, channels, T), as global pooling")
+        self.require(x.axes[time[0]], "T", where)
+        self.require(x.axes[kept[0]], "B", where)
+        self._feature_axis(x, kept[1], where)
+        expr = _OpE(x.expr, ir.Pooling1D("pool", kind, global_pool=True), node.name or node.output[0], 2,
+                    x.expr.features)
+        keep = attrs.get("keepdims", 1)
+        out = tuple("U" if a in reduced else x.axes[a] for a in range(rank) if keep or a not in reduced)
+        return _Data(expr, out, x.factors)
 
     def _op_ReduceMean(self, node, inputs, attrs, where):
         return self._reduce(node, inputs, attrs, where, "average")

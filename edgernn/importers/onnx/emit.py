@@ -108,6 +108,8 @@ class _Emitter:
         return self._node(op, [self._emit(expr.inner)])
 
     def _op(self, expr: _OpE, activation) -> str:
+        if expr.pending:
+            raise _Refuse(expr.pending)
         op = replace(expr.op, name=self.c.unique(expr.name))
         if activation is not None:
             op = replace(op, activation=activation)

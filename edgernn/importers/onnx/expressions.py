@@ -132,6 +132,9 @@ class _OpE(_Expr):
     name: str
     rank: int
     features: int
+    # A Conv padded (k-1)*d on both sides: causal once a Slice drops the right end, else refused
+    # with this message when emitted.
+    pending: Optional[str] = None
 
 
 def _children(expr) -> list:

@@ -27,7 +27,7 @@ import warnings
 from dataclasses import dataclass, replace
 from typing import Optional
 
-from .activations import _PLAIN_ACTIVATIONS
+from .activations import _PLAIN_ACTIVATIONS, _SKIP_CLASSES as _SKIP
 from .chain import _RNN, _Act, _Linear
 from .conv import _Conv, _Flatten, _Norm, _Pool, _Unread
 
@@ -71,6 +71,21 @@ class _T:
 
 
 _BATCH = object()  # x.size(0)
+
+
+@dataclass(frozen=True)
+class _Module:
+    """A submodule in a TorchScript graph, at ``path``."""
+
+    path: str
+    module: object
+
+
+@dataclass(frozen=True)
+class _Function:
+    """A function constant in a TorchScript graph (``F.relu`` in a scripted forward)."""
+
+    name: str
 
 
 class _Reader:
@@ -148,9 +163,9 @@ class _Reader:
             h = replace(out, layout="HN", kind="h")
             return (out, (h, replace(h, kind="c")) if layer.mode == "LSTM" else h)
         if isinstance(layer, (_Linear, _Act)):
-            if x.layout in ("NCT", "NC1") or (isinstance(layer, _Act) and layer.dim is not None and x.layout == "TNC"):
-                if isinstance(layer, _Act) and layer.dim is None:
-                    return self._add(layer, x.layout)
+            # A Linear, Softmax or LogSoftmax acts on the last axis: in (N, C, T) that is the time.
+            acts_on_last = isinstance(layer, _Linear) or layer.dim is not None
+            if acts_on_last and x.layout in ("NCT", "NC1"):
                 raise GraphRefusal(f"{where} acts on the last axis of a tensor laid out {_LAYOUT[x.layout]}, which "
                                    "is not the features; permute first")
             return self._add(layer, x.layout)
@@ -228,7 +243,8 @@ class _Reader:
             pad = (int(conv.weight.shape[2]) - 1) * conv.dilation
             if items[2][0] == "slice" and start in (None, 0) and step in (None, 1) and pad > 0 and stop == -pad \
                     and conv.padding == pad and conv.stride == 1 and x.step == len(self.layers):
-                conv.causal = True  # PyTorch's causal convolution: pad (k-1)*d both sides, drop the right end
+                # PyTorch's causal convolution: pad (k-1)*d on both sides, drop the right end
+                self.layers[-1] = replace(conv, causal=True)
                 return replace(x, conv=None)
         if x.layout == "NC1" and len(items) == 3 and _full(items[0]) and _full(items[1]) and items[2] == ("int", 0):
             return replace(x, layout="NC")
@@ -295,7 +311,6 @@ class _Reader:
 
 _LAYOUT = {"NCT": "(N, C, T)", "NTC": "(N, T, C)", "TNC": "(T, N, C)", "NC": "(N, C)", "NC1": "(N, C, 1)",
            "HN": "(layers, N, H)"}
-_SKIP = {"Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout", "Identity"}
 
 
 def _full(item) -> bool:
@@ -344,11 +359,16 @@ def read_forward(module, by_path: dict, input_layouts: list[str]) -> Optional[Fo
     for layout in input_layouts:
         reader = _Reader(by_path, layout)
         try:
-            if graph[0] == "fx":
-                return _read_fx(graph[1], module, reader)
-            return _read_script(module, reader)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if graph[0] == "fx":
+                    return _read_fx(graph[1], module, reader)
+                return _read_script(module, reader)
         except GraphRefusal as refusal:
             first = first or refusal
+        except (AttributeError, TypeError, ValueError, IndexError, KeyError, RuntimeError) as exc:
+            # a graph of a shape this reader does not expect: refused, never a crash
+            first = first or GraphRefusal(f"forward()'s graph could not be read ({type(exc).__name__}: {exc})")
     raise first
 
 
@@ -484,7 +504,7 @@ def _read_script(module, reader: _Reader) -> Forward:
     inputs = list(graph.inputs())
     if len(inputs) != 2:
         raise GraphRefusal(f"forward() takes {len(inputs) - 1} arguments; edgernn's model has one input")
-    values = {inputs[0].debugName(): ("module", "", module), inputs[1].debugName(): reader.input}
+    values = {inputs[0].debugName(): _Module("", module), inputs[1].debugName(): reader.input}
     _script_block(graph.nodes(), values, reader, 0)
     returned = [_resolve(reader, values[v.debugName()]) for v in graph.return_node().inputs()]
     return reader.output(returned[0] if len(returned) == 1 else tuple(returned))
@@ -508,7 +528,7 @@ def _script_block(nodes, values: dict, reader: _Reader, depth: int):
         if kind == "prim::Constant":
             out = outs[0]
             if out.type().kind() == "FunctionType":
-                put(("function", node.s("name")))
+                put(_Function(node.s("name")))
             else:
                 try:
                     put(out.toIValue())
@@ -517,15 +537,17 @@ def _script_block(nodes, values: dict, reader: _Reader, depth: int):
         elif kind == "prim::GetAttr":
             owner = ins[0]
             name = node.s("name")
-            if isinstance(owner, tuple) and owner and owner[0] == "module":
-                child = getattr(owner[2], name)
-                path = f"{owner[1]}.{name}" if owner[1] else name
-                put(("module", path, child) if isinstance(child, torch.nn.Module) else _attribute(child, path))
+            if isinstance(owner, _Module):
+                child = getattr(owner.module, name)
+                path = f"{owner.path}.{name}" if owner.path else name
+                put(_Module(path, child) if isinstance(child, torch.nn.Module) else _attribute(child, path))
             else:
                 raise GraphRefusal(f"forward() reads attribute {name!r} of something edgernn does not follow")
         elif kind == "prim::CallMethod":
             owner = ins[0]
-            path, child = owner[1], owner[2]
+            if not isinstance(owner, _Module):
+                raise GraphRefusal(f"forward() calls method {node.s('name')!r} of something that is not a module")
+            path, child = owner.path, owner.module
             method = node.s("name")
             if path in reader.by_path or _class(child) in _SKIP:
                 result = reader.module(path, _class(child), ins[1:2], {str(i): v for i, v in enumerate(ins[2:])})
@@ -561,10 +583,9 @@ def _script_block(nodes, values: dict, reader: _Reader, depth: int):
             for out, v in zip(outs, block.returnNode().inputs()):
                 values[out.debugName()] = _resolve(reader, values[v.debugName()])
         elif kind == "prim::CallFunction":
-            function = ins[0]
-            if not (isinstance(function, tuple) and function[0] == "function"):
+            if not isinstance(ins[0], _Function):
                 raise GraphRefusal("forward() calls a function edgernn cannot identify")
-            put(_apply(reader, function[1], ins[1:], {}, False))
+            put(_apply(reader, ins[0].name, ins[1:], {}, False))
         elif kind in ("prim::NumToTensor", "aten::Int", "aten::ScalarImplicit"):
             put(ins[0])
         elif kind in _CONSTANT_OPS and all(isinstance(v, (int, float, str, bool, type(None))) for v in ins):
