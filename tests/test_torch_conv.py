@@ -297,6 +297,8 @@ def test_flatten_of_channels_first(tmp_path):
     for source in three_ways(module, ncl(x), tmp_path):
         model = check(source, x, want)
         assert ops(model) == ["Conv1D", "Flatten", "Dense"]
+        # the Linear fixes the length: (T - 3) // 2 + 1 == 11 steps, T = 23 the shortest input
+        assert model.spec.inputs[0].timesteps == 23
 
 
 # --- forward() read from the graph: order, head, layouts ---------------------------------------------
@@ -444,6 +446,12 @@ def test_front_end_without_a_graph_is_refused():
 
     refused(Untraceable(), "'conv'", "(N, C, T)", "torch.jit.script", head="last")
     refused(CnnLstm(), "order=", head="last", order=["conv", "act", "pool", "lstm", "fc"])
+
+
+def test_conv_state_dict_is_refused_naming_torchscript(tmp_path):
+    torch.save(CnnLstm().state_dict(), tmp_path / "m.pt")
+    with pytest.raises(UnsupportedModel, match="'conv'.*Conv1d.*torch.jit.script"):
+        edgernn.convert(tmp_path / "m.pt", head="last")
 
 
 def test_flatten_before_no_linear_is_refused():

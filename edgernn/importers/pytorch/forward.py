@@ -36,7 +36,7 @@ _MAX_DEPTH = 32
 
 # Functional activations (torch.relu, F.relu, x.relu(), aten::relu) -> IR names.
 _FUNCTIONS = {cls.lower(): name for cls, name in _PLAIN_ACTIVATIONS.items()}
-_FUNCTIONS.update({"logsigmoid": "log_sigmoid", "hardsigmoid": "hard_sigmoid", "hardswish": "hard_silu",
+_FUNCTIONS.update({"logsigmoid": "log_sigmoid", "log_sigmoid": "log_sigmoid", "hardsigmoid": "hard_sigmoid", "hardswish": "hard_silu",
                    "tanhshrink": "tanh_shrink", "gelu": "gelu", "elu": "elu", "celu": "celu",
                    "softplus": "softplus", "hardtanh": "hard_tanh"})
 _IDENTITIES = {"contiguous", "dropout", "dropout_", "feature_dropout", "alpha_dropout", "clone", "detach",
@@ -468,7 +468,8 @@ def _apply(reader: _Reader, name: str, args: list, kwargs: dict, method: bool):
         return reader.size(x, kwargs.get("dim", args[1] if len(args) > 1 else None))
     if name == "cat":
         return reader.cat(list(x), kwargs.get("dim", args[1] if len(args) > 1 else 0))
-    raise GraphRefusal(f"forward() calls {name}(), which edgernn cannot represent")
+    raise GraphRefusal(f"forward() calls {name}(), which edgernn cannot represent (a chain of layers has no "
+                       "arithmetic, branches or other functions)")
 
 
 # --- TorchScript ---------------------------------------------------------------------------------
@@ -600,40 +601,16 @@ def _script_block(nodes, values: dict, reader: _Reader, depth: int):
 
 
 def _script_aten(reader: _Reader, name: str, ins: list):
-    """An ``aten::`` node of a TorchScript graph, with its positional arguments as the schema has them."""
-    if name == "slice":  # slice(x, dim, start, end, step): one dim at a time; gathered into an index
+    """An ``aten::`` node of a TorchScript graph, its positional arguments as the schema has them:
+    ``slice``/``select`` gathered into one index (:class:`_Slice`), the rest as :func:`_apply` reads
+    the same calls from torch.fx."""
+    if name == "slice":  # slice(x, dim, start, end, step)
         x, dim, start, stop, step = ins
         return _Slice.add(reader, x, dim, ("slice", start, stop, step))
-    if name == "select":
+    if name == "select":  # select(x, dim, index)
         x, dim, index = ins
         return _Slice.add(reader, x, dim, ("int", index))
-    if name in ("relu", "relu_", "tanh", "sigmoid", "silu", "mish", "selu", "relu6", "hardsigmoid", "hardswish",
-                "softsign", "tanhshrink", "log_sigmoid", "gelu", "elu", "celu"):
-        if name == "gelu" and len(ins) > 1 and ins[1] not in ("none", None):
-            raise GraphRefusal("forward()'s gelu(approximate='tanh') is not supported (edgernn's gelu is the erf "
-                               "form)")
-        if name in ("elu", "celu") and len(ins) > 1 and ins[1] != 1.0:
-            raise GraphRefusal(f"forward()'s {name} with alpha != 1 is not supported")
-        return reader.activation(name.rstrip("_").replace("log_sigmoid", "logsigmoid"), ins[0])
-    if name in ("softmax", "log_softmax"):
-        return reader.activation(name, ins[0], ins[1])
-    if name in ("dropout", "dropout_", "feature_dropout", "alpha_dropout", "contiguous", "clone", "detach"):
-        return ins[0]
-    if name == "permute":
-        return reader.permute(ins[0], list(ins[1]))
-    if name == "transpose":
-        return reader.transpose(ins[0], ins[1], ins[2])
-    if name == "flatten":
-        return reader.flatten(ins[0], ins[1], ins[2])
-    if name == "squeeze":
-        return reader.squeeze(ins[0], ins[1] if len(ins) > 1 else None)
-    if name in ("view", "reshape"):
-        return reader.reshape(ins[0], list(ins[1]))
-    if name == "size":
-        return reader.size(ins[0], ins[1] if len(ins) > 1 else None)
-    if name == "cat":
-        return reader.cat(list(ins[0]), ins[1])
-    raise GraphRefusal(f"forward() calls aten::{name}, which edgernn cannot represent")
+    return _apply(reader, name, ins, {}, False)
 
 
 @dataclass(frozen=True)
