@@ -365,6 +365,43 @@ def test_heads_read_from_the_graph(head, bidirectional, batch_first, tmp_path):
         edgernn.convert(module, head=other)
 
 
+class IsInstance(nn.Module):
+    """A forward() torch.fx traces unfaithfully: on its proxy, isinstance(states, tuple) is False,
+    so the trace takes c_n where the module takes h_n."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 5, batch_first=True)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        _, states = self.lstm(x)
+        h_n = states[0] if isinstance(states, tuple) else states
+        return self.fc(h_n[-1])
+
+
+def test_an_unfaithful_trace_is_no_graph():
+    module = scaled(IsInstance(), seed=12)
+    x = data(features=4)
+    with pytest.raises(UnsupportedModel, match="head='last'.*head='final'"):
+        edgernn.convert(module)  # the probe shows the trace is not the module: no graph, head= asked for
+    check(module, x, run(module, torch.from_numpy(x)), head="final")
+    # TorchScript compiles isinstance() for what it is: the scripted module's graph says "final"
+    scripted = torch.jit.script(module)
+    assert check(scripted, x, run(module, torch.from_numpy(x))).spec.source["head"] == "final"
+
+
+def test_head_option_does_not_override_a_refusal():
+    class Doubled(ReluHead):
+        def forward(self, x):
+            h = F.relu(self.fc1(self.lstm(x)[0][:, -1]))
+            return self.fc2(h + h)
+
+    for head in (None, "last"):
+        with pytest.raises(UnsupportedModel, match="add"):
+            edgernn.convert(Doubled(), **({} if head is None else {"head": head}))
+
+
 # --- refusals, each naming what it refuses ------------------------------------------------------------
 
 

@@ -17,7 +17,9 @@ Functional activations (``F.relu``, ``torch.tanh``, ``x.relu()``, ...) become ac
 ``torch.flatten``/``x.view(x.size(0), -1)`` a Flatten, and ``y[:, :, :-p]`` right after a Conv1d
 padded ``p = (k-1)*d`` makes it causal. Anything else -- arithmetic, a branch or skip connection,
 an RNN's ``c_n``, an index edgernn cannot represent, control flow that depends on the data -- is
-refused naming it (:class:`GraphRefusal`). A graph that cannot be had at all gives None.
+refused naming it (:class:`GraphRefusal`). A graph that cannot be had gives None: forward() that
+torch.fx cannot trace, or whose trace computes something else than the module on a seeded probe
+(:func:`_faithful`: Python inspecting fx's proxies, such as ``isinstance(states, tuple)``).
 """
 
 from __future__ import annotations
@@ -339,20 +341,19 @@ def _describe(x) -> str:
 # --- the graphs --------------------------------------------------------------------------------
 
 
-def read_forward(module, by_path: dict, input_layouts: list[str]) -> Optional[Forward]:
+def read_forward(module, by_path: dict, input_layouts: list[str], features: int) -> Optional[Forward]:
     """The forward() of ``module`` read against its layers ``by_path``; None where no graph can be
     had. Each input layout is tried in turn (the first that reads wins); raises GraphRefusal with the
-    first layout's refusal when none reads."""
+    first layout's refusal when none reads. ``features``: what the first layer reads (for the probe)."""
     import torch
 
-    graph = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if isinstance(module, torch.jit.ScriptModule):
-            graph = ("script", module)
+            graph = None  # the module's own graph: what it runs
         else:
             try:
-                graph = ("fx", _fx_graph(module, set(by_path)))
+                graph = _fx_graph(module, set(by_path))
             except Exception:  # noqa: BLE001 - forward cannot be traced: no graph
                 return None
     first = None
@@ -361,15 +362,63 @@ def read_forward(module, by_path: dict, input_layouts: list[str]) -> Optional[Fo
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                if graph[0] == "fx":
-                    return _read_fx(graph[1], module, reader)
-                return _read_script(module, reader)
+                read = _read_script(module, reader) if graph is None else _read_fx(graph, module, reader)
         except GraphRefusal as refusal:
-            first = first or refusal
+            first = first or (refusal, layout)
+            continue
         except (AttributeError, TypeError, ValueError, IndexError, KeyError, RuntimeError) as exc:
             # a graph of a shape this reader does not expect: refused, never a crash
-            first = first or GraphRefusal(f"forward()'s graph could not be read ({type(exc).__name__}: {exc})")
-    raise first
+            first = first or (GraphRefusal(f"forward()'s graph could not be read ({type(exc).__name__}: {exc})"),
+                              layout)
+            continue
+        return read if graph is None or _faithful(module, graph, layout, features) else None
+    if graph is not None and not _faithful(module, graph, first[1], features):
+        return None
+    raise first[0]
+
+
+_PROBE_STEPS = 32
+
+
+def _faithful(module, graph, layout: str, features: int) -> bool:
+    """Whether the torch.fx trace computes what the module does, on one seeded random probe.
+
+    torch.fx runs forward() on proxies, and Python that inspects them is traced as it ran on the
+    proxy, not as it runs on tensors: ``states[0] if isinstance(states, tuple) else states`` takes
+    the else branch. Such a trace is no graph of the module. A probe the module itself cannot run
+    (a Flatten fixing another length) proves nothing, and the trace stands."""
+    import torch
+
+    shape = {"NCT": (2, features, _PROBE_STEPS), "NTC": (2, _PROBE_STEPS, features),
+             "TNC": (_PROBE_STEPS, 2, features), "NC": (2, features)}[layout]
+    dtype = next((p.dtype for p in module.parameters()), torch.float32)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+    training = module.training
+    module.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                want = module(x)
+            except Exception:  # noqa: BLE001 - the module does not run the probe: inconclusive
+                return True
+            try:
+                got = torch.fx.GraphModule(module, graph)(x)
+            except Exception:  # noqa: BLE001 - the module runs it and its trace does not
+                return False
+    finally:
+        module.train(training)
+    return _same(want, got)
+
+
+def _same(a, b) -> bool:
+    import torch
+
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and bool(torch.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True))
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
 
 
 def _fx_graph(module, leaves: set):

@@ -21,7 +21,7 @@ from .activations import _ACTIVATION_CLASSES, _SKIP_CLASSES, _activation_of
 from .build import _build
 from .calls import call_order
 from .chain import _RNN, _Act, _Chain, _Linear, _in_order, _units
-from .conv import FRONT_END_CLASSES, front_end_layer
+from .conv import FRONT_END_CLASSES, _Conv, _Pool, front_end_layer
 from .forward import GraphRefusal, read_forward
 from .options import _check_options, _flag, _head_option
 from .state_dict import _rnn_from_params
@@ -195,20 +195,19 @@ def _by_calls(layers: list, calls: Optional[list]) -> Optional[list]:
 
 
 def _layouts(layers: list) -> list[str]:
-    """The input layouts to try reading forward() with: the first layer's own first."""
-    first = next((layer for layer in layers if not isinstance(layer, _Act)), None)
+    """The input layouts to try reading forward() with, the likeliest first (its refusal is the one
+    reported): (N, C, T) where there is a convolution or pooling, else the first recurrent module's."""
     rnn = next((layer for layer in layers if isinstance(layer, _RNN)), None)
     sequence = "NTC" if rnn is None or rnn.batch_first else "TNC"
-    if isinstance(first, _RNN):
-        return [sequence, "NCT", "TNC" if sequence == "NTC" else "NTC"]
-    if isinstance(first, _Linear):
-        return [sequence, "NC"]
-    return ["NCT", "NTC", "TNC"]
+    conv = any(isinstance(layer, (_Conv, _Pool)) for layer in layers)
+    first = "NCT" if conv else sequence
+    return [first] + [layout for layout in ("NTC", "TNC", "NCT", "NC") if layout != first]
 
 
 def _chain_from_module(module, options: dict, label: str, source: dict, head: Optional[str] = None) -> _Chain:
     """The chain of a module: its layers in the order forward() calls them, with the head and the
-    layouts forward() shows (:mod:`.forward`); where no graph can be had, or the ``order`` option is
+    layouts forward() shows (:mod:`.forward`); where no graph can be had (torch.fx cannot trace
+    forward(), or its trace does not compute what the module does), or the ``order`` option is
     given, in the order of the calls (:mod:`.calls`) or of registration (the ``order`` option orders
     the top-level modules)."""
     problems: list[str] = []
@@ -219,15 +218,12 @@ def _chain_from_module(module, options: dict, label: str, source: dict, head: Op
     bare = _class_name(module) in _RNN_CLASSES
     front_end = [layer for layer in layers if not isinstance(layer, (_RNN, _Linear, _Act))]
     if not bare and options.get("order") is None:
+        sized = next((layer for layer in layers if hasattr(layer, "input_size")), None)
         try:
-            read = read_forward(module, {layer.path: layer for layer in layers}, _layouts(layers))
+            read = read_forward(module, {layer.path: layer for layer in layers}, _layouts(layers),
+                                sized.input_size if sized is not None else 1)
         except GraphRefusal as refusal:
-            # An explicit head= keeps the registration or call order for modules without a front end:
-            # torch.fx traces some forwards unfaithfully (isinstance() on its proxies), and a model
-            # that converted before must still convert.
-            if front_end or head is None:
-                raise UnsupportedModel(f"{label}: {refusal}") from None
-            read = None
+            raise UnsupportedModel(f"{label}: {refusal}") from None
         if read is not None:
             if head is not None and read.head is not None and head != read.head:
                 raise UnsupportedModel(f"{label}: option head={head!r}, but forward() passes the recurrent output on "
@@ -240,7 +236,8 @@ def _chain_from_module(module, options: dict, label: str, source: dict, head: Op
             f"{label}: modules {names} lay their tensors out (N, C, T); edgernn follows that through forward() "
             "only where torch.fx or TorchScript gives its graph" + (
                 ", and the option order= replaces that graph" if options.get("order") is not None else
-                ", and torch.fx could not trace this forward() (save it with torch.jit.script or torch.jit.trace)"))
+                ", and torch.fx could not trace this forward() faithfully (save it with torch.jit.script or "
+                "torch.jit.trace)"))
     how = "registration"
     if not bare and options.get("order") is not None:
         layers = [layer for _, unit in _in_order(_units(layers), options["order"], label) for layer in unit]
