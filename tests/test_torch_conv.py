@@ -365,6 +365,34 @@ def test_heads_read_from_the_graph(head, bidirectional, batch_first, tmp_path):
         edgernn.convert(module, head=other)
 
 
+class SequentialFront(nn.Module):
+    """A front end in an nn.Sequential (traced through by torch.fx, followed into by TorchScript),
+    a Softmax over the channels of (N, C, T), a time-major GRU read every step."""
+
+    def __init__(self, dim=1):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv1d(C, 8, 3, padding=1), nn.BatchNorm1d(8), nn.Softmax(dim=dim),
+                                      nn.AvgPool1d(2))
+        self.gru = nn.GRU(8, 5)
+        self.out = nn.Linear(5, 2)
+
+    def forward(self, x):
+        y, _ = self.gru(self.features(x).permute(2, 0, 1))
+        return torch.log_softmax(self.out(y), dim=-1)  # (T, N, 2)
+
+
+def test_sequential_front_end_and_softmax_over_channels(tmp_path):
+    module = scaled(SequentialFront(), seed=14)
+    x = data()
+    want = run(module, ncl(x)).transpose(1, 0, 2)  # PyTorch's (T, N, 2) as edgernn's (batch, T, 2)
+    for source in three_ways(module, ncl(x), tmp_path):
+        model = check(source, x, want)
+        assert ops(model) == ["Conv1D", "Activation", "Pooling1D", "Recurrent", "Dense"]
+        assert model.spec.source["head"] == "every"
+    for dim in (2, -1):  # over the time axis
+        refused(scaled(SequentialFront(dim)), "'features.2' (Softmax)", f"dim={dim}", "(N, C, T)")
+
+
 class IsInstance(nn.Module):
     """A forward() torch.fx traces unfaithfully: on its proxy, isinstance(states, tuple) is False,
     so the trace takes c_n where the module takes h_n."""

@@ -164,12 +164,15 @@ class _Reader:
             out = self._add(layer, wanted, rnn=layer, kind="out")
             h = replace(out, layout="HN", kind="h")
             return (out, (h, replace(h, kind="c")) if layer.mode == "LSTM" else h)
-        if isinstance(layer, (_Linear, _Act)):
-            # A Linear, Softmax or LogSoftmax acts on the last axis: in (N, C, T) that is the time.
-            acts_on_last = isinstance(layer, _Linear) or layer.dim is not None
-            if acts_on_last and x.layout in ("NCT", "NC1"):
+        if isinstance(layer, _Linear):
+            # A Linear acts on the last axis: in (N, C, T) that is the time.
+            if x.layout in ("NCT", "NC1"):
                 raise GraphRefusal(f"{where} acts on the last axis of a tensor laid out {_LAYOUT[x.layout]}, which "
                                    "is not the features; permute first")
+            return self._add(layer, x.layout)
+        if isinstance(layer, _Act):
+            if layer.dim is not None:  # Softmax/LogSoftmax: over the channels, wherever they stand
+                layer = replace(layer, dim=self._feature_dim(x, layer.dim, where))
             return self._add(layer, x.layout)
         if isinstance(layer, _Norm):
             if x.layout not in ("NCT", "NC", "NC1"):
@@ -186,11 +189,19 @@ class _Reader:
         name = _FUNCTIONS.get(function) if function not in ("softmax", "log_softmax") else function
         what = f"forward()'s {function}()"
         x = self._take(x, what)
-        if name in ("softmax", "log_softmax") and (dim is None or dim not in (-1, len(x.layout) - 1)
-                                                   or x.layout in ("NCT", "NC1")):
-            raise GraphRefusal(f"{what} over dim={dim} of a tensor laid out {_LAYOUT[x.layout]} is not over the "
-                               "features")
-        return self._add(_Act(self._name(function), name, -1 if dim is not None else None), x.layout)
+        if name in ("softmax", "log_softmax"):
+            dim = self._feature_dim(x, dim, what)
+        return self._add(_Act(self._name(function), name, dim), x.layout)
+
+    @staticmethod
+    def _feature_dim(x: _T, dim, what: str) -> int:
+        """-1 (the IR's feature axis) for a softmax over ``dim`` of ``x`` where that is the channels."""
+        rank = len(x.layout)
+        if isinstance(dim, int) and not isinstance(dim, bool) and -rank <= dim < rank \
+                and dim % rank == x.layout.index("C"):
+            return -1
+        raise GraphRefusal(f"{what} over dim={dim} of a tensor laid out {_LAYOUT[x.layout]} is not over the "
+                           "features (C)")
 
     def permute(self, x, dims, what: str = "permute"):
         if not isinstance(x, _T) or x.layout in ("HN",):
