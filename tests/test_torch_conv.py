@@ -393,6 +393,40 @@ def test_sequential_front_end_and_softmax_over_channels(tmp_path):
         refused(scaled(SequentialFront(dim)), "'features.2' (Softmax)", f"dim={dim}", "(N, C, T)")
 
 
+class Reductions(nn.Module):
+    """Global pooling written as a reduction: the mean over a conv's time axis (keepdim, then
+    squeezed), the max over an LSTM's output steps; h_n.squeeze(0) of a one-layer GRU is h_n[-1]."""
+
+    def __init__(self, which):
+        super().__init__()
+        self.conv = nn.Conv1d(C, 8, 3)
+        self.lstm = nn.LSTM(8, 5, batch_first=True)
+        self.gru = nn.GRU(8, 5, batch_first=True)
+        self.fc = nn.Linear(8 if which == "conv_mean" else 5, 3)
+        self.which = which
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        if self.which == "conv_mean":
+            return self.fc(y.mean(dim=-1, keepdim=True).squeeze(-1))
+        if self.which == "lstm_max":
+            out, _ = self.lstm(y.transpose(1, 2))
+            return self.fc(torch.amax(out, dim=1))
+        _, h = self.gru(y.transpose(1, 2).to(torch.float32))
+        return self.fc(h.squeeze(0))
+
+
+@pytest.mark.parametrize("which, head", [("conv_mean", None), ("lstm_max", "every"), ("gru_squeeze", "final")])
+def test_reductions_and_squeeze(which, head, tmp_path):
+    module = scaled(Reductions(which), seed=15)
+    x = data()
+    want = run(module, ncl(x))
+    for source in three_ways(module, ncl(x), tmp_path):
+        model = check(source, x, want)
+        assert model.spec.source["head"] == head
+        assert ("Pooling1D" in ops(model)) == (which != "gru_squeeze")
+
+
 class IsInstance(nn.Module):
     """A forward() torch.fx traces unfaithfully: on its proxy, isinstance(states, tuple) is False,
     so the trace takes c_n where the module takes h_n."""

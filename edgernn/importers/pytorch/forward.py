@@ -42,7 +42,7 @@ _FUNCTIONS.update({"logsigmoid": "log_sigmoid", "log_sigmoid": "log_sigmoid", "h
                    "tanhshrink": "tanh_shrink", "gelu": "gelu", "elu": "elu", "celu": "celu",
                    "softplus": "softplus", "hardtanh": "hard_tanh"})
 _IDENTITIES = {"contiguous", "dropout", "dropout_", "feature_dropout", "alpha_dropout", "clone", "detach",
-               "float", "identity"}
+               "float", "identity", "to", "cpu"}
 
 
 class GraphRefusal(Exception):
@@ -280,6 +280,8 @@ class _Reader:
     def squeeze(self, x, dim):
         if isinstance(x, _T) and x.layout == "NC1" and dim is not None and dim % 3 == 2:
             return replace(x, layout="NC")
+        if isinstance(x, _T) and x.kind == "h" and dim == 0 and x.rnn.num_layers == 1 and not x.rnn.bidirectional:
+            return replace(x, layout="NC", kind="h_last")  # h_n.squeeze(0) of one layer: h_n[-1]
         raise GraphRefusal(f"forward()'s squeeze(dim={dim}) of {_describe(x)} cannot be represented")
 
     def reshape(self, x, shape):
@@ -288,6 +290,19 @@ class _Reader:
         shown = ["x.size(0)" if s is _BATCH else repr(s) for s in shape]
         raise GraphRefusal(f"forward()'s view/reshape({', '.join(shown)}) cannot be represented (only "
                            "x.view(x.size(0), -1) as a flatten)")
+
+    def reduce(self, x, kind: str, dims, keepdim):
+        """``x.mean(dim)`` / ``x.amax(dim)`` over the time axis: global pooling."""
+        what = f"forward()'s {'mean' if kind == 'average' else 'amax'}(dim={dims})"
+        x = self._take(x, what)
+        dims = list(dims) if isinstance(dims, (list, tuple)) else [dims]
+        rank = len(x.layout)
+        if "T" not in x.layout or len(dims) != 1 or not isinstance(dims[0], int) or dims[0] % rank != \
+                x.layout.index("T"):
+            raise GraphRefusal(f"{what} of a tensor laid out {_LAYOUT[x.layout]} is not over the time axis alone")
+        if keepdim and x.layout != "NCT":
+            raise GraphRefusal(f"{what} with keepdim=True of a tensor laid out {_LAYOUT[x.layout]}")
+        return self._add(_Pool(self._name(f"global_{kind}"), kind, global_pool=True), "NC1" if keepdim else "NC")
 
     def size(self, x, dim):
         if dim == 0:
@@ -526,6 +541,12 @@ def _apply(reader: _Reader, name: str, args: list, kwargs: dict, method: bool):
         return reader.reshape(x, list(shape))
     if name == "size":
         return reader.size(x, kwargs.get("dim", args[1] if len(args) > 1 else None))
+    if name in ("mean", "amax"):
+        dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        keepdim = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
+        if dims is None or (name == "mean" and kwargs.get("dtype", args[3] if len(args) > 3 else None) is not None):
+            raise GraphRefusal(f"forward()'s {name}() over all axes (or with a dtype) cannot be represented")
+        return reader.reduce(x, "average" if name == "mean" else "max", dims, bool(keepdim))
     if name == "cat":
         return reader.cat(list(x), kwargs.get("dim", args[1] if len(args) > 1 else 0))
     raise GraphRefusal(f"forward() calls {name}(), which edgernn cannot represent (a chain of layers has no "
