@@ -27,6 +27,7 @@ from edgernn.graph import execute  # noqa: E402
 from edgernn.importers import onnx as importer  # noqa: E402
 
 nn = torch.nn
+F = torch.nn.functional
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 TOL = dict(atol=1e-5, rtol=1e-4)
 
@@ -135,9 +136,27 @@ def test_refusals(attrs, pool, pieces, tmp_path):
         assert piece in str(info.value)
 
 
-def test_channel_major_flatten_is_refused(tmp_path):
-    """nn.Flatten of (N, C, T) merges channels and time; the ONNX Flatten is refused naming it."""
-    module = scaled(FlattenHead(), seed=8)
-    export(module, data(), tmp_path / "f.onnx")
-    with pytest.raises(UnsupportedModel, match="Flatten"):
+class FlattenReluHead(FlattenHead):
+    def forward(self, x):
+        return self.fc(F.relu(self.flat(self.conv(x))))  # the Relu after the Flatten: applied before it
+
+
+class FlattenOut(FlattenHead):
+    def forward(self, x):
+        return self.flat(self.conv(x))
+
+
+@pytest.mark.parametrize("make", [FlattenHead, FlattenReluHead], ids=lambda c: c.__name__)
+def test_channel_major_flatten_before_gemm(make, tmp_path):
+    """nn.Flatten of (N, C, T) is ONNX Flatten(axis=1), channel-major: the Gemm after it fixes T and
+    reads the IR Flatten's time-major order through reordered rows."""
+    got, model = check(scaled(make(), seed=8), data(), tmp_path / "f.onnx")
+    assert got == ["Conv1D", "Flatten", "Dense"]
+    assert model.spec.nodes[0].op.activation == "relu"  # before or after the Flatten: fused into the Conv1D
+    assert model.spec.inputs[0].timesteps == 23  # (T - 3) // 2 + 1 == 11 steps
+
+
+def test_channel_major_flatten_elsewhere_is_refused(tmp_path):
+    export(scaled(FlattenOut(), seed=8), data(), tmp_path / "f.onnx")
+    with pytest.raises(UnsupportedModel, match="Flatten.*channels with the time axis.*Gemm"):
         edgernn.convert(tmp_path / "f.onnx")

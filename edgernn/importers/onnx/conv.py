@@ -11,7 +11,9 @@ followed by a ``Slice [0:-(span - 1)]`` of the time axis, PyTorch's causal Conv1
 pads ``((span - 1) // 2, span // 2)`` at stride 1 (the smaller half on the left) Keras's same; any other pads are refused (the IR
 has no op for explicit pads). Pooling: pads 0, no ``ceil_mode``, no dilation. BatchNormalization
 folds into the Conv or Gemm/MatMul right before it (an exact rewrite of a linear map), else becomes
-an ``Affine``.
+an ``Affine``. ``Flatten(axis=1)`` of (batch, channels, T) is channel-major; only a Gemm/MatMul may
+read it (:meth:`_ConvOps._flat_into_dense`: its weight fixes T, its rows are reordered to the IR
+Flatten's time-major order).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from ... import ir
-from .expressions import _DenseE, _OpE
+from .expressions import _DenseE, _FlatE, _OpE
 from .values import _Const, _Data, _Refuse, _Sym
 
 # Ops whose data input is laid out (batch, channels, T): a graph input they read has its features on axis 1.
@@ -97,6 +99,29 @@ class _ConvOps:
                 and end == -(expr.op.span - 1):
             return replace(x, expr=replace(expr, pending=None))
         return None
+
+    def _channel_major_flatten(self, x, attrs, node, where):
+        """ONNX ``Flatten(axis=1)`` of (batch, channels, T): a :class:`_FlatE`, else None (not this case)."""
+        if not isinstance(x, _Data) or len(x.axes) != 3 or attrs.get("axis", 1) != 1:
+            return None
+        if self.role(x.axes[0]) != "B" or self.role(x.axes[2]) != "T" or \
+                self.role(x.axes[1]) != ("F", 0, len(x.factors)):
+            return None
+        expr = _FlatE(x.expr, node.name or node.output[0], x.expr.features, self._static_size(x.axes[2]))
+        return _Data(expr, (x.axes[0], ("F", 0, 1)), (x.expr.features,))
+
+    def _flat_into_dense(self, d: _Data, kernel, where):
+        """The Gemm/MatMul after a channel-major Flatten: T from its weight's rows, those rows put in
+        the IR Flatten's time-major order (row ``c * T + t`` becomes ``t * C + c``)."""
+        flat = d.expr
+        rows = kernel.shape[0]
+        if rows % flat.channels or (flat.steps and rows != flat.channels * flat.steps):
+            raise _Refuse(f"{where}: a weight of {rows} rows does not read the {flat.channels} channels of "
+                          "the Flatten before it")
+        steps = rows // flat.channels
+        kernel = np.asarray(kernel).reshape(flat.channels, steps, -1).transpose(1, 0, 2).reshape(rows, -1)
+        expr = _OpE(flat.inner, ir.Flatten("flatten", steps), flat.name, 2, rows)
+        return _Data(expr, d.axes, (rows,)), kernel
 
     def _front_end(self, x: _Data, op, node, rank: int, features=None, pending=None) -> _Data:
         expr = _OpE(x.expr, op, node.name or node.output[0], rank, features or getattr(op, "output_size", None)

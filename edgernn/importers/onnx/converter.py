@@ -11,6 +11,7 @@ from typing import Optional
 
 from ... import ir
 from ...errors import EdgernnError, InvalidModelFile, UnknownOption, UnsupportedModel
+from .._lengths import fixed_length
 from .._refusals import end_refusal
 from .activations import _ActivationOps
 from .axes import _AxisOps
@@ -202,7 +203,7 @@ class _Converter(_Roles, _ConstantOps, _AxisOps, _SelectOps, _ReshapeOps, _Dense
             data, syms = self.inputs[name]
             # Static time and batch sizes the graph declares: the model itself takes any, but the
             # source runs only at those, so verification (edgernn/verify.py) builds its data with them.
-            steps = next((s.size for s in syms if self.bind[s] == "T" and s.size), None)
+            steps = next((s.size for s in syms if self.bind[s] == "T" and s.size), None) or fixed_length(emitter.nodes)
             batch = next((s.size for s in syms if self.bind[s] == "B" and s.size), None)
             if batch or self.batch_size:
                 source.setdefault("batch_size", batch or self.batch_size)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ... import ir
-from .expressions import _ActE, _BiE, _children, _DenseE, _InputE, _OpE, _RecE, _RevSeqE
+from .expressions import _ActE, _BiE, _children, _DenseE, _FlatE, _InputE, _OpE, _RecE, _RevSeqE
 from .graph import _clean_name
 from .values import _Refuse
 
@@ -98,6 +98,9 @@ class _Emitter:
                 name = self._node(op, [self._emit(inner)])
         elif isinstance(expr, _OpE):
             name = self._op(expr, None)
+        elif isinstance(expr, _FlatE):
+            raise _Refuse(f"node {expr.name!r} (Flatten): a Flatten of (batch, channels, T) merges the channels with "
+                          "the time axis; supported only right before a Gemm or MatMul, whose weight fixes T")
         else:  # pragma: no cover
             raise _Refuse(f"unknown expression {expr!r}")
         self.memo[key] = name

@@ -41,6 +41,9 @@ class _ReshapeOps:
             return self._fold(node, inputs, where)
         if not isinstance(x, _Data):
             raise _Refuse(f"{where}: Flatten of a {type(x).__name__.strip('_')}")
+        flat = self._channel_major_flatten(x, attrs, node, where)  # of a convolution's (batch, channels, T)
+        if flat is not None:
+            return flat
         axis = attrs.get("axis", 1) % (len(x.axes) + 1)
         head = [self.role(a) for a in x.axes[:axis] if self.role(a) != "U"]
         tail = [self._axis_size(x, a) for a in x.axes[axis:]]

@@ -19,6 +19,7 @@ import numpy as np
 
 from ... import ir
 from ...errors import UnsupportedModel
+from .._lengths import fixed_length
 from .._refusals import end_refusal
 from .chain import _RNN, _Act, _Chain, _Linear, _orders_that_chain, _units
 from .conv import _Conv, _Flatten, _Norm, _Pool, channel_major_columns, conv_op, fold_norm, norm_op, pool_op
@@ -196,7 +197,7 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
         error = UnsupportedModel(f"{label}: the modules do not chain{_TAKEN[chain.order]}", problems)
         raise end_refusal(error, "docs/pytorch.md", _order_rule(chain))
     source = {"format": "pytorch", **chain.source, "head": head}
-    spec = ir.ModelSpec((ir.Input("x", first.input_size, timesteps=_fixed_length(nodes)),), tuple(nodes),
+    spec = ir.ModelSpec((ir.Input("x", first.input_size, timesteps=fixed_length(nodes)),), tuple(nodes),
                         (tensor,), source)
     return spec, head
 
@@ -244,21 +245,3 @@ def _front_end(layer, where: str, nodes: list, tensor: str, rank: int, features,
     nodes.append(ir.Node(op, (tensor,), (f"{op.name}:0",)))
     return f"{op.name}:0", 2, steps * features, (features, steps) if layer.channel_major else None
 
-
-def _fixed_length(nodes: list, longest: int = 1 << 16):
-    """The input length a Flatten fixes (the Linear after it read a fixed ``steps * C``): the
-    shortest T the convolutions and poolings before it take to ``steps`` (strides make several T
-    fit; any of them runs). None without a Flatten."""
-    ops = []
-    for node in nodes:
-        if isinstance(node.op, ir.Flatten):
-            for steps in range(1, longest):
-                length = steps
-                for op in ops:
-                    length = op.output_steps(length)
-                if length == node.op.steps:
-                    return steps
-            return None
-        if isinstance(node.op, (ir.Conv1D, ir.Pooling1D)) and not getattr(node.op, "global_pool", False):
-            ops.append(node.op)
-    return None
