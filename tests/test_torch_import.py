@@ -232,9 +232,19 @@ def test_activation_modules(activation):
     np.testing.assert_allclose(got, want, **TOL)
 
 
-def test_composed_without_head_is_refused_naming_the_option():
+def test_composed_without_a_graph_or_head_is_refused_naming_the_option():
+    """The head comes from forward()'s graph (tests/test_torch_conv.py); where torch.fx cannot trace
+    forward (control flow on the data) there is none, and head= is asked for."""
+
+    class Untraceable(Classifier):
+        def forward(self, x):
+            if float(x.sum()) > 1e9:
+                x = x * 0
+            return super().forward(x)
+
     with pytest.raises(UnsupportedModel, match="head='last'.*head='every'"):
-        edgernn.convert(Classifier())
+        edgernn.convert(Untraceable())
+    assert edgernn.convert(Untraceable(), head="last").spec.source["head"] == "last"
 
 
 def test_last_of_bidirectional_is_refused_naming_the_alternatives():
@@ -246,7 +256,7 @@ def test_unsupported_modules_are_all_listed():
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv = nn.Conv1d(F, F, 3)
+            self.conv = nn.Conv2d(F, F, 3)
             self.rnn = nn.LSTM(F, 5)
             self.norm = nn.LayerNorm(5)
             self.act = nn.LeakyReLU()  # slope 0.01: edgernn's leaky_relu is 0.2
@@ -256,7 +266,7 @@ def test_unsupported_modules_are_all_listed():
         edgernn.convert(Net(), head="every")
     text = str(info.value)
     assert len(info.value.problems) == 4
-    for piece in ("'conv' (Conv1d)", "'norm' (LayerNorm)", "negative_slope=0.01", "Softmax(dim=None)"):
+    for piece in ("'conv' (Conv2d)", "'norm' (LayerNorm)", "negative_slope=0.01", "Softmax(dim=None)"):
         assert piece in text
 
 

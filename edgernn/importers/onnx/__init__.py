@@ -46,6 +46,8 @@ Modules, in the order a conversion uses them:
 * :mod:`.select` -- Gather, Slice, Concat: the last step, a direction, a stack of states.
 * :mod:`.reshape` -- Reshape and Flatten as layout changes.
 * :mod:`.dense` -- Gemm, MatMul (+ Add): Dense layers.
+* :mod:`.conv` -- Conv, MaxPool/AveragePool, the global poolings, BatchNormalization: the 1-D
+  convolutional front-end on (batch, channels, T) tensors.
 * :mod:`.activations` -- activation ops and the recurrent nodes' activation functions.
 * :mod:`.recurrent` -- LSTM, GRU, RNN nodes: gate orders, weight reshuffles, states, outputs.
 * :mod:`.emit` -- the expressions the outputs need, emitted as IR nodes.

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional
 
-from .expressions import _ActE
+from ... import ir
+from .expressions import _ActE, _FlatE
 from .values import _Const, _Data, _Refuse
 
 
@@ -58,6 +59,10 @@ class _ActivationOps:
             raise _Refuse(f"{where}: applied to a {type(x).__name__.strip('_')}")
         if axis is not None:
             self._feature_axis(x, axis % len(x.axes), where)
+        if isinstance(x.expr, _FlatE) and name in ir.ELEMENTWISE_ACTIVATIONS:
+            # element-wise: applied before the channel-major Flatten, which only a Gemm/MatMul may read
+            flat = x.expr
+            return replace(x, expr=replace(flat, inner=_ActE(flat.inner, name, node.name or node.output[0])))
         return replace(x, expr=_ActE(x.expr, name, node.name or node.output[0]))
 
     def _op_Elu(self, node, inputs, attrs, where):

@@ -11,11 +11,13 @@ from typing import Optional
 
 from ... import ir
 from ...errors import EdgernnError, InvalidModelFile, UnknownOption, UnsupportedModel
+from .._lengths import fixed_length
 from .._refusals import end_refusal
 from .activations import _ActivationOps
 from .axes import _AxisOps
 from .constants import _ConstantOps
 from .container import _attrs, _read
+from .conv import CHANNELS_FIRST_OPS, _ConvOps
 from .dense import _DenseOps
 from .emit import _Emitter
 from .expressions import _InputE
@@ -37,7 +39,8 @@ class _IOLayout:
     outputs: list = field(default_factory=list)
 
 
-class _Converter(_Roles, _ConstantOps, _AxisOps, _SelectOps, _ReshapeOps, _DenseOps, _ActivationOps, _RecurrentOps):
+class _Converter(_Roles, _ConstantOps, _AxisOps, _SelectOps, _ReshapeOps, _DenseOps, _ActivationOps, _RecurrentOps,
+                 _ConvOps):
     """One conversion: the environment of symbolic values, the axis roles bound so far, the problems."""
 
     def __init__(self, model, label: str):
@@ -48,6 +51,7 @@ class _Converter(_Roles, _ConstantOps, _AxisOps, _SelectOps, _ReshapeOps, _Dense
         self.bind: dict = {}  # _Sym -> "B" | "T" | "U"
         self.env: dict = {}
         self.inputs: dict = {}  # graph input name -> (_Data, [syms])
+        self.feature_axis: dict = {}  # graph input name -> its features' axis (1 when a Conv reads it)
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.names: set = set()
         self.memo_last: dict = {}
@@ -117,13 +121,21 @@ class _Converter(_Roles, _ConstantOps, _AxisOps, _SelectOps, _ReshapeOps, _Dense
                                  "integer inputs must be constants)")
             return _UNKNOWN
         dims = [d.dim_value if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim]
-        if len(dims) not in (2, 3) or dims[-1] in (None, 0):
+        # The features are the last axis, or axis 1 of an input a Conv (pooling, BatchNormalization) reads.
+        position = len(dims) - 1
+        if len(dims) == 3 and any(n.op_type in CHANNELS_FIRST_OPS and n.input and n.input[0] == value.name
+                                  for n in self.graph.node):
+            position = 1
+        if len(dims) not in (2, 3) or dims[position] in (None, 0):
             self.problems.append(f"graph input {value.name!r} must be (batch, T, features) or (batch, features) "
                                  f"in some order with a fixed feature size, has shape {dims}")
             return _UNKNOWN
-        syms = [_Sym(value.name, i, d) for i, d in enumerate(dims[:-1])]
-        expr = _InputE(value.name, int(dims[-1]), self)
-        data = _Data(expr, tuple(syms) + (("F", 0, 1),), (int(dims[-1]),))
+        syms = [_Sym(value.name, i, d) for i, d in enumerate(dims) if i != position]
+        expr = _InputE(value.name, int(dims[position]), self)
+        axes = list(syms)
+        axes.insert(position, ("F", 0, 1))
+        data = _Data(expr, tuple(axes), (int(dims[position]),))
+        self.feature_axis[value.name] = position
         self.inputs[value.name] = (data, syms)
         return data
 
@@ -191,16 +203,18 @@ class _Converter(_Roles, _ConstantOps, _AxisOps, _SelectOps, _ReshapeOps, _Dense
             data, syms = self.inputs[name]
             # Static time and batch sizes the graph declares: the model itself takes any, but the
             # source runs only at those, so verification (edgernn/verify.py) builds its data with them.
-            steps = next((s.size for s in syms if self.bind[s] == "T" and s.size), None)
+            steps = next((s.size for s in syms if self.bind[s] == "T" and s.size), None) or fixed_length(emitter.nodes)
             batch = next((s.size for s in syms if self.bind[s] == "B" and s.size), None)
             if batch or self.batch_size:
                 source.setdefault("batch_size", batch or self.batch_size)
             spec_inputs.append(ir.Input(name, data.expr.features, self.input_rank(name), steps))
-            layout.inputs.append((name, [self.bind[s] for s in syms] + ["F"]))
+            roles = [self.bind[s] for s in syms]
+            roles.insert(self.feature_axis[name], "F")
+            layout.inputs.append((name, roles))
         if not spec_inputs:
             raise UnsupportedModel(f"{self.label}: no output depends on a graph input")
-        if not any(isinstance(n.op, (ir.Recurrent, ir.Bidirectional)) for n in emitter.nodes):
-            raise UnsupportedModel(f"{self.label}: no LSTM, GRU or RNN node feeds the outputs")
+        if not any(isinstance(n.op, (ir.Recurrent, ir.Bidirectional, ir.Conv1D)) for n in emitter.nodes):
+            raise UnsupportedModel(f"{self.label}: no LSTM, GRU, RNN or Conv node feeds the outputs")
         spec = ir.ModelSpec(tuple(spec_inputs), tuple(emitter.nodes), tuple(names), source)
         return spec, layout
 

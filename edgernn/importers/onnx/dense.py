@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from ... import ir
-from .expressions import _DenseE
+from .expressions import _DenseE, _FlatE
 from .values import _Const, _Data, _Refuse
 
 
@@ -17,6 +17,8 @@ class _DenseOps:
 
     def _dense(self, d: _Data, kernel, bias, where, name, position=None) -> _Data:
         position = len(d.axes) - 1 if position is None else position
+        if isinstance(d.expr, _FlatE):  # a convolution's output flattened channel-major
+            d, kernel = self._flat_into_dense(d, kernel, where)
         self._feature_axis(d, position, where)
         if kernel.shape[0] != d.expr.features:
             raise _Refuse(f"{where}: weight of shape {kernel.shape} does not fit {d.expr.features} features")

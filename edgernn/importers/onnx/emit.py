@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ... import ir
-from .expressions import _ActE, _BiE, _children, _DenseE, _InputE, _RecE, _RevSeqE
+from .expressions import _ActE, _BiE, _children, _DenseE, _FlatE, _InputE, _OpE, _RecE, _RevSeqE
 from .graph import _clean_name
 from .values import _Refuse
 
@@ -88,9 +88,19 @@ class _Emitter:
                     and id(inner) not in self.memo):
                 name = self._dense(inner, expr.activation)  # Gemm/MatMul + activation: one Dense
                 self.memo[id(inner)] = None  # fused: never emitted on its own
+            elif (isinstance(inner, _OpE) and isinstance(inner.op, ir.Conv1D) and inner.op.activation == "linear"
+                  and expr.activation in ir.ELEMENTWISE_ACTIVATIONS and self.refs.get(id(inner), 0) <= 1
+                  and id(inner) not in self.memo):
+                name = self._op(inner, expr.activation)  # Conv + activation: one Conv1D
+                self.memo[id(inner)] = None
             else:
                 op = ir.Activation(c.unique(expr.name), expr.activation)
                 name = self._node(op, [self._emit(inner)])
+        elif isinstance(expr, _OpE):
+            name = self._op(expr, None)
+        elif isinstance(expr, _FlatE):
+            raise _Refuse(f"node {expr.name!r} (Flatten): a Flatten of (batch, channels, T) merges the channels with "
+                          "the time axis; supported only right before a Gemm or MatMul, whose weight fixes T")
         else:  # pragma: no cover
             raise _Refuse(f"unknown expression {expr!r}")
         self.memo[key] = name
@@ -98,6 +108,14 @@ class _Emitter:
 
     def _dense(self, expr: _DenseE, activation: str) -> str:
         op = ir.Dense(self.c.unique(expr.name), expr.kernel, expr.bias, activation)
+        return self._node(op, [self._emit(expr.inner)])
+
+    def _op(self, expr: _OpE, activation) -> str:
+        if expr.pending:
+            raise _Refuse(expr.pending)
+        op = replace(expr.op, name=self.c.unique(expr.name))
+        if activation is not None:
+            op = replace(op, activation=activation)
         return self._node(op, [self._emit(expr.inner)])
 
     def _node(self, op, inputs, initial=(), extra=0) -> str:

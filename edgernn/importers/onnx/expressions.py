@@ -122,6 +122,38 @@ class _ActE(_OnInner):
         return self.inner.features
 
 
+@dataclass(eq=False)
+class _OpE(_Expr):
+    """A convolutional front-end op (``ir.Conv1D``, ``ir.Pooling1D``, ``ir.Affine``) applied to
+    ``inner``; ``op.name`` is a placeholder until emission."""
+
+    inner: _Expr
+    op: object
+    name: str
+    rank: int
+    features: int
+    # A Conv padded (k-1)*d on both sides: causal once a Slice drops the right end, else refused
+    # with this message when emitted.
+    pending: Optional[str] = None
+
+
+@dataclass(eq=False)
+class _FlatE(_Expr):
+    """``(batch, channels, T)`` flattened channel-major (ONNX ``Flatten(axis=1)``, PyTorch's
+    ``nn.Flatten`` of a convolution's output): only a Gemm/MatMul may read it, which fixes T and
+    reads the IR Flatten's time-major order through reordered weight rows."""
+
+    inner: _Expr
+    name: str
+    channels: int
+    steps: Optional[int]  # the static length, where the graph declares it
+    rank = 2
+
+    @property
+    def features(self):
+        return self.channels * (self.steps or 0)
+
+
 def _children(expr) -> list:
     if isinstance(expr, _RecE):
         return [expr.rec.input, *expr.rec.initial]
@@ -129,6 +161,6 @@ def _children(expr) -> list:
         return [expr.forward.input]
     if isinstance(expr, _RevSeqE):
         return [expr.rec.input]
-    if isinstance(expr, (_DenseE, _ActE)):
+    if isinstance(expr, (_DenseE, _ActE, _OpE, _FlatE)):
         return [expr.inner]
     return []

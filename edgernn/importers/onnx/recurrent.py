@@ -156,6 +156,9 @@ class _RecurrentOps:
         # Outputs in ONNX layouts: Y (T, dirs, B, H) / (B, T, dirs, H); Y_h, Y_c (dirs, B, H) / (B, dirs, H).
         outputs = []
         seq_axes = ("T", "D", "B", "F") if layout == 0 else ("B", "T", "D", "F")
+        # Y's time axis is X's (after a Conv or pooling, a token of its own static length).
+        time = x.axes[0 if layout == 0 else 1]
+        seq_axes = tuple(time if a == "T" and isinstance(time, _Sym) else a for a in seq_axes)
         state_axes = ("D", "B", "F") if layout == 0 else ("B", "D", "F")
         if dirs == 1:
             expr = _RevSeqE(recs[0]) if recs[0].reverse else _RecE(recs[0], "seq")

@@ -41,6 +41,9 @@ class _ReshapeOps:
             return self._fold(node, inputs, where)
         if not isinstance(x, _Data):
             raise _Refuse(f"{where}: Flatten of a {type(x).__name__.strip('_')}")
+        flat = self._channel_major_flatten(x, attrs, node, where)  # of a convolution's (batch, channels, T)
+        if flat is not None:
+            return flat
         axis = attrs.get("axis", 1) % (len(x.axes) + 1)
         head = [self.role(a) for a in x.axes[:axis] if self.role(a) != "U"]
         tail = [self._axis_size(x, a) for a in x.axes[axis:]]
@@ -74,10 +77,15 @@ class _ReshapeOps:
             left = [a for a in symbolic if not any(self._same(a, c) for c in copied)]
             static = int(np.prod([self._axis_size(d, a) for a in axes if a == "U" or _is_feature(a)]))
             known = int(np.prod([e for e in entries if isinstance(e, int) and e != -1] or [1]))
-            if len(left) == 1:
-                if static != known:
-                    raise _Refuse(f"{where}: Reshape that merges the {left[0]} axis with features")
+            size = self._static_size(left[0]) if len(left) == 1 else None
+            if len(left) == 1 and static == known:
                 entries[entries.index(-1)] = ("copy", left[0])
+            elif len(left) == 1 and size and known % size == 0 and static % (known // size) == 0:
+                # (3, -1) with 3 the static batch (an export with fixed shapes, x.view(x.size(0), -1)):
+                # -1 is a number, and the numbers are matched to the axes below.
+                entries[entries.index(-1)] = static * size // known
+            elif len(left) == 1:
+                raise _Refuse(f"{where}: Reshape that merges the {left[0]} axis with features")
             elif not left and known and static % known == 0:
                 entries[entries.index(-1)] = static // known
             elif len(left) == 2 and static == known and not _is_merged(left[0]) and not _is_merged(left[1]):
@@ -111,14 +119,14 @@ class _ReshapeOps:
             if not isinstance(e, tuple) and i < len(axes) and not _is_feature(axes[i]):
                 # A static size where the batch or time axis stands (a graph exported with fixed
                 # shapes writes numbers where others write Shape -> Gather): the axis it stands for.
-                size = self._static_size(axes[i])
+                size = self._static_size(d.axes[i])  # the token: a convolution's time axis has its own length
                 if e == size:  # the same axis
                     e = ("copy", axes[i])
                 elif _is_merged(axes[i]) and e == self._static_size(axes[i][1]) and self._matches(nxt, axes[i][2]):
                     e = ("copy", axes[i][1])  # a merged axis split back
                 elif (j < len(axes) and not _is_feature(axes[j]) and not _is_merged(axes[i])
-                      and not _is_merged(axes[j]) and size and self._static_size(axes[j])
-                      and e == size * self._static_size(axes[j])):
+                      and not _is_merged(axes[j]) and size and self._static_size(d.axes[j])
+                      and e == size * self._static_size(d.axes[j])):
                     e = ("copy", ("M", axes[i], axes[j]))  # two axes merged
                 else:
                     raise _Refuse(f"{where}: Reshape to size {e} where the batch or time axis stands")
@@ -140,7 +148,7 @@ class _ReshapeOps:
                 elif i >= len(axes) or not self._same(axes[i], e[1]):
                     raise _Refuse(f"{where}: Reshape that moves the batch or time axis")
                 else:
-                    out.append(axes[i])
+                    out.append(d.axes[i])  # the same axis (its token kept, for its static length)
                     i += 1
                 continue
             k0 = k1 = None

@@ -36,6 +36,8 @@ class _Roles:
 
     def _static_size(self, axis) -> Optional[int]:
         """The size of a batch, time or merged axis where the graph declares it, else None."""
+        if isinstance(axis, _Sym) and axis.size:
+            return axis.size  # a graph input's, or the time axis a convolution or pooling made (its own length)
         axis = self.role(axis)
         if isinstance(axis, _Sym):
             return axis.size

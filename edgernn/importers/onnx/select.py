@@ -200,6 +200,9 @@ class _SelectOps:
             return items[0] if len(items) == 1 else _Stack(tuple(items), axis)
         if not isinstance(x, _Data):
             raise _Refuse(f"{where}: not supported on a {type(x).__name__.strip('_')}")
+        causal = self._causal_slice(x, axis, start, end)  # PyTorch's causal Conv1d: y[:, :, :-p]
+        if causal is not None:
+            return causal
         role = self.role(x.axes[axis])
         size = self._axis_size(x, role)
         if isinstance(size, _Sym) and size.size is not None:

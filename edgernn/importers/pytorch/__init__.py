@@ -34,7 +34,9 @@ How a module maps (the rules are the same for a live module, a TorchScript file 
     bidirectional module ``torch.cat([h_n[-2], h_n[-1]], dim=1)``; ``predict`` returns
     ``(batch, outputs)``.
 
-  A composed module without ``head`` is refused with an error naming the option. The input of a
+  Where forward() has a graph (torch.fx for a live module, TorchScript), the head, the order and the
+  permutes are read from it (``forward``) and ``head`` may be left out (given, it must agree). A
+  composed module without a graph and without ``head`` is refused with an error naming the option. The input of a
   composed module is ``(batch, T, features)`` for ``predict`` too; run by PyTorch it is laid out
   as its first recurrent module's ``batch_first`` says.
 
@@ -50,7 +52,13 @@ Modules, one idea each:
 
 * ``files``: ``.pt``/``.pth`` and ``.safetensors`` read: :func:`load_torch_file`, :func:`load_safetensors_file`.
 * ``modules``: :func:`from_torch_module`, and the walk of a live or TorchScript module tree into a chain.
-* ``calls``: the order forward() calls the layers, from a torch.fx trace or a TorchScript graph.
+* ``forward``: forward() read from its torch.fx or TorchScript graph: the layers in order, the
+  permutes between (N, C, T) and the recurrent part, the head (this replaces the ``head`` option
+  wherever a graph exists; see docs/pytorch.md).
+* ``conv``: Conv1d, MaxPool1d/AvgPool1d, the global adaptive poolings, BatchNorm1d and Flatten:
+  read from a module, built into IR ops (BatchNorm folded into the layer before it where exact).
+* ``calls``: the order forward() calls the layers, from a torch.fx trace or a TorchScript graph
+  (used where ``forward`` cannot read the graph and ``head`` is given).
 * ``state_dict``: a chain inferred from a state dict's parameter names and shapes.
 * ``chain``: the chain every source is reduced to: ``_RNN``, ``_Linear``, ``_Act`` records in forward order.
 * ``build``: the IR built from a chain: the heads, the checks (modules that do not chain: the order

@@ -19,8 +19,10 @@ import numpy as np
 
 from ... import ir
 from ...errors import UnsupportedModel
+from .._lengths import fixed_length
 from .._refusals import end_refusal
 from .chain import _RNN, _Act, _Chain, _Linear, _orders_that_chain, _units
+from .conv import _Conv, _Flatten, _Norm, _Pool, channel_major_columns, conv_op, fold_norm, norm_op, pool_op
 
 
 # PyTorch's RNNBase.mode -> (IR cell, activation); plain nn.RNN modes carry the nonlinearity.
@@ -105,11 +107,14 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
     """The ModelSpec of ``chain`` with ``head`` semantics; returns (spec, the head used)."""
     label = chain.label
     layers = chain.layers
+    head = head or chain.head
     rnns = [i for i, layer in enumerate(layers) if isinstance(layer, _RNN)]
+    if not rnns and not any(isinstance(layer, _Conv) for layer in layers):
+        raise UnsupportedModel(f"{label}: no recurrent module (nn.LSTM, nn.GRU, nn.RNN) or Conv1d found")
+    last_rnn = rnns[-1] if rnns else len(layers)
     if not rnns:
-        raise UnsupportedModel(f"{label}: no recurrent module (nn.LSTM, nn.GRU, nn.RNN) found")
-    last_rnn = rnns[-1]
-    if chain.bare:
+        head = None
+    elif chain.bare:
         if head not in (None, "every"):
             raise UnsupportedModel(f"{label}: a bare {layers[0].mode} module returns its output sequence; "
                                    f"head={head!r} applies to modules with a head only")
@@ -129,8 +134,10 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
     problems: list[str] = []
     nodes: list[ir.Node] = []
     features = None
-    rank = 3
+    rank = 2 if chain.input_layout == "NC" else 3
     tensor = "x"
+    refusals: list[str] = []
+    reorder = None  # (channels, steps) of a channel-major flatten, for the Linear after it
     for index, layer in enumerate(layers):
         where = f"module {layer.path!r}" if layer.path else "the module"
         if isinstance(layer, _RNN):
@@ -155,10 +162,13 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
                     rank = 2
             features = size
         elif isinstance(layer, _Linear):
+            weight = np.asarray(layer.weight)
+            if reorder is not None:  # after PyTorch's channel-major flatten of (N, C, T)
+                weight, reorder = channel_major_columns(weight, *reorder), None
             if features is not None and features != layer.input_size:
                 problems.append(f"{where} (Linear) takes {layer.input_size} features but gets {features}")
             bias = None if layer.bias is None else ir.as_weight(layer.bias)
-            op = ir.Dense(layer.path or "linear", ir.as_weight(np.asarray(layer.weight).T), bias)
+            op = ir.Dense(layer.path or "linear", ir.as_weight(weight.T), bias)
             out = f"{op.name}:0"
             nodes.append(ir.Node(op, (tensor,), (out,)))
             tensor, features = out, layer.output_size
@@ -167,18 +177,71 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
                 problems.append(f"{where}: {layer.activation} over dim={layer.dim} of a rank-{rank} tensor is not "
                                 "over the feature (last) axis; only dim=-1 is supported")
             previous = nodes[-1].op if nodes else None
-            if isinstance(previous, ir.Dense) and previous.activation == "linear":
-                # Linear followed by an activation module: one Dense with that activation.
+            if isinstance(previous, (ir.Dense, ir.Conv1D)) and previous.activation == "linear" and (
+                    layer.activation in ir.ELEMENTWISE_ACTIVATIONS or isinstance(previous, ir.Dense)):
+                # Linear (or Conv1d) followed by an activation: one Dense (Conv1D) with that activation.
                 nodes[-1] = ir.Node(replace(previous, activation=layer.activation), nodes[-1].inputs, nodes[-1].outputs)
             else:
                 op = ir.Activation(layer.path or "activation", layer.activation)
                 out = f"{op.name}:0"
                 nodes.append(ir.Node(op, (tensor,), (out,)))
                 tensor = out
-    first = next(layer for layer in layers if isinstance(layer, (_RNN, _Linear)))
+        elif isinstance(layer, (_Conv, _Pool, _Norm, _Flatten)):
+            made = _front_end(layer, f"{where} ({type(layer).__name__.strip('_')})", nodes, tensor, rank, features, layers[index + 1:],
+                              refusals)
+            if made is None:
+                raise end_refusal(UnsupportedModel(f"{label}: cannot convert", refusals), "docs/pytorch.md")
+            tensor, rank, features, reorder = made
+    first = next(layer for layer in layers if isinstance(layer, (_RNN, _Linear, _Conv, _Norm)))
     if problems:
         error = UnsupportedModel(f"{label}: the modules do not chain{_TAKEN[chain.order]}", problems)
         raise end_refusal(error, "docs/pytorch.md", _order_rule(chain))
     source = {"format": "pytorch", **chain.source, "head": head}
-    spec = ir.ModelSpec((ir.Input("x", first.input_size),), tuple(nodes), (tensor,), source)
+    spec = ir.ModelSpec((ir.Input("x", first.input_size, timesteps=fixed_length(nodes)),), tuple(nodes),
+                        (tensor,), source)
     return spec, head
+
+
+def _front_end(layer, where: str, nodes: list, tensor: str, rank: int, features, after: list, problems: list[str]):
+    """Append the IR of a convolutional front-end ``layer`` reading ``tensor`` (of ``rank`` and
+    ``features``); returns (tensor, rank, features, reorder) or None (+ problems)."""
+    if isinstance(layer, _Norm):
+        if features is not None and features != layer.input_size:
+            problems.append(f"{where} (BatchNorm1d) normalizes {layer.input_size} channels but gets {features}")
+            return None
+        previous = nodes[-1].op if nodes else None
+        if isinstance(previous, (ir.Conv1D, ir.Dense)) and previous.activation == "linear" and \
+                nodes[-1].outputs == (tensor,):
+            # Conv1d/Linear then BatchNorm: folded into the weights (a linear map of a linear map).
+            nodes[-1] = ir.Node(fold_norm(previous, layer), nodes[-1].inputs, nodes[-1].outputs)
+            return tensor, rank, features, None
+        op = norm_op(layer)
+        nodes.append(ir.Node(op, (tensor,), (f"{op.name}:0",)))
+        return f"{op.name}:0", rank, features, None
+    if rank != 3:
+        problems.append(f"{where} reads a sequence, but the time axis is already gone")
+        return None
+    if isinstance(layer, _Conv):
+        if features is not None and features != layer.input_size:
+            problems.append(f"{where} (Conv1d) takes {layer.input_size} channels but gets {features}")
+            return None
+        op = conv_op(layer, where, problems)
+        if op is None:
+            return None
+        nodes.append(ir.Node(op, (tensor,), (f"{op.name}:0",)))
+        return f"{op.name}:0", 3, op.output_size, None
+    if isinstance(layer, _Pool):
+        op = pool_op(layer)
+        nodes.append(ir.Node(op, (tensor,), (f"{op.name}:0",)))
+        return f"{op.name}:0", 2 if layer.global_pool else 3, features, None
+    # Flatten of a sequence: its fixed length is what the Linear after it reads.
+    following = after[0] if after else None
+    if not isinstance(following, _Linear) or features is None or following.input_size % features:
+        problems.append(f"{where}: flattening a sequence is supported only right before a Linear whose "
+                        f"in_features are a multiple of the {features} channels (that fixes the length)")
+        return None
+    steps = following.input_size // features
+    op = ir.Flatten(layer.path, steps)
+    nodes.append(ir.Node(op, (tensor,), (f"{op.name}:0",)))
+    return f"{op.name}:0", 2, steps * features, (features, steps) if layer.channel_major else None
+

@@ -73,6 +73,12 @@ class _Chain:
     label: str
     source: dict = field(default_factory=dict)
     order: str = "registration"
+    # Read from forward()'s graph (:mod:`.forward`), where there is one: the head of the last
+    # recurrent module, and how PyTorch lays out the input and the output ("NCT" (N, C, T), "NTC",
+    # "TNC", "NC"); None where no graph said.
+    head: Optional[str] = None
+    input_layout: Optional[str] = None
+    output_layout: Optional[str] = None
 
 
 def _top(path: str) -> str:

@@ -94,7 +94,8 @@ def _file_chain(path, options: dict) -> tuple[_Chain, object]:
     source = {"file": path.name, "framework_version": torch.__version__}
     if kind == "script":
         label = f"{path.name} (TorchScript {_class_name(obj)})"
-        return _chain_from_module(obj, options, label, {**source, "container": "torchscript"}), obj
+        return _chain_from_module(obj, options, label, {**source, "container": "torchscript"},
+                                  _head_option(options)), obj
     label = f"{path.name} (state dict)"
     return _chain_from_state_dict(obj, options, label, True, {**source, "container": "state_dict"}), obj
 

@@ -21,6 +21,8 @@ from .activations import _ACTIVATION_CLASSES, _SKIP_CLASSES, _activation_of
 from .build import _build
 from .calls import call_order
 from .chain import _RNN, _Act, _Chain, _Linear, _in_order, _units
+from .conv import FRONT_END_CLASSES, _Conv, _Pool, front_end_layer
+from .forward import GraphRefusal, read_forward
 from .options import _check_options, _flag, _head_option
 from .state_dict import _rnn_from_params
 
@@ -137,6 +139,13 @@ def _walk(module, path: str, options: dict, layers: list, problems: list[str], l
         return
     if cls in _SKIP_CLASSES:
         return
+    if cls in FRONT_END_CLASSES:
+        layer = front_end_layer(module, cls, path, where, _attr, _numpy, problems)
+        if isinstance(layer, dict):  # nn.Flatten: what it does depends on the layout, read from forward()
+            layers.append(_FlattenModule(path, layer))
+        elif layer is not None:
+            layers.append(layer)
+        return
     if cls in _ACTIVATION_CLASSES:
         attrs = _activation_attrs(module, cls)
         activation = _activation_of(cls, attrs, where, problems)
@@ -148,8 +157,9 @@ def _walk(module, path: str, options: dict, layers: list, problems: list[str], l
     if not children:
         if cls in _CONTAINER_CLASSES and not own:
             return
-        problems.append(f"{where} is not supported (supported: LSTM, GRU, RNN, Linear, activations, Dropout, "
-                        "Identity, and modules composed of them)")
+        problems.append(f"{where} is not supported (supported: LSTM, GRU, RNN, Linear, Conv1d, MaxPool1d, "
+                        "AvgPool1d, AdaptiveAvgPool1d(1), AdaptiveMaxPool1d(1), BatchNorm1d, Flatten, activations, "
+                        "Dropout, Identity, and modules composed of them)")
         return
     if own:
         problems.append(f"{where} holds parameters of its own ({', '.join(own)}) that its forward() uses in a "
@@ -161,7 +171,16 @@ def _walk(module, path: str, options: dict, layers: list, problems: list[str], l
 def _is_layer(module) -> bool:
     """Whether ``module`` is one layer of a chain (or skipped as one): not walked into."""
     cls = _class_name(module)
-    return cls in _RNN_CLASSES or cls == "Linear" or cls in _ACTIVATION_CLASSES or cls in _SKIP_CLASSES
+    return (cls in _RNN_CLASSES or cls == "Linear" or cls in _ACTIVATION_CLASSES or cls in _SKIP_CLASSES
+            or cls in FRONT_END_CLASSES)
+
+
+class _FlattenModule(dict):
+    """An ``nn.Flatten`` found in the module tree: its ``start_dim`` and ``end_dim``, and its path."""
+
+    def __init__(self, path: str, dims: dict):
+        super().__init__(dims)
+        self.path = path
 
 
 def _by_calls(layers: list, calls: Optional[list]) -> Optional[list]:
@@ -175,16 +194,50 @@ def _by_calls(layers: list, calls: Optional[list]) -> Optional[list]:
     return [by_path[path] for path in called]
 
 
-def _chain_from_module(module, options: dict, label: str, source: dict) -> _Chain:
-    """The chain of a module: its layers in the order forward() calls them where a simple graph of
-    the calls exists (:mod:`.calls`), else in registration order; the ``order`` option, given,
-    orders the top-level modules."""
+def _layouts(layers: list) -> list[str]:
+    """The input layouts to try reading forward() with, the likeliest first (its refusal is the one
+    reported): (N, C, T) where there is a convolution or pooling, else the first recurrent module's."""
+    rnn = next((layer for layer in layers if isinstance(layer, _RNN)), None)
+    sequence = "NTC" if rnn is None or rnn.batch_first else "TNC"
+    conv = any(isinstance(layer, (_Conv, _Pool)) for layer in layers)
+    first = "NCT" if conv else sequence
+    return [first] + [layout for layout in ("NTC", "TNC", "NCT", "NC") if layout != first]
+
+
+def _chain_from_module(module, options: dict, label: str, source: dict, head: Optional[str] = None) -> _Chain:
+    """The chain of a module: its layers in the order forward() calls them, with the head and the
+    layouts forward() shows (:mod:`.forward`); where no graph can be had (torch.fx cannot trace
+    forward(), or its trace does not compute what the module does), or the ``order`` option is
+    given, in the order of the calls (:mod:`.calls`) or of registration (the ``order`` option orders
+    the top-level modules)."""
     problems: list[str] = []
     layers: list = []
     _walk(module, "", options, layers, problems, label)
     if problems:
         raise UnsupportedModel(f"{label}: cannot convert", problems)
     bare = _class_name(module) in _RNN_CLASSES
+    front_end = [layer for layer in layers if not isinstance(layer, (_RNN, _Linear, _Act))]
+    if not bare and options.get("order") is None:
+        sized = next((layer for layer in layers if hasattr(layer, "input_size")), None)
+        try:
+            read = read_forward(module, {layer.path: layer for layer in layers}, _layouts(layers),
+                                sized.input_size if sized is not None else 1)
+        except GraphRefusal as refusal:
+            raise UnsupportedModel(f"{label}: {refusal}") from None
+        if read is not None:
+            if head is not None and read.head is not None and head != read.head:
+                raise UnsupportedModel(f"{label}: option head={head!r}, but forward() passes the recurrent output on "
+                                       f"as head={read.head!r}; leave the option out")
+            return _Chain(read.layers, False, label, source, "calls", read.head, read.input_layout,
+                          read.output_layout)
+    if front_end:
+        names = ", ".join(repr(layer.path) for layer in front_end)
+        raise UnsupportedModel(
+            f"{label}: modules {names} lay their tensors out (N, C, T); edgernn follows that through forward() "
+            "only where torch.fx or TorchScript gives its graph" + (
+                ", and the option order= replaces that graph" if options.get("order") is not None else
+                ", and torch.fx could not trace this forward() faithfully (save it with torch.jit.script or "
+                "torch.jit.trace)"))
     how = "registration"
     if not bare and options.get("order") is not None:
         layers = [layer for _, unit in _in_order(_units(layers), options["order"], label) for layer in unit]
@@ -210,5 +263,5 @@ def from_torch_module(module, **options) -> ir.ModelSpec:
     import torch  # noqa: F401 - a torch object is being converted, so torch is there
 
     chain = _chain_from_module(module, options, label, {"file": None, "class": _class_name(module),
-                                                        "framework_version": torch.__version__})
+                                                        "framework_version": torch.__version__}, head)
     return _build(chain, head)[0]

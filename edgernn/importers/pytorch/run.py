@@ -76,17 +76,26 @@ def _rebuilt_run(chain: _Chain, head: str, x):
     return y
 
 
-def _first_batch_first(chain: _Chain) -> bool:
-    return next(layer.batch_first for layer in chain.layers if isinstance(layer, _RNN))
+_TO_TORCH = {"NCT": (0, 2, 1), "TNC": (1, 0, 2)}  # the IR's (batch, T, C) -> PyTorch's layout, and back
+
+
+def _layouts(chain: _Chain, head: str) -> tuple[str, str]:
+    """How PyTorch lays out the chain's input and output: read from forward() where it was, else as
+    the first recurrent module's ``batch_first`` says."""
+    if chain.input_layout is not None:
+        return chain.input_layout, chain.output_layout
+    batch_first = next(layer.batch_first for layer in chain.layers if isinstance(layer, _RNN))
+    sequence = "NTC" if batch_first else "TNC"
+    return sequence, sequence if head == "every" else "NC"
 
 
 def _run_module(torch, module, chain: _Chain, head: str, x: np.ndarray) -> np.ndarray:
-    """Run a live or TorchScript module on ``x`` (batch, T, F) laid out as its first RNN wants."""
-    batch_first = _first_batch_first(chain)
+    """Run a live or TorchScript module on ``x`` (batch, T, F) laid out as it wants."""
+    into, out_of = _layouts(chain, head)
     dtype = next((p.dtype for p in module.parameters()), torch.float32)
     inp = torch.from_numpy(np.asarray(x, np.float32)).to(dtype)
-    if not batch_first:
-        inp = inp.transpose(0, 1)
+    if into in _TO_TORCH:
+        inp = inp.permute(*_TO_TORCH[into])
     training = module.training
     module.eval()
     try:
@@ -96,8 +105,8 @@ def _run_module(torch, module, chain: _Chain, head: str, x: np.ndarray) -> np.nd
         module.train(training)
     while isinstance(out, (tuple, list)):
         out = out[0]
-    if head == "every" and not batch_first:
-        out = out.transpose(0, 1)
+    if out_of in _TO_TORCH:
+        out = out.permute(*_TO_TORCH[out_of])
     return out.detach().cpu().float().numpy()
 
 
@@ -123,7 +132,7 @@ def run_source(source, inputs, **options) -> list[np.ndarray]:
             module = obj if not isinstance(obj, dict) else None
     else:
         label = f"PyTorch module {_class_name(source)}"
-        chain = _chain_from_module(source, options, label, {})
+        chain = _chain_from_module(source, options, label, {}, head)
         module = source
     _, head = _build(chain, head)
     if module is not None:

@@ -138,9 +138,14 @@ def _units_from_state_dict(state: dict, options: dict, label: str, problems: lis
                 layers[prefix] = rnn
         else:
             weight, bias = params.get("weight"), params.get("bias")
+            if np.ndim(weight) == 3:
+                problems.append(f"{where}: a 3-D weight is a Conv1d, whose stride, padding and place in forward() a "
+                                "state dict does not keep: convert the module, or save it with torch.jit.script or "
+                                "torch.jit.trace")
+                continue
             if weight is None or np.ndim(weight) != 2:
                 problems.append(f"{where}: a Linear needs a 2-D weight (a 1-D weight is a normalisation layer, "
-                                "which is not supported)")
+                                "which is not supported from a state dict)")
                 continue
             if bias is not None and tuple(np.shape(bias)) != (np.shape(weight)[0],):
                 problems.append(f"{where}: bias of shape {np.shape(bias)} does not fit weight {np.shape(weight)}")

@@ -1,0 +1,565 @@
+"""Convolutional front-ends from PyTorch, and forward() read from its graph, against live PyTorch.
+
+Conv1d (stride, dilation, groups, bias, padding valid/same/causal), MaxPool1d/AvgPool1d, the global
+adaptive poolings, BatchNorm1d (folded into the Conv1d/Linear before it, or an Affine), Flatten and
+activations, in (N, C, T) with the permutes to the recurrent part; the order of the layers, the
+permutes and the head (out[:, -1], every step, h_n[-1]) read from torch.fx (in-memory modules) and
+from TorchScript graphs (scripted and traced, saved to files); the refusals, each naming what it
+refuses. Every comparison is edgernn's ``predict`` (float32 kernels and the float64 reference)
+against the module run by PyTorch, at atol 1e-5 + rtol 1e-4.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = torch.nn.functional
+
+import edgernn  # noqa: E402
+from edgernn import ir, reference  # noqa: E402
+from edgernn.errors import UnsupportedModel  # noqa: E402
+from edgernn.graph import execute  # noqa: E402
+from edgernn.importers import pytorch as importer  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning",
+                                        "ignore::torch.jit.TracerWarning")
+
+TOL = dict(atol=1e-5, rtol=1e-4)
+C, T = 6, 24
+
+
+def scaled(module, seed=0, scale=1.5):
+    """Seeded weights of order-1 pre-activations; BatchNorm running statistics away from 0 and 1."""
+    torch.manual_seed(seed)
+    for name, p in module.named_parameters():
+        nn.init.uniform_(p, -scale / np.sqrt(max(p[0].numel(), 1)), scale / np.sqrt(max(p[0].numel(), 1)))
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm1d) and m.running_mean is not None:
+            with torch.no_grad():
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.3, 2.0)
+    return module.eval()
+
+
+def data(batch=3, steps=T, features=C, seed=1):
+    return np.random.default_rng(seed).normal(0.0, 1.0, (batch, steps, features)).astype(np.float32)
+
+
+def ncl(x):
+    """The IR's (batch, T, C) as PyTorch's (N, C, T)."""
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1)))
+
+
+def run(module, inp):
+    with torch.no_grad():
+        return module(inp).numpy()
+
+
+def check(source, x, want, **options):
+    """Convert ``source``, compare predict (kernels and reference) and run_source with ``want``."""
+    model = edgernn.convert(source, **options)
+    got = model.predict(x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, **TOL)
+    np.testing.assert_allclose(execute(model.spec, [x], reference)[0], want, **TOL)
+    np.testing.assert_allclose(importer.run_source(source, [x], **options)[0], want, **TOL)
+    return model
+
+
+def ops(model):
+    return [type(node.op).__name__ for node in model.spec.nodes]
+
+
+def three_ways(module, example, tmp_path):
+    """The module in memory (torch.fx), scripted and traced, each saved and loaded from a file."""
+    torch.jit.script(module).save(str(tmp_path / "scripted.pt"))
+    torch.jit.trace(module, example).save(str(tmp_path / "traced.pt"))
+    return [module, tmp_path / "scripted.pt", tmp_path / "traced.pt"]
+
+
+# --- the CNN-LSTM of the issue -------------------------------------------------------------------
+
+
+class CnnLstm(nn.Module):
+    """Conv1d(6->32, 5) -> ReLU -> MaxPool1d(2) -> permute -> LSTM(64, batch_first) -> Linear(6) on
+    the last step."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(6, 32, 5)
+        self.act = nn.ReLU()
+        self.pool = nn.MaxPool1d(2)
+        self.lstm = nn.LSTM(32, 64, batch_first=True)
+        self.fc = nn.Linear(64, 6)
+
+    def forward(self, x):
+        y = self.pool(self.act(self.conv(x)))
+        out, _ = self.lstm(y.permute(0, 2, 1))
+        return self.fc(out[:, -1])
+
+
+def test_cnn_lstm_from_fx_script_and_trace(tmp_path):
+    module = scaled(CnnLstm())
+    x = data()
+    want = run(module, ncl(x))
+    for source in three_ways(module, ncl(x), tmp_path):
+        model = check(source, x, want)  # no head=: forward's out[:, -1] says "last"
+        assert model.spec.source["head"] == "last"
+        assert ops(model) == ["Conv1D", "Pooling1D", "Recurrent", "Dense"]
+        conv = model.spec.nodes[0].op
+        assert conv.activation == "relu" and conv.kernel.shape == (5, 6, 32)
+
+
+# --- Conv1d options --------------------------------------------------------------------------------
+
+CONV_CASES = {
+    "valid": dict(kernel_size=3),
+    "k1": dict(kernel_size=1),
+    "int_0": dict(kernel_size=4, padding=0),
+    "valid_str": dict(kernel_size=3, padding="valid"),
+    "same_str": dict(kernel_size=4, padding="same"),
+    "same_int": dict(kernel_size=5, padding=2),
+    "same_dilated": dict(kernel_size=3, padding=2, dilation=2),
+    "same_str_dilated": dict(kernel_size=4, padding="same", dilation=3),
+    "stride": dict(kernel_size=3, stride=2),
+    "stride_3": dict(kernel_size=4, stride=3),
+    "dilation": dict(kernel_size=3, dilation=2),
+    "groups": dict(kernel_size=3, groups=2, out=8),
+    "depthwise": dict(kernel_size=3, groups=6, out=12, padding=1),
+    "no_bias": dict(kernel_size=3, bias=False),
+}
+
+
+class ConvGru(nn.Module):
+    def __init__(self, out=10, **conv):
+        super().__init__()
+        self.conv = nn.Conv1d(C, out, **conv)
+        self.gru = nn.GRU(out, 5, batch_first=True)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        y = torch.tanh(self.conv(x)).transpose(1, 2)
+        return self.fc(self.gru(y)[0])  # every step
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv1d_options(case):
+    module = scaled(ConvGru(**CONV_CASES[case]), seed=3)
+    x = data()
+    want = run(module, ncl(x))
+    model = check(module, x, want)
+    assert model.spec.source["head"] == "every"
+    conv = model.spec.nodes[0].op
+    assert conv.activation == "tanh"
+    padding = CONV_CASES[case].get("padding", 0)
+    assert conv.padding == ("same" if padding not in (0, "valid") else "valid")
+
+
+class Causal(nn.Module):
+    """The common PyTorch causal convolution: pad (k-1)*d on both sides, slice the right end off."""
+
+    def __init__(self, k=3, d=2):
+        super().__init__()
+        self.pad = (k - 1) * d
+        self.conv = nn.Conv1d(C, 8, k, padding=self.pad, dilation=d)
+        self.lstm = nn.LSTM(8, 5)
+
+    def forward(self, x):
+        y = F.relu(self.conv(x)[:, :, :-self.pad])
+        out, (h, c) = self.lstm(y.permute(2, 0, 1))  # time-major
+        return h[-1]
+
+
+def test_causal_convolution_and_final_state(tmp_path):
+    module = scaled(Causal(), seed=4)
+    x = data()
+    want = run(module, ncl(x))
+    for source in three_ways(module, ncl(x), tmp_path):
+        model = check(source, x, want)
+        assert model.spec.source["head"] == "final"
+        assert model.spec.nodes[0].op.padding == "causal"
+
+
+# --- pooling, BatchNorm, Flatten --------------------------------------------------------------------
+
+
+class Pools(nn.Module):
+    def __init__(self, pool):
+        super().__init__()
+        self.conv = nn.Conv1d(C, 8, 3, padding=1)
+        self.pool = pool
+        self.lstm = nn.LSTM(8, 5, batch_first=True)
+
+    def forward(self, x):
+        return self.lstm(self.pool(F.gelu(self.conv(x))).permute(0, 2, 1))[0][:, -1]
+
+
+@pytest.mark.parametrize("pool", [nn.MaxPool1d(2), nn.MaxPool1d(3, stride=2), nn.AvgPool1d(2),
+                                  nn.AvgPool1d(4, stride=3, count_include_pad=False), nn.MaxPool1d(3, 1)],
+                         ids=repr)
+def test_windowed_pooling(pool, tmp_path):
+    module = scaled(Pools(pool), seed=5)
+    x = data()
+    want = run(module, ncl(x))
+    for source in three_ways(module, ncl(x), tmp_path):
+        model = check(source, x, want)
+        assert ops(model)[1] == "Pooling1D"
+
+
+class GlobalCnn(nn.Module):
+    """A convolutional classifier without a recurrent module: global pooling, Flatten, Linear."""
+
+    def __init__(self, pool, flatten="module"):
+        super().__init__()
+        self.conv = nn.Conv1d(C, 8, 3)
+        self.bn = nn.BatchNorm1d(8)
+        self.pool = pool
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(8, 4)
+        self.how = flatten
+
+    def forward(self, x):
+        y = self.pool(F.relu(self.bn(self.conv(x))))
+        if self.how == "module":
+            y = self.flat(y)
+        elif self.how == "squeeze":
+            y = y.squeeze(-1)
+        else:
+            y = y.view(y.size(0), -1)
+        return torch.softmax(self.fc(y), dim=-1)
+
+
+@pytest.mark.parametrize("pool", [nn.AdaptiveAvgPool1d(1), nn.AdaptiveMaxPool1d(1)], ids=repr)
+@pytest.mark.parametrize("flatten", ["module", "squeeze", "view"])
+def test_global_pooling(pool, flatten, tmp_path):
+    module = scaled(GlobalCnn(pool, flatten), seed=6)
+    x = data()
+    want = run(module, ncl(x))
+    sources = three_ways(module, ncl(x), tmp_path) if flatten == "view" else [module]
+    for source in sources:
+        model = check(source, x, want)
+        assert ops(model) == ["Conv1D", "Pooling1D", "Dense"]  # BatchNorm folded into the Conv1D
+        assert model.spec.nodes[1].op.global_pool
+
+
+class Norms(nn.Module):
+    """BatchNorm1d after a Conv1d (folded), after an activation (an Affine), after a Linear on the
+    vector the head sees (folded) and after the LSTM's last step behind a ReLU (an Affine)."""
+
+    def __init__(self, affine=True):
+        super().__init__()
+        self.conv = nn.Conv1d(C, 8, 3, bias=False)
+        self.bn0 = nn.BatchNorm1d(8, affine=affine)
+        self.bn1 = nn.BatchNorm1d(8, eps=1e-3)
+        self.lstm = nn.LSTM(8, 6, batch_first=True)
+        self.fc = nn.Linear(6, 5)
+        self.bn2 = nn.BatchNorm1d(5)
+        self.bn3 = nn.BatchNorm1d(5, affine=affine)
+        self.out = nn.Linear(5, 2)
+
+    def forward(self, x):
+        y = self.bn1(torch.relu(self.bn0(self.conv(x))))
+        out, _ = self.lstm(y.transpose(1, 2))
+        return self.out(self.bn3(F.relu(self.bn2(self.fc(out[:, -1])))))
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_folded_and_not(affine, tmp_path):
+    module = scaled(Norms(affine), seed=7)
+    x = data()
+    want = run(module, ncl(x))
+    for source in three_ways(module, ncl(x), tmp_path):
+        model = check(source, x, want)
+        assert ops(model) == ["Conv1D", "Affine", "Recurrent", "Dense", "Affine", "Dense"]
+        assert model.spec.nodes[0].op.bias is not None  # bn0's offset became the bias
+
+
+class FlattenHead(nn.Module):
+    """Flatten of (N, C, T): PyTorch's channel-major order feeds the Linear."""
+
+    def __init__(self, steps=T):
+        super().__init__()
+        self.conv = nn.Conv1d(C, 4, 3, stride=2)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(4 * ((steps - 3) // 2 + 1), 3)
+
+    def forward(self, x):
+        return self.fc(self.flat(F.relu(self.conv(x))))
+
+
+def test_flatten_of_channels_first(tmp_path):
+    module = scaled(FlattenHead(), seed=8)
+    x = data()
+    want = run(module, ncl(x))
+    for source in three_ways(module, ncl(x), tmp_path):
+        model = check(source, x, want)
+        assert ops(model) == ["Conv1D", "Flatten", "Dense"]
+        # the Linear fixes the length: (T - 3) // 2 + 1 == 11 steps, T = 23 the shortest input
+        assert model.spec.inputs[0].timesteps == 23
+
+
+# --- forward() read from the graph: order, head, layouts ---------------------------------------------
+
+
+class ReluHead(nn.Module):
+    """The issue's forward, fc2(relu(fc1(lstm(x)[0][:, -1]))), modules declared head first."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc2 = nn.Linear(8, 3)
+        self.fc1 = nn.Linear(5, 8)
+        self.lstm = nn.LSTM(4, 5, batch_first=True)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(self.lstm(x)[0][:, -1])))
+
+
+def test_torchscript_head_from_the_graph(tmp_path):
+    module = scaled(ReluHead(), seed=9)
+    x = data(features=4)
+    want = run(module, torch.from_numpy(x))
+    for source in three_ways(module, torch.from_numpy(x), tmp_path):
+        model = check(source, x, want)
+        assert model.spec.source["head"] == "last"
+        assert [n.op.name for n in model.spec.nodes] == ["lstm_l0", "fc1", "fc2"]
+        assert model.spec.nodes[1].op.activation == "relu"
+
+
+class Heads(nn.Module):
+    def __init__(self, head, bidirectional=False, batch_first=True):
+        super().__init__()
+        self.rnn = nn.GRU(4, 5, num_layers=2, bidirectional=bidirectional, batch_first=batch_first)
+        self.fc = nn.Linear(10 if bidirectional else 5, 3)
+        self.head, self.batch_first = head, batch_first
+
+    def forward(self, x):
+        if not self.batch_first:
+            x = x.transpose(0, 1)
+        out, h = self.rnn(x)
+        if self.head == "every":
+            return torch.sigmoid(self.fc(out.transpose(0, 1) if not self.batch_first else out))
+        if self.head == "last":
+            return self.fc(out[-1] if not self.batch_first else out[:, -1])
+        if self.rnn.bidirectional:
+            return self.fc(torch.cat([h[-2], h[-1]], dim=1))
+        return self.fc(h[-1])
+
+
+@pytest.mark.parametrize("head, bidirectional, batch_first", [
+    ("every", False, True), ("every", True, False), ("last", False, False), ("last", False, True),
+    ("final", False, True), ("final", True, False)])
+def test_heads_read_from_the_graph(head, bidirectional, batch_first, tmp_path):
+    module = scaled(Heads(head, bidirectional, batch_first), seed=10)
+    x = data(features=4)
+    want = run(module, torch.from_numpy(x))
+    for source in three_ways(module, torch.from_numpy(x), tmp_path):
+        model = check(source, x, want)
+        assert model.spec.source["head"] == head
+    # the option may say what the graph says, never something else
+    check(module, x, want, head=head)
+    other = "every" if head != "every" else "last"
+    with pytest.raises(UnsupportedModel, match=f"head={other!r}.*head={head!r}"):
+        edgernn.convert(module, head=other)
+
+
+class SequentialFront(nn.Module):
+    """A front end in an nn.Sequential (traced through by torch.fx, followed into by TorchScript),
+    a Softmax over the channels of (N, C, T), a time-major GRU read every step."""
+
+    def __init__(self, dim=1):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv1d(C, 8, 3, padding=1), nn.BatchNorm1d(8), nn.Softmax(dim=dim),
+                                      nn.AvgPool1d(2))
+        self.gru = nn.GRU(8, 5)
+        self.out = nn.Linear(5, 2)
+
+    def forward(self, x):
+        y, _ = self.gru(self.features(x).permute(2, 0, 1))
+        return torch.log_softmax(self.out(y), dim=-1)  # (T, N, 2)
+
+
+def test_sequential_front_end_and_softmax_over_channels(tmp_path):
+    module = scaled(SequentialFront(), seed=14)
+    x = data()
+    want = run(module, ncl(x)).transpose(1, 0, 2)  # PyTorch's (T, N, 2) as edgernn's (batch, T, 2)
+    for source in three_ways(module, ncl(x), tmp_path):
+        model = check(source, x, want)
+        assert ops(model) == ["Conv1D", "Activation", "Pooling1D", "Recurrent", "Dense"]
+        assert model.spec.source["head"] == "every"
+    for dim in (2, -1):  # over the time axis
+        refused(scaled(SequentialFront(dim)), "'features.2' (Softmax)", f"dim={dim}", "(N, C, T)")
+
+
+class Reductions(nn.Module):
+    """Global pooling written as a reduction: the mean over a conv's time axis (keepdim, then
+    squeezed), the max over an LSTM's output steps; h_n.squeeze(0) of a one-layer GRU is h_n[-1]."""
+
+    def __init__(self, which):
+        super().__init__()
+        self.conv = nn.Conv1d(C, 8, 3)
+        self.lstm = nn.LSTM(8, 5, batch_first=True)
+        self.gru = nn.GRU(8, 5, batch_first=True)
+        self.fc = nn.Linear(8 if which == "conv_mean" else 5, 3)
+        self.which = which
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        if self.which == "conv_mean":
+            return self.fc(y.mean(dim=-1, keepdim=True).squeeze(-1))
+        if self.which == "lstm_max":
+            out, _ = self.lstm(y.transpose(1, 2))
+            return self.fc(torch.amax(out, dim=1))
+        _, h = self.gru(y.transpose(1, 2).to(torch.float32))
+        return self.fc(h.squeeze(0))
+
+
+@pytest.mark.parametrize("which, head", [("conv_mean", None), ("lstm_max", "every"), ("gru_squeeze", "final")])
+def test_reductions_and_squeeze(which, head, tmp_path):
+    module = scaled(Reductions(which), seed=15)
+    x = data()
+    want = run(module, ncl(x))
+    for source in three_ways(module, ncl(x), tmp_path):
+        model = check(source, x, want)
+        assert model.spec.source["head"] == head
+        assert ("Pooling1D" in ops(model)) == (which != "gru_squeeze")
+
+
+class IsInstance(nn.Module):
+    """A forward() torch.fx traces unfaithfully: on its proxy, isinstance(states, tuple) is False,
+    so the trace takes c_n where the module takes h_n."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 5, batch_first=True)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        _, states = self.lstm(x)
+        h_n = states[0] if isinstance(states, tuple) else states
+        return self.fc(h_n[-1])
+
+
+def test_an_unfaithful_trace_is_no_graph():
+    module = scaled(IsInstance(), seed=12)
+    x = data(features=4)
+    with pytest.raises(UnsupportedModel, match="head='last'.*head='final'"):
+        edgernn.convert(module)  # the probe shows the trace is not the module: no graph, head= asked for
+    check(module, x, run(module, torch.from_numpy(x)), head="final")
+    # TorchScript compiles isinstance() for what it is: the scripted module's graph says "final"
+    scripted = torch.jit.script(module)
+    assert check(scripted, x, run(module, torch.from_numpy(x))).spec.source["head"] == "final"
+
+
+def test_head_option_does_not_override_a_refusal():
+    class Doubled(ReluHead):
+        def forward(self, x):
+            h = F.relu(self.fc1(self.lstm(x)[0][:, -1]))
+            return self.fc2(h + h)
+
+    for head in (None, "last"):
+        with pytest.raises(UnsupportedModel, match="add"):
+            edgernn.convert(Doubled(), **({} if head is None else {"head": head}))
+
+
+# --- refusals, each naming what it refuses ------------------------------------------------------------
+
+
+def refused(module, *pieces, **options):
+    with pytest.raises(UnsupportedModel) as info:
+        edgernn.convert(module, **options)
+    for piece in pieces:
+        assert piece in str(info.value)
+    return info.value
+
+
+@pytest.mark.parametrize("conv, pieces", [
+    (dict(kernel_size=5, padding=1), ["module 'conv' (Conv)", "padding=1", "kernel_size=5"]),
+    (dict(kernel_size=3, padding=1, stride=2), ["padding=1", "stride=2"]),
+    (dict(kernel_size=3, padding=2), ["padding=2", "causal"]),  # (k-1)*d without the slice
+    (dict(kernel_size=3, padding=1, padding_mode="reflect"), ["padding_mode='reflect'"]),
+])
+def test_conv_paddings_refused(conv, pieces):
+    refused(ConvGru(**conv), *pieces)
+
+
+def test_options_refused_by_name():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(C, 8, 3)
+            self.p1 = nn.MaxPool1d(2, ceil_mode=True)
+            self.p2 = nn.AvgPool1d(2, padding=1)
+            self.p3 = nn.AdaptiveAvgPool1d(3)
+            self.bn = nn.BatchNorm1d(8, track_running_stats=False)
+            self.fc = nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.fc(self.bn(self.p3(self.p2(self.p1(self.conv(x))))).flatten(1))
+
+    error = refused(Net(), "'p1' (MaxPool1d): ceil_mode=True", "'p2' (AvgPool1d): padding=1",
+                    "'p3' (AdaptiveAvgPool1d): output_size=3", "'bn' (BatchNorm1d): track_running_stats=False")
+    assert len(error.problems) == 4
+
+
+def test_forward_refusals_name_the_operation():
+    class Skip(CnnLstm):
+        def forward(self, x):
+            y = self.conv(x)
+            return self.fc(self.lstm(self.pool(self.act(y) + y).permute(0, 2, 1))[0][:, -1])
+
+    class CellState(CnnLstm):
+        def forward(self, x):
+            _, (h, c) = self.lstm(self.pool(self.act(self.conv(x))).permute(0, 2, 1))
+            return self.fc(c[-1])
+
+    class NoPermute(CnnLstm):
+        def forward(self, x):
+            return self.fc(self.lstm(self.pool(self.act(self.conv(x))))[0][:, -1])
+
+    class TimeLinear(CnnLstm):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(10, 64)
+
+        def forward(self, x):
+            return self.lstm(self.fc(self.pool(self.act(self.conv(x)))).permute(0, 2, 1))[0]
+
+    refused(Skip(), "add")
+    refused(CellState(), "c_n", "'lstm'")
+    refused(NoPermute(), "'lstm' (LSTM)", "(N, C, T)", "permute")
+    refused(TimeLinear(), "'fc' (Linear)", "(N, C, T)")
+    for module in (Skip(), CellState(), NoPermute()):  # the TorchScript graph says the same
+        with pytest.raises(UnsupportedModel):
+            edgernn.convert(torch.jit.script(module))
+
+
+def test_front_end_without_a_graph_is_refused():
+    class Untraceable(CnnLstm):
+        def forward(self, x):
+            if float(x.sum()) > 1e9:
+                x = x * 0
+            return super().forward(x)
+
+    refused(Untraceable(), "'conv'", "(N, C, T)", "torch.jit.script", head="last")
+    refused(CnnLstm(), "order=", head="last", order=["conv", "act", "pool", "lstm", "fc"])
+
+
+def test_conv_state_dict_is_refused_naming_torchscript(tmp_path):
+    torch.save(CnnLstm().state_dict(), tmp_path / "m.pt")
+    with pytest.raises(UnsupportedModel, match="'conv'.*Conv1d.*torch.jit.script"):
+        edgernn.convert(tmp_path / "m.pt", head="last")
+
+
+def test_flatten_before_no_linear_is_refused():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(C, 4, 3)
+
+        def forward(self, x):
+            return torch.flatten(self.conv(x), 1)
+
+    refused(Net(), "flatten", "Linear")
