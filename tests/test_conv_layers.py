@@ -167,10 +167,22 @@ def test_flatten_of_a_vector_is_the_identity(tmp_path):
 
 @pytest.mark.parametrize("center, scale", [(True, True), (False, True), (True, False), (False, False)])
 def test_batch_normalization(center, scale, tmp_path):
-    model = seq(layers.Conv1D(4, 3), layers.BatchNormalization(center=center, scale=scale, epsilon=0.01),
+    """After an activation: an op of its own."""
+    model = seq(layers.Conv1D(4, 3, activation="relu"), layers.BatchNormalization(center=center, scale=scale, epsilon=0.01),
                 layers.LSTM(3, return_sequences=True), layers.BatchNormalization())
     (m, _) = check(model, data(), tmp_path)
-    assert type(m.spec.nodes[1].op).__name__ == "Affine"
+    assert [type(n.op).__name__ for n in m.spec.nodes] == ["Conv1D", "Affine", "Recurrent", "Affine"]
+
+
+@pytest.mark.parametrize("head", ["conv", "dense"])
+def test_batch_normalization_after_a_linear_map_is_folded_into_it(head, tmp_path):
+    """Conv1D or Dense without activation, then BatchNormalization (then an activation): one op."""
+    linear = layers.Conv1D(4, 3, use_bias=False) if head == "conv" else layers.Dense(4)
+    model = seq(layers.LSTM(5, return_sequences=True), linear, layers.BatchNormalization(epsilon=0.01),
+                layers.Activation("tanh"), layers.GlobalAveragePooling1D())
+    (m, _) = check(model, data(), tmp_path)
+    assert [type(n.op).__name__ for n in m.spec.nodes] == ["Recurrent", type(m.spec.nodes[1].op).__name__, "Pooling1D"]
+    assert m.spec.nodes[1].op.activation == "tanh" and m.spec.nodes[1].op.bias is not None
 
 
 def test_batch_normalization_on_vectors(tmp_path):
@@ -182,7 +194,7 @@ def test_batch_normalization_on_vectors(tmp_path):
 
 @pytest.fixture(scope="module")
 def cnn(tmp_path_factory):
-    model = seq(layers.Conv1D(4, 3, padding="causal", strides=2, dilation_rate=1, name="front"),
+    model = seq(layers.Conv1D(4, 3, padding="causal", strides=2, dilation_rate=1, activation="relu", name="front"),
                 layers.BatchNormalization(name="norm"), layers.AveragePooling1D(2, padding="same", name="pool"),
                 layers.GRU(3, name="gru"), layers.Dense(2, name="head"))
     randomize(model)

@@ -175,7 +175,7 @@ def test_global_average_count_saturates_exactly():
 
 
 def test_batch_normalization_streams(tmp_path):
-    keras_model, m = convert(layers.Conv1D(4, 3, padding="causal"), layers.BatchNormalization(epsilon=0.01),
+    keras_model, m = convert(layers.Conv1D(4, 3, padding="causal", activation="relu"), layers.BatchNormalization(epsilon=0.01),
                              layers.LSTM(5, return_sequences=True), layers.BatchNormalization(), tmp_path=tmp_path)
     assert [type(n.op).__name__ for n in m.spec.nodes] == ["Conv1D", "Affine", "Recurrent", "Affine"]
     check_stream(keras_model, m, data(batch=2, steps=14))

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import InvalidInput, InvalidModelFile, UnsupportedModel
+from ._fold import fold_into_linear_maps
 
 # suffix -> "module:function"; the function takes (path, **options) and returns a ModelSpec.
 FILE_IMPORTERS = {
@@ -90,8 +91,8 @@ def import_model(source, **options):
             raise UnsupportedModel(f"{path}: unknown model format {path.suffix!r} (known: {known})")
         if not path.is_file():
             raise InvalidModelFile(f"{path}: no such file")
-        return _resolve(target)(path, **options)
+        return fold_into_linear_maps(_resolve(target)(path, **options))
     target = OBJECT_IMPORTERS.get(_framework(source))
     if target is None:
         raise UnsupportedModel(f"cannot convert an object of type {type(source).__module__}.{type(source).__name__}")
-    return _resolve(target)(source, **options)
+    return fold_into_linear_maps(_resolve(target)(source, **options))

@@ -1,5 +1,6 @@
 """The convolutional front-end layers: Conv1D, MaxPooling1D, AveragePooling1D, GlobalMaxPooling1D,
-GlobalAveragePooling1D, BatchNormalization (inference: folded into an ir.Affine) and Flatten (of a
+GlobalAveragePooling1D, BatchNormalization (inference: an ir.Affine, which
+:mod:`edgernn.importers._fold` folds into a Conv1D or Dense right before it) and Flatten (of a
 sequence of a fixed length; of a vector it is the identity).
 
 They run in ``predict``, and stream where causal (``graph.streamable_problem`` refuses ``padding="same"``

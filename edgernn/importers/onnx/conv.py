@@ -217,15 +217,7 @@ class _ConvOps:
         scale = gamma / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
         offset = beta - mean * scale
         inner = x.expr
-        # Conv or Gemm/MatMul right before: folded into its weights (y * scale + offset of a linear map).
-        if isinstance(inner, _OpE) and isinstance(inner.op, ir.Conv1D) and inner.op.activation == "linear":
-            op = inner.op
-            bias = offset if op.bias is None else op.bias * scale + offset
-            folded = replace(op, kernel=ir.as_weight(op.kernel * scale), bias=ir.as_weight(bias))
-            return replace(x, expr=replace(inner, op=folded))
-        if isinstance(inner, _DenseE) and inner.activation == "linear":
-            bias = offset if inner.bias is None else inner.bias * scale + offset
-            return replace(x, expr=replace(inner, kernel=ir.as_weight(inner.kernel * scale), bias=ir.as_weight(bias)))
+        # A Conv or Gemm/MatMul right before takes it into its weights (importers._fold).
         op = ir.Affine("batch_norm", ir.as_weight(scale), ir.as_weight(offset))
         expr = _OpE(inner, op, node.name or node.output[0], inner.rank, inner.features)
         return replace(x, expr=expr)

@@ -22,7 +22,7 @@ from ...errors import UnsupportedModel
 from .._lengths import fixed_length
 from .._refusals import end_refusal
 from .chain import _RNN, _Act, _Chain, _Linear, _orders_that_chain, _units
-from .conv import _Conv, _Flatten, _Norm, _Pool, channel_major_columns, conv_op, fold_norm, norm_op, pool_op
+from .conv import _Conv, _Flatten, _Norm, _Pool, channel_major_columns, conv_op, norm_op, pool_op
 
 
 # PyTorch's RNNBase.mode -> (IR cell, activation); plain nn.RNN modes carry the nonlinearity.
@@ -209,13 +209,7 @@ def _front_end(layer, where: str, nodes: list, tensor: str, rank: int, features,
         if features is not None and features != layer.input_size:
             problems.append(f"{where} (BatchNorm1d) normalizes {layer.input_size} channels but gets {features}")
             return None
-        previous = nodes[-1].op if nodes else None
-        if isinstance(previous, (ir.Conv1D, ir.Dense)) and previous.activation == "linear" and \
-                nodes[-1].outputs == (tensor,):
-            # Conv1d/Linear then BatchNorm: folded into the weights (a linear map of a linear map).
-            nodes[-1] = ir.Node(fold_norm(previous, layer), nodes[-1].inputs, nodes[-1].outputs)
-            return tensor, rank, features, None
-        op = norm_op(layer)
+        op = norm_op(layer)  # folded into a Conv1d or Linear right before by importers._fold
         nodes.append(ir.Node(op, (tensor,), (f"{op.name}:0",)))
         return f"{op.name}:0", rank, features, None
     if rank != 3:

@@ -290,15 +290,6 @@ def conv_op(layer: _Conv, where: str, problems: list[str]) -> Optional[ir.Conv1D
                      bias=bias, strides=s, padding=padding, dilation_rate=d, groups=layer.groups)
 
 
-def fold_norm(previous, layer: _Norm):
-    """``previous`` (a Conv1D or Dense without activation) with BatchNorm ``layer`` folded into its
-    output channels, exactly (``y * scale + offset`` of a linear map is a linear map)."""
-    scale, offset = layer.scale_offset()
-    kernel = np.asarray(previous.kernel, np.float64) * scale  # the output channel is the last axis
-    bias = offset if previous.bias is None else np.asarray(previous.bias, np.float64) * scale + offset
-    return replace(previous, kernel=ir.as_weight(kernel), bias=ir.as_weight(bias))
-
-
 def norm_op(layer: _Norm) -> ir.Affine:
     scale, offset = layer.scale_offset()
     return ir.Affine(layer.path or "batch_norm", ir.as_weight(scale), ir.as_weight(offset))
