@@ -37,6 +37,7 @@ def execute(spec: ir.ModelSpec, inputs: list[np.ndarray], backend) -> list[np.nd
     Returns one array per model output, in the backend's dtype.
     """
     env = {i.name: np.ascontiguousarray(x, dtype=backend.dtype) for i, x in zip(spec.inputs, inputs)}
+    _check_lengths(spec, {i.name: x.shape[1] for i, x in zip(spec.inputs, inputs) if i.rank == 3})
     for node in spec.nodes:
         op = node.op
         x = env[node.inputs[0]]
@@ -62,15 +63,47 @@ def execute(spec: ir.ModelSpec, inputs: list[np.ndarray], backend) -> list[np.nd
             made = [backend.pool1d(op, x)]
         elif isinstance(op, ir.Affine):
             made = [backend.affine(op, x)]
-        elif isinstance(op, ir.Flatten):
-            if x.shape[1] != op.steps:
-                raise InvalidInput(f"layer {op.name!r} (Flatten) takes sequences of {op.steps} timesteps here, "
-                                 f"got {x.shape[1]}")
+        elif isinstance(op, ir.Flatten):  # its length is checked above
             made = [np.ascontiguousarray(x.reshape(x.shape[0], -1))]
         else:  # pragma: no cover - ir validation makes this unreachable
             raise TypeError(f"unknown op {type(op).__name__}")
         env.update(zip(node.outputs, made))
     return [env[name] for name in spec.outputs]
+
+
+def _check_lengths(spec: ir.ModelSpec, lengths: dict) -> None:
+    """One :class:`InvalidInput` before anything runs when the inputs' lengths do not fit the graph:
+    a convolution or pooling left with no timestep (with the shortest input length that works,
+    for a model of one sequence input), a Flatten of another length."""
+    _, problems = ir.sequence_problems(spec.inputs, spec.nodes, lengths)
+    if not problems:
+        return
+    if len(lengths) == 1 and not _fits(spec, next(iter(lengths.values()))):
+        (name, steps), = lengths.items()
+        problems.append(f"input {name!r} has {steps} timesteps; this model needs at least {min_steps(spec)}")
+    raise InvalidInput("the input does not fit the model's layers", problems)
+
+
+def _fits(spec: ir.ModelSpec, steps: int) -> bool:
+    """Whether ``steps`` input timesteps leave every sequence of the model at least one."""
+    time, _ = ir.sequence_problems(spec.inputs, spec.nodes, {spec.inputs[0].name: steps})
+    return all(t != 0 for axis, t in time.values() if axis is not None)
+
+
+def min_steps(spec: ir.ModelSpec) -> int:
+    """The fewest timesteps the model's one sequence input may have so that no convolution or pooling
+    is left with none (1 without them). Every op's output length grows with its input's, so a
+    doubling search then a bisection find it."""
+    high = 1
+    while not _fits(spec, high):
+        if high > 1 << 24:  # the store's bound on any dimension: no length fits
+            return high
+        high *= 2
+    low = high // 2  # does not fit (or is 0)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if _fits(spec, middle) else (middle, high)
+    return high
 
 
 def streamable_problem(spec: ir.ModelSpec) -> str | None:

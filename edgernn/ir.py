@@ -536,6 +536,58 @@ def _infer(node: Node, x: tuple[int, int], states: list[tuple[int, int]], proble
     return []
 
 
+def _time_of(node: Node, ins: list, made: int, problems: list[str]) -> list:
+    """The time axis ``(axis, steps)`` of each of the ``made`` tensors ``node`` makes, from those of
+    its data inputs ``ins``; ``(None, None)`` for a tensor without one (rank 2).
+
+    ``axis`` says which timesteps a sequence's rows are: the model input's, or a new axis made by a
+    node that regroups timesteps (a convolution, a pooling, RepeatVector), named after that node.
+    A mask is valid only over a tensor of its own axis. ``steps`` is T when the model's input
+    lengths fix it, else None. A node that needs a length it does not get appends a problem.
+    """
+    op, (axis, steps) = node.op, ins[0]
+    none = (None, None)
+    if isinstance(op, (Recurrent, Bidirectional)):
+        layer = op.forward if isinstance(op, Bidirectional) else op
+        return [(axis, steps) if layer.return_sequences else none] + [none] * (made - 1)
+    if isinstance(op, (Dense, Activation, Affine)):
+        return [(axis, steps)]
+    if isinstance(op, Masking):
+        return [(axis, steps), (axis, steps)]
+    if isinstance(op, RepeatVector):
+        return [(op.name, op.n)]
+    if isinstance(op, (Conv1D, Pooling1D)):
+        if isinstance(op, Pooling1D) and op.global_pool:
+            return [none]
+        out = None if steps is None else op.output_steps(steps)
+        if steps and not out:
+            kind = type(op).__name__
+            problems.append(f"layer {op.name!r} ({kind}) makes no timestep from its input's {steps}: too short for it")
+        return [(op.name, out)]
+    if isinstance(op, Flatten):
+        if steps is not None and steps != op.steps:
+            problems.append(f"layer {op.name!r} (Flatten) takes sequences of {op.steps} timesteps here, gets {steps}")
+        return [none]
+    return [none] * made
+
+
+def sequence_problems(inputs, nodes, lengths: dict) -> tuple[dict, list[str]]:
+    """The time axis ``(axis, steps)`` of every tensor, from ``lengths`` (input name -> T or None),
+    and the problems found: a mask read over a tensor of another time axis (e.g. across a Conv1D,
+    where Keras drops it), a node that shrinks a sequence to no timestep, a Flatten of another
+    length. :class:`ModelSpec` checks a spec with its inputs' fixed lengths; ``graph.execute``
+    checks each call with the lengths it is given. Assumes the graph's shapes are valid."""
+    problems: list[str] = []
+    time = {i.name: (i.name, lengths.get(i.name)) if i.rank == 3 else (None, None) for i in inputs}
+    for node in nodes:
+        if node.mask and time[node.mask][0] != time[node.inputs[0]][0]:
+            problems.append(f"node {node.op.name!r} reads mask {node.mask!r} over another time axis than its "
+                            "input's (a mask does not cross a layer that regroups timesteps)")
+        made = _time_of(node, [time[n] for n in node.inputs], len(node.outputs), problems)
+        time.update(zip(node.outputs, made))
+    return time, problems
+
+
 Op = Union[Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector, Conv1D, Pooling1D, Affine, Flatten]
 OP_TYPES = {cls.__name__: cls for cls in (Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector,
                                           Conv1D, Pooling1D, Affine, Flatten)}
@@ -611,13 +663,20 @@ class ModelSpec:
         for name in self.outputs:
             if name not in shapes:
                 problems.append(f"output {name!r} is never made")
+        if not problems:  # lengths and masks, once every tensor's shape is known
+            time, problems = sequence_problems(self.inputs, self.nodes, {i.name: i.timesteps for i in self.inputs})
         if problems:
             raise InvalidModelFile("inconsistent model graph", problems)
         object.__setattr__(self, "_shapes", shapes)
+        object.__setattr__(self, "_time", time)
 
     def tensor_shape(self, name: str) -> tuple[int, int]:
         """``(rank, features)`` of a tensor; rank 3 is (batch, T, features), 2 is (batch, features)."""
         return self._shapes[name]
+
+    def tensor_steps(self, name: str) -> Optional[int]:
+        """T of a sequence tensor when the model's input lengths fix it, else None."""
+        return self._time[name][1]
 
     @property
     def parameter_count(self) -> int:
