@@ -31,6 +31,19 @@ def _bidirectional(backend, op: ir.Bidirectional, x, mask):
     return y_f * y_b
 
 
+_MERGE = {"add": np.add, "multiply": np.multiply, "maximum": np.maximum, "minimum": np.minimum,
+          "average": np.add, "subtract": np.subtract}
+
+
+def _merge(op: ir.Merge, xs: list[np.ndarray]) -> np.ndarray:
+    """Keras's merge layers: the inputs folded left to right by the op (a sum divided by their count
+    for ``average``), in the arrays' dtype."""
+    y = xs[0]
+    for x in xs[1:]:
+        y = _MERGE[op.mode](y, x)
+    return y / np.asarray(len(xs), dtype=y.dtype) if op.mode == "average" else y
+
+
 def execute(spec: ir.ModelSpec, inputs: list[np.ndarray], backend) -> list[np.ndarray]:
     """Run ``spec`` on ``inputs`` (one array per model input, already validated) from zero state.
 
@@ -42,7 +55,11 @@ def execute(spec: ir.ModelSpec, inputs: list[np.ndarray], backend) -> list[np.nd
         op = node.op
         x = env[node.inputs[0]]
         mask = env[node.mask] if node.mask else None
-        if isinstance(op, ir.Recurrent):
+        if isinstance(op, ir.Merge):
+            made = [_merge(op, [env[n] for n in node.inputs])]
+        elif isinstance(op, ir.Concatenate):
+            made = [np.concatenate([env[n] for n in node.inputs], axis=-1 if op.axis == "features" else 1)]
+        elif isinstance(op, ir.Recurrent):
             initial = [env[n] for n in node.initial_state] or None
             y, states = backend.recurrent_sequence(op, x, mask, initial)
             made = [y, *states][: len(node.outputs)]
@@ -118,6 +135,9 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
     current = spec.inputs[0].name
     for node in spec.nodes:
         op = node.op
+        if isinstance(op, ir.MULTI_INPUT_OPS):
+            return (f"layer {op.name!r} is {type(op).__name__}: it joins several tensors, which runs in "
+                    "predict only (a stream steps a chain)")
         if node.inputs[0] != current:
             return f"layer {op.name!r} does not read the previous layer's output (not a chain)"
         if isinstance(op, ir.Bidirectional):

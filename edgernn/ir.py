@@ -485,10 +485,68 @@ class Flatten:
 
     parameter_count = 0
 
-def _infer(node: Node, x: tuple[int, int], states: list[tuple[int, int]], problems: list[str]) -> list:
-    """Shapes ``(rank, features)`` of what ``node`` makes from input shape ``x``; problems appended."""
-    op, (rank, features) = node.op, x
+
+MERGES = ("add", "subtract", "multiply", "average", "maximum", "minimum")
+CONCAT_AXES = ("features", "time")
+
+
+@dataclass(frozen=True, eq=False)
+class Merge:
+    """An element-wise merge of two or more tensors of one shape (Keras ``Add``, ``Subtract``,
+    ``Multiply``, ``Average``, ``Maximum``, ``Minimum``): ``y = x_1 + ... + x_n``, ``x_1 - x_2``
+    (two inputs only), ``x_1 * ... * x_n``, ``(x_1 + ... + x_n) / n``, the element-wise max or min."""
+
+    name: str
+    mode: str
+
+    def __post_init__(self):
+        if self.mode not in MERGES:
+            _raise([f"mode must be one of {', '.join(MERGES)}, got {self.mode!r}"], self.name)
+
+    parameter_count = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Concatenate:
+    """Two or more tensors joined (Keras ``Concatenate``): over ``features`` (the last axis; tensors
+    of one rank, and of one length when sequences) or over ``time`` (sequences of one feature count,
+    ``(batch, T_1 + ... + T_n, F)``)."""
+
+    name: str
+    axis: str = "features"
+
+    def __post_init__(self):
+        if self.axis not in CONCAT_AXES:
+            _raise([f"axis must be one of {', '.join(CONCAT_AXES)}, got {self.axis!r}"], self.name)
+
+    parameter_count = 0
+
+
+def _merge_shape(op, xs: list[tuple[int, int]], where: str, problems: list[str]) -> tuple[int, int]:
+    """The ``(rank, features)`` a Merge or Concatenate makes of its inputs' shapes."""
+    ranks = {rank for rank, _ in xs}
+    if isinstance(op, Merge):
+        if op.mode == "subtract" and len(xs) != 2:
+            problems.append(f"{where} (subtract) takes two inputs, gets {len(xs)}")
+        if len(set(xs)) != 1:
+            problems.append(f"{where} merges tensors of one shape, gets (rank, features) {sorted(set(xs))}")
+        return xs[0]
+    if len(ranks) != 1 or (op.axis == "time" and ranks != {3}):
+        problems.append(f"{where} joins tensors of one rank (sequences over time), gets ranks {sorted(ranks)}")
+    if op.axis == "time":
+        if len({f for _, f in xs}) != 1:
+            problems.append(f"{where} joins sequences of one feature count over time, gets {[f for _, f in xs]}")
+        return xs[0]
+    return (xs[0][0], sum(f for _, f in xs))
+
+
+def _infer(node: Node, xs: list[tuple[int, int]], states: list[tuple[int, int]], problems: list[str]) -> list:
+    """Shapes ``(rank, features)`` of what ``node`` makes from its inputs' shapes ``xs``; problems appended."""
+    op, x = node.op, xs[0]
+    rank, features = x
     where = f"node {op.name!r}"
+    if isinstance(op, (Merge, Concatenate)):
+        return [_merge_shape(op, xs, where, problems)]
     if isinstance(op, (Recurrent, Bidirectional)):
         layer = op.forward if isinstance(op, Bidirectional) else op
         if rank != 3 or features != layer.input_size:
@@ -564,6 +622,18 @@ def _time_of(node: Node, ins: list, made: int, problems: list[str]) -> list:
             kind = type(op).__name__
             problems.append(f"layer {op.name!r} ({kind}) makes no timestep from its input's {steps}: too short for it")
         return [(op.name, out)]
+    if isinstance(op, (Merge, Concatenate)):
+        lengths = [t for a, t in ins if a is not None]
+        if isinstance(op, Concatenate) and op.axis == "time":
+            return [(op.name, None if None in lengths else sum(lengths))]
+        known = sorted({t for t in lengths if t is not None})
+        if len(known) > 1:
+            problems.append(f"layer {op.name!r} ({type(op).__name__}) joins sequences of {known} timesteps")
+        # one time axis when every input has it; else a new one (masks do not cross it)
+        axes = {a for a, _ in ins}
+        if axes == {None}:
+            return [(None, None)]
+        return [(axes.pop() if len(axes) == 1 else op.name, known[0] if known else None)]
     if isinstance(op, Flatten):
         if steps is not None and steps != op.steps:
             problems.append(f"layer {op.name!r} (Flatten) takes sequences of {op.steps} timesteps here, gets {steps}")
@@ -588,16 +658,18 @@ def sequence_problems(inputs, nodes, lengths: dict) -> tuple[dict, list[str]]:
     return time, problems
 
 
-Op = Union[Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector, Conv1D, Pooling1D, Affine, Flatten]
+Op = Union[Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector, Conv1D, Pooling1D, Affine, Flatten,
+           Merge, Concatenate]
 OP_TYPES = {cls.__name__: cls for cls in (Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector,
-                                          Conv1D, Pooling1D, Affine, Flatten)}
+                                          Conv1D, Pooling1D, Affine, Flatten, Merge, Concatenate)}
+MULTI_INPUT_OPS = (Merge, Concatenate)
 
 
 @dataclass(frozen=True, eq=False)
 class Node:
     """One op applied to named tensors.
 
-    ``inputs``: the data input (one name). ``mask``: the name of a mask tensor ``(batch, T)`` or
+    ``inputs``: the data input (one name; two or more for :data:`MULTI_INPUT_OPS`). ``mask``: the name of a mask tensor ``(batch, T)`` or
     None. ``initial_state``: names of state tensors (Recurrent only; LSTM h, c). ``outputs``: the
     op's result first, then -- for Recurrent with return_state -- its final states (LSTM h, c),
     and for Masking the mask.
@@ -648,14 +720,20 @@ class ModelSpec:
             problems.append(f"two or more layers are named {name!r}")
         for node in self.nodes:
             missing = [n for n in node.inputs + node.initial_state + ((node.mask,) if node.mask else ()) if n not in shapes]
-            if missing or len(node.inputs) != 1:
+            if missing or not node.inputs:
                 problems.append(f"node {node.op.name!r} reads {missing or node.inputs} before it is made")
                 break
+            if (len(node.inputs) > 1) != isinstance(node.op, MULTI_INPUT_OPS):
+                count = "two or more inputs" if isinstance(node.op, MULTI_INPUT_OPS) else "one input"
+                problems.append(f"node {node.op.name!r} takes {count}, gets {len(node.inputs)}")
+                break
+            if node.mask and isinstance(node.op, MULTI_INPUT_OPS):
+                problems.append(f"node {node.op.name!r} reads no mask")
             # Fix: a mask must name a mask (a Masking node's second output, recorded as (3, 0)); naming
             # a data tensor passed validation and failed in predict with a NumPy ValueError.
             if node.mask and shapes[node.mask] != (3, 0):
                 problems.append(f"node {node.op.name!r}: mask {node.mask!r} is not a mask made by a Masking node")
-            made = _infer(node, shapes[node.inputs[0]], [shapes[n] for n in node.initial_state], problems)
+            made = _infer(node, [shapes[n] for n in node.inputs], [shapes[n] for n in node.initial_state], problems)
             if len(made) != len(node.outputs):
                 problems.append(f"node {node.op.name!r} makes {len(made)} tensors, {len(node.outputs)} named")
                 break

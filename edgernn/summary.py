@@ -49,6 +49,10 @@ def _details(op) -> str:
         return f"Affine({op.input_size}) (per-feature scale and offset: a folded BatchNormalization)"
     if isinstance(op, ir.Flatten):
         return f"Flatten(steps={op.steps})"
+    if isinstance(op, ir.Merge):
+        return f"{op.mode.capitalize()}"
+    if isinstance(op, ir.Concatenate):
+        return f"Concatenate(over {op.axis})"
     return f"RepeatVector({op.n})"
 
 

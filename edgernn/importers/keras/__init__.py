@@ -23,12 +23,13 @@ Modules, one idea each:
 * ``activations``: Keras activations to IR names; the Activation, ReLU, LeakyReLU, ELU, Softmax layers.
 * ``conv``: Conv1D, the 1-D and global poolings, BatchNormalization (folded): predict only.
 * ``layers``: Dense, TimeDistributed, RepeatVector and the layers that are the identity at inference.
+* ``merge``: Add, Subtract, Multiply, Average, Maximum, Minimum and Concatenate: multi-branch graphs.
 * ``masking``: the Masking layer, Keras 3's not_equal/any mask ops, and the mask an RNN call uses.
 * ``recurrent``: LSTM, GRU, SimpleRNN, RNN(cell) and Bidirectional, and their weight reshuffles.
 * ``run``: :func:`run_source`, the source model run by Keras itself, for verification.
 
 The converter is one class, ``_Converter``, made of its core (``converter``) and one mixin per layer
-family (``activations``, ``conv``, ``layers``, ``masking``, ``recurrent``). Mixins rather than handler
+family (``activations``, ``conv``, ``layers``, ``masking``, ``merge``, ``recurrent``). Mixins rather than handler
 functions taking the converter, because the handlers use the core's state and helpers throughout
 (``self.nodes``, ``self._fetch``, ``self._data_input``, ``self._op_name``) and call each other
 across families (TimeDistributed builds on Dense's ``_dense_op``, every layer maps activations with

@@ -21,6 +21,7 @@ from .conv import _ConvHandlers
 from .graph import _UNKNOWN, _Call, _Data, _MaskExpr, _parse_node, _refs, _Unusable
 from .layers import _IDENTITY_LAYERS, _LayerHandlers
 from .masking import _MaskHandlers
+from .merge import _MERGE_LAYERS, _MergeHandlers
 from .recurrent import _RNN_LAYERS, _RecurrentHandlers
 
 _MODEL_CLASSES = {"Sequential", "Functional", "Model"}
@@ -28,7 +29,8 @@ _MODEL_CLASSES = {"Sequential", "Functional", "Model"}
 _FLOAT_POLICIES = {"float32", "float64", "mixed_float16", "mixed_bfloat16"}
 
 
-class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandlers, _RecurrentHandlers):
+class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandlers, _MergeHandlers,
+                 _RecurrentHandlers):
     """Walks a Keras model config, building IR nodes and gathering every problem before raising."""
 
     def __init__(self, label: str, config, weights, major: int):
@@ -351,12 +353,15 @@ _HANDLERS = {
     "Bidirectional": _Converter._bidirectional,
     "NotEqual": _Converter._not_equal,
     "Any": _Converter._any,
+    "LogicalOr": _Converter._logical_or,
     "Conv1D": _Converter._conv1d,
     **{cls: _Converter._pooling1d for cls in ("MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D",
                                               "GlobalAveragePooling1D", "MaxPool1D", "AvgPool1D",
                                               "GlobalMaxPool1D", "GlobalAvgPool1D")},
     "BatchNormalization": _Converter._batch_normalization,
     "Flatten": _Converter._flatten,
+    **{cls: _Converter._merge for cls in _MERGE_LAYERS},
+    "Concatenate": _Converter._concatenate,
 }
 
 

@@ -60,6 +60,17 @@ class _MaskHandlers:
         problems.append(f"{where}: keras.ops.not_equal is supported only as part of a Masking mask")
         return None
 
+    def _logical_or(self, entry, call, k, where, problems, dry):
+        """keras.ops.logical_or(m, m): Keras 3's mask of a merge whose inputs carry one mask (the OR of
+        the inputs' masks): that mask itself."""
+        if dry:
+            return None
+        masks = call.inputs
+        if len(masks) == 2 and all(isinstance(m, _MaskExpr) and m.done for m in masks) and masks[0] == masks[1]:
+            return [masks[0]]
+        problems.append(f"{where}: keras.ops.logical_or is supported only between one Masking mask and itself")
+        return None
+
     def _any(self, entry, call, k, where, problems, dry):
         """keras.ops.any(not_equal(x, v), axis=-1): a Masking mask, (batch, T), True = real step."""
         cfg = entry["config"]
