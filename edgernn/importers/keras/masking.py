@@ -33,6 +33,9 @@ class _MaskHandlers:
             return x.mask
         if isinstance(call.mask, _MaskExpr) and call.mask.done:
             return self._masking_node(call.mask.source, call.mask.value, f"{call.mask.source.name}_mask")[1]
+        if (isinstance(call.mask, _MaskExpr) and call.mask.value == 0 and call.mask.source.rank == 2
+                and call.mask.source.name in self.code_masks):  # not_equal(codes, 0): Embedding(mask_zero)
+            return self.code_masks[call.mask.source.name]
         problems.append(f"{where}: an explicit mask argument that is not a Masking mask is not supported")
         return None
 
