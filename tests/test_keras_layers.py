@@ -258,6 +258,16 @@ def test_merge_keeps_a_shared_mask(tmp_path):
     assert m.spec.nodes[-1].mask is not None
 
 
+def test_merge_with_an_unmasked_input_has_no_mask_in_keras3(tmp_path):
+    """Keras 3 ORs a merge's masks and drops the mask when an input has none (tf-keras ANDs them and
+    keeps it: the Keras 2 file of this model is in KERAS2_SCRIPT, "half_masked")."""
+    a, b = keras.Input(shape=(T, F)), keras.Input(shape=(T, F))
+    h = layers.Add(name="join")([layers.Masking(0.0)(a), layers.Dense(F)(b)])
+    x = data()
+    x[0, 6:] = 0.0
+    (m, _) = check_functional(keras.Model([a, b], layers.LSTM(3)(h)), [x, data(seed=2)], tmp_path)
+    assert m.spec.nodes[-1].mask is None
+
 def test_merges_of_different_lengths_refused_at_predict(tmp_path):
     a, b = keras.Input(shape=(None, F)), keras.Input(shape=(None, F))
     out = layers.LSTM(2)(layers.Add(name="join")([a, b]))
@@ -728,6 +738,10 @@ KERAS2_SCRIPT = KERAS2_RANDOMIZE + textwrap.dedent(
     x[0][0, 7:] = 0.0
     models["masked_merge"] = (keras.Model(inp, L.LSTM(3)(h)), x)
 
+    a, b = L.Input(shape=(12, 3)), L.Input(shape=(12, 3))
+    h = L.Add()([L.Masking(0.0)(a), L.Dense(3)(b)])
+    models["half_masked"] = (keras.Model([a, b], L.LSTM(3)(h)), [x[0], seqs(1)[0]])
+
     models["layer_norm"] = (keras.Sequential([L.Conv1D(5, 3, padding="same", input_shape=(12, 3)),
                                               L.LayerNormalization(), L.LSTM(4, return_sequences=True),
                                               L.LayerNormalization(center=False, epsilon=1e-6),
@@ -771,7 +785,7 @@ KERAS2_SCRIPT = KERAS2_RANDOMIZE + textwrap.dedent(
         m.save(os.path.join(out, name + ".h5"))
     """
 )
-KERAS2_MODELS = ["residual", "branches", "two_inputs", "over_time", "masked_merge", "layer_norm", "normalization",
+KERAS2_MODELS = ["residual", "branches", "two_inputs", "over_time", "masked_merge", "half_masked", "layer_norm", "normalization",
                  "normalization_given", "embedding", "embedding_functional", "depthwise_separable", "reshaping"]
 
 

@@ -1,10 +1,12 @@
 """Multi-branch graphs: the merge layers (Add, Subtract, Multiply, Average, Maximum, Minimum) and
 Concatenate, over the features or over time. They run in ``predict``; a stream refuses them.
 
-Masks: Keras ANDs the masks of a merge's inputs (an input without one counts as all kept). When
-the masked inputs all carry one mask, that AND is the mask itself and passes on; inputs with
-different masks are refused (the IR has no AND of masks), as is a masked input to a
-concatenation over time (Keras joins the masks along time there).
+Masks differ between Keras versions. tf-keras ANDs the masks of the inputs that have one
+(``backend.all``); Keras 3 ORs them, and a merge with an unmasked input has no mask
+(``base_merge.compute_mask``; Concatenate's OR with an unmasked input's all-True mask is all True).
+So when the masked inputs all carry one mask, the merge's mask is that mask (Keras 2), or that mask
+if every input carries it and none otherwise (Keras 3); inputs with different masks are refused
+(the IR has no AND or OR of masks), as is a masked input to a concatenation over time.
 """
 
 from __future__ import annotations
@@ -31,12 +33,18 @@ class _MergeHandlers:
         if len(xs) < 2:
             problems.append(f"{where}: takes two or more inputs, gets {len(xs)}")
             return None
-        masks = {x.mask for x in xs} - {None}
-        if len(masks) > 1:
+        if len({x.mask for x in xs} - {None}) > 1 and not (self.major >= 3 and self._merged_mask(xs) is None):
             problems.append(f"{where}: inputs with different masks (after different Masking layers) are not supported")
         if len({x.rank for x in xs}) != 1:
             problems.append(f"{where}: inputs of different ranks {[x.rank for x in xs]} are not supported")
         return None if problems else xs
+
+    def _merged_mask(self, xs: list[_Data]):
+        """The mask of a merge of ``xs`` (see the module docstring), when their masks allow one."""
+        masks = [x.mask for x in xs]
+        if self.major >= 3 and None in masks:
+            return None  # Keras 3: an unmasked input makes the OR all True
+        return next((m for m in masks if m is not None), None)
 
     def _emit(self, op, xs: list[_Data], rank: int, features: int, steps, mask) -> list:
         self.nodes.append(ir.Node(op=op, inputs=tuple(x.name for x in xs), outputs=(op.name,)))
@@ -58,7 +66,7 @@ class _MergeHandlers:
             return None
         op = ir.Merge(name=self._op_name(entry["config"].get("name", entry.get("name")), k), mode=mode)
         steps = next((x.timesteps for x in xs if x.timesteps is not None), None)
-        return self._emit(op, xs, xs[0].rank, xs[0].features, steps, next(iter({x.mask for x in xs} - {None}), None))
+        return self._emit(op, xs, xs[0].rank, xs[0].features, steps, self._merged_mask(xs))
 
     def _concatenate(self, entry, call, k, where, problems, dry):
         axis = entry["config"].get("axis", -1)
@@ -89,4 +97,4 @@ class _MergeHandlers:
             return self._emit(ir.Concatenate(name=name, axis="time"), xs, 3, xs[0].features, steps, None)
         steps = next((x.timesteps for x in xs if x.timesteps is not None), None)
         return self._emit(ir.Concatenate(name=name, axis="features"), xs, rank, sum(x.features for x in xs), steps,
-                          next(iter(masks), None))
+                          self._merged_mask(xs))
