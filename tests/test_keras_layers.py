@@ -371,6 +371,14 @@ def test_rms_normalization(epsilon, tmp_path):
     check(seq(layers.Dense(6), layers.RMSNormalization(epsilon=epsilon), layers.GRU(3)), data(), tmp_path)
 
 
+def test_rms_normalization_drops_the_mask(tmp_path):
+    """Keras 3's RMSNormalization does not support masking: the mask stops there, as in Keras."""
+    x = data()
+    x[0, 5:] = 0.0
+    (m, _) = check(seq(layers.Masking(0.0), layers.RMSNormalization(), layers.GRU(3)), x, tmp_path)
+    assert m.spec.nodes[-1].mask is None
+
+
 def _sensor_data(batch=4, steps=T, seed=4):
     """Raw counts: a large mean against a small spread per feature."""
     rng = np.random.default_rng(seed)

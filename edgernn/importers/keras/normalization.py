@@ -1,7 +1,8 @@
 """The normalization layers over the features of each timestep: LayerNormalization (Keras 3's and
 tf-keras's; Keras 3's deprecated ``rms_scaling``), RMSNormalization (Keras 3) and the preprocessing
 Normalization, adapted or given its mean and variance. The mask passes through them, as in Keras.
-(BatchNormalization, folded into an Affine, is in ``conv``.)
+(BatchNormalization, folded into an Affine, is in ``conv``.) RMSNormalization, which Keras 3 does not let
+masks through, drops the mask as Keras does.
 
 Normalization's ``std = max(sqrt(variance), epsilon)`` uses Keras's default ``epsilon`` 1e-7
 (``keras.config.epsilon()``, not saved in the file), computed in float32 as Keras does. Its
@@ -49,9 +50,9 @@ class _NormalizationHandlers:
             return None
         return float(epsilon)
 
-    def _norm_node(self, op, x: _Data) -> list:
+    def _norm_node(self, op, x: _Data, keeps_mask: bool = True) -> list:
         self.nodes.append(ir.Node(op=op, inputs=(x.name,), outputs=(op.name,)))
-        return [_Data(op.name, x.rank, x.features, x.timesteps, x.mask)]
+        return [_Data(op.name, x.rank, x.features, x.timesteps, x.mask if keeps_mask else None)]
 
     def _layer_normalization(self, entry, call, k, where, problems, dry):
         cfg = entry["config"]
@@ -76,7 +77,8 @@ class _NormalizationHandlers:
         op = ir.LayerNorm(name=self._op_name(name, k), kind=kind, epsilon=epsilon,
                           gamma=ir.as_weight(w[gamma_role]) if gamma_role in w else None,
                           beta=ir.as_weight(w["beta"]) if "beta" in w else None)
-        return self._norm_node(op, x)
+        # Keras 3's RMSNormalization does not support masking: Keras drops the mask there (and warns)
+        return self._norm_node(op, x, keeps_mask=not rms)
 
     def _normalization(self, entry, call, k, where, problems, dry):
         cfg = entry["config"]
