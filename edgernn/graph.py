@@ -2,7 +2,7 @@
 
 The same walk runs the float64 reference (:mod:`edgernn.reference`) and the float32 Numba kernels
 (:mod:`edgernn.kernels`); a backend provides ``dtype``, ``recurrent_sequence``, ``dense`` and
-``activate``, ``conv1d``, ``pool1d`` and ``affine`` with the signatures of :mod:`edgernn.reference`.
+``activate``, ``conv1d``, ``pool1d``, ``affine``, ``layer_norm`` and ``standardize`` with the signatures of :mod:`edgernn.reference`.
 
 :func:`streamable_problem` says whether a spec can be stepped one timestep at a time: pure IR
 analysis, here so that the runtime, the quantizer, ``verify``, ``summary`` and ``bench`` share it
@@ -31,17 +31,55 @@ def _bidirectional(backend, op: ir.Bidirectional, x, mask):
     return y_f * y_b
 
 
+_MERGE = {"add": np.add, "multiply": np.multiply, "maximum": np.maximum, "minimum": np.minimum,
+          "average": np.add, "subtract": np.subtract}
+
+
+def _merge(op: ir.Merge, xs: list[np.ndarray]) -> np.ndarray:
+    """Keras's merge layers: the inputs folded left to right by the op (a sum divided by their count
+    for ``average``), in the arrays' dtype."""
+    y = xs[0]
+    for x in xs[1:]:
+        y = _MERGE[op.mode](y, x)
+    return y / np.asarray(len(xs), dtype=y.dtype) if op.mode == "average" else y
+
+
+def _embed(op: ir.Embedding, codes: np.ndarray, dtype) -> list[np.ndarray]:
+    """The vectors of ``codes (batch, T)`` (and their mask, ``codes != 0``, with ``mask_zero``); a code
+    that is not an integer in ``[0, vocab)`` is refused (Keras fails on those, or reads garbage)."""
+    bad = ~((codes >= 0) & (codes < op.vocab) & (codes == np.floor(codes)))  # NaN is bad too
+    if bad.any():
+        raise InvalidInput(f"layer {op.name!r} (Embedding) takes integer codes in [0, {op.vocab}), got "
+                           f"{float(codes[bad].flat[0])} (at {tuple(int(i) for i in np.argwhere(bad)[0])})")
+    index = codes.astype(np.intp)
+    made = [np.ascontiguousarray(op.embeddings.astype(dtype, copy=False)[index])]
+    return made + [index != 0] if op.mask_zero else made
+
+
+def _pad(op: ir.Pad1D, x: np.ndarray) -> np.ndarray:
+    """Zero timesteps added (a positive count) or timesteps removed (a negative one) at each end."""
+    x = x[:, max(-op.left, 0):x.shape[1] - max(-op.right, 0)]
+    return np.pad(x, ((0, 0), (max(op.left, 0), max(op.right, 0)), (0, 0)))
+
+
 def execute(spec: ir.ModelSpec, inputs: list[np.ndarray], backend) -> list[np.ndarray]:
     """Run ``spec`` on ``inputs`` (one array per model input, already validated) from zero state.
 
     Returns one array per model output, in the backend's dtype.
     """
     env = {i.name: np.ascontiguousarray(x, dtype=backend.dtype) for i, x in zip(spec.inputs, inputs)}
+    _check_lengths(spec, {i.name: x.shape[1] for i, x in zip(spec.inputs, inputs) if i.rank == 3})
     for node in spec.nodes:
         op = node.op
         x = env[node.inputs[0]]
         mask = env[node.mask] if node.mask else None
-        if isinstance(op, ir.Recurrent):
+        if isinstance(op, ir.Merge):
+            made = [_merge(op, [env[n] for n in node.inputs])]
+        elif isinstance(op, ir.Embedding):
+            made = _embed(op, x, backend.dtype)
+        elif isinstance(op, ir.Concatenate):
+            made = [np.concatenate([env[n] for n in node.inputs], axis=-1 if op.axis == "features" else 1)]
+        elif isinstance(op, ir.Recurrent):
             initial = [env[n] for n in node.initial_state] or None
             y, states = backend.recurrent_sequence(op, x, mask, initial)
             made = [y, *states][: len(node.outputs)]
@@ -62,15 +100,62 @@ def execute(spec: ir.ModelSpec, inputs: list[np.ndarray], backend) -> list[np.nd
             made = [backend.pool1d(op, x)]
         elif isinstance(op, ir.Affine):
             made = [backend.affine(op, x)]
-        elif isinstance(op, ir.Flatten):
-            if x.shape[1] != op.steps:
-                raise InvalidInput(f"layer {op.name!r} (Flatten) takes sequences of {op.steps} timesteps here, "
-                                 f"got {x.shape[1]}")
+        elif isinstance(op, ir.LayerNorm):
+            made = [backend.layer_norm(op, x)]
+        elif isinstance(op, ir.Standardize):
+            made = [backend.standardize(op, x)]
+        elif isinstance(op, ir.Pad1D):
+            made = [_pad(op, x)]
+        elif isinstance(op, ir.UpSample1D):
+            made = [np.repeat(x, op.size, axis=1)]
+        elif isinstance(op, ir.Reshape):  # lengths checked above
+            made = [np.ascontiguousarray(x.reshape(x.shape[0], op.steps, op.features))]
+        elif isinstance(op, ir.Permute):
+            made = [np.ascontiguousarray(x.transpose(0, 2, 1))]
+        elif isinstance(op, ir.Flatten):  # its length is checked above
             made = [np.ascontiguousarray(x.reshape(x.shape[0], -1))]
         else:  # pragma: no cover - ir validation makes this unreachable
             raise TypeError(f"unknown op {type(op).__name__}")
         env.update(zip(node.outputs, made))
     return [env[name] for name in spec.outputs]
+
+
+def _check_lengths(spec: ir.ModelSpec, lengths: dict) -> None:
+    """One :class:`InvalidInput` before anything runs when the inputs' lengths do not fit the graph:
+    a convolution or pooling left with no timestep (with the shortest input length that works,
+    for a model of one sequence input), a Flatten of another length."""
+    _, problems = spec.sequence_problems(lengths)
+    if not problems:
+        return
+    if len(lengths) == 1:
+        (name, steps), = lengths.items()
+        if not _fits(spec, name, steps):
+            problems.append(f"input {name!r} has {steps} timesteps; this model needs at least {min_steps(spec, name)}")
+    raise InvalidInput("the input does not fit the model's layers", problems)
+
+
+def _fits(spec: ir.ModelSpec, name: str, steps: int) -> bool:
+    """Whether ``steps`` timesteps of input ``name`` leave every sequence of the model at least one."""
+    time, _ = spec.sequence_problems({name: steps})
+    return all(t != 0 for axis, t in time.values() if axis is not None)
+
+
+def min_steps(spec: ir.ModelSpec, name: str | None = None) -> int:
+    """The fewest timesteps the sequence input ``name`` (default: the model's one sequence input) may
+    have so that no convolution, pooling or crop is left with none (1 without them). Every op's
+    output length grows with its input's, so a doubling search then a bisection find it."""
+    if name is None:
+        (name,) = [i.name for i in spec.inputs if i.rank == 3]
+    high = 1
+    while not _fits(spec, name, high):
+        if high > 1 << 24:  # the store's bound on any dimension: no length fits
+            return high
+        high *= 2
+    low = high // 2  # does not fit (or is 0)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if _fits(spec, name, middle) else (middle, high)
+    return high
 
 
 def streamable_problem(spec: ir.ModelSpec) -> str | None:
@@ -82,6 +167,12 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
     whose past inputs become state; Flatten of a vector); the last node's result is the model's
     only output.
     """
+    for node in spec.nodes:  # named first, whatever else (several inputs, say) the model has
+        if isinstance(node.op, ir.MULTI_INPUT_OPS):
+            return (f"layer {node.op.name!r} is {type(node.op).__name__}: it joins several tensors, which runs "
+                    "in predict only (a stream steps a chain)")
+        if isinstance(node.op, ir.Embedding):
+            return f"layer {node.op.name!r} is Embedding: integer sequences run in predict only"
     if len(spec.inputs) != 1 or spec.inputs[0].rank != 3:
         return "a stream takes one sequence input (batch, T, features)"
     current = spec.inputs[0].name
@@ -107,6 +198,10 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
             return f"layer {op.name!r} reads a mask made before {windowed!r}, whose output has another time axis"
         if isinstance(op, ir.Masking) and windowed is None:
             early_masks.add(node.outputs[1])
+        if isinstance(op, (ir.LayerNorm, ir.Standardize, ir.Pad1D, ir.UpSample1D, ir.Reshape, ir.Permute)):
+            kind = {ir.Standardize: "Standardize (Normalization)"}.get(type(op), type(op).__name__)
+            return (f"layer {op.name!r} is {kind}: it runs in predict only for now "
+                    "(streaming it, one timestep at a time, is not implemented yet)")
         if isinstance(op, ir.Recurrent) and op.go_backwards:
             return f"layer {op.name!r} reads its input backwards (go_backwards): use predict"
         if node.initial_state:

@@ -35,6 +35,7 @@ so an inconsistent spec can never be built, whatever importer or file it came fr
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -485,10 +486,283 @@ class Flatten:
 
     parameter_count = 0
 
-def _infer(node: Node, x: tuple[int, int], states: list[tuple[int, int]], problems: list[str]) -> list:
-    """Shapes ``(rank, features)`` of what ``node`` makes from input shape ``x``; problems appended."""
-    op, (rank, features) = node.op, x
+
+NORM_KINDS = ("layer", "rms_scaling", "rms")
+
+
+def _epsilon_problem(value) -> list[str]:
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        return [f"epsilon must be a finite number >= 0, got {value!r}"]
+    return []
+
+
+def _vector(owner: str, what: str, array, size, problems: list[str]) -> Optional[int]:
+    """Check an optional per-feature weight: a non-empty 1-D float32 array of ``size`` (any size
+    when None) and finite values; returns its size (None when the array is absent)."""
+    if array is None:
+        return size
+    if not isinstance(array, np.ndarray) or array.ndim != 1 or array.size == 0:
+        problems.append(f"{what} must be a non-empty 1-D array")
+        return size
+    _weights(owner, what, array, (array.size if size is None else size,), problems)
+    return array.size if size is None else size
+
+
+@dataclass(frozen=True, eq=False)
+class LayerNorm:
+    """Normalization over the features of each row (Keras ``LayerNormalization`` over the last axis,
+    ``RMSNormalization``), ``(..., F) -> (..., F)``. With ``mean`` and ``var`` over the last axis,
+    ``var(x) = mean((x - mean(x))^2)`` (the population variance, as Keras's ``moments``):
+
+    * ``layer``: ``y = (x - mean(x)) / sqrt(var(x) + epsilon) * gamma + beta``;
+    * ``rms_scaling`` (Keras 3's deprecated ``LayerNormalization(rms_scaling=True)``, which divides by
+      the root of the variance, not of the mean square): ``y = x / sqrt(var(x) + epsilon) * gamma``;
+    * ``rms`` (Keras 3's ``RMSNormalization``): ``y = x / sqrt(mean(x^2) + epsilon) * gamma``.
+
+    ``gamma``, ``beta`` ``(F,)`` or None (then 1 and 0); ``beta`` only for ``layer``.
+    """
+
+    name: str
+    kind: str
+    epsilon: float
+    gamma: Optional[np.ndarray] = None
+    beta: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        problems: list[str] = []
+        if self.kind not in NORM_KINDS:
+            problems.append(f"kind must be one of {', '.join(NORM_KINDS)}, got {self.kind!r}")
+        problems += _epsilon_problem(self.epsilon)
+        size = _vector(self.name, "gamma", self.gamma, None, problems)
+        _vector(self.name, "beta", self.beta, size, problems)
+        if self.beta is not None and self.kind != "layer":
+            problems.append(f"beta is only for kind 'layer', not {self.kind!r}")
+        _raise(problems, self.name)
+
+    @property
+    def input_size(self) -> Optional[int]:
+        """F, or None when neither gamma nor beta fixes it (any F then)."""
+        array = self.gamma if self.gamma is not None else self.beta
+        return None if array is None else array.size
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(a.size for a in (self.gamma, self.beta) if a is not None)
+
+
+@dataclass(frozen=True, eq=False)
+class Standardize:
+    """``y = (x - mean) / std`` per feature over the last axis (Keras's preprocessing
+    ``Normalization``, ``std = max(sqrt(variance), 1e-7)``, computed by the importer in float32 as
+    Keras does); ``mean``, ``std`` ``(F,)``, ``std > 0``.
+
+    Not an :class:`Affine`: ``x * (1/std) - mean/std`` loses the digits that ``x - mean`` keeps when
+    the mean is large against the spread (a sensor's raw counts), so it is computed as written.
+    """
+
+    name: str
+    mean: np.ndarray
+    std: np.ndarray
+
+    def __post_init__(self):
+        problems: list[str] = []
+        size = _vector(self.name, "mean", self.mean, None, problems)
+        _vector(self.name, "std", self.std, size, problems)
+        if self.std is None or self.mean is None:
+            problems.append("mean and std must be arrays")
+        elif not problems and not np.all(self.std > 0):
+            problems.append("std must be > 0")
+        _raise(problems, self.name)
+
+    @property
+    def input_size(self) -> int:
+        return self.mean.size
+
+    @property
+    def parameter_count(self) -> int:
+        return self.mean.size + self.std.size
+
+
+@dataclass(frozen=True, eq=False)
+class Embedding:
+    """Integer codes to vectors (Keras ``Embedding``): ``(batch, T)`` codes, read from an
+    :class:`Input` of dtype ``int`` (its ``features`` are the T codes of a row), ``->
+    (batch, T, dim)``, ``y[b, t] = embeddings[codes[b, t]]``; ``embeddings (vocab, dim)``.
+    A code that is not an integer in ``[0, vocab)`` is refused when the model runs.
+
+    With ``mask_zero`` the node makes a second tensor, the mask ``(batch, T)`` (True = keep:
+    ``codes != 0``), which recurrent layers downstream honour as a Masking mask (code 0 is then
+    padding; its vector is still looked up, as in Keras).
+    """
+
+    name: str
+    embeddings: np.ndarray
+    mask_zero: bool = False
+
+    def __post_init__(self):
+        problems: list[str] = []
+        if not isinstance(self.embeddings, np.ndarray) or self.embeddings.ndim != 2 or 0 in self.embeddings.shape:
+            _raise(["embeddings must be a non-empty 2-D array (vocab, dim)"], self.name)
+        _weights(self.name, "embeddings", self.embeddings, self.embeddings.shape, problems)
+        if type(self.mask_zero) is not bool:
+            problems.append(f"mask_zero must be a bool, got {self.mask_zero!r}")
+        _raise(problems, self.name)
+
+    @property
+    def vocab(self) -> int:
+        return self.embeddings.shape[0]
+
+    @property
+    def output_size(self) -> int:
+        return self.embeddings.shape[1]
+
+    @property
+    def parameter_count(self) -> int:
+        return self.embeddings.size
+
+
+def _signed(problems: list[str], **values) -> None:
+    for what, value in values.items():
+        if type(value) is not int:
+            problems.append(f"{what} must be an integer, got {value!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class Pad1D:
+    """``(batch, T, F) -> (batch, T + left + right, F)``: ``left`` zero timesteps added before the
+    sequence and ``right`` after (Keras ``ZeroPadding1D``); a negative count removes that many
+    timesteps instead (Keras ``Cropping1D``)."""
+
+    name: str
+    left: int = 0
+    right: int = 0
+
+    def __post_init__(self):
+        problems: list[str] = []
+        _signed(problems, left=self.left, right=self.right)
+        _raise(problems, self.name)
+
+    def output_steps(self, steps: int) -> int:
+        return max(steps + self.left + self.right, 0)
+
+    parameter_count = 0
+
+
+@dataclass(frozen=True, eq=False)
+class UpSample1D:
+    """``(batch, T, F) -> (batch, T * size, F)``, each timestep repeated ``size`` times (Keras
+    ``UpSampling1D``): ``y[:, t * size + i] = x[:, t]``."""
+
+    name: str
+    size: int
+
+    def __post_init__(self):
+        problems: list[str] = []
+        _positive(problems, size=self.size)
+        _raise(problems, self.name)
+
+    parameter_count = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Reshape:
+    """Each row's values, in order, laid out again as ``(steps, features)`` (Keras ``Reshape`` to a
+    sequence): ``(batch, input_steps, C) -> (batch, steps, features)`` with ``input_steps * C =
+    steps * features`` (the input's length is fixed; another is refused when the model runs), or
+    from a vector ``(batch, C)`` (``input_steps`` 0, ``C = steps * features``)."""
+
+    name: str
+    input_steps: int
+    steps: int
+    features: int
+
+    def __post_init__(self):
+        problems: list[str] = []
+        _positive(problems, steps=self.steps, features=self.features)
+        if type(self.input_steps) is not int or self.input_steps < 0:
+            problems.append(f"input_steps must be an integer >= 0, got {self.input_steps!r}")
+        _raise(problems, self.name)
+
+    parameter_count = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Permute:
+    """``(batch, steps, C) -> (batch, C, steps)``: time and features swapped (Keras ``Permute((2, 1))``);
+    ``steps`` is the input's fixed length (another is refused when the model runs)."""
+
+    name: str
+    steps: int
+
+    def __post_init__(self):
+        problems: list[str] = []
+        _positive(problems, steps=self.steps)
+        _raise(problems, self.name)
+
+    parameter_count = 0
+
+
+MERGES = ("add", "subtract", "multiply", "average", "maximum", "minimum")
+CONCAT_AXES = ("features", "time")
+
+
+@dataclass(frozen=True, eq=False)
+class Merge:
+    """An element-wise merge of two or more tensors of one shape (Keras ``Add``, ``Subtract``,
+    ``Multiply``, ``Average``, ``Maximum``, ``Minimum``): ``y = x_1 + ... + x_n``, ``x_1 - x_2``
+    (two inputs only), ``x_1 * ... * x_n``, ``(x_1 + ... + x_n) / n``, the element-wise max or min."""
+
+    name: str
+    mode: str
+
+    def __post_init__(self):
+        if self.mode not in MERGES:
+            _raise([f"mode must be one of {', '.join(MERGES)}, got {self.mode!r}"], self.name)
+
+    parameter_count = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Concatenate:
+    """Two or more tensors joined (Keras ``Concatenate``): over ``features`` (the last axis; tensors
+    of one rank, and of one length when sequences) or over ``time`` (sequences of one feature count,
+    ``(batch, T_1 + ... + T_n, F)``)."""
+
+    name: str
+    axis: str = "features"
+
+    def __post_init__(self):
+        if self.axis not in CONCAT_AXES:
+            _raise([f"axis must be one of {', '.join(CONCAT_AXES)}, got {self.axis!r}"], self.name)
+
+    parameter_count = 0
+
+
+def _merge_shape(op, xs: list[tuple[int, int]], where: str, problems: list[str]) -> tuple[int, int]:
+    """The ``(rank, features)`` a Merge or Concatenate makes of its inputs' shapes."""
+    ranks = {rank for rank, _ in xs}
+    if isinstance(op, Merge):
+        if op.mode == "subtract" and len(xs) != 2:
+            problems.append(f"{where} (subtract) takes two inputs, gets {len(xs)}")
+        if len(set(xs)) != 1:
+            problems.append(f"{where} merges tensors of one shape, gets (rank, features) {sorted(set(xs))}")
+        return xs[0]
+    if len(ranks) != 1 or (op.axis == "time" and ranks != {3}):
+        problems.append(f"{where} joins tensors of one rank (sequences over time), gets ranks {sorted(ranks)}")
+    if op.axis == "time":
+        if len({f for _, f in xs}) != 1:
+            problems.append(f"{where} joins sequences of one feature count over time, gets {[f for _, f in xs]}")
+        return xs[0]
+    return (xs[0][0], sum(f for _, f in xs))
+
+
+def _infer(node: Node, xs: list[tuple[int, int]], states: list[tuple[int, int]], problems: list[str]) -> list:
+    """Shapes ``(rank, features)`` of what ``node`` makes from its inputs' shapes ``xs``; problems appended."""
+    op, x = node.op, xs[0]
+    rank, features = x
     where = f"node {op.name!r}"
+    if isinstance(op, (Merge, Concatenate)):
+        return [_merge_shape(op, xs, where, problems)]
     if isinstance(op, (Recurrent, Bidirectional)):
         layer = op.forward if isinstance(op, Bidirectional) else op
         if rank != 3 or features != layer.input_size:
@@ -528,6 +802,24 @@ def _infer(node: Node, x: tuple[int, int], states: list[tuple[int, int]], proble
         if rank != 3:
             problems.append(f"{where} takes a sequence (batch, {op.steps}, features)")
         return [(2, op.steps * features)]
+    if isinstance(op, (Pad1D, UpSample1D, Permute)):
+        if rank != 3:
+            problems.append(f"{where} takes a sequence (batch, T, features)")
+        return [(3, op.steps) if isinstance(op, Permute) else x]
+    if isinstance(op, Reshape):
+        size = features * (op.input_steps if rank == 3 else 1)
+        if (rank == 3) != (op.input_steps > 0) or size != op.steps * op.features:
+            problems.append(f"{where} lays out {op.steps} x {op.features} values per row, gets rank {rank} with "
+                            f"{features} features (input_steps {op.input_steps})")
+        return [(3, op.features)]
+    if isinstance(op, Embedding):
+        if rank != 2:
+            problems.append(f"{where} takes integer codes (batch, T)")
+        return [(3, op.output_size)] + ([(3, 0)] if op.mask_zero else [])
+    if isinstance(op, (LayerNorm, Standardize)):
+        if op.input_size is not None and features != op.input_size:
+            problems.append(f"{where} takes {op.input_size} features, gets {features}")
+        return [x]
     if isinstance(op, Affine):
         if features != op.input_size:
             problems.append(f"{where} takes {op.input_size} features, gets {features}")
@@ -536,16 +828,97 @@ def _infer(node: Node, x: tuple[int, int], states: list[tuple[int, int]], proble
     return []
 
 
-Op = Union[Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector, Conv1D, Pooling1D, Affine, Flatten]
+def _time_of(node: Node, ins: list, made: int, problems: list[str], features: int = 0) -> list:
+    """The time axis ``(axis, steps)`` of each of the ``made`` tensors ``node`` makes, from those of
+    its data inputs ``ins``; ``(None, None)`` for a tensor without one (rank 2).
+
+    ``axis`` says which timesteps a sequence's rows are: a set of names, the model input's, or a new
+    axis made by a node that regroups timesteps (a convolution, a pooling, RepeatVector), named after
+    that node; a merge of sequences (which must be of one length) is on all its inputs' axes at once,
+    so that a mask on one input's axis applies to it, as Keras carries the mask through a merge.
+    A mask is valid only over a tensor that shares its axis. ``steps`` is T when the model's input
+    lengths fix it, else None. A node that needs a length it does not get appends a problem.
+    """
+    op, (axis, steps) = node.op, ins[0]
+    none = (None, None)
+    if isinstance(op, (Recurrent, Bidirectional)):
+        layer = op.forward if isinstance(op, Bidirectional) else op
+        return [(axis, steps) if layer.return_sequences else none] + [none] * (made - 1)
+    if isinstance(op, (Dense, Activation, Affine, LayerNorm, Standardize)):
+        return [(axis, steps)]
+    if isinstance(op, Masking):
+        return [(axis, steps), (axis, steps)]
+    if isinstance(op, Embedding):  # the codes' time axis (an int input's, see sequence_problems)
+        return [(axis, steps)] * made
+    if isinstance(op, RepeatVector):
+        return [(frozenset([op.name]), op.n)]
+    if isinstance(op, (Conv1D, Pooling1D)):
+        if isinstance(op, Pooling1D) and op.global_pool:
+            return [none]
+        out = None if steps is None else op.output_steps(steps)
+        if steps and not out:
+            kind = type(op).__name__
+            problems.append(f"layer {op.name!r} ({kind}) makes no timestep from its input's {steps}: too short for it")
+        return [(frozenset([op.name]), out)]
+    if isinstance(op, (Merge, Concatenate)):
+        lengths = [t for a, t in ins if a is not None]
+        if isinstance(op, Concatenate) and op.axis == "time":
+            return [(frozenset([op.name]), None if None in lengths else sum(lengths))]
+        known = sorted({t for t in lengths if t is not None})
+        if len(known) > 1:
+            problems.append(f"layer {op.name!r} ({type(op).__name__}) joins sequences of {known} timesteps")
+        if ins[0][0] is None:
+            return [(None, None)]
+        return [(frozenset().union(*(a for a, _ in ins)), known[0] if known else None)]
+    if isinstance(op, (Pad1D, UpSample1D)):
+        out = None if steps is None else (op.output_steps(steps) if isinstance(op, Pad1D) else steps * op.size)
+        if steps and not out:
+            problems.append(f"layer {op.name!r} (Pad1D) crops all of its input's {steps} timesteps")
+        return [(frozenset([op.name]), out)]
+    if isinstance(op, (Reshape, Permute)):
+        fixed = op.input_steps if isinstance(op, Reshape) else op.steps
+        if steps is not None and fixed and steps != fixed:
+            problems.append(f"layer {op.name!r} ({type(op).__name__}) takes sequences of {fixed} timesteps here, "
+                            f"gets {steps}")
+        return [(frozenset([op.name]), op.steps if isinstance(op, Reshape) else features)]
+    if isinstance(op, Flatten):
+        if steps is not None and steps != op.steps:
+            problems.append(f"layer {op.name!r} (Flatten) takes sequences of {op.steps} timesteps here, gets {steps}")
+        return [none]
+    return [none] * made
+
+
+def sequence_problems(inputs, nodes, lengths: dict, shapes: dict) -> tuple[dict, list[str]]:
+    """The time axis ``(axis, steps)`` of every tensor, from ``lengths`` (input name -> T or None),
+    and the problems found: a mask read over a tensor of another time axis (e.g. across a Conv1D,
+    where Keras drops it), a node that shrinks a sequence to no timestep, a Flatten of another
+    length. :class:`ModelSpec` checks a spec with its inputs' fixed lengths; ``graph.execute``
+    checks each call with the lengths it is given. Assumes the graph's shapes are valid."""
+    problems: list[str] = []
+    time = {i.name: (frozenset([i.name]), lengths.get(i.name)) if i.rank == 3 else (None, None) for i in inputs}
+    time.update({i.name: (frozenset([i.name]), i.features) for i in inputs if i.dtype == "int"})  # (batch, T) codes
+    for node in nodes:
+        if node.mask and not (time[node.mask][0] or set()) & (time[node.inputs[0]][0] or set()):
+            problems.append(f"node {node.op.name!r} reads mask {node.mask!r} over another time axis than its "
+                            "input's (a mask does not cross a layer that regroups timesteps)")
+        made = _time_of(node, [time[n] for n in node.inputs], len(node.outputs), problems, shapes[node.inputs[0]][1])
+        time.update(zip(node.outputs, made))
+    return time, problems
+
+
+Op = Union[Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector, Conv1D, Pooling1D, Affine, Flatten,
+           Merge, Concatenate, LayerNorm, Standardize, Embedding, Pad1D, UpSample1D, Reshape, Permute]
 OP_TYPES = {cls.__name__: cls for cls in (Recurrent, Bidirectional, Dense, Activation, Masking, RepeatVector,
-                                          Conv1D, Pooling1D, Affine, Flatten)}
+                                          Conv1D, Pooling1D, Affine, Flatten, Merge, Concatenate, LayerNorm, Standardize,
+                                          Embedding, Pad1D, UpSample1D, Reshape, Permute)}
+MULTI_INPUT_OPS = (Merge, Concatenate)
 
 
 @dataclass(frozen=True, eq=False)
 class Node:
     """One op applied to named tensors.
 
-    ``inputs``: the data input (one name). ``mask``: the name of a mask tensor ``(batch, T)`` or
+    ``inputs``: the data input (one name; two or more for :data:`MULTI_INPUT_OPS`). ``mask``: the name of a mask tensor ``(batch, T)`` or
     None. ``initial_state``: names of state tensors (Recurrent only; LSTM h, c). ``outputs``: the
     op's result first, then -- for Recurrent with return_state -- its final states (LSTM h, c),
     and for Masking the mask.
@@ -562,13 +935,18 @@ class Node:
 class Input:
     """A model input: ``(batch, timesteps, features)`` (rank 3) or ``(batch, features)`` (rank 2).
 
-    ``timesteps`` is None when any length is accepted.
+    ``timesteps`` is None when any length is accepted. ``dtype`` ``"int"``: integer codes
+    ``(batch, T)`` (rank 2, ``features`` = T, fixed) that only :class:`Embedding` nodes read.
     """
 
     name: str
     features: int
     rank: int = 3
     timesteps: Optional[int] = None
+    dtype: str = "float32"
+
+
+INPUT_DTYPES = ("float32", "int")
 
 
 @dataclass(frozen=True, eq=False)
@@ -588,6 +966,10 @@ class ModelSpec:
         if not self.inputs:
             problems.append("the model has no input")
         shapes = {i.name: (i.rank, i.features) for i in self.inputs}
+        codes = {i.name for i in self.inputs if i.dtype == "int"}
+        for i in self.inputs:
+            if i.dtype not in INPUT_DTYPES or (i.dtype == "int" and i.rank != 2):
+                problems.append(f"input {i.name!r}: dtype {i.dtype!r} with rank {i.rank} (float32, or int of rank 2)")
         # Fix: layer names must be unique (as in Keras): a stream's state is keyed by them
         # ("<layer>/h"), and two layers of one name shared one key, so set_state(get_state())
         # silently loaded the second layer's state into both.
@@ -596,14 +978,24 @@ class ModelSpec:
             problems.append(f"two or more layers are named {name!r}")
         for node in self.nodes:
             missing = [n for n in node.inputs + node.initial_state + ((node.mask,) if node.mask else ()) if n not in shapes]
-            if missing or len(node.inputs) != 1:
+            if missing or not node.inputs:
                 problems.append(f"node {node.op.name!r} reads {missing or node.inputs} before it is made")
                 break
+            if (len(node.inputs) > 1) != isinstance(node.op, MULTI_INPUT_OPS):
+                count = "two or more inputs" if isinstance(node.op, MULTI_INPUT_OPS) else "one input"
+                problems.append(f"node {node.op.name!r} takes {count}, gets {len(node.inputs)}")
+                break
+            if node.mask and isinstance(node.op, MULTI_INPUT_OPS):
+                problems.append(f"node {node.op.name!r} reads no mask")
+            # integer codes go to Embedding nodes only, and an Embedding reads nothing else
+            if isinstance(node.op, Embedding) != (node.inputs[0] in codes) or codes.intersection(node.inputs[1:] + node.initial_state):
+                problems.append(f"node {node.op.name!r}: integer codes (an int input) are read by Embedding nodes "
+                                "only, and an Embedding reads nothing else")
             # Fix: a mask must name a mask (a Masking node's second output, recorded as (3, 0)); naming
             # a data tensor passed validation and failed in predict with a NumPy ValueError.
             if node.mask and shapes[node.mask] != (3, 0):
                 problems.append(f"node {node.op.name!r}: mask {node.mask!r} is not a mask made by a Masking node")
-            made = _infer(node, shapes[node.inputs[0]], [shapes[n] for n in node.initial_state], problems)
+            made = _infer(node, [shapes[n] for n in node.inputs], [shapes[n] for n in node.initial_state], problems)
             if len(made) != len(node.outputs):
                 problems.append(f"node {node.op.name!r} makes {len(made)} tensors, {len(node.outputs)} named")
                 break
@@ -611,13 +1003,24 @@ class ModelSpec:
         for name in self.outputs:
             if name not in shapes:
                 problems.append(f"output {name!r} is never made")
+        if not problems:  # lengths and masks, once every tensor's shape is known
+            time, problems = sequence_problems(self.inputs, self.nodes, {i.name: i.timesteps for i in self.inputs}, shapes)
         if problems:
             raise InvalidModelFile("inconsistent model graph", problems)
         object.__setattr__(self, "_shapes", shapes)
+        object.__setattr__(self, "_time", time)
 
     def tensor_shape(self, name: str) -> tuple[int, int]:
         """``(rank, features)`` of a tensor; rank 3 is (batch, T, features), 2 is (batch, features)."""
         return self._shapes[name]
+
+    def sequence_problems(self, lengths: dict) -> tuple[dict, list[str]]:
+        """:func:`sequence_problems` of this spec for the input lengths ``lengths`` (name -> T)."""
+        return sequence_problems(self.inputs, self.nodes, lengths, self._shapes)
+
+    def tensor_steps(self, name: str) -> Optional[int]:
+        """T of a sequence tensor when the model's input lengths fix it, else None."""
+        return self._time[name][1]
 
     @property
     def parameter_count(self) -> int:

@@ -161,7 +161,9 @@ def encode(spec: ir.ModelSpec) -> tuple[dict, dict]:
         "format_version": FORMAT_VERSION,
         "edgernn_version": __version__,
         "source": spec.source,
-        "inputs": [dataclasses.asdict(i) for i in spec.inputs],
+        # dtype only when not float32: the files (and fingerprints) of float models stay as they were
+        "inputs": [{k: v for k, v in dataclasses.asdict(i).items() if k != "dtype" or v != "float32"}
+                   for i in spec.inputs],
         "nodes": nodes,
         "outputs": list(spec.outputs),
         "parameter_count": spec.parameter_count,
@@ -322,9 +324,11 @@ class _Reader:
                     and type(entry.get("features")) is int and 1 <= entry["features"] <= MAX_DIMENSION
                     and type(entry.get("rank")) is int and entry["rank"] in (2, 3)
                     and (entry.get("timesteps") is None
-                         or (type(entry.get("timesteps")) is int and 1 <= entry["timesteps"] <= MAX_DIMENSION))):
+                         or (type(entry.get("timesteps")) is int and 1 <= entry["timesteps"] <= MAX_DIMENSION))
+                    and entry.get("dtype", "float32") in ir.INPUT_DTYPES):
                 self.fail(f"input {k} is malformed: {entry!r}")
-            inputs.append(ir.Input(entry["name"], entry["features"], entry["rank"], entry.get("timesteps")))
+            inputs.append(ir.Input(entry["name"], entry["features"], entry["rank"], entry.get("timesteps"),
+                                   entry.get("dtype", "float32")))
         nodes = []
         for k, entry in enumerate(header["nodes"]):
             if not isinstance(entry, dict):

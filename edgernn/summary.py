@@ -49,6 +49,25 @@ def _details(op) -> str:
         return f"Affine({op.input_size}) (per-feature scale and offset: a folded BatchNormalization)"
     if isinstance(op, ir.Flatten):
         return f"Flatten(steps={op.steps})"
+    if isinstance(op, ir.LayerNorm):
+        return (f"LayerNorm({op.input_size or 'any'}), kind={op.kind}, epsilon={op.epsilon:g}"
+                + ("" if op.gamma is not None else ", no gamma") + ("" if op.beta is not None else ", no beta"))
+    if isinstance(op, ir.Standardize):
+        return f"Standardize({op.input_size}) ((x - mean) / std: a Normalization layer)"
+    if isinstance(op, ir.Embedding):
+        return f"Embedding({op.vocab}, {op.output_size})" + (", mask_zero" if op.mask_zero else "")
+    if isinstance(op, ir.Pad1D):
+        return f"Pad1D(left={op.left}, right={op.right}) (negative: cropped)"
+    if isinstance(op, ir.UpSample1D):
+        return f"UpSample1D(size={op.size})"
+    if isinstance(op, ir.Reshape):
+        return f"Reshape(({op.steps}, {op.features}))"
+    if isinstance(op, ir.Permute):
+        return f"Permute((2, 1)) of {op.steps} timesteps"
+    if isinstance(op, ir.Merge):
+        return f"{op.mode.capitalize()}"
+    if isinstance(op, ir.Concatenate):
+        return f"Concatenate(over {op.axis})"
     return f"RepeatVector({op.n})"
 
 

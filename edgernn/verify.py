@@ -62,6 +62,7 @@ from typing import Optional
 
 import numpy as np
 
+from . import ir
 from .errors import InvalidInput
 from .graph import streamable_problem
 
@@ -183,12 +184,17 @@ def _inputs(spec, data, seed: int):
         arrays = []
         for inp in spec.inputs:
             shape = (batch, inp.timesteps or RANDOM_STEPS, inp.features) if inp.rank == 3 else (batch, inp.features)
-            arrays.append(rng.standard_normal(shape).astype(np.float32))
+            if inp.dtype == "int":  # codes every Embedding reading them takes
+                vocab = min(n.op.vocab for n in spec.nodes if isinstance(n.op, ir.Embedding) and n.inputs[0] == inp.name)
+                arrays.append(rng.integers(0, vocab, shape).astype(np.float32))
+            else:
+                arrays.append(rng.standard_normal(shape).astype(np.float32))
         shapes = ", ".join("x".join(map(str, a.shape)) for a in arrays)
         declared = [f"time length {inp.timesteps}" for inp in spec.inputs[:1] if inp.rank == 3 and inp.timesteps]
         declared += [f"batch size {batch}"] if batch == spec.source.get("batch_size") else []
         note = f" (the source's declared {' and '.join(declared)})" if declared else ""
-        return arrays, f"random normal, seed {seed}, shape {shapes}{note}"
+        kind = "random normal" + (" (integer codes: uniform)" if any(i.dtype == "int" for i in spec.inputs) else "")
+        return arrays, f"{kind}, seed {seed}, shape {shapes}{note}"
     arrays = list(data) if isinstance(data, (list, tuple)) else [data]
     if len(arrays) != len(spec.inputs):
         raise InvalidInput(f"the model takes {len(spec.inputs)} input(s), the data holds {len(arrays)}")

@@ -345,7 +345,8 @@ def test_pool_kernel_matches_reference(kind, padding, size, strides):
 
 # --- Keras 2 (tf-keras) files ------------------------------------------------------------------------
 
-KERAS2_SCRIPT = textwrap.dedent(
+# ``randomize`` of the tf-keras scripts (this file's and test_keras_layers.py's).
+KERAS2_RANDOMIZE = textwrap.dedent(
     """
     def randomize(m):
         for layer in m.layers:
@@ -356,7 +357,10 @@ KERAS2_SCRIPT = textwrap.dedent(
                 else:
                     ws.append(rng.normal(0, 0.8 / np.sqrt(np.prod(w.shape[:-1])) if w.ndim >= 2 else 0.3, w.shape))
             layer.set_weights([w.astype(np.float32) for w in ws])
-
+    """
+)
+KERAS2_SCRIPT = KERAS2_RANDOMIZE + textwrap.dedent(
+    """
     x = rng.normal(size=(4, 12, 3)).astype(np.float32)
     models = {
         "cnn_lstm": keras.Sequential([L.Conv1D(8, 3, padding="causal", activation="relu", input_shape=(12, 3)),

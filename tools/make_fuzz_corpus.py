@@ -3,8 +3,8 @@
     python tools/make_fuzz_corpus.py      # needs keras (the test extra)
 
 Seeded: the weights are the same on every run. The ``.ernn`` seeds are test_store's models (every op
-and cell, masks, two inputs, a rank-2 input); the Keras seeds are small ``.keras`` (Keras 3, Sequential
-and functional with Masking and Bidirectional) and a legacy ``.h5``. Zip members get a fixed date so
+and cell, masks, two inputs, a rank-2 input) and one graph of the ops around an RNN (``layers.ernn``);
+the Keras seeds are small ``.keras`` (Keras 3, Sequential and functional with Masking and Bidirectional) and a legacy ``.h5``. Zip members get a fixed date so
 a rerun rewrites the same archives. Inputs the fuzzer once found crashing are kept beside them as
 ``regression-*`` files and are not touched here.
 """
@@ -48,6 +48,35 @@ def ernn_seeds() -> None:
         _fixed_dates(path)
 
 
+def layers_seed() -> None:
+    """The ops around an RNN (issue #16), in one graph: integer codes through an Embedding(mask_zero),
+    a float sequence standardized, convolved and layer-normalized, joined, merged, into a masked GRU."""
+    import numpy as np
+
+    import edgernn
+    from edgernn import ir
+
+    rng = np.random.default_rng(16)
+
+    def w(*shape):
+        return ir.as_weight(rng.normal(size=shape))
+
+    gru = ir.Recurrent(name="gru", cell="gru", units=2, input_size=3, kernel=w(3, 6), recurrent_kernel=w(2, 6))
+    nodes = (
+        ir.Node(ir.Embedding(name="emb", embeddings=w(5, 3), mask_zero=True), ("codes",), ("emb", "emb:mask")),
+        ir.Node(ir.Standardize(name="std", mean=w(2), std=ir.as_weight(rng.uniform(0.5, 2, 2))), ("x",), ("std",)),
+        ir.Node(ir.Conv1D(name="conv", kernel=w(3, 2, 1), padding="same"), ("std",), ("conv",)),
+        ir.Node(ir.LayerNorm(name="ln", kind="layer", epsilon=1e-3, gamma=w(3), beta=w(3)), ("emb",), ("ln",)),
+        ir.Node(ir.Concatenate(name="cat"), ("conv", "std"), ("cat",)),
+        ir.Node(ir.Merge(name="add", mode="add"), ("ln", "cat"), ("add",)),
+        ir.Node(gru, ("add",), ("gru",), mask="emb:mask"),
+    )
+    spec = ir.ModelSpec((ir.Input("codes", 4, rank=2, dtype="int"), ir.Input("x", 2, timesteps=4)), nodes, ("gru",))
+    path = CORPUS / "layers.ernn"
+    edgernn.Model(spec).save(path)
+    _fixed_dates(path)
+
+
 def keras_seeds() -> None:
     import keras
     from keras import layers
@@ -73,6 +102,7 @@ def keras_seeds() -> None:
 def main() -> None:
     CORPUS.mkdir(exist_ok=True)
     ernn_seeds()
+    layers_seed()
     keras_seeds()
     total = 0
     for path in sorted(CORPUS.iterdir()):

@@ -15,9 +15,10 @@ The block's products stay in NumPy on purpose: inside a jitted function ``@`` ne
 bindings, and NumPy's own BLAS call is just as fast from here.
 
 This module is also the float32 backend of :func:`edgernn.graph.execute` (``dtype``,
-``recurrent_sequence``, ``dense``, ``activate``, ``conv1d``, ``pool1d``, ``affine``), mirroring
-:mod:`edgernn.reference`; the last three are plain NumPy float32 over whole sequences (a stream
-steps them through :mod:`edgernn.kernels.window`).
+``recurrent_sequence``, ``dense``, ``activate``, ``conv1d``, ``pool1d``, ``affine``, ``layer_norm``,
+``standardize``), mirroring :mod:`edgernn.reference`; the last five are plain NumPy float32 over
+whole sequences (a stream steps the first three through :mod:`edgernn.kernels.window`; the last
+two run in predict only for now).
 Kernels are time-major: sequences are ``(T, B, features)`` so each timestep is contiguous.
 
 Only NumPy is imported here. Everything that needs Numba -- :class:`RecurrentKernel`, the
@@ -38,6 +39,7 @@ import threading
 import numpy as np
 
 from .conv import conv1d
+from .normalization import layer_norm, standardize
 from .pooling import affine, pool1d
 from .program import (AVG_POOL, CONV, COUNT_LIMIT, GLOBAL_AVG, GLOBAL_MAX, MAX_POOL, ChainProgram, dense_kernel_args,
                       is_standard, split_recurrent, window_geometry, window_kind)
@@ -95,7 +97,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["RecurrentKernel", "ChainProgram", "affine", "conv1d", "pool1d", "bias_activation", "compiled_chain_step", "masking_forward",
+__all__ = ["RecurrentKernel", "ChainProgram", "affine", "conv1d", "layer_norm", "pool1d", "standardize", "bias_activation", "compiled_chain_step", "masking_forward",
            "activation_forward", "recurrent_sequence", "dense", "activate", "dense_kernel_args", "dtype",
            "is_standard", "split_recurrent", "window_geometry", "window_kind", "window_batch", "conv_gather", "window_block", "CONV", "MAX_POOL",
            "AVG_POOL", "GLOBAL_MAX", "GLOBAL_AVG", "COUNT_LIMIT"]

@@ -9,6 +9,7 @@ import numpy as np
 
 from .activations import activate
 from .conv import conv1d
+from .normalization import layer_norm, standardize
 from .pooling import pool1d
 from .recurrent import cell_step, recurrent_sequence
 
@@ -28,4 +29,5 @@ def affine(op, x):
     return np.asarray(x, dtype=np.float64) * op.scale.astype(np.float64) + op.offset.astype(np.float64)
 
 
-__all__ = ["activate", "affine", "cell_step", "conv1d", "dense", "pool1d", "recurrent_sequence", "dtype"]
+__all__ = ["activate", "affine", "cell_step", "conv1d", "dense", "layer_norm", "pool1d", "recurrent_sequence",
+           "standardize", "dtype"]

@@ -23,14 +23,17 @@ Modules, one idea each:
 * ``activations``: Keras activations to IR names; the Activation, ReLU, LeakyReLU, ELU, Softmax layers.
 * ``conv``: Conv1D, the 1-D and global poolings, BatchNormalization (folded): predict; streams where causal.
 * ``layers``: Dense, TimeDistributed, RepeatVector and the layers that are the identity at inference.
+* ``merge``: Add, Subtract, Multiply, Average, Maximum, Minimum and Concatenate: multi-branch graphs.
+* ``normalization``: LayerNormalization, RMSNormalization and the preprocessing Normalization.
+* ``reshape``: ZeroPadding1D, Cropping1D, UpSampling1D, Reshape and Permute on (batch, T, C).
 * ``masking``: the Masking layer, Keras 3's not_equal/any mask ops, and the mask an RNN call uses.
 * ``recurrent``: LSTM, GRU, SimpleRNN, RNN(cell) and Bidirectional, and their weight reshuffles.
 * ``run``: :func:`run_source`, the source model run by Keras itself, for verification.
 
 The converter is one class, ``_Converter``, made of its core (``converter``) and one mixin per layer
-family (``activations``, ``conv``, ``layers``, ``masking``, ``recurrent``). Mixins rather than handler
-functions taking the converter, because the handlers use the core's state and helpers throughout
-(``self.nodes``, ``self._fetch``, ``self._data_input``, ``self._op_name``) and call each other
+family (``activations``, ``conv``, ``layers``, ``masking``, ``merge``, ``normalization``, ``recurrent``,
+``reshape``). Mixins rather than handler functions taking the converter, because the handlers use the
+core's state and helpers throughout (``self.nodes``, ``self._fetch``, ``self._data_input``, ``self._op_name``) and call each other
 across families (TimeDistributed builds on Dense's ``_dense_op``, every layer maps activations with
 ``_activation``, the RNN handlers ask the masks for ``_explicit_mask``): as methods they move
 unchanged, the handler table in ``converter`` still maps each class name to a method with one

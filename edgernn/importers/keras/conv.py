@@ -1,6 +1,7 @@
-"""The convolutional front-end layers: Conv1D, MaxPooling1D, AveragePooling1D, GlobalMaxPooling1D,
-GlobalAveragePooling1D, BatchNormalization (inference: an ir.Affine, which
-:mod:`edgernn.importers._fold` folds into a Conv1D or Dense right before it) and Flatten (of a
+"""The convolutional front-end layers: Conv1D, DepthwiseConv1D and SeparableConv1D (as Conv1D ops
+with groups), MaxPooling1D, AveragePooling1D, GlobalMaxPooling1D, GlobalAveragePooling1D,
+BatchNormalization (inference: an ir.Affine, which :mod:`edgernn.importers._fold` folds into a
+Conv1D or Dense right before it) and Flatten (of a
 sequence of a fixed length; of a vector it is the identity).
 
 They run in ``predict``, and stream where causal (``graph.streamable_problem`` refuses ``padding="same"``
@@ -83,6 +84,54 @@ class _ConvHandlers:
                        bias=ir.as_weight(w["bias"]) if use_bias else None, strides=strides, padding=padding,
                        dilation_rate=dilation, groups=groups, activation=act)
         return self._add(op, x, 3, filters, _steps(x, op))
+
+    def _depthwise_conv1d(self, entry, call, k, where, problems, dry):
+        """DepthwiseConv1D: a Conv1D with ``groups = C`` (filter ``c * M + m`` of group c is Keras's
+        ``kernel[:, c, m]``, M the depth multiplier). SeparableConv1D: that depthwise convolution
+        (``<name>/depthwise``, no bias, linear) then a pointwise Conv1D of kernel size 1 with the bias
+        and the activation, as Keras computes it."""
+        cfg = entry["config"]
+        name = cfg.get("name", entry.get("name"))
+        separable = entry["class_name"] == "SeparableConv1D"
+        size = _one_int("kernel_size", cfg.get("kernel_size"))
+        strides = _one_int("strides", cfg.get("strides", 1))
+        dilation = _one_int("dilation_rate", cfg.get("dilation_rate", 1))
+        multiplier = _positive_int("depth_multiplier", cfg.get("depth_multiplier", 1))
+        filters = _positive_int("filters", cfg.get("filters")) if separable else None
+        padding = cfg.get("padding", "valid")
+        if padding not in ir.CONV_PADDINGS:
+            problems.append(f"{where}: padding={padding!r} is not supported (valid, causal, same)")
+        self._channels_last(cfg, where, problems)
+        act = self._activation(cfg.get("activation", "linear"), where, problems)
+        x = None if dry else self._data_input(call, where, problems, ranks=(3,))
+        self._no_mask(x, where, problems)
+        if dry or problems or x is None:
+            return None
+        use_bias, channels = cfg.get("use_bias", True), x.features
+        depthwise = "depthwise_kernel" if separable or self.major < 3 else "kernel"  # Keras 3 Depthwise: "kernel"
+        roles = [depthwise] + (["pointwise_kernel"] if separable else []) + (["bias"] if use_bias else [])
+        w = self._fetch(name, (), roles, where)
+        if w is None:
+            return None
+        width = channels * multiplier
+        ok = self._shape(where, depthwise, w[depthwise], (size, channels, multiplier))
+        if separable:
+            ok = self._shape(where, "pointwise_kernel", w["pointwise_kernel"], (1, width, filters)) and ok
+        if use_bias:
+            ok = self._shape(where, "bias", w["bias"], (filters if separable else width,)) and ok
+        if not ok:
+            return None
+        bias = ir.as_weight(w["bias"]) if use_bias else None
+        op_name = self._op_name(name, k)
+        op = ir.Conv1D(name=f"{op_name}/depthwise" if separable else op_name,
+                       kernel=ir.as_weight(w[depthwise].reshape(size, 1, width)), bias=None if separable else bias,
+                       strides=strides, padding=padding, dilation_rate=dilation, groups=channels,
+                       activation="linear" if separable else act)
+        out = self._add(op, x, 3, width, _steps(x, op))
+        if not separable:
+            return out
+        point = ir.Conv1D(name=op_name, kernel=ir.as_weight(w["pointwise_kernel"]), bias=bias, activation=act)
+        return self._add(point, out[0], 3, filters, out[0].timesteps)
 
     def _pooling1d(self, entry, call, k, where, problems, dry):
         cfg = entry["config"]

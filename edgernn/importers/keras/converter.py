@@ -21,6 +21,9 @@ from .conv import _ConvHandlers
 from .graph import _UNKNOWN, _Call, _Data, _MaskExpr, _parse_node, _refs, _Unusable
 from .layers import _IDENTITY_LAYERS, _LayerHandlers
 from .masking import _MaskHandlers
+from .merge import _MERGE_LAYERS, _MergeHandlers
+from .normalization import _NormalizationHandlers
+from .reshape import _ReshapeHandlers
 from .recurrent import _RNN_LAYERS, _RecurrentHandlers
 
 _MODEL_CLASSES = {"Sequential", "Functional", "Model"}
@@ -28,7 +31,8 @@ _MODEL_CLASSES = {"Sequential", "Functional", "Model"}
 _FLOAT_POLICIES = {"float32", "float64", "mixed_float16", "mixed_bfloat16"}
 
 
-class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandlers, _RecurrentHandlers):
+class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandlers, _MergeHandlers,
+                 _NormalizationHandlers, _RecurrentHandlers, _ReshapeHandlers):
     """Walks a Keras model config, building IR nodes and gathering every problem before raising."""
 
     def __init__(self, label: str, config, weights, major: int):
@@ -39,6 +43,7 @@ class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandle
         self.inputs: list[ir.Input] = []
         self.weight_keys: dict[str, str] = {}
         self.maskings: dict[tuple[str, float], tuple[str, str]] = {}
+        self.code_masks: dict[str, str] = {}  # int input -> the mask of an Embedding(mask_zero) reading it
         self.used_op_names: set[str] = set()
 
     # -- driver ----------------------------------------------------------------------------
@@ -237,11 +242,18 @@ class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandle
             role = name.split("/")[-1].split(":")[0]
             by_name.setdefault(role, array)
         if set(roles) <= set(by_name) and len(by_name) == len(items):
-            return {role: by_name[role] for role in roles}
-        if len(items) != len(roles):
+            found = {role: by_name[role] for role in roles}
+        elif len(items) != len(roles):
             self.invalid.append(f"{where}: the file holds {len(items)} weight arrays, expected {len(roles)} ({', '.join(roles)})")
             return None
-        return {role: array for role, (_, array) in zip(roles, items)}
+        else:
+            found = {role: array for role, (_, array) in zip(roles, items)}
+        # Weights are floats; the reader also passes integer arrays for Normalization's count (unused).
+        for role, array in found.items():
+            if role != "count" and array.dtype.kind != "f":
+                self.invalid.append(f"{where}: {role} holds {array.dtype} values, expected floats")
+                return None
+        return found
 
     def _shape(self, where: str, what: str, array, shape: tuple) -> bool:
         if array.shape != tuple(shape):
@@ -271,7 +283,8 @@ class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandle
             return None
         features = shape[-1]
         if not isinstance(features, int) or features < 1:
-            self.unsupported.append(f"input {name!r}: the number of features must be fixed, got {features}")
+            codes = " (integer codes for an Embedding need a fixed length here)" if len(shape) == 2 else ""
+            self.unsupported.append(f"input {name!r}: the number of features must be fixed, got {features}{codes}")
             return None
         rank = len(shape)
         timesteps = shape[1] if rank == 3 and isinstance(shape[1], int) else None
@@ -345,18 +358,33 @@ _HANDLERS = {
     **{cls: _Converter._activation_layer for cls in ("Activation", "ReLU", "LeakyReLU", "ELU", "Softmax")},
     **{cls: _Converter._recurrent for cls in (*_RNN_LAYERS, "RNN")},
     "Dense": _Converter._dense,
+    "Embedding": _Converter._embedding,
     "TimeDistributed": _Converter._time_distributed,
     "Masking": _Converter._masking,
     "RepeatVector": _Converter._repeat_vector,
     "Bidirectional": _Converter._bidirectional,
     "NotEqual": _Converter._not_equal,
     "Any": _Converter._any,
+    "LogicalOr": _Converter._logical_or,
     "Conv1D": _Converter._conv1d,
+    "DepthwiseConv1D": _Converter._depthwise_conv1d,
+    "SeparableConv1D": _Converter._depthwise_conv1d,
+    "SeparableConvolution1D": _Converter._depthwise_conv1d,
     **{cls: _Converter._pooling1d for cls in ("MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D",
                                               "GlobalAveragePooling1D", "MaxPool1D", "AvgPool1D",
                                               "GlobalMaxPool1D", "GlobalAvgPool1D")},
     "BatchNormalization": _Converter._batch_normalization,
     "Flatten": _Converter._flatten,
+    **{cls: _Converter._merge for cls in _MERGE_LAYERS},
+    "Concatenate": _Converter._concatenate,
+    "LayerNormalization": _Converter._layer_normalization,
+    "RMSNormalization": _Converter._layer_normalization,
+    "Normalization": _Converter._normalization,
+    "ZeroPadding1D": _Converter._pad1d,
+    "Cropping1D": _Converter._pad1d,
+    "UpSampling1D": _Converter._upsampling1d,
+    "Reshape": _Converter._reshape,
+    "Permute": _Converter._permute,
 }
 
 

@@ -1,8 +1,9 @@
 """The feed-forward layers: Dense, TimeDistributed (of Dense, Activation or an identity layer),
-RepeatVector, and the layers that are the identity at inference (Dropout and kin)."""
+RepeatVector, Embedding, and the layers that are the identity at inference (Dropout and kin)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 from ... import ir
@@ -21,7 +22,7 @@ _IDENTITY_LAYERS = {
 
 
 class _LayerHandlers:
-    """Handlers of Dense, TimeDistributed, RepeatVector and the identity layers. A mixin of
+    """Handlers of Dense, TimeDistributed, RepeatVector, Embedding and the identity layers. A mixin of
     ``_Converter``: uses its ``nodes``, ``_data_input``, ``_op_name``, ``_custom``, ``_dtype_problem``,
     ``_fetch``, ``_shape`` and ``_activation``."""
 
@@ -109,3 +110,31 @@ class _LayerHandlers:
         op = ir.RepeatVector(name=self._op_name(entry["config"].get("name", entry.get("name")), k), n=n)
         self.nodes.append(ir.Node(op=op, inputs=(x.name,), outputs=(op.name,)))
         return [_Data(op.name, 3, x.features, n, None)]
+
+    def _embedding(self, entry, call, k, where, problems, dry):
+        """Embedding of a model input's integer codes ``(batch, T)``, T fixed (predict takes inputs of a
+        fixed shape); the input becomes an ``int`` ir.Input. ``mask_zero`` adds the mask ``codes != 0``,
+        which rides on the output as a Masking mask does (and answers Keras 3's ``not_equal(codes, 0)``)."""
+        cfg = entry["config"]
+        name = cfg.get("name", entry.get("name"))
+        vocab, dim = _positive_int("input_dim", cfg.get("input_dim")), _positive_int("output_dim", cfg.get("output_dim"))
+        if cfg.get("lora_rank"):
+            problems.append(f"{where}: LoRA-adapted Embedding layers are not supported")
+        x = None if dry else self._data_input(call, where, problems, ranks=(2,))
+        inputs = [i.name for i in self.inputs]
+        if x is not None and x.name not in inputs:
+            problems.append(f"{where}: reads integer codes from a model input only")
+        if dry or problems or x is None:
+            return None
+        w = self._fetch(name, (), ["embeddings"], where)
+        if w is None or not self._shape(where, "embeddings", w["embeddings"], (vocab, dim)):
+            return None
+        index = inputs.index(x.name)
+        self.inputs[index] = dataclasses.replace(self.inputs[index], dtype="int")
+        op = ir.Embedding(name=self._op_name(name, k), embeddings=ir.as_weight(w["embeddings"]),
+                          mask_zero=bool(cfg.get("mask_zero", False)))
+        outputs = (op.name, f"{op.name}:mask") if op.mask_zero else (op.name,)
+        self.nodes.append(ir.Node(op=op, inputs=(x.name,), outputs=outputs))
+        if op.mask_zero:
+            self.code_masks[x.name] = outputs[1]
+        return [_Data(op.name, 3, dim, x.features, outputs[1] if op.mask_zero else None)]

@@ -33,6 +33,9 @@ class _MaskHandlers:
             return x.mask
         if isinstance(call.mask, _MaskExpr) and call.mask.done:
             return self._masking_node(call.mask.source, call.mask.value, f"{call.mask.source.name}_mask")[1]
+        if (isinstance(call.mask, _MaskExpr) and call.mask.value == 0 and call.mask.source.rank == 2
+                and call.mask.source.name in self.code_masks):  # not_equal(codes, 0): Embedding(mask_zero)
+            return self.code_masks[call.mask.source.name]
         problems.append(f"{where}: an explicit mask argument that is not a Masking mask is not supported")
         return None
 
@@ -58,6 +61,17 @@ class _MaskHandlers:
         if len(call.inputs) == 2 and isinstance(call.inputs[0], _Data) and isinstance(call.inputs[1], (int, float)):
             return [_MaskExpr(call.inputs[0], float(call.inputs[1]), done=False)]
         problems.append(f"{where}: keras.ops.not_equal is supported only as part of a Masking mask")
+        return None
+
+    def _logical_or(self, entry, call, k, where, problems, dry):
+        """keras.ops.logical_or(m, m): Keras 3's mask of a merge whose inputs carry one mask (the OR of
+        the inputs' masks): that mask itself."""
+        if dry:
+            return None
+        masks = call.inputs
+        if len(masks) == 2 and all(isinstance(m, _MaskExpr) and m.done for m in masks) and masks[0] == masks[1]:
+            return [masks[0]]
+        problems.append(f"{where}: keras.ops.logical_or is supported only between one Masking mask and itself")
         return None
 
     def _any(self, entry, call, k, where, problems, dry):

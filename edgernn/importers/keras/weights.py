@@ -54,7 +54,7 @@ class _Weights:
         self.bytes_read = 0
 
     def array(self, dataset, where: str) -> np.ndarray:
-        """A float dataset's values; its declared size is checked before anything is read, since a
+        """A numeric dataset's values; its declared size is checked before anything is read, since a
         compressed (or never written) HDF5 dataset can declare any shape."""
         if not isinstance(dataset, h5py.Dataset):
             raise InvalidModelFile(f"{self.label}: {where} is not a dataset")
@@ -62,8 +62,8 @@ class _Weights:
             dtype, size = dataset.dtype, dataset.size
         except (OSError, ValueError, TypeError) as exc:
             raise InvalidModelFile(f"{self.label}: cannot read {where}: {exc}") from exc
-        if dtype.kind != "f":
-            raise InvalidModelFile(f"{self.label}: {where} holds {dtype} values, expected floats")
+        if dtype.kind not in "fiu":  # integers: Normalization's count (the converter refuses them elsewhere)
+            raise InvalidModelFile(f"{self.label}: {where} holds {dtype} values, expected numbers")
         nbytes = int(size or 0) * dtype.itemsize
         if nbytes > _MAX_ARRAY_BYTES:
             raise InvalidModelFile(f"{self.label}: {where} declares {nbytes} bytes, over the {_MAX_ARRAY_BYTES} limit")
