@@ -156,6 +156,18 @@ def test_global_pooling_streams(cls, conv, tmp_path):
     check_stream(keras_model, m, data(batch=2, steps=15))
 
 
+@pytest.mark.parametrize("cls, options", [(layers.DepthwiseConv1D, dict(depth_multiplier=2, dilation_rate=2)),
+                                          (layers.DepthwiseConv1D, dict(strides=2)),
+                                          (layers.SeparableConv1D, dict(filters=4, activation="relu", dilation_rate=2))])
+def test_depthwise_and_separable_convolutions_stream(cls, options, tmp_path):
+    """They convert to Conv1D ops (grouped, then pointwise), which stream as any Conv1D. (Keras
+    gives neither causal padding; valid streams, same is refused like Conv1D's.)"""
+    keras_model, m = convert(cls(kernel_size=3, padding="valid", **options), layers.LSTM(4, return_sequences=True),
+                             tmp_path=tmp_path)
+    assert {type(n.op).__name__ for n in m.spec.nodes} == {"Conv1D", "Recurrent"}
+    check_stream(keras_model, m, data(batch=2, steps=13))
+
+
 def test_global_average_count_saturates_exactly():
     """The count is float32: it stops at 2**24, where it is still exact, and the mean then moves
     by 2**-24 of each new input instead of jumping."""
