@@ -148,19 +148,25 @@ def test_cli_bench(tmp_path):
     assert "## edgernn bench m.ernn" in result.output and "block of 10 steps" in result.output
 
 
-def test_suite_runs_quick(tmp_path):
-    """``tools/bench/run.py --quick`` end to end on one model: tables, and every contender that
-    is installed agrees with edgernn (a disagreement is printed as such in a cell)."""
-    pytest.importorskip("tensorflow")
+def _quick_suite(tmp_path, models, sections):
+    """The markdown of ``tools/bench/run.py --quick`` on ``models`` and ``sections``: one round of
+    1 ms, blocks of 30 steps, 6 streams."""
     out = tmp_path / "bench.md"
     # The suite builds the ahead-of-time step first, as `edgernn warmup` would: into this test's own directory.
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                EDGERNN_AOT_DIR=str(tmp_path / "aot"))
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "bench" / "run.py"), "--quick", "--models", "b",
-                           "--sections", "step,block,streams", "--rounds", "1", "--min-time", "0.001", "--steps", "30",
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "bench" / "run.py"), "--quick", "--models", models,
+                           "--sections", sections, "--rounds", "1", "--min-time", "0.001", "--steps", "30",
                            "--streams", "6", "--output", str(out)], env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    text = out.read_text()
+    return out.read_text()
+
+
+def test_suite_runs_quick(tmp_path):
+    """``tools/bench/run.py --quick`` end to end on one model: tables, and every contender that
+    is installed agrees with edgernn (a disagreement is printed as such in a cell)."""
+    pytest.importorskip("tensorflow")
+    text = _quick_suite(tmp_path, "b", "step,block,streams")
     for title in ("1. One step", "2. A block of 30 steps", "3. 6 independent streams"):
         assert title in text
     assert "disagrees" not in text, text
@@ -169,6 +175,48 @@ def test_suite_runs_quick(tmp_path):
     # tflite-runtime, in its own venv, is a peer (not in italics) with a time in both one-step tables
     runtime_rows = [line for line in text.splitlines() if line.startswith("| tflite-runtime 2.14 ")]
     assert len(runtime_rows) == 2 and all(re.search(r"\| [\d.,]+ \([\d.]+x\) \|$", row) for row in runtime_rows), text
+
+
+def test_suite_runs_the_cnn_lstm_quick(tmp_path):
+    """Model (e), Conv1D x 2 (causal) + LSTM + Dense, through the suite: every peer that can step
+    it carries the convolutions' windows itself and agrees with edgernn (so it is timed: a time
+    and a ratio), and the ones that cannot say why instead of a time."""
+    pytest.importorskip("tensorflow")
+    text = _quick_suite(tmp_path, "e", "step,block,streams,gil")
+    assert "disagrees" not in text and "failed" not in text, text
+    label = "(e) 2 x Conv1D(32, 5) causal + LSTM(64) on 6 + Dense(6)"
+    tables = {title: body for title, body in re.findall(r"^### (\d\. .+?)\n(.+?)(?=^### |\Z)", text, re.MULTILINE | re.DOTALL)}
+    step, block, streams, gil = (next(body for title, body in tables.items() if title.startswith(f"{n}.")) for n in "1235")
+    for table in (step, block, streams):
+        assert label in next(line for line in table.splitlines() if line.startswith("| "))  # the column header
+    ratio = r" \| [\d.,]+ \([\d.]+x\) \|$"
+
+    def row(table, name):
+        (line,) = [line for line in table.splitlines() if line.startswith(f"| {name} |")]
+        return line
+
+    for table, names in ((step, ["TFLite/LiteRT, state in resource variables", "TFLite/LiteRT, state as inputs/outputs",
+                                 "ONNX Runtime (exported nn.LSTM/GRU, state as inputs/outputs)",
+                                 "PyTorch nn.LSTM / nn.GRU, state carried", "PyTorch nn.LSTMCell / nn.GRUCell, state carried"]),
+                         (streams, ["TFLite/LiteRT, state in resource variables", "ONNX Runtime (exported nn.LSTM/GRU, state as inputs/outputs)",
+                                    "PyTorch nn.LSTM / nn.GRU, state carried"]),
+                         (block, ["TFLite/LiteRT sequence model (stateless), from tf-keras",
+                                  "TFLite/LiteRT sequence model (stateless), from Keras 3",
+                                  "ONNX Runtime (exported nn.LSTM/GRU, state as inputs/outputs)",
+                                  "PyTorch nn.LSTM / nn.GRU, state carried"])):
+        for name in names:
+            assert re.search(ratio, row(table, name)), row(table, name)
+        assert re.search(r" \| [\d.,]+ \|$", row(table, "edgernn s.step(x, out=y)" if table is not block else "edgernn s.run(x)"))
+    # the windows are carried as state by the step peers (said in the notes), not recomputed
+    assert "(e) each Conv1D's last k - 1 inputs in a resource variable" in step
+    assert "(e) nn.Conv1d, (N, C, T); each one's last k - 1 inputs carried in and out" in step
+    # the ones that cannot: a time-less cell pointing at a footnote that says why
+    for name in ("Keras 3 stateful, predict_on_batch", "NumPy (x@W + h@U, float32)"):
+        footnote = re.search(r"\| n/a \[(\d)\] \|$", row(step, name)).group(1)
+        assert re.search(rf"^- \[{footnote}\] unavailable: .*(no streaming conv|no Conv1D)", step, re.MULTILINE), step
+    assert re.search(r"^- \[\d\] unavailable: .*Conv1D", block, re.MULTILINE), block  # int8 and NumPy
+    assert "| NumPy step (for contrast) | n/a: the NumPy baseline has no Conv1D" in gil
+    assert re.search(r"\| edgernn s.step\(x, out=y\) \| [\d.]+x \(", gil), gil
 
 
 def test_tflite_runtime_peer_agrees_and_is_timed(tmp_path, monkeypatch):

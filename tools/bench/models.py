@@ -1,16 +1,19 @@
 """The benchmark models, built once with random weights and handed to every framework.
 
-Each model is a chain of recurrent layers and a Dense head. Its weights are drawn once (seeded)
-in Keras's layout, then:
+Each model is a chain of recurrent layers and a Dense head, optionally behind causal Conv1D
+layers (model (e), the DeepConvLSTM shape of activity recognition). Its weights are drawn once
+(seeded) in Keras's layout, then:
 
 * Keras: the same architecture with ``set_weights`` (stateless for conversion, stateful for the
   Keras step contender, ``return_sequences`` everywhere for the TFLite sequence model);
 * edgernn: ``edgernn.convert(keras_model)``, the public path a user takes;
 * PyTorch: ``nn.LSTM``/``nn.GRU`` (and cells) with the weights transposed and, for GRU,
-  the gate blocks reordered (Keras z, r, h -> PyTorch r, z, n);
+  the gate blocks reordered (Keras z, r, h -> PyTorch r, z, n); a convolution is ``nn.Conv1d``
+  in the (N, C, T) layout whose left padding is a carried buffer of its last ``k - 1`` inputs
+  (zeros at the start, which is ``F.pad(x, (k - 1, 0))``), so a call of one timestep is a true step;
 * ONNX: the PyTorch module exported with ``torch.onnx.export`` (state as inputs/outputs);
 * TFLite: the Keras sequence model through TFLiteConverter, and a one-step ``tf.Module``
-  whose state lives in resource variables.
+  whose state (convolution windows included) lives in resource variables.
 
 Everything generated goes into a temporary directory given by the caller.
 """
@@ -33,17 +36,36 @@ class ModelDef:
     units: tuple
     outputs: int
     weights: list = field(default_factory=list)  # per layer: (kernel, recurrent, bias), then (dense W, b)
+    conv: tuple = ()  # (filters, kernel_size) per causal relu Conv1D before the recurrent layers
+    conv_weights: list = field(default_factory=list)  # per Conv1D: (kernel (k, in, filters), bias)
 
     @property
     def label(self) -> str:
         layers = " + ".join(f"{self.cell.upper()}({u})" for u in self.units)
         if len(self.units) > 1 and len(set(self.units)) == 1:
             layers = f"{len(self.units)} x {self.cell.upper()}({self.units[0]})"
+        if self.conv:
+            convs = " + ".join(f"Conv1D{c}" for c in self.conv)
+            if len(self.conv) > 1 and len(set(self.conv)) == 1:
+                convs = f"{len(self.conv)} x Conv1D{self.conv[0]}"
+            layers = f"{convs} causal + {layers}"
         return f"({self.key}) {layers} on {self.features} + Dense({self.outputs})"
 
     @property
     def short(self) -> str:
-        return f"({self.key}) {self.cell.upper()}{'x'.join(str(u) for u in self.units)}/{self.features}->{self.outputs}"
+        conv = "".join(f"C{f}k{k}-" for f, k in self.conv)
+        return f"({self.key}) {conv}{self.cell.upper()}{'x'.join(str(u) for u in self.units)}/{self.features}->{self.outputs}"
+
+    @property
+    def recurrent_features(self) -> int:
+        """Features into the first recurrent layer: the last convolution's filters, or the input's."""
+        return self.conv[-1][0] if self.conv else self.features
+
+    @property
+    def conv_buffers(self) -> list:
+        """(channels, k - 1) per convolution: the inputs it carries between calls."""
+        channels = [self.features] + [f for f, _ in self.conv[:-1]]
+        return [(c, k - 1) for c, (_, k) in zip(channels, self.conv)]
 
     @property
     def gates(self) -> int:
@@ -55,6 +77,8 @@ MODELS = {
     "b": ModelDef("b", "lstm", 3, (32,), 1),
     "c": ModelDef("c", "lstm", 16, (128, 128), 4),
     "d": ModelDef("d", "gru", 8, (64,), 1),
+    # DeepConvLSTM's shape (activity recognition from 6 inertial channels, 6 activities)
+    "e": ModelDef("e", "lstm", 6, (64,), 6, conv=((32, 5), (32, 5))),
 }
 
 
@@ -63,6 +87,11 @@ def make_weights(model: ModelDef, seed: int = 0) -> ModelDef:
     rng = np.random.default_rng(seed + ord(model.key))
     weights = []
     size = model.features
+    model.conv_weights = []
+    for filters, width in model.conv:
+        kernel = rng.normal(scale=1.0 / np.sqrt(width * size), size=(width, size, filters))
+        model.conv_weights.append((kernel.astype(F32), rng.normal(scale=0.1, size=filters).astype(F32)))
+        size = filters
     for units in model.units:
         width = model.gates * units
         kernel = rng.normal(scale=1.0 / np.sqrt(size), size=(size, width))
@@ -88,6 +117,10 @@ def keras_model(model: ModelDef, *, batch=None, steps=None, stateful=False, sequ
 
     inputs = keras.Input(batch_shape=(batch, steps, model.features))
     x = inputs
+    for (filters, width), weights in zip(model.conv, model.conv_weights):
+        conv = keras.layers.Conv1D(filters, width, padding="causal", activation="relu")
+        x = conv(x)
+        conv.set_weights(list(weights))
     layer_class = keras.layers.LSTM if model.cell == "lstm" else keras.layers.GRU
     layers = []
     for k, units in enumerate(model.units):
@@ -129,7 +162,12 @@ def torch_parameters(model: ModelDef):
 def torch_modules(model: ModelDef):
     """``(net, cells)``: ``net(x, *states) -> (y, *states)`` over (B, T, F) with nn.LSTM/nn.GRU
     layers (states (1, B, H) each: h, c per LSTM layer), and ``cells(x, *states)`` for one step
-    with nn.LSTMCell/nn.GRUCell (states (B, H))."""
+    with nn.LSTMCell/nn.GRUCell (states (B, H)).
+
+    With convolutions, the states start with one window per nn.Conv1d, (B, C, k - 1): its last
+    ``k - 1`` inputs, which stand in for ``F.pad(x, (k - 1, 0))`` (zeros from a fresh state) and
+    carry the causal padding across calls. Both modules run the same convolutions; ``cells`` takes
+    one timestep (B, F), so its window and the new input are exactly the kernel's ``k`` inputs."""
     import torch
     from torch import nn
 
@@ -150,10 +188,33 @@ def torch_modules(model: ModelDef):
             linear.bias.copy_(torch.from_numpy(dense_b))
         return linear
 
+    def convolutions():
+        modules = []
+        for (filters, width), (kernel, bias) in zip(model.conv, model.conv_weights):
+            conv = nn.Conv1d(kernel.shape[1], filters, width)
+            with torch.no_grad():  # Keras (k, in, out) -> PyTorch (out, in, k)
+                conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel.transpose(2, 1, 0))))
+                conv.bias.copy_(torch.from_numpy(bias))
+            modules.append(conv)
+        return nn.ModuleList(modules)
+
+    def convolve(convs, x, windows):
+        """x (B, F, T) through the causal relu convolutions, each window (B, C, k - 1) prepended:
+        returns (B, filters, T) and the new windows (the last k - 1 inputs of each)."""
+        new = []
+        for conv, window in zip(convs, windows):
+            padded = torch.cat([window, x], dim=2)
+            new.append(padded[:, :, padded.shape[2] - window.shape[2]:])
+            x = torch.relu(conv(padded))
+        return x, new
+
+    n_conv = len(model.conv)
+
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            size = model.features
+            self.convs = convolutions()
+            size = model.recurrent_features
             rnns = []
             for units, params in zip(model.units, layers):
                 rnns.append(load((nn.LSTM if lstm else nn.GRU)(size, units, batch_first=True), params))
@@ -163,6 +224,9 @@ def torch_modules(model: ModelDef):
 
         def forward(self, x, *states):
             new = []
+            if n_conv:  # (B, T, F) -> (B, F, T) for nn.Conv1d and back
+                x, new = convolve(self.convs, x.permute(0, 2, 1), states[:n_conv])
+                x, states = x.permute(0, 2, 1), states[n_conv:]
             for k, rnn in enumerate(self.rnns):
                 if lstm:
                     x, (h, c) = rnn(x, (states[2 * k], states[2 * k + 1]))
@@ -175,7 +239,8 @@ def torch_modules(model: ModelDef):
     class Cells(nn.Module):
         def __init__(self):
             super().__init__()
-            size = model.features
+            self.convs = convolutions()
+            size = model.recurrent_features
             cells = []
             for units, params in zip(model.units, layers):
                 cells.append(load((nn.LSTMCell if lstm else nn.GRUCell)(size, units), params))
@@ -185,6 +250,9 @@ def torch_modules(model: ModelDef):
 
         def forward(self, x, *states):
             new = []
+            if n_conv:  # one timestep (B, F) -> (B, F, 1): each convolution sees its window and x, k inputs
+                x, new = convolve(self.convs, x[:, :, None], states[:n_conv])
+                x, states = x[:, :, 0], states[n_conv:]
             for k, cell in enumerate(self.cells):
                 if lstm:
                     h, c = cell(x, (states[2 * k], states[2 * k + 1]))
@@ -199,31 +267,41 @@ def torch_modules(model: ModelDef):
 
 
 def state_names(model: ModelDef):
-    names = []
+    names = [f"w{k}" for k in range(len(model.conv))]  # convolution windows first
     for k in range(len(model.units)):
         names += [f"h{k}", f"c{k}"] if model.cell == "lstm" else [f"h{k}"]
     return names
 
 
 def state_sizes(model: ModelDef):
+    """The recurrent states' sizes (convolution windows not included: see :func:`state_shapes`)."""
     sizes = []
     for units in model.units:
         sizes += [units, units] if model.cell == "lstm" else [units]
     return sizes
 
 
+def state_shapes(model: ModelDef, batch: int, layout: str) -> list:
+    """Shapes of the states in :func:`state_names`' order. ``layout``: "torch" (the windows
+    (B, C, k - 1), the nn.LSTM/GRU states (1, B, H)), "cells" (windows as for torch, cell states
+    (B, H)) or "tf" (windows (B, k - 1, C), states (B, H))."""
+    windows = [(batch, w, c) if layout == "tf" else (batch, c, w) for c, w in model.conv_buffers]
+    return windows + [(1, batch, size) if layout == "torch" else (batch, size) for size in state_sizes(model)]
+
+
 def export_onnx(model: ModelDef, net, path: Path) -> Path:
-    """``net`` as ONNX: inputs x (B, T, F) and the states (1, B, H); outputs y (B, T, O) and the
-    new states. Batch and time are dynamic axes, so one file serves every section."""
+    """``net`` as ONNX: inputs x (B, T, F), the convolution windows (B, C, k - 1) and the states
+    (1, B, H); outputs y (B, T, O) and the new windows and states. Batch and time are dynamic axes, so one file serves every section."""
     import torch
 
     names = state_names(model)
     x = torch.zeros(2, 3, model.features)
-    states = [torch.zeros(1, 2, size) for size in state_sizes(model)]
+    states = [torch.zeros(shape) for shape in state_shapes(model, 2, "torch")]
     dynamic = {"x": {0: "batch", 1: "time"}, "y": {0: "batch", 1: "time"}}
     for name in names:
-        dynamic[name] = {1: "batch"}
-        dynamic[name + "_out"] = {1: "batch"}
+        axis = 0 if name.startswith("w") else 1  # a window is (B, C, k - 1), a recurrent state (1, B, H)
+        dynamic[name] = {axis: "batch"}
+        dynamic[name + "_out"] = {axis: "batch"}
     torch.onnx.export(net, (x, *states), str(path), input_names=["x", *names], output_names=["y", *[n + "_out" for n in names]],
                       dynamic_axes=dynamic, opset_version=17, dynamo=False)
     return path
@@ -259,11 +337,19 @@ def tflite_ops(content: bytes) -> list:
 
 
 def _tf_cell_step(model: ModelDef, x, states):
-    """One step of the model in TF ops, from the shared weights: returns (y, new states)."""
+    """One step of the model in TF ops, from the shared weights: returns (y, new states). The
+    states start with the convolution windows (B, k - 1, C): window and x are the kernel's k
+    inputs, one product with the kernel flattened to (k C, filters)."""
     import tensorflow as tf
 
     new = []
     k = 0
+    for (kernel, bias), window in zip(model.conv_weights, states):
+        inputs = tf.concat([window, x[:, None, :]], axis=1)  # (B, k, C)
+        new.append(inputs[:, 1:])
+        flat = tf.reshape(inputs, (-1, kernel.shape[0] * kernel.shape[1]))
+        x = tf.nn.relu(tf.matmul(flat, kernel.reshape(-1, kernel.shape[2])) + bias)
+        k += 1
     for (kernel, recurrent, bias), units in zip(model.weights[:-1], model.units):
         if model.cell == "lstm":
             h, c = states[k], states[k + 1]
@@ -299,13 +385,13 @@ def tflite_step(model: ModelDef, batch: int = 1, resource_variables: bool = True
     """
     import tensorflow as tf
 
-    sizes = state_sizes(model)
+    shapes = state_shapes(model, batch, "tf")
     x_spec = tf.TensorSpec((batch, model.features), tf.float32)
     if resource_variables:
         class Step(tf.Module):
             def __init__(self):
                 super().__init__()
-                self.states = [tf.Variable(tf.zeros((batch, size)), name=f"s{k}") for k, size in enumerate(sizes)]
+                self.states = [tf.Variable(tf.zeros(shape), name=f"s{k}") for k, shape in enumerate(shapes)]
 
             @tf.function(input_signature=[x_spec])
             def step(self, x):
@@ -319,7 +405,7 @@ def tflite_step(model: ModelDef, batch: int = 1, resource_variables: bool = True
         converter.experimental_enable_resource_variables = True
         return converter.convert()
 
-    specs = [tf.TensorSpec((batch, size), tf.float32) for size in sizes]
+    specs = [tf.TensorSpec(shape, tf.float32) for shape in shapes]
 
     @tf.function(input_signature=[x_spec, *specs])
     def step(x, *states):

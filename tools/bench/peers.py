@@ -144,6 +144,14 @@ class Bundle:
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
+def _note(model, note, windows):
+    """A row's note; for a model with convolutions, a note per model (the row's first model sets
+    the plain note, this one is appended) that says how the peer carries the windows."""
+    if not model.conv:
+        return note
+    return lambda: f"({model.key}) {windows}"
+
+
 def _step_outputs(make_step, xs, convert=None):
     """Outputs (B, T, O) of a fresh ``step`` (from ``make_step()``) called on each xs[:, t]."""
     step = make_step()
@@ -277,7 +285,12 @@ def numpy_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
     spec = bundle.edgernn.spec
 
     def make():
-        chain = NumpyChain(spec, batch)
+        from edgernn.runtime import NotStreamable
+
+        try:
+            chain = NumpyChain(spec, batch)
+        except NotStreamable as exc:  # e.g. a Conv1D: the NumPy contrast covers recurrent chains only
+            raise Unavailable(str(exc)) from exc
         return chain.step if mode == "step" else chain.run
 
     stmt = "f(x)"
@@ -329,7 +342,9 @@ def tflite_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
                               "get_tensor": interpreter.get_tensor, "ii": ii, "oi": oi, "x": x})
 
         peers.append(Peer("TFLite/LiteRT, state in resource variables", lambda xs: _step_outputs(make_rv, xs),
-                          contender_rv, note="tf.Module step, one cell unrolled; XNNPACK delegate"))
+                          contender_rv, note=_note(bundle.model, "tf.Module step, one cell unrolled; XNNPACK delegate",
+                                                    "each Conv1D's last k - 1 inputs in a resource variable, one "
+                                                    "FULLY_CONNECTED over window + x per step")))
 
         def make_io():
             interpreter = litert_interpreter(bundle.tflite("step_io", batch))
@@ -357,7 +372,8 @@ def tflite_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
 
         peers.append(Peer("TFLite/LiteRT, state as inputs/outputs", lambda xs: _step_outputs(make_io, xs),
                           lambda x: Contender("tflite-io", "f(x)", {"f": make_io(), "x": x}),
-                          note="the state copied in and out by the caller"))
+                          note=_note(bundle.model, "the state copied in and out by the caller",
+                                     "the Conv1D windows copied in and out too")))
         return peers
 
     for flavor, label in (("tf_keras", "TFLite/LiteRT sequence model (stateless), from tf-keras"),
@@ -425,7 +441,6 @@ def _natural(name: str):
 # ---------------------------------------------------------------------------------------------
 def onnx_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
     names = M.state_names(bundle.model)
-    sizes = M.state_sizes(bundle.model)
 
     def make():
         import onnxruntime as ort
@@ -436,7 +451,7 @@ def onnx_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         session = ort.InferenceSession(str(bundle.onnx_path), options, providers=["CPUExecutionProvider"])
         run = session.run
-        feeds = {name: np.zeros((1, batch, size), F32) for name, size in zip(names, sizes)}
+        feeds = {name: np.zeros(shape, F32) for name, shape in zip(names, M.state_shapes(bundle.model, batch, "torch"))}
         pairs = list(enumerate(names, start=1))
 
         def call(x):
@@ -457,7 +472,8 @@ def onnx_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
 
     return [Peer("ONNX Runtime (exported nn.LSTM/GRU, state as inputs/outputs)",
                  lambda xs: _outputs(mode, make, xs, steps, convert=convert), contender,
-                 note="sess.run with h, c fed back")]
+                 note=_note(bundle.model, "sess.run with h, c fed back",
+                            "each Conv's last k - 1 inputs fed back as inputs/outputs like h, c (they are its causal padding)"))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -466,11 +482,9 @@ def onnx_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
 def torch_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
     import torch
 
-    sizes = M.state_sizes(bundle.model)
-
     def make_net():
         net, _ = bundle.torch
-        state = [torch.zeros(1, batch, size) for size in sizes]
+        state = [torch.zeros(shape) for shape in M.state_shapes(bundle.model, batch, "torch")]
 
         def call(x):
             y, *new = net(x, *state)
@@ -481,7 +495,7 @@ def torch_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
 
     def make_cells():
         _, cells = bundle.torch
-        state = [torch.zeros(batch, size) for size in sizes]
+        state = [torch.zeros(shape) for shape in M.state_shapes(bundle.model, batch, "cells")]
 
         def call(x):
             y, *new = cells(x, *state)
@@ -499,7 +513,9 @@ def torch_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
     units = steps if mode == "block" else 1
     peers = [Peer("PyTorch nn.LSTM / nn.GRU, state carried", lambda xs: _outputs(mode, make_net, xs, steps, convert=to_sequence),
                   lambda x: Contender("torch", "f(x)", {"f": make_net(), "x": to_sequence(x)}, units=units),
-                  note="torch.no_grad, 1 thread, tensors in and out")]
+                  note=_note(bundle.model, "torch.no_grad, 1 thread, tensors in and out",
+                             "nn.Conv1d, (N, C, T); each one's last k - 1 inputs carried in and out like h, c, "
+                             "in place of F.pad(x, (k - 1, 0))"))]
     if mode == "step":
         peers.append(Peer("PyTorch nn.LSTMCell / nn.GRUCell, state carried", lambda xs: _step_outputs(make_cells, xs, to_tensor),
                           lambda x: Contender("torch-cell", "f(x)", {"f": make_cells(), "x": to_tensor(x)})))
@@ -512,11 +528,15 @@ def torch_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
 def keras_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
     if mode != "step" or batch != 1:
         return []
+    conv = bool(bundle.model.conv)
 
     def net():
         return M.keras_model(bundle.model, batch=1, steps=1, stateful=True)
 
     def make(how):
+        if conv:
+            raise Unavailable("no streaming conv: a stateful Keras model keeps its RNN state between calls, but "
+                              "Conv1D keeps no window (each call would start from zero padding)")
         model = net()
         if how == "predict_on_batch":
             return model.predict_on_batch
@@ -540,6 +560,8 @@ INT8_TOLERANCE = 1.0  # flags a broken simulation, not quantization error (print
 
 
 def int8_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
+    import edgernn
+
     model = bundle.edgernn
     if not hasattr(model, "quantize"):
         raise Unavailable("this edgernn has no Model.quantize")
@@ -547,7 +569,10 @@ def int8_peers(bundle: Bundle, mode: str, batch: int, steps: int) -> list:
     def quantized():
         def build():
             calibration = np.random.default_rng(7).normal(size=(16, 100, bundle.model.features)).astype(F32)
-            return model.quantize(calibration, "int8")
+            try:
+                return model.quantize(calibration, "int8")
+            except edgernn.UnsupportedModel as exc:  # its first reason is enough for a footnote, e.g. a Conv1D
+                return Unavailable(str(exc).split("; ")[0])  # kept, and raised on every use, by bundle.get
 
         return bundle.get("int8", build)
 

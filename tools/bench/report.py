@@ -78,7 +78,9 @@ def gil_table(results, models) -> str:
     for kind in kinds:
         row = [kind]
         for m in models:
-            if m.key in results:
+            if m.key in results and isinstance(results[m.key][kind], str):  # why this kind cannot run
+                row.append(results[m.key][kind])
+            elif m.key in results:
                 one, two, ratio, cpu = results[m.key][kind]
                 row.append(f"{ratio:.2f}x ({one * 1e6:.2f} → {two * 1e6:.2f} µs, {cpu:.2f} cores)")
         rows.append(row)

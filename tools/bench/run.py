@@ -76,7 +76,7 @@ def _configure_frameworks(log):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few repeats and short measurements (CI smoke)")
-    parser.add_argument("--models", default="a,b,c,d", help="comma-separated keys of the models (a, b, c, d)")
+    parser.add_argument("--models", default="a,b,c,d,e", help="comma-separated keys of the models (a, b, c, d, e)")
     parser.add_argument("--sections", default=",".join(ALL_SECTIONS), help=f"comma-separated: {', '.join(ALL_SECTIONS)}")
     parser.add_argument("--rounds", type=int, help="interleaved rounds per measurement (default 7, quick 3)")
     parser.add_argument("--min-time", type=float, help="seconds per timed measurement (default 0.05, quick 0.01)")

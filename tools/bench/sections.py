@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgernn.bench import AGREEMENT_ATOL, Contender, max_difference, measure, median
+from edgernn.errors import NotStreamable
 
 from . import peers as P
 
@@ -272,7 +273,8 @@ def _time_threads(workers, n):
 
 
 def run_gil(bundles, *, rounds, min_time, log):
-    """``{model key: {kind: (one-thread s/unit, two-thread s/unit aggregate, median ratio, CPU cores used)}}``.
+    """``{model key: {kind: (one-thread s/unit, two-thread s/unit aggregate, median ratio, CPU cores used)}}``,
+    or a text saying why a kind cannot run for that model.
 
     Ratio = throughput of two threads (2n steps in t2) over one thread (n steps in t1) = 2 t1 / t2,
     measured per round with the two runs back to back (so they share the machine's mood), then
@@ -287,7 +289,12 @@ def run_gil(bundles, *, rounds, min_time, log):
         results[md.key] = {}
         for kind in GIL_KINDS:
             make, unit = _workers(bundle, kind)
-            one, (w1, w2) = make(), (make(), make())
+            try:
+                one, (w1, w2) = make(), (make(), make())
+            except NotStreamable as exc:  # e.g. the NumPy contrast of a model with a Conv1D
+                results[md.key][kind] = f"n/a: {exc}"
+                log(f"  {kind}: n/a ({exc})")
+                continue
             # calibrate: n units that take ~min_time * 4 in one thread (threads need longer runs)
             n = unit
             while True:
