@@ -244,6 +244,17 @@ class _WindowStage:
     def block(self, x, active):
         """T steps: ``x`` (T, B, F), ``active`` (T, B) updated in place -> (T, B, width), rows that
         do not emit unset."""
+        if self.columns is not None:
+            # An ungrouped Conv1D: the windows of the whole block, then one BLAS product. Its
+            # row-at-a-time step (window_row) made (e) in tools/bench half again slower than ONNX Runtime.
+            steps, batch = x.shape[:2]
+            columns = np.zeros((steps, batch, self.columns.shape[1]), _F32)
+            dilation, _, need, strides = self.args
+            kernels.conv_gather_block(x, active, columns, self.states[0], self.states[1], self.node.op.kernel_size,
+                                      dilation, need, strides)
+            y = np.matmul(columns.reshape(steps * batch, -1), self.kernel_2d).reshape(steps, batch, self.width)
+            kernels.bias_activation(y.reshape(steps * batch, self.width), self.bias, self.activation)
+            return y
         y = np.zeros(x.shape[:2] + (self.width,), _F32)
         self._run(kernels.window_block, x, active, y)
         return y

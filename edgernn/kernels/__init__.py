@@ -83,7 +83,7 @@ _NUMBA_NAMES = ("RecurrentKernel", "recurrent_sequence", "dense", "activate", "b
 def __getattr__(name):
     if name == "chain_step":
         return compiled_chain_step()
-    if name in ("window_batch", "window_block", "conv_gather"):
+    if name in ("window_batch", "window_block", "conv_gather", "conv_gather_block"):
         from . import window  # lazy: Numba
 
         return getattr(window, name)
@@ -99,5 +99,5 @@ def __getattr__(name):
 
 __all__ = ["RecurrentKernel", "ChainProgram", "affine", "conv1d", "layer_norm", "pool1d", "standardize", "bias_activation", "compiled_chain_step", "masking_forward",
            "activation_forward", "recurrent_sequence", "dense", "activate", "dense_kernel_args", "dtype",
-           "is_standard", "split_recurrent", "window_geometry", "window_kind", "window_batch", "conv_gather", "window_block", "CONV", "MAX_POOL",
+           "is_standard", "split_recurrent", "window_geometry", "window_kind", "window_batch", "conv_gather", "conv_gather_block", "window_block", "CONV", "MAX_POOL",
            "AVG_POOL", "GLOBAL_MAX", "GLOBAL_AVG", "COUNT_LIMIT"]

@@ -173,6 +173,14 @@ def conv_gather(x, active, cols, ring, counters, taps, dilation, need, strides):
 
 
 @njit(**JIT)
+def conv_gather_block(x, active, cols, ring, counters, taps, dilation, need, strides):
+    """:func:`conv_gather` for T steps: ``x`` (T, B, C), ``active`` (T, B) updated in place,
+    ``cols`` (T, B, taps * C), so that the whole block's outputs are one matrix product."""
+    for t in range(x.shape[0]):
+        conv_gather(x[t], active[t], cols[t], ring, counters, taps, dilation, need, strides)
+
+
+@njit(**JIT)
 def window_block(kind, x, active, y, ring, counters, kernel, bias, dilation, groups, need, strides, act):
     """T steps of every stream: ``x`` (T, B, C), ``active`` (T, B) -> ``y`` (T, B, width), ``active``
     updated in place as in :func:`window_batch`, step after step."""
