@@ -40,7 +40,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._config import JIT
-from .program import aligned_zeros
+from . import program
 
 PANEL = 16  # columns per packed panel: one 16-lane vector, or two 8-lane ones
 
@@ -77,16 +77,7 @@ def pack_columns(matrix: np.ndarray, width: int = PANEL) -> np.ndarray:
     """``B`` (K, N) as panels for :func:`packed_affine`: (ceil(N / 16), K, 16) float32, the last
     panel's missing columns zero; a bias (N,) as (ceil(N / 16), 16). Done once per weight matrix.
     Panels of another ``width`` (a multiple of 16) for :mod:`edgernn.kernels._matvec`."""
-    if matrix.ndim == 1:
-        vector = pack_columns(matrix[None, :], width)
-        return vector.reshape(vector.shape[0], width)
-    depth, columns = matrix.shape
-    panels = -(-columns // width)
-    padded = np.zeros((depth, panels * width), np.float32)
-    padded[:, :columns] = matrix
-    packed = aligned_zeros((panels, depth, width))  # each panel row whole cache lines
-    packed[...] = padded.reshape(depth, panels, width).transpose(1, 0, 2)
-    return packed
+    return program.pack_columns(matrix, width)
 
 
 @intrinsic
