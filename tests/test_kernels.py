@@ -10,6 +10,9 @@ Tolerance: float32 against float64, ``|kernel - reference| <= 1e-5 + 1e-4 * |ref
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -344,18 +347,14 @@ def exact_tanh_half(grid):
     return np.tanh(grid.astype(np.float64) / 2)
 
 
-@pytest.mark.parametrize("streams", [1, 3, 4, 5, 9])
-@pytest.mark.parametrize("features, state, columns",
-                         [(0, 5, 16), (3, 8, 17), (8, 64, 256), (1, 1, 1), (16, 33, 40), (128, 128, 300)])
-def test_packed_affine_matches_numpy(streams, features, state, columns):
-    """The many-streams product ``b + x W + h U`` on packed weights equals NumPy's in float64 to
-    float32 rounding, for row counts around the 4-row tile, ragged last panels, an empty input and
-    weights in more than one panel group (the last case: 307 KB, groups of 128 KB); columns past
-    ``columns`` are left as they were."""
-    from edgernn.kernels._gemm import GROUP_BYTES, PANEL, ROWS, pack_columns, packed_affine
+PACKED_AFFINE_SHAPES = [(0, 5, 16), (3, 8, 17), (8, 64, 256), (1, 1, 1), (16, 33, 40), (4, 7, 48), (128, 128, 300)]
 
-    if columns == 300:  # weights beyond one panel group, or the grouping goes untested
-        assert (features + state) * 4 * columns > GROUP_BYTES
+
+def check_packed_affine(streams, features, state, columns):
+    """``packed_affine`` against NumPy in float64, to float32 rounding; columns past ``columns``
+    left as they were."""
+    from edgernn.kernels._gemm import PANEL, ROWS, pack_columns, packed_affine
+
     rng = np.random.default_rng(streams * 1000 + columns)
     x, h = (rng.standard_normal((streams, n)).astype(np.float32) for n in (features, state))
     w, u = (rng.standard_normal((n, columns)).astype(np.float32) for n in (features, state))
@@ -367,6 +366,55 @@ def test_packed_affine_matches_numpy(streams, features, state, columns):
     scale = np.abs(bias) + np.abs(x) @ np.abs(w) + np.abs(h) @ np.abs(u)
     assert np.all(np.abs(c[:, :columns] - exact) <= 1e-6 * scale)
     assert np.all(c[:, columns:] == 7.0)
+
+
+@pytest.mark.parametrize("streams", [1, 3, 4, 5, 8, 9, 13, 15, 16])
+@pytest.mark.parametrize("features, state, columns", PACKED_AFFINE_SHAPES)
+def test_packed_affine_matches_numpy(streams, features, state, columns):
+    """The many-streams product ``b + x W + h U`` on packed weights equals NumPy's, for row counts
+    around the tiles (4 rows, or 8 and 4 with AVX-512), single, paired and ragged last panels, an
+    empty input and weights in more than one panel group (the last case: 307 KB, groups of
+    128 KB)."""
+    from edgernn.kernels._gemm import GROUP_BYTES
+
+    if columns == 300:  # weights beyond one panel group, or the grouping goes untested
+        assert (features + state) * 4 * columns > GROUP_BYTES
+    check_packed_affine(streams, features, state, columns)
+
+
+GENERIC_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from edgernn.kernels import _gemm
+import test_kernels
+assert (_gemm.WIDE, _gemm.LANES, _gemm.ROWS, _gemm.PAIR) == (False, 8, 4, 1), (_gemm.WIDE, _gemm.LANES)
+for streams in (1, 5, 9):
+    for shape in test_kernels.PACKED_AFFINE_SHAPES:
+        test_kernels.check_packed_affine(streams, *shape)
+print("portable tile ok")
+"""
+
+
+def test_packed_affine_portable_tile(tmp_path):
+    """Compiled for a generic CPU (``NUMBA_CPU_NAME=generic``, as for a cache shared across
+    machines; aarch64 takes the same 8-lane tile), the product takes the 4-row, one-panel tile
+    of 8-lane vectors and is still right. The AVX-512 choice follows the features Numba targets."""
+    import subprocess
+    import sys
+
+    from numba.core import config
+    from numba.core.codegen import get_host_cpu_features
+
+    from edgernn.kernels import _gemm
+
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
+    assert _gemm.WIDE == ("+avx512f" in str(features).split(","))
+    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("NUMBA_CPU_FEATURES", None)
+    done = subprocess.run([sys.executable, "-c", GENERIC_CHILD, str(Path(__file__).resolve().parent)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "portable tile ok" in done.stdout
 
 
 def test_packed_affine_refuses_strided_arrays():

@@ -7,19 +7,28 @@ inner kernel; XNNPACK, which TFLite uses, packs its weights once. This module do
 
 * :func:`pack_columns` stores a weight matrix once as column panels of ``PANEL`` (16) columns,
   each panel (K, 16) contiguous, the last padded with zeros (a bias likewise as (panels, 16)).
-* :func:`packed_affine` walks ``C`` in tiles of ``ROWS`` (4) rows by one panel, the panels in
+* :func:`packed_affine` walks ``C`` in tiles of ``ROWS`` rows by ``PAIR`` panels, the panels in
   groups whose weights stay in L2 (``GROUP_BYTES``; one group for all but the largest). A tile is
-  :func:`_tile`: its 4 x 16 sums start from the bias and stay in eight 8-lane vector registers
-  through the sum over the input's F columns and then the state's K; each step of a sum loads
-  one panel row (two vectors), broadcasts four entries and issues eight fused multiply-adds. So
-  an LSTM's whole pre-activation ``x W + b + h U`` leaves the registers once, with no separate
-  pass for the bias or a narrow input's projection.
+  :func:`_tile`: its sums start from the bias and stay in vector registers through the sum over
+  the input's F columns and then the state's K; each step of a sum loads one row of each panel,
+  broadcasts one entry per row and issues a fused multiply-add per vector of sums. So an LSTM's
+  whole pre-activation ``x W + b + h U`` leaves the registers once, with no separate pass for
+  the bias or a narrow input's projection.
+* The tile's shape is chosen once, from the features Numba compiles for (:data:`WIDE`): with
+  AVX-512, 8 rows by 2 panels in 16-lane vectors (16 registers of sums, each broadcast feeding
+  two multiply-adds); elsewhere -- AVX2, aarch64's NEON, ``NUMBA_CPU_NAME=generic`` -- 4 rows by
+  1 panel in 8-lane vectors (8 registers of sums, one broadcast per two). The packed layout is
+  the same for both.
 
 Why LLVM IR rather than Numba loops: written as loops, LLVM either keeps the 64 sums in memory
 (a load and a store per multiply-add) or vectorises the wrong loop (the sum over k, through
 shuffles). The tile is therefore emitted directly as vector IR through a Numba intrinsic; LLVM
-lowers the 8-lane vectors to AVX2 on x86-64 and to pairs of NEON registers on aarch64.
-``tools/bench/profile_streams.py`` times it next to OpenBLAS's ``h U`` (docs/benchmarks.md).
+lowers the 8-lane vectors to AVX2 on x86-64 and to pairs of NEON registers on aarch64, the
+16-lane ones to AVX-512. On the AVX-512 EPYC of docs/benchmarks.md the 16-lane tile runs the
+products of tools/bench's models (400 streams) at 121-128 G multiply-adds a second on one core
+(by hand, load 2.5), about two 16-lane fused multiply-adds a cycle, the core's peak; the 8-lane
+tile ran them at 40-57. ``tools/bench/profile_streams.py`` times it next to OpenBLAS's ``h U``
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -31,11 +40,32 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._config import JIT
-from .program import aligned_zeros
+from . import program
 
-LANES = 8  # float32 lanes of one vector (AVX2; two NEON registers on aarch64)
-PANEL = 2 * LANES  # columns per packed panel: two vectors
-ROWS = 4  # rows per tile: 4 x 2 vectors of sums + 2 of B + 1 broadcast fit AVX2's 16 registers
+PANEL = 16  # columns per packed panel: one 16-lane vector, or two 8-lane ones
+
+
+def _target_has(feature: str) -> bool:
+    """Whether the machine code Numba generates may use ``feature`` (an LLVM feature name): the
+    features Numba hands LLVM, ``NUMBA_CPU_FEATURES`` if set (empty under
+    ``NUMBA_CPU_NAME=generic``), else the host's. Numba's on-disk cache is keyed by the same
+    features, so a kernel compiled for one choice is never loaded under the other."""
+    from numba.core import config
+    from numba.core.codegen import get_host_cpu_features
+
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
+    return f"+{feature}" in str(features).split(",")
+
+
+# The tile's shape, chosen once from the target: ``ROWS`` rows by ``PAIR`` panels of sums in
+# vectors of ``LANES`` floats. With AVX-512 (32 registers of 16 floats), 8 rows by 2 panels: 16
+# registers of sums, 2 of weights, and each broadcast entry feeds two multiply-adds. Elsewhere
+# (AVX2's or NEON's 16 registers of 8 or 4 floats) 4 rows by 1 panel: 8 vectors of sums (LLVM
+# splits each into two NEON registers), 2 of weights, 1 broadcast.
+WIDE = _target_has("avx512f")
+LANES = 16 if WIDE else 8
+ROWS = 8 if WIDE else 4
+PAIR = 2 if WIDE else 1
 # Weights per panel group of packed_affine: a quarter of this machine's 512 KB L2 (a Pi 5 has
 # 512 KB per core, a Pi 4 1 MB shared by four). In a manual A/B (not in tools/bench), model
 # (c)'s second layer (512 KB packed) took 5-13% less time in groups of 128 or 256 KB than in
@@ -47,37 +77,29 @@ def pack_columns(matrix: np.ndarray, width: int = PANEL) -> np.ndarray:
     """``B`` (K, N) as panels for :func:`packed_affine`: (ceil(N / 16), K, 16) float32, the last
     panel's missing columns zero; a bias (N,) as (ceil(N / 16), 16). Done once per weight matrix.
     Panels of another ``width`` (a multiple of 16) for :mod:`edgernn.kernels._matvec`."""
-    if matrix.ndim == 1:
-        vector = pack_columns(matrix[None, :], width)
-        return vector.reshape(vector.shape[0], width)
-    depth, columns = matrix.shape
-    panels = -(-columns // width)
-    padded = np.zeros((depth, panels * width), np.float32)
-    padded[:, :columns] = matrix
-    packed = aligned_zeros((panels, depth, width))  # each panel row whole cache lines
-    packed[...] = padded.reshape(depth, panels, width).transpose(1, 0, 2)
-    return packed
+    return program.pack_columns(matrix, width)
 
 
 @intrinsic
-def _tile(typingctx, x, input_packed, h, packed, bias, row, panel, c, c_row, c_column, rows):
-    """``c[c_row + r, c_column : c_column + 16] = bias[panel] + x[row + r] @ input_packed[panel]
-    + h[row + r] @ packed[panel]`` for r < ``rows``.
+def _tile(typingctx, x, input_packed, h, packed, bias, row, panel, c, c_row, c_column, rows, panels):
+    """``c[c_row + r, c_column + 16 j : c_column + 16 (j + 1)] = bias[panel + j] + x[row + r] @
+    input_packed[panel + j] + h[row + r] @ packed[panel + j]`` for r < ``rows``, j < ``panels``.
 
     ``x`` (M, F), ``h`` (M, K), ``c`` 2-D, ``input_packed`` (panels, F, 16), ``packed`` (panels,
     K, 16), ``bias`` (panels, 16): float32, C-contiguous (other layouts do not type: the tile
-    assumes unit column strides); ``rows`` a compile-time constant (1 to ``ROWS``). No bounds
-    checks: :func:`packed_affine` is the only caller.
+    assumes unit column strides); ``rows`` (1 to ``ROWS``) and ``panels`` (1 to ``PAIR``)
+    compile-time constants. No bounds checks: :func:`packed_affine` is the only caller.
     """
     arrays = {x: 2, input_packed: 3, h: 2, packed: 3, bias: 2, c: 2}
-    if not isinstance(rows, types.IntegerLiteral) or not all(
+    if not isinstance(rows, types.IntegerLiteral) or not isinstance(panels, types.IntegerLiteral) or not all(
             isinstance(t, types.Array) and t.dtype == types.float32 and t.layout == "C" and t.ndim == n
             for t, n in arrays.items()):
         return None
-    count = rows.literal_value
+    count, width = rows.literal_value, panels.literal_value
+    parts = PANEL // LANES  # vectors per panel row
 
     def codegen(context, builder, signature, args):
-        x_value, input_value, h_value, packed_value, bias_value, row, panel, c_value, c_row, c_column, _ = args
+        row, panel, c_row, c_column = args[5], args[6], args[8], args[9]
         f32 = ir.FloatType()
         vector = ir.VectorType(f32, LANES)
         vector_pointer = vector.as_pointer()
@@ -98,35 +120,37 @@ def _tile(typingctx, x, input_packed, h, packed, bias, row, panel, c, c_row, c_c
             return builder.bitcast(start, f32.as_pointer()), cgutils.unpack_tuple(builder, value.shape)
 
         def vectors(pointer):
-            """The two 8-lane vectors at ``pointer`` (16 floats)."""
-            return [builder.load(builder.bitcast(builder.gep(pointer, [intp(half * LANES)]), vector_pointer), align=4)
-                    for half in range(2)]
+            """The vectors of the 16 floats at ``pointer``."""
+            return [builder.load(builder.bitcast(builder.gep(pointer, [intp(part * LANES)]), vector_pointer), align=4)
+                    for part in range(parts)]
 
         # The sums live in allocas that LLVM promotes to registers (nothing takes their address).
-        start = vectors(first_axis(4, panel)[0])
+        start = [value for j in range(width) for value in vectors(first_axis(4, builder.add(panel, intp(j)))[0])]
         sums = [[cgutils.alloca_once_value(builder, value) for value in start] for _ in range(count)]
         splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
         for operand, weights in ((0, 1), (2, 3)):  # x @ input_packed, then h @ packed
             rows_of = [first_axis(operand, builder.add(row, intp(r)))[0] for r in range(count)]
-            panel_start, (_, depth, _) = first_axis(weights, panel)
+            panel_starts = [first_axis(weights, builder.add(panel, intp(j))) for j in range(width)]
+            depth = panel_starts[0][1][1]
             with cgutils.for_range(builder, depth) as loop:
                 k = loop.index
-                b = vectors(builder.gep(panel_start, [builder.mul(k, intp(PANEL))]))
+                b = [value for start_j, _ in panel_starts
+                     for value in vectors(builder.gep(start_j, [builder.mul(k, intp(PANEL))]))]
                 for r in range(count):
                     entry = builder.load(builder.gep(rows_of[r], [k]))
                     one = builder.insert_element(ir.Constant(vector, ir.Undefined), entry, ir.Constant(ir.IntType(32), 0))
                     broadcast = builder.shuffle_vector(one, ir.Constant(vector, ir.Undefined), splat_mask)
-                    for half in range(2):
-                        total = builder.load(sums[r][half])
-                        builder.store(builder.call(fma, [broadcast, b[half], total]), sums[r][half])
+                    for i, weight in enumerate(b):
+                        total = builder.load(sums[r][i])
+                        builder.store(builder.call(fma, [broadcast, weight, total]), sums[r][i])
         for r in range(count):
             target = builder.gep(first_axis(7, builder.add(c_row, intp(r)))[0], [c_column])
-            for half in range(2):
-                pointer = builder.bitcast(builder.gep(target, [intp(half * LANES)]), vector_pointer)
-                builder.store(builder.load(sums[r][half]), pointer, align=4)
+            for i in range(width * parts):
+                pointer = builder.bitcast(builder.gep(target, [intp(i * LANES)]), vector_pointer)
+                builder.store(builder.load(sums[r][i]), pointer, align=4)
         return context.get_dummy_value()
 
-    return types.void(x, input_packed, h, packed, bias, row, panel, c, c_row, c_column, rows), codegen
+    return types.void(x, input_packed, h, packed, bias, row, panel, c, c_row, c_column, rows, panels), codegen
 
 
 @njit(**JIT)
@@ -137,34 +161,50 @@ def packed_affine(x, input_packed, h, packed, bias, columns, c, tail):
     ``packed`` (panels, K, 16) and ``bias`` (panels, 16) with ``panels = ceil(columns / 16)``.
     F (or K) may be 0 for one product only: that operand is then never read, and it may have any
     number of rows and its packed weights any number of panels; ``c`` (M, >= columns) C-contiguous, its other columns
-    untouched; ``tail`` (ROWS, 16) scratch for a last panel that ``c`` has no room for
+    untouched; ``tail`` (>= 1, 16) scratch for a last panel that ``c`` has no room for
     (``columns`` not a multiple of 16).
     """
     streams = h.shape[0]
     full_panels = columns // PANEL
     # Panels in groups whose weights fit GROUP_BYTES, rows outside the panels of a group: a
-    # group's weights are read start to end once per 4 rows, from L2 (which the prefetcher
+    # group's weights are read start to end once per ROWS rows, from L2 (which the prefetcher
     # follows), and only weights too large for it (model (c)'s 512 KB second layer) take more
     # than one group. (Chunks of 32 rows with the panels outside them, aimed at L1, were slower on
     # every model of tools/bench in a manual test, the 512 KB layer by 25%.)
     depth = input_packed.shape[1] + packed.shape[1]
-    group = max(1, GROUP_BYTES // (4 * PANEL * max(depth, 1)))
+    group = max(PAIR, GROUP_BYTES // (4 * PANEL * max(depth, 1)) // PAIR * PAIR)
     first = 0
     while first < full_panels:
         last = min(full_panels, first + group)
         row = 0
         while row < streams:
             count = min(ROWS, streams - row)
-            for panel in range(first, last):
-                if count == ROWS:
-                    _tile(x, input_packed, h, packed, bias, row, panel, c, row, panel * PANEL, ROWS)
+            for panel in range(first, last, PAIR):
+                # Tiles of ROWS rows, then of 4 and of 1 for the rows left; a panel left over
+                # from the pairs (PAIR 2) alone.
+                if panel + PAIR <= last:
+                    if count == ROWS:
+                        _tile(x, input_packed, h, packed, bias, row, panel, c, row, panel * PANEL, ROWS, PAIR)
+                    else:
+                        r = row
+                        if ROWS > 4 and count >= 4:
+                            _tile(x, input_packed, h, packed, bias, r, panel, c, r, panel * PANEL, 4, PAIR)
+                            r += 4
+                        while r < row + count:
+                            _tile(x, input_packed, h, packed, bias, r, panel, c, r, panel * PANEL, 1, PAIR)
+                            r += 1
                 else:
-                    for r in range(row, row + count):
-                        _tile(x, input_packed, h, packed, bias, r, panel, c, r, panel * PANEL, 1)
+                    r = row
+                    while r + 4 <= row + count:
+                        _tile(x, input_packed, h, packed, bias, r, panel, c, r, panel * PANEL, 4, 1)
+                        r += 4
+                    while r < row + count:
+                        _tile(x, input_packed, h, packed, bias, r, panel, c, r, panel * PANEL, 1, 1)
+                        r += 1
             row += ROWS
         first = last
     if bias.shape[0] > full_panels:  # the ragged last panel: through ``tail``, row by row
         for r in range(streams):
-            _tile(x, input_packed, h, packed, bias, r, full_panels, tail, 0, 0, 1)
+            _tile(x, input_packed, h, packed, bias, r, full_panels, tail, 0, 0, 1, 1)
             for j in range(columns - full_panels * PANEL):
                 c[r, full_panels * PANEL + j] = tail[0, j]

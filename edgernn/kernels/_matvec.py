@@ -42,17 +42,13 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._config import INLINE
-from ._gemm import pack_columns
+from .program import RECURRENT_PANEL, pack_columns, padded_width
 
 LANES = 16  # float32 lanes of one vector (one AVX-512 register; two AVX2, four NEON)
 VECTORS = 2  # vectors of sums per set: PANEL columns
 PANEL = LANES * VECTORS  # columns per packed panel
+assert PANEL == RECURRENT_PANEL  # the fused step's program packs its recurrent kernels for _panel
 SETS = 2  # sets of sums: k even and k odd
-
-
-def padded_width(columns: int) -> int:
-    """Entries of one row of the padded product: ``columns`` rounded up to a whole panel."""
-    return -(-columns // PANEL) * PANEL
 
 
 def pad_columns(array: np.ndarray) -> np.ndarray:
@@ -156,3 +152,12 @@ def matvec(init, bias, v, packed, out, keep, reverse):
         for s in range(v.shape[0]):
             if keep[s]:
                 _panel(init[s], bias, v[s], packed, panel, out[s])
+
+
+@njit(**INLINE)
+def matvec_row(init, bias, v, packed, out):
+    """``out = init + bias + v @ U`` for one stream, U packed by :func:`pack_recurrent`: ``init``,
+    ``bias`` and ``out`` (>= padded_width(N),) (``out`` may be ``init``), ``v`` (K,). The fused
+    step's recurrent product (:mod:`edgernn.kernels.chain`)."""
+    for panel in range(packed.shape[0]):
+        _panel(init, bias, v, packed, panel, out)

@@ -8,8 +8,12 @@ and every step is a single call of :func:`chain_step` with four arguments, whate
   int64 stored bit for bit in the first floats (two per entry): row 0 holds sizes and offsets (``M_*``), then one
   row per op -- its kind, sizes, activation ids, flags and the offsets of its weights (from
   ``M_BASE``, where the weights start) and of its state in ``memory``. The weights: every weight
-  array of the model, each 64-byte aligned, then per op its float parameters (cell clip, mask
-  value). One array rather than an int program and float weights: one argument less to dispatch;
+  array of the model, each 64-byte aligned (the whole array is too), a recurrent kernel ``U``
+  packed in panels of 32 columns (:func:`edgernn.kernels._matvec.matvec_row` computes ``h U``
+  from them: the sums stay in vector registers through all of ``h``, and ``U`` is the only
+  memory the product streams) and a GRU's recurrent bias zero-padded to whole panels; then per
+  op its float parameters (cell clip, mask value), and zeros as long as the widest padded
+  product (``M_ZERO``). One array rather than an int program and float weights: one argument less to dispatch;
 * ``x`` (B, F) and ``y`` (B, O);
 * ``memory``: the stream's own floats. First its state, ``B * state_width`` floats in blocks of
   (B, size), one block per quantity -- each recurrent layer's h, c and previous output, each
@@ -36,14 +40,16 @@ import numpy as np
 from numba import njit, types
 
 from ._config import JIT
-from ._linalg import accumulate, copy_row, project
+from ._linalg import copy_row, project
+from ._matvec import matvec_row
 from .activations import activate_row
 from .gru import gru_update
 from .lstm import lstm_update
 from .program import (ACT, ACTIVATION, AFFINE, B, C, CLIP, CNT, CONV, DENSE, DIL, FLAGS, GLOBAL_AVG, GLOBAL_MAX, GROUPS,
                       GRU, H, IN, KSIZE, LSTM, M_BASE, M_EMIT, M_HIDDEN, M_IN, M_LAST, M_OUT, M_PARAMS, M_PING, M_PONG,
-                      M_SCRATCH, M_STAGES, M_WIDTH, M_Z, MASK_VALUE, MASKING, NCOLS, NEED, OP, OUT, PEEP, PREV, PROJ,
-                      PROJECTED, RACT, RB, RESET_AFTER, RING, STANDARD, STRIDE, U, UH, UNITS, USES_MASK, W, ZERO_OUTPUT)
+                      M_SCRATCH, M_STAGES, M_WIDTH, M_Z, M_ZERO, MASK_VALUE, MASKING, NCOLS, NEED, OP, OUT, PEEP, PREV,
+                      PROJ, PROJECTED, RACT, RB, RECURRENT_PANEL, RESET_AFTER, RING, STANDARD, STRIDE, U, UH, UNITS,
+                      USES_MASK, W, ZERO_OUTPUT)
 from .simple_rnn import simple_update
 from .window import window_row
 
@@ -80,6 +86,7 @@ def _chain_step(model, x, y, memory):
     width = meta[M_WIDTH]
     buffers = (scratch[meta[M_PING] : meta[M_PING] + width], scratch[meta[M_PONG] : meta[M_PONG] + width])
     z_all = scratch[meta[M_Z] : meta[M_HIDDEN]]
+    zeros = weights[meta[M_ZERO] :]  # zeros as long as the widest padded recurrent product
     hidden_all = scratch[meta[M_HIDDEN] :]
     for s in range(batch):
         current = x[s]
@@ -154,13 +161,19 @@ def _chain_step(model, x, y, memory):
                     clip = params[k, CLIP]
                     standard = (flags & STANDARD) != 0
                     gates = 4 if op == LSTM else (3 if op == GRU else 1)
-                    kernel = weights[program[k, W] : program[k, W] + n_in * gates * units].reshape((n_in, gates * units))
-                    bias = weights[program[k, B] : program[k, B] + gates * units]
+                    # W and U packed in panels (ChainProgram), the products' widths padded to whole panels
+                    padded = -(-gates * units // RECURRENT_PANEL) * RECURRENT_PANEL
+                    kernel = weights[program[k, W] : program[k, W] + n_in * padded].reshape(
+                        (padded // RECURRENT_PANEL, n_in, RECURRENT_PANEL))
+                    bias = weights[program[k, B] :]  # padded
+                    columns = 2 * units if op == GRU and (flags & RESET_AFTER) == 0 else gates * units
+                    recurrent_padded = -(-columns // RECURRENT_PANEL) * RECURRENT_PANEL
+                    recurrent = weights[program[k, U] : program[k, U] + n_out * recurrent_padded].reshape(
+                        (recurrent_padded // RECURRENT_PANEL, n_out, RECURRENT_PANEL))
                     if op == LSTM:
-                        z = z_all[: 4 * units]
-                        recurrent = weights[program[k, U] : program[k, U] + n_out * 4 * units].reshape((n_out, 4 * units))
-                        project(z, bias, current, kernel)
-                        accumulate(z, h, recurrent)
+                        z = z_all[:padded]  # its padding columns are scratch
+                        matvec_row(bias, zeros, current, kernel, z)  # z = b + x W
+                        matvec_row(z, zeros, h, recurrent, z)  # z += h U
                         peephole = weights[program[k, PEEP] : program[k, PEEP] + 3 * units].reshape((3, units))
                         if flags & PROJECTED:
                             projection = weights[program[k, PROJ] : program[k, PROJ] + units * n_out].reshape(
@@ -172,29 +185,23 @@ def _chain_step(model, x, y, memory):
                         lstm_update(z, h, c, peephole, projection, clip, program[k, ACT], program[k, RACT], standard,
                                     hidden_all[:units], previous)
                     elif op == GRU:
-                        xw = z_all[: 3 * units]
-                        hu = z_all[3 * units : 6 * units]
-                        project(xw, bias, current, kernel)
+                        xw = z_all[:padded]
+                        hu = z_all[padded : 2 * padded]
+                        matvec_row(bias, zeros, current, kernel, xw)  # xw = b + x W
                         reset_after = (flags & RESET_AFTER) != 0
-                        if reset_after:
-                            recurrent = weights[program[k, U] : program[k, U] + units * 3 * units].reshape(
-                                (units, 3 * units))
-                            project(hu, weights[program[k, RB] : program[k, RB] + 3 * units], h, recurrent)
+                        if reset_after:  # hu = h U + b_U (its bias stored padded)
+                            matvec_row(weights[program[k, RB] :], zeros, h, recurrent, hu)
                             candidate = weights[0:0].reshape((0, 0))
-                        else:
-                            recurrent = weights[program[k, U] : program[k, U] + units * 2 * units].reshape(
-                                (units, 2 * units))
-                            hu[: 2 * units] = np.float32(0.0)
-                            accumulate(hu[: 2 * units], h, recurrent)
+                        else:  # hu[:2H] = h U_zr
+                            matvec_row(zeros, zeros, h, recurrent, hu)
                             candidate = weights[program[k, UH] : program[k, UH] + units * units].reshape((units, units))
                         gru_update(xw, hu, h, candidate, reset_after, clip, program[k, ACT], program[k, RACT],
                                    standard, previous)
                     else:
-                        z = z_all[:units]
-                        recurrent = weights[program[k, U] : program[k, U] + units * units].reshape((units, units))
-                        project(z, bias, current, kernel)
-                        accumulate(z, h, recurrent)
-                        simple_update(z, h, clip, program[k, ACT], standard, previous)
+                        z = z_all[:padded]
+                        matvec_row(bias, zeros, current, kernel, z)
+                        matvec_row(z, zeros, h, recurrent, z)
+                        simple_update(z[:units], h, clip, program[k, ACT], standard, previous)
                 elif flags & ZERO_OUTPUT:
                     previous[:] = np.float32(0.0)
                 current = previous

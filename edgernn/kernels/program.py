@@ -27,9 +27,11 @@ RESET_AFTER, ZERO_OUTPUT, USES_MASK, STANDARD, PROJECTED = 1, 2, 4, 8, 16
 # Param columns.
 CLIP, MASK_VALUE = 0, 1
 # Entries of program row 0. M_EMIT: the column of the (B, 1) block saying whether the last step emitted.
-M_STAGES, M_IN, M_OUT, M_PING, M_PONG, M_Z, M_HIDDEN, M_LAST, M_WIDTH, M_PARAMS, M_SCRATCH, M_BASE, M_EMIT = range(13)
+# M_ZERO: the offset (in the weights) of zeros as long as the widest padded recurrent product.
+M_STAGES, M_IN, M_OUT, M_PING, M_PONG, M_Z, M_HIDDEN, M_LAST, M_WIDTH, M_PARAMS, M_SCRATCH, M_BASE, M_EMIT, M_ZERO = range(14)
 
 _ALIGN = 16  # floats: 64 bytes
+RECURRENT_PANEL = 32  # columns per panel of a packed recurrent kernel (edgernn.kernels._matvec.PANEL)
 
 
 def _or_zeros(array, shape):
@@ -68,6 +70,38 @@ def aligned_zeros(shape) -> np.ndarray:
     raw = np.zeros(count + _ALIGN, np.float32)
     start = (-raw.ctypes.data % (4 * _ALIGN)) // 4
     return raw[start : start + count].reshape(shape)
+
+
+def pack_columns(matrix: np.ndarray, width: int) -> np.ndarray:
+    """``B`` (K, N) as column panels of ``width`` (a multiple of 16) columns: (ceil(N / width),
+    K, width) float32, 64-byte aligned, the last panel's missing columns zero; a vector (N,) as
+    (ceil(N / width), width). The packed form of the products on weights packed once
+    (:mod:`edgernn.kernels._gemm`, :mod:`edgernn.kernels._matvec`, and the fused step's
+    recurrent kernels here)."""
+    if matrix.ndim == 1:
+        vector = pack_columns(matrix[None, :], width)
+        return vector.reshape(vector.shape[0], width)
+    depth, columns = matrix.shape
+    panels = -(-columns // width)
+    padded = np.zeros((depth, panels * width), np.float32)
+    padded[:, :columns] = matrix
+    packed = aligned_zeros((panels, depth, width))  # each panel row whole cache lines
+    packed[...] = padded.reshape(depth, panels, width).transpose(1, 0, 2)
+    return packed
+
+
+def _padded(vector, columns: int) -> np.ndarray:
+    """``vector`` (``columns``,), or zeros if None, zero-padded to :func:`padded_width`."""
+    out = np.zeros(padded_width(columns), np.float32)
+    if vector is not None:
+        out[:columns] = vector
+    return out
+
+
+def padded_width(columns: int) -> int:
+    """Entries of one row of a product on recurrent panels (:mod:`edgernn.kernels._matvec`):
+    ``columns`` rounded up to a whole panel of ``RECURRENT_PANEL``."""
+    return -(-columns // RECURRENT_PANEL) * RECURRENT_PANEL
 
 
 def window_kind(op) -> int:
@@ -122,6 +156,7 @@ class ChainProgram:
         width = input_features
         state_width = 0
         widest = max_z = max_hidden = input_features
+        widest_product = 0
         for node in nodes:
             op = node.op
             row = np.full(NCOLS, -1, np.int64)
@@ -132,11 +167,13 @@ class ChainProgram:
                 units, out = op.units, op.output_size
                 row[OP] = _CELL_KIND[op.cell]
                 row[OUT], row[UNITS] = out, units
-                row[W] = place(op.kernel)
-                row[U] = place(main)
+                # W and U packed in panels for _matvec's products, the biases they start from padded.
+                row[W] = place(pack_columns(np.asarray(op.kernel, np.float32), RECURRENT_PANEL))
+                row[U] = place(pack_columns(np.asarray(main, np.float32), RECURRENT_PANEL))
+                widest_product = max(widest_product, padded_width(op.gates * units))
                 row[UH] = place(candidate) if candidate.size else place(np.zeros(0))
-                row[B] = place(op.bias if op.bias is not None else np.zeros(op.gates * units))
-                row[RB] = place(op.recurrent_bias if op.recurrent_bias is not None else np.zeros(op.gates * units))
+                row[B] = place(_padded(op.bias, op.gates * units))
+                row[RB] = place(_padded(op.recurrent_bias, op.gates * units))
                 row[PEEP] = place(op.peephole if op.peephole is not None else np.zeros((3, units)))
                 row[PROJ] = place(op.projection) if op.projection is not None else place(np.zeros(0))
                 row[ACT] = ACTIVATION_IDS[op.activation]
@@ -156,7 +193,8 @@ class ChainProgram:
                 state_width += out
                 self.blocks.append(blocks)
                 param[0] = np.inf if op.cell_clip is None else op.cell_clip
-                max_z = max(max_z, 6 * units if op.cell == "gru" else 4 * units)
+                # GRU: x W + b and h U + b_U apart; LSTM, SimpleRNN: all gates in one. Padded widths.
+                max_z = max(max_z, (2 if op.cell == "gru" else 1) * padded_width(op.gates * units))
                 max_hidden = max(max_hidden, units)
                 width = out
             elif isinstance(op, Dense):
@@ -205,6 +243,7 @@ class ChainProgram:
         self.emitted = (state_width + width, 1)
         self.state_width = state_width + width + 1
         params_offset = place(np.array(params, np.float32))
+        zero_offset = place(np.zeros(widest_product))
         self.weights = np.concatenate(chunks)
         ping, pong = 0, widest
         z_offset = 2 * widest
@@ -212,10 +251,11 @@ class ChainProgram:
         self.scratch_size = hidden + max_hidden
         program_size = -(-2 * (1 + len(rows)) * NCOLS // _ALIGN) * _ALIGN  # floats; the weights stay aligned
         meta = np.zeros(NCOLS, np.int64)
-        meta[: M_EMIT + 1] = [len(rows), input_features, width, ping, pong, z_offset, hidden, state_width,
-                              widest, params_offset, self.scratch_size, program_size, self.emitted[0]]
+        meta[: M_ZERO + 1] = [len(rows), input_features, width, ping, pong, z_offset, hidden, state_width,
+                              widest, params_offset, self.scratch_size, program_size, self.emitted[0], zero_offset]
         self.program = np.vstack([meta] + rows).astype(np.int64)
-        self.packed = np.zeros(program_size + self.weights.size, np.float32)
+        # 64-byte aligned: the packed recurrent panels are read with aligned loads (_matvec._panel).
+        self.packed = aligned_zeros(program_size + self.weights.size)
         self.packed[: 2 * self.program.size] = self.program.reshape(-1).view(np.float32)
         self.packed[program_size:] = self.weights
 

@@ -212,7 +212,7 @@ class Product(typing.NamedTuple):
 
     def apply(self, first, second, out, tail):
         """``out`` (M, >= columns) from ``first`` (M, F) (or :data:`NO_OPERAND`) and ``second``
-        (M, K); ``tail`` (4, 16) scratch."""
+        (M, K); ``tail`` (>= 1, 16) scratch."""
         packed_affine(first, self.first, second, self.second, self.bias, self.columns, out, tail)
 
 
