@@ -19,8 +19,10 @@ import numpy as np
 from . import graph, ir, kernels, statefile, store
 from .errors import InvalidInput, NotStreamable
 from .graph import streamable_problem
+from .kernels.program import aligned_zeros
 
 _F32 = np.float32
+_LINEAR = ir.ACTIVATION_IDS["linear"]
 
 
 def _as_float32(x, what: str) -> np.ndarray:
@@ -236,6 +238,7 @@ class _WindowStage:
             self.kernel_2d = np.ascontiguousarray(op.kernel.reshape(-1, op.output_size))
         else:
             self.columns = None
+        self._product = None  # the many-streams product on packed weights, made on first use
 
     def _run(self, kernel, x, active, y):
         kernel(self.kind, x, active, y, self.states[0], self.states[1], self.kernel, self.bias, *self.args,
@@ -263,16 +266,26 @@ class _WindowStage:
         """One step of many streams: ``x`` (B, F), ``active`` (B,) updated in place -> (B, width).
 
         An ungrouped Conv1D gathers the windows of the streams that emit and makes their outputs
-        in one BLAS product (the rows of the others are computed and not used); the rest step
-        stream by stream through :func:`~edgernn.kernels.window.window_row`."""
+        in one product across the streams, on its weights packed once as the recurrent layers'
+        are (:class:`~edgernn.kernels.recurrent.Product`; the rows of the others are computed and
+        not used); the rest step stream by stream through :func:`~edgernn.kernels.window.window_row`."""
         if self.columns is None:
             self._run(kernels.window_batch, x, active, self.step_y)
             return self.step_y
+        if self._product is None:
+            # Numba's modules: only a stream of many rows comes here.
+            from .kernels._gemm import PANEL, ROWS
+            from .kernels.recurrent import NO_OPERAND, Product
+
+            self._product = (Product.of(None, self.kernel_2d, self.bias), NO_OPERAND,
+                             aligned_zeros((ROWS, PANEL)))
         dilation, _, need, strides = self.args
         kernels.conv_gather(x, active, self.columns, self.states[0], self.states[1], self.node.op.kernel_size,
                             dilation, need, strides)
-        np.matmul(self.columns, self.kernel_2d, out=self.step_y)
-        kernels.bias_activation(self.step_y, self.bias, self.activation)
+        product, no_operand, tail = self._product
+        product.apply(no_operand, self.columns, self.step_y, tail)
+        if self.activation != _LINEAR:
+            kernels.activation_forward(self.step_y, self.activation, self.step_y)
         return self.step_y
 
 
