@@ -133,8 +133,9 @@ def _check_lengths(spec: ir.ModelSpec, lengths: dict) -> None:
     _, problems = spec.sequence_problems(lengths)
     if not problems:
         return
-    if len(lengths) == 1:
-        (name, steps), = lengths.items()
+    sequences = [i.name for i in spec.inputs if i.rank == 3] or list(lengths)  # else the codes' length
+    if len(sequences) == 1:
+        name, steps = sequences[0], lengths[sequences[0]]
         if not _fits(spec, name, steps):
             problems.append(f"input {name!r} has {steps} timesteps; this model needs at least {min_steps(spec, name)}")
     raise InvalidInput("the input does not fit the model's layers", problems)
@@ -147,11 +148,12 @@ def _fits(spec: ir.ModelSpec, name: str, steps: int) -> bool:
 
 
 def min_steps(spec: ir.ModelSpec, name: str | None = None) -> int:
-    """The fewest timesteps the sequence input ``name`` (default: the model's one sequence input) may
+    """The fewest timesteps the sequence input ``name`` (default: the model's one sequence input, or
+    its one input of integer codes) may
     have so that no convolution, pooling or crop is left with none (1 without them). Every op's
     output length grows with its input's, so a doubling search then a bisection find it."""
     if name is None:
-        (name,) = [i.name for i in spec.inputs if i.rank == 3]
+        (name,) = [i.name for i in spec.inputs if i.rank == 3] or [i.name for i in spec.inputs if i.dtype == "int"]
     high = 1
     while not _fits(spec, name, high):
         if high > 1 << 24:  # the store's bound on any dimension: no length fits
