@@ -19,7 +19,7 @@ from test_keras_import import ATOL, RTOL, keras, layers
 from test_stream import assert_paths_agree, assert_steps_allocate_nothing
 
 import edgernn
-from edgernn import runtime
+from edgernn import ir, kernels, reference, runtime
 from edgernn.errors import EdgernnError, InvalidInput
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
@@ -109,6 +109,24 @@ def test_normalization_state_reset_and_quantize(normed):
     with pytest.raises(EdgernnError) as info:
         m.quantize(x)
     assert "'normalization' is Standardize (Normalization)" in str(info.value) + " ".join(info.value.problems)
+
+
+@pytest.mark.parametrize("kind, gamma, beta", [("layer", True, True), ("layer", False, True), ("layer", True, False),
+                                               ("layer", False, False), ("rms_scaling", True, False),
+                                               ("rms_scaling", False, False), ("rms", True, False)])
+def test_row_kernels_match_the_reference(kind, gamma, beta):
+    """kernels.rowwise against the float64 reference, rows of a large mean against their spread included."""
+    rng = np.random.default_rng(5)
+    op = ir.LayerNorm("ln", kind, 1e-3, ir.as_weight(rng.normal(1, 0.3, 6)) if gamma else None,
+                      ir.as_weight(rng.normal(0, 0.3, 6)) if beta else None)
+    x = (rng.normal(0, 1, (40, 6)) * rng.uniform(0.01, 3, (40, 1)) + rng.normal(0, 300, (40, 1))).astype(F32)
+    y = np.empty_like(x)
+    kernels.layer_norm_rows(kernels.NORM_IDS[kind], x, y, *[a if a is not None else np.zeros(0, F32)
+                                                           for a in (op.gamma, op.beta)], F32(op.epsilon))
+    np.testing.assert_allclose(y, reference.layer_norm(op, x), atol=ATOL, rtol=RTOL)
+    op = ir.Standardize("std", ir.as_weight(rng.normal(0, 300, 6)), ir.as_weight(rng.uniform(0.01, 3, 6)))
+    kernels.standardize_rows(x, y, op.mean, op.std)
+    np.testing.assert_allclose(y, reference.standardize(op, x), atol=ATOL, rtol=RTOL)
 
 
 # --- Embedding ----------------------------------------------------------------------------------------

@@ -6,12 +6,13 @@ step, or the T * B rows of ``Stream.run``) call it in a loop, so every stream pa
 terms in the same order. ``predict`` runs the NumPy versions (:mod:`edgernn.kernels.normalization`,
 ``graph._embed``); the paths agree to float32 rounding.
 
-* LayerNorm, ``x (F,) -> y (F,)`` (see :class:`~edgernn.ir.LayerNorm`): the moments accumulate in
-  float64 (a row's sum does not lose the digits that a large mean against a small spread leaves,
-  and the order of the sum then hardly matters), then in float32, as Keras,
-  ``inv = 1 / sqrt(var + epsilon)``; ``layer``: ``y = x * (inv * gamma) + (beta - mean * inv * gamma)``;
-  ``rms_scaling``, ``rms``: ``y = x * inv * gamma`` (``var`` is the mean square for ``rms``).
-  ``gamma`` and ``beta`` may be empty: 1 and 0.
+* LayerNorm, ``x (F,) -> y (F,)`` (see :class:`~edgernn.ir.LayerNorm`): in float64, rounded once
+  to float32 at the end -- the exact value, which Keras's float32 (``x * inv + (beta - mean * inv)``,
+  followed by :mod:`edgernn.kernels.normalization` for ``predict``) approaches to its rounding:
+  ``layer``: ``y = (x - mean) / sqrt(var + epsilon) * gamma + beta``; ``rms_scaling``, ``rms``:
+  ``y = x / sqrt(var + epsilon) * gamma`` (``var`` is the mean square for ``rms``). Not Keras's order,
+  because in float32 it cancels ``x * inv`` against ``mean * inv``: a row of mean 300 and spread
+  0.01 lost three digits that way. ``gamma`` and ``beta`` may be empty: 1 and 0.
 * Standardize: ``y = (x - mean) / std``.
 * Embedding: ``y = table[code]``, the code a whole number in ``[0, vocab)`` held in a float32
   (exact up to 2**24); :func:`valid_code` says whether it is one. The callers check every code of a
@@ -45,18 +46,16 @@ def layer_norm_row(kind, y, x, gamma, beta, epsilon):
         for j in range(n):
             d = np.float64(x[j]) - mean
             square += d * d
-    inv = np.float32(1.0) / np.float32(math.sqrt(np.float32(square / n) + np.float32(epsilon)))
-    mean32 = np.float32(mean)
+    inv = 1.0 / math.sqrt(square / n + np.float64(epsilon))
     with_gamma = gamma.shape[0] > 0
-    if kind == NORM_LAYER:
-        with_beta = beta.shape[0] > 0
-        for j in range(n):
-            scale = inv * gamma[j] if with_gamma else inv
-            shift = beta[j] - mean32 * scale if with_beta else -mean32 * scale
-            y[j] = x[j] * scale + shift
-    else:
-        for j in range(n):
-            y[j] = x[j] * inv * gamma[j] if with_gamma else x[j] * inv
+    with_beta = beta.shape[0] > 0 and kind == NORM_LAYER
+    for j in range(n):
+        v = (np.float64(x[j]) - mean) * inv if kind == NORM_LAYER else np.float64(x[j]) * inv
+        if with_gamma:
+            v *= np.float64(gamma[j])
+        if with_beta:
+            v += np.float64(beta[j])
+        y[j] = np.float32(v)
 
 
 @njit(**INLINE)
