@@ -350,6 +350,10 @@ class Stream:
     what the model returns for the sequence that ends at that step. A refused call (wrong shape,
     dtype, index) raises :class:`~edgernn.errors.InvalidInput` and leaves every state untouched.
 
+    A model of integer codes (an Embedding first) steps one code per stream: ``x_t`` (batch, 1),
+    ``run``'s ``x`` (batch, T); a code that is not an integer in ``[0, vocab)`` is refused before
+    any state changes.
+
     Behind a strided or valid Conv1D or pooling, a step emits only where ``predict`` on the prefix
     ending there makes its last row, and equals that row; the other steps return the last emitted
     output again (zeros before the first). ``emitted`` (batch,) and ``emitted_run`` (batch, T)

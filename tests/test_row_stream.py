@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from test_conv_layers import data, randomize
 from test_conv_stream import check_stream, convert
 from test_keras_import import ATOL, RTOL, keras, layers
@@ -20,6 +21,7 @@ from test_stream import assert_paths_agree, assert_steps_allocate_nothing
 
 import edgernn
 from edgernn import ir, kernels, reference, runtime
+from edgernn.cli import main
 from edgernn.errors import EdgernnError, InvalidInput
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
@@ -271,3 +273,18 @@ def test_predict_takes_codes_of_any_length(words):
         np.testing.assert_allclose(m.predict(x), np.asarray(keras_model(x)), atol=ATOL, rtol=RTOL)
     with pytest.raises(InvalidInput, match="has no timesteps"):
         m.predict(np.zeros((3, 0), np.int32))
+
+
+def test_edgernn_run_reads_one_code_per_stream(words, tmp_path):
+    """`edgernn run` on a codes model: a row holds one code per stream; each output row is predict on
+    the prefix."""
+    _, m = words
+    m.save(tmp_path / "words.ernn")
+    x = codes(2, 7, seed=8)
+    text = "\n".join(",".join(str(v) for v in row) for row in x.T) + "\n"
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "words.ernn"), "--streams", "2"], input=text)
+    assert result.exit_code == 0, result.output
+    rows = np.loadtxt(result.output.splitlines(), delimiter=",", ndmin=2)
+    assert rows.shape == (7, 2 * 3)
+    for n in range(1, 8):
+        np.testing.assert_allclose(rows[n - 1].reshape(2, 3), m.predict(x[:, :n]), atol=ATOL, rtol=RTOL)

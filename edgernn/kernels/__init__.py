@@ -42,8 +42,7 @@ from .conv import conv1d
 from .normalization import layer_norm, standardize
 from .pooling import affine, pool1d
 from .program import (AVG_POOL, CONV, COUNT_LIMIT, GLOBAL_AVG, GLOBAL_MAX, MAX_POOL, NORM_IDS, ChainProgram,
-                      dense_kernel_args,
-                      is_standard, split_recurrent, window_geometry, window_kind)
+                      dense_kernel_args, is_standard, split_recurrent, window_geometry, window_kind)
 
 dtype = np.float32
 
