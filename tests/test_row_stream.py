@@ -23,6 +23,7 @@ import edgernn
 from edgernn import ir, kernels, reference, runtime
 from edgernn.cli import main
 from edgernn.errors import EdgernnError, InvalidInput
+from edgernn.summary import describe, format_description
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
@@ -264,6 +265,14 @@ def test_codes_state_reset_and_allocation(words):
         batch = batch_for(m, path)
         column = np.ascontiguousarray(codes(batch, 1, zeros=False), dtype=F32)
         assert_steps_allocate_nothing(m.stream(batch), column, np.empty((batch, 3), F32))
+
+
+def test_summary_shows_codes(words):
+    _, m = words
+    info = describe(m.spec)
+    assert info["inputs"][0]["shape"] == ["batch", "T"] and info["inputs"][0]["dtype"] == "int"
+    assert info["streamable"] and info["state_bytes_per_stream"] == 4 * 6
+    assert f"input {m.spec.inputs[0].name}: (batch, T) integer codes" in format_description(info)
 
 
 def test_predict_takes_codes_of_any_length(words):
