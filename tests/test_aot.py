@@ -151,6 +151,10 @@ def test_the_per_row_stages_on_the_ahead_of_time_step(aot_step):
     s._use_kernel(aot_step)
     steps = np.stack([s.step(np.ascontiguousarray(codes[:, t:t + 1])) for t in range(30)], axis=1)
     np.testing.assert_allclose(steps, model.predict(codes), rtol=1e-5, atol=1e-5)
+    state = s.get_state()
+    with pytest.raises(edgernn.InvalidInput, match="'emb' \\(Embedding\\)"):  # the C step's fallback reports it
+        s.step(np.array([[1.0], [2.0], [7.0]], F32))
+    assert all(np.array_equal(value, s.get_state()[name]) for name, value in state.items())
     assert_steps_allocate_nothing(s, np.ascontiguousarray(codes[:, :1]), np.empty((3, 3), F32))
 
 
