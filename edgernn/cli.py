@@ -344,7 +344,7 @@ def run(model, input_path, output_path, delimiter, header, on_bad_row, on_nan, s
     m = load(model)
     s = m.stream(streams)
     stdin = getattr(sys.stdin, "buffer", sys.stdin)  # bytes: a garbled line is a bad row, not a crash
-    rows, source = _rows.open_rows(input_path, stdin, streams * m.input_features, delimiter, header, streams)
+    rows, source = _rows.open_rows(input_path, stdin, streams * s.input_features, delimiter, header, streams)
     try:
         save = None
         if state_path:

@@ -44,13 +44,19 @@ def _merge(op: ir.Merge, xs: list[np.ndarray]) -> np.ndarray:
     return y / np.asarray(len(xs), dtype=y.dtype) if op.mode == "average" else y
 
 
-def _embed(op: ir.Embedding, codes: np.ndarray, dtype) -> list[np.ndarray]:
-    """The vectors of ``codes (batch, T)`` (and their mask, ``codes != 0``, with ``mask_zero``); a code
-    that is not an integer in ``[0, vocab)`` is refused (Keras fails on those, or reads garbage)."""
+def check_codes(op: ir.Embedding, codes: np.ndarray) -> None:
+    """One :class:`InvalidInput` naming the layer, the first bad code and where it is, unless every
+    one of ``codes`` (any shape, any numeric dtype) is an integer in ``[0, vocab)``."""
     bad = ~((codes >= 0) & (codes < op.vocab) & (codes == np.floor(codes)))  # NaN is bad too
     if bad.any():
         raise InvalidInput(f"layer {op.name!r} (Embedding) takes integer codes in [0, {op.vocab}), got "
                            f"{float(codes[bad].flat[0])} (at {tuple(int(i) for i in np.argwhere(bad)[0])})")
+
+
+def _embed(op: ir.Embedding, codes: np.ndarray, dtype) -> list[np.ndarray]:
+    """The vectors of ``codes (batch, T)`` (and their mask, ``codes != 0``, with ``mask_zero``); a code
+    that is not an integer in ``[0, vocab)`` is refused (Keras fails on those, or reads garbage)."""
+    check_codes(op, codes)
     index = codes.astype(np.intp)
     made = [np.ascontiguousarray(op.embeddings.astype(dtype, copy=False)[index])]
     return made + [index != 0] if op.mask_zero else made
@@ -68,7 +74,7 @@ def execute(spec: ir.ModelSpec, inputs: list[np.ndarray], backend) -> list[np.nd
     Returns one array per model output, in the backend's dtype.
     """
     env = {i.name: np.ascontiguousarray(x, dtype=backend.dtype) for i, x in zip(spec.inputs, inputs)}
-    _check_lengths(spec, {i.name: x.shape[1] for i, x in zip(spec.inputs, inputs) if i.rank == 3})
+    _check_lengths(spec, {i.name: x.shape[1] for i, x in zip(spec.inputs, inputs) if i.rank == 3 or i.dtype == "int"})
     for node in spec.nodes:
         op = node.op
         x = env[node.inputs[0]]
@@ -127,8 +133,9 @@ def _check_lengths(spec: ir.ModelSpec, lengths: dict) -> None:
     _, problems = spec.sequence_problems(lengths)
     if not problems:
         return
-    if len(lengths) == 1:
-        (name, steps), = lengths.items()
+    sequences = [i.name for i in spec.inputs if i.rank == 3] or list(lengths)  # else the codes' length
+    if len(sequences) == 1:
+        name, steps = sequences[0], lengths[sequences[0]]
         if not _fits(spec, name, steps):
             problems.append(f"input {name!r} has {steps} timesteps; this model needs at least {min_steps(spec, name)}")
     raise InvalidInput("the input does not fit the model's layers", problems)
@@ -141,11 +148,12 @@ def _fits(spec: ir.ModelSpec, name: str, steps: int) -> bool:
 
 
 def min_steps(spec: ir.ModelSpec, name: str | None = None) -> int:
-    """The fewest timesteps the sequence input ``name`` (default: the model's one sequence input) may
+    """The fewest timesteps the sequence input ``name`` (default: the model's one sequence input, or
+    its one input of integer codes) may
     have so that no convolution, pooling or crop is left with none (1 without them). Every op's
     output length grows with its input's, so a doubling search then a bisection find it."""
     if name is None:
-        (name,) = [i.name for i in spec.inputs if i.rank == 3]
+        (name,) = [i.name for i in spec.inputs if i.rank == 3] or [i.name for i in spec.inputs if i.dtype == "int"]
     high = 1
     while not _fits(spec, name, high):
         if high > 1 << 24:  # the store's bound on any dimension: no length fits
@@ -163,7 +171,8 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
 
     A stream needs a chain: one sequence input, each node reading the previous node's output,
     and only causal ops (forward recurrent layers without given initial states, Dense,
-    Activation, Masking, Affine; Conv1D with causal or valid padding, valid or global pooling,
+    Activation, Masking, Affine, LayerNorm, Standardize, an Embedding of integer codes (the
+    input); Conv1D with causal or valid padding, valid or global pooling,
     whose past inputs become state; Flatten of a vector); the last node's result is the model's
     only output.
     """
@@ -171,10 +180,8 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
         if isinstance(node.op, ir.MULTI_INPUT_OPS):
             return (f"layer {node.op.name!r} is {type(node.op).__name__}: it joins several tensors, which runs "
                     "in predict only (a stream steps a chain)")
-        if isinstance(node.op, ir.Embedding):
-            return f"layer {node.op.name!r} is Embedding: integer sequences run in predict only"
-    if len(spec.inputs) != 1 or spec.inputs[0].rank != 3:
-        return "a stream takes one sequence input (batch, T, features)"
+    if len(spec.inputs) != 1 or (spec.inputs[0].rank != 3 and spec.inputs[0].dtype != "int"):
+        return "a stream takes one sequence input (batch, T, features), or integer codes (batch, T)"
     current = spec.inputs[0].name
     windowed = None  # the first Conv1D or pooling: a mask made before it has another time axis after it
     early_masks = set()
@@ -196,11 +203,10 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
             windowed = op.name
         if node.mask and windowed is not None and node.mask in early_masks:
             return f"layer {op.name!r} reads a mask made before {windowed!r}, whose output has another time axis"
-        if isinstance(op, ir.Masking) and windowed is None:
+        if isinstance(op, (ir.Masking, ir.Embedding)) and len(node.outputs) > 1 and windowed is None:
             early_masks.add(node.outputs[1])
-        if isinstance(op, (ir.LayerNorm, ir.Standardize, ir.Pad1D, ir.UpSample1D, ir.Reshape, ir.Permute)):
-            kind = {ir.Standardize: "Standardize (Normalization)"}.get(type(op), type(op).__name__)
-            return (f"layer {op.name!r} is {kind}: it runs in predict only for now "
+        if isinstance(op, (ir.Pad1D, ir.UpSample1D, ir.Reshape, ir.Permute)):
+            return (f"layer {op.name!r} is {type(op).__name__}: it runs in predict only for now "
                     "(streaming it, one timestep at a time, is not implemented yet)")
         if isinstance(op, ir.Recurrent) and op.go_backwards:
             return f"layer {op.name!r} reads its input backwards (go_backwards): use predict"

@@ -896,7 +896,8 @@ def sequence_problems(inputs, nodes, lengths: dict, shapes: dict) -> tuple[dict,
     checks each call with the lengths it is given. Assumes the graph's shapes are valid."""
     problems: list[str] = []
     time = {i.name: (frozenset([i.name]), lengths.get(i.name)) if i.rank == 3 else (None, None) for i in inputs}
-    time.update({i.name: (frozenset([i.name]), i.features) for i in inputs if i.dtype == "int"})  # (batch, T) codes
+    # (batch, T) codes: T given when the model runs (predict takes any), else the input's own
+    time.update({i.name: (frozenset([i.name]), lengths.get(i.name) or i.features) for i in inputs if i.dtype == "int"})
     for node in nodes:
         if node.mask and not (time[node.mask][0] or set()) & (time[node.inputs[0]][0] or set()):
             problems.append(f"node {node.op.name!r} reads mask {node.mask!r} over another time axis than its "
@@ -936,7 +937,8 @@ class Input:
     """A model input: ``(batch, timesteps, features)`` (rank 3) or ``(batch, features)`` (rank 2).
 
     ``timesteps`` is None when any length is accepted. ``dtype`` ``"int"``: integer codes
-    ``(batch, T)`` (rank 2, ``features`` = T, fixed) that only :class:`Embedding` nodes read.
+    ``(batch, T)`` (rank 2) that only :class:`Embedding` nodes read; ``features`` is the T the model
+    was converted with, which validation uses; ``predict`` takes any T that the layers fit.
     """
 
     name: str

@@ -58,7 +58,10 @@ class Model:
         for spec_input, x in zip(self.spec.inputs, inputs):
             array = _as_float32(x, f"input {spec_input.name!r}")
             expected = ("batch", "T", spec_input.features)[3 - spec_input.rank :]
-            if array.ndim != spec_input.rank or array.shape[-1] != spec_input.features:
+            codes = spec_input.dtype == "int"  # (batch, T) codes of any T
+            if codes:
+                expected = ("batch", "T")
+            if array.ndim != spec_input.rank or (array.shape[-1] != spec_input.features and not codes):
                 raise InvalidInput(f"input {spec_input.name!r} must have shape {expected}, got {array.shape}")
             arrays.append(array)
         if len({a.shape[0] for a in arrays}) > 1:
@@ -66,7 +69,7 @@ class Model:
         for spec_input, array in zip(self.spec.inputs, arrays):
             # An output that is the last step of an empty sequence does not exist: refused, not the
             # zero state's output. A sequence output of an empty sequence is an empty sequence.
-            if array.ndim == 3 and array.shape[1] == 0 and self._has_last_step_output():
+            if array.ndim + (spec_input.dtype == "int") == 3 and array.shape[1] == 0 and self._has_last_step_output():
                 raise InvalidInput(f"input {spec_input.name!r} has no timesteps (shape {array.shape}): the model "
                                    "returns the output of the last one")
         outputs = graph.execute(self.spec, arrays, kernels)
@@ -91,8 +94,13 @@ class Model:
     def _chain_program(self) -> "kernels.ChainProgram":
         """The model packed for the fused step kernel, made once and shared by all its streams."""
         if getattr(self, "_program", None) is None:
-            self._program = kernels.ChainProgram(self.spec.nodes, self.input_features)
+            self._program = kernels.ChainProgram(self.spec.nodes, self.step_features)
         return self._program
+
+    @property
+    def step_features(self) -> int:
+        """The features of one timestep of a stream's input: 1 for integer codes (an Embedding's)."""
+        return 1 if self.spec.inputs[0].dtype == "int" else self.input_features
 
     def quantize(self, calibration_x, scheme: str = "int8"):
         """The model in a firmware scheme ("int8", "int8-weights", "float32"), calibrated on
@@ -120,8 +128,8 @@ class Model:
             self.predict(*[np.zeros((batch, steps, i.features)[3 - i.rank :], _F32) for i in self.spec.inputs])
         if streamable_problem(self.spec) is None:
             s = self.stream(batch)
-            s.step(np.zeros((batch, self.spec.inputs[0].features), _F32))
-            s.run(np.zeros((batch, steps, self.spec.inputs[0].features), _F32))
+            s.step(np.zeros((batch, s.input_features), _F32))
+            s.run(np.zeros((batch, steps, s.input_features)[: 3 - s._codes], _F32))
         return self
 
     # -- description and storage ---------------------------------------------------------------
@@ -289,29 +297,37 @@ class _WindowStage:
         return self.step_y
 
 
+_NO_KEEP = np.zeros(0, np.bool_)  # the mask an Embedding without mask_zero does not write
+
+
 class _RowStage:
-    """A per-timestep op (Dense, Activation, Masking, Affine, Flatten of a vector) applied to every
-    row of its input."""
+    """A per-timestep op (Dense, Activation, Masking, Affine, LayerNorm, Standardize, Embedding,
+    Flatten of a vector) applied to every row of its input. Masking, and an Embedding with
+    ``mask_zero``, also make the mask (``keep``) that recurrent stages read."""
 
     def __init__(self, node: ir.Node, batch: int, features: int):
         self.node = node
         op = node.op
-        self.width = op.output_size if isinstance(op, ir.Dense) else features
+        self.width = op.output_size if isinstance(op, (ir.Dense, ir.Embedding)) else features
+        self.masks = isinstance(op, ir.Masking) or (isinstance(op, ir.Embedding) and op.mask_zero)
         if isinstance(op, ir.Dense):
             self.kernel, self.bias, self.activation = kernels.dense_kernel_args(op)
         elif isinstance(op, ir.Activation):
             self.activation = ir.ACTIVATION_IDS[op.activation]
-        elif isinstance(op, (ir.Affine, ir.Flatten)):
-            pass
-        else:
+        elif isinstance(op, ir.LayerNorm):  # absent gamma, beta: empty (1 and 0; see kernels.rowwise)
+            self.norm = kernels.NORM_IDS[op.kind]
+            self.gamma, self.beta = (a if a is not None else np.zeros(0, _F32) for a in (op.gamma, op.beta))
+            self.epsilon = _F32(op.epsilon)
+        elif isinstance(op, ir.Masking):
             self.mask_value = _F32(op.mask_value)
-            self.step_keep = np.ones(batch, np.bool_)
+        self.step_keep = np.ones(batch, np.bool_) if self.masks else None
         self.step_y = np.zeros((batch, self.width), _F32)
 
     def apply(self, x, y, keep):
-        """Fill ``y`` (rows, width) from ``x`` (rows, F); Masking also fills ``keep`` (rows,).
+        """Fill ``y`` (rows, width) from ``x`` (rows, F); a mask maker also fills ``keep`` (rows,).
 
-        Dense uses one BLAS product over all rows, then the activation in place."""
+        Dense uses one BLAS product over all rows, then the activation in place. An Embedding's
+        codes (``x`` (rows, 1)) were checked by the stream before anything ran."""
         op = self.node.op
         if isinstance(op, ir.Dense):
             np.matmul(x, self.kernel, out=y)
@@ -321,6 +337,12 @@ class _RowStage:
         elif isinstance(op, ir.Affine):
             np.multiply(x, op.scale, out=y)
             np.add(y, op.offset, out=y)
+        elif isinstance(op, ir.LayerNorm):
+            kernels.layer_norm_rows(self.norm, x, y, self.gamma, self.beta, self.epsilon)
+        elif isinstance(op, ir.Standardize):
+            kernels.standardize_rows(x, y, op.mean, op.std)
+        elif isinstance(op, ir.Embedding):
+            kernels.embed_rows(x, y, op.embeddings, _NO_KEEP if keep is None else keep, op.mask_zero)
         elif isinstance(op, ir.Flatten):  # of a vector: the identity
             np.copyto(y, x)
         else:
@@ -329,15 +351,14 @@ class _RowStage:
     def block(self, x):
         """``x`` (T, B, F) -> ``(y (T, B, width), keep (T, B) or None)``."""
         y = np.empty(x.shape[:2] + (self.width,), _F32)
-        keep = np.empty(x.shape[:2], np.bool_) if isinstance(self.node.op, ir.Masking) else None
+        keep = np.empty(x.shape[:2], np.bool_) if self.masks else None
         self.apply(x.reshape(-1, x.shape[-1]), y.reshape(-1, self.width), None if keep is None else keep.reshape(-1))
         return y, keep
 
     def batch_step(self, x):
         """``x`` (B, F) -> ``(y (B, width), keep (B,) or None)`` into reusable buffers."""
-        keep = self.step_keep if isinstance(self.node.op, ir.Masking) else None
-        self.apply(x, self.step_y, keep)
-        return self.step_y, keep
+        self.apply(x, self.step_y, self.step_keep)
+        return self.step_y, self.step_keep
 
 
 class Stream:
@@ -352,6 +373,10 @@ class Stream:
     For a model whose last recurrent layer has ``return_sequences=False``, each step's output is
     what the model returns for the sequence that ends at that step. A refused call (wrong shape,
     dtype, index) raises :class:`~edgernn.errors.InvalidInput` and leaves every state untouched.
+
+    A model of integer codes (an Embedding first) steps one code per stream: ``x_t`` (batch, 1),
+    ``run``'s ``x`` (batch, T); a code that is not an integer in ``[0, vocab)`` is refused before
+    any state changes.
 
     Behind a strided or valid Conv1D or pooling, a step emits only where ``predict`` on the prefix
     ending there makes its last row, and equals that row; the other steps return the last emitted
@@ -378,7 +403,9 @@ class Stream:
             raise InvalidInput(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model
         self.batch_size = batch = int(batch_size)
-        self.input_features = features = model.input_features
+        self.input_features = features = model.step_features
+        self._codes = model.spec.inputs[0].dtype == "int"  # integer codes, one per stream per step (Embedding)
+        self._embedding = model.spec.nodes[0].op if self._codes else None
         self.output_features = model.output_features
         program = model._chain_program()
         self._program = program
@@ -395,7 +422,7 @@ class Stream:
                 stage = _WindowStage(node, next(windows), self._state, batch, features)
             else:
                 stage = _RowStage(node, batch, features)
-                if isinstance(node.op, ir.Masking):
+                if stage.masks:
                     keep_of[node.outputs[1]] = len(self._stages)
             features = stage.width
             stage.mask_source = keep_of.get(node.mask)
@@ -419,6 +446,9 @@ class Stream:
     # -- running -------------------------------------------------------------------------------
     def step(self, x_t, out=None):
         """One timestep: ``x_t`` (batch, features) -> a new array (batch, outputs), or into ``out``.
+        For a model of integer codes (an Embedding first), ``x_t`` is (batch, 1): one code per
+        stream, as ``run``'s ``x[:, t:t + 1]``; a code that is not an integer in ``[0, vocab)`` is
+        refused before any state changes.
 
         With ``out`` (a float32 C-contiguous (batch, outputs) array) nothing is allocated.
         """
@@ -461,10 +491,17 @@ class Stream:
         array = _as_float32(x_t, "x_t")
         if array.shape != (self.batch_size, self.input_features):
             hint = ""
+            if self._codes:
+                if array.shape == (self.batch_size,):
+                    hint = " (one code per stream as a column: pass x_t[:, None], as run's x[:, t:t + 1])"
+                raise InvalidInput(f"step takes x_t of shape (batch={self.batch_size}, 1): one integer code per "
+                                   f"stream, got {array.shape}{hint}")
             if array.shape == (self.input_features,) and self.batch_size == 1:
                 hint = " (one sample of one stream: pass x_t[None], or x_t.reshape(1, -1))"
             raise InvalidInput(f"step takes x_t of shape (batch={self.batch_size}, features={self.input_features}), "
                                f"got {array.shape}{hint}")
+        if self._codes:  # the codes as given (a float32 cast could round a large one into range)
+            graph.check_codes(self._embedding, np.asarray(x_t))
         if out is not None and not (isinstance(out, np.ndarray) and out.shape == self._step_y.shape
                                     and out.dtype == _F32 and out.flags.writeable):
             raise InvalidInput(f"out must be a writeable float32 array of shape {self._step_y.shape}")
@@ -518,11 +555,17 @@ class Stream:
         return x, active
 
     def run(self, x):
-        """A block of timesteps: ``x`` (batch, T, features) -> (batch, T, outputs), state carried.
+        """A block of timesteps: ``x`` (batch, T, features) -> (batch, T, outputs), state carried;
+        for a model of integer codes ``x`` is (batch, T), as in ``predict``.
 
         Row t is what ``step`` would have returned at that step: a fresh output where the model
         emitted, the last one held elsewhere; :attr:`emitted_run` (batch, T) says which."""
         array = _as_float32(x, "x")
+        if self._codes:
+            if array.ndim != 2 or array.shape[0] != self.batch_size:
+                raise InvalidInput(f"run takes integer codes x of shape (batch={self.batch_size}, T), got {array.shape}")
+            graph.check_codes(self._embedding, np.asarray(x))
+            array = array[:, :, None]
         if array.ndim != 3 or array.shape[0] != self.batch_size or array.shape[2] != self.input_features:
             raise InvalidInput(f"run takes x of shape (batch={self.batch_size}, T, features={self.input_features}), "
                                f"got {array.shape}")
@@ -564,6 +607,9 @@ class Stream:
         # Fix: bools refused, as reset() refuses them (forecast(True) ran one step).
         if not (isinstance(steps, (int, np.integer)) and not isinstance(steps, (bool, np.bool_)) and steps >= 0):
             raise InvalidInput(f"forecast takes a number of steps >= 0, got {steps!r}")
+        if self._codes:
+            raise InvalidInput("forecast feeds outputs back as inputs, but this model's input is integer codes "
+                               f"(layer {self._embedding.name!r} is an Embedding): step or run it on codes instead")
         if self.output_features != self.input_features:
             raise InvalidInput(f"forecast feeds outputs back as inputs, but the model has {self.output_features} "
                                f"outputs and {self.input_features} input features")

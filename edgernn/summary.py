@@ -101,7 +101,8 @@ def describe(spec: ir.ModelSpec) -> dict:
                        "parameters": node.op.parameter_count})
     problem = streamable_problem(spec)
     return {
-        "inputs": [{"name": i.name, "shape": ["batch", "T", i.features][3 - i.rank:]} for i in spec.inputs],
+        "inputs": [{"name": i.name, "shape": ["batch", "T", i.features][3 - i.rank:]} if i.dtype != "int"
+                   else {"name": i.name, "shape": ["batch", "T"], "dtype": "int"} for i in spec.inputs],  # codes
         "layers": layers,
         "outputs": [{"name": o, "features": spec.tensor_shape(o)[1]} for o in spec.outputs],
         "parameters": spec.parameter_count,
@@ -123,7 +124,8 @@ def format_description(info: dict) -> str:
         if isinstance(src.get("verification"), dict):
             lines.append(summary_line(src["verification"]))
     for i in info["inputs"]:
-        lines.append(f"input {i['name']}: ({', '.join(map(str, i['shape']))})")
+        codes = " integer codes" if i.get("dtype") == "int" else ""
+        lines.append(f"input {i['name']}: ({', '.join(map(str, i['shape']))}){codes}")
     width = max([len(layer["name"]) for layer in info["layers"]] + [5])
     lines.append(f"{'layer'.ljust(width)}  {'output shape':<18}  {'params':>8}  op")
     for layer in info["layers"]:

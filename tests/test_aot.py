@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import edgernn
-from edgernn import cli
+from edgernn import cli, ir
 from edgernn.kernels import aot
 from edgernn.kernels.chain import jit_chain_step
-from test_stream import assert_steps_allocate_nothing, chain, chain_models, conv_chain, inputs
+from test_stream import assert_steps_allocate_nothing, chain, chain_models, conv_chain, dense, inputs, recurrent
 
 F32 = np.float32
 
@@ -105,6 +105,57 @@ def test_a_convolutional_chain_on_the_ahead_of_time_step_equals_the_jitted_kerne
     np.testing.assert_allclose(steps[:, -1], model.predict(x)[:, -1] if global_pool is None else model.predict(x),
                                rtol=1e-5, atol=1e-6)
     assert_steps_allocate_nothing(s, np.ascontiguousarray(x[:, 0]), np.empty((3, 3), F32))
+
+
+def row_chain(seed):
+    """Embedding (mask_zero) -> Standardize -> LayerNorm of each kind -> LSTM reading the codes' mask
+    -> Dense, from the IR: every per-row stage of kernels/rowwise.py in one chain."""
+    rng = np.random.default_rng(seed)
+    dim, vocab = 6, 7
+    ops = [ir.Embedding("emb", ir.as_weight(rng.normal(0, 1, (vocab, dim))), mask_zero=True),
+           ir.Standardize("std", ir.as_weight(rng.normal(0, 1, dim)), ir.as_weight(rng.uniform(0.5, 2, dim))),
+           ir.LayerNorm("ln", "layer", 1e-3, ir.as_weight(rng.normal(1, 0.2, dim)), ir.as_weight(rng.normal(0, 0.2, dim))),
+           ir.LayerNorm("rms", "rms", 1e-5, ir.as_weight(rng.normal(1, 0.2, dim))),
+           ir.LayerNorm("plain", "rms_scaling", 1e-4),
+           recurrent(rng, "lstm", "lstm", 5, dim, return_sequences=True), dense(rng, "head", 5, 3)]
+    nodes, current = [ir.Node(ops[0], ("codes",), ("emb", "emb:mask"))], "emb"
+    for op in ops[1:]:
+        nodes.append(ir.Node(op, (current,), (op.name,), mask="emb:mask" if op.name == "lstm" else None))
+        current = op.name
+    return edgernn.Model(ir.ModelSpec((ir.Input("codes", 8, rank=2, dtype="int"),), tuple(nodes), (current,)))
+
+
+def test_the_per_row_stages_on_the_ahead_of_time_step(aot_step):
+    """Embedding, Standardize and the LayerNorm kinds are in the same kernel, bit for bit; a bad code
+    in any stream is refused (2) before anything is written, by both."""
+    model = row_chain(6)
+    program = model._chain_program()
+    memories = [program.new_memory(3), program.new_memory(3)]
+    ys = [np.zeros((3, 3), F32) for _ in range(2)]
+    codes = np.random.default_rng(6).integers(0, 7, (3, 30)).astype(F32)
+    codes[0, 4:9] = 0
+    for t in range(codes.shape[1]):
+        xt = np.ascontiguousarray(codes[:, t:t + 1])
+        assert aot_step(program.packed, xt, ys[0], memories[0]) == jit_chain_step()(program.packed, xt, ys[1],
+                                                                                     memories[1]) == 0
+        np.testing.assert_array_equal(ys[0], ys[1])
+        np.testing.assert_array_equal(memories[0], memories[1])
+    before = memories[0].copy()
+    for bad in (7.0, -1.0, 0.5, np.nan):
+        xt = np.zeros((3, 1), F32)
+        xt[2, 0] = bad
+        assert aot_step(program.packed, xt, ys[0], memories[0]) == jit_chain_step()(program.packed, xt, ys[1],
+                                                                                     memories[1]) == 2
+        np.testing.assert_array_equal(memories[0], before)
+    s = model.stream(3)
+    s._use_kernel(aot_step)
+    steps = np.stack([s.step(np.ascontiguousarray(codes[:, t:t + 1])) for t in range(30)], axis=1)
+    np.testing.assert_allclose(steps, model.predict(codes), rtol=1e-5, atol=1e-5)
+    state = s.get_state()
+    with pytest.raises(edgernn.InvalidInput, match="'emb' \\(Embedding\\)"):  # the C step's fallback reports it
+        s.step(np.array([[1.0], [2.0], [7.0]], F32))
+    assert all(np.array_equal(value, s.get_state()[name]) for name, value in state.items())
+    assert_steps_allocate_nothing(s, np.ascontiguousarray(codes[:, :1]), np.empty((3, 3), F32))
 
 
 def test_it_refuses_what_the_dispatcher_refuses(aot_step):

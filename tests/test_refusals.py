@@ -97,11 +97,11 @@ def test_pytorch_refusal_points_to_the_docs(tmp_path):
         def __init__(self):
             super().__init__()
             self.rnn = nn.LSTM(3, 5, batch_first=True)
-            self.norm = nn.LayerNorm(5)
+            self.norm = nn.GroupNorm(1, 5)  # (LayerNorm converts)
 
     error = refusal(Net(), head="every")
     assert_points_to(error, "pytorch.md")
-    assert len(error.problems) == 1 and "'norm' (LayerNorm)" in error.problems[0]
+    assert len(error.problems) == 1 and "'norm' (GroupNorm)" in error.problems[0]
     torch.save(Net().state_dict(), tmp_path / "m.pt")
     assert_points_to(refusal(tmp_path / "m.pt", head="every"), "pytorch.md")
 

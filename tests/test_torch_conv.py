@@ -563,3 +563,59 @@ def test_flatten_before_no_linear_is_refused():
             return torch.flatten(self.conv(x), 1)
 
     refused(Net(), "flatten", "Linear")
+
+
+# --- nn.LayerNorm ----------------------------------------------------------------------------------
+
+
+class NormedLstm(nn.Module):
+    """LayerNorm(C) -> LSTM(batch_first, sequences) -> LayerNorm(8, options) -> Linear: a stream's chain."""
+
+    def __init__(self, **options):
+        super().__init__()
+        self.inorm = nn.LayerNorm(C)
+        self.lstm = nn.LSTM(C, 8, batch_first=True)
+        self.norm = nn.LayerNorm(8, **options)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        out, _ = self.lstm(self.inorm(x))
+        return self.fc(self.norm(out))
+
+
+@pytest.mark.parametrize("options", [{}, dict(eps=1e-3), dict(elementwise_affine=False)], ids=str)
+def test_layer_norm_from_fx_script_and_trace_streams(options, tmp_path):
+    module = scaled(NormedLstm(**options))
+    x = data() * 3.0 + 2.0
+    want = run(module, torch.from_numpy(x))
+    for source in three_ways(module, torch.from_numpy(x), tmp_path):
+        model = check(source, x, want)
+        assert ops(model) == ["LayerNorm", "Recurrent", "LayerNorm", "Dense"]
+        norm = model.spec.nodes[2].op
+        assert norm.kind == "layer" and norm.epsilon == pytest.approx(options.get("eps", 1e-5))
+        assert (norm.gamma is None) == (options.get("elementwise_affine") is False)
+        s = model.stream(3)
+        steps = np.stack([s.step(x[:, t]) for t in range(T)], axis=1)
+        np.testing.assert_allclose(steps, want, **TOL)  # per timestep: every prefix's last row
+
+
+class NormOverTime(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(C, 4, 3)
+        self.norm = nn.LayerNorm(T - 2)
+        self.lstm = nn.LSTM(4, 5, batch_first=True)
+
+    def forward(self, x):
+        out, _ = self.lstm(self.norm(self.conv(x)).permute(0, 2, 1))
+        return out[:, -1]
+
+
+@pytest.mark.parametrize("module, text", [
+    (NormOverTime(), "acts on the last axis of a tensor laid out (N, C, T)"),
+    (nn.Sequential(nn.LayerNorm((T, C)), nn.LSTM(C, 4, batch_first=True)), "normalizes more than the last axis"),
+], ids=["over-time", "two-axes"])
+def test_layer_norm_refused_beyond_the_features(module, text):
+    with pytest.raises(UnsupportedModel) as info:
+        edgernn.convert(scaled(module))
+    assert text in str(info.value) + " ".join(info.value.problems)

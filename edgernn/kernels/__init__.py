@@ -17,8 +17,8 @@ bindings, and NumPy's own BLAS call is just as fast from here.
 This module is also the float32 backend of :func:`edgernn.graph.execute` (``dtype``,
 ``recurrent_sequence``, ``dense``, ``activate``, ``conv1d``, ``pool1d``, ``affine``, ``layer_norm``,
 ``standardize``), mirroring :mod:`edgernn.reference`; the last five are plain NumPy float32 over
-whole sequences (a stream steps the first three through :mod:`edgernn.kernels.window`; the last
-two run in predict only for now).
+whole sequences (a stream steps the first three through :mod:`edgernn.kernels.window`, the last
+two, and an Embedding, through :mod:`edgernn.kernels.rowwise`).
 Kernels are time-major: sequences are ``(T, B, features)`` so each timestep is contiguous.
 
 Only NumPy is imported here. Everything that needs Numba -- :class:`RecurrentKernel`, the
@@ -41,8 +41,8 @@ import numpy as np
 from .conv import conv1d
 from .normalization import layer_norm, standardize
 from .pooling import affine, pool1d
-from .program import (AVG_POOL, CONV, COUNT_LIMIT, GLOBAL_AVG, GLOBAL_MAX, MAX_POOL, ChainProgram, dense_kernel_args,
-                      is_standard, split_recurrent, window_geometry, window_kind)
+from .program import (AVG_POOL, CONV, COUNT_LIMIT, GLOBAL_AVG, GLOBAL_MAX, MAX_POOL, NORM_IDS, ChainProgram,
+                      dense_kernel_args, is_standard, split_recurrent, window_geometry, window_kind)
 
 dtype = np.float32
 
@@ -87,6 +87,10 @@ def __getattr__(name):
         from . import window  # lazy: Numba
 
         return getattr(window, name)
+    if name in ("layer_norm_rows", "standardize_rows", "embed_rows"):
+        from . import rowwise  # lazy: Numba
+
+        return getattr(rowwise, name)
     if name in _NUMBA_NAMES:
         from . import recurrent  # lazy: Numba (see _NUMBA_NAMES)
 
@@ -99,5 +103,7 @@ def __getattr__(name):
 
 __all__ = ["RecurrentKernel", "ChainProgram", "affine", "conv1d", "layer_norm", "pool1d", "standardize", "bias_activation", "compiled_chain_step", "masking_forward",
            "activation_forward", "recurrent_sequence", "dense", "activate", "dense_kernel_args", "dtype",
-           "is_standard", "split_recurrent", "window_geometry", "window_kind", "window_batch", "conv_gather", "conv_gather_block", "window_block", "CONV", "MAX_POOL",
+           "is_standard", "split_recurrent", "window_geometry", "window_kind", "window_batch", "conv_gather",
+           "conv_gather_block", "window_block", "layer_norm_rows", "standardize_rows", "embed_rows", "NORM_IDS", "CONV",
+           "MAX_POOL",
            "AVG_POOL", "GLOBAL_MAX", "GLOBAL_AVG", "COUNT_LIMIT"]

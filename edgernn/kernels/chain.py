@@ -45,11 +45,13 @@ from ._matvec import matvec_row
 from .activations import activate_row
 from .gru import gru_update
 from .lstm import lstm_update
-from .program import (ACT, ACTIVATION, AFFINE, B, C, CLIP, CNT, CONV, DENSE, DIL, FLAGS, GLOBAL_AVG, GLOBAL_MAX, GROUPS,
-                      GRU, H, IN, KSIZE, LSTM, M_BASE, M_EMIT, M_HIDDEN, M_IN, M_LAST, M_OUT, M_PARAMS, M_PING, M_PONG,
-                      M_SCRATCH, M_STAGES, M_WIDTH, M_Z, M_ZERO, MASK_VALUE, MASKING, NCOLS, NEED, OP, OUT, PEEP, PREV,
-                      PROJ, PROJECTED, RACT, RB, RECURRENT_PANEL, RESET_AFTER, RING, STANDARD, STRIDE, U, UH, UNITS,
-                      USES_MASK, W, ZERO_OUTPUT)
+from .program import (ACT, ACTIVATION, AFFINE, B, C, CLIP, CNT, CONV, DENSE, DIL, EMBED, EPSILON, FLAGS, GLOBAL_AVG,
+                      GLOBAL_MAX, GROUPS, GRU, H, HAS_BETA, HAS_GAMMA, IN, KSIZE, LAYER_NORM, LSTM, M_BASE, M_EMIT,
+                      M_HIDDEN, M_IN, M_LAST, M_OUT, M_PARAMS, M_PING, M_PONG, M_SCRATCH, M_STAGES, M_WIDTH, M_Z, M_ZERO,
+                      MASK_VALUE, MASK_ZERO, MASKING, NCOLS, NEED, NORM, OP, OUT, PEEP, PREV, PROJ, PROJECTED, RACT, RB,
+                      RECURRENT_PANEL, RESET_AFTER, RING, STANDARD, STANDARDIZE, STRIDE, U, UH, UNITS, USES_MASK, VOCAB,
+                      W, ZERO_OUTPUT)
+from .rowwise import embed_row, layer_norm_row, standardize_row, valid_code
 from .simple_rnn import simple_update
 from .window import window_row
 
@@ -62,8 +64,10 @@ CHAIN_STEP_SIGNATURE = types.int64(_F32_1D, _F32_2D, _F32_2D, _F32_1D)
 def _chain_step(model, x, y, memory):
     """One timestep of every stream: ``x`` (B, F) -> ``y`` (B, O); the state in ``memory`` updated.
 
-    Returns 0, or 1 without touching anything when a shape does not fit (the caller then
-    reports the problem): the check costs a few comparisons, so it stays in the hot path.
+    Returns 0, or 1 without touching anything when a shape does not fit, 2 when a model that
+    starts with an Embedding gets a code that is not a whole number in ``[0, vocab)`` in any
+    stream (the caller then reports the problem): the checks cost a few comparisons, so they stay
+    in the hot path.
 
     A windowed stage (Conv1D, pooling) that does not emit for this input ends the stream's step
     there: the stages after it do not run, ``y[s]`` is the model's last output again, and the
@@ -83,6 +87,10 @@ def _chain_step(model, x, y, memory):
     scratch = memory[state_size:]
     params = weights[meta[M_PARAMS] : meta[M_PARAMS] + 2 * stages].reshape((stages, 2))
     program = program[1:]
+    if stages and program[0, OP] == EMBED:  # every stream's code, before any state changes
+        for s in range(batch):
+            if not valid_code(x[s, 0], program[0, VOCAB]):
+                return 2
     width = meta[M_WIDTH]
     buffers = (scratch[meta[M_PING] : meta[M_PING] + width], scratch[meta[M_PONG] : meta[M_PONG] + width])
     z_all = scratch[meta[M_Z] : meta[M_HIDDEN]]
@@ -124,6 +132,29 @@ def _chain_step(model, x, y, memory):
                 which = 1 - which
                 for j in range(n_out):
                     target[j] = current[j] * weights[program[k, W] + j] + weights[program[k, B] + j]
+                current = target
+            elif op == LAYER_NORM:
+                target = buffers[which][:n_out]
+                which = 1 - which
+                flags = program[k, FLAGS]
+                gamma = weights[program[k, W] : program[k, W] + (n_in if flags & HAS_GAMMA else 0)]
+                beta = weights[program[k, B] : program[k, B] + (n_in if flags & HAS_BETA else 0)]
+                layer_norm_row(program[k, NORM], target, current, gamma, beta, params[k, EPSILON])
+                current = target
+            elif op == STANDARDIZE:
+                target = buffers[which][:n_out]
+                which = 1 - which
+                standardize_row(target, current, weights[program[k, W] : program[k, W] + n_in],
+                                weights[program[k, B] : program[k, B] + n_in])
+                current = target
+            elif op == EMBED:
+                target = buffers[which][:n_out]
+                which = 1 - which
+                table = weights[program[k, W] : program[k, W] + program[k, VOCAB] * n_out].reshape(
+                    (program[k, VOCAB], n_out))
+                embed_row(target, table, current[0])
+                if program[k, FLAGS] & MASK_ZERO:
+                    keep = current[0] != np.float32(0.0)
                 current = target
             elif op == MASKING:
                 target = buffers[which][:n_in]

@@ -9,23 +9,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import ACTIVATION_IDS, Activation, Affine, Conv1D, Dense, Flatten, Masking, Pooling1D, Recurrent
+from ..ir import (ACTIVATION_IDS, Activation, Affine, Conv1D, Dense, Embedding, Flatten, LayerNorm, Masking, Pooling1D,
+                  Recurrent, Standardize)
 
-# Op kinds. CONV .. GLOBAL_AVG are the windowed stages of edgernn.kernels.window (same ids there).
-LSTM, GRU, SIMPLE, DENSE, ACTIVATION, MASKING, CONV, MAX_POOL, AVG_POOL, GLOBAL_MAX, GLOBAL_AVG, AFFINE = range(12)
+# Op kinds. CONV .. GLOBAL_AVG are the windowed stages of edgernn.kernels.window (same ids there);
+# LAYER_NORM, STANDARDIZE, EMBED the per-row stages of edgernn.kernels.rowwise.
+(LSTM, GRU, SIMPLE, DENSE, ACTIVATION, MASKING, CONV, MAX_POOL, AVG_POOL, GLOBAL_MAX, GLOBAL_AVG, AFFINE, LAYER_NORM,
+ STANDARDIZE, EMBED) = range(15)
 WINDOWED = (CONV, MAX_POOL, AVG_POOL, GLOBAL_MAX, GLOBAL_AVG)
 COUNT_LIMIT = 16777216.0  # 2**24: a global pooling's count saturates there (float32 counts exactly up to it)
 _CELL_KIND = {"lstm": LSTM, "gru": GRU, "simple": SIMPLE}
 # Program columns. A windowed stage: W, B its kernel (k, C/G, F) and bias; KSIZE, DIL, GROUPS the
 # kernel's (pool_size, 1, 1 for pooling); NEED, STRIDE when it emits; RING, CNT the columns of its
-# state blocks (window.py's ``ring`` and ``counters``). Affine: W scale, B offset.
+# state blocks (window.py's ``ring`` and ``counters``). Affine: W scale, B offset. LayerNorm: W gamma, B beta
+# (present per the flags), NORM its kind, the param EPSILON. Standardize: W mean, B std. Embedding:
+# W the table (vocab, dim), VOCAB its rows, IN 1 (the code, a whole number held in a float).
 (OP, IN, OUT, UNITS, W, U, B, RB, PEEP, PROJ, UH, ACT, RACT, FLAGS, H, C, PREV, KSIZE, DIL, GROUPS, NEED, STRIDE, RING,
  CNT) = range(24)
 NCOLS = 24
+NORM = VOCAB = UNITS  # the column a LayerNorm's kind, an Embedding's vocab are in (they have no units)
 # Flags.
-RESET_AFTER, ZERO_OUTPUT, USES_MASK, STANDARD, PROJECTED = 1, 2, 4, 8, 16
+RESET_AFTER, ZERO_OUTPUT, USES_MASK, STANDARD, PROJECTED, HAS_GAMMA, HAS_BETA, MASK_ZERO = 1, 2, 4, 8, 16, 32, 64, 128
+# LayerNorm kinds (ir.NORM_KINDS, in the NORM column).
+NORM_LAYER, NORM_RMS_SCALING, NORM_RMS = range(3)
+NORM_IDS = {"layer": NORM_LAYER, "rms_scaling": NORM_RMS_SCALING, "rms": NORM_RMS}
 # Param columns.
 CLIP, MASK_VALUE = 0, 1
+EPSILON = CLIP  # a LayerNorm's
 # Entries of program row 0. M_EMIT: the column of the (B, 1) block saying whether the last step emitted.
 # M_ZERO: the offset (in the weights) of zeros as long as the widest padded recurrent product.
 M_STAGES, M_IN, M_OUT, M_PING, M_PONG, M_Z, M_HIDDEN, M_LAST, M_WIDTH, M_PARAMS, M_SCRATCH, M_BASE, M_EMIT, M_ZERO = range(14)
@@ -213,6 +223,20 @@ class ChainProgram:
             elif isinstance(op, Affine):
                 row[OP], row[OUT] = AFFINE, width
                 row[W], row[B] = place(op.scale), place(op.offset)
+            elif isinstance(op, LayerNorm):
+                row[OP], row[OUT], row[NORM] = LAYER_NORM, width, NORM_IDS[op.kind]
+                row[W] = place(_or_zeros(op.gamma, 0))
+                row[B] = place(_or_zeros(op.beta, 0))
+                row[FLAGS] = (HAS_GAMMA if op.gamma is not None else 0) | (HAS_BETA if op.beta is not None else 0)
+                param[EPSILON] = op.epsilon
+            elif isinstance(op, Standardize):
+                row[OP], row[OUT] = STANDARDIZE, width
+                row[W], row[B] = place(op.mean), place(op.std)
+            elif isinstance(op, Embedding):  # first, on the codes (streamable_problem): width is 1
+                row[OP], row[OUT], row[VOCAB] = EMBED, op.output_size, op.vocab
+                row[W] = place(op.embeddings)
+                row[FLAGS] = MASK_ZERO if op.mask_zero else 0
+                width = op.output_size
             elif isinstance(op, (Conv1D, Pooling1D)):
                 row[KSIZE], row[DIL], row[GROUPS], row[STRIDE], row[NEED] = window_geometry(op)
                 row[OP], row[OUT], row[ACT] = window_kind(op), width, ACTIVATION_IDS["linear"]

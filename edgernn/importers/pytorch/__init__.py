@@ -22,7 +22,8 @@ How a module maps (the rules are the same for a live module, a TorchScript file 
   shows it simply (``calls``), else in registration order (the ``order`` option orders the top-level
   modules), each applied to the previous one's output:
   recurrent modules, ``nn.Linear`` (-> ``ir.Dense``, an activation module right after it fused
-  into the Dense), activation modules (-> ``ir.Activation``), ``nn.Dropout``/``nn.Identity``
+  into the Dense), ``nn.LayerNorm`` over the last axis (-> ``ir.LayerNorm``), activation modules
+  (-> ``ir.Activation``), ``nn.Dropout``/``nn.Identity``
   (skipped: the identity at inference). The module's ``forward`` is not visible, so how the last
   recurrent module's output reaches the head is an explicit option:
 

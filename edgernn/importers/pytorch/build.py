@@ -21,7 +21,7 @@ from ... import ir
 from ...errors import UnsupportedModel
 from .._lengths import fixed_length
 from .._refusals import end_refusal
-from .chain import _RNN, _Act, _Chain, _Linear, _orders_that_chain, _units
+from .chain import _RNN, _Act, _Chain, _LayerNorm, _Linear, _orders_that_chain, _units
 from .conv import _Conv, _Flatten, _Norm, _Pool, channel_major_columns, conv_op, norm_op, pool_op
 
 
@@ -172,6 +172,16 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
             out = f"{op.name}:0"
             nodes.append(ir.Node(op, (tensor,), (out,)))
             tensor, features = out, layer.output_size
+        elif isinstance(layer, _LayerNorm):
+            if features is not None and features != layer.input_size:
+                problems.append(f"{where} (LayerNorm) normalizes {layer.input_size} features but gets {features}")
+            if reorder is not None:  # its weight and bias would follow PyTorch's channel-major columns
+                problems.append(f"{where} (LayerNorm) right after flattening an (N, C, T) tensor is not supported")
+            op = ir.LayerNorm(layer.path or "layer_norm", "layer", layer.eps,
+                              *(None if a is None else ir.as_weight(a) for a in (layer.weight, layer.bias)))
+            out = f"{op.name}:0"
+            nodes.append(ir.Node(op, (tensor,), (out,)))
+            tensor, features = out, layer.input_size
         elif isinstance(layer, _Act):
             if layer.dim is not None and layer.dim not in (-1, rank - 1):
                 problems.append(f"{where}: {layer.activation} over dim={layer.dim} of a rank-{rank} tensor is not "
@@ -192,7 +202,7 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
             if made is None:
                 raise end_refusal(UnsupportedModel(f"{label}: cannot convert", refusals), "docs/pytorch.md")
             tensor, rank, features, reorder = made
-    first = next(layer for layer in layers if isinstance(layer, (_RNN, _Linear, _Conv, _Norm)))
+    first = next(layer for layer in layers if isinstance(layer, (_RNN, _Linear, _LayerNorm, _Conv, _Norm)))
     if problems:
         error = UnsupportedModel(f"{label}: the modules do not chain{_TAKEN[chain.order]}", problems)
         raise end_refusal(error, "docs/pytorch.md", _order_rule(chain))

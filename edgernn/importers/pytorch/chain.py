@@ -2,7 +2,7 @@
 
 A live module, a TorchScript module (``modules``) and a state dict (``state_dict``) each become a
 ``_Chain`` of ``_RNN`` (a whole ``nn.LSTM``/``nn.GRU``/``nn.RNN``, its parameters as PyTorch names
-and stores them), ``_Linear`` and ``_Act`` records; ``build`` turns a chain into the IR and ``run``
+and stores them), ``_Linear``, ``_LayerNorm`` and ``_Act`` records; ``build`` turns a chain into the IR and ``run``
 runs it with PyTorch's own modules.
 """
 
@@ -48,6 +48,23 @@ class _Linear:
     @property
     def output_size(self):
         return int(self.weight.shape[0])
+
+
+@dataclass
+class _LayerNorm:
+    """``nn.LayerNorm`` over the last axis (``normalized_shape`` one int, F):
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias`` per row, as the IR's LayerNorm ``layer``;
+    ``weight``, ``bias`` (F,) or None (``elementwise_affine=False``, ``bias=False``)."""
+
+    path: str
+    input_size: int
+    eps: float
+    weight: Optional[np.ndarray]
+    bias: Optional[np.ndarray]
+
+    @property
+    def output_size(self) -> int:
+        return self.input_size
 
 
 @dataclass

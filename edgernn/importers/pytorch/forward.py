@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from .activations import _PLAIN_ACTIVATIONS, _SKIP_CLASSES as _SKIP
-from .chain import _RNN, _Act, _Linear
+from .chain import _RNN, _Act, _LayerNorm, _Linear
 from .conv import _Conv, _Flatten, _Norm, _Pool, _Unread
 
 _INT64_MAX = 9223372036854775807
@@ -164,8 +164,8 @@ class _Reader:
             out = self._add(layer, wanted, rnn=layer, kind="out")
             h = replace(out, layout="HN", kind="h")
             return (out, (h, replace(h, kind="c")) if layer.mode == "LSTM" else h)
-        if isinstance(layer, _Linear):
-            # A Linear acts on the last axis: in (N, C, T) that is the time.
+        if isinstance(layer, (_Linear, _LayerNorm)):
+            # A Linear (a LayerNorm) acts on the last axis: in (N, C, T) that is the time.
             if x.layout in ("NCT", "NC1"):
                 raise GraphRefusal(f"{where} acts on the last axis of a tensor laid out {_LAYOUT[x.layout]}, which "
                                    "is not the features; permute first")

@@ -20,8 +20,8 @@ from .._refusals import points_to
 from .activations import _ACTIVATION_CLASSES, _SKIP_CLASSES, _activation_of
 from .build import _build
 from .calls import call_order
-from .chain import _RNN, _Act, _Chain, _Linear, _in_order, _units
-from .conv import FRONT_END_CLASSES, _Conv, _Pool, front_end_layer
+from .chain import _RNN, _Act, _Chain, _LayerNorm, _Linear, _in_order, _units
+from .conv import FRONT_END_CLASSES, _Conv, _Pool, _code_args, _literal, front_end_layer
 from .forward import GraphRefusal, read_forward
 from .options import _check_options, _flag, _head_option
 from .state_dict import _rnn_from_params
@@ -123,6 +123,27 @@ def _activation_attrs(module, cls: str) -> dict:
     return attrs
 
 
+def _layer_norm_from_module(module, path: str, where: str, problems: list[str]) -> Optional[_LayerNorm]:
+    """``nn.LayerNorm`` over the last axis only; a traced module keeps no attributes, so its shape
+    and ``eps`` are read from its one call, ``torch.layer_norm(input, [F], weight, bias[, eps])``."""
+    shape, eps = _attr(module, "normalized_shape"), _attr(module, "eps")
+    if shape is None:
+        args = _code_args(module, "layer_norm")
+        if not args or len(args) < 2:
+            problems.append(f"{where}: its options could not be read (a traced module whose code has no "
+                            "recognisable call)")
+            return None
+        shape, eps = _literal(args[1]), _literal(args[4]) if len(args) > 4 else 1e-5
+    shape = tuple(shape) if isinstance(shape, (list, tuple)) else (shape,)
+    if len(shape) != 1 or not isinstance(shape[0], int):
+        problems.append(f"{where}: normalized_shape={shape} normalizes more than the last axis; only one int "
+                        "(the features) is supported")
+        return None
+    weight, bias = _attr(module, "weight"), _attr(module, "bias")
+    return _LayerNorm(path, shape[0], float(eps), None if weight is None else _numpy(weight),
+                      None if bias is None else _numpy(bias))
+
+
 def _walk(module, path: str, options: dict, layers: list, problems: list[str], label: str) -> None:
     """Append the layers of ``module`` (at ``path``) in registration order."""
     cls = _class_name(module)
@@ -136,6 +157,11 @@ def _walk(module, path: str, options: dict, layers: list, problems: list[str], l
         weight = _attr(module, "weight")
         bias = _attr(module, "bias")
         layers.append(_Linear(path, _numpy(weight), None if bias is None else _numpy(bias)))
+        return
+    if cls == "LayerNorm":
+        layer = _layer_norm_from_module(module, path, where, problems)
+        if layer is not None:
+            layers.append(layer)
         return
     if cls in _SKIP_CLASSES:
         return
@@ -158,7 +184,7 @@ def _walk(module, path: str, options: dict, layers: list, problems: list[str], l
         if cls in _CONTAINER_CLASSES and not own:
             return
         problems.append(f"{where} is not supported (supported: LSTM, GRU, RNN, Linear, Conv1d, MaxPool1d, "
-                        "AvgPool1d, AdaptiveAvgPool1d(1), AdaptiveMaxPool1d(1), BatchNorm1d, Flatten, activations, "
+                        "AvgPool1d, AdaptiveAvgPool1d(1), AdaptiveMaxPool1d(1), BatchNorm1d, LayerNorm, Flatten, activations, "
                         "Dropout, Identity, and modules composed of them)")
         return
     if own:
@@ -216,7 +242,7 @@ def _chain_from_module(module, options: dict, label: str, source: dict, head: Op
     if problems:
         raise UnsupportedModel(f"{label}: cannot convert", problems)
     bare = _class_name(module) in _RNN_CLASSES
-    front_end = [layer for layer in layers if not isinstance(layer, (_RNN, _Linear, _Act))]
+    front_end = [layer for layer in layers if not isinstance(layer, (_RNN, _Linear, _LayerNorm, _Act))]
     if not bare and options.get("order") is None:
         sized = next((layer for layer in layers if hasattr(layer, "input_size")), None)
         try:
