@@ -84,7 +84,7 @@ def gil_table(results, models) -> str:
                 one, two, ratio, cpu = results[m.key][kind]
                 row.append(f"{ratio:.2f}x ({one * 1e6:.2f} → {two * 1e6:.2f} µs, {cpu:.2f} cores)")
         rows.append(row)
-    return "\n".join(["### 5. GIL: throughput of two threads over one thread (target >= 1.7)", "",
+    return "\n".join(["### 5. GIL: throughput of two threads over one thread (information; the 1.7x target is retired)", "",
                       "Cell: throughput ratio (one thread's µs per step → two threads' aggregate µs per step, CPU cores the "
                       "process used during the two-thread run). The control releases the GIL by construction: it shows "
                       "what two threads can reach on this machine at the time.", "",
@@ -176,12 +176,10 @@ def targets(tables, cold, gil, models) -> str:
                 one, two, ratio, cpu = gil[m.key]["edgernn s.step(x, out=y)"]
                 control = [v for k, v in gil[m.key].items() if k.startswith("control")]
                 seen = f"{ratio:.2f}x" + (f" (control {control[0][2]:.2f}x)" if control else "")
-                if ratio < 1.7 and control and control[0][2] < 1.7:
-                    # the GIL-free control did not scale either: the machine had no second core to give
-                    outcome = "not measurable here (the control did not scale)"
-                else:
-                    outcome = verdict(ratio >= 1.7)
-                rows.append([f"6. two threads / one thread, s.step, {m.label}", seen, ">= 1.7x", outcome])
+                # Information, not a target (issue 17 retired it): for a step of a few µs, two
+                # threads are bound by CPython's GIL hand-off, whatever the kernel does; N sensors
+                # are better stepped as one stream of batch N (docs/raspberry-pi.md).
+                rows.append([f"6. two threads / one thread, s.step, {m.label}", seen, "information", "retired target"])
     if not rows:
         return ""
     return "\n".join(["### Targets (issue 5)", "", markdown_table(["target", "measured", "wanted", ""], rows)])
