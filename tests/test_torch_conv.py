@@ -183,6 +183,17 @@ def test_causal_convolution_and_final_state(tmp_path):
         assert model.spec.nodes[0].op.padding == "causal"
 
 
+def test_causal_convolution_streams_as_pytorch_runs_each_prefix(tmp_path):
+    """The converted causal Conv1d keeps its past inputs as stream state: step t's output is the
+    module's on the first t + 1 samples."""
+    module = scaled(Causal(), seed=4)
+    x = data(steps=12)
+    model = edgernn.convert(module)
+    s = model.stream(3)
+    for t in range(12):
+        np.testing.assert_allclose(s.step(x[:, t]), run(module, ncl(x[:, : t + 1])), **TOL)
+
+
 # --- pooling, BatchNorm, Flatten --------------------------------------------------------------------
 
 
