@@ -179,6 +179,15 @@ def activate_row(kind, row):
             log_total = np.float32(math.log(total))
             for j in range(n):
                 row[j] = row[j] - log_total
+    elif kind == RELU:  # the common kinds get a loop of their own, which LLVM vectorises;
+        for j in range(n):  # through activate(), each element was an out-of-line call
+            row[j] = max(row[j], _ZERO)
+    elif kind == TANH:
+        for j in range(n):
+            row[j] = fast_tanh(row[j])
+    elif kind == SIGMOID:
+        for j in range(n):
+            row[j] = fast_sigmoid(row[j])
     elif kind != LINEAR:
         for j in range(n):
             row[j] = activate(kind, row[j])
