@@ -219,7 +219,7 @@ class _WindowStage:
     It emits a row only at the inputs where ``predict`` makes one; ``batch_step`` and ``block``
     take and update the mask of streams whose input is fresh (``active``)."""
 
-    def __init__(self, node: ir.Node, blocks: dict, state: np.ndarray, batch: int, features: int):
+    def __init__(self, node: ir.Node, blocks: dict, state: np.ndarray, batch: int, features: int, fused: bool):
         self.node = node
         op = node.op
         view = kernels.ChainProgram.view
@@ -241,12 +241,13 @@ class _WindowStage:
         self.counter_limits = ((kernels.COUNT_LIMIT,) if self.kind in (kernels.GLOBAL_MAX, kernels.GLOBAL_AVG)
                                else (need, strides - 1, max(rows - 1, 0)))
         self.step_y = np.zeros((batch, self.width), _F32)
-        if self.kind == kernels.CONV and groups == 1:  # many streams: the windows, then one product across them
-            self.columns = np.zeros((batch, op.kernel_size * features), _F32)
-            self.kernel_2d = np.ascontiguousarray(op.kernel.reshape(-1, op.output_size))
-        else:
-            self.columns = None
-        self._product = None  # the many-streams product on packed weights, made on first use
+        self.columns = self.product = self.kernel_2d = None
+        if self.kind == kernels.CONV and groups == 1:  # the windows, then one product across the streams
+            self.taps = op.kernel_size
+            self.kernel_2d = np.ascontiguousarray(op.kernel.reshape(-1, op.output_size))  # for run's BLAS product
+            if not fused:  # many streams: on weights packed once per layer, shared by its streams
+                self.columns = np.zeros((batch, op.kernel_size * features), _F32)
+                self.product = _conv_product(op, self.kernel_2d, self.bias)
 
     def _run(self, kernel, x, active, y):
         kernel(self.kind, x, active, y, self.states[0], self.states[1], self.kernel, self.bias, *self.args,
@@ -255,14 +256,14 @@ class _WindowStage:
     def block(self, x, active):
         """T steps: ``x`` (T, B, F), ``active`` (T, B) updated in place -> (T, B, width), rows that
         do not emit unset."""
-        if self.columns is not None:
+        if self.kernel_2d is not None:
             # An ungrouped Conv1D: the windows of the whole block, then one BLAS product. Its
             # row-at-a-time step (window_row) made (e) in tools/bench half again slower than ONNX Runtime.
             steps, batch = x.shape[:2]
-            columns = np.zeros((steps, batch, self.columns.shape[1]), _F32)
+            columns = np.zeros((steps, batch, self.kernel_2d.shape[0]), _F32)
             dilation, _, need, strides = self.args
-            kernels.conv_gather_block(x, active, columns, self.states[0], self.states[1], self.node.op.kernel_size,
-                                      dilation, need, strides)
+            kernels.conv_gather_block(x, active, columns, self.states[0], self.states[1], self.taps, dilation, need,
+                                      strides)
             y = np.matmul(columns.reshape(steps * batch, -1), self.kernel_2d).reshape(steps, batch, self.width)
             kernels.bias_activation(y.reshape(steps * batch, self.width), self.bias, self.activation)
             return y
@@ -277,24 +278,29 @@ class _WindowStage:
         in one product across the streams, on its weights packed once as the recurrent layers'
         are (:class:`~edgernn.kernels.recurrent.Product`; the rows of the others are computed and
         not used); the rest step stream by stream through :func:`~edgernn.kernels.window.window_row`."""
-        if self.columns is None:
+        if self.product is None:
             self._run(kernels.window_batch, x, active, self.step_y)
             return self.step_y
-        if self._product is None:
-            # Numba's modules: only a stream of many rows comes here.
-            from .kernels._gemm import PANEL, ROWS
-            from .kernels.recurrent import NO_OPERAND, Product
-
-            self._product = (Product.of(None, self.kernel_2d, self.bias), NO_OPERAND,
-                             aligned_zeros((ROWS, PANEL)))
         dilation, _, need, strides = self.args
-        kernels.conv_gather(x, active, self.columns, self.states[0], self.states[1], self.node.op.kernel_size,
-                            dilation, need, strides)
-        product, no_operand, tail = self._product
+        kernels.conv_gather(x, active, self.columns, self.states[0], self.states[1], self.taps, dilation, need,
+                            strides)
+        product, no_operand, tail = self.product
         product.apply(no_operand, self.columns, self.step_y, tail)
         if self.activation != _LINEAR:
             kernels.activation_forward(self.step_y, self.activation, self.step_y)
         return self.step_y
+
+
+def _conv_product(op: ir.Conv1D, kernel_2d: np.ndarray, bias: np.ndarray) -> tuple:
+    """A Conv1D's product across streams, ``bias + windows @ kernel_2d``, as the recurrent layers'
+    (:class:`~edgernn.kernels.recurrent.Product`): ``(product, no first operand, tail scratch)``,
+    its weights packed once per layer (:func:`~edgernn.kernels._matvec.prepared`)."""
+    from .kernels._gemm import PANEL, ROWS  # Numba: a fused stream never comes here
+    from .kernels._matvec import prepared
+    from .kernels.recurrent import NO_OPERAND, Product
+
+    product = prepared(op, "conv product", lambda: Product.of(None, kernel_2d, bias))
+    return product, NO_OPERAND, aligned_zeros((ROWS, PANEL))
 
 
 _NO_KEEP = np.zeros(0, np.bool_)  # the mask an Embedding without mask_zero does not write
@@ -419,7 +425,7 @@ class Stream:
             if isinstance(node.op, ir.Recurrent):
                 stage = _RecurrentStage(node, next(blocks), self._state, batch, self._fused)
             elif isinstance(node.op, (ir.Conv1D, ir.Pooling1D)):
-                stage = _WindowStage(node, next(windows), self._state, batch, features)
+                stage = _WindowStage(node, next(windows), self._state, batch, features, self._fused)
             else:
                 stage = _RowStage(node, batch, features)
                 if stage.masks:
@@ -433,6 +439,8 @@ class Stream:
         self._emitted = program.view(self._state, batch, program.emitted)  # (batch, 1): 1.0 if the last step emitted
         self._step_active = np.ones(batch, np.bool_)  # the streams a step's input reaches, stage after stage
         self._step_active_column = self._step_active[:, None]
+        if self._windows:  # which streams each stage's input reaches is tracked only where some may not
+            self._batch_step = self._batch_step_windowed
         self.emitted_run = np.zeros((batch, 0), np.bool_)
         self._step_x = np.zeros((batch, self.input_features), _F32)
         self._step_y = np.zeros((batch, self.output_features), _F32)
@@ -517,6 +525,20 @@ class Stream:
         return out
 
     def _batch_step(self, x):
+        """One step of many streams, stage by stage, through reusable buffers: every stream emits
+        (no Conv1D or pooling; a stream with one steps through :meth:`_batch_step_windowed`)."""
+        keeps = {}
+        for index, stage in enumerate(self._stages):
+            if isinstance(stage, _RecurrentStage):
+                x = stage.batch_step(x, keeps.get(stage.mask_source, self._all_kept))
+            else:
+                x, keep = stage.batch_step(x)
+                keeps[index] = keep
+        np.copyto(self._step_y, x)
+        np.copyto(self._last_output, x)
+        self._emitted.fill(1.0)
+
+    def _batch_step_windowed(self, x):
         """One step of many streams, stage by stage, through reusable buffers.
 
         ``active`` follows which streams the input reaches: a windowed stage that does not emit

@@ -79,18 +79,24 @@ def compiled_chain_step():
 _NUMBA_NAMES = ("RecurrentKernel", "recurrent_sequence", "dense", "activate", "bias_activation",
                 "activation_forward", "masking_forward")
 
+_WINDOW_NAMES = ("window_batch", "window_block", "conv_gather", "conv_gather_block")
+_ROW_NAMES = ("layer_norm_rows", "standardize_rows", "embed_rows")
+
 
 def __getattr__(name):
     if name == "chain_step":
         return compiled_chain_step()
-    if name in ("window_batch", "window_block", "conv_gather", "conv_gather_block"):
+    if name in _WINDOW_NAMES:
         from . import window  # lazy: Numba
 
-        return getattr(window, name)
-    if name in ("layer_norm_rows", "standardize_rows", "embed_rows"):
+        # Bound here, so that the next access (every step of many streams) is a plain attribute.
+        globals().update({n: getattr(window, n) for n in _WINDOW_NAMES})
+        return globals()[name]
+    if name in _ROW_NAMES:
         from . import rowwise  # lazy: Numba
 
-        return getattr(rowwise, name)
+        globals().update({n: getattr(rowwise, n) for n in _ROW_NAMES})
+        return globals()[name]
     if name in _NUMBA_NAMES:
         from . import recurrent  # lazy: Numba (see _NUMBA_NAMES)
 

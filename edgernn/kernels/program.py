@@ -12,11 +12,11 @@ import numpy as np
 from ..ir import (ACTIVATION_IDS, Activation, Affine, Conv1D, Dense, Embedding, Flatten, LayerNorm, Masking, Pooling1D,
                   Recurrent, Standardize)
 
-# Op kinds. CONV .. GLOBAL_AVG are the windowed stages of edgernn.kernels.window (same ids there);
+# Op kinds. CONV .. GLOBAL_AVG are the windowed stages of edgernn.kernels.window (same ids there;
+# consecutive, as chain.py tests ``CONV <= op <= GLOBAL_AVG``);
 # LAYER_NORM, STANDARDIZE, EMBED the per-row stages of edgernn.kernels.rowwise.
 (LSTM, GRU, SIMPLE, DENSE, ACTIVATION, MASKING, CONV, MAX_POOL, AVG_POOL, GLOBAL_MAX, GLOBAL_AVG, AFFINE, LAYER_NORM,
  STANDARDIZE, EMBED) = range(15)
-WINDOWED = (CONV, MAX_POOL, AVG_POOL, GLOBAL_MAX, GLOBAL_AVG)
 COUNT_LIMIT = 16777216.0  # 2**24: a global pooling's count saturates there (float32 counts exactly up to it)
 _CELL_KIND = {"lstm": LSTM, "gru": GRU, "simple": SIMPLE}
 # Program columns. A windowed stage: W, B its kernel (k, C/G, F) and bias; KSIZE, DIL, GROUPS the
