@@ -33,6 +33,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..ir import same_padding as _same_padding
 from ..reference.activations import FUNCTIONS as _ACTIVATION_FUNCTIONS
 from ._tflite_reader import Model, Operator, Subgraph, Tensor
 
@@ -55,8 +56,9 @@ _serial = itertools.count()
 class Atom:
     """A non-affine quantity of ``width`` features: ``kind`` is "input" (``param`` = the input
     position (b, t)), "act" (``param`` = activation name, ``args`` = (row,)), "mul" (``args`` =
-    (row, row), element-wise product), "softmax"/"log_softmax" (``args`` = (row,)) or "clip"
-    (``param`` = bound, ``args`` = (row,)). ``serial`` orders atoms by creation (args first)."""
+    (row, row), element-wise product), "softmax"/"log_softmax" (``args`` = (row,)), "clip"
+    (``param`` = bound, ``args`` = (row,)) or "layer" (``param`` = (:class:`Layer`, batch row,
+    output timestep), ``args`` = the rows it combines). ``serial`` orders atoms by creation (args first)."""
 
     __slots__ = ("kind", "args", "param", "width", "serial", "__weakref__")
 
@@ -83,6 +85,22 @@ class Lin:
 
     def __repr__(self):
         return f"Lin({list(self.terms)}, n={self.width})"
+
+
+class Layer:
+    """A layer kept whole: a convolution, a pooling (windowed or over all of time) or an element-wise
+    max/min of two tensors. Its outputs are "layer" atoms, one per (batch row, output timestep), so
+    that the importer sees where the layer starts and ends (an affine convolution would otherwise be
+    folded into the next layer's weights, and a convolution's taps are rows of different timesteps).
+
+    ``kind`` is "conv", "pool", "global_pool" or "merge"; ``attrs`` what the importer needs to build
+    the IR op (kernel ``(k, C / groups, F)`` in the IR's layout, padding, strides ...); ``input`` the
+    (batch, T, C) Sym it reads (without the explicit zero padding a PAD op added, recorded as
+    ``attrs["pad"]``); ``steps`` its output length; ``combine`` computes one output row from the
+    values of the atom's argument rows (list of (N, width) arrays -> (N, width))."""
+
+    def __init__(self, kind: str, input: Optional["Sym"], steps: Optional[int], combine, **attrs):
+        self.kind, self.input, self.steps, self.combine, self.attrs = kind, input, steps, combine, attrs
 
 
 def dense(matrix: Optional[np.ndarray], width: int) -> np.ndarray:
@@ -210,6 +228,8 @@ def evaluate(rows: list, inputs) -> list:
             values[id(atom)] = _numeric_activation(atom.param, row_value(atom.args[0]))
         elif atom.kind == "clip":
             values[id(atom)] = _numeric_activation("clip", row_value(atom.args[0]), atom.param)
+        elif atom.kind == "layer":
+            values[id(atom)] = atom.param[0].combine([row_value(a) for a in atom.args])
         else:
             values[id(atom)] = _numeric_activation(atom.kind, row_value(atom.args[0]))
     n = next((v.shape[0] for v in values.values()), 1)
@@ -291,6 +311,7 @@ class Executor:
         self.notes: list[str] = []
         self.loop_steps = 0
         self.variable_writers: dict[tuple[int, int], str] = {}  # variable tensors fused ops overwrite
+        self.layers: list[Layer] = []  # convolutions, poolings and merges, in the order they ran
         self._env: dict = {}
         self._depth = 0
 
@@ -443,6 +464,20 @@ class Executor:
             return self._fused_lstm(g, op, args)
         if name == "UNIDIRECTIONAL_SEQUENCE_RNN":
             return self._fused_rnn(g, op, args)
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D") and isinstance(args[0], Sym):
+            return [self._conv(op, args, depthwise=name == "DEPTHWISE_CONV_2D")]
+        if name in ("MAX_POOL_2D", "AVERAGE_POOL_2D") and isinstance(args[0], Sym):
+            return [self._pool(op, args[0], "max" if name == "MAX_POOL_2D" else "average")]
+        if name in ("MEAN", "REDUCE_MAX") and isinstance(args[0], Sym):
+            return [self._global_pool(args, "average" if name == "MEAN" else "max", bool(o(0, "B", 0)))]
+        if name in ("MAXIMUM", "MINIMUM") and isinstance(args[0], Sym) and isinstance(args[1], Sym):
+            return [self._merge(args[0], args[1], "maximum" if name == "MAXIMUM" else "minimum")]
+        if name == "PAD":
+            pads = _ints(args[1], "the paddings")
+            if pads.shape != (len(_shape(args[0])), 2) or np.any(pads < 0):
+                raise Unsupported(f"paddings of shape {list(pads.shape)}")
+            zero = np.zeros((), np.float64)
+            return [self._move(lambda x, z: np.pad(x, pads, constant_values=z), [args[0], zero])]
         # Everything else is folded on constants only.
         if any(isinstance(a, Sym) for a in args):
             raise Unsupported("not supported on values computed from the model input")
@@ -559,6 +594,164 @@ class Executor:
             rows[i] = y if act is None else _row_activation(act, y)
         shape = (flat.shape[:-1] + (units,)) if keep_dims else (flat.rows.size, units)
         return Sym(shape, rows.reshape(shape[:-1]))
+
+    # -- layers kept whole: convolution, pooling, merges -------------------------------------------
+    def _layer_rows(self, layer: Layer, args_of, batch: int, steps: int, width: int) -> np.ndarray:
+        """(batch, steps) rows of "layer" atoms; ``args_of(b, t)`` the rows output (b, t) combines."""
+        self.layers.append(layer)
+        rows = np.empty((batch, steps), object)
+        for b in range(batch):
+            for t in range(steps):
+                rows[b, t] = atom_row(Atom("layer", tuple(args_of(b, t)), (layer, b, t), width))
+        return rows
+
+    @staticmethod
+    def _time_rows(x: Sym, what: str) -> np.ndarray:
+        """The (batch, T) rows of a (batch, 1, T, C) tensor: what TensorFlow makes of a 1-D
+        convolution's or pooling's input (EXPAND_DIMS at axis 1)."""
+        if len(x.shape) != 4 or x.shape[1] != 1:
+            raise Unsupported(f"a {what} of a tensor of shape {list(x.shape)} (edgernn converts 1-D {what}s "
+                              "over time, (batch, 1, time, channels))")
+        return x.rows[:, 0, :]
+
+    def _conv(self, op: Operator, args: list, depthwise: bool) -> Sym:
+        """CONV_2D / DEPTHWISE_CONV_2D over (batch, 1, T, C), a Keras Conv1D / DepthwiseConv1D:
+
+            y[t] = act(b + sum_j x[t*s + j*d - left] @ W_j)
+
+        (rows outside the sequence are zeros). TFLite weights are ``(F, 1, k, C / groups)`` (a
+        grouped CONV_2D has fewer input channels than its input) or, depthwise, ``(1, 1, k, C * m)``
+        (output ``c * m + i`` reads channel c: groups = C). Zero rows a PAD op put at the ends of the
+        sequence are taken off and recorded (a causal Conv1D is a PAD of (k-1)*d zeros on the left
+        and a VALID convolution)."""
+        x, w = args[0], args[1]
+        b = args[2] if len(args) > 2 else None
+        if isinstance(w, Sym) or isinstance(b, Sym):
+            raise Unsupported("weights computed from the model input")
+        opt = op.options
+        o = (lambda f, fmt, d=0: d if opt is None else opt.scalar(f, fmt, d))
+        padding = "same" if o(0, "b", 0) == 0 else "valid"
+        stride_w, stride_h = o(1, "i", 1), o(2, "i", 1)
+        if depthwise:
+            act, dilation, dilation_h = _FUSED_name(o(4, "b", 0)), o(5, "i", 1), o(6, "i", 1)
+        else:
+            act, dilation, dilation_h = _FUSED_name(o(3, "b", 0)), o(4, "i", 1), o(5, "i", 1)
+        what = "depthwise convolution" if depthwise else "convolution"
+        rows = self._time_rows(x, what)
+        w = np.asarray(w, np.float64)
+        channels = x.shape[-1]
+        if w.ndim != 4 or w.shape[1] != 1 or stride_h != 1 or dilation_h != 1 or stride_w < 1 or dilation < 1:
+            raise Unsupported(f"a 2-D {what} (weights {list(w.shape)}, strides {stride_h}x{stride_w}); edgernn "
+                              "converts 1-D convolutions over time")
+        if depthwise:
+            if w.shape[0] != 1 or w.shape[3] % channels:
+                raise Unsupported(f"depthwise weights {list(w.shape)} for {channels} channels")
+            kernel, groups = w[0, 0][:, None, :], channels
+        else:
+            if channels % w.shape[3]:
+                raise Unsupported(f"weights {list(w.shape)} for {channels} input channels")
+            kernel, groups = w[:, 0].transpose(1, 2, 0), channels // w.shape[3]
+        size, per_group, filters = kernel.shape
+        bias = np.zeros(filters) if b is None else np.asarray(b, np.float64).reshape(filters)
+        # The kernel as one (C, F) matrix per tap: block-diagonal over the groups.
+        taps = np.zeros((size, channels, filters))
+        out_per_group = filters // groups
+        for g in range(groups):
+            cols = slice(g * out_per_group, (g + 1) * out_per_group)
+            taps[:, g * per_group:(g + 1) * per_group, cols] = kernel[:, :, cols]
+        # Zero rows at the ends (a PAD op's) are taken off the input the layer records.
+        zero = np.vectorize(lambda r: not r.terms and not np.any(r.bias), otypes=[bool])(rows).all(axis=0)
+        left = int(np.argmin(zero)) if not zero.all() else len(zero)
+        right = int(np.argmin(zero[::-1])) if not zero.all() else 0
+        if left + right >= rows.shape[1]:
+            raise Unsupported("a convolution of zeros")
+        span = (size - 1) * dilation + 1
+        total = rows.shape[1]
+        if padding == "same":
+            implicit = _same_padding(total, span, stride_w)
+            steps = -(-total // stride_w)
+        else:
+            implicit = (0, 0)
+            steps = (total - span) // stride_w + 1
+        if steps < 1:
+            raise Unsupported(f"a sequence of {total} timesteps shorter than the convolution's span {span}")
+        if padding == "valid" and right == 0 and left == span - 1 and left > 0:
+            ir_padding, pad = "causal", (0, 0)
+        else:
+            ir_padding, pad = padding, (left, right)
+        interior = rows[:, left:total - right]
+        layer = Layer("conv", Sym(interior.shape + (channels,), interior), steps,
+                      (lambda vs, f=act: vs[0] if f is None else _numeric_activation(f, vs[0])),
+                      kernel=kernel, bias=bias, strides=stride_w, padding=ir_padding, dilation_rate=dilation,
+                      groups=groups, activation=act or "linear", pad=pad, depthwise=depthwise)
+
+        def taps_of(bi, t):
+            pre = Lin({}, bias)
+            for j in range(size):
+                p = t * stride_w + j * dilation - implicit[0]
+                if 0 <= p < total and rows[bi, p].terms:
+                    pre = lin_add(pre, lin_matmul(rows[bi, p], taps[j]))
+            return [pre]
+
+        out = self._layer_rows(layer, taps_of, rows.shape[0], steps, filters)
+        return Sym((rows.shape[0], 1, steps, filters), out[:, None, :])
+
+    def _pool(self, op: Operator, x: Sym, kind: str) -> Sym:
+        """MAX_POOL_2D / AVERAGE_POOL_2D over (batch, 1, T, C), a Keras Max/AveragePooling1D: the max
+        or the mean of the rows in each window; SAME's pads are left out (the mean divides by the
+        rows in the window), as in TensorFlow and :class:`edgernn.ir.Pooling1D`."""
+        opt = op.options
+        o = (lambda f, fmt, d=0: d if opt is None else opt.scalar(f, fmt, d))
+        padding = "same" if o(0, "b", 0) == 0 else "valid"
+        stride_w, stride_h, size, size_h = o(1, "i", 1), o(2, "i", 1), o(3, "i", 1), o(4, "i", 1)
+        rows = self._time_rows(x, "pooling")
+        if stride_h != 1 or size_h != 1 or stride_w < 1 or size < 1:
+            raise Unsupported(f"a 2-D pooling ({size_h}x{size}, strides {stride_h}x{stride_w})")
+        if _FUSED_name(o(5, "b", 0)) is not None:
+            raise Unsupported("a fused activation on a pooling")
+        total = rows.shape[1]
+        if padding == "same":
+            left, steps = _same_padding(total, size, stride_w)[0], -(-total // stride_w)
+        else:
+            left, steps = 0, (total - size) // stride_w + 1
+        if steps < 1:
+            raise Unsupported(f"a sequence of {total} timesteps shorter than the pool size {size}")
+        reduce = np.max if kind == "max" else np.mean
+        layer = Layer("pool", Sym(rows.shape + (x.shape[-1],), rows), steps,
+                      lambda vs: reduce(np.stack(vs), axis=0), pool=kind, pool_size=size, strides=stride_w,
+                      padding=padding)
+
+        def window(bi, t):
+            start = t * stride_w - left
+            return [rows[bi, p] for p in range(max(start, 0), min(start + size, total))]
+
+        out = self._layer_rows(layer, window, rows.shape[0], steps, x.shape[-1])
+        return Sym((rows.shape[0], 1, steps, x.shape[-1]), out[:, None, :])
+
+    def _global_pool(self, args: list, kind: str, keep_dims: bool) -> Sym:
+        """MEAN / REDUCE_MAX over the time axis of a (batch, T, C) tensor: Keras's
+        GlobalAveragePooling1D / GlobalMaxPooling1D. Other reductions of computed values (a
+        LayerNormalization's mean over features) are refused."""
+        x = args[0]
+        axes = sorted({int(a) % len(x.shape) for a in _ints(args[1], "the axes").reshape(-1)})
+        if len(x.shape) != 3 or axes != [1]:
+            raise Unsupported(f"a reduction over axes {axes} of a tensor of shape {list(x.shape)} (edgernn "
+                              "converts the mean or max over time of a (batch, time, features) tensor)")
+        rows = x.rows
+        reduce = np.max if kind == "max" else np.mean
+        layer = Layer("global_pool", x, None, lambda vs: reduce(np.stack(vs), axis=0), pool=kind)
+        out = self._layer_rows(layer, lambda bi, _: list(rows[bi]), rows.shape[0], 1, x.shape[-1])
+        return Sym((rows.shape[0], 1, x.shape[-1]), out) if keep_dims else Sym((rows.shape[0], x.shape[-1]), out[:, 0])
+
+    def _merge(self, a: Sym, b: Sym, mode: str) -> Sym:
+        """MAXIMUM / MINIMUM of two computed tensors of one shape: Keras's Maximum / Minimum merges."""
+        if a.shape != b.shape:
+            raise Unsupported(f"tensors of shapes {list(a.shape)} and {list(b.shape)}")
+        fn = np.maximum if mode == "maximum" else np.minimum
+        layer = Layer("merge", None, None, lambda vs: fn(vs[0], vs[1]), mode=mode)
+        ra, rb = a.rows.reshape(a.rows.shape[0], -1), b.rows.reshape(b.rows.shape[0], -1)
+        out = self._layer_rows(layer, lambda bi, t: (ra[bi, t], rb[bi, t]), ra.shape[0], ra.shape[1], a.shape[-1])
+        return Sym(a.shape, out.reshape(a.rows.shape))
 
     # -- layout ops via position codes -----------------------------------------------------------
     def _move(self, fn, data: list):

@@ -69,7 +69,7 @@ _KNOWN_OPS = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN", "LESS", "LESS_EQUAL", "GREATER",
     "GREATER_EQUAL", "EQUAL", "NOT_EQUAL", "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT", "MAXIMUM", "MINIMUM",
     "FLOOR_DIV", "FLOOR_MOD", "CAST", "FILL", "ZEROS_LIKE", "RANGE", "REDUCE_MAX", "REDUCE_MIN", "SUM",
-    "REDUCE_PROD", "MEAN", "NEG",
+    "REDUCE_PROD", "MEAN", "NEG", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD",
 }
 _FLOAT_TYPES = {0, 1, 10}        # float32, float16, float64
 _QUANTIZED_TYPES = {3, 7, 9}     # uint8, int16, int8
@@ -277,16 +277,19 @@ class _Importer:
                                    [f"executing the graph failed ({type(exc).__name__})"]) from None
         if not isinstance(y, Sym):
             raise UnsupportedModel(f"{self.label}: the output does not depend on the input")
-        if len(y.shape) == 3 and y.shape[:2] == (batch, steps):
-            sequence = True
-            top = y.rows[0, steps - 1]
+        if len(y.shape) == 3 and y.shape[0] == batch and y.shape[1] >= 1:
+            sequence = True  # of the input's length, or another (strided or valid convolutions, pooling)
+            top = y.rows[0, -1]
         elif len(y.shape) == 2 and y.shape[0] == batch:
             sequence = False
             top = y.rows[0]
         else:
             raise UnsupportedModel(f"{self.label}: output shape {list(y.shape)} is neither (batch, timesteps, "
                                    "features) nor (batch, features)")
-        layers = _Recognizer(self.label, steps, rows[0, steps - 1]).peel(top)
+        lengths = {steps} | {layer.steps for layer in executor.layers if layer.steps}
+        recognizer = _Recognizer(self.label, lengths, rows[0, steps - 1])
+        recognizer.build(top, sequence)
+        layers = recognizer.layers
         spec = self._spec(layers, x_tensor, int(features), None if dynamic_steps else steps, sequence, source, executor)
         self._confirm(spec, x, y)
         return spec
@@ -317,35 +320,24 @@ class _Importer:
 
     def _spec(self, layers, x_tensor, features, timesteps, sequence, source, executor) -> ir.ModelSpec:
         name = x_tensor.name.removeprefix("serving_default_").split(":")[0] or "input"
-        nodes, current, used = [], name, {}
-        top_recurrent = max((k for k, layer in enumerate(layers) if layer["kind"] == "recurrent"), default=None)
-        if top_recurrent is None:
-            raise UnsupportedModel(f"{self.label}: no recurrent layer found in the graph")
-        for k, layer in enumerate(layers):
-            base = {"lstm": "lstm", "gru": "gru", "simple": "simple_rnn"}.get(layer.get("cell"), layer["kind"])
+        nodes, names, used = [], [], {}
+
+        def fresh(base: str) -> str:
             used[base] = used.get(base, -1) + 1
-            op_name = base if used[base] == 0 else f"{base}_{used[base]}"
+            return base if used[base] == 0 else f"{base}_{used[base]}"
+
+        for layer in layers:
+            inputs = tuple(name if i < 0 else names[i] for i in layer["inputs"])
             try:
-                if layer["kind"] == "recurrent":
-                    op = ir.Recurrent(
-                        name=op_name, cell=layer["cell"], units=layer["units"], input_size=layer["input_size"],
-                        kernel=ir.as_weight(layer["kernel"]), recurrent_kernel=ir.as_weight(layer["recurrent_kernel"]),
-                        bias=ir.as_weight(layer["bias"]),
-                        recurrent_bias=None if layer.get("recurrent_bias") is None else ir.as_weight(layer["recurrent_bias"]),
-                        activation=layer["activation"], recurrent_activation=layer.get("recurrent_activation", "sigmoid"),
-                        reset_after=layer.get("reset_after", True),
-                        return_sequences=sequence or k < top_recurrent,
-                    )
-                elif layer["kind"] == "dense":
-                    op = ir.Dense(op_name, ir.as_weight(layer["kernel"]), ir.as_weight(layer["bias"]), layer["activation"])
-                else:
-                    op = ir.Activation(op_name, layer["activation"])
+                op = self._op(layer, fresh)
             except InvalidModelFile as exc:
                 raise UnsupportedModel(f"{self.label}: the recognised layers are inconsistent", [str(exc)]) from None
-            nodes.append(ir.Node(op, (current,), (op_name,)))
-            current = op_name
+            nodes.append(ir.Node(op, inputs, (op.name,)))
+            names.append(op.name)
+        current = names[-1] if names else name
+        recurrent = any(layer["kind"] == "recurrent" for layer in layers)
         forms = {"fused": "fused UNIDIRECTIONAL_SEQUENCE_LSTM/RNN", "while": "WHILE loop"}
-        found = [forms[f] for f in sorted(executor.forms)] or ["unrolled"]
+        found = [forms[f] for f in sorted(executor.forms)] or (["unrolled"] if recurrent else [])
         notes = list(dict.fromkeys(executor.notes + self.notes))
         if any("clips its cell state" in n for n in notes):
             notes = [n + " (edgernn does not: outputs differ only where |c| would exceed the bound)"
@@ -360,6 +352,44 @@ class _Importer:
             return ir.ModelSpec((ir.Input(name, features, 3, timesteps),), tuple(nodes), (current,), source)
         except InvalidModelFile as exc:
             raise UnsupportedModel(f"{self.label}: the recognised layers are inconsistent", [str(exc)]) from None
+
+    @staticmethod
+    def _op(layer: dict, fresh):
+        """The IR op of one recognised layer; ``fresh(base)`` names it."""
+        kind = layer["kind"]
+        if kind == "recurrent":
+            return ir.Recurrent(
+                name=fresh({"lstm": "lstm", "gru": "gru", "simple": "simple_rnn"}[layer["cell"]]), cell=layer["cell"],
+                units=layer["units"], input_size=layer["input_size"], kernel=ir.as_weight(layer["kernel"]),
+                recurrent_kernel=ir.as_weight(layer["recurrent_kernel"]), bias=ir.as_weight(layer["bias"]),
+                recurrent_bias=None if layer.get("recurrent_bias") is None else ir.as_weight(layer["recurrent_bias"]),
+                activation=layer["activation"], recurrent_activation=layer.get("recurrent_activation", "sigmoid"),
+                reset_after=layer.get("reset_after", True), return_sequences=layer["sequence"])
+        if kind == "dense":
+            return ir.Dense(fresh("dense"), ir.as_weight(layer["kernel"]), ir.as_weight(layer["bias"]), layer["activation"])
+        if kind == "activation":
+            return ir.Activation(fresh("activation"), layer["activation"])
+        if kind == "affine":
+            return ir.Affine(fresh("batch_normalization"), ir.as_weight(layer["scale"]), ir.as_weight(layer["offset"]))
+        if kind == "conv":
+            base = "depthwise_conv1d" if layer["depthwise"] else "conv1d"
+            return ir.Conv1D(fresh(base), ir.as_weight(layer["kernel"]), ir.as_weight(layer["bias"]),
+                             strides=layer["strides"], padding=layer["padding"], dilation_rate=layer["dilation_rate"],
+                             groups=layer["groups"], activation=layer["activation"])
+        if kind == "pad":
+            return ir.Pad1D(fresh("zero_padding1d"), *layer["pad"])
+        if kind == "pool":
+            if layer.get("global"):
+                return ir.Pooling1D(fresh(f"global_{layer['pool']}_pooling1d"), layer["pool"], global_pool=True)
+            return ir.Pooling1D(fresh(f"{layer['pool']}_pooling1d"), layer["pool"], pool_size=layer["pool_size"],
+                                strides=layer["strides"], padding=layer["padding"])
+        if kind == "flatten":
+            return ir.Flatten(fresh("flatten"), layer["steps"])
+        if kind == "merge":
+            return ir.Merge(fresh(layer["mode"]), layer["mode"])
+        if kind == "concatenate":
+            return ir.Concatenate(fresh("concatenate"))
+        raise AssertionError(kind)
 
     def _confirm(self, spec: ir.ModelSpec, x: Sym, y: Sym) -> None:
         """The recognised model against the symbolic graph, float64, every batch row and timestep."""
@@ -458,29 +488,53 @@ def _pairs(args: tuple):
 
 
 class _Recognizer:
-    def __init__(self, label: str, steps: int, last_input: Lin):
-        self.label, self.steps, self.last_input = label, steps, last_input
+    """Reads the layers off the graph's output, from the top down, into ``layers``: dicts in
+    topological order, each with ``inputs`` (indices into ``layers``, -1 for the model input) and
+    ``sequence`` (whether its consumers read the whole sequence or only the last step's row).
+
+    Every layer is recognised from one row -- its output at the last timestep of batch row 0 --
+    and says which rows its inputs are; a row met again (the input of a residual connection) is
+    the layer already built."""
+
+    def __init__(self, label: str, lengths: set, last_input: Lin):
+        self.label, self.lengths, self.last_input = label, lengths, last_input
+        self.layers: list[dict] = []
+        self._made: dict = {}
 
     def fail(self, what: str):
         raise UnsupportedModel(f"{self.label}: cannot recognise the model's layers", [what])
 
-    def peel(self, row: Lin) -> list[dict]:
-        layers: list[dict] = []
-        for _ in range(1000):
-            if lin_equal(row, self.last_input):
-                layers.reverse()
-                return layers
-            a = _single_atom(row)
-            if a is not None and a.kind == "input":
-                self.fail(f"the last output step reads input timestep {a.param[1]} directly, not the last one "
-                          "(go_backwards or a reordered input is not supported)")
-            layer = self._lstm(row) or self._gru(row) or self._simple(row) or self._dense(row)
-            if layer is None:
-                self.fail("an output that is neither an LSTM, GRU or SimpleRNN step nor a Dense/activation "
-                          f"layer of the layer below ({_row_summary(row)})")
-            layers.append(layer)
-            row = layer.pop("input_row")
-        self.fail("too many layers")
+    def build(self, row: Lin, sequence: bool) -> int:
+        """The index of the layer whose output ``row`` is (-1: the model input), built with its inputs."""
+        if lin_equal(row, self.last_input):
+            return -1
+        key = _row_key(row)
+        if key in self._made:
+            return self._made[key]
+        if len(self._made) > 1000:
+            self.fail("too many layers")
+        a = _single_atom(row)
+        if a is not None and a.kind == "input":
+            self.fail(f"the last output step reads input timestep {a.param[1]} directly, not the last one "
+                      "(go_backwards or a reordered input is not supported)")
+        layer = (self._lstm(row) or self._gru(row) or self._simple(row) or self._kept_whole(row)
+                 or self._merge(row) or self._dense(row))
+        if layer is None:
+            self.fail("an output that is neither an LSTM, GRU or SimpleRNN step, a convolution, pooling or merge, "
+                      f"nor a Dense/activation layer of the layer below ({_row_summary(row)})")
+        index = self._made[key] = self._add(layer, sequence)
+        return index
+
+    def _add(self, layer: dict, sequence: bool) -> int:
+        """Build ``layer``'s inputs (rows, or layer dicts made with it: a Flatten, a Concatenate
+        under a Dense), then the layer; its index."""
+        inputs = []
+        for source, needs_sequence in layer.pop("input_rows"):
+            wants = sequence if needs_sequence is None else needs_sequence
+            inputs.append(self._add(source, wants) if isinstance(source, dict) else self.build(source, wants))
+        layer["inputs"], layer["sequence"] = inputs, sequence
+        self.layers.append(layer)
+        return len(self.layers) - 1
 
     # -- shared: input side of a preactivation -------------------------------------------------
     def _sides(self, pre: Lin, hrow: Lin):
@@ -632,7 +686,7 @@ class _Recognizer:
             if sides is None:
                 continue
             w, u, input_row, bias = sides
-            if self._simple_chain(k, act, w, u, bias) == self.steps:
+            if self._simple_chain(k, act, w, u, bias) in self.lengths:
                 return self._recurrent("simple", row.width, [sides], act, None)
         return None
 
@@ -653,10 +707,44 @@ class _Recognizer:
                 c = _common(pre)
                 return depth if c is not None and _close(c[0], w) and _close(c[2], bias) else -1
             atom = nxt
-            if depth > self.steps:
+            if depth > max(self.lengths):
                 return -1
 
-    # -- Dense / Activation ----------------------------------------------------------------------
+    # -- layers the executor kept whole: convolution, pooling, max/min merges -------------------------
+    def _kept_whole(self, row: Lin) -> Optional[dict]:
+        a = _single_atom(row)
+        if a is None or a.kind != "layer":
+            return None
+        layer = a.param[0]
+        if layer.kind == "merge":
+            return {"kind": "merge", "mode": layer.attrs["mode"], "input_rows": [(r, None) for r in a.args]}
+        below = layer.input.rows[0, -1]
+        if layer.kind == "global_pool":
+            return {"kind": "pool", "pool": layer.attrs["pool"], "global": True, "input_rows": [(below, True)]}
+        found = {"kind": layer.kind, **layer.attrs, "input_rows": [(below, True)]}
+        if layer.kind == "conv" and found["pad"] != (0, 0):  # an explicit PAD that is not a causal one
+            found["input_rows"] = [({"kind": "pad", "pad": found["pad"], "input_rows": [(below, True)]}, True)]
+        return found
+
+    # -- element-wise merges: Add, Subtract, Multiply, Concatenate of layers' outputs -----------------
+    def _merge(self, row: Lin) -> Optional[dict]:
+        a = _single_atom(row)
+        if a is not None and a.kind == "mul":  # not an LSTM's or GRU's product (tried first)
+            return {"kind": "merge", "mode": "multiply", "input_rows": [(r, None) for r in a.args]}
+        if len(row.terms) < 2 or np.any(row.bias):
+            return None
+        items = list(row.terms.items())
+        if all(is_identity(m, k.width) and k.width == row.width for k, m in items):
+            return {"kind": "merge", "mode": "add", "input_rows": [(atom_row(k), None) for k, _ in items]}
+        if (len(items) == 2 and all(k.width == row.width for k, _ in items) and is_identity(items[0][1], row.width)
+                and np.array_equal(dense(items[1][1], row.width), -np.eye(row.width))):
+            return {"kind": "merge", "mode": "subtract", "input_rows": [(atom_row(k), None) for k, _ in items]}
+        placed = _concatenated(row)
+        if placed is not None:
+            return {"kind": "concatenate", "input_rows": [(atom_row(k), None) for k in placed]}
+        return None
+
+    # -- Dense / Activation / per-feature Affine (a BatchNormalization the converter left as MUL, ADD) --
     def _dense(self, row: Lin) -> Optional[dict]:
         a = _single_atom(row)
         activation = "linear"
@@ -668,13 +756,52 @@ class _Recognizer:
             return None
         c = _common(pre)
         if c is None:
-            return None
+            return self._dense_of_several(pre, activation)
         w, input_row, bias = c
-        if activation != "linear" and w.shape[0] == w.shape[1] and np.array_equal(w, np.eye(w.shape[0])) and not np.any(bias):
-            return {"kind": "activation", "activation": activation, "input_row": input_row}
+        square_identity = w.shape[0] == w.shape[1] and np.array_equal(w, np.eye(w.shape[0]))
+        if square_identity and not np.any(bias):
+            if activation == "linear":
+                return None  # no layer: the row is its input
+            return {"kind": "activation", "activation": activation, "input_rows": [(input_row, None)]}
         if activation not in ir.ACTIVATION_IDS:
             return None
-        return {"kind": "dense", "kernel": w, "bias": bias, "activation": activation, "input_row": input_row}
+        if (activation == "linear" and w.shape[0] == w.shape[1]
+                and np.array_equal(w, np.diag(np.diag(w)))):
+            return {"kind": "affine", "scale": np.diag(w).copy(), "offset": bias, "input_rows": [(input_row, None)]}
+        return {"kind": "dense", "kernel": w, "bias": bias, "activation": activation, "input_rows": [(input_row, None)]}
+
+    def _dense_of_several(self, pre: Lin, activation: str) -> Optional[dict]:
+        """A Dense layer over rows of different tensors or timesteps: of a Flatten (every timestep of
+        one sequence: the model input or a convolution's/pooling's output) or of a Concatenate."""
+        if not pre.terms or activation not in ir.ACTIVATION_IDS:
+            return None
+        atoms = list(pre.terms)
+        flat = self._flattened(atoms)
+        if flat is not None:
+            steps, ordered = flat
+            kernel = np.concatenate([dense(pre.terms[k], k.width) for k in ordered])
+            below = {"kind": "flatten", "steps": steps, "input_rows": [(atom_row(ordered[-1]), True)]}
+        else:
+            kernel = np.concatenate([dense(pre.terms[k], k.width) for k in atoms])
+            below = {"kind": "concatenate", "input_rows": [(atom_row(k), None) for k in atoms]}
+        reads = False if flat is not None else None  # a Flatten's output is a vector; a Concatenate's as its inputs
+        return {"kind": "dense", "kernel": kernel, "bias": pre.bias, "activation": activation, "input_rows": [(below, reads)]}
+
+    def _flattened(self, atoms: list):
+        """``(steps, atoms in time order)`` if ``atoms`` are every timestep of batch row 0 of the model
+        input or of one kept-whole layer's output (what a Flatten's rows hold), else None."""
+        source = {(a.kind, id(a.param[0]) if a.kind == "layer" else None) for a in atoms}
+        if len(source) != 1 or not all(a.kind in ("input", "layer") for a in atoms):
+            return None
+        positions = {(a.param[1], a.param[2]) if a.kind == "layer" else a.param: a for a in atoms}
+        steps = len(atoms)
+        if len(positions) != steps or set(positions) != {(0, t) for t in range(steps)}:
+            return None
+        if atoms[0].kind == "input" and not lin_equal(atom_row(positions[(0, steps - 1)]), self.last_input):
+            return None
+        if atoms[0].kind == "layer" and atoms[0].param[0].steps != steps:
+            return None
+        return steps, [positions[(0, t)] for t in range(steps)]
 
     @staticmethod
     def _recurrent(cell: str, units: int, sides: list, act: str, rec_act: Optional[str]) -> dict:
@@ -683,13 +810,42 @@ class _Recognizer:
         bias = np.concatenate([s[3] for s in sides])
         layer = {"kind": "recurrent", "cell": cell, "units": units, "input_size": kernel.shape[0],
                  "kernel": kernel, "recurrent_kernel": recurrent, "bias": bias, "activation": act,
-                 "input_row": sides[0][2]}
+                 "input_rows": [(sides[0][2], True)]}
         if rec_act is not None:
             layer["recurrent_activation"] = rec_act
         for name in (act, rec_act):
             if name is not None and name not in ir.ELEMENTWISE_ACTIVATIONS:
                 return None
         return layer
+
+
+def _concatenated(row: Lin) -> Optional[list]:
+    """The atoms of ``row`` in column order if ``row`` is their concatenation (each atom's matrix
+    the identity placed at its own columns, together covering every column), else None."""
+    placed = []
+    for k, m in row.terms.items():
+        m = dense(m, k.width)
+        if m.shape != (k.width, row.width):
+            return None
+        nonzero = np.flatnonzero(np.any(m != 0, axis=0))
+        if nonzero.size != k.width or nonzero[-1] - nonzero[0] != k.width - 1:
+            return None
+        if not np.array_equal(m[:, nonzero[0]:nonzero[0] + k.width], np.eye(k.width)):
+            return None
+        placed.append((int(nonzero[0]), k))
+    placed.sort(key=lambda p: p[0])
+    at = 0
+    for start, k in placed:
+        if start != at:
+            return None
+        at += k.width
+    return [k for _, k in placed] if at == row.width else None
+
+
+def _row_key(row: Lin):
+    """What identifies a row: its atoms (by identity), their matrices and its bias."""
+    return (tuple((id(k), None if m is None else np.asarray(m).tobytes()) for k, m in row.terms.items()),
+            row.bias.tobytes())
 
 
 def _close(a, b) -> bool:
