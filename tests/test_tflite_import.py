@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,26 +124,32 @@ GENERATOR = textwrap.dedent(
 ) % {"T": T, "F": F}
 
 
-@pytest.fixture(scope="module")
-def files(request):
-    """Every model of KERAS3 and KERAS2 as .tflite (two subprocesses side by side), cached in
-    pytest's cache directory under a hash of the generator, the models and the TensorFlow version."""
+def cached_tflite_files(request, prefix: str, generator: str, jobs: list) -> Path:
+    """The .tflite files ``generator`` writes, run once per ``(models, legacy)`` job in subprocesses
+    side by side (``legacy`` "1": tf-keras), cached in pytest's cache directory under a hash of the
+    generator, the models and the TensorFlow version; the directory."""
     from importlib import metadata
 
-    key = hashlib.sha256(json.dumps([GENERATOR, KERAS3, KERAS2, metadata.version("tensorflow")]).encode()).hexdigest()
-    out = request.config.cache.mkdir(f"edgernn-tflite-{key[:16]}")
+    key = hashlib.sha256(json.dumps([generator, jobs, metadata.version("tensorflow")]).encode()).hexdigest()
+    out = request.config.cache.mkdir(f"{prefix}-{key[:16]}")
     if (out / "done").exists():
         return out
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     env.pop("TF_USE_LEGACY_KERAS", None)
-    procs = [subprocess.Popen([sys.executable, "-c", GENERATOR, json.dumps(models), str(out), legacy], env=env,
+    procs = [subprocess.Popen([sys.executable, "-c", generator, json.dumps(models), str(out), legacy], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for models, legacy in ((KERAS3, "0"), (KERAS2, "1"))]
+             for models, legacy in jobs]
     for p in procs:
         _, err = p.communicate(timeout=900)
         assert p.returncode == 0, err.decode()[-3000:]
     (out / "done").write_text(key)
     return out
+
+
+@pytest.fixture(scope="module")
+def files(request):
+    """Every model of KERAS3 and KERAS2 as .tflite (two subprocesses side by side), cached."""
+    return cached_tflite_files(request, "edgernn-tflite", GENERATOR, [(KERAS3, "0"), (KERAS2, "1")])
 
 
 def data(batch=3, steps=T, seed=1):

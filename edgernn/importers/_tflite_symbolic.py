@@ -88,12 +88,13 @@ class Lin:
 
 
 class Layer:
-    """A layer kept whole: a convolution, a pooling (windowed or over all of time) or an element-wise
+    """A layer kept whole: a convolution, a pooling (windowed or over all of time), a concatenation over
+    features or an element-wise
     max/min of two tensors. Its outputs are "layer" atoms, one per (batch row, output timestep), so
     that the importer sees where the layer starts and ends (an affine convolution would otherwise be
     folded into the next layer's weights, and a convolution's taps are rows of different timesteps).
 
-    ``kind`` is "conv", "pool", "global_pool" or "merge"; ``attrs`` what the importer needs to build
+    ``kind`` is "conv", "pool", "global_pool", "merge" (max/min) or "concatenate"; ``attrs`` what the importer needs to build
     the IR op (kernel ``(k, C / groups, F)`` in the IR's layout, padding, strides ...); ``input`` the
     (batch, T, C) Sym it reads (without the explicit zero padding a PAD op added, recorded as
     ``attrs["pad"]``); ``steps`` its output length; ``combine`` computes one output row from the
@@ -438,6 +439,8 @@ class Executor:
             return [self._move(lambda *xs: np.stack(xs, axis=axis), list(args))]
         if name == "CONCATENATION":
             axis = o(0, "i", 0)
+            if all(isinstance(a, Sym) for a in args) and len(args) > 1 and axis % len(args[0].shape) == len(args[0].shape) - 1:
+                return [self._concatenate(args, _FUSED_name(o(1, "b", 0)))]
             out = self._move(lambda *xs: np.concatenate(xs, axis=axis), list(args))
             act = _FUSED_name(o(1, "b", 0))
             return [out if act is None else self._unary(act, out)]
@@ -752,6 +755,19 @@ class Executor:
         ra, rb = a.rows.reshape(a.rows.shape[0], -1), b.rows.reshape(b.rows.shape[0], -1)
         out = self._layer_rows(layer, lambda bi, t: (ra[bi, t], rb[bi, t]), ra.shape[0], ra.shape[1], a.shape[-1])
         return Sym(a.shape, out.reshape(a.rows.shape))
+
+    def _concatenate(self, args: list, act: Optional[str]) -> Sym:
+        """CONCATENATION of computed tensors over features: a Keras Concatenate, kept whole (the
+        next layer's weights would otherwise be split over the inputs' atoms)."""
+        shape = args[0].shape
+        if any(a.shape[:-1] != shape[:-1] for a in args):
+            raise Unsupported(f"tensors of shapes {[list(a.shape) for a in args]}")
+        width = sum(a.shape[-1] for a in args)
+        layer = Layer("concatenate", None, None, lambda vs: np.concatenate(vs, axis=-1))
+        flat = [a.rows.reshape(a.rows.shape[0], -1) if a.rows.ndim else a.rows.reshape(1, 1) for a in args]
+        out = self._layer_rows(layer, lambda bi, t: [f[bi, t] for f in flat], flat[0].shape[0], flat[0].shape[1], width)
+        y = Sym(shape[:-1] + (width,), out.reshape(args[0].rows.shape))
+        return y if act is None else self._unary(act, y)
 
     # -- layout ops via position codes -----------------------------------------------------------
     def _move(self, fn, data: list):

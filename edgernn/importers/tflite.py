@@ -313,6 +313,11 @@ class _Importer:
             elif name.startswith("CUSTOM(Flex"):
                 hint = (" (a TensorFlow op kept by SELECT_TF_OPS; TFLiteConverter lowers RNNs to builtin ops "
                         "when the batch size is fixed)")
+            elif name in ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"):
+                hint = (" (a dilated Conv1D with a dynamic time axis: TFLiteConverter writes it as a convolution "
+                        "of a rearranged batch; convert with a fixed sequence length)")
+            elif name in ("RSQRT", "SQUARED_DIFFERENCE"):
+                hint = " (LayerNormalization is not supported from TFLite)"
             elif name == "QUANTIZE":
                 hint = " (quantized activations are not supported)"
             problems.append(f"op {name} in {', '.join(sorted(where))}{hint}")
@@ -477,10 +482,17 @@ def _common(row: Lin):
     items = list(row.terms.items())
     a0, m0 = items[0]
     w = dense(m0, a0.width)
-    for a, m in items[1:]:
-        if a.width != a0.width or not np.allclose(dense(m, a.width), w, rtol=1e-9, atol=1e-12):
+    signs = {}
+    for a, m in items:
+        if a.width != a0.width:
             return None
-    return w, Lin({a: None for a, _ in items}, np.zeros(a0.width)), row.bias
+        if np.allclose(dense(m, a.width), w, rtol=1e-9, atol=1e-12):
+            signs[a] = None
+        elif len(items) == 2 and np.allclose(dense(m, a.width), -w, rtol=1e-9, atol=1e-12):
+            signs[a] = -np.eye(a.width)  # the input is a difference (a Subtract)
+        else:
+            return None
+    return w, Lin(signs, np.zeros(a0.width)), row.bias
 
 
 def _pairs(args: tuple):
@@ -718,6 +730,8 @@ class _Recognizer:
         layer = a.param[0]
         if layer.kind == "merge":
             return {"kind": "merge", "mode": layer.attrs["mode"], "input_rows": [(r, None) for r in a.args]}
+        if layer.kind == "concatenate":
+            return {"kind": "concatenate", "input_rows": [(r, None) for r in a.args]}
         below = layer.input.rows[0, -1]
         if layer.kind == "global_pool":
             return {"kind": "pool", "pool": layer.attrs["pool"], "global": True, "input_rows": [(below, True)]}
@@ -739,9 +753,6 @@ class _Recognizer:
         if (len(items) == 2 and all(k.width == row.width for k, _ in items) and is_identity(items[0][1], row.width)
                 and np.array_equal(dense(items[1][1], row.width), -np.eye(row.width))):
             return {"kind": "merge", "mode": "subtract", "input_rows": [(atom_row(k), None) for k, _ in items]}
-        placed = _concatenated(row)
-        if placed is not None:
-            return {"kind": "concatenate", "input_rows": [(atom_row(k), None) for k in placed]}
         return None
 
     # -- Dense / Activation / per-feature Affine (a BatchNormalization the converter left as MUL, ADD) --
@@ -771,21 +782,17 @@ class _Recognizer:
         return {"kind": "dense", "kernel": w, "bias": bias, "activation": activation, "input_rows": [(input_row, None)]}
 
     def _dense_of_several(self, pre: Lin, activation: str) -> Optional[dict]:
-        """A Dense layer over rows of different tensors or timesteps: of a Flatten (every timestep of
-        one sequence: the model input or a convolution's/pooling's output) or of a Concatenate."""
+        """A Dense layer over every timestep of one sequence (the model input or a convolution's or
+        pooling's output): what a Flatten then a Dense make."""
         if not pre.terms or activation not in ir.ACTIVATION_IDS:
             return None
-        atoms = list(pre.terms)
-        flat = self._flattened(atoms)
-        if flat is not None:
-            steps, ordered = flat
-            kernel = np.concatenate([dense(pre.terms[k], k.width) for k in ordered])
-            below = {"kind": "flatten", "steps": steps, "input_rows": [(atom_row(ordered[-1]), True)]}
-        else:
-            kernel = np.concatenate([dense(pre.terms[k], k.width) for k in atoms])
-            below = {"kind": "concatenate", "input_rows": [(atom_row(k), None) for k in atoms]}
-        reads = False if flat is not None else None  # a Flatten's output is a vector; a Concatenate's as its inputs
-        return {"kind": "dense", "kernel": kernel, "bias": pre.bias, "activation": activation, "input_rows": [(below, reads)]}
+        flat = self._flattened(list(pre.terms))
+        if flat is None:
+            return None
+        steps, ordered = flat
+        kernel = np.concatenate([dense(pre.terms[k], k.width) for k in ordered])
+        below = {"kind": "flatten", "steps": steps, "input_rows": [(atom_row(ordered[-1]), True)]}
+        return {"kind": "dense", "kernel": kernel, "bias": pre.bias, "activation": activation, "input_rows": [(below, False)]}
 
     def _flattened(self, atoms: list):
         """``(steps, atoms in time order)`` if ``atoms`` are every timestep of batch row 0 of the model
@@ -817,29 +824,6 @@ class _Recognizer:
             if name is not None and name not in ir.ELEMENTWISE_ACTIVATIONS:
                 return None
         return layer
-
-
-def _concatenated(row: Lin) -> Optional[list]:
-    """The atoms of ``row`` in column order if ``row`` is their concatenation (each atom's matrix
-    the identity placed at its own columns, together covering every column), else None."""
-    placed = []
-    for k, m in row.terms.items():
-        m = dense(m, k.width)
-        if m.shape != (k.width, row.width):
-            return None
-        nonzero = np.flatnonzero(np.any(m != 0, axis=0))
-        if nonzero.size != k.width or nonzero[-1] - nonzero[0] != k.width - 1:
-            return None
-        if not np.array_equal(m[:, nonzero[0]:nonzero[0] + k.width], np.eye(k.width)):
-            return None
-        placed.append((int(nonzero[0]), k))
-    placed.sort(key=lambda p: p[0])
-    at = 0
-    for start, k in placed:
-        if start != at:
-            return None
-        at += k.width
-    return [k for _, k in placed] if at == row.width else None
 
 
 def _row_key(row: Lin):
