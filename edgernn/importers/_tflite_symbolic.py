@@ -88,17 +88,19 @@ class Lin:
 
 
 class Layer:
-    """A layer kept whole: a convolution, a pooling (windowed or over all of time), a concatenation over
-    features or an element-wise
-    max/min of two tensors. Its outputs are "layer" atoms, one per (batch row, output timestep), so
-    that the importer sees where the layer starts and ends (an affine convolution would otherwise be
-    folded into the next layer's weights, and a convolution's taps are rows of different timesteps).
+    """A layer kept whole: a convolution, a pooling (windowed or over all of time), a concatenation
+    over features, or an element-wise max/min of two tensors. Its outputs are "layer" atoms, one per
+    (batch row, output timestep), so that the importer sees where the layer starts and ends (an
+    affine convolution would otherwise be folded into the next layer's weights, and a convolution's
+    taps are rows of different timesteps).
 
-    ``kind`` is "conv", "pool", "global_pool", "merge" (max/min) or "concatenate"; ``attrs`` what the importer needs to build
-    the IR op (kernel ``(k, C / groups, F)`` in the IR's layout, padding, strides ...); ``input`` the
-    (batch, T, C) Sym it reads (without the explicit zero padding a PAD op added, recorded as
-    ``attrs["pad"]``); ``steps`` its output length; ``combine`` computes one output row from the
-    values of the atom's argument rows (list of (N, width) arrays -> (N, width))."""
+    ``kind`` is "conv", "pool", "global_pool", "merge" (max/min) or "concatenate"; ``attrs`` what the
+    importer needs to build the IR op (kernel ``(k, C / groups, F)`` in the IR's layout, padding,
+    strides ...); ``input`` the (batch, T, C) Sym a conv or pooling reads (without the zero rows a
+    PAD op put at its ends, recorded as ``attrs["pad"]``); ``steps`` its output length (None when
+    it keeps its input's); ``combine`` computes one output row from the values of the atom's
+    argument rows (list of (N, width) arrays -> (N, width)).
+    """
 
     def __init__(self, kind: str, input: Optional["Sym"], steps: Optional[int], combine, **attrs):
         self.kind, self.input, self.steps, self.combine, self.attrs = kind, input, steps, combine, attrs
@@ -657,6 +659,7 @@ class Executor:
         size, per_group, filters = kernel.shape
         bias = np.zeros(filters) if b is None else np.asarray(b, np.float64).reshape(filters)
         # The kernel as one (C, F) matrix per tap: block-diagonal over the groups.
+        _check_elements([size, channels, filters])
         taps = np.zeros((size, channels, filters))
         out_per_group = filters // groups
         for g in range(groups):
