@@ -22,14 +22,15 @@ from test_tflite_import import ATOL, RTOL, cached_tflite_files
 
 import edgernn
 from edgernn import ir
-from edgernn.errors import UnsupportedModel
+from edgernn.errors import InvalidModelFile, UnsupportedModel
 from edgernn.importers import tflite
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
 T, F = 12, 3
 
-# name -> (statements making ``y`` from ``x`` (L = keras.layers), sequence length (None: dynamic)).
+# name -> (statements making ``y`` from ``x`` (L = keras.layers), sequence length (None: dynamic),
+# the file's batch size).
 # Few files, each covering several things: every TFLiteConverter call costs seconds.
 MODELS = {
     "causal_gru": ("""
@@ -37,16 +38,16 @@ MODELS = {
         y = L.Conv1D(5, 2, padding="causal", activation="tanh")(y)
         y = L.GRU(5, return_sequences=True)(y)
         y = L.Dense(2)(y)
-        """, None),
+        """, None, 1),
     "strides_same_valid": ("""
         y = L.Conv1D(4, 3, strides=2, activation="relu6")(x)
         y = L.Conv1D(5, 4, padding="same", strides=2, dilation_rate=1, activation="elu")(y)
-        """, T),
+        """, T, 1),
     "groups_depthwise_separable": ("""
         y = L.Conv1D(6, 3, padding="same", groups=3, activation="relu")(x)
         y = L.DepthwiseConv1D(3, depth_multiplier=2, dilation_rate=2)(y)
         y = L.SeparableConv1D(4, 3, padding="same", activation="relu")(y)
-        """, T),
+        """, T, 1),
     "bn_pool_flatten": ("""
         y = L.Conv1D(4, 3)(x)
         y = L.BatchNormalization()(y)
@@ -54,40 +55,40 @@ MODELS = {
         y = L.AveragePooling1D(2, padding="same")(y)
         y = L.Flatten()(y)
         y = L.Dense(3, activation="softmax")(y)
-        """, T),
+        """, T, 2),
     "bn_first_global_pools": ("""
         y = L.BatchNormalization()(x)
         y = L.Conv1D(4, 3, padding="same", activation="relu")(y)
         y = L.Concatenate()([L.GlobalAveragePooling1D()(y), L.GlobalMaxPooling1D()(y)])
         y = L.Dense(2, activation="tanh")(y)
-        """, T),
+        """, T, 1),
     "residual_concat_lstm": ("""
         c = L.Conv1D(3, 3, padding="causal", dilation_rate=2, activation="relu")(x)
         r = L.Add()([x, L.Conv1D(3, 3, padding="causal")(c)])
         y = L.Concatenate()([r, L.Conv1D(2, 1, activation="tanh")(x)])
         y = L.LSTM(4)(y)
         y = L.Dense(2)(y)
-        """, T),
+        """, T, 1),
     "merges": ("""
         a = L.Conv1D(4, 2, padding="causal", activation="tanh")(x)
         b = L.Conv1D(4, 2, padding="causal", activation="sigmoid")(x)
         y = L.Subtract()([L.Maximum()([a, b]), L.Minimum()([a, b])])
         y = L.Multiply()([y, a])
-        """, T),
+        """, T, 1),
     "cnn_lstm": ("""
         y = L.Conv1D(4, 3, activation="relu")(x)
         y = L.MaxPooling1D(2)(y)
         y = L.LSTM(5)(y)
         y = L.Dense(2)(y)
-        """, T),
+        """, T, 1),
     "refused_dilated_dynamic": ("""
         y = L.Conv1D(4, 3, padding="causal", dilation_rate=2)(x)
-        """, None),
+        """, None, 1),
     "refused_layer_norm": ("""
         y = L.Conv1D(4, 3)(x)
         y = L.LayerNormalization()(y)
         y = L.LSTM(3)(y)
-        """, T),
+        """, T, 1),
 }
 
 # What each convertible file becomes: the IR ops in order (Conv1D padding in brackets).
@@ -113,8 +114,8 @@ GENERATOR = textwrap.dedent(
     import keras
     L = keras.layers
 
-    for seed, (name, (code, steps)) in enumerate(sorted(models.items())):
-        scope = {"L": L, "x": keras.Input((steps, %(F)d), batch_size=1)}
+    for seed, (name, (code, steps, batch)) in enumerate(sorted(models.items())):
+        scope = {"L": L, "x": keras.Input((steps, %(F)d), batch_size=batch)}
         exec(textwrap.dedent(code), scope)
         model = keras.Model(scope["x"], scope["y"])
         rng = np.random.default_rng(seed)
@@ -213,3 +214,21 @@ def test_refused_naming_the_ops(files, name, fragments):
     assert f"{name}.tflite" in text
     for fragment in fragments:
         assert fragment in text
+
+
+def test_corrupted_bytes_raise_only_edgernn_errors(files, tmp_path):
+    """Random byte changes in real files with convolutions, poolings and merges: InvalidModelFile or
+    UnsupportedModel, nothing else."""
+    rng = np.random.default_rng(12)
+    for name in ("residual_concat_lstm", "bn_pool_flatten", "groups_depthwise_separable"):
+        blob = (files / f"{name}.tflite").read_bytes()
+        for _ in range(25):
+            mutated = bytearray(blob)
+            for k in rng.integers(0, len(blob), size=rng.integers(1, 6)):
+                mutated[k] = rng.integers(0, 256)
+            path = tmp_path / "mutated.tflite"
+            path.write_bytes(bytes(mutated))
+            try:
+                edgernn.convert(path, verify=False)
+            except (InvalidModelFile, UnsupportedModel):
+                pass
