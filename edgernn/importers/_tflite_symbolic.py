@@ -11,7 +11,9 @@ the importer then reads the cell off the result:
   an affine form ``sum_a  value(a) @ M_a + bias`` over *atoms*;
 * an atom is an input row (one timestep of one batch row of the model input), or a non-linear
   function of rows: an activation (LOGISTIC -> sigmoid ...), an element-wise product of two rows
-  (MUL of two non-constant rows), a softmax, a clip;
+  (MUL of two non-constant rows), a softmax, a clip -- or one output row of a layer kept whole
+  (:class:`Layer`: a convolution, a pooling, a concatenation over features, a MAXIMUM/MINIMUM of
+  two computed tensors), which remembers the layer so the importer can rebuild it;
 * affine ops (FULLY_CONNECTED with constant weights, ADD, SUB, MUL/DIV by constants) combine forms;
   layout ops are executed on arrays of integer *codes* (the position of every element) with the
   same NumPy function that executes them on constants, and the codes say where each output element

@@ -1,4 +1,4 @@
-"""TFLite importer: ``.tflite`` files made by TFLiteConverter from Keras RNN models -> :class:`~edgernn.ir.ModelSpec`.
+"""TFLite importer: ``.tflite`` files made by TFLiteConverter from Keras RNN and 1-D CNN models -> :class:`~edgernn.ir.ModelSpec`.
 
 The forms TensorFlow 2.21 writes (found by converting Keras models and reading the files):
 
@@ -17,6 +17,14 @@ The forms TensorFlow 2.21 writes (found by converting Keras models and reading t
 Heads: FULLY_CONNECTED (fused RELU/RELU6/TANH/RELU_N1_TO_1 activations), LOGISTIC, TANH, RELU,
 SOFTMAX, LOG_SOFTMAX ... per step or on the last step (STRIDED_SLICE).
 
+Around the recurrent layers (or without any), what the converter makes of Keras's 1-D convolutional
+layers: CONV_2D / DEPTHWISE_CONV_2D over a (batch, 1, time, channels) tensor (Conv1D, grouped,
+DepthwiseConv1D, SeparableConv1D as depthwise then pointwise; a causal one after a PAD of (k-1)*d
+zeros on the left), MAX_POOL_2D / AVERAGE_POOL_2D, MEAN / REDUCE_MAX over time (global pooling), a
+RESHAPE to (batch, T*C) before FULLY_CONNECTED (Flatten), BatchNormalization folded into the
+convolution's weights or left as MUL + ADD (an ir.Affine), ADD / SUB / MUL / MAXIMUM / MINIMUM of two
+layers' outputs and CONCATENATION over features (merges; a residual connection makes a graph).
+
 How the layers are found (see :mod:`._tflite_symbolic`): the graph is *executed* on symbolic
 values -- WHILE loops run iteration by iteration, fused ops expanded step by step -- so every
 output row becomes an exact affine-plus-atoms expression of the input rows, whatever layout ops
@@ -26,7 +34,10 @@ top down: a recurrent cell is recognised by its equations (LSTM ``h = σ(o) φ(f
 tells ``reset_after``; SimpleRNN ``h = φ(x W + h' U + b)`` checked over the whole chain of steps),
 its kernel, recurrent kernel and biases read from the affine forms (so the gate split, transposes
 and bias folding of each form need no special case); a Dense layer by an affine map of the layer
-below. Finally the recognised model is run (float64 reference) against the symbolic graph itself
+below; a convolution, pooling, concatenation or max/min merge by the "layer" atom the executor made
+of it (which holds its weights and input); an Add/Subtract/Multiply by a sum, difference or
+product of layers' outputs. Each layer's inputs are recognised from their own last rows, so the
+result is a graph (a row met again is the layer already built). Finally the recognised model is run (float64 reference) against the symbolic graph itself
 on random inputs over every batch row and timestep: if they disagree beyond float rounding, the
 file is refused. A form the recognition does not know is refused naming what it could not
 place -- never converted approximately.
@@ -40,7 +51,8 @@ any sequence length: ``Input.timesteps`` records the file's).
 
 Refused: fully integer-quantized models (int8 inputs or activations), Bidirectional, masking,
 go_backwards, stateful variables beyond the fused op's own, CIFG/peephole/projection/layer-norm
-fused LSTMs, several inputs or outputs, ops not listed above (named in the error).
+fused LSTMs, LayerNormalization, 2-D convolutions and poolings, a dilated convolution with a dynamic
+time axis (SPACE_TO_BATCH_ND), several inputs or outputs, ops not listed above (named in the error).
 """
 
 from __future__ import annotations
@@ -76,6 +88,7 @@ _QUANTIZED_TYPES = {3, 7, 9}     # uint8, int16, int8
 _DYNAMIC_TIMESTEPS = 6           # sequence length used to execute a graph whose time axis is dynamic
 _CONFIRM_ATOL, _CONFIRM_RTOL = 1e-6, 1e-5  # recognised layers vs the graph, both float64
 _MAX_INPUT_ROWS = 100_000
+_MAX_LAYER_DEPTH = 200           # layers in a chain the recognizer follows (it recurses)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,7 +524,8 @@ class _Recognizer:
     def __init__(self, label: str, lengths: set, last_input: Lin):
         self.label, self.lengths, self.last_input = label, lengths, last_input
         self.layers: list[dict] = []
-        self._made: dict = {}
+        self._made: dict = {}  # row key -> index of the layer that made it
+        self._depth = 0
 
     def fail(self, what: str):
         raise UnsupportedModel(f"{self.label}: cannot recognise the model's layers", [what])
@@ -523,8 +537,8 @@ class _Recognizer:
         key = _row_key(row)
         if key in self._made:
             return self._made[key]
-        if len(self._made) > 1000:
-            self.fail("too many layers")
+        if self._depth >= _MAX_LAYER_DEPTH:  # recursion below, a hostile file must not exhaust the stack
+            self.fail(f"more than {_MAX_LAYER_DEPTH} layers one after the other")
         a = _single_atom(row)
         if a is not None and a.kind == "input":
             self.fail(f"the last output step reads input timestep {a.param[1]} directly, not the last one "
@@ -534,7 +548,11 @@ class _Recognizer:
         if layer is None:
             self.fail("an output that is neither an LSTM, GRU or SimpleRNN step, a convolution, pooling or merge, "
                       f"nor a Dense/activation layer of the layer below ({_row_summary(row)})")
-        index = self._made[key] = self._add(layer, sequence)
+        self._depth += 1
+        try:
+            index = self._made[key] = self._add(layer, sequence)
+        finally:
+            self._depth -= 1
         return index
 
     def _add(self, layer: dict, sequence: bool) -> int:
@@ -722,7 +740,7 @@ class _Recognizer:
             if depth > max(self.lengths):
                 return -1
 
-    # -- layers the executor kept whole: convolution, pooling, max/min merges -------------------------
+    # -- layers the executor kept whole: convolution, pooling, concatenation, max/min merges ----------
     def _kept_whole(self, row: Lin) -> Optional[dict]:
         a = _single_atom(row)
         if a is None or a.kind != "layer":
@@ -740,8 +758,10 @@ class _Recognizer:
             found["input_rows"] = [({"kind": "pad", "pad": found["pad"], "input_rows": [(below, True)]}, True)]
         return found
 
-    # -- element-wise merges: Add, Subtract, Multiply, Concatenate of layers' outputs -----------------
+    # -- element-wise merges: Add, Subtract, Multiply of layers' outputs ------------------------------
     def _merge(self, row: Lin) -> Optional[dict]:
+        """A product of two rows that is no recurrent cell's (tried first); a sum of layers' outputs,
+        or the difference of two."""
         a = _single_atom(row)
         if a is not None and a.kind == "mul":  # not an LSTM's or GRU's product (tried first)
             return {"kind": "merge", "mode": "multiply", "input_rows": [(r, None) for r in a.args]}
