@@ -317,6 +317,7 @@ class Executor:
         self.loop_steps = 0
         self.variable_writers: dict[tuple[int, int], str] = {}  # variable tensors fused ops overwrite
         self.layers: list[Layer] = []  # convolutions, poolings and merges, in the order they ran
+        self._rearranged: list = []  # (rows, block) of what SPACE_TO_BATCH_ND made of computed tensors
         self._env: dict = {}
         self._depth = 0
 
@@ -479,6 +480,10 @@ class Executor:
             return [self._global_pool(args, "average" if name == "MEAN" else "max", bool(o(0, "B", 0)))]
         if name in ("MAXIMUM", "MINIMUM") and isinstance(args[0], Sym) and isinstance(args[1], Sym):
             return [self._merge(args[0], args[1], "maximum" if name == "MAXIMUM" else "minimum")]
+        if name == "SPACE_TO_BATCH_ND":
+            return [self._space_to_batch(args)]
+        if name == "BATCH_TO_SPACE_ND":
+            return [self._batch_to_space(args)]
         if name == "PAD":
             pads = _ints(args[1], "the paddings")
             if pads.shape != (len(_shape(args[0])), 2) or np.any(pads < 0):
@@ -630,7 +635,13 @@ class Executor:
         grouped CONV_2D has fewer input channels than its input) or, depthwise, ``(1, 1, k, C * m)``
         (output ``c * m + i`` reads channel c: groups = C). Zero rows a PAD op put at the ends of the
         sequence are taken off and recorded (a causal Conv1D is a PAD of (k-1)*d zeros on the left
-        and a VALID convolution)."""
+        and a VALID convolution).
+
+        A dilated Conv1D with a dynamic time axis comes as SPACE_TO_BATCH_ND (block d) -> an
+        undilated convolution -> BATCH_TO_SPACE_ND: when this convolution's input is what a
+        SPACE_TO_BATCH_ND made, it is executed as the dilated convolution of that op's input
+        (output ``t*d + r`` of the whole sequence is output t of batch block r), and the
+        BATCH_TO_SPACE_ND that puts the rows back in order says its length (:meth:`_batch_to_space`)."""
         x, w = args[0], args[1]
         b = args[2] if len(args) > 2 else None
         if isinstance(w, Sym) or isinstance(b, Sym):
@@ -638,7 +649,7 @@ class Executor:
         opt = op.options
         o = (lambda f, fmt, d=0: d if opt is None else opt.scalar(f, fmt, d))
         padding = "same" if o(0, "b", 0) == 0 else "valid"
-        stride_w, stride_h = o(1, "i", 1), o(2, "i", 1)
+        stride, stride_h = o(1, "i", 1), o(2, "i", 1)
         if depthwise:
             act, dilation, dilation_h = _FUSED_name(o(4, "b", 0)), o(5, "i", 1), o(6, "i", 1)
         else:
@@ -647,8 +658,8 @@ class Executor:
         rows = self._time_rows(x, what)
         w = np.asarray(w, np.float64)
         channels = x.shape[-1]
-        if w.ndim != 4 or w.shape[1] != 1 or stride_h != 1 or dilation_h != 1 or stride_w < 1 or dilation < 1:
-            raise Unsupported(f"a 2-D {what} (weights {list(w.shape)}, strides {stride_h}x{stride_w}); edgernn "
+        if w.ndim != 4 or w.shape[1] != 1 or stride_h != 1 or dilation_h != 1 or stride < 1 or dilation < 1:
+            raise Unsupported(f"a 2-D {what} (weights {list(w.shape)}, strides {stride_h}x{stride}); edgernn "
                               "converts 1-D convolutions over time")
         if depthwise:
             if w.shape[0] != 1 or w.shape[3] % channels:
@@ -667,42 +678,144 @@ class Executor:
         for g in range(groups):
             cols = slice(g * out_per_group, (g + 1) * out_per_group)
             taps[:, g * per_group:(g + 1) * per_group, cols] = kernel[:, :, cols]
-        # Zero rows at the ends (a PAD op's) are taken off the input the layer records.
-        zero = np.vectorize(lambda r: not r.terms and not np.any(r.bias), otypes=[bool])(rows).all(axis=0)
-        left = int(np.argmin(zero)) if not zero.all() else len(zero)
-        right = int(np.argmin(zero[::-1])) if not zero.all() else 0
-        if left + right >= rows.shape[1]:
-            raise Unsupported("a convolution of zeros")
+
         span = (size - 1) * dilation + 1
         total = rows.shape[1]
         if padding == "same":
-            implicit = _same_padding(total, span, stride_w)
-            steps = -(-total // stride_w)
+            implicit, steps = _same_padding(total, span, stride)[0], -(-total // stride)
         else:
-            implicit = (0, 0)
-            steps = (total - span) // stride_w + 1
+            implicit, steps = 0, (total - span) // stride + 1
         if steps < 1:
             raise Unsupported(f"a sequence of {total} timesteps shorter than the convolution's span {span}")
-        if padding == "valid" and right == 0 and left == span - 1 and left > 0:
-            ir_padding, pad = "causal", (0, 0)
-        else:
-            ir_padding, pad = padding, (left, right)
+        block = 1
+        source = self._space_to_batch_source(rows)
+        if source is not None:  # the dilated convolution of the sequence SPACE_TO_BATCH_ND rearranged
+            rows, block = source
+            if stride != 1:
+                raise Unsupported("a strided convolution of a batch rearranged by SPACE_TO_BATCH_ND")
+            implicit, steps, dilation = implicit * block, steps * block, dilation * block
+            span, total = (size - 1) * dilation + 1, rows.shape[1]
+        # Zero rows at the ends (a PAD op's, SPACE_TO_BATCH_ND's) are taken off the input the layer records.
+        zero = np.vectorize(lambda r: not r.terms and not np.any(r.bias), otypes=[bool])(rows).all(axis=0)
+        if zero.all():
+            raise Unsupported("a convolution of zeros")
+        left, right = int(np.argmin(zero)), int(np.argmin(zero[::-1]))
         interior = rows[:, left:total - right]
-        layer = Layer("conv", Sym(interior.shape + (channels,), interior), steps,
-                      (lambda vs, f=act: vs[0] if f is None else _numeric_activation(f, vs[0])),
-                      kernel=kernel, bias=bias, strides=stride_w, padding=ir_padding, dilation_rate=dilation,
-                      groups=groups, activation=act or "linear", pad=pad, depthwise=depthwise)
+        attrs = dict(kernel=kernel, bias=bias, strides=stride, dilation_rate=dilation, groups=groups,
+                     activation=act or "linear", depthwise=depthwise)
+        if block > 1:  # padding known once BATCH_TO_SPACE_ND says which outputs are kept
+            attrs.update(padding=None, pad=None, zeros_before=left + implicit, input_steps=interior.shape[1])
+        elif padding == "valid" and right == 0 and left == span - 1 and left > 0:
+            attrs.update(padding="causal", pad=(0, 0))
+        else:
+            attrs.update(padding=padding, pad=(left, right))
+        layer = Layer("conv", Sym(interior.shape + (channels,), interior), None if block > 1 else steps,
+                      (lambda vs, f=act: vs[0] if f is None else _numeric_activation(f, vs[0])), **attrs)
 
         def taps_of(bi, t):
             pre = Lin({}, bias)
             for j in range(size):
-                p = t * stride_w + j * dilation - implicit[0]
+                p = t * stride + j * dilation - implicit
                 if 0 <= p < total and rows[bi, p].terms:
                     pre = lin_add(pre, lin_matmul(rows[bi, p], taps[j]))
             return [pre]
 
         out = self._layer_rows(layer, taps_of, rows.shape[0], steps, filters)
-        return Sym((rows.shape[0], 1, steps, filters), out[:, None, :])
+        if block > 1:  # back to SPACE_TO_BATCH_ND's arrangement: row (r * batch + b, t) is output t * d + r
+            out = np.moveaxis(out.reshape(out.shape[0], steps // block, block), 2, 0).reshape(-1, steps // block)
+        return Sym((out.shape[0], 1, out.shape[1], filters), out[:, None, :])
+
+    @staticmethod
+    def _time_block(args: list, what: str):
+        """``(time axis, d, (before, after))`` of a SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND that
+        rearranges one time axis: of (batch, T, C) (block ``[d]``), or of (batch, 1, T, C) (block
+        ``[1, d]``, what a depthwise convolution's input gets)."""
+        block, pads = _ints(args[1], "the block shape").reshape(-1), _ints(args[2], f"the {what}")
+        rank = len(_shape(args[0]))
+        if block.size == 1 and pads.shape == (1, 2) and rank >= 3:
+            axis = 1
+        elif (block.size == 2 and pads.shape == (2, 2) and rank == 4 and _shape(args[0])[1] == 1
+              and block[0] == 1 and not np.any(pads[0])):
+            axis, block, pads = 2, block[1:], pads[1:]
+        else:
+            raise Unsupported(f"block shape {block.tolist()}, {what} {pads.tolist()} of a tensor of rank {rank} "
+                              "(edgernn converts the rearrangement of a time axis)")
+        if block[0] < 1 or np.any(pads < 0):
+            raise Unsupported(f"block shape {block.tolist()}, {what} {pads.tolist()}")
+        return axis, int(block[0]), (int(pads[0, 0]), int(pads[0, 1]))
+
+    def _space_to_batch(self, args: list):
+        """SPACE_TO_BATCH_ND over a time axis: ``T`` padded with zeros, cut into ``T / d`` blocks of
+        d, and timestep ``t * d + r`` of batch row b moved to batch row ``r * batch + b``, timestep t.
+        The arrangement of a computed input is remembered, for the convolution that reads it
+        (:meth:`_conv`)."""
+        axis, d, pads = self._time_block(args, "paddings")
+
+        def rearrange(x, zero):
+            x = np.moveaxis(x, axis, 1)
+            x = np.pad(x, [(0, 0), pads] + [(0, 0)] * (x.ndim - 2), constant_values=zero)
+            if x.shape[1] % d:
+                raise Unsupported(f"{x.shape[1]} padded timesteps are not a multiple of the block {d}")
+            x = x.reshape((x.shape[0], x.shape[1] // d, d) + x.shape[2:])
+            x = np.moveaxis(x, 2, 0).reshape((-1, x.shape[1]) + x.shape[3:])
+            return np.moveaxis(x, 1, axis)
+
+        out = self._move(rearrange, [args[0], np.zeros((), np.float64)])
+        if isinstance(out, Sym) and len(out.shape) == axis + 2:
+            self._rearranged.append((out.rows.reshape(out.shape[0], -1), d))
+        return out
+
+    def _space_to_batch_source(self, rows: np.ndarray):
+        """``(sequence rows (batch, T), d)`` if ``rows`` are (by identity) the rows a SPACE_TO_BATCH_ND
+        made of that sequence with block d, else None."""
+        for made, d in reversed(self._rearranged):
+            if made.shape == rows.shape and all(a is b for a, b in zip(made.reshape(-1), rows.reshape(-1))):
+                steps = rows.shape[1]
+                return np.moveaxis(rows.reshape(d, -1, steps), 0, 2).reshape(-1, steps * d), d
+        return None
+
+    def _batch_to_space(self, args: list):
+        """BATCH_TO_SPACE_ND over a time axis: the inverse rearrangement of SPACE_TO_BATCH_ND, then
+        ``crops`` timesteps taken off the ends. When it puts a rearranged convolution's outputs back
+        in order, that convolution's length and padding are known: set here."""
+        axis, d, crops = self._time_block(args, "crops")
+
+        def arrange(x):
+            x = np.moveaxis(x, axis, 1)
+            if x.shape[0] % d:
+                raise Unsupported(f"a batch of {x.shape[0]} rows for the block {d}")
+            x = np.moveaxis(x.reshape((d, x.shape[0] // d) + x.shape[1:]), 0, 2)
+            x = x.reshape((x.shape[0], x.shape[1] * d) + x.shape[3:])
+            return np.moveaxis(x[:, crops[0]:x.shape[1] - crops[1]], 1, axis)
+
+        out = self._move(arrange, [args[0]])
+        if isinstance(out, Sym) and len(out.shape) == axis + 2 and out.rows.size:
+            rows = out.rows.reshape(out.shape[0], -1)
+            atom = next(iter(rows[0, 0].terms), None)
+            layer = atom.param[0] if atom is not None and atom.kind == "layer" else None
+            if layer is not None and layer.kind == "conv" and layer.attrs["padding"] is None and all(
+                    len(r.terms) == 1 and next(iter(r.terms)).param == (layer, bi, t)
+                    for (bi, t), r in np.ndenumerate(rows)):
+                self._set_padding(layer, rows.shape[1])
+        return out
+
+    @staticmethod
+    def _set_padding(layer: Layer, steps: int) -> None:
+        """The padding of a convolution of ``steps`` outputs whose output 0 is ``zeros_before``
+        timesteps before its input (its input's length ``input_steps``; stride 1)."""
+        attrs = layer.attrs
+        span = (attrs["kernel"].shape[0] - 1) * attrs["dilation_rate"] + 1
+        left = attrs["zeros_before"]
+        right = steps - 1 + span - attrs["input_steps"] - left
+        if (left, right) == (0, 0):
+            attrs.update(padding="valid", pad=(0, 0))
+        elif (left, right) == (span - 1, 0):
+            attrs.update(padding="causal", pad=(0, 0))
+        elif (left, right) == ((span - 1) // 2, span - 1 - (span - 1) // 2):
+            attrs.update(padding="same", pad=(0, 0))
+        else:
+            attrs.update(padding="valid", pad=(left, right))
+        layer.steps = steps
 
     def _pool(self, op: Operator, x: Sym, kind: str) -> Sym:
         """MAX_POOL_2D / AVERAGE_POOL_2D over (batch, 1, T, C), a Keras Max/AveragePooling1D: the max

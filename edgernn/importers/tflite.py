@@ -82,6 +82,7 @@ _KNOWN_OPS = {
     "GREATER_EQUAL", "EQUAL", "NOT_EQUAL", "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT", "MAXIMUM", "MINIMUM",
     "FLOOR_DIV", "FLOOR_MOD", "CAST", "FILL", "ZEROS_LIKE", "RANGE", "REDUCE_MAX", "REDUCE_MIN", "SUM",
     "REDUCE_PROD", "MEAN", "NEG", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD",
+    "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND",
 }
 _FLOAT_TYPES = {0, 1, 10}        # float32, float16, float64
 _QUANTIZED_TYPES = {3, 7, 9}     # uint8, int16, int8
@@ -326,9 +327,6 @@ class _Importer:
             elif name.startswith("CUSTOM(Flex"):
                 hint = (" (a TensorFlow op kept by SELECT_TF_OPS; TFLiteConverter lowers RNNs to builtin ops "
                         "when the batch size is fixed)")
-            elif name in ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"):
-                hint = (" (a dilated Conv1D with a dynamic time axis: TFLiteConverter writes it as a convolution "
-                        "of a rearranged batch; convert with a fixed sequence length)")
             elif name in ("RSQRT", "SQUARED_DIFFERENCE"):
                 hint = " (LayerNormalization is not supported from TFLite)"
             elif name == "QUANTIZE":
@@ -753,6 +751,9 @@ class _Recognizer:
         below = layer.input.rows[0, -1]
         if layer.kind == "global_pool":
             return {"kind": "pool", "pool": layer.attrs["pool"], "global": True, "input_rows": [(below, True)]}
+        if layer.kind == "conv" and layer.attrs["padding"] is None:
+            self.fail("a convolution of a batch rearranged by SPACE_TO_BATCH_ND whose outputs no BATCH_TO_SPACE_ND "
+                      "puts back in order")
         found = {"kind": layer.kind, **layer.attrs, "input_rows": [(below, True)]}
         if layer.kind == "conv" and found["pad"] != (0, 0):  # an explicit PAD that is not a causal one
             found["input_rows"] = [({"kind": "pad", "pad": found["pad"], "input_rows": [(below, True)]}, True)]
@@ -796,9 +797,13 @@ class _Recognizer:
             return {"kind": "activation", "activation": activation, "input_rows": [(input_row, None)]}
         if activation not in ir.ACTIVATION_IDS:
             return None
-        if (activation == "linear" and w.shape[0] == w.shape[1]
-                and np.array_equal(w, np.diag(np.diag(w)))):
-            return {"kind": "affine", "scale": np.diag(w).copy(), "offset": bias, "input_rows": [(input_row, None)]}
+        if w.shape[0] == w.shape[1] and np.array_equal(w, np.diag(np.diag(w))):
+            # Per feature: a BatchNormalization left as MUL + ADD, or a bias added after a convolution
+            # (with its activation fused into the ADD); the Affine is folded into a linear map below it.
+            affine = {"kind": "affine", "scale": np.diag(w).copy(), "offset": bias, "input_rows": [(input_row, None)]}
+            if activation == "linear":
+                return affine
+            return {"kind": "activation", "activation": activation, "input_rows": [(affine, None)]}
         return {"kind": "dense", "kernel": w, "bias": bias, "activation": activation, "input_rows": [(input_row, None)]}
 
     def _dense_of_several(self, pre: Lin, activation: str) -> Optional[dict]:
