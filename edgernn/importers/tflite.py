@@ -20,7 +20,8 @@ SOFTMAX, LOG_SOFTMAX ... per step or on the last step (STRIDED_SLICE).
 Around the recurrent layers (or without any), what the converter makes of Keras's 1-D convolutional
 layers: CONV_2D / DEPTHWISE_CONV_2D over a (batch, 1, time, channels) tensor (Conv1D, grouped,
 DepthwiseConv1D, SeparableConv1D as depthwise then pointwise; a causal one after a PAD of (k-1)*d
-zeros on the left), MAX_POOL_2D / AVERAGE_POOL_2D, MEAN / REDUCE_MAX over time (global pooling), a
+zeros on the left; a dilated one with a dynamic time axis between SPACE_TO_BATCH_ND and
+BATCH_TO_SPACE_ND, its bias added after), MAX_POOL_2D / AVERAGE_POOL_2D, MEAN / REDUCE_MAX over time (global pooling), a
 RESHAPE to (batch, T*C) before FULLY_CONNECTED (Flatten), BatchNormalization folded into the
 convolution's weights or left as MUL + ADD (an ir.Affine), ADD / SUB / MUL / MAXIMUM / MINIMUM of two
 layers' outputs and CONCATENATION over features (merges; a residual connection makes a graph).
@@ -51,8 +52,8 @@ any sequence length: ``Input.timesteps`` records the file's).
 
 Refused: fully integer-quantized models (int8 inputs or activations), Bidirectional, masking,
 go_backwards, stateful variables beyond the fused op's own, CIFG/peephole/projection/layer-norm
-fused LSTMs, LayerNormalization, 2-D convolutions and poolings, a dilated convolution with a dynamic
-time axis (SPACE_TO_BATCH_ND), several inputs or outputs, ops not listed above (named in the error).
+fused LSTMs, LayerNormalization, 2-D convolutions and poolings, several inputs or outputs, ops not
+listed above (named in the error).
 """
 
 from __future__ import annotations
