@@ -4,7 +4,8 @@ Small Keras 3 models with random weights are converted with TensorFlow's TFLiteC
 no optimizations) in one subprocess, then with edgernn; ``predict`` is compared with the LiteRT
 interpreter on random inputs to atol 1e-5 + rtol 1e-4. What TensorFlow 2.21 writes for them:
 Conv1D as RESHAPE -> CONV_2D -> RESHAPE (a causal one after a PAD of (k-1)*d zeros on the left;
-a grouped one with fewer weight channels than input channels), DepthwiseConv1D as
+a grouped one with fewer weight channels than input channels; a dilated one with a dynamic time
+axis between SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND, its bias added after), DepthwiseConv1D as
 DEPTHWISE_CONV_2D, SeparableConv1D as DEPTHWISE_CONV_2D -> CONV_2D, Max/AveragePooling1D as
 MAX_POOL_2D / AVERAGE_POOL_2D, global pooling as MEAN / REDUCE_MAX over time, Flatten as a RESHAPE
 before FULLY_CONNECTED, a BatchNormalization after a convolution folded into its weights and one
@@ -40,7 +41,8 @@ MODELS = {
         y = L.Dense(2)(y)
         """, None, 1),
     "strides_same_valid": ("""
-        y = L.Conv1D(4, 3, strides=2, activation="relu6")(x)
+        y = L.ZeroPadding1D((1, 2))(x)
+        y = L.Conv1D(4, 3, strides=2, activation="relu6")(y)
         y = L.Conv1D(5, 4, padding="same", strides=2, dilation_rate=1, activation="elu")(y)
         """, T, 1),
     "groups_depthwise_separable": ("""
@@ -95,7 +97,7 @@ MODELS = {
 # What each convertible file becomes: the IR ops in order (Conv1D padding in brackets).
 EXPECTED = {
     "causal_gru": ["Conv1D[causal]", "Conv1D[causal]", "Recurrent", "Dense"],
-    "strides_same_valid": ["Conv1D[valid]", "Conv1D[same]"],
+    "strides_same_valid": ["Pad1D", "Conv1D[valid]", "Conv1D[same]"],
     "dilated_same_dynamic": ["Conv1D[same]", "Conv1D[valid]"],
     "groups_depthwise_separable": ["Conv1D[same]", "Conv1D[valid]", "Conv1D[same]", "Conv1D[valid]"],
     "bn_pool_flatten": ["Conv1D[valid]", "Pooling1D", "Pooling1D", "Flatten", "Dense"],
@@ -169,7 +171,8 @@ def test_predict_matches_interpreter(files, converted, name):
 
 def test_layer_options_are_read(converted):
     """Strides, dilation, groups and the depthwise/separable split come out as Keras has them."""
-    convs = [n.op for n in converted["strides_same_valid"].spec.nodes]
+    pad, *convs = [n.op for n in converted["strides_same_valid"].spec.nodes]
+    assert (pad.left, pad.right) == (1, 2)
     assert [(c.strides, c.kernel_size, c.activation) for c in convs] == [(2, 3, "relu6"), (2, 4, "elu")]
     grouped, depthwise, separable_dw, pointwise = [n.op for n in converted["groups_depthwise_separable"].spec.nodes]
     assert (grouped.groups, grouped.kernel.shape) == (3, (3, 1, 6))
@@ -221,7 +224,7 @@ def test_corrupted_bytes_raise_only_edgernn_errors(files, tmp_path):
     """Random byte changes in real files with convolutions, poolings and merges: InvalidModelFile or
     UnsupportedModel, nothing else."""
     rng = np.random.default_rng(12)
-    for name in ("residual_concat_lstm", "bn_pool_flatten", "groups_depthwise_separable"):
+    for name in ("residual_concat_lstm", "bn_pool_flatten", "groups_depthwise_separable", "dilated_same_dynamic"):
         blob = (files / f"{name}.tflite").read_bytes()
         for _ in range(25):
             mutated = bytearray(blob)
