@@ -292,12 +292,13 @@ def test_truncated_file_is_invalid(files, tmp_path):
             edgernn.convert(path)
 
 
-def test_corrupted_bytes_raise_only_edgernn_errors(files, tmp_path):
-    """Random byte changes anywhere in real files: InvalidModelFile or UnsupportedModel, nothing else."""
-    rng = np.random.default_rng(11)
-    for name in ("lstm_last", "k2_lstm_last", "unroll_gru_simple"):
-        blob = (files / f"{name}.tflite").read_bytes()
-        for _ in range(40):
+def assert_corruptions_raise_only_edgernn_errors(paths, tmp_path, seed: int, count: int) -> None:
+    """``count`` copies of each file with 1-5 random bytes changed: converting each raises
+    InvalidModelFile or UnsupportedModel, or converts; nothing else."""
+    rng = np.random.default_rng(seed)
+    for source in paths:
+        blob = source.read_bytes()
+        for _ in range(count):
             mutated = bytearray(blob)
             for k in rng.integers(0, len(blob), size=rng.integers(1, 6)):
                 mutated[k] = rng.integers(0, 256)
@@ -307,6 +308,12 @@ def test_corrupted_bytes_raise_only_edgernn_errors(files, tmp_path):
                 edgernn.convert(path, verify=False)
             except (InvalidModelFile, UnsupportedModel):
                 pass
+
+
+def test_corrupted_bytes_raise_only_edgernn_errors(files, tmp_path):
+    """Random byte changes anywhere in real files: InvalidModelFile or UnsupportedModel, nothing else."""
+    names = ("lstm_last", "k2_lstm_last", "unroll_gru_simple")
+    assert_corruptions_raise_only_edgernn_errors([files / f"{n}.tflite" for n in names], tmp_path, seed=11, count=40)
 
 
 def test_conversion_needs_no_interpreter_and_run_source_says_what_is_missing(files):

@@ -681,12 +681,7 @@ class Executor:
 
         span = (size - 1) * dilation + 1
         total = rows.shape[1]
-        if padding == "same":
-            implicit, steps = _same_padding(total, span, stride)[0], -(-total // stride)
-        else:
-            implicit, steps = 0, (total - span) // stride + 1
-        if steps < 1:
-            raise Unsupported(f"a sequence of {total} timesteps shorter than the convolution's span {span}")
+        implicit, steps = _windows(total, span, stride, padding, "the convolution's span")
         block = 1
         source = self._space_to_batch_source(rows)
         if source is not None:  # the dilated convolution of the sequence SPACE_TO_BATCH_ND rearranged
@@ -831,12 +826,7 @@ class Executor:
         if _FUSED_name(o(5, "b", 0)) is not None:
             raise Unsupported("a fused activation on a pooling")
         total = rows.shape[1]
-        if padding == "same":
-            left, steps = _same_padding(total, size, stride_w)[0], -(-total // stride_w)
-        else:
-            left, steps = 0, (total - size) // stride_w + 1
-        if steps < 1:
-            raise Unsupported(f"a sequence of {total} timesteps shorter than the pool size {size}")
+        left, steps = _windows(total, size, stride_w, padding, "the pool size")
         reduce = np.max if kind == "max" else np.mean
         layer = Layer("pool", Sym(rows.shape + (x.shape[-1],), rows), steps,
                       lambda vs: reduce(np.stack(vs), axis=0), pool=kind, pool_size=size, strides=stride_w,
@@ -1116,6 +1106,18 @@ class Executor:
         self._write_variable(g, op, op.inputs[4], h, units)
         rows_out = out if time_major else out.transpose(1, 0)
         return [Sym(rows_out.shape + (units,), rows_out)]
+
+
+def _windows(total: int, window: int, stride: int, padding: str, what: str) -> tuple[int, int]:
+    """``(zeros before the first window, number of windows)`` of a window spanning ``window`` of
+    ``total`` timesteps, moved by ``stride``, with TFLite's VALID or SAME padding."""
+    if padding == "same":
+        left, steps = _same_padding(total, window, stride)[0], -(-total // stride)
+    else:
+        left, steps = 0, (total - window) // stride + 1
+    if steps < 1:
+        raise Unsupported(f"a sequence of {total} timesteps shorter than {what} {window}")
+    return left, steps
 
 
 def _mul_rows(a: Lin, b: Lin) -> Lin:
