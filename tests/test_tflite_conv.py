@@ -1,15 +1,16 @@
 """Convolutional front-ends and the layers around the RNN from TFLite, against the live interpreter.
 
-Small Keras 3 models with random weights are converted with TensorFlow's TFLiteConverter (float32,
-no optimizations) in one subprocess, then with edgernn; ``predict`` is compared with the LiteRT
-interpreter on random inputs to atol 1e-5 + rtol 1e-4. What TensorFlow 2.21 writes for them:
-Conv1D as RESHAPE -> CONV_2D -> RESHAPE (a causal one after a PAD of (k-1)*d zeros on the left;
-a grouped one with fewer weight channels than input channels; a dilated one with a dynamic time
-axis between SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND, its bias added after), DepthwiseConv1D as
-DEPTHWISE_CONV_2D, SeparableConv1D as DEPTHWISE_CONV_2D -> CONV_2D, Max/AveragePooling1D as
-MAX_POOL_2D / AVERAGE_POOL_2D, global pooling as MEAN / REDUCE_MAX over time, Flatten as a RESHAPE
-before FULLY_CONNECTED, a BatchNormalization after a convolution folded into its weights and one
-before as MUL + ADD, merges as ADD, SUB, MUL, MAXIMUM, MINIMUM, CONCATENATION.
+Small Keras 3 models (and one tf-keras model) with random weights are converted with TensorFlow's
+TFLiteConverter (float32, no optimizations) in subprocesses, then with edgernn; ``predict`` is
+compared with the LiteRT interpreter on random inputs to atol 1e-5 + rtol 1e-4. What TensorFlow
+2.21 writes for them: Conv1D as RESHAPE -> CONV_2D -> RESHAPE (a causal one after a PAD of (k-1)*d
+zeros on the left; a grouped one with fewer weight channels than input channels; a dilated one
+with a dynamic time axis between SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND, its bias added after),
+DepthwiseConv1D as DEPTHWISE_CONV_2D, SeparableConv1D as DEPTHWISE_CONV_2D -> CONV_2D,
+Max/AveragePooling1D as MAX_POOL_2D / AVERAGE_POOL_2D (over (batch, 1, T, C); tf-keras's over
+(batch, T, 1, C)), global pooling as MEAN / REDUCE_MAX over time, Flatten as a RESHAPE before
+FULLY_CONNECTED, a BatchNormalization after a convolution folded into its weights and one
+elsewhere as MUL + ADD, merges as ADD, SUB, MUL, MAXIMUM, MINIMUM, CONCATENATION.
 """
 
 from __future__ import annotations
@@ -94,6 +95,18 @@ MODELS = {
         """, T, 1),
 }
 
+# tf-keras (Keras 2, TF_USE_LEGACY_KERAS=1): pooling over (batch, T, 1, C), the fused LSTM.
+KERAS2 = {
+    "k2_cnn_lstm": ("""
+        y = L.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu")(x)
+        y = L.BatchNormalization()(y)
+        y = L.MaxPooling1D(2)(y)
+        y = L.LSTM(5, return_sequences=True)(y)
+        y = L.GlobalAveragePooling1D()(y)
+        y = L.Dense(2)(y)
+        """, T, 1),
+}
+
 # What each convertible file becomes: the IR ops in order (Conv1D padding in brackets).
 EXPECTED = {
     "causal_gru": ["Conv1D[causal]", "Conv1D[causal]", "Recurrent", "Dense"],
@@ -106,16 +119,22 @@ EXPECTED = {
                              "Recurrent", "Dense"],
     "merges": ["Conv1D[causal]", "Conv1D[causal]", "Merge", "Merge", "Merge", "Merge"],
     "cnn_lstm": ["Conv1D[valid]", "Pooling1D", "Recurrent", "Dense"],
+    "k2_cnn_lstm": ["Conv1D[causal]", "Affine", "Pooling1D", "Recurrent", "Pooling1D", "Dense"],
 }
 
 GENERATOR = textwrap.dedent(
     """
     import json, os, sys, textwrap
-    models, out = json.loads(sys.argv[1]), sys.argv[2]
+    models, out, legacy = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
+    if legacy:
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import numpy as np
     import tensorflow as tf
-    import keras
+    if legacy:
+        keras = tf.keras
+    else:
+        import keras
     L = keras.layers
 
     for seed, (name, (code, steps, batch)) in enumerate(sorted(models.items())):
@@ -126,7 +145,7 @@ GENERATOR = textwrap.dedent(
         # Fan-in scaled random weights, non-zero biases (zero ones are folded away), and
         # BatchNormalization statistics far from the identity (variances positive).
         for w in model.weights:
-            if "moving_variance" in w.path:
+            if "moving_variance" in getattr(w, "path", w.name):
                 value = rng.uniform(0.5, 2.0, w.shape)
             elif len(w.shape) >= 2:
                 value = rng.normal(0, 0.8 / np.sqrt(np.prod(w.shape[:-1])), w.shape)
@@ -141,7 +160,7 @@ GENERATOR = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def files(request):
-    return cached_tflite_files(request, "edgernn-tflite-conv", GENERATOR, [(MODELS, "0")])
+    return cached_tflite_files(request, "edgernn-tflite-conv", GENERATOR, [(MODELS, "0"), (KERAS2, "1")])
 
 
 def data(batch=3, steps=T, seed=1):

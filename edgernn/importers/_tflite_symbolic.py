@@ -618,16 +618,29 @@ class Executor:
         return rows
 
     @staticmethod
-    def _time_rows(x: Sym, what: str) -> np.ndarray:
-        """The (batch, T) rows of a (batch, 1, T, C) tensor: what TensorFlow makes of a 1-D
-        convolution's or pooling's input (EXPAND_DIMS at axis 1)."""
-        if len(x.shape) != 4 or x.shape[1] != 1:
-            raise Unsupported(f"a {what} of a tensor of shape {list(x.shape)} (edgernn converts 1-D {what}s "
-                              "over time, (batch, 1, time, channels))")
-        return x.rows[:, 0, :]
+    def _time_axis(x: Sym, what: str, along_w: tuple, along_h: tuple):
+        """Which axis of a 4-D (batch, H, W, channels) input is time: W in (batch, 1, T, C), what
+        TensorFlow's conv1d and Keras 3's pooling make, or H in (batch, T, 1, C), tf-keras's pooling.
+        ``along_w``, ``along_h``: the op's (window, stride, dilation) along each; the other axis
+        must be 1 wide and its window 1. Returns ``(axis, (window, stride, dilation) along time,
+        rows (batch, T))``."""
+        if len(x.shape) == 4:
+            if x.shape[1] == 1 and all(v == 1 for v in along_h):
+                return 2, along_w, x.rows[:, 0, :]
+            if x.shape[2] == 1 and all(v == 1 for v in along_w):
+                return 1, along_h, x.rows[:, :, 0]
+        raise Unsupported(f"a 2-D {what} (input {list(x.shape)}, window {along_h[0]}x{along_w[0]}, strides "
+                          f"{along_h[1]}x{along_w[1]}); edgernn converts 1-D {what}s over time")
+
+    @staticmethod
+    def _in_layout(out: np.ndarray, axis: int, width: int) -> Sym:
+        """(batch, steps) output rows as the 4-D tensor the op makes: time on ``axis`` (1 or 2)."""
+        rows = out[:, None, :] if axis == 2 else out[:, :, None]
+        return Sym(rows.shape + (width,), rows)
 
     def _conv(self, op: Operator, args: list, depthwise: bool) -> Sym:
-        """CONV_2D / DEPTHWISE_CONV_2D over (batch, 1, T, C), a Keras Conv1D / DepthwiseConv1D:
+        """CONV_2D / DEPTHWISE_CONV_2D over (batch, 1, T, C) (or (batch, T, 1, C)), a Keras Conv1D /
+        DepthwiseConv1D:
 
             y[t] = act(b + sum_j x[t*s + j*d - left] @ W_j)
 
@@ -649,26 +662,29 @@ class Executor:
         opt = op.options
         o = (lambda f, fmt, d=0: d if opt is None else opt.scalar(f, fmt, d))
         padding = "same" if o(0, "b", 0) == 0 else "valid"
-        stride, stride_h = o(1, "i", 1), o(2, "i", 1)
+        stride_w, stride_h = o(1, "i", 1), o(2, "i", 1)
         if depthwise:
-            act, dilation, dilation_h = _FUSED_name(o(4, "b", 0)), o(5, "i", 1), o(6, "i", 1)
+            act, dilation_w, dilation_h = _FUSED_name(o(4, "b", 0)), o(5, "i", 1), o(6, "i", 1)
         else:
-            act, dilation, dilation_h = _FUSED_name(o(3, "b", 0)), o(4, "i", 1), o(5, "i", 1)
+            act, dilation_w, dilation_h = _FUSED_name(o(3, "b", 0)), o(4, "i", 1), o(5, "i", 1)
         what = "depthwise convolution" if depthwise else "convolution"
-        rows = self._time_rows(x, what)
         w = np.asarray(w, np.float64)
         channels = x.shape[-1]
-        if w.ndim != 4 or w.shape[1] != 1 or stride_h != 1 or dilation_h != 1 or stride < 1 or dilation < 1:
-            raise Unsupported(f"a 2-D {what} (weights {list(w.shape)}, strides {stride_h}x{stride}); edgernn "
-                              "converts 1-D convolutions over time")
+        if w.ndim != 4:
+            raise Unsupported(f"weights of shape {list(w.shape)}")
+        axis, (_, stride, dilation), rows = self._time_axis(x, what, (w.shape[2], stride_w, dilation_w),
+                                                            (w.shape[1], stride_h, dilation_h))
+        if stride < 1 or dilation < 1:
+            raise Unsupported(f"stride {stride}, dilation {dilation}")
+        taps_first = w[:, 0] if axis == 2 else w[:, :, 0]  # (F or 1, k, C / groups or C * m)
         if depthwise:
             if w.shape[0] != 1 or w.shape[3] % channels:
                 raise Unsupported(f"depthwise weights {list(w.shape)} for {channels} channels")
-            kernel, groups = w[0, 0][:, None, :], channels
+            kernel, groups = taps_first[0][:, None, :], channels
         else:
             if channels % w.shape[3]:
                 raise Unsupported(f"weights {list(w.shape)} for {channels} input channels")
-            kernel, groups = w[:, 0].transpose(1, 2, 0), channels // w.shape[3]
+            kernel, groups = taps_first.transpose(1, 2, 0), channels // w.shape[3]
         size, per_group, filters = kernel.shape
         bias = np.zeros(filters) if b is None else np.asarray(b, np.float64).reshape(filters)
         # The kernel as one (C, F) matrix per tap: block-diagonal over the groups.
@@ -718,13 +734,13 @@ class Executor:
         out = self._layer_rows(layer, taps_of, rows.shape[0], steps, filters)
         if block > 1:  # back to SPACE_TO_BATCH_ND's arrangement: row (r * batch + b, t) is output t * d + r
             out = np.moveaxis(out.reshape(out.shape[0], steps // block, block), 2, 0).reshape(-1, steps // block)
-        return Sym((out.shape[0], 1, out.shape[1], filters), out[:, None, :])
+        return self._in_layout(out, axis, filters)
 
     @staticmethod
     def _time_block(args: list, what: str):
         """``(time axis, d, (before, after))`` of a SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND that
         rearranges one time axis: of (batch, T, C) (block ``[d]``), or of (batch, 1, T, C) (block
-        ``[1, d]``, what a depthwise convolution's input gets)."""
+        ``[1, d]``, what a depthwise convolution's input gets) or (batch, T, 1, C) (``[d, 1]``)."""
         block, pads = _ints(args[1], "the block shape").reshape(-1), _ints(args[2], f"the {what}")
         rank = len(_shape(args[0]))
         if block.size == 1 and pads.shape == (1, 2) and rank >= 3:
@@ -732,6 +748,9 @@ class Executor:
         elif (block.size == 2 and pads.shape == (2, 2) and rank == 4 and _shape(args[0])[1] == 1
               and block[0] == 1 and not np.any(pads[0])):
             axis, block, pads = 2, block[1:], pads[1:]
+        elif (block.size == 2 and pads.shape == (2, 2) and rank == 4 and _shape(args[0])[2] == 1
+              and block[1] == 1 and not np.any(pads[1])):
+            axis, block, pads = 1, block[:1], pads[:1]
         else:
             raise Unsupported(f"block shape {block.tolist()}, {what} {pads.tolist()} of a tensor of rank {rank} "
                               "(edgernn converts the rearrangement of a time axis)")
@@ -813,31 +832,32 @@ class Executor:
         layer.steps = steps
 
     def _pool(self, op: Operator, x: Sym, kind: str) -> Sym:
-        """MAX_POOL_2D / AVERAGE_POOL_2D over (batch, 1, T, C), a Keras Max/AveragePooling1D: the max
+        """MAX_POOL_2D / AVERAGE_POOL_2D over (batch, 1, T, C) or (batch, T, 1, C), a Keras
+        Max/AveragePooling1D: the max
         or the mean of the rows in each window; SAME's pads are left out (the mean divides by the
         rows in the window), as in TensorFlow and :class:`edgernn.ir.Pooling1D`."""
         opt = op.options
         o = (lambda f, fmt, d=0: d if opt is None else opt.scalar(f, fmt, d))
         padding = "same" if o(0, "b", 0) == 0 else "valid"
-        stride_w, stride_h, size, size_h = o(1, "i", 1), o(2, "i", 1), o(3, "i", 1), o(4, "i", 1)
-        rows = self._time_rows(x, "pooling")
-        if stride_h != 1 or size_h != 1 or stride_w < 1 or size < 1:
-            raise Unsupported(f"a 2-D pooling ({size_h}x{size}, strides {stride_h}x{stride_w})")
+        stride_w, stride_h, size_w, size_h = o(1, "i", 1), o(2, "i", 1), o(3, "i", 1), o(4, "i", 1)
+        axis, (size, stride, _), rows = self._time_axis(x, "pooling", (size_w, stride_w, 1), (size_h, stride_h, 1))
+        if stride < 1 or size < 1:
+            raise Unsupported(f"pool size {size}, stride {stride}")
         if _FUSED_name(o(5, "b", 0)) is not None:
             raise Unsupported("a fused activation on a pooling")
         total = rows.shape[1]
-        left, steps = _windows(total, size, stride_w, padding, "the pool size")
+        left, steps = _windows(total, size, stride, padding, "the pool size")
         reduce = np.max if kind == "max" else np.mean
         layer = Layer("pool", Sym(rows.shape + (x.shape[-1],), rows), steps,
-                      lambda vs: reduce(np.stack(vs), axis=0), pool=kind, pool_size=size, strides=stride_w,
+                      lambda vs: reduce(np.stack(vs), axis=0), pool=kind, pool_size=size, strides=stride,
                       padding=padding)
 
         def window(bi, t):
-            start = t * stride_w - left
+            start = t * stride - left
             return [rows[bi, p] for p in range(max(start, 0), min(start + size, total))]
 
         out = self._layer_rows(layer, window, rows.shape[0], steps, x.shape[-1])
-        return Sym((rows.shape[0], 1, steps, x.shape[-1]), out[:, None, :])
+        return self._in_layout(out, axis, x.shape[-1])
 
     def _global_pool(self, args: list, kind: str, keep_dims: bool) -> Sym:
         """MEAN / REDUCE_MAX over the time axis of a (batch, T, C) tensor: Keras's
