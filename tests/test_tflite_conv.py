@@ -20,7 +20,8 @@ import textwrap
 import numpy as np
 import pytest
 from test_conv_stream import expected_emitted, step_through
-from test_tflite_import import ATOL, RTOL, assert_corruptions_raise_only_edgernn_errors, cached_tflite_files
+from test_tflite_import import (ATOL, GENERATOR_PREAMBLE, RTOL, assert_corruptions_raise_only_edgernn_errors,
+                                cached_tflite_files)
 
 import edgernn
 from edgernn import ir
@@ -122,19 +123,9 @@ EXPECTED = {
     "k2_cnn_lstm": ["Conv1D[causal]", "Affine", "Pooling1D", "Recurrent", "Pooling1D", "Dense"],
 }
 
-GENERATOR = textwrap.dedent(
+GENERATOR = GENERATOR_PREAMBLE + textwrap.dedent(
     """
-    import json, os, sys, textwrap
-    models, out, legacy = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
-    if legacy:
-        os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import numpy as np
-    import tensorflow as tf
-    if legacy:
-        keras = tf.keras
-    else:
-        import keras
+    import textwrap
     L = keras.layers
 
     for seed, (name, (code, steps, batch)) in enumerate(sorted(models.items())):

@@ -76,7 +76,9 @@ REFUSED = {
     "k2_lstm_then_gru": ["state variable of the UNIDIRECTIONAL_SEQUENCE_LSTM", "final state instead of zeros"],
 }
 
-GENERATOR = textwrap.dedent(
+# The start of every generator script: its arguments (models as JSON, the output directory, "1" for
+# tf-keras), then TensorFlow and Keras 3 or tf-keras (TF_USE_LEGACY_KERAS set before the import).
+GENERATOR_PREAMBLE = textwrap.dedent(
     """
     import json, os, sys
     models, out, legacy = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
@@ -89,7 +91,11 @@ GENERATOR = textwrap.dedent(
         keras = tf.keras
     else:
         import keras
+    """
+)
 
+GENERATOR = GENERATOR_PREAMBLE + textwrap.dedent(
+    """
     def make(spec):
         cls, kw = spec
         kw = dict(kw)
