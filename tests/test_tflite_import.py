@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,7 +76,9 @@ REFUSED = {
     "k2_lstm_then_gru": ["state variable of the UNIDIRECTIONAL_SEQUENCE_LSTM", "final state instead of zeros"],
 }
 
-GENERATOR = textwrap.dedent(
+# The start of every generator script: its arguments (models as JSON, the output directory, "1" for
+# tf-keras), then TensorFlow and Keras 3 or tf-keras (TF_USE_LEGACY_KERAS set before the import).
+GENERATOR_PREAMBLE = textwrap.dedent(
     """
     import json, os, sys
     models, out, legacy = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
@@ -88,7 +91,11 @@ GENERATOR = textwrap.dedent(
         keras = tf.keras
     else:
         import keras
+    """
+)
 
+GENERATOR = GENERATOR_PREAMBLE + textwrap.dedent(
+    """
     def make(spec):
         cls, kw = spec
         kw = dict(kw)
@@ -123,26 +130,32 @@ GENERATOR = textwrap.dedent(
 ) % {"T": T, "F": F}
 
 
-@pytest.fixture(scope="module")
-def files(request):
-    """Every model of KERAS3 and KERAS2 as .tflite (two subprocesses side by side), cached in
-    pytest's cache directory under a hash of the generator, the models and the TensorFlow version."""
+def cached_tflite_files(request, prefix: str, generator: str, jobs: list) -> Path:
+    """The .tflite files ``generator`` writes, run once per ``(models, legacy)`` job in subprocesses
+    side by side (``legacy`` "1": tf-keras), cached in pytest's cache directory under a hash of the
+    generator, the models and the TensorFlow version; the directory."""
     from importlib import metadata
 
-    key = hashlib.sha256(json.dumps([GENERATOR, KERAS3, KERAS2, metadata.version("tensorflow")]).encode()).hexdigest()
-    out = request.config.cache.mkdir(f"edgernn-tflite-{key[:16]}")
+    key = hashlib.sha256(json.dumps([generator, jobs, metadata.version("tensorflow")]).encode()).hexdigest()
+    out = request.config.cache.mkdir(f"{prefix}-{key[:16]}")
     if (out / "done").exists():
         return out
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     env.pop("TF_USE_LEGACY_KERAS", None)
-    procs = [subprocess.Popen([sys.executable, "-c", GENERATOR, json.dumps(models), str(out), legacy], env=env,
+    procs = [subprocess.Popen([sys.executable, "-c", generator, json.dumps(models), str(out), legacy], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for models, legacy in ((KERAS3, "0"), (KERAS2, "1"))]
+             for models, legacy in jobs]
     for p in procs:
         _, err = p.communicate(timeout=900)
         assert p.returncode == 0, err.decode()[-3000:]
     (out / "done").write_text(key)
     return out
+
+
+@pytest.fixture(scope="module")
+def files(request):
+    """Every model of KERAS3 and KERAS2 as .tflite (two subprocesses side by side), cached."""
+    return cached_tflite_files(request, "edgernn-tflite", GENERATOR, [(KERAS3, "0"), (KERAS2, "1")])
 
 
 def data(batch=3, steps=T, seed=1):
@@ -285,12 +298,13 @@ def test_truncated_file_is_invalid(files, tmp_path):
             edgernn.convert(path)
 
 
-def test_corrupted_bytes_raise_only_edgernn_errors(files, tmp_path):
-    """Random byte changes anywhere in real files: InvalidModelFile or UnsupportedModel, nothing else."""
-    rng = np.random.default_rng(11)
-    for name in ("lstm_last", "k2_lstm_last", "unroll_gru_simple"):
-        blob = (files / f"{name}.tflite").read_bytes()
-        for _ in range(40):
+def assert_corruptions_raise_only_edgernn_errors(paths, tmp_path, seed: int, count: int) -> None:
+    """``count`` copies of each file with 1-5 random bytes changed: converting each raises
+    InvalidModelFile or UnsupportedModel, or converts; nothing else."""
+    rng = np.random.default_rng(seed)
+    for source in paths:
+        blob = source.read_bytes()
+        for _ in range(count):
             mutated = bytearray(blob)
             for k in rng.integers(0, len(blob), size=rng.integers(1, 6)):
                 mutated[k] = rng.integers(0, 256)
@@ -300,6 +314,12 @@ def test_corrupted_bytes_raise_only_edgernn_errors(files, tmp_path):
                 edgernn.convert(path, verify=False)
             except (InvalidModelFile, UnsupportedModel):
                 pass
+
+
+def test_corrupted_bytes_raise_only_edgernn_errors(files, tmp_path):
+    """Random byte changes anywhere in real files: InvalidModelFile or UnsupportedModel, nothing else."""
+    names = ("lstm_last", "k2_lstm_last", "unroll_gru_simple")
+    assert_corruptions_raise_only_edgernn_errors([files / f"{n}.tflite" for n in names], tmp_path, seed=11, count=40)
 
 
 def test_conversion_needs_no_interpreter_and_run_source_says_what_is_missing(files):

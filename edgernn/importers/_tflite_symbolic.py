@@ -11,7 +11,9 @@ the importer then reads the cell off the result:
   an affine form ``sum_a  value(a) @ M_a + bias`` over *atoms*;
 * an atom is an input row (one timestep of one batch row of the model input), or a non-linear
   function of rows: an activation (LOGISTIC -> sigmoid ...), an element-wise product of two rows
-  (MUL of two non-constant rows), a softmax, a clip;
+  (MUL of two non-constant rows), a softmax, a clip -- or one output row of a layer kept whole
+  (:class:`Layer`: a convolution, a pooling, a concatenation over features, a MAXIMUM/MINIMUM of
+  two computed tensors), which remembers the layer so the importer can rebuild it;
 * affine ops (FULLY_CONNECTED with constant weights, ADD, SUB, MUL/DIV by constants) combine forms;
   layout ops are executed on arrays of integer *codes* (the position of every element) with the
   same NumPy function that executes them on constants, and the codes say where each output element
@@ -33,6 +35,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..ir import same_padding as _same_padding
 from ..reference.activations import FUNCTIONS as _ACTIVATION_FUNCTIONS
 from ._tflite_reader import Model, Operator, Subgraph, Tensor
 
@@ -55,8 +58,9 @@ _serial = itertools.count()
 class Atom:
     """A non-affine quantity of ``width`` features: ``kind`` is "input" (``param`` = the input
     position (b, t)), "act" (``param`` = activation name, ``args`` = (row,)), "mul" (``args`` =
-    (row, row), element-wise product), "softmax"/"log_softmax" (``args`` = (row,)) or "clip"
-    (``param`` = bound, ``args`` = (row,)). ``serial`` orders atoms by creation (args first)."""
+    (row, row), element-wise product), "softmax"/"log_softmax" (``args`` = (row,)), "clip"
+    (``param`` = bound, ``args`` = (row,)) or "layer" (``param`` = (:class:`Layer`, batch row,
+    output timestep), ``args`` = the rows it combines). ``serial`` orders atoms by creation (args first)."""
 
     __slots__ = ("kind", "args", "param", "width", "serial", "__weakref__")
 
@@ -83,6 +87,25 @@ class Lin:
 
     def __repr__(self):
         return f"Lin({list(self.terms)}, n={self.width})"
+
+
+class Layer:
+    """A layer kept whole: a convolution, a pooling (windowed or over all of time), a concatenation
+    over features, or an element-wise max/min of two tensors. Its outputs are "layer" atoms, one per
+    (batch row, output timestep), so that the importer sees where the layer starts and ends (an
+    affine convolution would otherwise be folded into the next layer's weights, and a convolution's
+    taps are rows of different timesteps).
+
+    ``kind`` is "conv", "pool", "global_pool", "merge" (max/min) or "concatenate"; ``attrs`` what the
+    importer needs to build the IR op (kernel ``(k, C / groups, F)`` in the IR's layout, padding,
+    strides ...); ``input`` the (batch, T, C) Sym a conv or pooling reads (without the zero rows a
+    PAD op put at its ends, recorded as ``attrs["pad"]``); ``steps`` its output length (None when
+    it keeps its input's); ``combine`` computes one output row from the values of the atom's
+    argument rows (list of (N, width) arrays -> (N, width)).
+    """
+
+    def __init__(self, kind: str, input: Optional["Sym"], steps: Optional[int], combine, **attrs):
+        self.kind, self.input, self.steps, self.combine, self.attrs = kind, input, steps, combine, attrs
 
 
 def dense(matrix: Optional[np.ndarray], width: int) -> np.ndarray:
@@ -210,6 +233,8 @@ def evaluate(rows: list, inputs) -> list:
             values[id(atom)] = _numeric_activation(atom.param, row_value(atom.args[0]))
         elif atom.kind == "clip":
             values[id(atom)] = _numeric_activation("clip", row_value(atom.args[0]), atom.param)
+        elif atom.kind == "layer":
+            values[id(atom)] = atom.param[0].combine([row_value(a) for a in atom.args])
         else:
             values[id(atom)] = _numeric_activation(atom.kind, row_value(atom.args[0]))
     n = next((v.shape[0] for v in values.values()), 1)
@@ -291,6 +316,8 @@ class Executor:
         self.notes: list[str] = []
         self.loop_steps = 0
         self.variable_writers: dict[tuple[int, int], str] = {}  # variable tensors fused ops overwrite
+        self.layers: list[Layer] = []  # convolutions, poolings and merges, in the order they ran
+        self._rearranged: list = []  # (rows, block) of what SPACE_TO_BATCH_ND made of computed tensors
         self._env: dict = {}
         self._depth = 0
 
@@ -417,6 +444,8 @@ class Executor:
             return [self._move(lambda *xs: np.stack(xs, axis=axis), list(args))]
         if name == "CONCATENATION":
             axis = o(0, "i", 0)
+            if all(isinstance(a, Sym) for a in args) and len(args) > 1 and axis % len(args[0].shape) == len(args[0].shape) - 1:
+                return [self._concatenate(args, _FUSED_name(o(1, "b", 0)))]
             out = self._move(lambda *xs: np.concatenate(xs, axis=axis), list(args))
             act = _FUSED_name(o(1, "b", 0))
             return [out if act is None else self._unary(act, out)]
@@ -443,6 +472,24 @@ class Executor:
             return self._fused_lstm(g, op, args)
         if name == "UNIDIRECTIONAL_SEQUENCE_RNN":
             return self._fused_rnn(g, op, args)
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D") and isinstance(args[0], Sym):
+            return [self._conv(op, args, depthwise=name == "DEPTHWISE_CONV_2D")]
+        if name in ("MAX_POOL_2D", "AVERAGE_POOL_2D") and isinstance(args[0], Sym):
+            return [self._pool(op, args[0], "max" if name == "MAX_POOL_2D" else "average")]
+        if name in ("MEAN", "REDUCE_MAX") and isinstance(args[0], Sym):
+            return [self._global_pool(args, "average" if name == "MEAN" else "max", bool(o(0, "B", 0)))]
+        if name in ("MAXIMUM", "MINIMUM") and isinstance(args[0], Sym) and isinstance(args[1], Sym):
+            return [self._merge(args[0], args[1], "maximum" if name == "MAXIMUM" else "minimum")]
+        if name == "SPACE_TO_BATCH_ND":
+            return [self._space_to_batch(args)]
+        if name == "BATCH_TO_SPACE_ND":
+            return [self._batch_to_space(args)]
+        if name == "PAD":
+            pads = _ints(args[1], "the paddings")
+            if pads.shape != (len(_shape(args[0])), 2) or np.any(pads < 0):
+                raise Unsupported(f"paddings of shape {list(pads.shape)}")
+            zero = np.zeros((), np.float64)
+            return [self._move(lambda x, z: np.pad(x, pads, constant_values=z), [args[0], zero])]
         # Everything else is folded on constants only.
         if any(isinstance(a, Sym) for a in args):
             raise Unsupported("not supported on values computed from the model input")
@@ -559,6 +606,296 @@ class Executor:
             rows[i] = y if act is None else _row_activation(act, y)
         shape = (flat.shape[:-1] + (units,)) if keep_dims else (flat.rows.size, units)
         return Sym(shape, rows.reshape(shape[:-1]))
+
+    # -- layers kept whole: convolution, pooling, merges -------------------------------------------
+    def _layer_rows(self, layer: Layer, args_of, batch: int, steps: int, width: int) -> np.ndarray:
+        """(batch, steps) rows of "layer" atoms; ``args_of(b, t)`` the rows output (b, t) combines."""
+        self.layers.append(layer)
+        rows = np.empty((batch, steps), object)
+        for b in range(batch):
+            for t in range(steps):
+                rows[b, t] = atom_row(Atom("layer", tuple(args_of(b, t)), (layer, b, t), width))
+        return rows
+
+    @staticmethod
+    def _time_axis(x: Sym, what: str, along_w: tuple, along_h: tuple):
+        """Which axis of a 4-D (batch, H, W, channels) input is time: W in (batch, 1, T, C), what
+        TensorFlow's conv1d and Keras 3's pooling make, or H in (batch, T, 1, C), tf-keras's pooling.
+        ``along_w``, ``along_h``: the op's (window, stride, dilation) along each; the other axis
+        must be 1 wide and its window 1. Returns ``(axis, (window, stride, dilation) along time,
+        rows (batch, T))``."""
+        if len(x.shape) == 4:
+            if x.shape[1] == 1 and all(v == 1 for v in along_h):
+                return 2, along_w, x.rows[:, 0, :]
+            if x.shape[2] == 1 and all(v == 1 for v in along_w):
+                return 1, along_h, x.rows[:, :, 0]
+        raise Unsupported(f"a 2-D {what} (input {list(x.shape)}, window {along_h[0]}x{along_w[0]}, strides "
+                          f"{along_h[1]}x{along_w[1]}); edgernn converts 1-D {what}s over time")
+
+    @staticmethod
+    def _in_layout(out: np.ndarray, axis: int, width: int) -> Sym:
+        """(batch, steps) output rows as the 4-D tensor the op makes: time on ``axis`` (1 or 2)."""
+        rows = out[:, None, :] if axis == 2 else out[:, :, None]
+        return Sym(rows.shape + (width,), rows)
+
+    def _conv(self, op: Operator, args: list, depthwise: bool) -> Sym:
+        """CONV_2D / DEPTHWISE_CONV_2D over (batch, 1, T, C) (or (batch, T, 1, C)), a Keras Conv1D /
+        DepthwiseConv1D:
+
+            y[t] = act(b + sum_j x[t*s + j*d - left] @ W_j)
+
+        (rows outside the sequence are zeros). TFLite weights are ``(F, 1, k, C / groups)`` (a
+        grouped CONV_2D has fewer input channels than its input) or, depthwise, ``(1, 1, k, C * m)``
+        (output ``c * m + i`` reads channel c: groups = C). Zero rows a PAD op put at the ends of the
+        sequence are taken off and recorded (a causal Conv1D is a PAD of (k-1)*d zeros on the left
+        and a VALID convolution).
+
+        A dilated Conv1D with a dynamic time axis comes as SPACE_TO_BATCH_ND (block d) -> an
+        undilated convolution -> BATCH_TO_SPACE_ND: when this convolution's input is what a
+        SPACE_TO_BATCH_ND made, it is executed as the dilated convolution of that op's input
+        (output ``t*d + r`` of the whole sequence is output t of batch block r), and the
+        BATCH_TO_SPACE_ND that puts the rows back in order says its length (:meth:`_batch_to_space`)."""
+        x, w = args[0], args[1]
+        b = args[2] if len(args) > 2 else None
+        if isinstance(w, Sym) or isinstance(b, Sym):
+            raise Unsupported("weights computed from the model input")
+        opt = op.options
+        o = (lambda f, fmt, d=0: d if opt is None else opt.scalar(f, fmt, d))
+        padding = "same" if o(0, "b", 0) == 0 else "valid"
+        stride_w, stride_h = o(1, "i", 1), o(2, "i", 1)
+        if depthwise:
+            act, dilation_w, dilation_h = _FUSED_name(o(4, "b", 0)), o(5, "i", 1), o(6, "i", 1)
+        else:
+            act, dilation_w, dilation_h = _FUSED_name(o(3, "b", 0)), o(4, "i", 1), o(5, "i", 1)
+        what = "depthwise convolution" if depthwise else "convolution"
+        w = np.asarray(w, np.float64)
+        channels = x.shape[-1]
+        if w.ndim != 4:
+            raise Unsupported(f"weights of shape {list(w.shape)}")
+        axis, (_, stride, dilation), rows = self._time_axis(x, what, (w.shape[2], stride_w, dilation_w),
+                                                            (w.shape[1], stride_h, dilation_h))
+        if stride < 1 or dilation < 1:
+            raise Unsupported(f"stride {stride}, dilation {dilation}")
+        taps_first = w[:, 0] if axis == 2 else w[:, :, 0]  # (F or 1, k, C / groups or C * m)
+        if depthwise:
+            if w.shape[0] != 1 or w.shape[3] % channels:
+                raise Unsupported(f"depthwise weights {list(w.shape)} for {channels} channels")
+            kernel, groups = taps_first[0][:, None, :], channels
+        else:
+            if channels % w.shape[3]:
+                raise Unsupported(f"weights {list(w.shape)} for {channels} input channels")
+            kernel, groups = taps_first.transpose(1, 2, 0), channels // w.shape[3]
+        size, per_group, filters = kernel.shape
+        bias = np.zeros(filters) if b is None else np.asarray(b, np.float64).reshape(filters)
+        # The kernel as one (C, F) matrix per tap: block-diagonal over the groups.
+        _check_elements([size, channels, filters])
+        taps = np.zeros((size, channels, filters))
+        out_per_group = filters // groups
+        for g in range(groups):
+            cols = slice(g * out_per_group, (g + 1) * out_per_group)
+            taps[:, g * per_group:(g + 1) * per_group, cols] = kernel[:, :, cols]
+
+        span = (size - 1) * dilation + 1
+        total = rows.shape[1]
+        implicit, steps = _windows(total, span, stride, padding, "the convolution's span")
+        block = 1
+        source = self._space_to_batch_source(rows)
+        if source is not None:  # the dilated convolution of the sequence SPACE_TO_BATCH_ND rearranged
+            rows, block = source
+            if stride != 1:
+                raise Unsupported("a strided convolution of a batch rearranged by SPACE_TO_BATCH_ND")
+            implicit, steps, dilation = implicit * block, steps * block, dilation * block
+            span, total = (size - 1) * dilation + 1, rows.shape[1]
+        # Zero rows at the ends (a PAD op's, SPACE_TO_BATCH_ND's) are taken off the input the layer records.
+        zero = np.vectorize(lambda r: not r.terms and not np.any(r.bias), otypes=[bool])(rows).all(axis=0)
+        if zero.all():
+            raise Unsupported("a convolution of zeros")
+        left, right = int(np.argmin(zero)), int(np.argmin(zero[::-1]))
+        interior = rows[:, left:total - right]
+        attrs = dict(kernel=kernel, bias=bias, strides=stride, dilation_rate=dilation, groups=groups,
+                     activation=act or "linear", depthwise=depthwise)
+        if block > 1:  # padding known once BATCH_TO_SPACE_ND says which outputs are kept
+            attrs.update(padding=None, pad=None, zeros_before=left + implicit, input_steps=interior.shape[1])
+        elif padding == "valid" and right == 0 and left == span - 1 and left > 0:
+            attrs.update(padding="causal", pad=(0, 0))
+        else:
+            attrs.update(padding=padding, pad=(left, right))
+        layer = Layer("conv", Sym(interior.shape + (channels,), interior), None if block > 1 else steps,
+                      (lambda vs, f=act: vs[0] if f is None else _numeric_activation(f, vs[0])), **attrs)
+
+        def taps_of(bi, t):
+            pre = Lin({}, bias)
+            for j in range(size):
+                p = t * stride + j * dilation - implicit
+                if 0 <= p < total and rows[bi, p].terms:
+                    pre = lin_add(pre, lin_matmul(rows[bi, p], taps[j]))
+            return [pre]
+
+        out = self._layer_rows(layer, taps_of, rows.shape[0], steps, filters)
+        if block > 1:  # back to SPACE_TO_BATCH_ND's arrangement: row (r * batch + b, t) is output t * d + r
+            out = np.moveaxis(out.reshape(out.shape[0], steps // block, block), 2, 0).reshape(-1, steps // block)
+        return self._in_layout(out, axis, filters)
+
+    @staticmethod
+    def _time_block(args: list, what: str):
+        """``(time axis, d, (before, after))`` of a SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND that
+        rearranges one time axis: of (batch, T, C) (block ``[d]``), or of (batch, 1, T, C) (block
+        ``[1, d]``, what a depthwise convolution's input gets) or (batch, T, 1, C) (``[d, 1]``)."""
+        block, pads = _ints(args[1], "the block shape").reshape(-1), _ints(args[2], f"the {what}")
+        rank = len(_shape(args[0]))
+        if block.size == 1 and pads.shape == (1, 2) and rank >= 3:
+            axis = 1
+        elif (block.size == 2 and pads.shape == (2, 2) and rank == 4 and _shape(args[0])[1] == 1
+              and block[0] == 1 and not np.any(pads[0])):
+            axis, block, pads = 2, block[1:], pads[1:]
+        elif (block.size == 2 and pads.shape == (2, 2) and rank == 4 and _shape(args[0])[2] == 1
+              and block[1] == 1 and not np.any(pads[1])):
+            axis, block, pads = 1, block[:1], pads[:1]
+        else:
+            raise Unsupported(f"block shape {block.tolist()}, {what} {pads.tolist()} of a tensor of rank {rank} "
+                              "(edgernn converts the rearrangement of a time axis)")
+        if block[0] < 1 or np.any(pads < 0):
+            raise Unsupported(f"block shape {block.tolist()}, {what} {pads.tolist()}")
+        return axis, int(block[0]), (int(pads[0, 0]), int(pads[0, 1]))
+
+    def _space_to_batch(self, args: list):
+        """SPACE_TO_BATCH_ND over a time axis: ``T`` padded with zeros, cut into ``T / d`` blocks of
+        d, and timestep ``t * d + r`` of batch row b moved to batch row ``r * batch + b``, timestep t.
+        The arrangement of a computed input is remembered, for the convolution that reads it
+        (:meth:`_conv`)."""
+        axis, d, pads = self._time_block(args, "paddings")
+
+        def rearrange(x, zero):
+            x = np.moveaxis(x, axis, 1)
+            x = np.pad(x, [(0, 0), pads] + [(0, 0)] * (x.ndim - 2), constant_values=zero)
+            if x.shape[1] % d:
+                raise Unsupported(f"{x.shape[1]} padded timesteps are not a multiple of the block {d}")
+            x = x.reshape((x.shape[0], x.shape[1] // d, d) + x.shape[2:])
+            x = np.moveaxis(x, 2, 0).reshape((-1, x.shape[1]) + x.shape[3:])
+            return np.moveaxis(x, 1, axis)
+
+        out = self._move(rearrange, [args[0], np.zeros((), np.float64)])
+        if isinstance(out, Sym) and len(out.shape) == axis + 2:
+            self._rearranged.append((out.rows.reshape(out.shape[0], -1), d))
+        return out
+
+    def _space_to_batch_source(self, rows: np.ndarray):
+        """``(sequence rows (batch, T), d)`` if ``rows`` are (by identity) the rows a SPACE_TO_BATCH_ND
+        made of that sequence with block d, else None."""
+        for made, d in reversed(self._rearranged):
+            if made.shape == rows.shape and all(a is b for a, b in zip(made.reshape(-1), rows.reshape(-1))):
+                steps = rows.shape[1]
+                return np.moveaxis(rows.reshape(d, -1, steps), 0, 2).reshape(-1, steps * d), d
+        return None
+
+    def _batch_to_space(self, args: list):
+        """BATCH_TO_SPACE_ND over a time axis: the inverse rearrangement of SPACE_TO_BATCH_ND, then
+        ``crops`` timesteps taken off the ends. When it puts a rearranged convolution's outputs back
+        in order, that convolution's length and padding are known: set here."""
+        axis, d, crops = self._time_block(args, "crops")
+
+        def arrange(x):
+            x = np.moveaxis(x, axis, 1)
+            if x.shape[0] % d:
+                raise Unsupported(f"a batch of {x.shape[0]} rows for the block {d}")
+            x = np.moveaxis(x.reshape((d, x.shape[0] // d) + x.shape[1:]), 0, 2)
+            x = x.reshape((x.shape[0], x.shape[1] * d) + x.shape[3:])
+            return np.moveaxis(x[:, crops[0]:x.shape[1] - crops[1]], 1, axis)
+
+        out = self._move(arrange, [args[0]])
+        if isinstance(out, Sym) and len(out.shape) == axis + 2 and out.rows.size:
+            rows = out.rows.reshape(out.shape[0], -1)
+            atom = next(iter(rows[0, 0].terms), None)
+            layer = atom.param[0] if atom is not None and atom.kind == "layer" else None
+            if layer is not None and layer.kind == "conv" and layer.attrs["padding"] is None and all(
+                    len(r.terms) == 1 and next(iter(r.terms)).param == (layer, bi, t)
+                    for (bi, t), r in np.ndenumerate(rows)):
+                self._set_padding(layer, rows.shape[1])
+        return out
+
+    @staticmethod
+    def _set_padding(layer: Layer, steps: int) -> None:
+        """The padding of a convolution of ``steps`` outputs whose output 0 is ``zeros_before``
+        timesteps before its input (its input's length ``input_steps``; stride 1)."""
+        attrs = layer.attrs
+        span = (attrs["kernel"].shape[0] - 1) * attrs["dilation_rate"] + 1
+        left = attrs["zeros_before"]
+        right = steps - 1 + span - attrs["input_steps"] - left
+        if (left, right) == (0, 0):
+            attrs.update(padding="valid", pad=(0, 0))
+        elif (left, right) == (span - 1, 0):
+            attrs.update(padding="causal", pad=(0, 0))
+        elif (left, right) == ((span - 1) // 2, span - 1 - (span - 1) // 2):
+            attrs.update(padding="same", pad=(0, 0))
+        else:
+            attrs.update(padding="valid", pad=(left, right))
+        layer.steps = steps
+
+    def _pool(self, op: Operator, x: Sym, kind: str) -> Sym:
+        """MAX_POOL_2D / AVERAGE_POOL_2D over (batch, 1, T, C) or (batch, T, 1, C), a Keras
+        Max/AveragePooling1D: the max
+        or the mean of the rows in each window; SAME's pads are left out (the mean divides by the
+        rows in the window), as in TensorFlow and :class:`edgernn.ir.Pooling1D`."""
+        opt = op.options
+        o = (lambda f, fmt, d=0: d if opt is None else opt.scalar(f, fmt, d))
+        padding = "same" if o(0, "b", 0) == 0 else "valid"
+        stride_w, stride_h, size_w, size_h = o(1, "i", 1), o(2, "i", 1), o(3, "i", 1), o(4, "i", 1)
+        axis, (size, stride, _), rows = self._time_axis(x, "pooling", (size_w, stride_w, 1), (size_h, stride_h, 1))
+        if stride < 1 or size < 1:
+            raise Unsupported(f"pool size {size}, stride {stride}")
+        if _FUSED_name(o(5, "b", 0)) is not None:
+            raise Unsupported("a fused activation on a pooling")
+        total = rows.shape[1]
+        left, steps = _windows(total, size, stride, padding, "the pool size")
+        reduce = np.max if kind == "max" else np.mean
+        layer = Layer("pool", Sym(rows.shape + (x.shape[-1],), rows), steps,
+                      lambda vs: reduce(np.stack(vs), axis=0), pool=kind, pool_size=size, strides=stride,
+                      padding=padding)
+
+        def window(bi, t):
+            start = t * stride - left
+            return [rows[bi, p] for p in range(max(start, 0), min(start + size, total))]
+
+        out = self._layer_rows(layer, window, rows.shape[0], steps, x.shape[-1])
+        return self._in_layout(out, axis, x.shape[-1])
+
+    def _global_pool(self, args: list, kind: str, keep_dims: bool) -> Sym:
+        """MEAN / REDUCE_MAX over the time axis of a (batch, T, C) tensor: Keras's
+        GlobalAveragePooling1D / GlobalMaxPooling1D. Other reductions of computed values (a
+        LayerNormalization's mean over features) are refused."""
+        x = args[0]
+        axes = sorted({int(a) % len(x.shape) for a in _ints(args[1], "the axes").reshape(-1)})
+        if len(x.shape) != 3 or axes != [1]:
+            raise Unsupported(f"a reduction over axes {axes} of a tensor of shape {list(x.shape)} (edgernn "
+                              "converts the mean or max over time of a (batch, time, features) tensor)")
+        rows = x.rows
+        reduce = np.max if kind == "max" else np.mean
+        layer = Layer("global_pool", x, None, lambda vs: reduce(np.stack(vs), axis=0), pool=kind)
+        out = self._layer_rows(layer, lambda bi, _: list(rows[bi]), rows.shape[0], 1, x.shape[-1])
+        return Sym((rows.shape[0], 1, x.shape[-1]), out) if keep_dims else Sym((rows.shape[0], x.shape[-1]), out[:, 0])
+
+    def _merge(self, a: Sym, b: Sym, mode: str) -> Sym:
+        """MAXIMUM / MINIMUM of two computed tensors of one shape: Keras's Maximum / Minimum merges."""
+        if a.shape != b.shape:
+            raise Unsupported(f"tensors of shapes {list(a.shape)} and {list(b.shape)}")
+        fn = np.maximum if mode == "maximum" else np.minimum
+        layer = Layer("merge", None, None, lambda vs: fn(vs[0], vs[1]), mode=mode)
+        ra, rb = a.rows.reshape(a.rows.shape[0], -1), b.rows.reshape(b.rows.shape[0], -1)
+        out = self._layer_rows(layer, lambda bi, t: (ra[bi, t], rb[bi, t]), ra.shape[0], ra.shape[1], a.shape[-1])
+        return Sym(a.shape, out.reshape(a.rows.shape))
+
+    def _concatenate(self, args: list, act: Optional[str]) -> Sym:
+        """CONCATENATION of computed tensors over features: a Keras Concatenate, kept whole (the
+        next layer's weights would otherwise be split over the inputs' atoms)."""
+        shape = args[0].shape
+        if any(a.shape[:-1] != shape[:-1] for a in args):
+            raise Unsupported(f"tensors of shapes {[list(a.shape) for a in args]}")
+        width = sum(a.shape[-1] for a in args)
+        layer = Layer("concatenate", None, None, lambda vs: np.concatenate(vs, axis=-1))
+        flat = [a.rows.reshape(a.rows.shape[0], -1) if a.rows.ndim else a.rows.reshape(1, 1) for a in args]
+        out = self._layer_rows(layer, lambda bi, t: [f[bi, t] for f in flat], flat[0].shape[0], flat[0].shape[1], width)
+        y = Sym(shape[:-1] + (width,), out.reshape(args[0].rows.shape))
+        return y if act is None else self._unary(act, y)
 
     # -- layout ops via position codes -----------------------------------------------------------
     def _move(self, fn, data: list):
@@ -789,6 +1126,18 @@ class Executor:
         self._write_variable(g, op, op.inputs[4], h, units)
         rows_out = out if time_major else out.transpose(1, 0)
         return [Sym(rows_out.shape + (units,), rows_out)]
+
+
+def _windows(total: int, window: int, stride: int, padding: str, what: str) -> tuple[int, int]:
+    """``(zeros before the first window, number of windows)`` of a window spanning ``window`` of
+    ``total`` timesteps, moved by ``stride``, with TFLite's VALID or SAME padding."""
+    if padding == "same":
+        left, steps = _same_padding(total, window, stride)[0], -(-total // stride)
+    else:
+        left, steps = 0, (total - window) // stride + 1
+    if steps < 1:
+        raise Unsupported(f"a sequence of {total} timesteps shorter than {what} {window}")
+    return left, steps
 
 
 def _mul_rows(a: Lin, b: Lin) -> Lin:

@@ -1,4 +1,4 @@
-"""TFLite importer: ``.tflite`` files made by TFLiteConverter from Keras RNN models -> :class:`~edgernn.ir.ModelSpec`.
+"""TFLite importer: ``.tflite`` files made by TFLiteConverter from Keras RNN and 1-D CNN models -> :class:`~edgernn.ir.ModelSpec`.
 
 The forms TensorFlow 2.21 writes (found by converting Keras models and reading the files):
 
@@ -17,6 +17,15 @@ The forms TensorFlow 2.21 writes (found by converting Keras models and reading t
 Heads: FULLY_CONNECTED (fused RELU/RELU6/TANH/RELU_N1_TO_1 activations), LOGISTIC, TANH, RELU,
 SOFTMAX, LOG_SOFTMAX ... per step or on the last step (STRIDED_SLICE).
 
+Around the recurrent layers (or without any), what the converter makes of Keras's 1-D convolutional
+layers: CONV_2D / DEPTHWISE_CONV_2D over a (batch, 1, time, channels) tensor (Conv1D, grouped,
+DepthwiseConv1D, SeparableConv1D as depthwise then pointwise; a causal one after a PAD of (k-1)*d
+zeros on the left; a dilated one with a dynamic time axis between SPACE_TO_BATCH_ND and
+BATCH_TO_SPACE_ND, its bias added after), MAX_POOL_2D / AVERAGE_POOL_2D, MEAN / REDUCE_MAX over time (global pooling), a
+RESHAPE to (batch, T*C) before FULLY_CONNECTED (Flatten), BatchNormalization folded into the
+convolution's weights or left as MUL + ADD (an ir.Affine), ADD / SUB / MUL / MAXIMUM / MINIMUM of two
+layers' outputs and CONCATENATION over features (merges; a residual connection makes a graph).
+
 How the layers are found (see :mod:`._tflite_symbolic`): the graph is *executed* on symbolic
 values -- WHILE loops run iteration by iteration, fused ops expanded step by step -- so every
 output row becomes an exact affine-plus-atoms expression of the input rows, whatever layout ops
@@ -26,7 +35,10 @@ top down: a recurrent cell is recognised by its equations (LSTM ``h = σ(o) φ(f
 tells ``reset_after``; SimpleRNN ``h = φ(x W + h' U + b)`` checked over the whole chain of steps),
 its kernel, recurrent kernel and biases read from the affine forms (so the gate split, transposes
 and bias folding of each form need no special case); a Dense layer by an affine map of the layer
-below. Finally the recognised model is run (float64 reference) against the symbolic graph itself
+below; a convolution, pooling, concatenation or max/min merge by the "layer" atom the executor made
+of it (which holds its weights and input); an Add/Subtract/Multiply by a sum, difference or
+product of layers' outputs. Each layer's inputs are recognised from their own last rows, so the
+result is a graph (a row met again is the layer already built). Finally the recognised model is run (float64 reference) against the symbolic graph itself
 on random inputs over every batch row and timestep: if they disagree beyond float rounding, the
 file is refused. A form the recognition does not know is refused naming what it could not
 place -- never converted approximately.
@@ -40,7 +52,8 @@ any sequence length: ``Input.timesteps`` records the file's).
 
 Refused: fully integer-quantized models (int8 inputs or activations), Bidirectional, masking,
 go_backwards, stateful variables beyond the fused op's own, CIFG/peephole/projection/layer-norm
-fused LSTMs, several inputs or outputs, ops not listed above (named in the error).
+fused LSTMs, LayerNormalization, 2-D convolutions and poolings, several inputs or outputs, ops not
+listed above (named in the error).
 """
 
 from __future__ import annotations
@@ -69,13 +82,15 @@ _KNOWN_OPS = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN", "LESS", "LESS_EQUAL", "GREATER",
     "GREATER_EQUAL", "EQUAL", "NOT_EQUAL", "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT", "MAXIMUM", "MINIMUM",
     "FLOOR_DIV", "FLOOR_MOD", "CAST", "FILL", "ZEROS_LIKE", "RANGE", "REDUCE_MAX", "REDUCE_MIN", "SUM",
-    "REDUCE_PROD", "MEAN", "NEG",
+    "REDUCE_PROD", "MEAN", "NEG", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD",
+    "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND",
 }
 _FLOAT_TYPES = {0, 1, 10}        # float32, float16, float64
 _QUANTIZED_TYPES = {3, 7, 9}     # uint8, int16, int8
 _DYNAMIC_TIMESTEPS = 6           # sequence length used to execute a graph whose time axis is dynamic
 _CONFIRM_ATOL, _CONFIRM_RTOL = 1e-6, 1e-5  # recognised layers vs the graph, both float64
 _MAX_INPUT_ROWS = 100_000
+_MAX_LAYER_DEPTH = 200           # layers in a chain the recognizer follows (it recurses)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,16 +292,19 @@ class _Importer:
                                    [f"executing the graph failed ({type(exc).__name__})"]) from None
         if not isinstance(y, Sym):
             raise UnsupportedModel(f"{self.label}: the output does not depend on the input")
-        if len(y.shape) == 3 and y.shape[:2] == (batch, steps):
-            sequence = True
-            top = y.rows[0, steps - 1]
+        if len(y.shape) == 3 and y.shape[0] == batch and y.shape[1] >= 1:
+            sequence = True  # of the input's length, or another (strided or valid convolutions, pooling)
+            top = y.rows[0, -1]
         elif len(y.shape) == 2 and y.shape[0] == batch:
             sequence = False
             top = y.rows[0]
         else:
             raise UnsupportedModel(f"{self.label}: output shape {list(y.shape)} is neither (batch, timesteps, "
                                    "features) nor (batch, features)")
-        layers = _Recognizer(self.label, steps, rows[0, steps - 1]).peel(top)
+        lengths = {steps} | {layer.steps for layer in executor.layers if layer.steps}
+        recognizer = _Recognizer(self.label, lengths, rows[0, steps - 1])
+        recognizer.build(top, sequence)
+        layers = recognizer.layers
         spec = self._spec(layers, x_tensor, int(features), None if dynamic_steps else steps, sequence, source, executor)
         self._confirm(spec, x, y)
         return spec
@@ -310,6 +328,8 @@ class _Importer:
             elif name.startswith("CUSTOM(Flex"):
                 hint = (" (a TensorFlow op kept by SELECT_TF_OPS; TFLiteConverter lowers RNNs to builtin ops "
                         "when the batch size is fixed)")
+            elif name in ("RSQRT", "SQUARED_DIFFERENCE"):
+                hint = " (LayerNormalization is not supported from TFLite)"
             elif name == "QUANTIZE":
                 hint = " (quantized activations are not supported)"
             problems.append(f"op {name} in {', '.join(sorted(where))}{hint}")
@@ -317,35 +337,24 @@ class _Importer:
 
     def _spec(self, layers, x_tensor, features, timesteps, sequence, source, executor) -> ir.ModelSpec:
         name = x_tensor.name.removeprefix("serving_default_").split(":")[0] or "input"
-        nodes, current, used = [], name, {}
-        top_recurrent = max((k for k, layer in enumerate(layers) if layer["kind"] == "recurrent"), default=None)
-        if top_recurrent is None:
-            raise UnsupportedModel(f"{self.label}: no recurrent layer found in the graph")
-        for k, layer in enumerate(layers):
-            base = {"lstm": "lstm", "gru": "gru", "simple": "simple_rnn"}.get(layer.get("cell"), layer["kind"])
+        nodes, names, used = [], [], {}
+
+        def fresh(base: str) -> str:
             used[base] = used.get(base, -1) + 1
-            op_name = base if used[base] == 0 else f"{base}_{used[base]}"
+            return base if used[base] == 0 else f"{base}_{used[base]}"
+
+        for layer in layers:
+            inputs = tuple(name if i < 0 else names[i] for i in layer["inputs"])
             try:
-                if layer["kind"] == "recurrent":
-                    op = ir.Recurrent(
-                        name=op_name, cell=layer["cell"], units=layer["units"], input_size=layer["input_size"],
-                        kernel=ir.as_weight(layer["kernel"]), recurrent_kernel=ir.as_weight(layer["recurrent_kernel"]),
-                        bias=ir.as_weight(layer["bias"]),
-                        recurrent_bias=None if layer.get("recurrent_bias") is None else ir.as_weight(layer["recurrent_bias"]),
-                        activation=layer["activation"], recurrent_activation=layer.get("recurrent_activation", "sigmoid"),
-                        reset_after=layer.get("reset_after", True),
-                        return_sequences=sequence or k < top_recurrent,
-                    )
-                elif layer["kind"] == "dense":
-                    op = ir.Dense(op_name, ir.as_weight(layer["kernel"]), ir.as_weight(layer["bias"]), layer["activation"])
-                else:
-                    op = ir.Activation(op_name, layer["activation"])
+                op = self._op(layer, fresh)
             except InvalidModelFile as exc:
                 raise UnsupportedModel(f"{self.label}: the recognised layers are inconsistent", [str(exc)]) from None
-            nodes.append(ir.Node(op, (current,), (op_name,)))
-            current = op_name
+            nodes.append(ir.Node(op, inputs, (op.name,)))
+            names.append(op.name)
+        current = names[-1] if names else name
+        recurrent = any(layer["kind"] == "recurrent" for layer in layers)
         forms = {"fused": "fused UNIDIRECTIONAL_SEQUENCE_LSTM/RNN", "while": "WHILE loop"}
-        found = [forms[f] for f in sorted(executor.forms)] or ["unrolled"]
+        found = [forms[f] for f in sorted(executor.forms)] or (["unrolled"] if recurrent else [])
         notes = list(dict.fromkeys(executor.notes + self.notes))
         if any("clips its cell state" in n for n in notes):
             notes = [n + " (edgernn does not: outputs differ only where |c| would exceed the bound)"
@@ -360,6 +369,44 @@ class _Importer:
             return ir.ModelSpec((ir.Input(name, features, 3, timesteps),), tuple(nodes), (current,), source)
         except InvalidModelFile as exc:
             raise UnsupportedModel(f"{self.label}: the recognised layers are inconsistent", [str(exc)]) from None
+
+    @staticmethod
+    def _op(layer: dict, fresh):
+        """The IR op of one recognised layer; ``fresh(base)`` names it."""
+        kind = layer["kind"]
+        if kind == "recurrent":
+            return ir.Recurrent(
+                name=fresh({"lstm": "lstm", "gru": "gru", "simple": "simple_rnn"}[layer["cell"]]), cell=layer["cell"],
+                units=layer["units"], input_size=layer["input_size"], kernel=ir.as_weight(layer["kernel"]),
+                recurrent_kernel=ir.as_weight(layer["recurrent_kernel"]), bias=ir.as_weight(layer["bias"]),
+                recurrent_bias=None if layer.get("recurrent_bias") is None else ir.as_weight(layer["recurrent_bias"]),
+                activation=layer["activation"], recurrent_activation=layer.get("recurrent_activation", "sigmoid"),
+                reset_after=layer.get("reset_after", True), return_sequences=layer["sequence"])
+        if kind == "dense":
+            return ir.Dense(fresh("dense"), ir.as_weight(layer["kernel"]), ir.as_weight(layer["bias"]), layer["activation"])
+        if kind == "activation":
+            return ir.Activation(fresh("activation"), layer["activation"])
+        if kind == "affine":
+            return ir.Affine(fresh("batch_normalization"), ir.as_weight(layer["scale"]), ir.as_weight(layer["offset"]))
+        if kind == "conv":
+            base = "depthwise_conv1d" if layer["depthwise"] else "conv1d"
+            return ir.Conv1D(fresh(base), ir.as_weight(layer["kernel"]), ir.as_weight(layer["bias"]),
+                             strides=layer["strides"], padding=layer["padding"], dilation_rate=layer["dilation_rate"],
+                             groups=layer["groups"], activation=layer["activation"])
+        if kind == "pad":
+            return ir.Pad1D(fresh("zero_padding1d"), *layer["pad"])
+        if kind == "pool":
+            if layer.get("global"):
+                return ir.Pooling1D(fresh(f"global_{layer['pool']}_pooling1d"), layer["pool"], global_pool=True)
+            return ir.Pooling1D(fresh(f"{layer['pool']}_pooling1d"), layer["pool"], pool_size=layer["pool_size"],
+                                strides=layer["strides"], padding=layer["padding"])
+        if kind == "flatten":
+            return ir.Flatten(fresh("flatten"), layer["steps"])
+        if kind == "merge":
+            return ir.Merge(fresh(layer["mode"]), layer["mode"])
+        if kind == "concatenate":
+            return ir.Concatenate(fresh("concatenate"))
+        raise AssertionError(kind)
 
     def _confirm(self, spec: ir.ModelSpec, x: Sym, y: Sym) -> None:
         """The recognised model against the symbolic graph, float64, every batch row and timestep."""
@@ -447,10 +494,17 @@ def _common(row: Lin):
     items = list(row.terms.items())
     a0, m0 = items[0]
     w = dense(m0, a0.width)
-    for a, m in items[1:]:
-        if a.width != a0.width or not np.allclose(dense(m, a.width), w, rtol=1e-9, atol=1e-12):
+    signs = {}
+    for a, m in items:
+        if a.width != a0.width:
             return None
-    return w, Lin({a: None for a, _ in items}, np.zeros(a0.width)), row.bias
+        if np.allclose(dense(m, a.width), w, rtol=1e-9, atol=1e-12):
+            signs[a] = None
+        elif len(items) == 2 and np.allclose(dense(m, a.width), -w, rtol=1e-9, atol=1e-12):
+            signs[a] = -np.eye(a.width)  # the input is a difference (a Subtract)
+        else:
+            return None
+    return w, Lin(signs, np.zeros(a0.width)), row.bias
 
 
 def _pairs(args: tuple):
@@ -458,29 +512,58 @@ def _pairs(args: tuple):
 
 
 class _Recognizer:
-    def __init__(self, label: str, steps: int, last_input: Lin):
-        self.label, self.steps, self.last_input = label, steps, last_input
+    """Reads the layers off the graph's output, from the top down, into ``layers``: dicts in
+    topological order, each with ``inputs`` (indices into ``layers``, -1 for the model input) and
+    ``sequence`` (whether its consumers read the whole sequence or only the last step's row).
+
+    Every layer is recognised from one row -- its output at the last timestep of batch row 0 --
+    and says which rows its inputs are; a row met again (the input of a residual connection) is
+    the layer already built."""
+
+    def __init__(self, label: str, lengths: set, last_input: Lin):
+        self.label, self.lengths, self.last_input = label, lengths, last_input
+        self.layers: list[dict] = []
+        self._made: dict = {}  # row key -> index of the layer that made it
+        self._depth = 0
 
     def fail(self, what: str):
         raise UnsupportedModel(f"{self.label}: cannot recognise the model's layers", [what])
 
-    def peel(self, row: Lin) -> list[dict]:
-        layers: list[dict] = []
-        for _ in range(1000):
-            if lin_equal(row, self.last_input):
-                layers.reverse()
-                return layers
-            a = _single_atom(row)
-            if a is not None and a.kind == "input":
-                self.fail(f"the last output step reads input timestep {a.param[1]} directly, not the last one "
-                          "(go_backwards or a reordered input is not supported)")
-            layer = self._lstm(row) or self._gru(row) or self._simple(row) or self._dense(row)
-            if layer is None:
-                self.fail("an output that is neither an LSTM, GRU or SimpleRNN step nor a Dense/activation "
-                          f"layer of the layer below ({_row_summary(row)})")
-            layers.append(layer)
-            row = layer.pop("input_row")
-        self.fail("too many layers")
+    def build(self, row: Lin, sequence: bool) -> int:
+        """The index of the layer whose output ``row`` is (-1: the model input), built with its inputs."""
+        if lin_equal(row, self.last_input):
+            return -1
+        key = _row_key(row)
+        if key in self._made:
+            return self._made[key]
+        if self._depth >= _MAX_LAYER_DEPTH:  # recursion below, a hostile file must not exhaust the stack
+            self.fail(f"more than {_MAX_LAYER_DEPTH} layers one after the other")
+        a = _single_atom(row)
+        if a is not None and a.kind == "input":
+            self.fail(f"the last output step reads input timestep {a.param[1]} directly, not the last one "
+                      "(go_backwards or a reordered input is not supported)")
+        layer = (self._lstm(row) or self._gru(row) or self._simple(row) or self._kept_whole(row)
+                 or self._merge(row) or self._dense(row))
+        if layer is None:
+            self.fail("an output that is neither an LSTM, GRU or SimpleRNN step, a convolution, pooling or merge, "
+                      f"nor a Dense/activation layer of the layer below ({_row_summary(row)})")
+        self._depth += 1
+        try:
+            index = self._made[key] = self._add(layer, sequence)
+        finally:
+            self._depth -= 1
+        return index
+
+    def _add(self, layer: dict, sequence: bool) -> int:
+        """Build ``layer``'s inputs (rows, or layer dicts made with it: a Flatten, a Concatenate
+        under a Dense), then the layer; its index."""
+        inputs = []
+        for source, needs_sequence in layer.pop("input_rows"):
+            wants = sequence if needs_sequence is None else needs_sequence
+            inputs.append(self._add(source, wants) if isinstance(source, dict) else self.build(source, wants))
+        layer["inputs"], layer["sequence"] = inputs, sequence
+        self.layers.append(layer)
+        return len(self.layers) - 1
 
     # -- shared: input side of a preactivation -------------------------------------------------
     def _sides(self, pre: Lin, hrow: Lin):
@@ -632,7 +715,7 @@ class _Recognizer:
             if sides is None:
                 continue
             w, u, input_row, bias = sides
-            if self._simple_chain(k, act, w, u, bias) == self.steps:
+            if self._simple_chain(k, act, w, u, bias) in self.lengths:
                 return self._recurrent("simple", row.width, [sides], act, None)
         return None
 
@@ -653,10 +736,48 @@ class _Recognizer:
                 c = _common(pre)
                 return depth if c is not None and _close(c[0], w) and _close(c[2], bias) else -1
             atom = nxt
-            if depth > self.steps:
+            if depth > max(self.lengths):
                 return -1
 
-    # -- Dense / Activation ----------------------------------------------------------------------
+    # -- layers the executor kept whole: convolution, pooling, concatenation, max/min merges ----------
+    def _kept_whole(self, row: Lin) -> Optional[dict]:
+        a = _single_atom(row)
+        if a is None or a.kind != "layer":
+            return None
+        layer = a.param[0]
+        if layer.kind == "merge":
+            return {"kind": "merge", "mode": layer.attrs["mode"], "input_rows": [(r, None) for r in a.args]}
+        if layer.kind == "concatenate":
+            return {"kind": "concatenate", "input_rows": [(r, None) for r in a.args]}
+        below = layer.input.rows[0, -1]
+        if layer.kind == "global_pool":
+            return {"kind": "pool", "pool": layer.attrs["pool"], "global": True, "input_rows": [(below, True)]}
+        if layer.kind == "conv" and layer.attrs["padding"] is None:
+            self.fail("a convolution of a batch rearranged by SPACE_TO_BATCH_ND whose outputs no BATCH_TO_SPACE_ND "
+                      "puts back in order")
+        found = {"kind": layer.kind, **layer.attrs, "input_rows": [(below, True)]}
+        if layer.kind == "conv" and found["pad"] != (0, 0):  # an explicit PAD that is not a causal one
+            found["input_rows"] = [({"kind": "pad", "pad": found["pad"], "input_rows": [(below, True)]}, True)]
+        return found
+
+    # -- element-wise merges: Add, Subtract, Multiply of layers' outputs ------------------------------
+    def _merge(self, row: Lin) -> Optional[dict]:
+        """A product of two rows that is no recurrent cell's (tried first); a sum of layers' outputs,
+        or the difference of two."""
+        a = _single_atom(row)
+        if a is not None and a.kind == "mul":  # not an LSTM's or GRU's product (tried first)
+            return {"kind": "merge", "mode": "multiply", "input_rows": [(r, None) for r in a.args]}
+        if len(row.terms) < 2 or np.any(row.bias):
+            return None
+        items = list(row.terms.items())
+        if all(is_identity(m, k.width) and k.width == row.width for k, m in items):
+            return {"kind": "merge", "mode": "add", "input_rows": [(atom_row(k), None) for k, _ in items]}
+        if (len(items) == 2 and all(k.width == row.width for k, _ in items) and is_identity(items[0][1], row.width)
+                and np.array_equal(dense(items[1][1], row.width), -np.eye(row.width))):
+            return {"kind": "merge", "mode": "subtract", "input_rows": [(atom_row(k), None) for k, _ in items]}
+        return None
+
+    # -- Dense / Activation / per-feature Affine (a BatchNormalization the converter left as MUL, ADD) --
     def _dense(self, row: Lin) -> Optional[dict]:
         a = _single_atom(row)
         activation = "linear"
@@ -668,13 +789,52 @@ class _Recognizer:
             return None
         c = _common(pre)
         if c is None:
-            return None
+            return self._dense_of_several(pre, activation)
         w, input_row, bias = c
-        if activation != "linear" and w.shape[0] == w.shape[1] and np.array_equal(w, np.eye(w.shape[0])) and not np.any(bias):
-            return {"kind": "activation", "activation": activation, "input_row": input_row}
+        square_identity = w.shape[0] == w.shape[1] and np.array_equal(w, np.eye(w.shape[0]))
+        if square_identity and not np.any(bias):
+            if activation == "linear":
+                return None  # no layer: the row is its input
+            return {"kind": "activation", "activation": activation, "input_rows": [(input_row, None)]}
         if activation not in ir.ACTIVATION_IDS:
             return None
-        return {"kind": "dense", "kernel": w, "bias": bias, "activation": activation, "input_row": input_row}
+        if w.shape[0] == w.shape[1] and np.array_equal(w, np.diag(np.diag(w))):
+            # Per feature: a BatchNormalization left as MUL + ADD, or a bias added after a convolution
+            # (with its activation fused into the ADD); the Affine is folded into a linear map below it.
+            affine = {"kind": "affine", "scale": np.diag(w).copy(), "offset": bias, "input_rows": [(input_row, None)]}
+            if activation == "linear":
+                return affine
+            return {"kind": "activation", "activation": activation, "input_rows": [(affine, None)]}
+        return {"kind": "dense", "kernel": w, "bias": bias, "activation": activation, "input_rows": [(input_row, None)]}
+
+    def _dense_of_several(self, pre: Lin, activation: str) -> Optional[dict]:
+        """A Dense layer over every timestep of one sequence (the model input or a convolution's or
+        pooling's output): what a Flatten then a Dense make."""
+        if not pre.terms or activation not in ir.ACTIVATION_IDS:
+            return None
+        flat = self._flattened(list(pre.terms))
+        if flat is None:
+            return None
+        steps, ordered = flat
+        kernel = np.concatenate([dense(pre.terms[k], k.width) for k in ordered])
+        below = {"kind": "flatten", "steps": steps, "input_rows": [(atom_row(ordered[-1]), True)]}
+        return {"kind": "dense", "kernel": kernel, "bias": pre.bias, "activation": activation, "input_rows": [(below, False)]}
+
+    def _flattened(self, atoms: list):
+        """``(steps, atoms in time order)`` if ``atoms`` are every timestep of batch row 0 of the model
+        input or of one kept-whole layer's output (what a Flatten's rows hold), else None."""
+        source = {(a.kind, id(a.param[0]) if a.kind == "layer" else None) for a in atoms}
+        if len(source) != 1 or not all(a.kind in ("input", "layer") for a in atoms):
+            return None
+        positions = {(a.param[1], a.param[2]) if a.kind == "layer" else a.param: a for a in atoms}
+        steps = len(atoms)
+        if len(positions) != steps or set(positions) != {(0, t) for t in range(steps)}:
+            return None
+        if atoms[0].kind == "input" and not lin_equal(atom_row(positions[(0, steps - 1)]), self.last_input):
+            return None
+        if atoms[0].kind == "layer" and atoms[0].param[0].steps != steps:
+            return None
+        return steps, [positions[(0, t)] for t in range(steps)]
 
     @staticmethod
     def _recurrent(cell: str, units: int, sides: list, act: str, rec_act: Optional[str]) -> dict:
@@ -683,13 +843,19 @@ class _Recognizer:
         bias = np.concatenate([s[3] for s in sides])
         layer = {"kind": "recurrent", "cell": cell, "units": units, "input_size": kernel.shape[0],
                  "kernel": kernel, "recurrent_kernel": recurrent, "bias": bias, "activation": act,
-                 "input_row": sides[0][2]}
+                 "input_rows": [(sides[0][2], True)]}
         if rec_act is not None:
             layer["recurrent_activation"] = rec_act
         for name in (act, rec_act):
             if name is not None and name not in ir.ELEMENTWISE_ACTIVATIONS:
                 return None
         return layer
+
+
+def _row_key(row: Lin):
+    """What identifies a row: its atoms (by identity), their matrices and its bias."""
+    return (tuple((id(k), None if m is None else np.asarray(m).tobytes()) for k, m in row.terms.items()),
+            row.bias.tobytes())
 
 
 def _close(a, b) -> bool:
