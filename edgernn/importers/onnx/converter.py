@@ -11,7 +11,7 @@ from typing import Optional
 
 from ... import ir
 from ...errors import EdgernnError, InvalidModelFile, UnknownOption, UnsupportedModel
-from .._lengths import fixed_length
+from .._fold import fold_into_linear_maps, with_flatten_steps
 from .._refusals import end_refusal
 from .activations import _ActivationOps
 from .axes import _AxisOps
@@ -203,7 +203,7 @@ class _Converter(_Roles, _ConstantOps, _AxisOps, _SelectOps, _ReshapeOps, _Dense
             data, syms = self.inputs[name]
             # Static time and batch sizes the graph declares: the model itself takes any, but the
             # source runs only at those, so verification (edgernn/verify.py) builds its data with them.
-            steps = next((s.size for s in syms if self.bind[s] == "T" and s.size), None) or fixed_length(emitter.nodes)
+            steps = next((s.size for s in syms if self.bind[s] == "T" and s.size), None)
             batch = next((s.size for s in syms if self.bind[s] == "B" and s.size), None)
             if batch or self.batch_size:
                 source.setdefault("batch_size", batch or self.batch_size)
@@ -216,7 +216,7 @@ class _Converter(_Roles, _ConstantOps, _AxisOps, _SelectOps, _ReshapeOps, _Dense
         if not any(isinstance(n.op, (ir.Recurrent, ir.Bidirectional, ir.Conv1D)) for n in emitter.nodes):
             raise UnsupportedModel(f"{self.label}: no LSTM, GRU, RNN or Conv node feeds the outputs")
         spec = ir.ModelSpec(tuple(spec_inputs), tuple(emitter.nodes), tuple(names), source)
-        return spec, layout
+        return fold_into_linear_maps(with_flatten_steps(spec)), layout
 
     def _layout_of(self, value):
         if isinstance(value, _Stack):
