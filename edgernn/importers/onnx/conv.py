@@ -27,8 +27,10 @@ from .._conv import batch_norm, conv_kernel, conv_ops, pool_ops, time_major_rows
 from .expressions import _DenseE, _FlatE, _OpE
 from .values import _Const, _Data, _Refuse, _Sym
 
-# Ops whose data input is laid out (batch, channels, T): a graph input they read has its features on axis 1.
-CHANNELS_FIRST_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization"}
+# Ops whose data input is laid out (batch, channels, T): a graph input they read has its features on axis 1
+# (a Pad converts only there, on the time axis, before a convolution or pooling).
+CHANNELS_FIRST_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization",
+                      "Pad"}
 
 
 def _auto_pad(attrs: dict) -> str:
