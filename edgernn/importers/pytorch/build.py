@@ -21,9 +21,13 @@ from ...errors import UnsupportedModel
 from .._conv import time_major_rows
 from .._fold import fold_into_linear_maps, with_flatten_steps
 from .._refusals import end_refusal
-from .chain import _RNN, _Act, _Chain, _LayerNorm, _Linear, _orders_that_chain, _units
+from .chain import _RNN, _Act, _Chain, _Embedding, _LayerNorm, _Linear, _orders_that_chain, _units
 from .conv import _Conv, _Flatten, _Norm, _Pad, _Pool, conv_ops_of, norm_op, pool_ops_of
 
+
+# The length of integer codes a model starting with nn.Embedding records as its input's (PyTorch does
+# not declare one): verification runs the source on codes of this length; predict takes any.
+CODES_STEPS = 16
 
 # PyTorch's RNNBase.mode -> (IR cell, activation); plain nn.RNN modes carry the nonlinearity.
 _MODES = {"LSTM": ("lstm", "tanh"), "GRU": ("gru", "tanh"), "RNN_TANH": ("simple", "tanh"),
@@ -161,6 +165,13 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
                 if not sequences:
                     rank = 2
             features = size
+        elif isinstance(layer, _Embedding):
+            if index:
+                problems.append(f"{where} (Embedding) comes after another layer; edgernn's Embedding reads the "
+                                "model's input, integer codes")
+            op = ir.Embedding(layer.path or "embedding", ir.as_weight(layer.weight))
+            nodes.append(ir.Node(op, (tensor,), (f"{op.name}:0",)))
+            tensor, features = f"{op.name}:0", layer.output_size
         elif isinstance(layer, _Linear):
             weight = np.asarray(layer.weight)
             if reorder is not None:  # after PyTorch's channel-major flatten of (N, C, T)
@@ -197,12 +208,15 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
             if made is None:
                 raise end_refusal(UnsupportedModel(f"{label}: cannot convert", refusals), "docs/pytorch.md")
             tensor, rank, features, reorder = made
-    first = next(layer for layer in layers if isinstance(layer, (_RNN, _Linear, _LayerNorm, _Conv, _Norm)))
+    first = next(layer for layer in layers if isinstance(layer, (_RNN, _Linear, _LayerNorm, _Conv, _Norm, _Embedding)))
     if problems:
         error = UnsupportedModel(f"{label}: the modules do not chain{_TAKEN[chain.order]}", problems)
         raise end_refusal(error, "docs/pytorch.md", _order_rule(chain))
     source = {"format": "pytorch", **chain.source, "head": head}
-    spec = ir.ModelSpec((ir.Input("x", first.input_size),), tuple(nodes), (tensor,), source)
+    # Integer codes: an int input, its features the T verification runs (predict takes any T).
+    x = (ir.Input("x", CODES_STEPS, rank=2, dtype="int") if isinstance(first, _Embedding)
+         else ir.Input("x", first.input_size))
+    spec = ir.ModelSpec((x,), tuple(nodes), (tensor,), source)
     return fold_into_linear_maps(with_flatten_steps(spec)), head
 
 

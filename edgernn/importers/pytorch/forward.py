@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from .activations import _PLAIN_ACTIVATIONS, _SKIP_CLASSES as _SKIP
-from .chain import _RNN, _Act, _LayerNorm, _Linear
+from .chain import _RNN, _Act, _Embedding, _LayerNorm, _Linear
 from .conv import _Conv, _Flatten, _Norm, _Pad, _Pool, _Unread
 
 _INT64_MAX = 9223372036854775807
@@ -165,6 +165,13 @@ class _Reader:
             out = self._add(layer, wanted, rnn=layer, kind="out")
             h = replace(out, layout="HN", kind="h")
             return (out, (h, replace(h, kind="c")) if layer.mode == "LSTM" else h)
+        if isinstance(layer, _Embedding):
+            if x.layout not in _CODES or x.step:
+                raise GraphRefusal(f"{where} reads {_LAYOUT.get(x.layout, x.layout)}; edgernn's Embedding reads the "
+                                   "model's input, integer codes (N, T) or (T, N)")
+            return self._add(layer, _CODES[x.layout])
+        if x.layout in _CODES:
+            raise GraphRefusal(f"{where} reads the integer codes of the model's input; only an Embedding reads them")
         if isinstance(layer, (_Linear, _LayerNorm)):
             # A Linear (a LayerNorm) acts on the last axis: in (N, C, T) that is the time.
             if x.layout in ("NCT", "NC1"):
@@ -355,7 +362,8 @@ class _Reader:
 
 
 _LAYOUT = {"NCT": "(N, C, T)", "NTC": "(N, T, C)", "TNC": "(T, N, C)", "NC": "(N, C)", "NC1": "(N, C, 1)",
-           "HN": "(layers, N, H)"}
+           "HN": "(layers, N, H)", "NT": "(N, T) integer codes", "TN": "(T, N) integer codes"}
+_CODES = {"NT": "NTC", "TN": "TNC"}  # the layout of integer codes -> that of their embeddings
 
 
 def _full(item) -> bool:
@@ -433,9 +441,14 @@ def _faithful(module, graph, layout: str, features: int) -> bool:
     import torch
 
     shape = {"NCT": (2, features, _PROBE_STEPS), "NTC": (2, _PROBE_STEPS, features),
-             "TNC": (_PROBE_STEPS, 2, features), "NC": (2, features)}[layout]
+             "TNC": (_PROBE_STEPS, 2, features), "NC": (2, features), "NT": (2, _PROBE_STEPS),
+             "TN": (_PROBE_STEPS, 2)}[layout]
     dtype = next((p.dtype for p in module.parameters()), torch.float32)
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+    seeded = torch.Generator().manual_seed(0)
+    if layout in _CODES:  # integer codes an Embedding looks up: ``features`` is its vocabulary
+        x = torch.randint(0, features, shape, generator=seeded)
+    else:
+        x = torch.randn(shape, generator=seeded).to(dtype)
     training = module.training
     module.eval()
     try:
