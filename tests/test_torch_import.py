@@ -637,3 +637,58 @@ def test_embedding_refusals_name_the_module():
 
     with pytest.raises(UnsupportedModel, match="argmax"):
         edgernn.convert(Late())
+
+
+# --- state dicts: the modules option names LayerNorm and Embedding ------------------------------------
+
+
+class NormedHead(nn.Module):
+    """GRU -> LayerNorm(5, eps) -> Linear, every step."""
+
+    def __init__(self, **norm):
+        super().__init__()
+        self.gru = nn.GRU(F, 5, batch_first=True)
+        self.norm = nn.LayerNorm(5, **norm)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.fc(self.norm(self.gru(x)[0]))
+
+
+@pytest.mark.parametrize("norm, named", [({}, "LayerNorm"), (dict(eps=1e-2, bias=False),
+                                                             {"class": "LayerNorm", "eps": 1e-2})], ids=str)
+def test_layer_norm_from_a_state_dict_the_option_names(norm, named, tmp_path):
+    from safetensors.torch import save_file
+
+    module = scaled(NormedHead(**norm), seed=22)
+    x = data() * 2.0 + 1.0
+    want = torch_run(module, x).numpy()
+    torch.save(module.state_dict(), tmp_path / "m.pt")
+    save_file(module.state_dict(), str(tmp_path / "m.safetensors"))
+    options = dict(head="every", batch_first=True, modules={"norm": named})
+    for path in (tmp_path / "m.pt", tmp_path / "m.safetensors"):
+        model = edgernn.convert(path, **options)
+        assert [type(n.op).__name__ for n in model.spec.nodes] == ["Recurrent", "LayerNorm", "Dense"]
+        assert model.spec.nodes[1].op.epsilon == norm.get("eps", 1e-5)
+        np.testing.assert_allclose(model.predict(x), want, **TOL)
+        np.testing.assert_allclose(importer.run_source(path, [x], **options)[0], want, **TOL)
+    with pytest.raises(UnsupportedModel, match=r"module 'norm': a 1-D weight.*modules=\{'norm': 'LayerNorm'\}"):
+        edgernn.convert(tmp_path / "m.pt", head="every")
+
+
+def test_embedding_from_a_state_dict_the_option_names(tmp_path):
+    module = scaled(Tagger(), seed=23)
+    x = codes()
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    torch.save(module.state_dict(), tmp_path / "m.pt")
+    options = dict(head="every", batch_first=True, modules={"embed": "Embedding"})
+    model = edgernn.convert(tmp_path / "m.pt", **options)
+    assert [type(n.op).__name__ for n in model.spec.nodes] == ["Embedding", "Recurrent", "Dense"]
+    np.testing.assert_allclose(model.predict(x), want, **TOL)
+    np.testing.assert_allclose(importer.run_source(tmp_path / "m.pt", [x.astype(np.float32)], **options)[0], want,
+                               **TOL)
+    with pytest.raises(UnsupportedModel, match=r"'fc' \(option modules: Embedding\)"):
+        edgernn.convert(tmp_path / "m.pt", head="every", modules={"embed": "Embedding", "fc": "Embedding"})
+    with pytest.raises(UnsupportedModel, match=r"option modules\['embed'\]"):
+        edgernn.convert(tmp_path / "m.pt", head="every", modules={"embed": "Conv1d"})

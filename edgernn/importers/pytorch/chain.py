@@ -129,7 +129,7 @@ def _units(layers: list) -> list[tuple[str, list]]:
 
 
 def _unit_sizes(layers: list):
-    sized = [layer for layer in layers if isinstance(layer, (_RNN, _Linear, _Embedding))]
+    sized = [layer for layer in layers if isinstance(layer, (_RNN, _Linear, _LayerNorm, _Embedding))]
     if not sized:
         return None
     return sized[0].input_size, sized[-1].output_size

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .build import _build
-from .chain import _RNN, _Chain, _Embedding, _Linear
+from .chain import _RNN, _Chain, _Embedding, _LayerNorm, _Linear
 from .files import _file_chain, _read_safetensors
 from .modules import _chain_from_module, _class_name
 from .options import _check_options, _head_option
@@ -67,6 +67,11 @@ def _rebuilt_run(chain: _Chain, head: str, x):
                 y = out[:, -1]
             elif index == rnns[-1] and head == "final":
                 y = torch.cat([h_n[-2], h_n[-1]], 1) if layer.bidirectional else h_n[-1]
+        elif isinstance(layer, _Embedding):
+            y = torch.nn.functional.embedding(y.long(), torch.from_numpy(np.asarray(layer.weight, np.float64)))
+        elif isinstance(layer, _LayerNorm):
+            w, b = (None if a is None else torch.from_numpy(np.asarray(a, np.float64)) for a in (layer.weight, layer.bias))
+            y = torch.nn.functional.layer_norm(y, (layer.input_size,), w, b, layer.eps)
         elif isinstance(layer, _Linear):
             w = torch.from_numpy(np.asarray(layer.weight, np.float64))
             b = None if layer.bias is None else torch.from_numpy(np.asarray(layer.bias, np.float64))
