@@ -80,6 +80,12 @@ def three_ways(module, example, tmp_path):
     return [module, tmp_path / "scripted.pt", tmp_path / "traced.pt"]
 
 
+def check_three_ways(module, x, tmp_path):
+    """:func:`check` of ``module`` in memory, scripted and traced, on ``x``; the three models."""
+    want = run(module, ncl(x))
+    return [check(source, x, want) for source in three_ways(module, ncl(x), tmp_path)]
+
+
 # --- the CNN-LSTM of the issue -------------------------------------------------------------------
 
 
@@ -234,9 +240,7 @@ class LeftPadded(nn.Module):
 def test_explicit_left_pad_is_a_causal_conv_that_streams(how, tmp_path):
     module = scaled(LeftPadded(how), seed=6)
     x = data(steps=10)
-    want = run(module, ncl(x))
-    for source in three_ways(module, ncl(x), tmp_path):
-        model = check(source, x, want)
+    for model in check_three_ways(module, x, tmp_path):
         assert ops(model) == ["Conv1D", "Recurrent"]
         assert model.spec.nodes[0].op.padding == "causal" and model.spec.nodes[0].op.activation == "relu"
     s = model.stream(3)  # the traced file's: step t is the module run on the first t + 1 samples
@@ -259,11 +263,7 @@ def test_a_crop_and_a_pad_that_are_no_ir_padding_stay_a_pad1d():
     (nn.AvgPool1d(5, stride=1, padding=2, count_include_pad=False), ["Pooling1D"]),  # pads left out: same
 ], ids=repr)
 def test_pooling_padding(pool, made, tmp_path):
-    module = scaled(Pools(pool), seed=5)
-    x = data()
-    want = run(module, ncl(x))
-    for source in three_ways(module, ncl(x), tmp_path):
-        model = check(source, x, want)
+    for model in check_three_ways(scaled(Pools(pool), seed=5), data(), tmp_path):
         assert ops(model)[1:-1] == made
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ... import ir
 from .._conv import batch_norm, conv_kernel, conv_ops, pool_ops, time_major_rows
-from .expressions import _DenseE, _FlatE, _OpE
+from .expressions import _FlatE, _OpE
 from .values import _Const, _Data, _Refuse, _Sym
 
 # Ops whose data input is laid out (batch, channels, T): a graph input they read has its features on axis 1

@@ -26,7 +26,7 @@ PyTorch stores with it (``torch._convolution(x, weight, bias, [s], [p], [d], Fal
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
