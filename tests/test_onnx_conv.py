@@ -193,3 +193,29 @@ def test_channel_major_flatten_elsewhere_is_refused(tmp_path):
     export(scaled(FlattenOut(), seed=8), data(), tmp_path / "f.onnx")
     with pytest.raises(UnsupportedModel, match="Flatten.*channels with the time axis.*Gemm"):
         edgernn.convert(tmp_path / "f.onnx")
+
+
+@pytest.mark.parametrize("opset", [10, 17])
+def test_pad_node_before_conv_is_its_causal_padding(opset, tmp_path):
+    """A Pad of (k-1)*d zeros on the left of the time axis (pads an attribute before opset 11, an
+    input from it on) and a Conv without pads: one causal Conv1D, which streams."""
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(0, 0.3, (4, C, 3)).astype(np.float32), "w")
+    pads = [0, 0, 4, 0, 0, 0]
+    if opset < 11:
+        pad = helper.make_node("Pad", ["x"], ["p"], name="pad", pads=pads)
+        constants = [w]
+    else:
+        pad = helper.make_node("Pad", ["x", "pads"], ["p"], name="pad")
+        constants = [w, numpy_helper.from_array(np.array(pads, np.int64), "pads")]
+    nodes = [pad, helper.make_node("Conv", ["p", "w"], ["c"], name="conv", kernel_shape=[3], dilations=[2])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", C, "t"])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, None)], constants)
+    path = tmp_path / "p.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))
+    model = edgernn.convert(path)
+    assert [(type(n.op).__name__, n.op.padding) for n in model.spec.nodes] == [("Conv1D", "causal")]
+    x = data(steps=8)
+    want = importer.run_source(path, [x])[0]
+    np.testing.assert_allclose(model.predict(x), want, **TOL)
+    s = model.stream(x.shape[0])
+    np.testing.assert_allclose(np.stack([s.step(x[:, t]) for t in range(8)], axis=1), want, **TOL)

@@ -187,6 +187,8 @@ class _ConvOps:
         if not isinstance(x, _Data) or len(x.axes) != 3:
             raise _Refuse(f"{where}: supported only on the time axis of (batch, channels, T)")
         x = self._sequence_nct(x, where)
+        if "pads" in attrs:  # opset < 11: pads and value are attributes
+            inputs = [x, _Const(np.asarray(attrs["pads"])), _Const(np.asarray(attrs.get("value", 0.0)))]
         given = [v for v in inputs[1:] if v is not None]
         if mode != "constant" or not all(isinstance(v, _Const) for v in given) or len(inputs) < 2:
             raise _Refuse(f"{where}: mode={mode!r} with pads that are not constants is not supported "
