@@ -189,10 +189,10 @@ class _ConvOps:
         x = self._sequence_nct(x, where)
         if "pads" in attrs:  # opset < 11: pads and value are attributes
             inputs = [x, _Const(np.asarray(attrs["pads"])), _Const(np.asarray(attrs.get("value", 0.0)))]
-        given = [v for v in inputs[1:] if v is not None]
-        if mode != "constant" or not all(isinstance(v, _Const) for v in given) or len(inputs) < 2:
-            raise _Refuse(f"{where}: mode={mode!r} with pads that are not constants is not supported "
-                          "(constant zeros, constant pads only)")
+        if mode != "constant":
+            raise _Refuse(f"{where}: mode={mode!r} is not supported (zeros: mode 'constant', value 0)")
+        if len(inputs) < 2 or not all(isinstance(v, _Const) for v in inputs[1:] if v is not None):
+            raise _Refuse(f"{where}: pads, value and axes that are not constants are not supported")
         pads = [int(p) for p in np.asarray(inputs[1].value).reshape(-1)]
         value = inputs[2].value if len(inputs) > 2 and inputs[2] is not None else 0.0
         axes = (list(range(3)) if len(inputs) < 4 or inputs[3] is None

@@ -105,7 +105,6 @@ class _Norm:
     output_size = input_size
 
 
-
 @dataclass
 class _Flatten:
     """``(N, C, T) -> (N, C * T)`` (``channel_major``: PyTorch's order ``c * T + t``) or
