@@ -11,6 +11,8 @@ without importing the runtime.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from . import ir
@@ -147,23 +149,53 @@ def _fits(spec: ir.ModelSpec, name: str, steps: int) -> bool:
     return all(t != 0 for axis, t in time.values() if axis is not None)
 
 
+def _sequence_input(spec: ir.ModelSpec) -> str:
+    """The model's one sequence input, or its one input of integer codes."""
+    (name,) = [i.name for i in spec.inputs if i.rank == 3] or [i.name for i in spec.inputs if i.dtype == "int"]
+    return name
+
+
+def _least(test) -> int:
+    """The least length ``n >= 1`` with ``test(n)`` true, for a ``test`` that stays true once true
+    (every op's output length grows with its input's): a doubling search then a bisection; a length
+    past the store's bound on any dimension (2**24) when none is found below it."""
+    high = 1
+    while not test(high):
+        if high > 1 << 24:
+            return high
+        high *= 2
+    low = high // 2  # fails (or is 0)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if test(middle) else (middle, high)
+    return high
+
+
 def min_steps(spec: ir.ModelSpec, name: str | None = None) -> int:
     """The fewest timesteps the sequence input ``name`` (default: the model's one sequence input, or
     its one input of integer codes) may
-    have so that no convolution, pooling or crop is left with none (1 without them). Every op's
-    output length grows with its input's, so a doubling search then a bisection find it."""
-    if name is None:
-        (name,) = [i.name for i in spec.inputs if i.rank == 3] or [i.name for i in spec.inputs if i.dtype == "int"]
-    high = 1
-    while not _fits(spec, name, high):
-        if high > 1 << 24:  # the store's bound on any dimension: no length fits
-            return high
-        high *= 2
-    low = high // 2  # does not fit (or is 0)
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if _fits(spec, name, middle) else (middle, high)
-    return high
+    have so that no convolution, pooling or crop is left with none (1 without them)."""
+    name = name or _sequence_input(spec)
+    return _least(lambda steps: _fits(spec, name, steps))
+
+
+def flatten_steps(spec: ir.ModelSpec, name: str | None = None) -> Optional[int]:
+    """The shortest length of the sequence input ``name`` (default as :func:`min_steps`) at which the
+    first Flatten of a sequence gets the ``steps`` it fixes (the convolutions and poolings before it
+    make several lengths fit with strides; any of them runs); None without such a Flatten, or when
+    no length gives it exactly. For importers whose source declares no input length (PyTorch's
+    modules, ONNX graphs with a dynamic time axis): verification runs the model at that length."""
+    flatten = next((node for node in spec.nodes if isinstance(node.op, ir.Flatten)
+                    and spec.tensor_shape(node.inputs[0])[0] == 3), None)
+    if flatten is None:
+        return None
+    name = name or _sequence_input(spec)
+
+    def reaching(steps: int) -> Optional[int]:
+        return spec.sequence_problems({name: steps})[0][flatten.inputs[0]][1]
+
+    steps = _least(lambda n: (reaching(n) or 0) >= flatten.op.steps)
+    return steps if reaching(steps) == flatten.op.steps else None
 
 
 def streamable_problem(spec: ir.ModelSpec) -> str | None:

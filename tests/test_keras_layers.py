@@ -636,6 +636,20 @@ def test_time_padding_cropping_upsampling(cls, arg, tmp_path):
     assert m.spec.tensor_steps("move") == cls(arg).compute_output_shape((None, T - 1, 4))[1]
 
 
+def test_left_zero_padding_before_a_valid_conv1d_is_a_causal_one_that_streams(tmp_path):
+    """ZeroPadding1D(((k-1)*d, 0)) read only by a valid Conv1D folds into it as causal padding
+    (importers._fold), so the model streams: each step equals predict on the prefix."""
+    model = seq(layers.ZeroPadding1D((4, 0), name="pad"), layers.Conv1D(5, 3, dilation_rate=2, name="conv"),
+                layers.GRU(3, return_sequences=True))
+    (m,) = check(model, data(), tmp_path, formats=("keras",))
+    assert [type(n.op).__name__ for n in m.spec.nodes] == ["Conv1D", "Recurrent"]
+    assert m.spec.nodes[0].op.padding == "causal"
+    x = data(steps=6)
+    s = m.stream(x.shape[0])
+    steps = np.stack([s.step(x[:, t]) for t in range(6)], axis=1)
+    np.testing.assert_allclose(steps, m.predict(x), atol=ATOL, rtol=RTOL)  # causal: step t sees x[:, :t + 1]
+
+
 def test_cropping_everything_refused():
     with pytest.raises(InvalidModelFile, match="'crop' \\(Pad1D\\) crops all of its input's 4 timesteps"):
         ir.ModelSpec((ir.Input("x", F, timesteps=4),), (ir.Node(ir.Pad1D(name="crop", left=-2, right=-2), ("x",), ("c",)),),

@@ -40,11 +40,12 @@ def assert_all_close(got, want):
 
 
 def check_stream(model, x, want):
-    """Chunks and single steps of a stream equal predict (and the source) on the whole sequence."""
+    """Chunks and single steps of a stream equal predict (and the source) on the whole sequence
+    (integer codes (batch, T) step one column (batch, 1) at a time)."""
     s = model.stream(x.shape[0])
     chunks = np.concatenate([s.run(x[:, :3]), s.run(x[:, 3:4]), s.run(x[:, 4:])], axis=1)
     s.reset()
-    steps = np.stack([s.step(x[:, t]) for t in range(x.shape[1])], axis=1)
+    steps = np.stack([s.step(x[:, t:t + 1] if x.ndim == 2 else x[:, t]) for t in range(x.shape[1])], axis=1)
     if want.ndim == 2:  # many-to-one: the answer for the whole sequence is the last step's
         chunks, steps = chunks[:, -1], steps[:, -1]
     np.testing.assert_allclose(chunks, want, **TOL)
@@ -657,3 +658,36 @@ def test_dynamo_rnn_is_refused_naming_dynamo_false(tmp_path):
     # the same network through the TorchScript exporter converts
     export(Net("RNN", True, False, 1, "last"), tmp_path / "ts.onnx", True)
     assert_verified(edgernn.convert(tmp_path / "ts.onnx"))
+
+
+# --- Gather of a constant table by integer codes: an embedding -------------------------------------
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_embedding_gather_of_integer_codes(dynamo, tmp_path):
+    """nn.Embedding exported to ONNX is a Gather of its weight by the graph input's int64 codes: an
+    int input read by ir.Embedding, against onnxruntime (predict, the stream, verification)."""
+    import contextlib
+    import io
+
+    from test_torch_import import Tagger, codes, scaled
+
+    module = scaled(Tagger(), seed=24)
+    x = codes()
+    path = tmp_path / "tagger.onnx"
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        if dynamo:
+            torch.onnx.export(module, (torch.from_numpy(x),), str(path), dynamo=True)
+        else:
+            torch.onnx.export(module, (torch.from_numpy(x),), str(path), dynamo=False, input_names=["x"],
+                              output_names=["y"], dynamic_axes={"x": {0: "batch", 1: "time"}})
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    model = edgernn.convert(path)
+    assert [type(n.op).__name__ for n in model.spec.nodes] == ["Embedding", "Recurrent", "Dense"]
+    assert model.spec.inputs[0].dtype == "int"
+    assert_all_close(model.predict(x), want)
+    assert_all_close(importer.run_source(path, [x])[0], want)
+    check_stream(model, x, want)
+    assert_verified(model)

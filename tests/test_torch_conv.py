@@ -80,6 +80,12 @@ def three_ways(module, example, tmp_path):
     return [module, tmp_path / "scripted.pt", tmp_path / "traced.pt"]
 
 
+def check_three_ways(module, x, tmp_path):
+    """:func:`check` of ``module`` in memory, scripted and traced, on ``x``; the three models."""
+    want = run(module, ncl(x))
+    return [check(source, x, want) for source in three_ways(module, ncl(x), tmp_path)]
+
+
 # --- the CNN-LSTM of the issue -------------------------------------------------------------------
 
 
@@ -192,6 +198,88 @@ def test_causal_convolution_streams_as_pytorch_runs_each_prefix(tmp_path):
     s = model.stream(3)
     for t in range(12):
         np.testing.assert_allclose(s.step(x[:, t]), run(module, ncl(x[:, : t + 1])), **TOL)
+
+
+# --- explicit padding ---------------------------------------------------------------------------------
+
+PADDED_CONVS = {  # Conv1d's own padding that is none of the IR's: a Pad1D and a valid Conv1D
+    "k5_p1": dict(kernel_size=5, padding=1),
+    "k3_p1_stride2": dict(kernel_size=3, padding=1, stride=2),
+    "k3_p2_no_slice": dict(kernel_size=3, padding=2),
+    "tuple_dilated": dict(kernel_size=3, padding=(3,), dilation=2),
+}
+
+
+@pytest.mark.parametrize("case", PADDED_CONVS)
+def test_conv1d_explicit_padding(case):
+    module = scaled(ConvGru(**PADDED_CONVS[case]), seed=3)
+    x = data()
+    model = check(module, x, run(module, ncl(x)))
+    assert ops(model)[:2] == ["Pad1D", "Conv1D"]
+    assert model.spec.nodes[1].op.padding == "valid" and model.spec.nodes[1].op.activation == "tanh"
+
+
+class LeftPadded(nn.Module):
+    """A causal convolution written as an explicit left pad of (k-1)*d zeros before a valid Conv1d:
+    F.pad, nn.ConstantPad1d, nn.ZeroPad1d, or the pad split between a module and the conv's own."""
+
+    def __init__(self, how, k=3, d=2):
+        super().__init__()
+        self.how, pad = how, (k - 1) * d
+        self.pad = {"constant": nn.ConstantPad1d((pad, 0), 0.0), "zero": nn.ZeroPad1d((pad, 0)),
+                    "split": nn.ZeroPad1d((pad - 1, -1))}.get(how, nn.Identity())
+        self.conv = nn.Conv1d(C, 8, k, dilation=d, padding=1 if how == "split" else 0)
+        self.gru = nn.GRU(8, 5, batch_first=True)
+
+    def forward(self, x):
+        y = F.pad(x, (4, 0)) if self.how == "function" else self.pad(x)
+        return self.gru(F.relu(self.conv(y)).transpose(1, 2))[0]
+
+
+@pytest.mark.parametrize("how", ["function", "constant", "zero"])
+def test_explicit_left_pad_is_a_causal_conv_that_streams(how, tmp_path):
+    module = scaled(LeftPadded(how), seed=6)
+    x = data(steps=10)
+    for model in check_three_ways(module, x, tmp_path):
+        assert ops(model) == ["Conv1D", "Recurrent"]
+        assert model.spec.nodes[0].op.padding == "causal" and model.spec.nodes[0].op.activation == "relu"
+    s = model.stream(3)  # the traced file's: step t is the module run on the first t + 1 samples
+    for t in range(10):
+        np.testing.assert_allclose(s.step(x[:, t]), run(module, ncl(x[:, : t + 1]))[:, -1], **TOL)
+
+
+def test_a_crop_and_a_pad_that_are_no_ir_padding_stay_a_pad1d():
+    """Pads (3, -1) (a crop on the right), then the conv's own (1, 1): (4, 0), causal in sum, but a
+    crop is never folded into a padding (it removes real timesteps)."""
+    module = scaled(LeftPadded("split"), seed=6)
+    x = data()
+    model = check(module, x, run(module, ncl(x)))
+    assert ops(model) == ["Pad1D", "Pad1D", "Conv1D", "Recurrent"]
+
+
+@pytest.mark.parametrize("pool, made", [
+    (nn.MaxPool1d(3, stride=1, padding=1), ["Pooling1D"]),  # -inf pads: the IR's same
+    (nn.AvgPool1d(3, stride=2, padding=1), ["Pad1D", "Pooling1D"]),  # pads counted: zeros
+    (nn.AvgPool1d(5, stride=1, padding=2, count_include_pad=False), ["Pooling1D"]),  # pads left out: same
+], ids=repr)
+def test_pooling_padding(pool, made, tmp_path):
+    for model in check_three_ways(scaled(Pools(pool), seed=5), data(), tmp_path):
+        assert ops(model)[1:-1] == made
+
+
+def test_pooling_and_pad_refusals_name_the_layer():
+    refused(Pools(nn.MaxPool1d(4, stride=2, padding=1)), "'pool' (MaxPool1d): padding=1", "-inf", "stride 1")
+    refused(Pools(nn.AvgPool1d(4, stride=2, padding=2, count_include_pad=False)),
+            "'pool' (AvgPool1d): padding=2 with count_include_pad=False")
+
+    class Reflect(LeftPadded):
+        def forward(self, x):
+            return self.gru(self.conv(F.pad(x, (4, 0), mode="reflect")).transpose(1, 2))[0]
+
+    refused(Reflect("function"), "pad((4, 0), mode='reflect')")
+    one = LeftPadded("constant")
+    one.pad = nn.ConstantPad1d((4, 0), 1.0)
+    refused(one, "'pad' (ConstantPad1d)", "value=1.0")
 
 
 # --- pooling, BatchNorm, Flatten --------------------------------------------------------------------
@@ -486,14 +574,9 @@ def refused(module, *pieces, **options):
     return info.value
 
 
-@pytest.mark.parametrize("conv, pieces", [
-    (dict(kernel_size=5, padding=1), ["module 'conv' (Conv)", "padding=1", "kernel_size=5"]),
-    (dict(kernel_size=3, padding=1, stride=2), ["padding=1", "stride=2"]),
-    (dict(kernel_size=3, padding=2), ["padding=2", "causal"]),  # (k-1)*d without the slice
-    (dict(kernel_size=3, padding=1, padding_mode="reflect"), ["padding_mode='reflect'"]),
-])
-def test_conv_paddings_refused(conv, pieces):
-    refused(ConvGru(**conv), *pieces)
+def test_conv_padding_modes_refused():
+    refused(ConvGru(kernel_size=3, padding=1, padding_mode="reflect"), "module 'conv' (Conv1d)",
+            "padding_mode='reflect'")
 
 
 def test_options_refused_by_name():
@@ -502,7 +585,7 @@ def test_options_refused_by_name():
             super().__init__()
             self.conv = nn.Conv1d(C, 8, 3)
             self.p1 = nn.MaxPool1d(2, ceil_mode=True)
-            self.p2 = nn.AvgPool1d(2, padding=1)
+            self.p2 = nn.MaxPool1d(2, padding=1)  # -inf pads at stride 2: not the IR's same
             self.p3 = nn.AdaptiveAvgPool1d(3)
             self.bn = nn.BatchNorm1d(8, track_running_stats=False)
             self.fc = nn.Linear(8, 2)
@@ -510,7 +593,7 @@ def test_options_refused_by_name():
         def forward(self, x):
             return self.fc(self.bn(self.p3(self.p2(self.p1(self.conv(x))))).flatten(1))
 
-    error = refused(Net(), "'p1' (MaxPool1d): ceil_mode=True", "'p2' (AvgPool1d): padding=1",
+    error = refused(Net(), "'p1' (MaxPool1d): ceil_mode=True", "'p2' (MaxPool1d): padding=1", "-inf",
                     "'p3' (AdaptiveAvgPool1d): output_size=3", "'bn' (BatchNorm1d): track_running_stats=False")
     assert len(error.problems) == 4
 

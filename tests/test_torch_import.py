@@ -574,3 +574,121 @@ def test_malformed_safetensors(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
     with pytest.raises(InvalidModelFile, match="bad.safetensors"):
         edgernn.convert(tmp_path / "bad.safetensors")
+
+
+# --- nn.Embedding ---------------------------------------------------------------------------------
+
+
+class Tagger(nn.Module):
+    """Integer codes -> nn.Embedding(padding_idx=0) -> LSTM -> Linear on every step or the last."""
+
+    def __init__(self, batch_first=True, last=False, vocab=11):
+        super().__init__()
+        self.last = last
+        self.embed = nn.Embedding(vocab, 6, padding_idx=0)
+        self.lstm = nn.LSTM(6, 5, batch_first=batch_first)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, codes):
+        out, _ = self.lstm(self.embed(codes))
+        if self.last:
+            return self.fc(out[:, -1] if self.lstm.batch_first else out[-1])
+        return self.fc(out)
+
+
+def codes(batch=3, steps=9, vocab=11, seed=2):
+    return np.random.default_rng(seed).integers(0, vocab, (batch, steps))
+
+
+@pytest.mark.parametrize("batch_first, last", [(True, False), (False, True)])
+def test_embedding_from_fx_script_and_trace_streams(batch_first, last, tmp_path):
+    """nn.Embedding reads the model's input, integer codes (N, T) (or (T, N) for a time-major LSTM),
+    as ir.Embedding; padding_idx's row (trained to stay zero, here not) is looked up as it is."""
+    module = scaled(Tagger(batch_first, last), seed=21)
+    x = codes()
+    inp = torch.from_numpy(x if batch_first else x.T.copy())
+    with torch.no_grad():
+        want = module(inp).numpy()
+    if not batch_first and not last:
+        want = want.transpose(1, 0, 2)
+    torch.jit.script(module).save(str(tmp_path / "s.pt"))
+    torch.jit.trace(module, inp).save(str(tmp_path / "t.pt"))
+    for source in (module, tmp_path / "s.pt", tmp_path / "t.pt"):
+        model = edgernn.convert(source)
+        assert [type(n.op).__name__ for n in model.spec.nodes] == ["Embedding", "Recurrent", "Dense"]
+        assert model.spec.inputs[0].dtype == "int"
+        np.testing.assert_allclose(model.predict(x), want, **TOL)
+        np.testing.assert_allclose(importer.run_source(source, [x.astype(np.float32)])[0], want, **TOL)
+    s = model.stream(3)
+    for t in range(x.shape[1]):
+        got = s.step(x[:, t:t + 1])
+    np.testing.assert_allclose(got, want if last else want[:, -1], **TOL)
+
+
+def test_embedding_refusals_name_the_module():
+    module = Tagger()
+    module.embed = nn.Embedding(11, 6, max_norm=1.0)
+    with pytest.raises(UnsupportedModel, match=r"'embed' \(Embedding\): max_norm=1.0"):
+        edgernn.convert(module)
+
+    class Late(Tagger):
+        def forward(self, x):
+            return self.fc(self.lstm(self.embed(x.argmax(-1)))[0])
+
+    with pytest.raises(UnsupportedModel, match="argmax"):
+        edgernn.convert(Late())
+
+
+# --- state dicts: the modules option names LayerNorm and Embedding ------------------------------------
+
+
+class NormedHead(nn.Module):
+    """GRU -> LayerNorm(5, eps) -> Linear, every step."""
+
+    def __init__(self, **norm):
+        super().__init__()
+        self.gru = nn.GRU(F, 5, batch_first=True)
+        self.norm = nn.LayerNorm(5, **norm)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.fc(self.norm(self.gru(x)[0]))
+
+
+@pytest.mark.parametrize("norm, named", [({}, "LayerNorm"), (dict(eps=1e-2, bias=False),
+                                                             {"class": "LayerNorm", "eps": 1e-2})], ids=str)
+def test_layer_norm_from_a_state_dict_the_option_names(norm, named, tmp_path):
+    from safetensors.torch import save_file
+
+    module = scaled(NormedHead(**norm), seed=22)
+    x = data() * 2.0 + 1.0
+    want = torch_run(module, x).numpy()
+    torch.save(module.state_dict(), tmp_path / "m.pt")
+    save_file(module.state_dict(), str(tmp_path / "m.safetensors"))
+    options = dict(head="every", batch_first=True, modules={"norm": named})
+    for path in (tmp_path / "m.pt", tmp_path / "m.safetensors"):
+        model = edgernn.convert(path, **options)
+        assert [type(n.op).__name__ for n in model.spec.nodes] == ["Recurrent", "LayerNorm", "Dense"]
+        assert model.spec.nodes[1].op.epsilon == norm.get("eps", 1e-5)
+        np.testing.assert_allclose(model.predict(x), want, **TOL)
+        np.testing.assert_allclose(importer.run_source(path, [x], **options)[0], want, **TOL)
+    with pytest.raises(UnsupportedModel, match=r"module 'norm': a 1-D weight.*modules=\{'norm': 'LayerNorm'\}"):
+        edgernn.convert(tmp_path / "m.pt", head="every")
+
+
+def test_embedding_from_a_state_dict_the_option_names(tmp_path):
+    module = scaled(Tagger(), seed=23)
+    x = codes()
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    torch.save(module.state_dict(), tmp_path / "m.pt")
+    options = dict(head="every", batch_first=True, modules={"embed": "Embedding"})
+    model = edgernn.convert(tmp_path / "m.pt", **options)
+    assert [type(n.op).__name__ for n in model.spec.nodes] == ["Embedding", "Recurrent", "Dense"]
+    np.testing.assert_allclose(model.predict(x), want, **TOL)
+    np.testing.assert_allclose(importer.run_source(tmp_path / "m.pt", [x.astype(np.float32)], **options)[0], want,
+                               **TOL)
+    with pytest.raises(UnsupportedModel, match=r"'fc' \(option modules: Embedding\)"):
+        edgernn.convert(tmp_path / "m.pt", head="every", modules={"embed": "Embedding", "fc": "Embedding"})
+    with pytest.raises(UnsupportedModel, match=r"option modules\['embed'\]"):
+        edgernn.convert(tmp_path / "m.pt", head="every", modules={"embed": "Conv1d"})

@@ -91,7 +91,7 @@ def import_model(source, **options):
             raise UnsupportedModel(f"{path}: unknown model format {path.suffix!r} (known: {known})")
         if not path.is_file():
             raise InvalidModelFile(f"{path}: no such file")
-        return fold_into_linear_maps(_resolve(target)(path, **options))
+        return fold_into_linear_maps(_resolve(target)(path, **options))  # the importers fold theirs; TFLite's not yet
     target = OBJECT_IMPORTERS.get(_framework(source))
     if target is None:
         raise UnsupportedModel(f"cannot convert an object of type {type(source).__module__}.{type(source).__name__}")

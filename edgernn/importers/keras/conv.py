@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import ir
+from .._conv import batch_norm
 from .graph import _Data, _positive_int
 
 
@@ -182,12 +183,9 @@ class _ConvHandlers:
         w = self._fetch(name, (), roles, where)
         if w is None or not all(self._shape(where, role, w[role], (x.features,)) for role in roles):
             return None
-        with np.errstate(all="ignore"):
-            values = {role: np.asarray(w[role], dtype=np.float64) for role in roles}
-            factor = (values["gamma"] if scale else 1.0) / np.sqrt(values["moving_variance"] + float(epsilon))
-            offset = (values["beta"] if center else 0.0) - values["moving_mean"] * factor
-        op = ir.Affine(name=self._op_name(name, k), scale=ir.as_weight(factor * np.ones(x.features)),
-                       offset=ir.as_weight(offset * np.ones(x.features)))
+        with np.errstate(all="ignore"):  # a negative variance: NaN, which the IR refuses
+            op = batch_norm(self._op_name(name, k), w["moving_mean"], w["moving_variance"], float(epsilon),
+                            w["gamma"] if scale else None, w["beta"] if center else None)
         # BatchNormalization supports masking: the mask passes on unchanged.
         self.nodes.append(ir.Node(op=op, inputs=(x.name,), outputs=(op.name,)))
         return [_Data(op.name, x.rank, x.features, x.timesteps, x.mask)]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ... import ir
 from ...errors import InvalidModelFile, UnknownOption, UnsupportedModel
+from .._fold import fold_into_linear_maps
 from .container import _MALFORMED, _read_container
 from .converter import _Converter
 from .isolated import _read_isolated
@@ -39,7 +40,7 @@ def _load(path: Path, label: str, source: dict, isolated: bool = True) -> ir.Mod
         source = {"format": "keras", **source, "framework": "keras", "framework_version": version}
         if meta.get("backend"):
             source["backend"] = meta["backend"]
-        return _Converter(label, config, weights, major).convert(source)
+        return fold_into_linear_maps(_Converter(label, config, weights, major).convert(source))
     except _MALFORMED as exc:
         raise InvalidModelFile(f"{label}: malformed model config or weights ({type(exc).__name__}: {exc})") from exc
 

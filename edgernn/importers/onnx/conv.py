@@ -23,11 +23,27 @@ from dataclasses import replace
 import numpy as np
 
 from ... import ir
-from .expressions import _DenseE, _FlatE, _OpE
+from .._conv import batch_norm, conv_kernel, conv_ops, pool_ops, time_major_rows
+from .expressions import _FlatE, _OpE
 from .values import _Const, _Data, _Refuse, _Sym
 
-# Ops whose data input is laid out (batch, channels, T): a graph input they read has its features on axis 1.
-CHANNELS_FIRST_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization"}
+# Ops whose data input is laid out (batch, channels, T): a graph input they read has its features on axis 1
+# (a Pad converts only there, on the time axis, before a convolution or pooling).
+CHANNELS_FIRST_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization",
+                      "Pad"}
+
+
+def _auto_pad(attrs: dict) -> str:
+    auto = attrs.get("auto_pad", "NOTSET")
+    return auto.decode() if isinstance(auto, bytes) else auto
+
+
+def _pads(attrs: dict, where: str) -> tuple[int, int]:
+    """A 1-D Conv's or pooling's ``pads`` attribute, ``[begin, end]`` of the time axis."""
+    pads = tuple(int(p) for p in attrs.get("pads", (0, 0)))
+    if len(pads) != 2:
+        raise _Refuse(f"{where}: pads={list(pads)} is not 1-D (edgernn converts 1-D convolutions and poolings)")
+    return pads
 
 
 def _one(attrs: dict, name: str, default: int, where: str) -> int:
@@ -60,45 +76,47 @@ class _ConvOps:
         w = np.asarray(w.value, np.float64)
         if w.ndim != 3:
             raise _Refuse(f"{where}: a weight of shape {w.shape} is not 1-D (out, in / group, k)")
-        k = w.shape[2]
         stride = _one(attrs, "strides", 1, where)
         dilation = _one(attrs, "dilations", 1, where)
         groups = int(attrs.get("group", 1))
-        span = (k - 1) * dilation + 1
-        auto = attrs.get("auto_pad", "NOTSET")
-        auto = auto.decode() if isinstance(auto, bytes) else auto
-        pads = tuple(int(p) for p in attrs.get("pads", (0, 0)))
-        if auto == "VALID" or (auto == "NOTSET" and pads == (0, 0)):
-            padding = "valid"
-        elif auto == "SAME_UPPER" or (auto == "NOTSET" and stride == 1 and pads == ir.same_padding(1, span, 1)):
-            # at stride 1, Keras's same pads (k-1)*d whatever T: the smaller half on the left
-            padding = "same"
-        elif auto == "NOTSET" and pads == (span - 1, 0):
-            padding = "causal"
-        elif auto == "NOTSET" and stride == 1 and pads == (span - 1, span - 1):
-            padding = "causal"  # if a Slice drops the right end (_causal_slice), else refused when emitted
-        else:
-            raise _Refuse(f"{where}: pads={list(pads)} (auto_pad={auto}) with kernel {k}, stride {stride}, dilation "
-                          f"{dilation} is not supported: edgernn pads valid, causal (pads [{span - 1}, 0]) or "
-                          f"same (auto_pad=SAME_UPPER, or pads {list(ir.same_padding(1, span, 1))} at stride 1)")
         if w.shape[1] * groups != x.expr.features:
             raise _Refuse(f"{where}: a weight of shape {w.shape} with group={groups} does not fit "
                           f"{x.expr.features} channels")
-        op = ir.Conv1D("conv", ir.as_weight(np.transpose(w, (2, 1, 0))),
-                       None if b is None else ir.as_weight(b.value), stride, padding, dilation, groups)
-        pending = None
-        if pads == (span - 1, span - 1) and span > 1:
-            pending = (f"{where}: pads={list(pads)} is not supported unless a Slice of the time axis [0:-{span - 1}] "
-                       "follows (PyTorch's causal convolution)")
-        return self._front_end(x, op, node, 3, pending=pending)
+        bias = None if b is None else b.value
+        auto = _auto_pad(attrs)
+        if auto == "SAME_UPPER":  # TensorFlow's same at any stride: the smaller half on the left
+            ops = [ir.Conv1D("conv", conv_kernel(w), None if bias is None else ir.as_weight(bias), stride, "same",
+                             dilation, groups)]
+        elif auto in ("NOTSET", "VALID"):
+            left, right = (0, 0) if auto == "VALID" else _pads(attrs, where)
+            ops = conv_ops("conv", w, bias, stride, dilation, groups, left, right)  # + a Pad1D where not exact
+        else:
+            raise _Refuse(f"{where}: auto_pad={auto} is not supported (NOTSET with pads, VALID or SAME_UPPER)")
+        return self._front_ends(x, ops, node)
+
+    def _front_ends(self, x: _Data, ops: list, node) -> _Data:
+        """``x`` through the sequence ops ``ops`` of one node (a Pad1D named ``<node>_pad``, then the op)."""
+        name = node.name or node.output[0]
+        for op in ops:
+            x = self._front_end(x, op, node, 3, name=f"{name}_pad" if isinstance(op, ir.Pad1D) else name)
+        return x
 
     def _causal_slice(self, x: _Data, axis: int, start: int, end: int):
-        """``y[:, :, :-p]`` of a Conv padded ``p = (k-1)*d`` on both sides: the causal convolution."""
+        """``y[:, :, :-p]`` of a Conv padded ``p = (k-1)*d`` on both sides (a Pad1D and a valid
+        Conv1D, stride 1): the causal convolution, PyTorch's way of writing it."""
         expr = x.expr
-        if isinstance(expr, _OpE) and expr.pending and axis == 2 and start == 0 \
-                and end == -(expr.op.span - 1):
-            return replace(x, expr=replace(expr, pending=None))
-        return None
+        if not (isinstance(expr, _OpE) and isinstance(expr.op, ir.Conv1D) and isinstance(expr.inner, _OpE)
+                and isinstance(expr.inner.op, ir.Pad1D) and axis == 2 and start == 0):
+            return None
+        conv, pad, drop = expr.op, expr.inner.op, expr.op.span - 1
+        if not (conv.padding == "valid" and conv.strides == 1 and drop > 0 and end == -drop
+                and (pad.left, pad.right) == (drop, drop)):
+            return None
+        causal = replace(expr, inner=expr.inner.inner, op=replace(conv, padding="causal"))
+        steps = self._static_size(x.axes[2])
+        time = _Sym(causal.name, 2, None if steps is None else steps - drop)
+        self.bind[time] = "T"
+        return _Data(causal, (x.axes[0], x.axes[1], time), x.factors)
 
     def _channel_major_flatten(self, x, attrs, node, where):
         """ONNX ``Flatten(axis=1)`` of (batch, channels, T): a :class:`_FlatE`, else None (not this case)."""
@@ -119,13 +137,13 @@ class _ConvOps:
             raise _Refuse(f"{where}: a weight of {rows} rows does not read the {flat.channels} channels of "
                           "the Flatten before it")
         steps = rows // flat.channels
-        kernel = np.asarray(kernel).reshape(flat.channels, steps, -1).transpose(1, 0, 2).reshape(rows, -1)
+        kernel = time_major_rows(kernel, flat.channels)
         expr = _OpE(flat.inner, ir.Flatten("flatten", steps), flat.name, 2, rows)
         return _Data(expr, d.axes, (rows,)), kernel
 
-    def _front_end(self, x: _Data, op, node, rank: int, features=None, pending=None) -> _Data:
-        expr = _OpE(x.expr, op, node.name or node.output[0], rank, features or getattr(op, "output_size", None)
-                    or x.expr.features, pending)
+    def _front_end(self, x: _Data, op, node, rank: int, features=None, name=None) -> _Data:
+        expr = _OpE(x.expr, op, name or node.name or node.output[0], rank,
+                    features or getattr(op, "output_size", None) or x.expr.features)
         time = "U"
         if rank == 3:
             # The time axis keeps its role but not its length: a new axis token of the new static length.
@@ -139,20 +157,57 @@ class _ConvOps:
         if len(node.output) > 1 and node.output[1]:
             raise _Refuse(f"{where}: the Indices output is not supported")
         size = _one(attrs, "kernel_shape", 1, where)
+        stride = _one(attrs, "strides", 1, where)
+        counted = kind == "average" and bool(attrs.get("count_include_pad", 0))
         problems = []
-        if any(int(p) for p in attrs.get("pads", ())):
-            problems.append(f"pads={list(attrs['pads'])}")
         if attrs.get("ceil_mode"):
             problems.append("ceil_mode=1")
         if _one(attrs, "dilations", 1, where) != 1:
             problems.append(f"dilations={list(attrs['dilations'])}")
-        auto = attrs.get("auto_pad", "NOTSET")
-        if (auto.decode() if isinstance(auto, bytes) else auto) not in ("NOTSET", "VALID"):
-            problems.append(f"auto_pad={auto}")
+        auto = _auto_pad(attrs)
+        if auto not in ("NOTSET", "VALID", "SAME_UPPER") or (auto == "SAME_UPPER" and counted):
+            problems.append(f"auto_pad={auto}" + (" with count_include_pad=1" if counted else ""))
         if problems:
-            raise _Refuse(f"{where}: {', '.join(problems)} is not supported (pooling without padding only)")
-        op = ir.Pooling1D("pool", kind, size, _one(attrs, "strides", 1, where))
-        return self._front_end(x, op, node, 3, x.expr.features)
+            raise _Refuse(f"{where}: {', '.join(problems)} is not supported")
+        if auto == "SAME_UPPER":  # pads left out of the max or the average: the IR's same, at any stride
+            ops = [ir.Pooling1D("pool", kind, size, stride, "same")]
+        else:
+            left, right = (0, 0) if auto == "VALID" else _pads(attrs, where)
+            ops = pool_ops("pool", kind, size, stride, left, right, counted)
+            if isinstance(ops, str):
+                raise _Refuse(f"{where}: pads={[left, right]} is not supported: {ops}")
+        return self._front_ends(x, ops, node)
+
+    def _op_Pad(self, node, inputs, attrs, where):
+        """``Pad`` of the time axis of (batch, channels, T) with zeros: ``ir.Pad1D`` (negative pads
+        crop), which the convolution after it takes as its padding where that is exact (:mod:`.._fold`)."""
+        x = inputs[0]
+        mode = attrs.get("mode", "constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if not isinstance(x, _Data) or len(x.axes) != 3:
+            raise _Refuse(f"{where}: supported only on the time axis of (batch, channels, T)")
+        x = self._sequence_nct(x, where)
+        if "pads" in attrs:  # opset < 11: pads and value are attributes
+            inputs = [x, _Const(np.asarray(attrs["pads"])), _Const(np.asarray(attrs.get("value", 0.0)))]
+        if mode != "constant":
+            raise _Refuse(f"{where}: mode={mode!r} is not supported (zeros: mode 'constant', value 0)")
+        if len(inputs) < 2 or not all(isinstance(v, _Const) for v in inputs[1:] if v is not None):
+            raise _Refuse(f"{where}: pads, value and axes that are not constants are not supported")
+        pads = [int(p) for p in np.asarray(inputs[1].value).reshape(-1)]
+        value = inputs[2].value if len(inputs) > 2 and inputs[2] is not None else 0.0
+        axes = (list(range(3)) if len(inputs) < 4 or inputs[3] is None
+                else [int(a) % 3 for a in np.asarray(inputs[3].value).reshape(-1)])
+        count = len(axes)
+        if len(pads) != 2 * count or np.any(np.asarray(value) != 0):
+            raise _Refuse(f"{where}: pads={pads} with value {np.asarray(value).tolist()} is not supported "
+                          "(zeros, constant pads only)")
+        by_axis = {axis: (pads[i], pads[i + count]) for i, axis in enumerate(axes)}
+        if any(by_axis.get(axis, (0, 0)) != (0, 0) for axis in (0, 1)):
+            raise _Refuse(f"{where}: pads={pads} pads the batch or the channels; only the time axis is supported")
+        left, right = by_axis.get(2, (0, 0))
+        if (left, right) == (0, 0):
+            return x
+        return self._front_end(x, ir.Pad1D("pad", left, right), node, 3, x.expr.features)
 
     def _op_MaxPool(self, node, inputs, attrs, where):
         return self._pool(node, inputs, attrs, where, "max")
@@ -213,11 +268,9 @@ class _ConvOps:
         params = inputs[1:5]
         if len(params) != 4 or not all(isinstance(p, _Const) for p in params):
             raise _Refuse(f"{where}: needs constant scale, B, mean and var")
-        gamma, beta, mean, var = (np.asarray(p.value, np.float64).reshape(-1) for p in params)
-        scale = gamma / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
-        offset = beta - mean * scale
+        gamma, beta, mean, var = (p.value for p in params)
         inner = x.expr
         # A Conv or Gemm/MatMul right before takes it into its weights (importers._fold).
-        op = ir.Affine("batch_norm", ir.as_weight(scale), ir.as_weight(offset))
+        op = batch_norm("batch_norm", mean, var, float(attrs.get("epsilon", 1e-5)), gamma, beta)
         expr = _OpE(inner, op, node.name or node.output[0], inner.rank, inner.features)
         return replace(x, expr=expr)

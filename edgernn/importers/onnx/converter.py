@@ -11,7 +11,7 @@ from typing import Optional
 
 from ... import ir
 from ...errors import EdgernnError, InvalidModelFile, UnknownOption, UnsupportedModel
-from .._lengths import fixed_length
+from .._fold import fold_into_linear_maps, with_flatten_steps
 from .._refusals import end_refusal
 from .activations import _ActivationOps
 from .axes import _AxisOps
@@ -27,7 +27,7 @@ from .recurrent import _RecurrentOps
 from .reshape import _ReshapeOps
 from .roles import _Roles
 from .select import _SelectOps
-from .values import _Const, _Data, _is_merged, _Refuse, _Stack, _Sym, _Unknown, _UNKNOWN
+from .values import _Codes, _Const, _Data, _is_merged, _Refuse, _Stack, _Sym, _Unknown, _UNKNOWN
 
 
 @dataclass
@@ -37,6 +37,12 @@ class _IOLayout:
     inputs: list = field(default_factory=list)  # [(onnx name, roles per ONNX axis)]
     # [(onnx name, layout)]; layout: ("data", roles, factors) or ("stack", axis, [(size, layout), ...])
     outputs: list = field(default_factory=list)
+    codes: dict = field(default_factory=dict)  # onnx name of an integer-codes input -> its NumPy dtype
+
+
+# The length of integer codes recorded for a graph whose codes' time axis is dynamic: verification
+# runs the source on codes of this length; predict takes any.
+CODES_STEPS = 16
 
 
 class _Converter(_Roles, _ConstantOps, _AxisOps, _SelectOps, _ReshapeOps, _DenseOps, _ActivationOps, _RecurrentOps,
@@ -52,6 +58,7 @@ class _Converter(_Roles, _ConstantOps, _AxisOps, _SelectOps, _ReshapeOps, _Dense
         self.env: dict = {}
         self.inputs: dict = {}  # graph input name -> (_Data, [syms])
         self.feature_axis: dict = {}  # graph input name -> its features' axis (1 when a Conv reads it)
+        self.codes: dict = {}  # graph input of integer codes (an embedding's) -> its NumPy dtype
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.names: set = set()
         self.memo_last: dict = {}
@@ -116,6 +123,10 @@ class _Converter(_Roles, _ConstantOps, _AxisOps, _SelectOps, _ReshapeOps, _Dense
             return _UNKNOWN
         from onnx import TensorProto
 
+        codes = {TensorProto.INT64: "int64", TensorProto.INT32: "int32"}.get(t.tensor_type.elem_type)
+        if codes and all(n.op_type == "Gather" and list(n.input[1:]) == [value.name] and n.input[0] != value.name
+                         for n in self.graph.node if value.name in n.input):
+            return self._codes_input(value, codes)
         if t.tensor_type.elem_type not in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16):
             self.problems.append(f"graph input {value.name!r} is not a float tensor (sequence_lens and other "
                                  "integer inputs must be constants)")
@@ -138,6 +149,19 @@ class _Converter(_Roles, _ConstantOps, _AxisOps, _SelectOps, _ReshapeOps, _Dense
         self.feature_axis[value.name] = position
         self.inputs[value.name] = (data, syms)
         return data
+
+    def _codes_input(self, value, dtype: str):
+        """A graph input of integer codes that only ``Gather`` nodes read (as indices): an embedding's
+        input, ``(batch, T)`` or ``(T, batch)``; edgernn's is an ``int`` input (batch, T)."""
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+        if len(dims) != 2:
+            self.problems.append(f"graph input {value.name!r}: integer codes of shape {dims} are not (batch, T)")
+            return _UNKNOWN
+        syms = [_Sym(value.name, i, d) for i, d in enumerate(dims)]
+        data = _Data(_InputE(value.name, 0, self), tuple(syms), ())
+        self.inputs[value.name] = (data, syms)
+        self.codes[value.name] = dtype
+        return _Codes(data)
 
     # -- one node ------------------------------------------------------------------------------
     def _node(self, node, inputs, where):
@@ -203,20 +227,24 @@ class _Converter(_Roles, _ConstantOps, _AxisOps, _SelectOps, _ReshapeOps, _Dense
             data, syms = self.inputs[name]
             # Static time and batch sizes the graph declares: the model itself takes any, but the
             # source runs only at those, so verification (edgernn/verify.py) builds its data with them.
-            steps = next((s.size for s in syms if self.bind[s] == "T" and s.size), None) or fixed_length(emitter.nodes)
+            steps = next((s.size for s in syms if self.bind[s] == "T" and s.size), None)
             batch = next((s.size for s in syms if self.bind[s] == "B" and s.size), None)
             if batch or self.batch_size:
                 source.setdefault("batch_size", batch or self.batch_size)
-            spec_inputs.append(ir.Input(name, data.expr.features, self.input_rank(name), steps))
             roles = [self.bind[s] for s in syms]
-            roles.insert(self.feature_axis[name], "F")
+            if name in self.codes:  # (batch, T) codes; T is the graph's, else CODES_STEPS (predict takes any)
+                spec_inputs.append(ir.Input(name, steps or CODES_STEPS, 2, dtype="int"))
+                layout.codes[name] = self.codes[name]
+            else:
+                spec_inputs.append(ir.Input(name, data.expr.features, self.input_rank(name), steps))
+                roles.insert(self.feature_axis[name], "F")
             layout.inputs.append((name, roles))
         if not spec_inputs:
             raise UnsupportedModel(f"{self.label}: no output depends on a graph input")
         if not any(isinstance(n.op, (ir.Recurrent, ir.Bidirectional, ir.Conv1D)) for n in emitter.nodes):
             raise UnsupportedModel(f"{self.label}: no LSTM, GRU, RNN or Conv node feeds the outputs")
         spec = ir.ModelSpec(tuple(spec_inputs), tuple(emitter.nodes), tuple(names), source)
-        return spec, layout
+        return fold_into_linear_maps(with_flatten_steps(spec)), layout
 
     def _layout_of(self, value):
         if isinstance(value, _Stack):

@@ -1,5 +1,5 @@
 """Emission: the expressions the graph outputs need, turned into IR nodes, each once, in dependency
-order (a Dense followed only by an activation becomes one Dense)."""
+order (an activation after a Dense or Conv1D becomes its own in :mod:`.._fold`)."""
 
 from __future__ import annotations
 
@@ -81,23 +81,13 @@ class _Emitter:
             op = ir.Bidirectional(c.unique(rec.name), zero, backward, "sum")
             name = self._node(op, [self._emit(rec.input)])
         elif isinstance(expr, _DenseE):
-            name = self._dense(expr, "linear")
-        elif isinstance(expr, _ActE):
-            inner = expr.inner
-            if (isinstance(inner, _DenseE) and inner.activation == "linear" and self.refs.get(id(inner), 0) <= 1
-                    and id(inner) not in self.memo):
-                name = self._dense(inner, expr.activation)  # Gemm/MatMul + activation: one Dense
-                self.memo[id(inner)] = None  # fused: never emitted on its own
-            elif (isinstance(inner, _OpE) and isinstance(inner.op, ir.Conv1D) and inner.op.activation == "linear"
-                  and expr.activation in ir.ELEMENTWISE_ACTIVATIONS and self.refs.get(id(inner), 0) <= 1
-                  and id(inner) not in self.memo):
-                name = self._op(inner, expr.activation)  # Conv + activation: one Conv1D
-                self.memo[id(inner)] = None
-            else:
-                op = ir.Activation(c.unique(expr.name), expr.activation)
-                name = self._node(op, [self._emit(inner)])
+            op = ir.Dense(c.unique(expr.name), expr.kernel, expr.bias, expr.activation)
+            name = self._node(op, [self._emit(expr.inner)])
+        elif isinstance(expr, _ActE):  # a Dense or Conv1D right before takes it (importers._fold)
+            op = ir.Activation(c.unique(expr.name), expr.activation)
+            name = self._node(op, [self._emit(expr.inner)])
         elif isinstance(expr, _OpE):
-            name = self._op(expr, None)
+            name = self._node(replace(expr.op, name=c.unique(expr.name)), [self._emit(expr.inner)])
         elif isinstance(expr, _FlatE):
             raise _Refuse(f"node {expr.name!r} (Flatten): a Flatten of (batch, channels, T) merges the channels with "
                           "the time axis; supported only right before a Gemm or MatMul, whose weight fixes T")
@@ -105,18 +95,6 @@ class _Emitter:
             raise _Refuse(f"unknown expression {expr!r}")
         self.memo[key] = name
         return name
-
-    def _dense(self, expr: _DenseE, activation: str) -> str:
-        op = ir.Dense(self.c.unique(expr.name), expr.kernel, expr.bias, activation)
-        return self._node(op, [self._emit(expr.inner)])
-
-    def _op(self, expr: _OpE, activation) -> str:
-        if expr.pending:
-            raise _Refuse(expr.pending)
-        op = replace(expr.op, name=self.c.unique(expr.name))
-        if activation is not None:
-            op = replace(op, activation=activation)
-        return self._node(op, [self._emit(expr.inner)])
 
     def _node(self, op, inputs, initial=(), extra=0) -> str:
         outputs = tuple(f"{op.name}:{k}" for k in range(1 + extra))

@@ -132,9 +132,6 @@ class _OpE(_Expr):
     name: str
     rank: int
     features: int
-    # A Conv padded (k-1)*d on both sides: causal once a Slice drops the right end, else refused
-    # with this message when emitted.
-    pending: Optional[str] = None
 
 
 @dataclass(eq=False)

@@ -178,7 +178,8 @@ def run_source(source, inputs, **options) -> list[np.ndarray]:
         rows = part[0].shape[0]
         if rows < chunk:
             part = [np.concatenate([p, np.zeros((chunk - rows,) + p.shape[1:], np.float32)]) for p in part]
-        feeds = {name: to_onnx_input(x, roles) for (name, roles), x in zip(layout.inputs, part)}
+        feeds = {name: to_onnx_input(x, roles).astype(layout.codes.get(name, np.float32))
+                 for (name, roles), x in zip(layout.inputs, part)}
         results = run(wanted, feeds)
         out = []
         for (name, item_layout), array in zip(layout.outputs, results):

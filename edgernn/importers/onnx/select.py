@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .expressions import _ActE, _BiE, _DenseE, _RecE, _RevSeqE
-from .values import _Const, _Data, _Fill, _is_feature, _Refuse, _Shape, _Stack, _Sym
+import numpy as np
+
+from ... import ir
+from .expressions import _ActE, _BiE, _DenseE, _OpE, _RecE, _RevSeqE
+from .values import _Codes, _Const, _Data, _Fill, _is_feature, _Refuse, _Shape, _Stack, _Sym
 
 _BIG = 2 ** 30  # Slice ends at or beyond this mean "to the end"
 
@@ -68,6 +71,8 @@ class _SelectOps:
     def _op_Gather(self, node, inputs, attrs, where):
         x, index = inputs
         axis = attrs.get("axis", 0)
+        if isinstance(index, _Codes):
+            return self._embedding(node, x, index, axis, where)
         if isinstance(x, _Const) and isinstance(index, _Const):
             return self._fold(node, inputs, where)
         if isinstance(x, _Shape) and isinstance(index, _Const) and index.value.ndim == 1:
@@ -80,6 +85,21 @@ class _SelectOps:
             picked = x.dims[i]
             return _Shape((picked,), scalar=not keep)
         return self._pick(x, axis, i, keep, where)
+
+    def _embedding(self, node, table, codes: _Codes, axis: int, where: str) -> _Data:
+        """``Gather(table, codes)`` along axis 0 of a constant ``(vocab, dim)`` table: ``ir.Embedding``
+        of the graph input's integer codes, ``(batch, T) -> (batch, T, dim)`` (the axes as the codes')."""
+        if not isinstance(table, _Const) or np.ndim(table.value) != 2 or axis % 2 != 0:
+            raise _Refuse(f"{where}: integer codes index rows (axis 0) of a constant (vocab, dim) table only: an "
+                          "embedding")
+        first, second = codes.data.axes
+        if self.role(first) == "T" or self.role(second) == "B":
+            first, second = second, first  # time-major codes (T, batch)
+        self.require(first, "B", where)
+        self.require(second, "T", where)
+        op = ir.Embedding("embedding", ir.as_weight(np.asarray(table.value, np.float64)))
+        expr = _OpE(codes.data.expr, op, node.name or node.output[0], 3, op.output_size)
+        return _Data(expr, codes.data.axes + (("F", 0, 1),), (op.output_size,))
 
     def _pick(self, x, axis: int, i: int, keep: bool, where: str):
         """Element ``i`` of axis ``axis`` (kept as a size-1 axis if ``keep``)."""

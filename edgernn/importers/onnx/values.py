@@ -4,8 +4,9 @@ Every tensor is a constant (``_Const``: initializers, ``Constant`` nodes, shape 
 vector (``_Shape``: ``Shape`` of a data tensor), a filled tensor (``_Fill``: ``ConstantOfShape``, the
 zero initial states exporters build), a *data* tensor (``_Data``: one canonical edgernn tensor seen
 through a layout that says which ONNX axis is the batch, the time, a unit axis, or a block of the
-features), data tensors concatenated (``_Stack``), or the unknown output of a refused node
-(``_UNKNOWN``). ``_Refuse`` is one problem with one node.
+features), data tensors concatenated (``_Stack``), the integer codes of a graph input that only ``Gather``
+nodes read from a constant table (``_Codes``: an embedding lookup), or the unknown output of a refused
+node (``_UNKNOWN``). ``_Refuse`` is one problem with one node.
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ class _Data:
     expr: _Expr
     axes: tuple
     factors: tuple
+
+
+@dataclass(frozen=True)
+class _Codes:
+    """A graph input of integer codes ``(batch, T)`` (or ``(T, batch)``), read only by ``Gather``
+    nodes that look rows of a constant table up (:meth:`~.select._SelectOps._embedding`)."""
+
+    data: _Data
 
 
 @dataclass(frozen=True)

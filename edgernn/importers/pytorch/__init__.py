@@ -22,7 +22,8 @@ How a module maps (the rules are the same for a live module, a TorchScript file 
   shows it simply (``calls``), else in registration order (the ``order`` option orders the top-level
   modules), each applied to the previous one's output:
   recurrent modules, ``nn.Linear`` (-> ``ir.Dense``, an activation module right after it fused
-  into the Dense), ``nn.LayerNorm`` over the last axis (-> ``ir.LayerNorm``), activation modules
+  into the Dense), ``nn.LayerNorm`` over the last axis (-> ``ir.LayerNorm``), ``nn.Embedding``
+  first (-> ``ir.Embedding`` of integer codes), the convolutional front-end (``conv``), activation modules
   (-> ``ir.Activation``), ``nn.Dropout``/``nn.Identity``
   (skipped: the identity at inference). The module's ``forward`` is not visible, so how the last
   recurrent module's output reaches the head is an explicit option:
@@ -46,8 +47,9 @@ State dicts carry weights only: their architecture is inferred from key names an
 them: ``nonlinearity="tanh"|"relu"`` (or ``mode="RNN_TANH"|"RNN_RELU"``) for an ``nn.RNN``,
 ``batch_first`` (used when the rebuilt module is run), ``head``, ``activations={"<path>": "ReLU", ...}``
 for parameterless modules (a gap in a Sequential's numbering, ``head.1``, or an activation after a
-module, keyed by that module's path) and ``order=["rnn", "fc"]`` when a safetensors file (which
-keeps no order) allows several.
+module, keyed by that module's path), ``modules={"norm": "LayerNorm", "embed": "Embedding"}`` for
+modules whose parameters do not say what they are (a 1-D weight, a 2-D weight without bias) and
+``order=["rnn", "fc"]`` when a safetensors file (which keeps no order) allows several.
 
 Modules, one idea each:
 
@@ -56,8 +58,10 @@ Modules, one idea each:
 * ``forward``: forward() read from its torch.fx or TorchScript graph: the layers in order, the
   permutes between (N, C, T) and the recurrent part, the head (this replaces the ``head`` option
   wherever a graph exists; see docs/pytorch.md).
-* ``conv``: Conv1d, MaxPool1d/AvgPool1d, the global adaptive poolings, BatchNorm1d and Flatten:
-  read from a module, built into IR ops (BatchNorm folded into the layer before it where exact).
+* ``conv``: Conv1d, MaxPool1d/AvgPool1d, the global adaptive poolings, BatchNorm1d, ConstantPad1d/
+  ZeroPad1d and Flatten: read from a module, built into IR ops (what PyTorch and ONNX share is in
+  ``importers._conv``; BatchNorm, activations and pads folded into the layer before or after them
+  where exact by ``importers._fold``).
 * ``calls``: the order forward() calls the layers, from a torch.fx trace or a TorchScript graph
   (used where ``forward`` cannot read the graph and ``head`` is given).
 * ``state_dict``: a chain inferred from a state dict's parameter names and shapes.

@@ -12,18 +12,22 @@ order); ``bias_ih + bias_hh`` summed. GRU rows r, z, n are reordered to z, r, h;
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Optional
 
 import numpy as np
 
 from ... import ir
 from ...errors import UnsupportedModel
-from .._lengths import fixed_length
+from .._conv import time_major_rows
+from .._fold import fold_into_linear_maps, with_flatten_steps
 from .._refusals import end_refusal
-from .chain import _RNN, _Act, _Chain, _LayerNorm, _Linear, _orders_that_chain, _units
-from .conv import _Conv, _Flatten, _Norm, _Pool, channel_major_columns, conv_op, norm_op, pool_op
+from .chain import _RNN, _Act, _Chain, _Embedding, _LayerNorm, _Linear, _orders_that_chain, _units
+from .conv import _Conv, _Flatten, _Norm, _Pad, _Pool, conv_ops_of, norm_op, pool_ops_of
 
+
+# The length of integer codes a model starting with nn.Embedding records as its input's (PyTorch does
+# not declare one): verification runs the source on codes of this length; predict takes any.
+CODES_STEPS = 16
 
 # PyTorch's RNNBase.mode -> (IR cell, activation); plain nn.RNN modes carry the nonlinearity.
 _MODES = {"LSTM": ("lstm", "tanh"), "GRU": ("gru", "tanh"), "RNN_TANH": ("simple", "tanh"),
@@ -161,10 +165,17 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
                 if not sequences:
                     rank = 2
             features = size
+        elif isinstance(layer, _Embedding):
+            if index:
+                problems.append(f"{where} (Embedding) comes after another layer; edgernn's Embedding reads the "
+                                "model's input, integer codes")
+            op = ir.Embedding(layer.path or "embedding", ir.as_weight(layer.weight))
+            nodes.append(ir.Node(op, (tensor,), (f"{op.name}:0",)))
+            tensor, features = f"{op.name}:0", layer.output_size
         elif isinstance(layer, _Linear):
             weight = np.asarray(layer.weight)
             if reorder is not None:  # after PyTorch's channel-major flatten of (N, C, T)
-                weight, reorder = channel_major_columns(weight, *reorder), None
+                weight, reorder = time_major_rows(weight.T, reorder[0]).T, None
             if features is not None and features != layer.input_size:
                 problems.append(f"{where} (Linear) takes {layer.input_size} features but gets {features}")
             bias = None if layer.bias is None else ir.as_weight(layer.bias)
@@ -186,30 +197,27 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
             if layer.dim is not None and layer.dim not in (-1, rank - 1):
                 problems.append(f"{where}: {layer.activation} over dim={layer.dim} of a rank-{rank} tensor is not "
                                 "over the feature (last) axis; only dim=-1 is supported")
-            previous = nodes[-1].op if nodes else None
-            if isinstance(previous, (ir.Dense, ir.Conv1D)) and previous.activation == "linear" and (
-                    layer.activation in ir.ELEMENTWISE_ACTIVATIONS or isinstance(previous, ir.Dense)):
-                # Linear (or Conv1d) followed by an activation: one Dense (Conv1D) with that activation.
-                nodes[-1] = ir.Node(replace(previous, activation=layer.activation), nodes[-1].inputs, nodes[-1].outputs)
-            else:
-                op = ir.Activation(layer.path or "activation", layer.activation)
-                out = f"{op.name}:0"
-                nodes.append(ir.Node(op, (tensor,), (out,)))
-                tensor = out
-        elif isinstance(layer, (_Conv, _Pool, _Norm, _Flatten)):
+            # after a Linear or Conv1d: their own activation (importers._fold)
+            op = ir.Activation(layer.path or "activation", layer.activation)
+            out = f"{op.name}:0"
+            nodes.append(ir.Node(op, (tensor,), (out,)))
+            tensor = out
+        elif isinstance(layer, (_Conv, _Pool, _Norm, _Flatten, _Pad)):
             made = _front_end(layer, f"{where} ({type(layer).__name__.strip('_')})", nodes, tensor, rank, features, layers[index + 1:],
                               refusals)
             if made is None:
                 raise end_refusal(UnsupportedModel(f"{label}: cannot convert", refusals), "docs/pytorch.md")
             tensor, rank, features, reorder = made
-    first = next(layer for layer in layers if isinstance(layer, (_RNN, _Linear, _LayerNorm, _Conv, _Norm)))
+    first = next(layer for layer in layers if isinstance(layer, (_RNN, _Linear, _LayerNorm, _Conv, _Norm, _Embedding)))
     if problems:
         error = UnsupportedModel(f"{label}: the modules do not chain{_TAKEN[chain.order]}", problems)
         raise end_refusal(error, "docs/pytorch.md", _order_rule(chain))
     source = {"format": "pytorch", **chain.source, "head": head}
-    spec = ir.ModelSpec((ir.Input("x", first.input_size, timesteps=fixed_length(nodes)),), tuple(nodes),
-                        (tensor,), source)
-    return spec, head
+    # Integer codes: an int input, its features the T verification runs (predict takes any T).
+    x = (ir.Input("x", CODES_STEPS, rank=2, dtype="int") if isinstance(first, _Embedding)
+         else ir.Input("x", first.input_size))
+    spec = ir.ModelSpec((x,), tuple(nodes), (tensor,), source)
+    return fold_into_linear_maps(with_flatten_steps(spec)), head
 
 
 def _front_end(layer, where: str, nodes: list, tensor: str, rank: int, features, after: list, problems: list[str]):
@@ -225,19 +233,17 @@ def _front_end(layer, where: str, nodes: list, tensor: str, rank: int, features,
     if rank != 3:
         problems.append(f"{where} reads a sequence, but the time axis is already gone")
         return None
-    if isinstance(layer, _Conv):
-        if features is not None and features != layer.input_size:
-            problems.append(f"{where} (Conv1d) takes {layer.input_size} channels but gets {features}")
-            return None
-        op = conv_op(layer, where, problems)
-        if op is None:
-            return None
-        nodes.append(ir.Node(op, (tensor,), (f"{op.name}:0",)))
-        return f"{op.name}:0", 3, op.output_size, None
-    if isinstance(layer, _Pool):
-        op = pool_op(layer)
-        nodes.append(ir.Node(op, (tensor,), (f"{op.name}:0",)))
-        return f"{op.name}:0", 2 if layer.global_pool else 3, features, None
+    if isinstance(layer, _Conv) and features is not None and features != layer.input_size:
+        problems.append(f"{where} (Conv1d) takes {layer.input_size} channels but gets {features}")
+        return None
+    if isinstance(layer, (_Conv, _Pool, _Pad)):
+        ops = (conv_ops_of(layer) if isinstance(layer, _Conv) else pool_ops_of(layer) if isinstance(layer, _Pool)
+               else [ir.Pad1D(layer.path or "pad", layer.left, layer.right)])
+        for op in ops:
+            nodes.append(ir.Node(op, (tensor,), (f"{op.name}:0",)))
+            tensor = f"{op.name}:0"
+        global_pool = isinstance(layer, _Pool) and layer.global_pool
+        return tensor, 2 if global_pool else 3, getattr(ops[-1], "output_size", features), None
     # Flatten of a sequence: its fixed length is what the Linear after it reads.
     following = after[0] if after else None
     if not isinstance(following, _Linear) or features is None or following.input_size % features:

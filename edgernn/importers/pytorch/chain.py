@@ -2,7 +2,8 @@
 
 A live module, a TorchScript module (``modules``) and a state dict (``state_dict``) each become a
 ``_Chain`` of ``_RNN`` (a whole ``nn.LSTM``/``nn.GRU``/``nn.RNN``, its parameters as PyTorch names
-and stores them), ``_Linear``, ``_LayerNorm`` and ``_Act`` records; ``build`` turns a chain into the IR and ``run``
+and stores them), ``_Linear``, ``_LayerNorm``, ``_Embedding`` and ``_Act`` records (and the
+convolutional front-end's, :mod:`.conv`); ``build`` turns a chain into the IR and ``run``
 runs it with PyTorch's own modules.
 """
 
@@ -68,6 +69,22 @@ class _LayerNorm:
 
 
 @dataclass
+class _Embedding:
+    """``nn.Embedding``: integer codes ``(N, T)`` (or ``(T, N)``) -> vectors, ``weight (vocab, dim)``
+    as the IR's ``embeddings``. ``padding_idx`` only keeps that row's gradient zero in training: its
+    row is looked up as it is. Only as the first layer (it reads the model's input)."""
+
+    path: str
+    weight: np.ndarray
+
+    input_size = None  # codes, not features: nothing before it chains into it
+
+    @property
+    def output_size(self) -> int:
+        return int(self.weight.shape[1])
+
+
+@dataclass
 class _Act:
     path: str
     activation: str  # IR name
@@ -112,7 +129,7 @@ def _units(layers: list) -> list[tuple[str, list]]:
 
 
 def _unit_sizes(layers: list):
-    sized = [layer for layer in layers if isinstance(layer, (_RNN, _Linear))]
+    sized = [layer for layer in layers if isinstance(layer, (_RNN, _Linear, _LayerNorm, _Embedding))]
     if not sized:
         return None
     return sized[0].input_size, sized[-1].output_size

@@ -8,11 +8,15 @@ PyTorch lays these out ``(N, C, T)``; the IR is ``(batch, T, C)``, so a Conv1d w
 PyTorch normalizes and pools over is the IR's last (feature) axis. Which tensor is laid out how is
 followed through the permutes of forward() by :mod:`.forward`.
 
-Padding: ``'valid'``/``0`` is the IR's valid, ``'same'`` (stride 1) is Keras's same (PyTorch puts
-the smaller half of ``(k-1)*d`` on the left, as TensorFlow does), a symmetric integer ``p`` is same
-when it equals it (stride 1, ``2p == (k-1)*d``), and ``p == (k-1)*d`` followed in forward() by
-``y[:, :, :-p]`` (the right end sliced off) is causal. Any other padding is refused by name: the IR
-has no op for explicit pads.
+Padding (:mod:`.._conv`): ``'valid'``/``0`` is the IR's valid, ``'same'`` (stride 1) is Keras's same
+(PyTorch puts the smaller half of ``(k-1)*d`` on the left, as TensorFlow does), a symmetric integer
+``p`` is same when it equals it (stride 1, ``2p == (k-1)*d``), and ``p == (k-1)*d`` followed in
+forward() by ``y[:, :, :-p]`` (the right end sliced off) is causal; any other ``p`` is an
+``ir.Pad1D`` and a valid Conv1D. ``nn.ConstantPad1d``/``nn.ZeroPad1d`` and ``F.pad`` of zeros are a
+Pad1D, which the Conv1d after it takes as its padding where that is exact (``(k-1)*d`` on the left
+only: causal). ``padding_mode`` other than ``'zeros'`` is refused. MaxPool1d's padding (``-inf``)
+converts where it is Keras's same (stride 1, ``2p == k - 1``), AvgPool1d's with
+``count_include_pad=True`` as a Pad1D and a valid pooling, with ``False`` where it is same.
 
 A traced TorchScript module keeps no Python attributes; its options are read from the code text
 PyTorch stores with it (``torch._convolution(x, weight, bias, [s], [p], [d], False, [0], g, ...)``,
@@ -22,18 +26,20 @@ PyTorch stores with it (``torch._convolution(x, weight, bias, [s], [p], [d], Fal
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
 from ... import ir
+from .._conv import batch_norm, conv_ops, pool_ops
 
 CONV_CLASSES = {"Conv1d"}
 POOL_CLASSES = {"MaxPool1d", "AvgPool1d", "AdaptiveAvgPool1d", "AdaptiveMaxPool1d"}
 NORM_CLASSES = {"BatchNorm1d"}
 FLATTEN_CLASSES = {"Flatten"}
-FRONT_END_CLASSES = CONV_CLASSES | POOL_CLASSES | NORM_CLASSES | FLATTEN_CLASSES
+PAD_CLASSES = {"ConstantPad1d", "ZeroPad1d"}
+FRONT_END_CLASSES = CONV_CLASSES | POOL_CLASSES | NORM_CLASSES | FLATTEN_CLASSES | PAD_CLASSES
 
 
 @dataclass
@@ -42,7 +48,7 @@ class _Conv:
     weight: np.ndarray  # (out, in / groups, k), as PyTorch stores it
     bias: Optional[np.ndarray]
     stride: int
-    padding: object  # an int, "valid" or "same"
+    padding: object  # an int (zeros on both ends), "valid" or "same"
     dilation: int
     groups: int
     causal: bool = False  # padding (k-1)*d with the right end sliced off in forward()
@@ -67,6 +73,18 @@ class _Pool:
     size: int = 1  # unused when global_pool
     stride: int = 1
     global_pool: bool = False
+    padding: int = 0  # on both ends: -inf for max, zeros for average
+    pads_counted: bool = True  # AvgPool1d's count_include_pad
+
+
+@dataclass
+class _Pad:
+    """Zeros on the time axis of ``(N, C, T)``, ``left`` before and ``right`` after (negative counts
+    crop): ``nn.ConstantPad1d((left, right), 0.0)``/``nn.ZeroPad1d``, ``F.pad(x, (left, right))``."""
+
+    path: str
+    left: int
+    right: int
 
 
 @dataclass
@@ -85,16 +103,6 @@ class _Norm:
         return int(self.mean.shape[0])
 
     output_size = input_size
-
-    def scale_offset(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(scale, offset)`` with ``y = x * scale + offset``, in float64."""
-        scale = 1.0 / np.sqrt(np.asarray(self.var, np.float64) + self.eps)
-        if self.weight is not None:
-            scale = scale * np.asarray(self.weight, np.float64)
-        offset = -np.asarray(self.mean, np.float64) * scale
-        if self.bias is not None:
-            offset = offset + np.asarray(self.bias, np.float64)
-        return scale, offset
 
 
 @dataclass
@@ -142,6 +150,8 @@ def _literal(text: str):
         return items[0] if len(items) == 1 else tuple(items)
     if text in ("True", "False"):
         return text == "True"
+    if text == "None":
+        return None
     if text.startswith('"') and text.endswith('"'):
         return text[1:-1]
     try:
@@ -182,6 +192,13 @@ def _traced_options(module, cls: str) -> Optional[dict]:
         # batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn)
         return dict(eps=_literal(args[7]), training=_literal(args[5]),
                     track_running_stats=args[3] != "None")
+    if cls in PAD_CLASSES:  # torch.pad(x, [left, right], "constant", 0.) or torch.constant_pad_nd(x, [l, r], 0.)
+        args, at = _code_args(module, "pad"), 3
+        if not args:
+            args, at = _code_args(module, "constant_pad_nd"), 2
+        if not args or len(args) < 2 or (at == 3 and len(args) > 2 and _literal(args[2]) != "constant"):
+            return None
+        return dict(padding=_literal(args[1]), value=_literal(args[at]) if len(args) > at else 0.0)
     if cls == "Flatten":
         args = _code_args(module, "flatten")
         if not args:
@@ -194,11 +211,13 @@ def _traced_options(module, cls: str) -> Optional[dict]:
 _DEFAULTS = {
     "Conv1d": ("stride", "padding", "dilation", "groups", "padding_mode"),
     "MaxPool1d": ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
-    "AvgPool1d": ("kernel_size", "stride", "padding", "ceil_mode"),
+    "AvgPool1d": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
     "AdaptiveAvgPool1d": ("output_size",),
     "AdaptiveMaxPool1d": ("output_size", "return_indices"),
     "BatchNorm1d": ("eps", "track_running_stats"),
     "Flatten": ("start_dim", "end_dim"),
+    "ConstantPad1d": ("padding", "value"),
+    "ZeroPad1d": ("padding", "value"),
 }
 
 
@@ -222,6 +241,8 @@ def front_end_layer(module, cls: str, path: str, where: str, attr, numpy, proble
         padding = _one(options["padding"])
         if isinstance(padding, (list, tuple)):
             problems.append(f"{where}: padding={padding!r} is not supported (one int, 'valid' or 'same')")
+        elif padding == 0:
+            padding = "valid"
         w = numpy(weight)
         if w.ndim != 3:
             problems.append(f"{where}: weight of shape {w.shape} is not (out, in / groups, kernel_size)")
@@ -233,8 +254,13 @@ def front_end_layer(module, cls: str, path: str, where: str, attr, numpy, proble
         size = int(_one(options["kernel_size"]))
         stride = _one(options.get("stride"))
         stride = size if stride in (None, ()) else int(stride)
-        if _one(options.get("padding") or 0) != 0:
-            problems.append(f"{where}: padding={_one(options['padding'])} is not supported (padding=0 only)")
+        padding = int(_one(options.get("padding") or 0))
+        kind = "max" if cls == "MaxPool1d" else "average"
+        counted = options.get("count_include_pad") is not False  # PyTorch's default True; max: unused
+        why = pool_ops(path, kind, size, stride, padding, padding, counted)
+        if isinstance(why, str):
+            problems.append(f"{where}: padding={padding}" + ("" if kind == "max" else f" with count_include_pad="
+                                                            f"{counted}") + f" is not supported: {why}")
         if _one(options.get("dilation") or 1) != 1:
             problems.append(f"{where}: dilation={_one(options['dilation'])} is not supported")
         if options.get("ceil_mode"):
@@ -243,7 +269,7 @@ def front_end_layer(module, cls: str, path: str, where: str, attr, numpy, proble
             problems.append(f"{where}: return_indices=True is not supported")
         if len(problems) > count:
             return None
-        return _Pool(path, "max" if cls == "MaxPool1d" else "average", size, stride)
+        return _Pool(path, kind, size, stride, padding=padding, pads_counted=counted)
     if cls in ("AdaptiveAvgPool1d", "AdaptiveMaxPool1d"):
         if _one(options["output_size"]) != 1:
             problems.append(f"{where}: output_size={options['output_size']!r} is not supported (1 only: global "
@@ -263,6 +289,14 @@ def front_end_layer(module, cls: str, path: str, where: str, attr, numpy, proble
         weight, bias = attr(module, "weight"), attr(module, "bias")
         return _Norm(path, numpy(mean), numpy(var), float(options["eps"]),
                      None if weight is None else numpy(weight), None if bias is None else numpy(bias))
+    if cls in PAD_CLASSES:
+        padding = options["padding"]
+        padding = (padding, padding) if isinstance(padding, int) else tuple(padding)
+        if len(padding) != 2 or (options.get("value") or 0) != 0:
+            problems.append(f"{where}: padding={options['padding']!r} with value={options.get('value')!r} is not "
+                            "supported (zeros, (left, right) of the time axis)")
+            return None
+        return _Pad(path, int(padding[0]), int(padding[1]))
     # Flatten: applied by .forward, which knows the layout of what it flattens.
     return {"start_dim": int(options["start_dim"]), "end_dim": int(options["end_dim"])}
 
@@ -270,39 +304,30 @@ def front_end_layer(module, cls: str, path: str, where: str, attr, numpy, proble
 # --- IR ----------------------------------------------------------------------------------------
 
 
-def conv_op(layer: _Conv, where: str, problems: list[str]) -> Optional[ir.Conv1D]:
-    """The IR Conv1D of ``layer``; None (+ a problem naming the padding) if the padding has no IR form."""
-    k, d, s, p = int(layer.weight.shape[2]), layer.dilation, layer.stride, layer.padding
+def conv_ops_of(layer: _Conv) -> list:
+    """The IR ops of ``layer``: a Conv1D, with a Pad1D before it where its padding is none of the IR's
+    (:func:`.._conv.conv_ops`). PyTorch's ``'same'`` (stride 1 only) puts the smaller half on the left,
+    as Keras's does; a causal one (padded ``(k-1)*d``, the right end sliced off) pads the left only."""
+    span, p = layer.span, layer.padding
     if layer.causal:
-        padding = "causal"
-    elif p in ("valid", 0):
-        padding = "valid"
-    elif p == "same" or (s == 1 and isinstance(p, int) and 2 * p == (k - 1) * d):
-        padding = "same"
+        left, right = span - 1, 0
+    elif p == "same":
+        left, right = ir.same_padding(1, span, 1)
+    elif p == "valid":
+        left, right = 0, 0
     else:
-        problems.append(
-            f"{where}: padding={p!r} with kernel_size={k}, stride={s}, dilation={d} is not supported: edgernn "
-            f"pads 'valid' (0), 'same' (stride 1, padding=(k-1)*d/2 = {(k - 1) * d / 2:g}) or causal (padding="
-            f"(k-1)*d = {(k - 1) * d} with forward() slicing the right end off, y[:, :, :-{(k - 1) * d}])")
-        return None
-    bias = None if layer.bias is None else ir.as_weight(layer.bias)
-    return ir.Conv1D(name=layer.path or "conv", kernel=ir.as_weight(np.transpose(layer.weight, (2, 1, 0))),
-                     bias=bias, strides=s, padding=padding, dilation_rate=d, groups=layer.groups)
+        left = right = int(p)
+    return conv_ops(layer.path or "conv", layer.weight, layer.bias, layer.stride, layer.dilation, layer.groups,
+                    left, right)
 
 
 def norm_op(layer: _Norm) -> ir.Affine:
-    scale, offset = layer.scale_offset()
-    return ir.Affine(layer.path or "batch_norm", ir.as_weight(scale), ir.as_weight(offset))
+    return batch_norm(layer.path or "batch_norm", layer.mean, layer.var, layer.eps, layer.weight, layer.bias)
 
 
-def pool_op(layer: _Pool) -> ir.Pooling1D:
+def pool_ops_of(layer: _Pool) -> list:
     if layer.global_pool:
-        return ir.Pooling1D(layer.path or "pool", layer.kind, global_pool=True)
-    return ir.Pooling1D(layer.path or "pool", layer.kind, pool_size=layer.size, strides=layer.stride)
-
-
-def channel_major_columns(weight: np.ndarray, channels: int, steps: int) -> np.ndarray:
-    """A Linear's ``(out, C * T)`` weight that read PyTorch's flatten order ``c * T + t``, with its
-    columns put in the IR Flatten's order ``t * C + c``."""
-    out = weight.shape[0]
-    return np.asarray(weight).reshape(out, channels, steps).transpose(0, 2, 1).reshape(out, steps * channels)
+        return [ir.Pooling1D(layer.path or "pool", layer.kind, global_pool=True)]
+    # refused when read (front_end_layer) where pool_ops has no ops
+    return pool_ops(layer.path or "pool", layer.kind, layer.size, layer.stride, layer.padding, layer.padding,
+                    layer.pads_counted)

@@ -14,8 +14,9 @@ The head of the last recurrent module is read from what forward() does with its 
 ``out[:, -1]`` (``out[-1]`` time-major) is ``head="last"``, ``h_n[-1]`` (bidirectional:
 ``torch.cat([h_n[-2], h_n[-1]], 1)``) ``head="final"``, the output sequence itself ``head="every"``.
 Functional activations (``F.relu``, ``torch.tanh``, ``x.relu()``, ...) become activation layers,
-``torch.flatten``/``x.view(x.size(0), -1)`` a Flatten, and ``y[:, :, :-p]`` right after a Conv1d
-padded ``p = (k-1)*d`` makes it causal. Anything else -- arithmetic, a branch or skip connection,
+``torch.flatten``/``x.view(x.size(0), -1)`` a Flatten, ``F.pad(x, (left, right))`` of zeros on
+the time axis a Pad1D (a Conv1d right after takes it as its padding where exact), and
+``y[:, :, :-p]`` right after a Conv1d padded ``p = (k-1)*d`` makes it causal. Anything else -- arithmetic, a branch or skip connection,
 an RNN's ``c_n``, an index edgernn cannot represent, control flow that depends on the data -- is
 refused naming it (:class:`GraphRefusal`). A graph that cannot be had gives None: forward() that
 torch.fx cannot trace, or whose trace computes something else than the module on a seeded probe
@@ -30,8 +31,8 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from .activations import _PLAIN_ACTIVATIONS, _SKIP_CLASSES as _SKIP
-from .chain import _RNN, _Act, _LayerNorm, _Linear
-from .conv import _Conv, _Flatten, _Norm, _Pool, _Unread
+from .chain import _RNN, _Act, _Embedding, _LayerNorm, _Linear
+from .conv import _Conv, _Flatten, _Norm, _Pad, _Pool, _Unread
 
 _INT64_MAX = 9223372036854775807
 _MAX_DEPTH = 32
@@ -164,6 +165,13 @@ class _Reader:
             out = self._add(layer, wanted, rnn=layer, kind="out")
             h = replace(out, layout="HN", kind="h")
             return (out, (h, replace(h, kind="c")) if layer.mode == "LSTM" else h)
+        if isinstance(layer, _Embedding):
+            if x.layout not in _CODES or x.step:
+                raise GraphRefusal(f"{where} reads {_LAYOUT.get(x.layout, x.layout)}; edgernn's Embedding reads the "
+                                   "model's input, integer codes (N, T) or (T, N)")
+            return self._add(layer, _CODES[x.layout])
+        if x.layout in _CODES:
+            raise GraphRefusal(f"{where} reads the integer codes of the model's input; only an Embedding reads them")
         if isinstance(layer, (_Linear, _LayerNorm)):
             # A Linear (a LayerNorm) acts on the last axis: in (N, C, T) that is the time.
             if x.layout in ("NCT", "NC1"):
@@ -183,7 +191,23 @@ class _Reader:
             raise GraphRefusal(f"{where} reads a tensor laid out {_LAYOUT[x.layout]}, not (N, C, T)")
         if isinstance(layer, _Conv):
             return self._add(layer, "NCT", conv=layer)
+        if isinstance(layer, _Pad):
+            return self._add(layer, "NCT")
         return self._add(layer, "NC1" if layer.global_pool else "NCT")
+
+    def pad(self, x, pad, mode, value):
+        """``F.pad(x, (left, right))`` of zeros on the time axis, the last of ``(N, C, T)``."""
+        what = f"forward()'s pad({tuple(pad) if isinstance(pad, (list, tuple)) else pad!r}, mode={mode!r})"
+        x = self._take(x, what)
+        pads = list(pad) if isinstance(pad, (list, tuple)) else []
+        if mode != "constant" or value not in (None, 0, 0.0) or len(pads) < 2 or len(pads) % 2 \
+                or not all(isinstance(p, int) for p in pads) or any(pads[2:]):
+            raise GraphRefusal(f"{what} with value={value!r} is not supported: zeros on the last axis only, "
+                               "pad=(left, right)")
+        if x.layout != "NCT":
+            raise GraphRefusal(f"{what} pads the last axis of a tensor laid out {_LAYOUT[x.layout]}, which is not "
+                               "the time axis of (N, C, T)")
+        return self._add(_Pad(self._name("pad"), pads[0], pads[1]), "NCT")
 
     def activation(self, function: str, x, dim=None):
         name = _FUNCTIONS.get(function) if function not in ("softmax", "log_softmax") else function
@@ -338,7 +362,8 @@ class _Reader:
 
 
 _LAYOUT = {"NCT": "(N, C, T)", "NTC": "(N, T, C)", "TNC": "(T, N, C)", "NC": "(N, C)", "NC1": "(N, C, 1)",
-           "HN": "(layers, N, H)"}
+           "HN": "(layers, N, H)", "NT": "(N, T) integer codes", "TN": "(T, N) integer codes"}
+_CODES = {"NT": "NTC", "TN": "TNC"}  # the layout of integer codes -> that of their embeddings
 
 
 def _full(item) -> bool:
@@ -416,9 +441,14 @@ def _faithful(module, graph, layout: str, features: int) -> bool:
     import torch
 
     shape = {"NCT": (2, features, _PROBE_STEPS), "NTC": (2, _PROBE_STEPS, features),
-             "TNC": (_PROBE_STEPS, 2, features), "NC": (2, features)}[layout]
+             "TNC": (_PROBE_STEPS, 2, features), "NC": (2, features), "NT": (2, _PROBE_STEPS),
+             "TN": (_PROBE_STEPS, 2)}[layout]
     dtype = next((p.dtype for p in module.parameters()), torch.float32)
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+    seeded = torch.Generator().manual_seed(0)
+    if layout in _CODES:  # integer codes an Embedding looks up: ``features`` is its vocabulary
+        x = torch.randint(0, features, shape, generator=seeded)
+    else:
+        x = torch.randn(shape, generator=seeded).to(dtype)
     training = module.training
     module.eval()
     try:
@@ -547,6 +577,14 @@ def _apply(reader: _Reader, name: str, args: list, kwargs: dict, method: bool):
         if dims is None or (name == "mean" and kwargs.get("dtype", args[3] if len(args) > 3 else None) is not None):
             raise GraphRefusal(f"forward()'s {name}() over all axes (or with a dtype) cannot be represented")
         return reader.reduce(x, "average" if name == "mean" else "max", dims, bool(keepdim))
+    if name in ("pad", "constant_pad_nd"):  # F.pad(x, pad, mode, value), aten::constant_pad_nd(x, pad, value)
+        pad = kwargs.get("pad", args[1] if len(args) > 1 else None)
+        if name == "pad":
+            mode = kwargs.get("mode", args[2] if len(args) > 2 else "constant")
+            value = kwargs.get("value", args[3] if len(args) > 3 else None)
+        else:
+            mode, value = "constant", kwargs.get("value", args[2] if len(args) > 2 else 0)
+        return reader.pad(x, pad, mode, value)
     if name == "cat":
         return reader.cat(list(x), kwargs.get("dim", args[1] if len(args) > 1 else 0))
     raise GraphRefusal(f"forward() calls {name}(), which edgernn cannot represent (a chain of layers has no "

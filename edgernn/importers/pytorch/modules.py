@@ -20,8 +20,8 @@ from .._refusals import points_to
 from .activations import _ACTIVATION_CLASSES, _SKIP_CLASSES, _activation_of
 from .build import _build
 from .calls import call_order
-from .chain import _RNN, _Act, _Chain, _LayerNorm, _Linear, _in_order, _units
-from .conv import FRONT_END_CLASSES, _Conv, _Pool, _code_args, _literal, front_end_layer
+from .chain import _RNN, _Act, _Chain, _Embedding, _LayerNorm, _Linear, _in_order, _units
+from .conv import FRONT_END_CLASSES, _Conv, _Pad, _Pool, _code_args, _literal, front_end_layer
 from .forward import GraphRefusal, read_forward
 from .options import _check_options, _flag, _head_option
 from .state_dict import _rnn_from_params
@@ -144,6 +144,20 @@ def _layer_norm_from_module(module, path: str, where: str, problems: list[str]) 
                       None if bias is None else _numpy(bias))
 
 
+def _embedding_from_module(module, path: str, where: str, problems: list[str]) -> Optional[_Embedding]:
+    """``nn.Embedding``; ``max_norm`` is refused: it renormalizes the rows it looks up, in place, on every
+    call (a traced module shows it as ``torch.embedding_renorm_`` in its code)."""
+    max_norm = _attr(module, "max_norm")
+    try:
+        renorm = "embedding_renorm_" in (module.code or "")
+    except Exception:  # noqa: BLE001 - not TorchScript, or no code
+        renorm = False
+    if max_norm is not None or renorm:
+        problems.append(f"{where}: max_norm={max_norm!r} renormalizes the rows it looks up, which edgernn does not do")
+        return None
+    return _Embedding(path, _numpy(_attr(module, "weight")))
+
+
 def _walk(module, path: str, options: dict, layers: list, problems: list[str], label: str) -> None:
     """Append the layers of ``module`` (at ``path``) in registration order."""
     cls = _class_name(module)
@@ -157,6 +171,11 @@ def _walk(module, path: str, options: dict, layers: list, problems: list[str], l
         weight = _attr(module, "weight")
         bias = _attr(module, "bias")
         layers.append(_Linear(path, _numpy(weight), None if bias is None else _numpy(bias)))
+        return
+    if cls == "Embedding":
+        layer = _embedding_from_module(module, path, where, problems)
+        if layer is not None:
+            layers.append(layer)
         return
     if cls == "LayerNorm":
         layer = _layer_norm_from_module(module, path, where, problems)
@@ -184,7 +203,7 @@ def _walk(module, path: str, options: dict, layers: list, problems: list[str], l
         if cls in _CONTAINER_CLASSES and not own:
             return
         problems.append(f"{where} is not supported (supported: LSTM, GRU, RNN, Linear, Conv1d, MaxPool1d, "
-                        "AvgPool1d, AdaptiveAvgPool1d(1), AdaptiveMaxPool1d(1), BatchNorm1d, LayerNorm, Flatten, activations, "
+                        "AvgPool1d, AdaptiveAvgPool1d(1), AdaptiveMaxPool1d(1), BatchNorm1d, ConstantPad1d, ZeroPad1d, LayerNorm, Embedding, Flatten, activations, "
                         "Dropout, Identity, and modules composed of them)")
         return
     if own:
@@ -197,7 +216,7 @@ def _walk(module, path: str, options: dict, layers: list, problems: list[str], l
 def _is_layer(module) -> bool:
     """Whether ``module`` is one layer of a chain (or skipped as one): not walked into."""
     cls = _class_name(module)
-    return (cls in _RNN_CLASSES or cls == "Linear" or cls in _ACTIVATION_CLASSES or cls in _SKIP_CLASSES
+    return (cls in _RNN_CLASSES or cls in ("Linear", "Embedding") or cls in _ACTIVATION_CLASSES or cls in _SKIP_CLASSES
             or cls in FRONT_END_CLASSES)
 
 
@@ -222,10 +241,13 @@ def _by_calls(layers: list, calls: Optional[list]) -> Optional[list]:
 
 def _layouts(layers: list) -> list[str]:
     """The input layouts to try reading forward() with, the likeliest first (its refusal is the one
-    reported): (N, C, T) where there is a convolution or pooling, else the first recurrent module's."""
+    reported): integer codes (N, T) or (T, N) where an Embedding comes first, (N, C, T) where there is
+    a convolution or pooling, else the first recurrent module's."""
     rnn = next((layer for layer in layers if isinstance(layer, _RNN)), None)
+    if layers and isinstance(layers[0], _Embedding):
+        return ["NT", "TN"] if rnn is None or rnn.batch_first else ["TN", "NT"]
     sequence = "NTC" if rnn is None or rnn.batch_first else "TNC"
-    conv = any(isinstance(layer, (_Conv, _Pool)) for layer in layers)
+    conv = any(isinstance(layer, (_Conv, _Pool, _Pad)) for layer in layers)
     first = "NCT" if conv else sequence
     return [first] + [layout for layout in ("NTC", "TNC", "NCT", "NC") if layout != first]
 
@@ -242,9 +264,11 @@ def _chain_from_module(module, options: dict, label: str, source: dict, head: Op
     if problems:
         raise UnsupportedModel(f"{label}: cannot convert", problems)
     bare = _class_name(module) in _RNN_CLASSES
-    front_end = [layer for layer in layers if not isinstance(layer, (_RNN, _Linear, _LayerNorm, _Act))]
+    front_end = [layer for layer in layers if not isinstance(layer, (_RNN, _Linear, _LayerNorm, _Act, _Embedding))]
     if not bare and options.get("order") is None:
         sized = next((layer for layer in layers if hasattr(layer, "input_size")), None)
+        if isinstance(sized, _Embedding):  # the probe's codes index its rows
+            sized = _Linear(sized.path, sized.weight.T, None)
         try:
             read = read_forward(module, {layer.path: layer for layer in layers}, _layouts(layers),
                                 sized.input_size if sized is not None else 1)

@@ -1,7 +1,7 @@
 """The keyword options every entry point takes: which exist, and how each is read and checked.
 
 The options (see the package docstring) are ``head``, ``mode``, ``nonlinearity``, ``batch_first``,
-``activations`` and ``order``. An unknown one is an UnknownOption (an InvalidInput, and a TypeError
+``activations``, ``modules`` and ``order``. An unknown one is an UnknownOption (an InvalidInput, and a TypeError
 as for a Python function) listing the known ones; a known one with a wrong value is an
 UnsupportedModel naming it.
 """
@@ -16,7 +16,9 @@ from ...errors import UnknownOption, UnsupportedModel
 
 
 HEADS = ("last", "every", "final")
-_OPTIONS = {"head", "mode", "nonlinearity", "batch_first", "activations", "order"}
+_OPTIONS = {"head", "mode", "nonlinearity", "batch_first", "activations", "modules", "order"}
+# The classes the ``modules`` option may name: modules whose parameters alone do not say what they are.
+NAMED_MODULES = ("LayerNorm", "Embedding")
 
 
 def _check_options(options: dict, function: str) -> None:
@@ -55,3 +57,23 @@ def _mode_for(options: dict, path: str):
     if mode not in aliases:
         raise UnsupportedModel(f"option mode={options.get('mode')!r}: expected 'LSTM', 'GRU', 'RNN_TANH' or 'RNN_RELU'")
     return aliases[mode]
+
+
+def _named_modules(options: dict) -> dict:
+    """The ``modules`` option: module path -> ``{"class": "LayerNorm", "eps": 1e-5}`` or
+    ``{"class": "Embedding"}``; given as ``{"norm": "LayerNorm", "emb": "Embedding"}`` or, with a
+    LayerNorm's ``eps`` (PyTorch's default 1e-5 otherwise), ``{"norm": {"class": "LayerNorm", "eps": 1e-3}}``."""
+    given = options.get("modules") or {}
+    if not isinstance(given, dict):
+        raise UnsupportedModel(f"option modules={given!r} must map module paths to {' or '.join(NAMED_MODULES)}")
+    named = {}
+    for path, value in given.items():
+        spec = dict(value) if isinstance(value, dict) else {"class": value}
+        eps = spec.get("eps", 1e-5)
+        if spec.get("class") not in NAMED_MODULES or set(spec) - {"class", "eps"} or (
+                spec["class"] != "LayerNorm" and "eps" in spec) or isinstance(eps, bool) \
+                or not isinstance(eps, (int, float)) or not eps >= 0:
+            raise UnsupportedModel(f"option modules[{path!r}]={value!r} must be 'LayerNorm', 'Embedding' or "
+                                   "{'class': 'LayerNorm', 'eps': <a number >= 0>}")
+        named[str(path)] = {"class": spec["class"], "eps": float(eps)}
+    return named

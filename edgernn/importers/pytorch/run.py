@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .build import _build
-from .chain import _RNN, _Chain, _Linear
+from .chain import _RNN, _Chain, _Embedding, _LayerNorm, _Linear
 from .files import _file_chain, _read_safetensors
 from .modules import _chain_from_module, _class_name
 from .options import _check_options, _head_option
@@ -67,6 +67,11 @@ def _rebuilt_run(chain: _Chain, head: str, x):
                 y = out[:, -1]
             elif index == rnns[-1] and head == "final":
                 y = torch.cat([h_n[-2], h_n[-1]], 1) if layer.bidirectional else h_n[-1]
+        elif isinstance(layer, _Embedding):
+            y = torch.nn.functional.embedding(y.long(), torch.from_numpy(np.asarray(layer.weight, np.float64)))
+        elif isinstance(layer, _LayerNorm):
+            w, b = (None if a is None else torch.from_numpy(np.asarray(a, np.float64)) for a in (layer.weight, layer.bias))
+            y = torch.nn.functional.layer_norm(y, (layer.input_size,), w, b, layer.eps)
         elif isinstance(layer, _Linear):
             w = torch.from_numpy(np.asarray(layer.weight, np.float64))
             b = None if layer.bias is None else torch.from_numpy(np.asarray(layer.bias, np.float64))
@@ -76,7 +81,7 @@ def _rebuilt_run(chain: _Chain, head: str, x):
     return y
 
 
-_TO_TORCH = {"NCT": (0, 2, 1), "TNC": (1, 0, 2)}  # the IR's (batch, T, C) -> PyTorch's layout, and back
+_TO_TORCH = {"NCT": (0, 2, 1), "TNC": (1, 0, 2), "TN": (1, 0)}  # the IR's (batch, T, C) -> PyTorch's layout, and back
 
 
 def _layouts(chain: _Chain, head: str) -> tuple[str, str]:
@@ -86,14 +91,15 @@ def _layouts(chain: _Chain, head: str) -> tuple[str, str]:
         return chain.input_layout, chain.output_layout
     batch_first = next(layer.batch_first for layer in chain.layers if isinstance(layer, _RNN))
     sequence = "NTC" if batch_first else "TNC"
-    return sequence, sequence if head == "every" else "NC"
+    codes = "NT" if batch_first else "TN"
+    return codes if isinstance(chain.layers[0], _Embedding) else sequence, sequence if head == "every" else "NC"
 
 
 def _run_module(torch, module, chain: _Chain, head: str, x: np.ndarray) -> np.ndarray:
     """Run a live or TorchScript module on ``x`` (batch, T, F) laid out as it wants."""
     into, out_of = _layouts(chain, head)
-    dtype = next((p.dtype for p in module.parameters()), torch.float32)
-    inp = torch.from_numpy(np.asarray(x, np.float32)).to(dtype)
+    dtype = torch.long if into in ("NT", "TN") else next((p.dtype for p in module.parameters()), torch.float32)
+    inp = torch.from_numpy(np.asarray(x, np.float32)).to(dtype)  # integer codes as predict takes them
     if into in _TO_TORCH:
         inp = inp.permute(*_TO_TORCH[into])
     training = module.training

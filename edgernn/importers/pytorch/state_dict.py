@@ -2,7 +2,8 @@
 
 State dicts carry weights only. The architecture is read from key names and shapes:
 ``weight_ih_l{k}`` (layers), ``*_reverse`` (bidirectional), ``weight_hr_l{k}`` (proj_size),
-``bias_ih_l{k}`` (bias), ``<prefix>.weight``/``<prefix>.bias`` (Linear). The cell type comes from
+``bias_ih_l{k}`` (bias), ``<prefix>.weight``/``<prefix>.bias`` (Linear, or the ``nn.LayerNorm`` or
+``nn.Embedding`` the ``modules`` option names there: their parameters alone do not say what they are). The cell type comes from
 ``weight_hh_l0``: ``(gates * H, H)`` (or ``(4 * H, proj_size)`` with ``weight_hr_l0`` of shape
 ``(proj_size, H)``) gives the gate multiple unambiguously (``weight_ih`` alone could not tell a GRU
 of hidden 4k from an LSTM of hidden 3k). A live module's recurrent modules are described by the
@@ -23,8 +24,8 @@ import numpy as np
 
 from ...errors import InvalidModelFile, UnsupportedModel
 from .activations import _IR_NAMES, _SKIP_CLASSES, _activation_of
-from .chain import _RNN, _Act, _Chain, _Linear, _in_order, _orders_that_chain
-from .options import _flag, _mode_for
+from .chain import _RNN, _Act, _Chain, _Embedding, _LayerNorm, _Linear, _in_order, _orders_that_chain
+from .options import _flag, _mode_for, _named_modules
 
 
 # Gate blocks in weight_hh_l0 -> PyTorch mode (a plain nn.RNN's nonlinearity comes from the options).
@@ -103,6 +104,28 @@ def _rnn_from_params(params: dict, path: str, options: dict, problems: list[str]
     return _RNN(path, mode, dict(params), len(layers), bidirectional, has_bias, proj_size, hidden, input_size)
 
 
+def _named_module(path: str, params: dict, named: dict, where: str, problems: list[str]):
+    """The module the ``modules`` option names at ``path``, from its ``weight`` (and ``bias``):
+    ``nn.LayerNorm(F)`` (``weight``, ``bias`` ``(F,)``, either or both absent only with
+    ``elementwise_affine=False``/``bias=False``), or ``nn.Embedding`` (``weight (vocab, dim)``)."""
+    cls = named["class"]
+    weight, bias = params.get("weight"), params.get("bias")
+    unexpected = sorted(set(params) - {"weight", "bias"})
+    if cls == "Embedding":
+        if np.ndim(weight) != 2 or bias is not None or unexpected:
+            problems.append(f"{where} (option modules: Embedding) has parameters {sorted(params)} with weight of shape "
+                            f"{np.shape(weight)}; an nn.Embedding has one weight (vocab, dim)")
+            return None
+        return _Embedding(path, np.asarray(weight))
+    sizes = {np.shape(a) for a in (weight, bias) if a is not None}
+    if len(sizes) != 1 or len(next(iter(sizes))) != 1 or unexpected:
+        problems.append(f"{where} (option modules: LayerNorm) has parameters {sorted(params)} of shapes "
+                        f"{sorted(sizes)}; an nn.LayerNorm(F) has a weight and a bias of shape (F,)")
+        return None
+    return _LayerNorm(path, int(next(iter(sizes))[0]), named["eps"], None if weight is None else np.asarray(weight),
+                      None if bias is None else np.asarray(bias))
+
+
 def _natural(path: str):
     return [int(part) if part.isdigit() else part for part in path.split(".")]
 
@@ -126,9 +149,16 @@ def _units_from_state_dict(state: dict, options: dict, label: str, problems: lis
             continue
         groups.setdefault(prefix, {})[key[len(prefix) + 1:] if prefix else key] = value
     layers: dict[str, object] = {}
+    named = _named_modules(options)
+    for path in sorted(set(named) - set(groups)):
+        problems.append(f"option modules names {path!r}, which is not a module of the state dict")
     for prefix, params in groups.items():
         where = f"module {prefix!r}" if prefix else "the module"
-        if kinds[prefix] == "rnn":
+        if prefix in named and kinds[prefix] != "rnn":
+            layer = _named_module(prefix, params, named[prefix], where, problems)
+            if layer is not None:
+                layers[prefix] = layer
+        elif kinds[prefix] == "rnn":
             rnn = _rnn_from_params(params, prefix, options, problems, where)
             if rnn is not None:
                 if rnn.mode == "RNN":
@@ -143,9 +173,14 @@ def _units_from_state_dict(state: dict, options: dict, label: str, problems: lis
                                 "state dict does not keep: convert the module, or save it with torch.jit.script or "
                                 "torch.jit.trace")
                 continue
+            if np.ndim(weight) == 1:
+                problems.append(f"{where}: a 1-D weight is a normalisation layer, which one the state dict does not "
+                                f"say; if it is nn.LayerNorm over the last axis, name it with the option "
+                                f"modules={{{prefix!r}: 'LayerNorm'}} (or {{'class': 'LayerNorm', 'eps': ...}} when "
+                                "its eps is not 1e-5)")
+                continue
             if weight is None or np.ndim(weight) != 2:
-                problems.append(f"{where}: a Linear needs a 2-D weight (a 1-D weight is a normalisation layer, "
-                                "which is not supported from a state dict)")
+                problems.append(f"{where}: a Linear needs a 2-D weight")
                 continue
             if bias is not None and tuple(np.shape(bias)) != (np.shape(weight)[0],):
                 problems.append(f"{where}: bias of shape {np.shape(bias)} does not fit weight {np.shape(weight)}")
