@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 from ..errors import InvalidInput, InvalidModelFile, UnsupportedModel
-from ._fold import fold_into_linear_maps
 
 # suffix -> "module:function"; the function takes (path, **options) and returns a ModelSpec.
 FILE_IMPORTERS = {
@@ -91,8 +90,8 @@ def import_model(source, **options):
             raise UnsupportedModel(f"{path}: unknown model format {path.suffix!r} (known: {known})")
         if not path.is_file():
             raise InvalidModelFile(f"{path}: no such file")
-        return fold_into_linear_maps(_resolve(target)(path, **options))  # the importers fold theirs; TFLite's not yet
+        return _resolve(target)(path, **options)  # each importer folds what it makes (importers._fold)
     target = OBJECT_IMPORTERS.get(_framework(source))
     if target is None:
         raise UnsupportedModel(f"cannot convert an object of type {type(source).__module__}.{type(source).__name__}")
-    return fold_into_linear_maps(_resolve(target)(source, **options))
+    return _resolve(target)(source, **options)

@@ -66,6 +66,7 @@ import numpy as np
 
 from .. import graph, ir, reference
 from ..errors import InvalidInput, InvalidModelFile, UnknownOption, UnsupportedModel
+from ._fold import fold_into_linear_maps
 from ._refusals import points_to
 from ._tflite_reader import FormatError, Model, Subgraph, Tensor, read_model
 from ._tflite_symbolic import (Atom, Executor, Lin, Sym, Unsupported, atom_row, dense, evaluate, is_identity,
@@ -116,7 +117,7 @@ def load_tflite_file(path, **options) -> ir.ModelSpec:
         model = read_model(blob)
     except FormatError as exc:
         raise InvalidModelFile(f"{label}: not a valid .tflite file: {exc}") from exc
-    return _Importer(model, label).convert({"format": "tflite", "file": label})
+    return fold_into_linear_maps(_Importer(model, label).convert({"format": "tflite", "file": label}))
 
 
 def _interpreter_class():
