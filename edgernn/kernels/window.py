@@ -34,6 +34,7 @@ from __future__ import annotations
 from numba import njit
 
 from ._config import INLINE, JIT
+from ._gemm import packed_affine
 from ._linalg import accumulate, copy_row
 from .activations import activate_row
 
@@ -170,6 +171,46 @@ def conv_gather(x, active, cols, ring, counters, taps, dilation, need, strides):
                              _lagged(x[s], ring[s], pos, (taps - 1 - j) * dilation, width))
             _push(ring[s], x[s], counters[s], pos)
             active[s] = emit
+
+
+@njit(**JIT)
+def conv_batch(x, active, fresh, taps, ring, counters, dilation, need, strides, ring_weights, x_weights, bias,
+               columns, y, tail, relu):
+    """An ungrouped Conv1D's step of many streams in one product across the streams that reads
+    each window where it lies, in the ring and in ``x``, without gathering it first:
+
+        y[s] = bias + sum_{j < T} ring[s, taps[s, j] :][:C] @ kernel[j] + x[s] @ kernel[T]
+
+    for the T = kernel_size - 1 taps before the last, ``taps[s, j]`` the start of the ring row
+    (taps - 1 - j) * dilation steps back (:func:`_lagged`), then ``max(y, 0)`` if ``relu``;
+    ``ring_weights`` = ``kernel[:T]`` as (T * C, F) and ``x_weights`` = ``kernel[T]`` (C, F), packed
+    with ``bias`` (F,) by :func:`edgernn.kernels._gemm.pack_columns`; ``columns`` = F.
+
+    ``x`` (B, C), ``active`` (B,) as in :func:`window_batch` (updated in place to the streams that
+    emit); ``fresh`` (B,) bool and ``taps`` (B, T) intp scratch; ``y`` (B, >= F); ``tail`` the
+    product's scratch. Every stream is counted first, the product made, and only then the fresh
+    inputs pushed (the push overwrites the oldest row, which the first tap reads). The rows of
+    streams that do not emit are computed from their last taps and not used.
+    """
+    width = x.shape[1]
+    rows = ring.shape[1] // width
+    before = taps.shape[1]
+    for s in range(x.shape[0]):
+        fresh[s] = active[s]
+        if active[s]:
+            emit = _tick(counters[s], need, strides)
+            if emit:
+                pos = int(counters[s, POS])
+                for j in range(before):
+                    slot = pos - (before - j) * dilation  # lag (taps - 1 - j) * dilation <= rows
+                    if slot < 0:
+                        slot += rows
+                    taps[s, j] = slot * width
+            active[s] = emit
+    packed_affine(ring, ring_weights, x, x_weights, bias, columns, y, tail, taps, relu)
+    for s in range(x.shape[0]):
+        if fresh[s]:
+            _push(ring[s], x[s], counters[s], int(counters[s, POS]))
 
 
 @njit(**JIT)
