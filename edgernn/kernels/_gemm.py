@@ -24,11 +24,17 @@ Why LLVM IR rather than Numba loops: written as loops, LLVM either keeps the 64 
 (a load and a store per multiply-add) or vectorises the wrong loop (the sum over k, through
 shuffles). The tile is therefore emitted directly as vector IR through a Numba intrinsic; LLVM
 lowers the 8-lane vectors to AVX2 on x86-64 and to pairs of NEON registers on aarch64, the
-16-lane ones to AVX-512. On the AVX-512 EPYC of docs/benchmarks.md the 16-lane tile runs the
-products of tools/bench's models (400 streams) at 121-128 G multiply-adds a second on one core
-(by hand, load 2.5), about two 16-lane fused multiply-adds a cycle, the core's peak; the 8-lane
-tile ran them at 40-57. ``tools/bench/profile_streams.py`` times it next to OpenBLAS's ``h U``
-(docs/benchmarks.md).
+16-lane ones to AVX-512. On the AVX-512 EPYC of docs/benchmarks.md the 16-lane tile ran the
+products of tools/bench's four recurrent models' layers (400 streams) at 121-128 G multiply-adds
+a second on one core, about two 16-lane fused multiply-adds a cycle, the core's peak, where the
+8-lane tile ran them at 40-57 (by hand, outside tools/bench: 2026-12-04 09:14 UTC at load 2.5;
+docs/benchmarks.md). ``tools/bench/profile_streams.py`` prints each product's rate in its
+last column, next to OpenBLAS's ``h U`` and TFLite's FULLY_CONNECTED of the same shapes; for
+model (e) it is in docs/benchmarks.md.
+
+A Conv1D's product across streams reads its windows straight from the ring of past inputs
+(``taps``: :func:`edgernn.kernels.window.conv_batch`) and may apply a relu as the sums are
+stored: no copy of the windows and no pass of its own for the activation.
 """
 
 from __future__ import annotations
