@@ -2,7 +2,10 @@
 
 One timestep of one stream is :func:`window_row`; the fused step (:mod:`edgernn.kernels.chain`)
 calls it per stream, :func:`window_batch` (many streams, one step) and :func:`window_block`
-(``Stream.run``: T steps) call it in loops, so every path computes the same terms in the same order.
+(``Stream.run``: T steps) call it in loops, so every path computes the same terms in the same order
+-- except an ungrouped Conv1D's, whose many-streams step (:func:`conv_batch`) and block
+(:func:`conv_gather_block`) make their outputs in one product across streams and steps: the same
+counting and ring, its sums to float32 rounding of the others'.
 
 State of one stage, per stream (float32, in the stream's memory; see :mod:`edgernn.kernels.program`):
 
@@ -156,10 +159,12 @@ def window_batch(kind, x, active, y, ring, counters, kernel, bias, dilation, gro
 
 @njit(**JIT)
 def conv_gather(x, active, cols, ring, counters, taps, dilation, need, strides):
-    """A Conv1D's step of many streams, before its product: ``x`` (B, C) counted and pushed as in
-    :func:`window_row`, and where a stream emits, its window into ``cols[s]`` (taps * C,), tap-major
-    like ``kernel.reshape(taps * C, F)``, so that ``y = bias + cols @ kernel`` is one matrix
-    product across the streams (the caller's, in BLAS). ``active`` as in :func:`window_batch`."""
+    """One step of a Conv1D's block (:func:`conv_gather_block`), before its product: ``x`` (B, C)
+    counted and pushed as in :func:`window_row`, and where a stream emits, its window into
+    ``cols[s]`` (taps * C,), tap-major like ``kernel.reshape(taps * C, F)``, so that
+    ``y = bias + cols @ kernel`` is one matrix product across the streams and steps (the
+    caller's, in BLAS). ``active`` as in :func:`window_batch`. A single step of many streams
+    reads the windows in place instead (:func:`conv_batch`)."""
     width = x.shape[1]
     for s in range(x.shape[0]):
         if active[s]:
