@@ -23,6 +23,7 @@ from .kernels.program import aligned_zeros
 
 _F32 = np.float32
 _LINEAR = ir.ACTIVATION_IDS["linear"]
+_RELU = ir.ACTIVATION_IDS["relu"]
 
 
 def _as_float32(x, what: str) -> np.ndarray:
@@ -241,13 +242,15 @@ class _WindowStage:
         self.counter_limits = ((kernels.COUNT_LIMIT,) if self.kind in (kernels.GLOBAL_MAX, kernels.GLOBAL_AVG)
                                else (need, strides - 1, max(rows - 1, 0)))
         self.step_y = np.zeros((batch, self.width), _F32)
-        self.columns = self.product = self.kernel_2d = None
+        self.product = self.kernel_2d = None
         if self.kind == kernels.CONV and groups == 1:  # the windows, then one product across the streams
             self.taps = op.kernel_size
             self.kernel_2d = np.ascontiguousarray(op.kernel.reshape(-1, op.output_size))  # for run's BLAS product
             if not fused:  # many streams: on weights packed once per layer, shared by its streams
-                self.columns = np.zeros((batch, op.kernel_size * features), _F32)
-                self.product = _conv_product(op, self.kernel_2d, self.bias)
+                self.fresh = np.zeros(batch, np.bool_)  # conv_batch's scratch: the streams it pushes,
+                self.tap_starts = np.zeros((batch, op.kernel_size - 1), np.intp)  # and where each tap starts
+                self.product = _conv_product(op, self.kernel_2d, self.bias, features)
+                self.relu = self.activation == _RELU  # applied as the product stores its sums
 
     def _run(self, kernel, x, active, y):
         kernel(self.kind, x, active, y, self.states[0], self.states[1], self.kernel, self.bias, *self.args,
@@ -274,33 +277,36 @@ class _WindowStage:
     def batch_step(self, x, active):
         """One step of many streams: ``x`` (B, F), ``active`` (B,) updated in place -> (B, width).
 
-        An ungrouped Conv1D gathers the windows of the streams that emit and makes their outputs
-        in one product across the streams, on its weights packed once as the recurrent layers'
-        are (:class:`~edgernn.kernels.recurrent.Product`; the rows of the others are computed and
-        not used); the rest step stream by stream through :func:`~edgernn.kernels.window.window_row`."""
+        An ungrouped Conv1D makes the outputs of all streams in one product across them, on its
+        weights packed once as the recurrent layers' are (:class:`~edgernn.kernels.recurrent.Product`),
+        reading each window where it lies in the ring (:func:`~edgernn.kernels.window.conv_batch`;
+        the rows of streams that do not emit are computed and not used); the rest step stream by
+        stream through :func:`~edgernn.kernels.window.window_row`."""
         if self.product is None:
             self._run(kernels.window_batch, x, active, self.step_y)
             return self.step_y
         dilation, _, need, strides = self.args
-        kernels.conv_gather(x, active, self.columns, self.states[0], self.states[1], self.taps, dilation, need,
-                            strides)
-        product, no_operand, tail = self.product
-        product.apply(no_operand, self.columns, self.step_y, tail)
-        if self.activation != _LINEAR:
+        product, tail = self.product
+        kernels.conv_batch(x, active, self.fresh, self.tap_starts, self.states[0], self.states[1], dilation, need,
+                           strides, product.first, product.second, product.bias, product.columns, self.step_y, tail,
+                           self.relu)
+        if self.activation != _LINEAR and not self.relu:
             kernels.activation_forward(self.step_y, self.activation, self.step_y)
         return self.step_y
 
 
-def _conv_product(op: ir.Conv1D, kernel_2d: np.ndarray, bias: np.ndarray) -> tuple:
-    """A Conv1D's product across streams, ``bias + windows @ kernel_2d``, as the recurrent layers'
-    (:class:`~edgernn.kernels.recurrent.Product`): ``(product, no first operand, tail scratch)``,
-    its weights packed once per layer (:func:`~edgernn.kernels._matvec.prepared`)."""
+def _conv_product(op: ir.Conv1D, kernel_2d: np.ndarray, bias: np.ndarray, features: int) -> tuple:
+    """A Conv1D's product across streams for :func:`~edgernn.kernels.window.conv_batch`, as the
+    recurrent layers' (:class:`~edgernn.kernels.recurrent.Product`): ``bias + (the taps before the
+    last, from the ring) @ kernel_2d[:-features] + x @ kernel_2d[-features:]``, its weights
+    packed once per layer (:func:`~edgernn.kernels._matvec.prepared`); ``(product, tail scratch)``."""
     from .kernels._gemm import PANEL, ROWS  # Numba: a fused stream never comes here
     from .kernels._matvec import prepared
-    from .kernels.recurrent import NO_OPERAND, Product
+    from .kernels.recurrent import Product
 
-    product = prepared(op, "conv product", lambda: Product.of(None, kernel_2d, bias))
-    return product, NO_OPERAND, aligned_zeros((ROWS, PANEL))
+    last = kernel_2d.shape[0] - features  # the rows of the last tap, the one on x
+    product = prepared(op, "conv product", lambda: Product.of(kernel_2d[:last], kernel_2d[last:], bias))
+    return product, aligned_zeros((ROWS, PANEL))
 
 
 _NO_KEEP = np.zeros(0, np.bool_)  # the mask an Embedding without mask_zero does not write

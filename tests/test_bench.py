@@ -245,28 +245,49 @@ def test_tflite_runtime_peer_agrees_and_is_timed(tmp_path, monkeypatch):
 
 
 def test_many_streams_profile_runs(tmp_path):
-    """tools/bench/profile_streams.py takes a many-streams step apart next to TFLite's ops: every
-    part gets a time, and the parts it subtracts are consistent with the whole they come from."""
+    """tools/bench/profile_streams.py takes a many-streams step of model (e) apart next to
+    TFLite's ops -- each Conv1D, the LSTM, the head: every part gets a time, the parts it
+    subtracts are consistent with the wholes they come from, and the machine is described."""
     pytest.importorskip("tensorflow")
     pytest.importorskip("ai_edge_litert")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "bench" / "profile_streams.py"), "--models", "b",
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "bench" / "profile_streams.py"), "--models", "e",
                            "--streams", "120", "--rounds", "1", "--min-time", "0.001"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    times = dict(re.findall(r"^\| (.+?) \| ([\d,.-]+) \|", done.stdout, re.MULTILINE))
-    expected = ["edgernn s.step(x, out=y), whole", "edgernn layer 1: packed product(s) across streams",
-                "for comparison, layer 1: h U by OpenBLAS (np.matmul)", "edgernn layer 1: whole step (products + jitted pass)", "edgernn layer 1: jitted pass (difference)",
-                "edgernn head (Dense)", "TFLite+XNNPACK one-step model, whole",
-                "TFLite layer 1: h U alone (FULLY_CONNECTED)", "TFLite layer 1: sigmoid over (120, 128) alone",
-                "TFLite layer 1: tanh over (120, 32) alone",
-                "edgernn rest: Python side, copies, caches shared in one step (difference)"]
+    parts, system = done.stdout.split("\n|  |  |\n")
+    assert "| vector extensions |" in system and "| load average |" in system
+    times = dict(re.findall(r"^\| (.+?) \| ([\d,.-]+) \|", parts, re.MULTILINE))
+    conv = ["edgernn Conv1D {}: whole step (conv_batch: count, product from the ring, relu, push)",
+            "edgernn Conv1D {}: count, push, call (difference)",
+            "edgernn Conv1D {}: product from the ring alone (relu as it stores)",
+            "for comparison, Conv1D {}: gathering the windows into a copy (conv_gather)",
+            "for comparison, Conv1D {}: its activation as a pass of its own (activation_forward)"]
+    expected = (["edgernn s.step(x, out=y), whole"] + [row.format(n) for n in (1, 2) for row in conv] +
+                ["edgernn layer 1: packed product(s) across streams",
+                 "for comparison, layer 1: h U by OpenBLAS (np.matmul)",
+                 "edgernn layer 1: whole step (products + jitted pass)", "edgernn layer 1: jitted pass (difference)",
+                 "edgernn layer 1: of which the flat tanh over all gates alone (tanh_in_place)",
+                 "edgernn head (Dense)", "edgernn rest: Python side, copies, caches shared in one step (difference)",
+                 "TFLite+XNNPACK one-step model, whole (set input, invoke, get output)",
+                 "TFLite Conv1D 1: window product alone (FULLY_CONNECTED, 30 -> 32)",
+                 "TFLite Conv1D 1: relu over (120, 32) alone",
+                 "TFLite Conv1D 2: window product alone (FULLY_CONNECTED, 160 -> 32)",
+                 "TFLite Conv1D 2: relu over (120, 32) alone",
+                 "TFLite layer 1: h U alone (FULLY_CONNECTED)", "TFLite layer 1: sigmoid over (120, 256) alone",
+                 "TFLite layer 1: tanh over (120, 64) alone"])
     assert list(times) == expected, done.stdout
     value = {name: float(text.replace(",", "")) for name, text in times.items()}
     assert all(value[name] > 0 for name in expected if "difference" not in name)
     whole_layer = value["edgernn layer 1: whole step (products + jitted pass)"]
     assert value["edgernn layer 1: jitted pass (difference)"] == pytest.approx(
         whole_layer - value["edgernn layer 1: packed product(s) across streams"], abs=0.11)
+    for n in (1, 2):
+        assert value[conv[1].format(n)] == pytest.approx(value[conv[0].format(n)] - value[conv[2].format(n)], abs=0.11)
+    stages = [conv[0].format(1), conv[0].format(2), "edgernn layer 1: whole step (products + jitted pass)",
+              "edgernn head (Dense)"]
+    assert value["edgernn rest: Python side, copies, caches shared in one step (difference)"] == pytest.approx(
+        value["edgernn s.step(x, out=y), whole"] - sum(value[name] for name in stages), abs=0.3)
 
 
 def test_many_streams_profile_refuses_a_fused_batch():

@@ -129,6 +129,19 @@ def test_conv1d_streams(options, tmp_path):
     check_stream(keras_model, m, data(batch=3, steps=17, features=4))
 
 
+@pytest.mark.parametrize("options", [CONV_CASES[1], CONV_CASES[4], CONV_CASES[10]],
+                         ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_conv1d_many_streams(options, tmp_path, monkeypatch):
+    """The many-streams step of an ungrouped Conv1D (one product across the streams, read from
+    the ring; edgernn.kernels.window.conv_batch) on the geometries the CNN-LSTMs below leave out:
+    a causal dilated relu (the relu applied as the product stores), a valid dilated one with
+    another activation, kernel_size 1 (no tap in the ring) with strides."""
+    monkeypatch.setattr(runtime, "FUSED_STEP_MAX_BATCH", 0)
+    keras_model, m = convert(layers.Conv1D(6, **options), features=4, tmp_path=tmp_path)
+    assert not m.stream(3)._fused
+    check_stream(keras_model, m, data(batch=3, steps=17, features=4))
+
+
 # --- pooling ---------------------------------------------------------------------------------------
 
 POOL_CASES = [

@@ -382,6 +382,53 @@ def test_packed_affine_matches_numpy(streams, features, state, columns):
     check_packed_affine(streams, features, state, columns)
 
 
+# (streams, taps before the last, channels, ring rows, columns)
+GATHERED_AFFINE_SHAPES = [(13, 4, 6, 4, 32), (9, 2, 5, 6, 40), (5, 0, 3, 0, 17), (16, 1, 32, 3, 16)]
+
+
+def check_gathered_affine(streams, taps, channels, rows, columns):
+    """``packed_affine`` with a gathered first operand (a Conv1D's taps read from its ring at
+    each stream's own offsets) and relu, against NumPy in float64: ``max(b + sum_j ring[s,
+    taps[s, j]:][:C] @ W_j + x[s] @ W_x, 0)``, NaN kept (a NaN input gives a NaN row, as relu
+    over predict's)."""
+    from edgernn.kernels._gemm import PANEL, ROWS, pack_columns, packed_affine
+
+    rng = np.random.default_rng(streams * 100 + taps)
+    ring = rng.standard_normal((streams, rows * channels)).astype(np.float32)
+    x = rng.standard_normal((streams, channels)).astype(np.float32)
+    x[streams // 2, 0] = np.nan
+    starts = (rng.integers(0, max(rows, 1), size=(streams, taps)) * channels).astype(np.intp)
+    w = rng.standard_normal((taps * channels, columns)).astype(np.float32)
+    w_x = rng.standard_normal((channels, columns)).astype(np.float32)
+    bias = rng.standard_normal(columns).astype(np.float32)
+    windows = np.zeros((streams, taps * channels))
+    for s in range(streams):
+        for j in range(taps):
+            windows[s, j * channels:(j + 1) * channels] = ring[s, starts[s, j]:starts[s, j] + channels]
+    c = np.full((streams, columns + 3), 7.0, np.float32)
+    for relu in (False, True):
+        packed_affine(ring, pack_columns(w), x, pack_columns(w_x), pack_columns(bias), columns, c,
+                      np.zeros((ROWS, PANEL), np.float32), starts, relu)
+        exact = bias + windows @ w + x.astype(np.float64) @ w_x
+        scale = np.abs(bias) + np.abs(windows) @ np.abs(w) + np.abs(x) @ np.abs(w_x)
+        if relu:
+            exact = np.maximum(exact, 0.0)
+        nan = np.isnan(exact)
+        assert nan[streams // 2].all() and nan.sum() == columns
+        np.testing.assert_array_equal(np.isnan(c[:, :columns]), nan)
+        assert np.all(np.abs(c[:, :columns] - exact)[~nan] <= 1e-6 * scale[~nan])
+        assert (c[:, :columns] < 0).any() != relu
+        assert np.all(c[:, columns:] == 7.0)
+
+
+@pytest.mark.parametrize("shape", GATHERED_AFFINE_SHAPES)
+def test_packed_affine_gathered_taps_and_relu(shape):
+    """A Conv1D's many-streams product read straight from its ring (edgernn.kernels.window.conv_batch):
+    each stream's taps at its own offsets, row counts around the tiles, a ragged last panel, no
+    tap before the last (kernel_size 1), and the relu applied as the tile stores."""
+    check_gathered_affine(*shape)
+
+
 GENERIC_CHILD = """
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -391,6 +438,8 @@ assert (_gemm.WIDE, _gemm.LANES, _gemm.ROWS, _gemm.PAIR) == (False, 8, 4, 1), (_
 for streams in (1, 5, 9):
     for shape in test_kernels.PACKED_AFFINE_SHAPES:
         test_kernels.check_packed_affine(streams, *shape)
+for shape in test_kernels.GATHERED_AFFINE_SHAPES:
+    test_kernels.check_gathered_affine(*shape)
 print("portable tile ok")
 """
 

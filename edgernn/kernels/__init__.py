@@ -79,7 +79,7 @@ def compiled_chain_step():
 _NUMBA_NAMES = ("RecurrentKernel", "recurrent_sequence", "dense", "activate", "bias_activation",
                 "activation_forward", "masking_forward")
 
-_WINDOW_NAMES = ("window_batch", "window_block", "conv_gather", "conv_gather_block")
+_WINDOW_NAMES = ("window_batch", "window_block", "conv_batch", "conv_gather", "conv_gather_block")
 _ROW_NAMES = ("layer_norm_rows", "standardize_rows", "embed_rows")
 
 
@@ -109,7 +109,7 @@ def __getattr__(name):
 
 __all__ = ["RecurrentKernel", "ChainProgram", "affine", "conv1d", "layer_norm", "pool1d", "standardize", "bias_activation", "compiled_chain_step", "masking_forward",
            "activation_forward", "recurrent_sequence", "dense", "activate", "dense_kernel_args", "dtype",
-           "is_standard", "split_recurrent", "window_geometry", "window_kind", "window_batch", "conv_gather",
+           "is_standard", "split_recurrent", "window_geometry", "window_kind", "window_batch", "conv_batch", "conv_gather",
            "conv_gather_block", "window_block", "layer_norm_rows", "standardize_rows", "embed_rows", "NORM_IDS", "CONV",
            "MAX_POOL",
            "AVG_POOL", "GLOBAL_MAX", "GLOBAL_AVG", "COUNT_LIMIT"]

@@ -24,11 +24,17 @@ Why LLVM IR rather than Numba loops: written as loops, LLVM either keeps the 64 
 (a load and a store per multiply-add) or vectorises the wrong loop (the sum over k, through
 shuffles). The tile is therefore emitted directly as vector IR through a Numba intrinsic; LLVM
 lowers the 8-lane vectors to AVX2 on x86-64 and to pairs of NEON registers on aarch64, the
-16-lane ones to AVX-512. On the AVX-512 EPYC of docs/benchmarks.md the 16-lane tile runs the
-products of tools/bench's models (400 streams) at 121-128 G multiply-adds a second on one core
-(by hand, load 2.5), about two 16-lane fused multiply-adds a cycle, the core's peak; the 8-lane
-tile ran them at 40-57. ``tools/bench/profile_streams.py`` times it next to OpenBLAS's ``h U``
-(docs/benchmarks.md).
+16-lane ones to AVX-512. On the AVX-512 EPYC of docs/benchmarks.md the 16-lane tile ran the
+products of tools/bench's four recurrent models' layers (400 streams) at 121-128 G multiply-adds
+a second on one core, about two 16-lane fused multiply-adds a cycle, the core's peak, where the
+8-lane tile ran them at 40-57 (by hand, outside tools/bench: 2026-12-04 09:14 UTC at load 2.5;
+docs/benchmarks.md). ``tools/bench/profile_streams.py`` prints each product's rate in its
+last column, next to OpenBLAS's ``h U`` and TFLite's FULLY_CONNECTED of the same shapes; for
+model (e) it is in docs/benchmarks.md.
+
+A Conv1D's product across streams reads its windows straight from the ring of past inputs
+(``taps``: :func:`edgernn.kernels.window.conv_batch`) and may apply a relu as the sums are
+stored: no copy of the windows and no pass of its own for the activation.
 """
 
 from __future__ import annotations
@@ -81,19 +87,26 @@ def pack_columns(matrix: np.ndarray, width: int = PANEL) -> np.ndarray:
 
 
 @intrinsic
-def _tile(typingctx, x, input_packed, h, packed, bias, row, panel, c, c_row, c_column, rows, panels):
+def _tile(typingctx, x, input_packed, h, packed, bias, row, panel, c, c_row, c_column, rows, panels, taps, relu):
     """``c[c_row + r, c_column + 16 j : c_column + 16 (j + 1)] = bias[panel + j] + x[row + r] @
-    input_packed[panel + j] + h[row + r] @ packed[panel + j]`` for r < ``rows``, j < ``panels``.
+    input_packed[panel + j] + h[row + r] @ packed[panel + j]`` for r < ``rows``, j < ``panels``,
+    then ``max(v, 0)`` of every sum where ``relu`` (NaN and -0 kept, as ``activate``'s relu).
 
     ``x`` (M, F), ``h`` (M, K), ``c`` 2-D, ``input_packed`` (panels, F, 16), ``packed`` (panels,
     K, 16), ``bias`` (panels, 16): float32, C-contiguous (other layouts do not type: the tile
     assumes unit column strides); ``rows`` (1 to ``ROWS``) and ``panels`` (1 to ``PAIR``)
-    compile-time constants. No bounds checks: :func:`packed_affine` is the only caller.
+    compile-time constants; ``relu`` a bool. ``taps``: None, or (M, T) intp C-contiguous for a
+    *gathered* first operand: its F = T * D entries of row r are then the T runs
+    ``x[row + r, taps[row + r, t] : taps[row + r, t] + D]`` (a Conv1D's taps read straight from
+    its ring of past inputs, :func:`edgernn.kernels.window.conv_batch`), not ``x[row + r, :F]``.
+    No bounds checks: :func:`packed_affine` is the only caller.
     """
     arrays = {x: 2, input_packed: 3, h: 2, packed: 3, bias: 2, c: 2}
+    gathered = not isinstance(taps, types.NoneType)
     if not isinstance(rows, types.IntegerLiteral) or not isinstance(panels, types.IntegerLiteral) or not all(
             isinstance(t, types.Array) and t.dtype == types.float32 and t.layout == "C" and t.ndim == n
-            for t, n in arrays.items()):
+            for t, n in arrays.items()) or not isinstance(relu, types.Boolean) or gathered and not (
+            isinstance(taps, types.Array) and taps.dtype == types.intp and taps.layout == "C" and taps.ndim == 2):
         return None
     count, width = rows.literal_value, panels.literal_value
     parts = PANEL // LANES  # vectors per panel row
@@ -111,13 +124,13 @@ def _tile(typingctx, x, input_packed, h, packed, bias, row, panel, c, c_row, c_c
         def array(index):
             return context.make_array(signature.args[index])(context, builder, args[index])
 
-        def first_axis(index, position):
-            """float* to ``array[position]`` of argument ``index`` (strides are in bytes), and the
-            array's shape."""
+        def first_axis(index, position, element=None):
+            """``element``* (float* unless given) to ``array[position]`` of argument ``index``
+            (strides are in bytes), and the array's shape."""
             value = array(index)
             stride = cgutils.unpack_tuple(builder, value.strides)[0]
             start = builder.gep(builder.bitcast(value.data, byte_pointer), [builder.mul(position, stride)])
-            return builder.bitcast(start, f32.as_pointer()), cgutils.unpack_tuple(builder, value.shape)
+            return builder.bitcast(start, (element or f32).as_pointer()), cgutils.unpack_tuple(builder, value.shape)
 
         def vectors(pointer):
             """The vectors of the 16 floats at ``pointer``."""
@@ -128,33 +141,53 @@ def _tile(typingctx, x, input_packed, h, packed, bias, row, panel, c, c_row, c_c
         start = [value for j in range(width) for value in vectors(first_axis(4, builder.add(panel, intp(j)))[0])]
         sums = [[cgutils.alloca_once_value(builder, value) for value in start] for _ in range(count)]
         splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+
+        def multiply_add(rows_of, entry_index, panel_starts, weight_row):
+            """sums[r] += rows_of[r][entry_index] * (row ``weight_row`` of each panel)."""
+            b = [value for start_j, _ in panel_starts
+                 for value in vectors(builder.gep(start_j, [builder.mul(weight_row, intp(PANEL))]))]
+            for r in range(count):
+                entry = builder.load(builder.gep(rows_of[r], [entry_index]))
+                one = builder.insert_element(ir.Constant(vector, ir.Undefined), entry, ir.Constant(ir.IntType(32), 0))
+                broadcast = builder.shuffle_vector(one, ir.Constant(vector, ir.Undefined), splat_mask)
+                for i, weight in enumerate(b):
+                    total = builder.load(sums[r][i])
+                    builder.store(builder.call(fma, [broadcast, weight, total]), sums[r][i])
+
         for operand, weights in ((0, 1), (2, 3)):  # x @ input_packed, then h @ packed
             rows_of = [first_axis(operand, builder.add(row, intp(r)))[0] for r in range(count)]
             panel_starts = [first_axis(weights, builder.add(panel, intp(j))) for j in range(width)]
             depth = panel_starts[0][1][1]
+            if operand == 0 and gathered:  # tap by tap, each a run of D entries from where taps says
+                tap_count = cgutils.unpack_tuple(builder, array(12).shape)[1]
+                run = builder.udiv(depth, builder.select(builder.icmp_unsigned("==", tap_count, intp(0)), intp(1),
+                                                         tap_count))
+                tap_rows = [first_axis(12, builder.add(row, intp(r)), intp)[0] for r in range(count)]
+                with cgutils.for_range(builder, tap_count) as tap:
+                    starts = [builder.gep(rows_of[r], [builder.load(builder.gep(tap_rows[r], [tap.index]))])
+                              for r in range(count)]
+                    first_row = builder.mul(tap.index, run)
+                    with cgutils.for_range(builder, run) as loop:
+                        multiply_add(starts, loop.index, panel_starts, builder.add(first_row, loop.index))
+                continue
             with cgutils.for_range(builder, depth) as loop:
-                k = loop.index
-                b = [value for start_j, _ in panel_starts
-                     for value in vectors(builder.gep(start_j, [builder.mul(k, intp(PANEL))]))]
-                for r in range(count):
-                    entry = builder.load(builder.gep(rows_of[r], [k]))
-                    one = builder.insert_element(ir.Constant(vector, ir.Undefined), entry, ir.Constant(ir.IntType(32), 0))
-                    broadcast = builder.shuffle_vector(one, ir.Constant(vector, ir.Undefined), splat_mask)
-                    for i, weight in enumerate(b):
-                        total = builder.load(sums[r][i])
-                        builder.store(builder.call(fma, [broadcast, weight, total]), sums[r][i])
+                multiply_add(rows_of, loop.index, panel_starts, loop.index)
+        zero = ir.Constant(vector, None)
         for r in range(count):
             target = builder.gep(first_axis(7, builder.add(c_row, intp(r)))[0], [c_column])
             for i in range(width * parts):
                 pointer = builder.bitcast(builder.gep(target, [intp(i * LANES)]), vector_pointer)
-                builder.store(builder.load(sums[r][i]), pointer, align=4)
+                total = builder.load(sums[r][i])
+                rectified = builder.select(builder.fcmp_ordered("<", total, zero), zero, total)
+                builder.store(builder.select(args[13], rectified, total), pointer, align=4)
         return context.get_dummy_value()
 
-    return types.void(x, input_packed, h, packed, bias, row, panel, c, c_row, c_column, rows, panels), codegen
+    return (types.void(x, input_packed, h, packed, bias, row, panel, c, c_row, c_column, rows, panels, taps, relu),
+            codegen)
 
 
 @njit(**JIT)
-def packed_affine(x, input_packed, h, packed, bias, columns, c, tail):
+def packed_affine(x, input_packed, h, packed, bias, columns, c, tail, taps=None, relu=False):
     """``c[:, :columns] = bias + x @ W + h @ U``, ``W`` and ``U`` packed by :func:`pack_columns`.
 
     ``x`` (M, F) and ``h`` (M, K) float32 C-contiguous; ``input_packed`` (panels, F, 16),
@@ -163,6 +196,11 @@ def packed_affine(x, input_packed, h, packed, bias, columns, c, tail):
     number of rows and its packed weights any number of panels; ``c`` (M, >= columns) C-contiguous, its other columns
     untouched; ``tail`` (>= 1, 16) scratch for a last panel that ``c`` has no room for
     (``columns`` not a multiple of 16).
+
+    ``taps`` (M, T) intp, for a Conv1D's product straight from its ring (``x`` the ring, F = T *
+    D): row r's first operand is the T runs of D entries ``x[r, taps[r, t] :][:D]`` (see
+    :func:`_tile`); None for a plain ``x``. ``relu``: ``c = max(c, 0)`` as the tile stores it,
+    a Conv1D's relu without a pass of its own.
     """
     streams = h.shape[0]
     full_panels = columns // PANEL
@@ -184,27 +222,28 @@ def packed_affine(x, input_packed, h, packed, bias, columns, c, tail):
                 # from the pairs (PAIR 2) alone.
                 if panel + PAIR <= last:
                     if count == ROWS:
-                        _tile(x, input_packed, h, packed, bias, row, panel, c, row, panel * PANEL, ROWS, PAIR)
+                        _tile(x, input_packed, h, packed, bias, row, panel, c, row, panel * PANEL, ROWS, PAIR, taps,
+                              relu)
                     else:
                         r = row
                         if ROWS > 4 and count >= 4:
-                            _tile(x, input_packed, h, packed, bias, r, panel, c, r, panel * PANEL, 4, PAIR)
+                            _tile(x, input_packed, h, packed, bias, r, panel, c, r, panel * PANEL, 4, PAIR, taps, relu)
                             r += 4
                         while r < row + count:
-                            _tile(x, input_packed, h, packed, bias, r, panel, c, r, panel * PANEL, 1, PAIR)
+                            _tile(x, input_packed, h, packed, bias, r, panel, c, r, panel * PANEL, 1, PAIR, taps, relu)
                             r += 1
                 else:
                     r = row
                     while r + 4 <= row + count:
-                        _tile(x, input_packed, h, packed, bias, r, panel, c, r, panel * PANEL, 4, 1)
+                        _tile(x, input_packed, h, packed, bias, r, panel, c, r, panel * PANEL, 4, 1, taps, relu)
                         r += 4
                     while r < row + count:
-                        _tile(x, input_packed, h, packed, bias, r, panel, c, r, panel * PANEL, 1, 1)
+                        _tile(x, input_packed, h, packed, bias, r, panel, c, r, panel * PANEL, 1, 1, taps, relu)
                         r += 1
             row += ROWS
         first = last
     if bias.shape[0] > full_panels:  # the ragged last panel: through ``tail``, row by row
         for r in range(streams):
-            _tile(x, input_packed, h, packed, bias, r, full_panels, tail, 0, 0, 1, 1)
+            _tile(x, input_packed, h, packed, bias, r, full_panels, tail, 0, 0, 1, 1, taps, relu)
             for j in range(columns - full_panels * PANEL):
                 c[r, full_panels * PANEL + j] = tail[0, j]

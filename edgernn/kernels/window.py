@@ -2,7 +2,10 @@
 
 One timestep of one stream is :func:`window_row`; the fused step (:mod:`edgernn.kernels.chain`)
 calls it per stream, :func:`window_batch` (many streams, one step) and :func:`window_block`
-(``Stream.run``: T steps) call it in loops, so every path computes the same terms in the same order.
+(``Stream.run``: T steps) call it in loops, so every path computes the same terms in the same order
+-- except an ungrouped Conv1D's, whose many-streams step (:func:`conv_batch`) and block
+(:func:`conv_gather_block`) make their outputs in one product across streams and steps: the same
+counting and ring, its sums to float32 rounding of the others'.
 
 State of one stage, per stream (float32, in the stream's memory; see :mod:`edgernn.kernels.program`):
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 from numba import njit
 
 from ._config import INLINE, JIT
+from ._gemm import packed_affine
 from ._linalg import accumulate, copy_row
 from .activations import activate_row
 
@@ -155,10 +159,12 @@ def window_batch(kind, x, active, y, ring, counters, kernel, bias, dilation, gro
 
 @njit(**JIT)
 def conv_gather(x, active, cols, ring, counters, taps, dilation, need, strides):
-    """A Conv1D's step of many streams, before its product: ``x`` (B, C) counted and pushed as in
-    :func:`window_row`, and where a stream emits, its window into ``cols[s]`` (taps * C,), tap-major
-    like ``kernel.reshape(taps * C, F)``, so that ``y = bias + cols @ kernel`` is one matrix
-    product across the streams (the caller's, in BLAS). ``active`` as in :func:`window_batch`."""
+    """One step of a Conv1D's block (:func:`conv_gather_block`), before its product: ``x`` (B, C)
+    counted and pushed as in :func:`window_row`, and where a stream emits, its window into
+    ``cols[s]`` (taps * C,), tap-major like ``kernel.reshape(taps * C, F)``, so that
+    ``y = bias + cols @ kernel`` is one matrix product across the streams and steps (the
+    caller's, in BLAS). ``active`` as in :func:`window_batch`. A single step of many streams
+    reads the windows in place instead (:func:`conv_batch`)."""
     width = x.shape[1]
     for s in range(x.shape[0]):
         if active[s]:
@@ -170,6 +176,46 @@ def conv_gather(x, active, cols, ring, counters, taps, dilation, need, strides):
                              _lagged(x[s], ring[s], pos, (taps - 1 - j) * dilation, width))
             _push(ring[s], x[s], counters[s], pos)
             active[s] = emit
+
+
+@njit(**JIT)
+def conv_batch(x, active, fresh, taps, ring, counters, dilation, need, strides, ring_weights, x_weights, bias,
+               columns, y, tail, relu):
+    """An ungrouped Conv1D's step of many streams in one product across the streams that reads
+    each window where it lies, in the ring and in ``x``, without gathering it first:
+
+        y[s] = bias + sum_{j < T} ring[s, taps[s, j] :][:C] @ kernel[j] + x[s] @ kernel[T]
+
+    for the T = kernel_size - 1 taps before the last, ``taps[s, j]`` the start of the ring row
+    (taps - 1 - j) * dilation steps back (:func:`_lagged`), then ``max(y, 0)`` if ``relu``;
+    ``ring_weights`` = ``kernel[:T]`` as (T * C, F) and ``x_weights`` = ``kernel[T]`` (C, F), packed
+    with ``bias`` (F,) by :func:`edgernn.kernels._gemm.pack_columns`; ``columns`` = F.
+
+    ``x`` (B, C), ``active`` (B,) as in :func:`window_batch` (updated in place to the streams that
+    emit); ``fresh`` (B,) bool and ``taps`` (B, T) intp scratch; ``y`` (B, >= F); ``tail`` the
+    product's scratch. Every stream is counted first, the product made, and only then the fresh
+    inputs pushed (the push overwrites the oldest row, which the first tap reads). The rows of
+    streams that do not emit are computed from their last taps and not used.
+    """
+    width = x.shape[1]
+    rows = ring.shape[1] // width
+    before = taps.shape[1]
+    for s in range(x.shape[0]):
+        fresh[s] = active[s]
+        if active[s]:
+            emit = _tick(counters[s], need, strides)
+            if emit:
+                pos = int(counters[s, POS])
+                for j in range(before):
+                    slot = pos - (before - j) * dilation  # lag (taps - 1 - j) * dilation <= rows
+                    if slot < 0:
+                        slot += rows
+                    taps[s, j] = slot * width
+            active[s] = emit
+    packed_affine(ring, ring_weights, x, x_weights, bias, columns, y, tail, taps, relu)
+    for s in range(x.shape[0]):
+        if fresh[s]:
+            _push(ring[s], x[s], counters[s], int(counters[s, POS]))
 
 
 @njit(**JIT)
