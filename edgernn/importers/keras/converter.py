@@ -13,7 +13,11 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+import dataclasses
+
 from ... import ir
+from ...graph import min_steps
+from ...store import MAX_DIMENSION
 from ...errors import InvalidModelFile, UnsupportedModel
 from .._refusals import points_to
 from .activations import _ActivationHandlers
@@ -44,6 +48,7 @@ class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandle
         self.weight_keys: dict[str, str] = {}
         self.maskings: dict[tuple[str, float], tuple[str, str]] = {}
         self.code_masks: dict[str, str] = {}  # int input -> the mask of an Embedding(mask_zero) reading it
+        self.any_length: set[str] = set()  # (batch, None) inputs: codes of any length, if an Embedding reads them
         self.used_op_names: set[str] = set()
 
     # -- driver ----------------------------------------------------------------------------
@@ -67,12 +72,17 @@ class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandle
         names = []
         for value in outputs:
             names.append(self._use(value, "model output"))
+        for i in self.inputs:
+            if i.name in self.any_length and i.dtype != "int":
+                self.unsupported.append(f"input {i.name!r}: the number of features must be fixed, got None (a "
+                                        "(batch, None) input is one of integer codes of any length for an Embedding)")
         if self.invalid:
             raise InvalidModelFile(f"{self.label}: inconsistent weights or config", self.invalid)
         if self.unsupported:
             raise UnsupportedModel(f"{self.label}: cannot convert this model", self.unsupported)
         try:
-            return ir.ModelSpec(tuple(self.inputs), tuple(self.nodes), tuple(names), source)
+            return _fewest_codes(ir.ModelSpec(tuple(self._any_length_inputs()), tuple(self.nodes), tuple(names),
+                                              source), self.any_length)
         except InvalidModelFile as exc:
             raise InvalidModelFile(f"{self.label}: {exc}") from exc
 
@@ -282,6 +292,10 @@ class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandle
             )
             return None
         features = shape[-1]
+        if len(shape) == 2 and features is None:  # Input(shape=(None,), dtype="int32"): codes of any length
+            self.any_length.add(name)
+            self.inputs.append(ir.Input(name=name, features=1, rank=2))  # features set in convert
+            return _Data(name, 2, 1, None)
         if not isinstance(features, int) or features < 1:
             codes = " (integer codes for an Embedding need a fixed length here)" if len(shape) == 2 else ""
             self.unsupported.append(f"input {name!r}: the number of features must be fixed, got {features}{codes}")
@@ -290,6 +304,11 @@ class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandle
         timesteps = shape[1] if rank == 3 and isinstance(shape[1], int) else None
         self.inputs.append(ir.Input(name=name, features=features, rank=rank, timesteps=timesteps))
         return _Data(name, rank, features, timesteps)
+
+    def _any_length_inputs(self) -> list[ir.Input]:
+        """The inputs, each one of codes of any length at the longest length the store takes (every
+        layer fits it), for the validation that :func:`_fewest_codes` then reruns at the fewest."""
+        return [dataclasses.replace(i, features=MAX_DIMENSION) if i.name in self.any_length else i for i in self.inputs]
 
     # -- layers ------------------------------------------------------------------------------
 
@@ -403,3 +422,14 @@ def _input_shape(cfg: dict):
     if cfg.get("shape") is not None:  # some Keras 3 releases wrote shape without the batch axis
         return [None, *cfg["shape"]]
     return None
+
+
+def _fewest_codes(spec: ir.ModelSpec, any_length: set) -> ir.ModelSpec:
+    """``spec`` with each integer input of any length (``Input(shape=(None,))``) given as its
+    ``features`` (the T that validation and ``warmup`` use) the fewest timesteps its layers fit;
+    ``predict`` and streams take codes of any length the layers fit, as for a fixed T."""
+    if not any_length:
+        return spec
+    inputs = tuple(dataclasses.replace(i, features=min_steps(spec, i.name)) if i.name in any_length else i
+                   for i in spec.inputs)
+    return spec.replace(inputs=inputs)
