@@ -678,7 +678,7 @@ def test_reshaping_store_round_trip(moved, tmp_path):
     np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0), atol=ATOL, rtol=RTOL)
     assert [type(n.op).__name__ for n in loaded.spec.nodes] == ["Pad1D", "UpSample1D", "Permute", "Reshape", "Pad1D",
                                                                 "Recurrent"]
-    with pytest.raises(EdgernnError, match="'pad' is Pad1D"):
+    with pytest.raises(EdgernnError, match="'pad' is ZeroPadding1D with 2 zero timesteps on the right"):
         loaded.stream()
 
 
