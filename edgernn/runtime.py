@@ -384,8 +384,8 @@ class Stream:
     ``run``'s ``x`` (batch, T); a code that is not an integer in ``[0, vocab)`` is refused before
     any state changes.
 
-    Behind a strided or valid Conv1D or pooling, a step emits only where ``predict`` on the prefix
-    ending there makes its last row, and equals that row; the other steps return the last emitted
+    Behind a strided or valid Conv1D or pooling, or a Cropping1D, a step emits only where ``predict``
+    on the prefix ending there makes its last row, and equals that row; the other steps return the last emitted
     output again (zeros before the first). ``emitted`` (batch,) and ``emitted_run`` (batch, T)
     say which steps emitted (see :mod:`edgernn.kernels.window` for the state this takes).
 
@@ -715,8 +715,9 @@ class Stream:
         ``output`` is the last output, which ``forecast`` feeds back first. A Conv1D or windowed
         pooling adds ``"<layer>/inputs"`` (batch, (span - 1) * features), its ring of past inputs,
         and ``"<layer>/counters"`` (batch, 3), (fill, phase, ring position); a global pooling
-        ``"<layer>/pooled"`` (batch, features) and ``"<layer>/count"`` (batch, 1) (see
-        :mod:`edgernn.kernels.window`).
+        ``"<layer>/pooled"`` (batch, features) and ``"<layer>/count"`` (batch, 1); a Pad1D
+        (Cropping1D, ZeroPadding1D) ``"<layer>/inputs"`` (batch, right crop * features), its delay
+        line, and ``"<layer>/counters"`` (see :mod:`edgernn.kernels.window`).
         """
         state = {name: stage.states[k].copy() for name, stage, k in self._state_names()}
         state["output"] = self._last_output.copy()
