@@ -268,6 +268,32 @@ def test_merge_with_an_unmasked_input_has_no_mask_in_keras3(tmp_path):
     (m, _) = check_functional(keras.Model([a, b], layers.LSTM(3)(h)), [x, data(seed=2)], tmp_path)
     assert m.spec.nodes[-1].mask is None
 
+@pytest.mark.parametrize("other", ["unmasked", "masked", "codes"])
+def test_concatenate_of_masked_inputs_keras3(other, tmp_path):
+    """Keras 3 records a Concatenate's mask as keras.ops nodes (expand_dims, zeros_like, logical_or,
+    ones_like, concatenate, any): True at a step where any input's mask is, so all True when an input
+    is unmasked (the GRU after it sees no mask), the one mask when every input carries it."""
+    if other == "codes":
+        codes = keras.Input(shape=(T,), dtype="int32")
+        embedded = layers.Embedding(VOCAB, F, mask_zero=True)(codes)
+        h = layers.Concatenate(name="cat")([layers.LSTM(4, return_sequences=True)(embedded), embedded])
+        model = keras.Model(codes, layers.GRU(3)(h))
+        x = np.random.default_rng(4).integers(1, VOCAB, size=(4, T))
+        x[0, 7:] = 0
+        x[2, 2:5] = 0
+    else:
+        inp = keras.Input(shape=(T, F))
+        masked = layers.Masking(0.0)(inp)
+        h = layers.Concatenate(name="cat")([layers.LSTM(4, return_sequences=True)(masked),
+                                            layers.Dense(2)(masked if other == "masked" else inp)])
+        model = keras.Model(inp, layers.GRU(3)(h))
+        x = data()
+        x[0, 7:] = 0.0
+        x[2, 2:5] = 0.0
+    (m, _) = check_functional(model, [x], tmp_path)
+    assert (m.spec.nodes[-1].mask is None) == (other == "unmasked")
+
+
 def test_merges_of_different_lengths_refused_at_predict(tmp_path):
     a, b = keras.Input(shape=(None, F)), keras.Input(shape=(None, F))
     out = layers.LSTM(2)(layers.Add(name="join")([a, b]))

@@ -335,7 +335,7 @@ class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandle
                 what = f"{cls} layers are"
             self.unsupported.append(f"{where}: {what} not supported")
             return None
-        dtype_problem = self._dtype_problem(cfg)
+        dtype_problem = None if cls in ("ZerosLike", "OnesLike") else self._dtype_problem(cfg)  # their output's
         if dtype_problem:
             problems.append(f"{where}: {dtype_problem}")
         # Values of refused upstream layers propagate silently (already reported); the layer's
@@ -385,6 +385,9 @@ _HANDLERS = {
     "NotEqual": _Converter._not_equal,
     "Any": _Converter._any,
     "LogicalOr": _Converter._logical_or,
+    "ExpandDims": _Converter._expand_dims,
+    "ZerosLike": _Converter._mask_fill,
+    "OnesLike": _Converter._mask_fill,
     "Conv1D": _Converter._conv1d,
     "DepthwiseConv1D": _Converter._depthwise_conv1d,
     "SeparableConv1D": _Converter._depthwise_conv1d,
