@@ -573,7 +573,9 @@ class Stream:
                   if isinstance(stage.node.op, ir.Pad1D) and stage.node.op.left > 0]
         for index in reversed(padded):
             stage = self._stages[index]
-            self._block(np.zeros((stage.node.op.left, self.batch_size, stage.width), _F32), start=index + 1)
+            zeros = np.zeros((min(stage.node.op.left, 256), self.batch_size, stage.width), _F32)
+            for done in range(0, stage.node.op.left, len(zeros)):  # in blocks: memory bounded whatever the padding
+                self._block(zeros[: stage.node.op.left - done], start=index + 1)
         return self._state.copy() if padded else None
 
     def _block(self, x, start=0):
