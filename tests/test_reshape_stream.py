@@ -220,6 +220,14 @@ def test_verify_compares_a_padded_stream_with_the_rows_predict_makes_from_inputs
     assert record["passed"] and stream and all(c["passed"] for c in stream), record
 
 
+def test_quantize_refuses_a_streamable_crop(padded):
+    _, m = padded
+    with pytest.raises(EdgernnError) as info:
+        m.quantize(data(batch=2, steps=8))
+    text = str(info.value) + " ".join(getattr(info.value, "problems", []))
+    assert "'zero_padding1d' is Pad1D (ZeroPadding1D, Cropping1D)" in text and "'cropping1d'" in text
+
+
 # --- refusals ------------------------------------------------------------------------------------------
 
 
