@@ -153,7 +153,8 @@ class Model:
 def _time_rows(spec: ir.ModelSpec, steps: int) -> int:
     """The rows the time axis has after the model's Conv1Ds, windowed poolings and crops, from ``steps``."""
     for node in spec.nodes:
-        if isinstance(node.op, (ir.Conv1D, ir.Pad1D)) or (isinstance(node.op, ir.Pooling1D) and not node.op.global_pool):
+        op = node.op
+        if isinstance(op, (ir.Conv1D, ir.Pad1D)) or (isinstance(op, ir.Pooling1D) and not op.global_pool):
             steps = node.op.output_steps(steps)
     return steps
 
@@ -308,8 +309,8 @@ _NO_KEEP = np.zeros(0, np.bool_)  # the mask an Embedding without mask_zero does
 
 class _RowStage:
     """A per-timestep op (Dense, Activation, Masking, Affine, LayerNorm, Standardize, Embedding,
-    Flatten of a vector, Reshape that keeps every row) applied to every row of its input. Masking, and an Embedding with
-    ``mask_zero``, also make the mask (``keep``) that recurrent stages read."""
+    Flatten of a vector, Reshape that keeps every row) applied to every row of its input. Masking,
+    and an Embedding with ``mask_zero``, also make the mask (``keep``) that recurrent stages read."""
 
     def __init__(self, node: ir.Node, batch: int, features: int):
         self.node = node
@@ -384,10 +385,12 @@ class Stream:
     ``run``'s ``x`` (batch, T); a code that is not an integer in ``[0, vocab)`` is refused before
     any state changes.
 
-    Behind a strided or valid Conv1D or pooling, or a Cropping1D, a step emits only where ``predict``
-    on the prefix ending there makes its last row, and equals that row; the other steps return the last emitted
-    output again (zeros before the first). ``emitted`` (batch,) and ``emitted_run`` (batch, T)
-    say which steps emitted (see :mod:`edgernn.kernels.window` for the state this takes).
+    Behind a strided or valid Conv1D or pooling, or a Cropping1D, a step emits only where
+    ``predict`` on the prefix ending there makes its last row, and equals that row; the other steps
+    return the last emitted output again (zeros before the first). ``emitted`` (batch,) and
+    ``emitted_run`` (batch, T) say which steps emitted (see :mod:`edgernn.kernels.window` for the
+    state this takes). Behind a ZeroPadding1D on the left, the layers after it start from the
+    state its zero rows leave (:meth:`_padded_start`).
 
     How it runs: all state lives in one flat float32 array (see :mod:`edgernn.kernels.chain`).
     ``step`` on a few streams (:func:`fused_step_max_batch`) is one call of the fused chain kernel

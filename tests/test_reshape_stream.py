@@ -19,8 +19,9 @@ import zipfile
 import numpy as np
 import pytest
 from test_conv_layers import data, randomize
+from test_conv_stream import check_stream, convert, expected_emitted, rows_of, step_through
 from test_keras_import import ATOL, RTOL, keras, layers
-from test_stream import assert_paths_agree, assert_steps_allocate_nothing
+from test_stream import assert_steps_allocate_nothing
 
 import edgernn
 from edgernn import ir, runtime, statefile
@@ -33,69 +34,9 @@ F32 = np.float32
 STEPS = 13
 
 
-def convert(tmp_path, *stack, features=3, seed=0):
-    """A Keras model of any length (``Input(shape=(None, features))``), random weights, saved and
-    converted: ``(keras_model, edgernn_model)``."""
-    model = keras.Sequential([keras.Input(shape=(None, features)), *stack])
-    randomize(model, seed)
-    model.save(tmp_path / "model.keras")
-    return model, edgernn.convert(tmp_path / "model.keras")
-
-
-def predict_rows(spec, steps):
-    """The rows ``predict`` makes from ``steps`` inputs (IR shape arithmetic only, not the
-    streaming code); a global pooling reduces them (its output changes with each)."""
-    for node in spec.nodes:
-        op = node.op
-        if isinstance(op, (ir.Conv1D, ir.Pad1D)) or (isinstance(op, ir.Pooling1D) and not op.global_pool):
-            steps = op.output_steps(steps)
-    return steps
-
-
-def expected_emitted(spec, steps):
-    """(steps,) bool: True where one more input makes predict's row count grow."""
-    return np.diff([predict_rows(spec, n) for n in range(steps + 1)]) > 0
-
-
-def step_through(stream, x):
-    ys, emitted = [], []
-    for t in range(x.shape[1]):
-        ys.append(stream.step(x[:, t]))
-        emitted.append(stream.emitted.copy())
-    return np.stack(ys, axis=1), np.stack(emitted, axis=1)
-
-
 def many_streams(monkeypatch):
     """Every stream of more than one row steps through the many-streams path."""
     monkeypatch.setattr(runtime, "FUSED_STEP_MAX_BATCH", 1)
-
-
-def check_stream(keras_model, m, x):
-    """Stepped and run in chunks, against edgernn's predict and live Keras on every prefix."""
-    batch, steps, _ = x.shape
-    s = m.stream(batch)
-    ys, emitted = step_through(s, x)
-    expected = expected_emitted(m.spec, steps)
-    assert expected.any() and emitted.any()
-    np.testing.assert_array_equal(emitted, np.broadcast_to(expected, emitted.shape))
-    r = m.stream(batch)
-    pieces, masks = [], []
-    for start, stop in ((0, 4), (4, 5), (5, steps)):
-        pieces.append(r.run(x[:, start:stop]))
-        masks.append(r.emitted_run)
-    assert_paths_agree(np.concatenate(pieces, axis=1), ys)
-    np.testing.assert_array_equal(np.concatenate(masks, axis=1), emitted)
-    sequence = m.spec.tensor_shape(m.spec.outputs[0])[0] == 3
-    first = int(np.argmax(expected))
-    np.testing.assert_array_equal(ys[:, :first], 0.0)
-    for n in range(first + 1, steps + 1):
-        p = m.predict(x[:, :n])
-        k = np.asarray(keras_model(x[:, :n], training=False))
-        np.testing.assert_allclose(ys[:, n - 1], p[:, -1] if sequence else p, atol=ATOL, rtol=RTOL,
-                                   err_msg=f"predict on the prefix of {n} steps")
-        np.testing.assert_allclose(ys[:, n - 1], k[:, -1] if sequence else k, atol=ATOL, rtol=RTOL,
-                                   err_msg=f"Keras on the prefix of {n} steps")
-    return s
 
 
 CASES = {
@@ -119,21 +60,28 @@ CASES = {
 @pytest.mark.parametrize("path", ["fused", "many streams"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_reshaping_layers_stream(case, path, tmp_path, monkeypatch):
-    keras_model, m = convert(tmp_path, *CASES[case]())
+    keras_model, m = convert(*CASES[case](), tmp_path=tmp_path)
     batch = 2 if path == "fused" else 3
     if path == "many streams":
         many_streams(monkeypatch)
     assert m.stream(batch)._fused == (path == "fused")
-    check_stream(keras_model, m, data(batch=batch, steps=STEPS, seed=len(case)))
+    x = data(batch=batch, steps=STEPS, seed=len(case))
+    ys, _ = check_stream(keras_model, m, x)  # predict on every prefix, Keras on a few; here Keras on every one
+    sequence = m.spec.tensor_shape(m.spec.outputs[0])[0] == 3
+    for n in range(int(np.argmax(expected_emitted(m.spec, STEPS))) + 1, STEPS + 1):
+        k = np.asarray(keras_model(x[:, :n], training=False))
+        np.testing.assert_allclose(ys[:, n - 1], k[:, -1] if sequence else k, atol=ATOL, rtol=RTOL,
+                                   err_msg=f"Keras on the prefix of {n} steps")
 
 
 @pytest.fixture(scope="module")
 def padded(tmp_path_factory):
     """A left padding before a valid Conv1D and an LSTM (its 3 zeros fill the window and make one
     row: a fresh state that is not zeros), and a crop at the end after them (a delay line)."""
-    return convert(tmp_path_factory.mktemp("padded"), layers.ZeroPadding1D((3, 0)),
-                   layers.Conv1D(4, 3, activation="relu"), layers.LSTM(5, return_sequences=True),
-                   layers.Cropping1D((1, 2)), layers.Dense(2))
+    return convert(layers.ZeroPadding1D((3, 0), name="pad"), layers.Conv1D(4, 3, activation="relu", name="conv"),
+                   layers.LSTM(5, return_sequences=True, name="lstm"), layers.Cropping1D((1, 2), name="crop"),
+                   layers.Dense(2, name="head"),
+                   tmp_path=tmp_path_factory.mktemp("padded"))
 
 
 @pytest.mark.parametrize("path", ["fused", "many streams"])
@@ -156,7 +104,7 @@ def test_reset_restores_the_padded_start(padded, path, monkeypatch):
         np.testing.assert_array_equal(emitted[row], expected_emitted(m.spec, 20 - start)[-12:])
         for n in range(1, 13):
             total = n + 8 - start
-            if predict_rows(m.spec, total):
+            if rows_of(m.spec, total):
                 np.testing.assert_allclose(ys[row, n - 1], m.predict(x[row:row + 1, start:8 + n])[0, -1], atol=ATOL,
                                            rtol=RTOL)
             else:
@@ -173,8 +121,8 @@ def test_get_set_and_save_load_state_mid_sequence(padded, tmp_path):
     s = m.stream(2)
     s.run(x[:, :5])
     snapshot = s.get_state()
-    assert snapshot["cropping1d/inputs"].shape == (2, 2 * 5) and snapshot["cropping1d/counters"].shape == (2, 3)
-    assert np.any(snapshot["cropping1d/inputs"] != 0)
+    assert snapshot["crop/inputs"].shape == (2, 2 * 5) and snapshot["crop/counters"].shape == (2, 3)
+    assert np.any(snapshot["crop/inputs"] != 0)
     s.save_state(tmp_path / "state.zip")
     with zipfile.ZipFile(tmp_path / "state.zip") as archive:
         assert json.loads(archive.read("header.json"))["format_version"] == statefile.FORMAT_VERSION_WINDOWS
@@ -188,8 +136,8 @@ def test_get_set_and_save_load_state_mid_sequence(padded, tmp_path):
     np.testing.assert_array_equal(again[0], expected[0])
     np.testing.assert_array_equal(again[1], expected[1])
     broken = {k: v.copy() for k, v in snapshot.items()}
-    broken["cropping1d/counters"][0, 2] = 2.0  # the ring has 2 rows: its position is 0 or 1
-    with pytest.raises(InvalidInput, match="'cropping1d/counters' must hold whole numbers"):
+    broken["crop/counters"][0, 2] = 2.0  # the ring has 2 rows: its position is 0 or 1
+    with pytest.raises(InvalidInput, match="'crop/counters' must hold whole numbers"):
         other.set_state(broken)
 
 
@@ -197,7 +145,7 @@ def test_summary_counts_the_delay_line(padded):
     """The state summary reports is the stream's: per stream, every array get_state returns."""
     _, m = padded
     state = m.stream(1).get_state()
-    assert state["zero_padding1d/inputs"].shape == (1, 0)  # a padding alone keeps its counters only
+    assert state["pad/inputs"].shape == (1, 0)  # a padding alone keeps its counters only
     assert state_bytes_per_stream(m.spec) == sum(v.nbytes for k, v in state.items() if k != "output")
 
 
@@ -225,7 +173,23 @@ def test_quantize_refuses_a_streamable_crop(padded):
     with pytest.raises(EdgernnError) as info:
         m.quantize(data(batch=2, steps=8))
     text = str(info.value) + " ".join(getattr(info.value, "problems", []))
-    assert "'zero_padding1d' is Pad1D (ZeroPadding1D, Cropping1D)" in text and "'cropping1d'" in text
+    assert "'pad' is Pad1D (ZeroPadding1D, Cropping1D)" in text and "'crop'" in text
+
+
+@pytest.mark.parametrize("path", ["fused", "many streams"])
+def test_reshape_that_keeps_every_row_streams_as_the_identity(path, monkeypatch):
+    """(From Keras such a Reshape converts to no op at all; an IR graph, of a fixed length, can hold one.)"""
+    if path == "many streams":
+        many_streams(monkeypatch)
+    dense = ir.Dense("dense", ir.as_weight(np.arange(4.0).reshape(2, 2)), None, "tanh")
+    spec = ir.ModelSpec((ir.Input("x", 2, timesteps=5),), (ir.Node(ir.Reshape("same", 5, 5, 2), ("x",), ("same",)),
+                                                           ir.Node(dense, ("same",), ("dense",))), ("dense",))
+    m = edgernn.Model(spec)
+    x = data(batch=2, steps=5, features=2)
+    s = m.stream(2)
+    assert s._fused == (path == "fused")
+    np.testing.assert_allclose(step_through(s, x)[0], m.predict(x), atol=ATOL, rtol=RTOL)
+    np.testing.assert_allclose(m.stream(2).run(x), m.predict(x), atol=ATOL, rtol=RTOL)
 
 
 # --- refusals ------------------------------------------------------------------------------------------

@@ -258,7 +258,7 @@ class ChainProgram:
                     names = ("inputs", width * (op.span - 1)), ("counters", 3)
                 elif isinstance(op, Pooling1D) and op.global_pool:
                     names = ("pooled", width), ("count", 1)
-                else:  # the ring of the last kernel_size - 1 inputs (pool_size - 1; a Pad1D's rows cropped at the right)
+                else:  # the last pool_size - 1 inputs; a Pad1D's: the rows it crops at the right
                     names = ("inputs", width * int(row[KSIZE] - 1)), ("counters", 3)
                 blocks = {}
                 for column, (name, size) in zip((RING, CNT), names):

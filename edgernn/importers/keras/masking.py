@@ -119,7 +119,8 @@ class _MaskHandlers:
         if dry:
             return None
         if entry["config"].get("dtype") == "bool" and len(call.inputs) == 1 and isinstance(call.inputs[0], _Data):
-            return [_MaskColumns((), "zeros") if entry["class_name"] == "ZerosLike" else _MaskColumns((None,), "columns")]
+            zeros = entry["class_name"] == "ZerosLike"
+            return [_MaskColumns((), "zeros") if zeros else _MaskColumns((None,), "columns")]
         problems.append(f"{where}: keras.ops.{'zeros' if entry['class_name'] == 'ZerosLike' else 'ones'}_like is "
                         "supported only as part of a Concatenate's mask")
         return None
