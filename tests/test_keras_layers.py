@@ -627,13 +627,17 @@ def test_codes_read_by_another_op_refused():
         ir.ModelSpec((ir.Input("x", 3, rank=2),), (ir.Node(emb, ("x",), ("e",)),), ("e",))
 
 
-def test_variable_length_codes_refused_named(tmp_path):
-    model = keras.Sequential([keras.Input(shape=(None,), dtype="int32", name="words"), layers.Embedding(VOCAB, 4),
-                              layers.LSTM(2)])
+def test_variable_length_codes_convert(tmp_path):
+    """Codes of any length (``Input(shape=(None,))``) convert; predict takes any length (more in
+    tests/test_reshape_stream.py)."""
+    model = randomize(keras.Sequential([keras.Input(shape=(None,), dtype="int32", name="words"),
+                                        layers.Embedding(VOCAB, 4), layers.LSTM(2)]))
     model.save(tmp_path / "m.keras")
-    with pytest.raises(UnsupportedModel) as info:
-        edgernn.convert(tmp_path / "m.keras")
-    assert any("'words'" in p and "fixed length" in p for p in info.value.problems), info.value.problems
+    m = edgernn.convert(tmp_path / "m.keras")
+    assert m.spec.inputs[0].dtype == "int" and m.spec.inputs[0].features == 1
+    for steps in (1, 9):
+        codes = np.random.default_rng(steps).integers(0, VOCAB, size=(3, steps))
+        np.testing.assert_allclose(m.predict(codes), model.predict(codes, verbose=0), atol=ATOL, rtol=RTOL)
 
 # --- depthwise and separable convolutions, reshaping ---------------------------------------------
 
