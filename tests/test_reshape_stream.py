@@ -223,7 +223,7 @@ def test_what_a_stream_cannot_make_is_refused_by_name(stack, steps, text, tmp_pa
 @pytest.mark.parametrize("mask_zero", [False, True])
 def test_codes_of_any_length_convert(mask_zero, tmp_path):
     """``Input(shape=(None,), dtype="int32")`` -> Embedding: predict on any length the layers fit,
-    and streams; the int input's ``features`` are the fewest timesteps the layers fit."""
+    and streams; the int input's ``features`` are the length verification ran it at."""
     codes = keras.Input(shape=(None,), dtype="int32")
     y = layers.Embedding(20, 4, mask_zero=mask_zero)(codes)
     if not mask_zero:  # (a Conv1D refuses a masked input, as Keras drops the mask there)
@@ -233,7 +233,8 @@ def test_codes_of_any_length_convert(mask_zero, tmp_path):
     randomize(model)
     model.save(tmp_path / "m.keras")
     m = edgernn.convert(tmp_path / "m.keras")
-    assert m.spec.inputs[0].dtype == "int" and m.spec.inputs[0].features == (1 if mask_zero else 3)
+    assert m.spec.inputs[0].dtype == "int" and m.spec.inputs[0].features == 24  # the length verification used
+    assert m.spec.source["verification"]["passed"]
     c = np.random.default_rng(3).integers(0 if mask_zero else 1, 20, size=(2, 11))
     c[0, 4] = 0
     for n in (3, 7, 11):
@@ -252,3 +253,13 @@ def test_a_vector_of_any_length_not_read_by_an_embedding_is_refused(tmp_path):
     model.save(tmp_path / "m.keras")
     with pytest.raises(UnsupportedModel, match="integer codes of any length for an Embedding"):
         edgernn.convert(tmp_path / "m.keras")
+
+
+def test_codes_of_any_length_behind_a_long_window(tmp_path):
+    """A window longer than verification's 24 steps: the int input's features are the fewest it fits."""
+    codes = keras.Input(shape=(None,), dtype="int32")
+    model = keras.Model(codes, layers.GRU(2)(layers.Conv1D(2, 30)(layers.Embedding(20, 3)(codes))))
+    randomize(model)
+    model.save(tmp_path / "m.keras")
+    m = edgernn.convert(tmp_path / "m.keras")
+    assert m.spec.inputs[0].features == 30 and m.spec.source["verification"]["passed"]

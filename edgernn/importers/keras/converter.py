@@ -18,6 +18,7 @@ import dataclasses
 from ... import ir
 from ...graph import min_steps
 from ...store import MAX_DIMENSION
+from ...verify import RANDOM_STEPS
 from ...errors import InvalidModelFile, UnsupportedModel
 from .._refusals import points_to
 from .activations import _ActivationHandlers
@@ -429,10 +430,11 @@ def _input_shape(cfg: dict):
 
 def _fewest_codes(spec: ir.ModelSpec, any_length: set) -> ir.ModelSpec:
     """``spec`` with each integer input of any length (``Input(shape=(None,))``) given as its
-    ``features`` (the T that validation and ``warmup`` use) the fewest timesteps its layers fit;
-    ``predict`` and streams take codes of any length the layers fit, as for a fixed T."""
+    ``features`` (the T that validation, verification's random codes and ``warmup`` use) the length
+    verification takes for a sequence of any length, or the fewest timesteps its layers fit if
+    more; ``predict`` and streams take codes of any length the layers fit, as for a fixed T."""
     if not any_length:
         return spec
-    inputs = tuple(dataclasses.replace(i, features=min_steps(spec, i.name)) if i.name in any_length else i
-                   for i in spec.inputs)
+    inputs = tuple(dataclasses.replace(i, features=max(RANDOM_STEPS, min_steps(spec, i.name)))
+                   if i.name in any_length else i for i in spec.inputs)
     return spec.replace(inputs=inputs)
