@@ -23,7 +23,7 @@ from ...errors import InvalidModelFile, UnsupportedModel
 from .._refusals import points_to
 from .activations import _ActivationHandlers
 from .conv import _ConvHandlers
-from .graph import _UNKNOWN, _Call, _Data, _MaskExpr, _parse_node, _refs, _Unusable
+from .graph import _UNKNOWN, _Call, _Data, _MaskColumns, _MaskExpr, _parse_node, _refs, _Unusable
 from .layers import _IDENTITY_LAYERS, _LayerHandlers
 from .masking import _MaskHandlers
 from .merge import _MERGE_LAYERS, _MergeHandlers
@@ -94,7 +94,7 @@ class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandle
         if isinstance(value, _Unusable):
             if value.why:
                 self.unsupported.append(f"{value.why} (used as {what})")
-        elif isinstance(value, _MaskExpr):
+        elif isinstance(value, (_MaskExpr, _MaskColumns)):
             self.unsupported.append(f"a mask computed by keras.ops is used as {what}")
         else:
             self.unsupported.append(f"a constant is used as {what}")

@@ -75,8 +75,8 @@ class _MaskHandlers:
         if len(masks) == 2 and all(isinstance(m, _MaskExpr) and m.done for m in masks) and masks[0] == masks[1]:
             return [masks[0]]
         if (len(masks) == 2 and all(isinstance(m, _MaskColumns) for m in masks)
-                and [m.stage for m in masks] == ["expanded", "zeros"]):
-            return [_MaskColumns(masks[0].masks, "columns")]
+                and sorted(m.stage for m in masks) == ["expanded", "zeros"]):
+            return [_MaskColumns(next(m.masks for m in masks if m.stage == "expanded"), "columns")]
         problems.append(f"{where}: keras.ops.logical_or is supported only between one Masking mask and itself")
         return None
 
