@@ -205,8 +205,9 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
     and only causal ops (forward recurrent layers without given initial states, Dense,
     Activation, Masking, Affine, LayerNorm, Standardize, an Embedding of integer codes (the
     input); Conv1D with causal or valid padding, valid or global pooling,
-    whose past inputs become state; Flatten of a vector); the last node's result is the model's
-    only output.
+    whose past inputs become state; Flatten of a vector; Cropping1D, ZeroPadding1D on the left,
+    Reshape that keeps every timestep, see :func:`_time_layout_problem`); the last node's result
+    is the model's only output.
     """
     for node in spec.nodes:  # named first, whatever else (several inputs, say) the model has
         if isinstance(node.op, ir.MULTI_INPUT_OPS):
@@ -231,15 +232,15 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
                     "(use predict, or padding='causal' / 'valid' to stream)")
         if isinstance(op, ir.Flatten) and spec.tensor_shape(node.inputs[0])[0] == 3:
             return f"layer {op.name!r} is Flatten over time: it needs the whole sequence of {op.steps} steps (use predict)"
-        if isinstance(op, (ir.Conv1D, ir.Pooling1D)) and windowed is None:
+        if isinstance(op, (ir.Conv1D, ir.Pooling1D, ir.Pad1D)) and windowed is None:
             windowed = op.name
         if node.mask and windowed is not None and node.mask in early_masks:
             return f"layer {op.name!r} reads a mask made before {windowed!r}, whose output has another time axis"
         if isinstance(op, (ir.Masking, ir.Embedding)) and len(node.outputs) > 1 and windowed is None:
             early_masks.add(node.outputs[1])
-        if isinstance(op, (ir.Pad1D, ir.UpSample1D, ir.Reshape, ir.Permute)):
-            return (f"layer {op.name!r} is {type(op).__name__}: it runs in predict only for now "
-                    "(streaming it, one timestep at a time, is not implemented yet)")
+        why = _time_layout_problem(op)
+        if why is not None:
+            return f"layer {op.name!r} is {why}"
         if isinstance(op, ir.Recurrent) and op.go_backwards:
             return f"layer {op.name!r} reads its input backwards (go_backwards): use predict"
         if node.initial_state:
@@ -247,4 +248,28 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
         current = node.outputs[0]
     if tuple(spec.outputs) != (current,):
         return "the model's output is not the last layer's result"
+    return None
+
+
+def _time_layout_problem(op) -> str | None:
+    """Why a layer that moves timesteps around cannot stream (what follows "layer 'name' is"), or None.
+
+    Each streams where ``predict`` on a prefix ends in a row the stream can make at that step:
+    Cropping1D (its first rows dropped, the rows cropped at the end a delay line), ZeroPadding1D
+    on the left (the layers after it start from the state its zero rows leave), Reshape that keeps
+    every timestep (an identity per row). The rest change the rows already made, or make several
+    per input."""
+    if isinstance(op, ir.Pad1D) and op.right > 0:
+        return (f"ZeroPadding1D with {op.right} zero timesteps on the right: predict on every prefix ends with them, "
+                "and a stream cannot take them back at the next step (use predict, or pad on the left only)")
+    if isinstance(op, ir.UpSample1D):
+        return (f"UpSampling1D (size {op.size}): it makes {op.size} timesteps of each input one, and a stream steps "
+                "the layers after it once per input (use predict)")
+    if isinstance(op, ir.Permute):
+        return (f"Permute swapping time and features: each output timestep holds one feature of all {op.steps} input "
+                "timesteps, so it needs the whole sequence (use predict)")
+    if isinstance(op, ir.Reshape) and not (op.input_steps == op.steps):
+        source = f"{op.input_steps} timesteps" if op.input_steps else "a vector"
+        return (f"Reshape of {source} into {op.steps} timesteps of {op.features} features: it regroups the values "
+                "of several timesteps, so it needs the whole sequence (use predict)")
     return None

@@ -938,7 +938,9 @@ class Input:
 
     ``timesteps`` is None when any length is accepted. ``dtype`` ``"int"``: integer codes
     ``(batch, T)`` (rank 2) that only :class:`Embedding` nodes read; ``features`` is the T the model
-    was converted with, which validation uses; ``predict`` takes any T that the layers fit.
+    was converted with (from codes of any length: the length verification uses, 24, or the fewest
+    timesteps the layers fit if more),
+    which validation uses; ``predict`` takes any T that the layers fit.
     """
 
     name: str

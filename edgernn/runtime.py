@@ -152,9 +152,10 @@ class Model:
 
 
 def _time_rows(spec: ir.ModelSpec, steps: int) -> int:
-    """The rows the time axis has after the model's Conv1Ds and windowed poolings, from ``steps``."""
+    """The rows the time axis has after the model's Conv1Ds, windowed poolings and crops, from ``steps``."""
     for node in spec.nodes:
-        if isinstance(node.op, ir.Conv1D) or (isinstance(node.op, ir.Pooling1D) and not node.op.global_pool):
+        op = node.op
+        if isinstance(op, (ir.Conv1D, ir.Pad1D)) or (isinstance(op, ir.Pooling1D) and not op.global_pool):
             steps = node.op.output_steps(steps)
     return steps
 
@@ -213,7 +214,7 @@ class _RecurrentStage:
 
 
 class _WindowStage:
-    """A Conv1D or Pooling1D inside a stream (see :mod:`edgernn.kernels.window`): views of this
+    """A Conv1D, Pooling1D or Pad1D inside a stream (see :mod:`edgernn.kernels.window`): views of this
     stream's state blocks -- its ring of past inputs and counters, or a global pooling's running
     value and count -- and the stage's output buffer for one step of many streams.
 
@@ -314,8 +315,8 @@ _NO_KEEP = np.zeros(0, np.bool_)  # the mask an Embedding without mask_zero does
 
 class _RowStage:
     """A per-timestep op (Dense, Activation, Masking, Affine, LayerNorm, Standardize, Embedding,
-    Flatten of a vector) applied to every row of its input. Masking, and an Embedding with
-    ``mask_zero``, also make the mask (``keep``) that recurrent stages read."""
+    Flatten of a vector, Reshape that keeps every row) applied to every row of its input. Masking,
+    and an Embedding with ``mask_zero``, also make the mask (``keep``) that recurrent stages read."""
 
     def __init__(self, node: ir.Node, batch: int, features: int):
         self.node = node
@@ -355,7 +356,7 @@ class _RowStage:
             kernels.standardize_rows(x, y, op.mean, op.std)
         elif isinstance(op, ir.Embedding):
             kernels.embed_rows(x, y, op.embeddings, _NO_KEEP if keep is None else keep, op.mask_zero)
-        elif isinstance(op, ir.Flatten):  # of a vector: the identity
+        elif isinstance(op, (ir.Flatten, ir.Reshape)):  # of a vector, or keeping every row: the identity
             np.copyto(y, x)
         else:
             kernels.masking_forward(x, self.mask_value, y, keep)
@@ -390,10 +391,12 @@ class Stream:
     ``run``'s ``x`` (batch, T); a code that is not an integer in ``[0, vocab)`` is refused before
     any state changes.
 
-    Behind a strided or valid Conv1D or pooling, a step emits only where ``predict`` on the prefix
-    ending there makes its last row, and equals that row; the other steps return the last emitted
-    output again (zeros before the first). ``emitted`` (batch,) and ``emitted_run`` (batch, T)
-    say which steps emitted (see :mod:`edgernn.kernels.window` for the state this takes).
+    Behind a strided or valid Conv1D or pooling, or a Cropping1D, a step emits only where
+    ``predict`` on the prefix ending there makes its last row, and equals that row; the other steps
+    return the last emitted output again (zeros before the first). ``emitted`` (batch,) and
+    ``emitted_run`` (batch, T) say which steps emitted (see :mod:`edgernn.kernels.window` for the
+    state this takes). Behind a ZeroPadding1D on the left, the layers after it start from the
+    state its zero rows leave (:meth:`_padded_start`).
 
     How it runs: all state lives in one flat float32 array (see :mod:`edgernn.kernels.chain`).
     ``step`` on a few streams (:func:`fused_step_max_batch`) is one call of the fused chain kernel
@@ -430,7 +433,7 @@ class Stream:
         for node in model.spec.nodes:
             if isinstance(node.op, ir.Recurrent):
                 stage = _RecurrentStage(node, next(blocks), self._state, batch, self._fused)
-            elif isinstance(node.op, (ir.Conv1D, ir.Pooling1D)):
+            elif isinstance(node.op, (ir.Conv1D, ir.Pooling1D, ir.Pad1D)):
                 stage = _WindowStage(node, next(windows), self._state, batch, features, self._fused)
             else:
                 stage = _RowStage(node, batch, features)
@@ -452,6 +455,7 @@ class Stream:
         self._step_y = np.zeros((batch, self.output_features), _F32)
         self._all_kept = np.ones(batch, np.bool_)
         self._packed = program.packed  # the fused kernel's model argument
+        self._fresh = self._padded_start()  # the state reset restores, when it is not zeros
         self._chain_step = None
         if self._fused:
             self._use_kernel(kernels.compiled_chain_step())
@@ -566,13 +570,31 @@ class Stream:
         np.copyto(self._step_y, self._last_output)
         np.copyto(self._emitted, self._step_active_column)
 
-    def _block(self, x):
+    def _padded_start(self):
+        """The stream's fresh state behind a ZeroPadding1D, or None (zeros) without one.
+
+        ``predict`` on every prefix starts the layers after a Pad1D of ``left`` > 0 with ``left``
+        zero rows: those rows run through them here, once, and the state they leave is the one
+        every stream starts from (and ``reset`` restores). The innermost padding first: the
+        layers after it see its zeros before anything that comes through the layers before it.
+        The rows run the ``run`` path (Numba's kernels, even for a stream on the ahead-of-time step)."""
+        padded = [index for index, stage in enumerate(self._stages)
+                  if isinstance(stage.node.op, ir.Pad1D) and stage.node.op.left > 0]
+        for index in reversed(padded):
+            stage = self._stages[index]
+            zeros = np.zeros((min(stage.node.op.left, 256), self.batch_size, stage.width), _F32)
+            for done in range(0, stage.node.op.left, len(zeros)):  # in blocks: memory bounded whatever the padding
+                self._block(zeros[: stage.node.op.left - done], start=index + 1)
+        return self._state.copy() if padded else None
+
+    def _block(self, x, start=0):
         """T steps of every stream, layer by layer: ``x`` (T, B, F) -> ``(y (T, B, outputs), emitted
-        (T, B))``; the rows of ``y`` that did not emit are left unset (see :meth:`run`)."""
+        (T, B))``; the rows of ``y`` that did not emit are left unset (see :meth:`run`). ``start``:
+        the first stage to run (``x`` is its input)."""
         all_kept = np.ones(x.shape[:2], np.bool_)
         active = np.ones(x.shape[:2], np.bool_)
         keeps = {}
-        for index, stage in enumerate(self._stages):
+        for index, stage in enumerate(self._stages[start:], start):
             if isinstance(stage, _RecurrentStage):
                 x = stage.block(x, keeps.get(stage.mask_source, all_kept) & active)
             elif isinstance(stage, _WindowStage):
@@ -669,6 +691,11 @@ class Stream:
         for stage in self._windows:
             for state in stage.states:
                 state[rows] = 0.0
+        if self._fresh is not None:  # behind a ZeroPadding1D: the state its zero rows leave
+            views = [view for stage in self._recurrent for view in (*stage.states, stage.previous)]
+            for view in views + [view for stage in self._windows for view in stage.states]:
+                offset = (view.ctypes.data - self._state.ctypes.data) // view.itemsize  # the same block of the copy
+                view[rows] = self._fresh[offset : offset + view.size].reshape(view.shape)[rows]
         self._last_output[rows] = 0.0
         self._emitted[rows] = 0.0
 
@@ -699,8 +726,9 @@ class Stream:
         ``output`` is the last output, which ``forecast`` feeds back first. A Conv1D or windowed
         pooling adds ``"<layer>/inputs"`` (batch, (span - 1) * features), its ring of past inputs,
         and ``"<layer>/counters"`` (batch, 3), (fill, phase, ring position); a global pooling
-        ``"<layer>/pooled"`` (batch, features) and ``"<layer>/count"`` (batch, 1) (see
-        :mod:`edgernn.kernels.window`).
+        ``"<layer>/pooled"`` (batch, features) and ``"<layer>/count"`` (batch, 1); a Pad1D
+        (Cropping1D, ZeroPadding1D) ``"<layer>/inputs"`` (batch, right crop * features), its delay
+        line, and ``"<layer>/counters"`` (see :mod:`edgernn.kernels.window`).
         """
         state = {name: stage.states[k].copy() for name, stage, k in self._state_names()}
         state["output"] = self._last_output.copy()

@@ -10,8 +10,8 @@ batch size, or whose arrays do not match their checksum, and leaves the stream u
 The arrays are float32 (a :class:`~edgernn.Stream`), or int8 h and int16 c for a stream of the int8
 simulation (:class:`~edgernn.quantize.QuantizedStream`): a file holding integer arrays is written
 as format version 2 (its checksum covers each array's dtype too), one of float32 arrays only as
-version 1, which every reader since the first understands -- unless the stream has a Conv1D or
-pooling: its ring of past inputs and counters (see :mod:`edgernn.kernels.window`) make version 3
+version 1, which every reader since the first understands -- unless the stream has a Conv1D,
+pooling, Cropping1D or ZeroPadding1D: its ring of past inputs and counters (see :mod:`edgernn.kernels.window`) make version 3
 (float32, checksummed as version 1), which readers from before streaming convolutions refuse by
 its version instead of by its unknown names. Every version is still read.
 """

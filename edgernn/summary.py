@@ -74,10 +74,14 @@ def _details(op) -> str:
 def state_bytes_per_stream(spec: ir.ModelSpec) -> int:
     """Bytes of state one stream carries: float32 h, and c for LSTM, per recurrent layer; per
     streaming Conv1D or pooling, its ring of ``span - 1`` past inputs and 3 counters, or a global
-    pooling's running value and count (:mod:`edgernn.kernels.window`)."""
+    pooling's running value and count; per Cropping1D or ZeroPadding1D, its ring of the rows
+    cropped at the end and 3 counters (:mod:`edgernn.kernels.window`)."""
     total = 0
     for node in spec.nodes:
         op = node.op
+        if isinstance(op, ir.Pad1D):  # (one padded on the right does not stream)
+            total += 0 if op.right > 0 else 4 * (max(-op.right, 0) * spec.tensor_shape(node.inputs[0])[1] + 3)
+            continue
         if isinstance(op, (ir.Conv1D, ir.Pooling1D)) and (op.padding != "same" or getattr(op, "global_pool", False)):
             features = spec.tensor_shape(node.inputs[0])[1]
             if getattr(op, "global_pool", False):

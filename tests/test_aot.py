@@ -84,11 +84,25 @@ def test_ahead_of_time_step_equals_the_jitted_kernel_bit_for_bit(aot_step, case,
         np.testing.assert_array_equal(memories[0], memories[1])
 
 
-@pytest.mark.parametrize("global_pool", [None, "average", "max"])
+def padded_chain(seed):
+    """ZeroPadding1D(2, 0) -> Conv1D(k=3, valid) -> Cropping1D(1, 2) -> LSTM -> Dense, from the IR: a
+    padded start and a delay line (kind DELAY of kernels/window.py)."""
+    rng = np.random.default_rng(seed)
+    ops = [ir.Pad1D("pad", left=2), ir.Conv1D("conv", ir.as_weight(rng.normal(0, 0.5, (3, 3, 4))), padding="valid"),
+           ir.Pad1D("crop", left=-1, right=-2), recurrent(rng, "lstm", "lstm", 5, 4, return_sequences=True),
+           dense(rng, "head", 5, 3)]
+    nodes, current = [], "x"
+    for op in ops:
+        nodes.append(ir.Node(op, (current,), (op.name,)))
+        current = op.name
+    return edgernn.Model(ir.ModelSpec((ir.Input("x", 3),), tuple(nodes), (current,)))
+
+
+@pytest.mark.parametrize("global_pool", [None, "average", "max", "padded"])
 def test_a_convolutional_chain_on_the_ahead_of_time_step_equals_the_jitted_kernel(aot_step, global_pool):
     """Conv1D, Affine, pooling and global pooling stages (their rings, counters and the held
-    output) are in the same kernel, so the module covers them bit for bit too."""
-    model = conv_chain(5, mask_value=0.0, global_pool=global_pool)
+    output), and the crops of a Pad1D, are in the same kernel, so the module covers them bit for bit too."""
+    model = padded_chain(5) if global_pool == "padded" else conv_chain(5, mask_value=0.0, global_pool=global_pool)
     program = model._chain_program()
     memories = [program.new_memory(3), program.new_memory(3)]
     ys = [np.zeros((3, 3), F32) for _ in range(2)]
@@ -102,7 +116,8 @@ def test_a_convolutional_chain_on_the_ahead_of_time_step_equals_the_jitted_kerne
     s = model.stream(3)
     s._use_kernel(aot_step)
     steps = np.stack([s.step(x[:, t]) for t in range(40)], axis=1)
-    np.testing.assert_allclose(steps[:, -1], model.predict(x)[:, -1] if global_pool is None else model.predict(x),
+    expected = model.predict(x)[:, -1] if global_pool in (None, "padded") else model.predict(x)
+    np.testing.assert_allclose(steps[:, -1], expected,
                                rtol=1e-5, atol=1e-6)
     assert_steps_allocate_nothing(s, np.ascontiguousarray(x[:, 0]), np.empty((3, 3), F32))
 

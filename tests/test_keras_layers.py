@@ -268,6 +268,32 @@ def test_merge_with_an_unmasked_input_has_no_mask_in_keras3(tmp_path):
     (m, _) = check_functional(keras.Model([a, b], layers.LSTM(3)(h)), [x, data(seed=2)], tmp_path)
     assert m.spec.nodes[-1].mask is None
 
+@pytest.mark.parametrize("other", ["unmasked", "masked", "codes"])
+def test_concatenate_of_masked_inputs_keras3(other, tmp_path):
+    """Keras 3 records a Concatenate's mask as keras.ops nodes (expand_dims, zeros_like, logical_or,
+    ones_like, concatenate, any): True at a step where any input's mask is, so all True when an input
+    is unmasked (the GRU after it sees no mask), the one mask when every input carries it."""
+    if other == "codes":
+        codes = keras.Input(shape=(T,), dtype="int32")
+        embedded = layers.Embedding(VOCAB, F, mask_zero=True)(codes)
+        h = layers.Concatenate(name="cat")([layers.LSTM(4, return_sequences=True)(embedded), embedded])
+        model = keras.Model(codes, layers.GRU(3)(h))
+        x = np.random.default_rng(4).integers(1, VOCAB, size=(4, T))
+        x[0, 7:] = 0
+        x[2, 2:5] = 0
+    else:
+        inp = keras.Input(shape=(T, F))
+        masked = layers.Masking(0.0)(inp)
+        h = layers.Concatenate(name="cat")([layers.LSTM(4, return_sequences=True)(masked),
+                                            layers.Dense(2)(masked if other == "masked" else inp)])
+        model = keras.Model(inp, layers.GRU(3)(h))
+        x = data()
+        x[0, 7:] = 0.0
+        x[2, 2:5] = 0.0
+    (m, _) = check_functional(model, [x], tmp_path)
+    assert (m.spec.nodes[-1].mask is None) == (other == "unmasked")
+
+
 def test_merges_of_different_lengths_refused_at_predict(tmp_path):
     a, b = keras.Input(shape=(None, F)), keras.Input(shape=(None, F))
     out = layers.LSTM(2)(layers.Add(name="join")([a, b]))
@@ -601,13 +627,17 @@ def test_codes_read_by_another_op_refused():
         ir.ModelSpec((ir.Input("x", 3, rank=2),), (ir.Node(emb, ("x",), ("e",)),), ("e",))
 
 
-def test_variable_length_codes_refused_named(tmp_path):
-    model = keras.Sequential([keras.Input(shape=(None,), dtype="int32", name="words"), layers.Embedding(VOCAB, 4),
-                              layers.LSTM(2)])
+def test_variable_length_codes_convert(tmp_path):
+    """Codes of any length (``Input(shape=(None,))``) convert; predict takes any length (more in
+    tests/test_reshape_stream.py)."""
+    model = randomize(keras.Sequential([keras.Input(shape=(None,), dtype="int32", name="words"),
+                                        layers.Embedding(VOCAB, 4), layers.LSTM(2)]))
     model.save(tmp_path / "m.keras")
-    with pytest.raises(UnsupportedModel) as info:
-        edgernn.convert(tmp_path / "m.keras")
-    assert any("'words'" in p and "fixed length" in p for p in info.value.problems), info.value.problems
+    m = edgernn.convert(tmp_path / "m.keras")
+    assert m.spec.inputs[0].dtype == "int" and m.spec.inputs[0].features == 24  # verification's length
+    for steps in (1, 9):
+        codes = np.random.default_rng(steps).integers(0, VOCAB, size=(3, steps))
+        np.testing.assert_allclose(m.predict(codes), model.predict(codes, verbose=0), atol=ATOL, rtol=RTOL)
 
 # --- depthwise and separable convolutions, reshaping ---------------------------------------------
 
@@ -692,7 +722,7 @@ def test_reshaping_store_round_trip(moved, tmp_path):
     np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0), atol=ATOL, rtol=RTOL)
     assert [type(n.op).__name__ for n in loaded.spec.nodes] == ["Pad1D", "UpSample1D", "Permute", "Reshape", "Pad1D",
                                                                 "Recurrent"]
-    with pytest.raises(EdgernnError, match="'pad' is Pad1D"):
+    with pytest.raises(EdgernnError, match="'pad' is ZeroPadding1D with 2 zero timesteps on the right"):
         loaded.stream()
 
 

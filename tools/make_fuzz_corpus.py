@@ -3,8 +3,10 @@
     python tools/make_fuzz_corpus.py      # needs keras (the test extra)
 
 Seeded: the weights are the same on every run. The ``.ernn`` seeds are test_store's models (every op
-and cell, masks, two inputs, a rank-2 input) and one graph of the ops around an RNN (``layers.ernn``);
-the Keras seeds are small ``.keras`` (Keras 3, Sequential and functional with Masking and Bidirectional) and a legacy ``.h5``. Zip members get a fixed date so
+and cell, masks, two inputs, a rank-2 input) and one graph of the ops around an RNN (``layers.ernn``) and a chain that streams through
+padding and crops (``reshaping.ernn``);
+the Keras seeds are small ``.keras`` (Keras 3, Sequential and functional with Masking and Bidirectional, and one of the layers that
+move timesteps) and a legacy ``.h5``. Zip members get a fixed date so
 a rerun rewrites the same archives. Inputs the fuzzer once found crashing are kept beside them as
 ``regression-*`` files and are not touched here.
 """
@@ -77,6 +79,32 @@ def layers_seed() -> None:
     _fixed_dates(path)
 
 
+def reshaping_seed() -> None:
+    """A chain that streams through the layers that move timesteps: zeros padded on the left, a
+    valid Conv1D, a crop at both ends (its delay line), an LSTM."""
+    import numpy as np
+
+    import edgernn
+    from edgernn import ir
+
+    rng = np.random.default_rng(17)
+
+    def w(*shape):
+        return ir.as_weight(rng.normal(size=shape))
+
+    lstm = ir.Recurrent(name="lstm", cell="lstm", units=2, input_size=3, kernel=w(3, 8), recurrent_kernel=w(2, 8),
+                        return_sequences=True)
+    nodes = (
+        ir.Node(ir.Pad1D(name="pad", left=2), ("x",), ("pad",)),
+        ir.Node(ir.Conv1D(name="conv", kernel=w(3, 2, 3), padding="valid"), ("pad",), ("conv",)),
+        ir.Node(ir.Pad1D(name="crop", left=-1, right=-2), ("conv",), ("crop",)),
+        ir.Node(lstm, ("crop",), ("lstm",)),
+    )
+    path = CORPUS / "reshaping.ernn"
+    edgernn.Model(ir.ModelSpec((ir.Input("x", 2),), nodes, ("lstm",))).save(path)
+    _fixed_dates(path)
+
+
 def keras_seeds() -> None:
     import keras
     from keras import layers
@@ -98,11 +126,18 @@ def keras_seeds() -> None:
     randomize(seq(layers.GRU(2, name="gru", return_sequences=True), layers.Dense(1, name="out"), steps=3, features=2),
               seed=2).save(CORPUS / "gru_legacy.h5")
 
+    path = CORPUS / "reshaping.keras"  # every layer that moves timesteps
+    randomize(seq(layers.ZeroPadding1D((2, 1), name="pad"), layers.Cropping1D((1, 0), name="crop"),
+                  layers.UpSampling1D(2, name="up"), layers.Reshape((-1, 2), name="same"), layers.Permute((2, 1), name="swap"),
+                  layers.Reshape((4, 6), name="regroup"), layers.LSTM(2, name="lstm"), steps=4, features=2), seed=3).save(path)
+    _fixed_dates(path)
+
 
 def main() -> None:
     CORPUS.mkdir(exist_ok=True)
     ernn_seeds()
     layers_seed()
+    reshaping_seed()
     keras_seeds()
     total = 0
     for path in sorted(CORPUS.iterdir()):

@@ -51,6 +51,7 @@ from .program import (ACT, ACTIVATION, AFFINE, B, C, CLIP, CNT, CONV, DENSE, DIL
                       MASK_VALUE, MASK_ZERO, MASKING, NCOLS, NEED, NORM, OP, OUT, PEEP, PREV, PROJ, PROJECTED, RACT, RB,
                       RECURRENT_PANEL, RESET_AFTER, RING, STANDARD, STANDARDIZE, STRIDE, U, UH, UNITS, USES_MASK, VOCAB,
                       W, ZERO_OUTPUT)
+from .program import DELAY  # a Pad1D: windowed, its id after the others
 from .rowwise import embed_row, layer_norm_row, standardize_row, valid_code
 from .simple_rnn import simple_update
 from .window import window_row
@@ -105,11 +106,12 @@ def _chain_step(model, x, y, memory):
             op = program[k, OP]
             n_in = program[k, IN]
             n_out = program[k, OUT]
-            if op >= CONV and op <= GLOBAL_AVG:
+            if (op >= CONV and op <= GLOBAL_AVG) or op == DELAY:
                 target = buffers[which][:n_out]
                 which = 1 - which
-                ring_size, counter_size = (n_in, 1) if op >= GLOBAL_MAX else (n_in * ((program[k, KSIZE] - 1)
-                                                                                      * program[k, DIL]), 3)
+                global_pool = op == GLOBAL_MAX or op == GLOBAL_AVG
+                ring_size, counter_size = (n_in, 1) if global_pool else (n_in * ((program[k, KSIZE] - 1)
+                                                                                 * program[k, DIL]), 3)
                 start = batch * program[k, RING] + s * ring_size
                 ring = state[start : start + ring_size]
                 start = batch * program[k, CNT] + s * counter_size

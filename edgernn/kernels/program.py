@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import (ACTIVATION_IDS, Activation, Affine, Conv1D, Dense, Embedding, Flatten, LayerNorm, Masking, Pooling1D,
-                  Recurrent, Standardize)
+from ..ir import (ACTIVATION_IDS, Activation, Affine, Conv1D, Dense, Embedding, Flatten, LayerNorm, Masking, Pad1D,
+                  Pooling1D, Recurrent, Reshape, Standardize)
 
 # Op kinds. CONV .. GLOBAL_AVG are the windowed stages of edgernn.kernels.window (same ids there;
 # consecutive, as chain.py tests ``CONV <= op <= GLOBAL_AVG``);
-# LAYER_NORM, STANDARDIZE, EMBED the per-row stages of edgernn.kernels.rowwise.
+# LAYER_NORM, STANDARDIZE, EMBED the per-row stages of edgernn.kernels.rowwise; DELAY a Pad1D's
+# windowed stage (edgernn.kernels.window: it crops, and delays by the rows cropped at the right).
 (LSTM, GRU, SIMPLE, DENSE, ACTIVATION, MASKING, CONV, MAX_POOL, AVG_POOL, GLOBAL_MAX, GLOBAL_AVG, AFFINE, LAYER_NORM,
- STANDARDIZE, EMBED) = range(15)
+ STANDARDIZE, EMBED, DELAY) = range(16)
 COUNT_LIMIT = 16777216.0  # 2**24: a global pooling's count saturates there (float32 counts exactly up to it)
 _CELL_KIND = {"lstm": LSTM, "gru": GRU, "simple": SIMPLE}
 # Program columns. A windowed stage: W, B its kernel (k, C/G, F) and bias; KSIZE, DIL, GROUPS the
@@ -115,9 +116,12 @@ def padded_width(columns: int) -> int:
 
 
 def window_kind(op) -> int:
-    """The program's op id of a Conv1D or Pooling1D: CONV, MAX_POOL, AVG_POOL, GLOBAL_MAX or GLOBAL_AVG."""
+    """The program's op id of a Conv1D, Pooling1D or Pad1D: CONV, MAX_POOL, AVG_POOL, GLOBAL_MAX,
+    GLOBAL_AVG or DELAY."""
     if isinstance(op, Conv1D):
         return CONV
+    if isinstance(op, Pad1D):
+        return DELAY
     if op.global_pool:
         return GLOBAL_MAX if op.kind == "max" else GLOBAL_AVG
     return MAX_POOL if op.kind == "max" else AVG_POOL
@@ -127,7 +131,13 @@ def window_geometry(op) -> tuple[int, int, int, int, int]:
     """``(kernel_size, dilation, groups, strides, need)`` of a streamable Conv1D or Pooling1D: its
     taps and their spacing, and when it emits (see :mod:`edgernn.kernels.window`): ``need`` is the
     number of inputs before the first full window, 0 for a causal convolution (its left padding is
-    the zeros a fresh window holds)."""
+    the zeros a fresh window holds). A Pad1D's: a window of the ``right`` rows it crops at the
+    end plus the current one, whose oldest row it emits once the ``left`` rows it crops at the
+    start have passed too (its zero rows are not steps: the stream starts its later stages from
+    the state they leave)."""
+    if isinstance(op, Pad1D):
+        crop_left, crop_right = max(-op.left, 0), max(-op.right, 0)
+        return crop_right + 1, 1, 1, 1, crop_left + crop_right
     if isinstance(op, Conv1D):
         need = 0 if op.padding == "causal" else op.span - 1
         return op.kernel_size, op.dilation_rate, op.groups, op.strides, need
@@ -218,7 +228,7 @@ class ChainProgram:
             elif isinstance(op, Masking):
                 row[OP], row[OUT] = MASKING, width
                 param[1] = op.mask_value
-            elif isinstance(op, Flatten):  # of a vector (streamable_problem refuses one over time): the identity
+            elif isinstance(op, (Flatten, Reshape)):  # of a vector, or keeping every row (streamable_problem): identity
                 row[OP], row[OUT], row[ACT] = ACTIVATION, width, ACTIVATION_IDS["linear"]
             elif isinstance(op, Affine):
                 row[OP], row[OUT] = AFFINE, width
@@ -237,7 +247,7 @@ class ChainProgram:
                 row[W] = place(op.embeddings)
                 row[FLAGS] = MASK_ZERO if op.mask_zero else 0
                 width = op.output_size
-            elif isinstance(op, (Conv1D, Pooling1D)):
+            elif isinstance(op, (Conv1D, Pooling1D, Pad1D)):
                 row[KSIZE], row[DIL], row[GROUPS], row[STRIDE], row[NEED] = window_geometry(op)
                 row[OP], row[OUT], row[ACT] = window_kind(op), width, ACTIVATION_IDS["linear"]
                 if isinstance(op, Conv1D):
@@ -246,10 +256,10 @@ class ChainProgram:
                     row[B] = place(op.bias if op.bias is not None else np.zeros(op.output_size))
                     row[ACT] = ACTIVATION_IDS[op.activation]
                     names = ("inputs", width * (op.span - 1)), ("counters", 3)
-                elif op.global_pool:
+                elif isinstance(op, Pooling1D) and op.global_pool:
                     names = ("pooled", width), ("count", 1)
-                else:
-                    names = ("inputs", width * (op.pool_size - 1)), ("counters", 3)
+                else:  # the last pool_size - 1 inputs; a Pad1D's: the rows it crops at the right
+                    names = ("inputs", width * int(row[KSIZE] - 1)), ("counters", 3)
                 blocks = {}
                 for column, (name, size) in zip((RING, CNT), names):
                     row[column] = state_width

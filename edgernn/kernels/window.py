@@ -1,4 +1,4 @@
-"""The streaming step of Conv1D and Pooling1D: each keeps a window of its last inputs as state.
+"""The streaming step of Conv1D, Pooling1D and Pad1D: each keeps a window of its last inputs as state.
 
 One timestep of one stream is :func:`window_row`; the fused step (:mod:`edgernn.kernels.chain`)
 calls it per stream, :func:`window_batch` (many streams, one step) and :func:`window_block`
@@ -16,6 +16,12 @@ State of one stage, per stream (float32, in the stream's memory; see :mod:`edger
   output, modulo ``strides``; the ring's next row. All three are small integers, exact in
   float32. Zeros are the fresh state: an empty window, which for a causal convolution *is* its
   left padding of ``span - 1`` zeros;
+* Pad1D (Keras Cropping1D, ZeroPadding1D on the left; kind DELAY): the same ``inputs`` and
+  ``counters``, its ring the last ``R = right`` inputs cropped at the end (none without), and
+  ``need = left + right`` crops (see :func:`~edgernn.kernels.program.window_geometry`). Input n emits,
+  from n = need on, the input R steps back: ``predict`` on the prefix ending at input n keeps
+  rows ``left .. n - right``, so its new last row is input n - R. Zero rows padded at the left are
+  not inputs here: the stream starts the stages after the Pad1D from the state those rows leave;
 * global pooling: ``pooled`` (F,), the running max or mean, and ``count`` (1,), the inputs seen,
   saturating at 2**24 (float32 counts exactly up to there; the mean then stays a running average
   with weight 2**-24 per step).
@@ -29,6 +35,7 @@ and the row is the op over the window of inputs n - span + 1 .. n (lag L = span 
 
     conv:     y[f] = act(bias[f] + sum_j sum_c in_{lag (k-1-j)*d}[g(f)*C/G + c] * kernel[j, c, f])
     max/avg:  y = max / mean over lags 0 .. pool_size - 1
+    delay:    y = in_{lag R}
     global:   max_n = max(max_{n-1}, x_n);  mean_n = mean_{n-1} + (x_n - mean_{n-1}) / n   (every input emits)
 """
 
@@ -41,7 +48,7 @@ from ._gemm import packed_affine
 from ._linalg import accumulate, copy_row
 from .activations import activate_row
 
-from .program import AVG_POOL, CONV, COUNT_LIMIT, GLOBAL_AVG, GLOBAL_MAX, MAX_POOL
+from .program import AVG_POOL, CONV, COUNT_LIMIT, DELAY, GLOBAL_AVG, GLOBAL_MAX, MAX_POOL
 
 # Entries of a windowed stage's counters.
 FILL, PHASE, POS = 0, 1, 2
@@ -74,7 +81,7 @@ def _lagged(x, ring, pos, lag, width):
 
 @njit(**INLINE)
 def window_row(kind, y, x, ring, counters, kernel, bias, dilation, groups, need, strides, act):
-    """One input ``x`` (C,) of one stream through a Conv1D or pooling stage; True if it emits ``y``.
+    """One input ``x`` (C,) of one stream through a Conv1D, pooling or Pad1D stage; True if it emits ``y``.
 
     ``y`` (width,) is written only when it emits. ``ring`` and ``counters`` are this stream's state
     (module docstring); ``kernel`` (k, C/G, F) and ``bias`` (F,) are used by Conv1D only, ``need``,
@@ -114,6 +121,8 @@ def window_row(kind, y, x, ring, counters, kernel, bias, dilation, groups, need,
                         accumulate(y[g * per_filter : (g + 1) * per_filter], row[g * per_group : (g + 1) * per_group],
                                    kernel[j, :, g * per_filter : (g + 1) * per_filter])
             activate_row(act, y)
+        elif kind == DELAY:  # the oldest row of the ring (its slot pos, overwritten below), or x without one
+            copy_row(y, _lagged(x, ring, pos, ring.shape[0] // width, width))
         else:
             span = ring.shape[0] // width + 1
             copy_row(y, x)

@@ -117,7 +117,7 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
     # Streamable in float, not in the int8 runtime yet: named first, whatever else is wrong.
     kinds = {ir.Conv1D: "Conv1D", ir.Pooling1D: "Pooling1D", ir.Affine: "Affine (BatchNormalization)",
              ir.Flatten: "Flatten", ir.LayerNorm: "LayerNorm", ir.Standardize: "Standardize (Normalization)",
-             ir.Embedding: "Embedding"}
+             ir.Embedding: "Embedding", ir.Pad1D: "Pad1D (ZeroPadding1D, Cropping1D)"}
     problems = [f"layer {node.op.name!r} is {kinds[type(node.op)]}: the firmware runtime has no integer version "
                 "of it yet (predict and stream run it in float32)" for node in spec.nodes if type(node.op) in kinds]
     if problems:

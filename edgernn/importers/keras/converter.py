@@ -13,12 +13,17 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+import dataclasses
+
 from ... import ir
+from ...graph import min_steps
+from ...store import MAX_DIMENSION
+from ...verify import RANDOM_STEPS
 from ...errors import InvalidModelFile, UnsupportedModel
 from .._refusals import points_to
 from .activations import _ActivationHandlers
 from .conv import _ConvHandlers
-from .graph import _UNKNOWN, _Call, _Data, _MaskExpr, _parse_node, _refs, _Unusable
+from .graph import _UNKNOWN, _Call, _Data, _MaskColumns, _MaskExpr, _parse_node, _refs, _Unusable
 from .layers import _IDENTITY_LAYERS, _LayerHandlers
 from .masking import _MaskHandlers
 from .merge import _MERGE_LAYERS, _MergeHandlers
@@ -44,6 +49,7 @@ class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandle
         self.weight_keys: dict[str, str] = {}
         self.maskings: dict[tuple[str, float], tuple[str, str]] = {}
         self.code_masks: dict[str, str] = {}  # int input -> the mask of an Embedding(mask_zero) reading it
+        self.any_length: set[str] = set()  # (batch, None) inputs: codes of any length, if an Embedding reads them
         self.used_op_names: set[str] = set()
 
     # -- driver ----------------------------------------------------------------------------
@@ -67,12 +73,17 @@ class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandle
         names = []
         for value in outputs:
             names.append(self._use(value, "model output"))
+        for i in self.inputs:
+            if i.name in self.any_length and i.dtype != "int":
+                self.unsupported.append(f"input {i.name!r}: the number of features must be fixed, got None (a "
+                                        "(batch, None) input is one of integer codes of any length for an Embedding)")
         if self.invalid:
             raise InvalidModelFile(f"{self.label}: inconsistent weights or config", self.invalid)
         if self.unsupported:
             raise UnsupportedModel(f"{self.label}: cannot convert this model", self.unsupported)
         try:
-            return ir.ModelSpec(tuple(self.inputs), tuple(self.nodes), tuple(names), source)
+            return _fewest_codes(ir.ModelSpec(tuple(self._any_length_inputs()), tuple(self.nodes), tuple(names),
+                                              source), self.any_length)
         except InvalidModelFile as exc:
             raise InvalidModelFile(f"{self.label}: {exc}") from exc
 
@@ -83,7 +94,7 @@ class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandle
         if isinstance(value, _Unusable):
             if value.why:
                 self.unsupported.append(f"{value.why} (used as {what})")
-        elif isinstance(value, _MaskExpr):
+        elif isinstance(value, (_MaskExpr, _MaskColumns)):
             self.unsupported.append(f"a mask computed by keras.ops is used as {what}")
         else:
             self.unsupported.append(f"a constant is used as {what}")
@@ -282,6 +293,10 @@ class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandle
             )
             return None
         features = shape[-1]
+        if len(shape) == 2 and features is None:  # Input(shape=(None,), dtype="int32"): codes of any length
+            self.any_length.add(name)
+            self.inputs.append(ir.Input(name=name, features=1, rank=2))  # features set in convert
+            return _Data(name, 2, 1, None)
         if not isinstance(features, int) or features < 1:
             codes = " (integer codes for an Embedding need a fixed length here)" if len(shape) == 2 else ""
             self.unsupported.append(f"input {name!r}: the number of features must be fixed, got {features}{codes}")
@@ -290,6 +305,11 @@ class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandle
         timesteps = shape[1] if rank == 3 and isinstance(shape[1], int) else None
         self.inputs.append(ir.Input(name=name, features=features, rank=rank, timesteps=timesteps))
         return _Data(name, rank, features, timesteps)
+
+    def _any_length_inputs(self) -> list[ir.Input]:
+        """The inputs, each one of codes of any length at the longest length the store takes (every
+        layer fits it), for the validation that :func:`_fewest_codes` then reruns at the fewest."""
+        return [dataclasses.replace(i, features=MAX_DIMENSION) if i.name in self.any_length else i for i in self.inputs]
 
     # -- layers ------------------------------------------------------------------------------
 
@@ -316,7 +336,7 @@ class _Converter(_ActivationHandlers, _ConvHandlers, _LayerHandlers, _MaskHandle
                 what = f"{cls} layers are"
             self.unsupported.append(f"{where}: {what} not supported")
             return None
-        dtype_problem = self._dtype_problem(cfg)
+        dtype_problem = None if cls in ("ZerosLike", "OnesLike") else self._dtype_problem(cfg)  # their output's
         if dtype_problem:
             problems.append(f"{where}: {dtype_problem}")
         # Values of refused upstream layers propagate silently (already reported); the layer's
@@ -366,6 +386,9 @@ _HANDLERS = {
     "NotEqual": _Converter._not_equal,
     "Any": _Converter._any,
     "LogicalOr": _Converter._logical_or,
+    "ExpandDims": _Converter._expand_dims,
+    "ZerosLike": _Converter._mask_fill,
+    "OnesLike": _Converter._mask_fill,
     "Conv1D": _Converter._conv1d,
     "DepthwiseConv1D": _Converter._depthwise_conv1d,
     "SeparableConv1D": _Converter._depthwise_conv1d,
@@ -403,3 +426,15 @@ def _input_shape(cfg: dict):
     if cfg.get("shape") is not None:  # some Keras 3 releases wrote shape without the batch axis
         return [None, *cfg["shape"]]
     return None
+
+
+def _fewest_codes(spec: ir.ModelSpec, any_length: set) -> ir.ModelSpec:
+    """``spec`` with each integer input of any length (``Input(shape=(None,))``) given as its
+    ``features`` (the T that validation, verification's random codes and ``warmup`` use) the length
+    verification takes for a sequence of any length, or the fewest timesteps its layers fit if
+    more; ``predict`` and streams take codes of any length the layers fit, as for a fixed T."""
+    if not any_length:
+        return spec
+    inputs = tuple(dataclasses.replace(i, features=max(RANDOM_STEPS, min_steps(spec, i.name)))
+                   if i.name in any_length else i for i in spec.inputs)
+    return spec.replace(inputs=inputs)

@@ -40,6 +40,22 @@ class _MaskExpr:
 
 
 @dataclass(frozen=True)
+class _MaskColumns:
+    """Keras 3's ``Concatenate.compute_mask`` over the features, as the keras.ops nodes a functional
+    config records: each input's mask laid over its features, ``logical_or(expand_dims(mask, -1),
+    zeros_like(x))``, or all True for an unmasked input, ``ones_like(x)``; ``concatenate`` of those;
+    then ``any(axis=-1)``, which is True at a step where any input's mask is. ``masks``: per input,
+    its mask (a _MaskExpr) or None for all True; ``stage`` the node that made it: "expanded",
+    "zeros" (no masks), "columns" (one input's), "joined" (all of them)."""
+
+    masks: tuple
+    stage: str
+
+
+NO_MASK = _MaskColumns((), "none")  # any() over a concatenation with an unmasked input: all True
+
+
+@dataclass(frozen=True)
 class _Unusable:
     """A tensor edgernn cannot produce; using it is a problem (``why``), not using it is fine."""
 

@@ -112,8 +112,8 @@ class _LayerHandlers:
         return [_Data(op.name, 3, x.features, n, None)]
 
     def _embedding(self, entry, call, k, where, problems, dry):
-        """Embedding of a model input's integer codes ``(batch, T)``, T fixed (predict takes inputs of a
-        fixed shape); the input becomes an ``int`` ir.Input. ``mask_zero`` adds the mask ``codes != 0``,
+        """Embedding of a model input's integer codes ``(batch, T)``, T fixed or any (``Input(shape=(None,))``);
+        the input becomes an ``int`` ir.Input. ``mask_zero`` adds the mask ``codes != 0``,
         which rides on the output as a Masking mask does (and answers Keras 3's ``not_equal(codes, 0)``)."""
         cfg = entry["config"]
         name = cfg.get("name", entry.get("name"))
@@ -137,4 +137,5 @@ class _LayerHandlers:
         self.nodes.append(ir.Node(op=op, inputs=(x.name,), outputs=outputs))
         if op.mask_zero:
             self.code_masks[x.name] = outputs[1]
-        return [_Data(op.name, 3, dim, x.features, outputs[1] if op.mask_zero else None)]
+        steps = None if x.name in self.any_length else x.features  # the codes' T
+        return [_Data(op.name, 3, dim, steps, outputs[1] if op.mask_zero else None)]

@@ -6,13 +6,15 @@ Masks differ between Keras versions. tf-keras ANDs the masks of the inputs that 
 (``base_merge.compute_mask``; Concatenate's OR with an unmasked input's all-True mask is all True).
 So when the masked inputs all carry one mask, the merge's mask is that mask (Keras 2), or that mask
 if every input carries it and none otherwise (Keras 3); inputs with different masks are refused
-(the IR has no AND or OR of masks), as is a masked input to a concatenation over time.
+(the IR has no AND or OR of masks), as is a masked input to a concatenation over time. Keras 3's
+functional configs record a Concatenate's mask as keras.ops nodes (``masking.py`` follows them:
+:class:`~.graph._MaskColumns`), which the RNN after it reads.
 """
 
 from __future__ import annotations
 
 from ... import ir
-from .graph import _Data
+from .graph import _Data, _MaskColumns
 
 _MERGE_LAYERS = {"Add": "add", "Subtract": "subtract", "Multiply": "multiply", "Average": "average",
                  "Maximum": "maximum", "Minimum": "minimum"}
@@ -72,6 +74,11 @@ class _MergeHandlers:
         axis = entry["config"].get("axis", -1)
         if dry:
             return None
+        if call.inputs and all(isinstance(v, _MaskColumns) and v.stage == "columns" for v in call.inputs):
+            if axis not in (-1, 2):
+                problems.append(f"{where}: a mask concatenated over axis {axis!r} is not supported")
+                return None
+            return [_MaskColumns(tuple(m for v in call.inputs for m in v.masks), "joined")]  # Keras 3's mask of one
         xs = self._merge_inputs(call, where, problems)
         if xs is None:
             return None

@@ -64,6 +64,8 @@ class _ReshapeHandlers:
         x = self._time_input(call, where, problems, dry, ranks=(2, 3))
         if x is None:
             return None
+        if x.rank == 3 and len(target) == 2 and target[1] == x.features and target[0] in (-1, x.timesteps):
+            return [x]  # every timestep kept as it is (Reshape((-1, C)) on (T, C)): the identity, of any length
         if x.rank == 3 and x.timesteps is None:
             problems.append(f"{where}: reshaping a sequence needs a fixed number of timesteps "
                             "(the model's input has a variable length)")
