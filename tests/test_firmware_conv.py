@@ -200,3 +200,22 @@ def test_layer_norm_is_still_refused_naming_the_layer(scheme):
     problems = edgernn.quantize.supported_problems(spec, scheme)
     assert len(problems) == 1 and "'my_norm'" in problems[0] and "LayerNorm" in problems[0], problems
     assert edgernn.quantize.supported_problems(model.spec, scheme) == []
+
+
+def test_simulated_stream_state_round_trips_and_resets_one_stream(models, tmp_path):
+    """A quantized CNN stream's state (rings, counters, the last output and emitted flags) saved and
+    loaded continues bit for bit; reset(i) makes stream i start over as a fresh stream."""
+    _, _, quantized = models("cnn_lstm")
+    qmodel = quantized["int8"]
+    x = inputs("cnn_lstm", 9, batch=2, steps=30)
+    stream = qmodel.stream(2)
+    stream.run(x[:, :13])
+    stream.save_state(tmp_path / "s.state")
+    want = stream.run(x[:, 13:])
+    again = qmodel.stream(2)
+    again.load_state(tmp_path / "s.state")
+    np.testing.assert_array_equal(again.run(x[:, 13:]), want)
+    np.testing.assert_array_equal(again.emitted_run, stream.emitted_run)
+    again.reset(1)
+    fresh = qmodel.stream(1).run(x[1:, :11])
+    np.testing.assert_array_equal(again.run(x[:, :11])[1], fresh[0])
