@@ -334,8 +334,12 @@ class NumpyChain:
             raise NotStreamable(problem)
         self.batch = batch
         self.stages = []
+        current = spec.inputs[0].name
         for node in spec.nodes:
             op = node.op
+            if node.inputs[0] != current:  # a graph of branches: the NumPy contrast covers chains only
+                raise NotStreamable(f"the NumPy baseline steps a chain; layer {op.name!r} reads another branch")
+            current = node.outputs[0]
             if isinstance(op, ir.Recurrent):
                 self.stages.append(_NpRecurrent(op))
             elif isinstance(op, ir.Dense):

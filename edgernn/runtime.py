@@ -94,7 +94,8 @@ class Model:
     def _chain_program(self) -> "kernels.ChainProgram":
         """The model packed for the fused step kernel, made once and shared by all its streams."""
         if getattr(self, "_program", None) is None:
-            self._program = kernels.ChainProgram(self.spec.nodes, self.step_features)
+            self._program = kernels.ChainProgram(self.spec.nodes, self.step_features, self.spec.inputs[0].name,
+                                                 self.spec.outputs[0])
         return self._program
 
     @property
@@ -326,33 +327,40 @@ class _RowStage:
             self.epsilon = _F32(op.epsilon)
         elif isinstance(op, ir.Masking):
             self.mask_value = _F32(op.mask_value)
+        # The op's computation, chosen once here rather than by type on every step.
+        self.apply = {ir.Dense: self._dense, ir.Activation: self._activation, ir.Affine: self._affine,
+                      ir.LayerNorm: self._layer_norm, ir.Standardize: self._standardize, ir.Embedding: self._embed,
+                      ir.Flatten: self._identity, ir.Masking: self._masking}[type(op)]
         self.step_keep = np.ones(batch, np.bool_) if self.masks else None
         self.step_y = np.zeros((batch, self.width), _F32)
 
-    def apply(self, x, y, keep):
-        """Fill ``y`` (rows, width) from ``x`` (rows, F); a mask maker also fills ``keep`` (rows,).
+    # Each fills ``y`` (rows, width) from ``x`` (rows, F); a mask maker also fills ``keep`` (rows,).
+    def _dense(self, x, y, keep):  # one BLAS product over all rows, then the activation in place
+        np.matmul(x, self.kernel, out=y)
+        kernels.bias_activation(y, self.bias, self.activation)
 
-        Dense uses one BLAS product over all rows, then the activation in place. An Embedding's
-        codes (``x`` (rows, 1)) were checked by the stream before anything ran."""
+    def _activation(self, x, y, keep):
+        kernels.activation_forward(x, self.activation, y)
+
+    def _affine(self, x, y, keep):
+        np.multiply(x, self.node.op.scale, out=y)
+        np.add(y, self.node.op.offset, out=y)
+
+    def _layer_norm(self, x, y, keep):
+        kernels.layer_norm_rows(self.norm, x, y, self.gamma, self.beta, self.epsilon)
+
+    def _standardize(self, x, y, keep):
+        kernels.standardize_rows(x, y, self.node.op.mean, self.node.op.std)
+
+    def _embed(self, x, y, keep):  # the codes (x (rows, 1)) were checked by the stream before anything ran
         op = self.node.op
-        if isinstance(op, ir.Dense):
-            np.matmul(x, self.kernel, out=y)
-            kernels.bias_activation(y, self.bias, self.activation)
-        elif isinstance(op, ir.Activation):
-            kernels.activation_forward(x, self.activation, y)
-        elif isinstance(op, ir.Affine):
-            np.multiply(x, op.scale, out=y)
-            np.add(y, op.offset, out=y)
-        elif isinstance(op, ir.LayerNorm):
-            kernels.layer_norm_rows(self.norm, x, y, self.gamma, self.beta, self.epsilon)
-        elif isinstance(op, ir.Standardize):
-            kernels.standardize_rows(x, y, op.mean, op.std)
-        elif isinstance(op, ir.Embedding):
-            kernels.embed_rows(x, y, op.embeddings, _NO_KEEP if keep is None else keep, op.mask_zero)
-        elif isinstance(op, ir.Flatten):  # of a vector: the identity
-            np.copyto(y, x)
-        else:
-            kernels.masking_forward(x, self.mask_value, y, keep)
+        kernels.embed_rows(x, y, op.embeddings, _NO_KEEP if keep is None else keep, op.mask_zero)
+
+    def _identity(self, x, y, keep):  # Flatten of a vector
+        np.copyto(y, x)
+
+    def _masking(self, x, y, keep):
+        kernels.masking_forward(x, self.mask_value, y, keep)
 
     def block(self, x):
         """``x`` (T, B, F) -> ``(y (T, B, width), keep (T, B) or None)``."""
@@ -365,6 +373,45 @@ class _RowStage:
         """``x`` (B, F) -> ``(y (B, width), keep (B,) or None)`` into reusable buffers."""
         self.apply(x, self.step_y, self.step_keep)
         return self.step_y, self.step_keep
+
+
+class _MergeStage:
+    """A Merge (add, subtract, multiply, average, maximum, minimum) or a Concatenate over features:
+    its inputs' rows joined into one, as :func:`edgernn.graph.execute` joins whole arrays (the
+    inputs folded left to right, an average's sum divided by their count; side by side)."""
+
+    def __init__(self, node: ir.Node, batch: int, widths: list[int]):
+        self.node = node
+        op = node.op
+        self.concatenate = isinstance(op, ir.Concatenate)
+        self.width = sum(widths) if self.concatenate else widths[0]
+        self.columns = np.cumsum([0] + widths)  # of each input in a concatenation's output
+        self.fold = None if self.concatenate else graph.MERGE_UFUNCS[op.mode]
+        self.count = _F32(len(widths)) if not self.concatenate and op.mode == "average" else None
+        self.inputs = [None] * len(widths)  # the step's inputs, gathered without a new list
+        self.step_y = np.zeros((batch, self.width), _F32)
+
+    def _join(self, xs, y):
+        if self.concatenate:
+            for x, start, end in zip(xs, self.columns[:-1], self.columns[1:]):
+                y[..., start:end] = x
+            return
+        self.fold(xs[0], xs[1], out=y)
+        for k in range(2, len(xs)):
+            self.fold(y, xs[k], out=y)
+        if self.count is not None:
+            np.divide(y, self.count, out=y)
+
+    def block(self, xs):
+        """``xs``: one (T, B, F_i) per input -> (T, B, width)."""
+        y = np.empty(xs[0].shape[:2] + (self.width,), _F32)
+        self._join(xs, y)
+        return y
+
+    def batch_step(self, xs):
+        """``xs``: one (B, F_i) per input -> (B, width) in a reusable buffer."""
+        self._join(xs, self.step_y)
+        return self.step_y
 
 
 class Stream:
@@ -418,38 +465,69 @@ class Stream:
         self._memory = program.new_memory(batch)  # state, then the fused kernel's scratch
         self._state = self._memory[: batch * program.state_width]
         self._fused = batch <= fused_step_max_batch(model.spec)
-        self._stages = []
-        blocks, windows = iter(program.blocks), iter(program.windows)
-        keep_of = {}  # mask tensor name -> index of the Masking stage that makes it
-        for node in model.spec.nodes:
-            if isinstance(node.op, ir.Recurrent):
-                stage = _RecurrentStage(node, next(blocks), self._state, batch, self._fused)
-            elif isinstance(node.op, (ir.Conv1D, ir.Pooling1D)):
-                stage = _WindowStage(node, next(windows), self._state, batch, features, self._fused)
-            else:
-                stage = _RowStage(node, batch, features)
-                if stage.masks:
-                    keep_of[node.outputs[1]] = len(self._stages)
-            features = stage.width
-            stage.mask_source = keep_of.get(node.mask)
-            self._stages.append(stage)
-        self._recurrent = [s for s in self._stages if isinstance(s, _RecurrentStage)]
-        self._windows = [s for s in self._stages if isinstance(s, _WindowStage)]
+        self._build_stages(model.spec, program, features)
         self._last_output = program.view(self._state, batch, program.last_output)
         self._emitted = program.view(self._state, batch, program.emitted)  # (batch, 1): 1.0 if the last step emitted
-        self._step_active = np.ones(batch, np.bool_)  # the streams a step's input reaches, stage after stage
-        self._step_active_column = self._step_active[:, None]
+        self._step_active_column = self._actives[self._output_active][:, None]
         if self._windows:  # which streams each stage's input reaches is tracked only where some may not
             self._batch_step = self._batch_step_windowed
         self.emitted_run = np.zeros((batch, 0), np.bool_)
         self._step_x = np.zeros((batch, self.input_features), _F32)
         self._step_y = np.zeros((batch, self.output_features), _F32)
-        self._all_kept = np.ones(batch, np.bool_)
         self._packed = program.packed  # the fused kernel's model argument
         self._chain_step = None
         if self._fused:
             self._use_kernel(kernels.compiled_chain_step())
         self._has_output = False
+
+    def _build_stages(self, spec: ir.ModelSpec, program, features: int) -> None:
+        """One stage per node, in the spec's order, and where each reads and writes.
+
+        The paths that go stage by stage (many streams, ``run``) keep the tensors of one step or
+        block in a list, ``values``: slot 0 the model input, slot 1 the mask of an unmasked layer
+        (all kept), then one slot per tensor a stage makes (its output, and a mask maker's mask).
+        A stage reads ``sources`` (its inputs' slots) and ``mask_source``, writes ``target`` (and
+        ``keep_target``). Which streams a tensor's rows are fresh for (``active``) lives in the
+        list ``actives``: slot 0 the input's (all), then one per windowed stage, which may not
+        emit; every other stage's output is fresh where its first input is (``active_in``)."""
+        batch = self.batch_size
+        slot_of = {spec.inputs[0].name: 0}
+        width_of = {spec.inputs[0].name: features}
+        active_of = {spec.inputs[0].name: 0}
+        self._stages = []
+        blocks, windows = iter(program.blocks), iter(program.windows)
+        for node in spec.nodes:
+            op = node.op
+            width = width_of[node.inputs[0]]
+            if isinstance(op, ir.Recurrent):
+                stage = _RecurrentStage(node, next(blocks), self._state, batch, self._fused)
+            elif isinstance(op, (ir.Conv1D, ir.Pooling1D)):
+                stage = _WindowStage(node, next(windows), self._state, batch, width, self._fused)
+            elif isinstance(op, ir.MULTI_INPUT_OPS):
+                stage = _MergeStage(node, batch, [width_of[name] for name in node.inputs])
+            else:
+                stage = _RowStage(node, batch, width)
+            stage.sources = tuple(slot_of[name] for name in node.inputs)
+            stage.mask_source = slot_of[node.mask] if node.mask else 1
+            stage.active_in = active_of[node.inputs[0]]
+            stage.target = slot_of[node.outputs[0]] = len(slot_of) + 1
+            width_of[node.outputs[0]] = stage.width
+            if isinstance(stage, _RowStage) and stage.masks:
+                stage.keep_target = slot_of[node.outputs[1]] = len(slot_of) + 1
+            if isinstance(stage, _WindowStage):
+                stage.active_out = len(active_of)
+                active_of[node.outputs[0]] = stage.active_out
+                active_of[op.name] = stage.active_out  # (a key no tensor has: counts the windows)
+            else:
+                active_of[node.outputs[0]] = stage.active_in
+            self._stages.append(stage)
+        self._recurrent = [s for s in self._stages if isinstance(s, _RecurrentStage)]
+        self._windows = [s for s in self._stages if isinstance(s, _WindowStage)]
+        self._output_slot = slot_of[spec.outputs[0]]
+        self._output_active = active_of[spec.outputs[0]]
+        self._values = [None] * (len(slot_of) + 1)
+        self._all_kept = self._values[1] = np.ones(batch, np.bool_)
+        self._actives = [np.ones(batch, np.bool_)] + [np.ones(batch, np.bool_) for _ in self._windows]
 
     # -- running -------------------------------------------------------------------------------
     def step(self, x_t, out=None):
@@ -527,54 +605,78 @@ class Stream:
     def _batch_step(self, x):
         """One step of many streams, stage by stage, through reusable buffers: every stream emits
         (no Conv1D or pooling; a stream with one steps through :meth:`_batch_step_windowed`)."""
-        keeps = {}
-        for index, stage in enumerate(self._stages):
+        values = self._values
+        values[0] = x
+        for stage in self._stages:
+            source = values[stage.sources[0]]
             if isinstance(stage, _RecurrentStage):
-                x = stage.batch_step(x, keeps.get(stage.mask_source, self._all_kept))
+                values[stage.target] = stage.batch_step(source, values[stage.mask_source])
+            elif isinstance(stage, _MergeStage):
+                values[stage.target] = stage.batch_step(self._gather(stage, values))
             else:
-                x, keep = stage.batch_step(x)
-                keeps[index] = keep
-        np.copyto(self._step_y, x)
-        np.copyto(self._last_output, x)
+                values[stage.target], keep = stage.batch_step(source)
+                if keep is not None:
+                    values[stage.keep_target] = keep
+        np.copyto(self._step_y, values[self._output_slot])
+        np.copyto(self._last_output, self._step_y)
         self._emitted.fill(1.0)
+
+    @staticmethod
+    def _gather(stage, values) -> list:
+        """A merge stage's inputs from ``values``, in its reusable list."""
+        for k, slot in enumerate(stage.sources):
+            stage.inputs[k] = values[slot]
+        return stage.inputs
 
     def _batch_step_windowed(self, x):
         """One step of many streams, stage by stage, through reusable buffers.
 
-        ``active`` follows which streams the input reaches: a windowed stage that does not emit
-        for a stream leaves the stages after it untouched for that stream (a recurrent stage
-        sees it as a masked step, which keeps its state), and the stream's output is held."""
-        keeps = {}
-        active = self._step_active
-        active[:] = True
-        for index, stage in enumerate(self._stages):
+        ``actives`` follow which streams each tensor gets a fresh row for: a windowed stage that
+        does not emit for a stream leaves the stages behind it untouched for that stream (a
+        recurrent stage sees it as a masked step, which keeps its state), and, if the model's
+        output is among them, the stream's output is held."""
+        values, actives = self._values, self._actives
+        values[0] = x
+        for stage in self._stages:
+            source = values[stage.sources[0]]
             if isinstance(stage, _RecurrentStage):
-                np.logical_and(keeps.get(stage.mask_source, self._all_kept), active, out=stage.step_keep)
-                x = stage.batch_step(x, stage.step_keep)
+                np.logical_and(values[stage.mask_source], actives[stage.active_in], out=stage.step_keep)
+                values[stage.target] = stage.batch_step(source, stage.step_keep)
             elif isinstance(stage, _WindowStage):
-                x = stage.batch_step(x, active)
+                active = actives[stage.active_out]
+                np.copyto(active, actives[stage.active_in])
+                values[stage.target] = stage.batch_step(source, active)
+            elif isinstance(stage, _MergeStage):
+                values[stage.target] = stage.batch_step(self._gather(stage, values))
             else:
-                x, keep = stage.batch_step(x)
-                keeps[index] = keep
-        np.copyto(self._last_output, x, where=self._step_active_column)
+                values[stage.target], keep = stage.batch_step(source)
+                if keep is not None:
+                    values[stage.keep_target] = keep
+        np.copyto(self._last_output, values[self._output_slot], where=self._step_active_column)
         np.copyto(self._step_y, self._last_output)
         np.copyto(self._emitted, self._step_active_column)
 
     def _block(self, x):
-        """T steps of every stream, layer by layer: ``x`` (T, B, F) -> ``(y (T, B, outputs), emitted
-        (T, B))``; the rows of ``y`` that did not emit are left unset (see :meth:`run`)."""
-        all_kept = np.ones(x.shape[:2], np.bool_)
-        active = np.ones(x.shape[:2], np.bool_)
-        keeps = {}
-        for index, stage in enumerate(self._stages):
+        """T steps of every stream, stage by stage: ``x`` (T, B, F) -> ``(y (T, B, outputs), emitted
+        (T, B))``; the rows of ``y`` that did not emit are left unset (see :meth:`run`). The
+        tensors and their ``actives`` as in :meth:`_build_stages`, for the whole block."""
+        values = [None] * len(self._values)
+        values[0], values[1] = x, np.ones(x.shape[:2], np.bool_)
+        actives = [np.ones(x.shape[:2], np.bool_) for _ in self._actives]
+        for stage in self._stages:
+            source = values[stage.sources[0]]
             if isinstance(stage, _RecurrentStage):
-                x = stage.block(x, keeps.get(stage.mask_source, all_kept) & active)
+                values[stage.target] = stage.block(source, values[stage.mask_source] & actives[stage.active_in])
             elif isinstance(stage, _WindowStage):
-                x = stage.block(x, active)
+                actives[stage.active_out] = active = actives[stage.active_in].copy()
+                values[stage.target] = stage.block(source, active)
+            elif isinstance(stage, _MergeStage):
+                values[stage.target] = stage.block([values[slot] for slot in stage.sources])
             else:
-                x, keep = stage.block(x)
-                keeps[index] = keep
-        return x, active
+                values[stage.target], keep = stage.block(source)
+                if keep is not None:
+                    values[stage.keep_target] = keep
+        return values[self._output_slot], actives[self._output_active]
 
     def run(self, x):
         """A block of timesteps: ``x`` (batch, T, features) -> (batch, T, outputs), state carried;

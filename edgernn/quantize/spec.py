@@ -109,6 +109,15 @@ class QSpec:
     source: dict = field(default_factory=dict)
 
 
+def _chain_problem(spec: ir.ModelSpec) -> str | None:
+    """Why a streamable ``spec`` is not a chain (each layer reading the one before), or None."""
+    for node in spec.nodes:
+        if isinstance(node.op, ir.MULTI_INPUT_OPS):
+            return (f"layer {node.op.name!r} is {type(node.op).__name__}: it joins branches, which the float32 "
+                    "stream runs but the firmware runtime does not yet")
+    return None
+
+
 def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
     """Everything in ``spec`` the exported runtime cannot run in ``scheme`` (empty if all is fine)."""
     problems = []
@@ -122,7 +131,7 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
                 "of it yet (predict and stream run it in float32)" for node in spec.nodes if type(node.op) in kinds]
     if problems:
         return problems
-    why = streamable_problem(spec)
+    why = streamable_problem(spec) or _chain_problem(spec)
     if why is not None:
         return [f"the firmware runtime steps a chain one timestep at a time, and {why}"]
     integer = scheme == "int8"
