@@ -515,9 +515,7 @@ class Stream:
             if isinstance(stage, _RowStage) and stage.masks:
                 stage.keep_target = slot_of[node.outputs[1]] = len(slot_of) + 1
             if isinstance(stage, _WindowStage):
-                stage.active_out = len(active_of)
-                active_of[node.outputs[0]] = stage.active_out
-                active_of[op.name] = stage.active_out  # (a key no tensor has: counts the windows)
+                stage.active_out = active_of[node.outputs[0]] = 1 + sum(isinstance(s, _WindowStage) for s in self._stages)
             else:
                 active_of[node.outputs[0]] = stage.active_in
             self._stages.append(stage)
