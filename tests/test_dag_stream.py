@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_conv_layers import randomize
+from test_conv_stream import step_through
 from test_keras_import import ATOL, RTOL, keras, layers
 from test_stream import assert_paths_agree, assert_steps_allocate_nothing
 
@@ -43,15 +44,6 @@ def functional(build, seed=0, features=FEATURES):
 
 def data(batch, steps=STEPS, seed=0, features=FEATURES):
     return np.random.default_rng(seed).normal(size=(batch, steps, features)).astype(F32)
-
-
-def step_through(stream, x):
-    """Every step's output (batch, T, O) and emitted flags (batch, T)."""
-    ys, emitted = [], []
-    for t in range(x.shape[1]):
-        ys.append(stream.step(x[:, t]))
-        emitted.append(stream.emitted.copy())
-    return np.stack(ys, axis=1), np.stack(emitted, axis=1)
 
 
 def rows_made(spec, steps: int) -> int:
