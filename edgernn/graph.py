@@ -166,6 +166,15 @@ def min_steps(spec: ir.ModelSpec, name: str | None = None) -> int:
     return high
 
 
+def several_inputs_problem(spec: ir.ModelSpec, tool: str) -> str | None:
+    """For the tools that feed a stream one array per step (``edgernn run``'s rows, ``replay``,
+    ``bench``): why ``spec``, a model of several inputs, is not for ``tool``, or None."""
+    if len(spec.inputs) < 2:
+        return None
+    return (f"{tool} feeds a model of one input; this one has {len(spec.inputs)} "
+            f"({', '.join(repr(i.name) for i in spec.inputs)}): step it from Python, stream.step(x1_t, x2_t, ...)")
+
+
 def emission_schedule(op, schedule: tuple[int, int]) -> tuple[int, int]:
     """When a windowed op (a streamable Conv1D or pooling) emits, given when its input does.
 
@@ -187,7 +196,8 @@ def emission_schedule(op, schedule: tuple[int, int]) -> tuple[int, int]:
 def streamable_problem(spec: ir.ModelSpec) -> str | None:
     """Why ``spec`` cannot be stepped one timestep at a time, or None if it can.
 
-    A stream needs one sequence input (or integer codes) and a graph of causal ops -- forward
+    A stream needs sequence inputs, stepped together (or one input of integer codes), and a graph
+    of causal ops -- forward
     recurrent layers without given initial states, Dense, Activation, Masking, Affine, LayerNorm,
     Standardize, an Embedding of the integer codes (the input); Conv1D with causal or valid
     padding, valid or global pooling, whose past inputs become state; Flatten of a vector -- and
@@ -199,8 +209,15 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
     whose merged tensors have equal lengths for every T; a hand-made spec may differ), and a mask
     is read only on the schedule, and behind the same windowed layers, it was made on.
     """
-    if len(spec.inputs) != 1 or (spec.inputs[0].rank != 3 and spec.inputs[0].dtype != "int"):
-        return "a stream takes one sequence input (batch, T, features), or integer codes (batch, T)"
+    vectors = [i.name for i in spec.inputs if i.rank != 3 and i.dtype != "int"]
+    if vectors or (len(spec.inputs) > 1 and any(i.dtype == "int" for i in spec.inputs)):
+        return (f"a stream takes sequence inputs (batch, T, features), one timestep of each per step, or one input of "
+                f"integer codes (batch, T); this model has {len(spec.inputs)} input(s)"
+                + (f", {', '.join(map(repr, vectors))} one vector per sequence" if vectors else ", codes among them"))
+    fixed = {i.name: i.timesteps for i in spec.inputs if i.timesteps is not None}
+    if len(spec.inputs) > 1 and len(set(fixed.values())) > 1:
+        return (f"the inputs have different lengths ({', '.join(f'{n!r}: {t} steps' for n, t in fixed.items())}): a "
+                "stream steps one timestep of each together (use predict)")
     readers = [node.op.name for node in spec.nodes if spec.inputs[0].name in node.inputs]
     if spec.inputs[0].dtype == "int" and len(readers) > 1:
         return (f"layers {', '.join(map(repr, readers))} all read the integer codes: a stream of codes takes one "
@@ -209,9 +226,9 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
         return f"a stream makes one output; this model has {len(spec.outputs)} ({', '.join(spec.outputs)})"
     # Per tensor: its schedule, and its clock -- the name of the last windowed op (or merge of
     # several clocks) it is behind, "" for the input's -- which a mask must share with its reader.
-    schedule = {spec.inputs[0].name: (1, 1)}
-    clock = {spec.inputs[0].name: ""}
-    primary = {spec.inputs[0].name} | {node.outputs[0] for node in spec.nodes}  # the data results (not masks, states)
+    schedule = {i.name: (1, 1) for i in spec.inputs}  # every input gets a timestep at every step
+    clock = {i.name: "" for i in spec.inputs}
+    primary = {i.name for i in spec.inputs} | {node.outputs[0] for node in spec.nodes}  # the data results (not masks, states)
     if spec.outputs[0] not in primary:
         return f"the model's output {spec.outputs[0]!r} is a layer's state or mask, which a stream does not output"
     for node in spec.nodes:

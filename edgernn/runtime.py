@@ -94,14 +94,20 @@ class Model:
     def _chain_program(self) -> "kernels.ChainProgram":
         """The model packed for the fused step kernel, made once and shared by all its streams."""
         if getattr(self, "_program", None) is None:
-            self._program = kernels.ChainProgram(self.spec.nodes, self.step_features, self.spec.inputs[0].name,
-                                                 self.spec.outputs[0])
+            inputs = self.spec.inputs
+            if len(inputs) == 1:
+                self._program = kernels.ChainProgram(self.spec.nodes, self.step_features, inputs[0].name,
+                                                     self.spec.outputs[0])
+            else:  # several: side by side in a step's x
+                self._program = kernels.ChainProgram(self.spec.nodes, tuple(i.features for i in inputs),
+                                                     tuple(i.name for i in inputs), self.spec.outputs[0])
         return self._program
 
     @property
     def step_features(self) -> int:
-        """The features of one timestep of a stream's input: 1 for integer codes (an Embedding's)."""
-        return 1 if self.spec.inputs[0].dtype == "int" else self.input_features
+        """The features of one timestep of a stream's input: 1 for integer codes (an Embedding's); for a
+        model of several inputs, all of theirs (a step holds them side by side)."""
+        return 1 if self.spec.inputs[0].dtype == "int" else sum(i.features for i in self.spec.inputs)
 
     def quantize(self, calibration_x, scheme: str = "int8"):
         """The model in a firmware scheme ("int8", "int8-weights", "float32"), calibrated on
@@ -129,8 +135,9 @@ class Model:
             self.predict(*[np.zeros((batch, steps, i.features)[3 - i.rank :], _F32) for i in self.spec.inputs])
         if streamable_problem(self.spec) is None:
             s = self.stream(batch)
-            s.step(np.zeros((batch, s.input_features), _F32))
-            s.run(np.zeros((batch, steps, s.input_features)[: 3 - s._codes], _F32))
+            widths = [i.features for i in self.spec.inputs] if len(self.spec.inputs) > 1 else [s.input_features]
+            s.step(*[np.zeros((batch, width), _F32) for width in widths])
+            s.run(*[np.zeros((batch, steps, width)[: 3 - s._codes], _F32) for width in widths])
         return self
 
     # -- description and storage ---------------------------------------------------------------
@@ -456,7 +463,12 @@ class Stream:
             raise InvalidInput(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model
         self.batch_size = batch = int(batch_size)
-        self.input_features = features = model.step_features
+        features = model.step_features
+        self._input_names = tuple(i.name for i in model.spec.inputs)
+        widths = tuple(i.features for i in model.spec.inputs)
+        # A model of several inputs: a step's inputs side by side in one row (the fused step's x)
+        self._input_columns = tuple(zip(np.cumsum((0,) + widths[:-1]).tolist(), np.cumsum(widths).tolist()))
+        self.input_features = widths if len(widths) > 1 else features
         self._codes = model.spec.inputs[0].dtype == "int"  # integer codes, one per stream per step (Embedding)
         self._embedding = model.spec.nodes[0].op if self._codes else None
         self.output_features = model.output_features
@@ -472,11 +484,14 @@ class Stream:
         if self._windows:  # which streams each stage's input reaches is tracked only where some may not
             self._batch_step = self._batch_step_windowed
         self.emitted_run = np.zeros((batch, 0), np.bool_)
-        self._step_x = np.zeros((batch, self.input_features), _F32)
+        self._step_x = np.zeros((batch, features), _F32)
         self._step_y = np.zeros((batch, self.output_features), _F32)
         self._packed = program.packed  # the fused kernel's model argument
         self._chain_step = None
-        if self._fused:
+        if len(self._input_names) > 1:  # one array per input: the checked path (below), then the same kernel
+            self.step = self._step_inputs
+            self._chain_step = kernels.compiled_chain_step() if self._fused else None
+        elif self._fused:
             self._use_kernel(kernels.compiled_chain_step())
         self._has_output = False
 
@@ -491,9 +506,14 @@ class Stream:
         list ``actives``: slot 0 the input's (all), then one per windowed stage, which may not
         emit; every other stage's output is fresh where its first input is (``active_in``)."""
         batch = self.batch_size
-        slot_of = {spec.inputs[0].name: 0}
-        width_of = {spec.inputs[0].name: features}
-        active_of = {spec.inputs[0].name: 0}
+        next_slot = 2
+        # A model of several inputs: each its own slot (2, 3, ...), filled from the step's x (slot 0)
+        several = len(spec.inputs) > 1
+        slot_of = {i.name: 2 + k if several else 0 for k, i in enumerate(spec.inputs)}
+        width_of = {i.name: i.features if several else features for i in spec.inputs}
+        active_of = dict.fromkeys(slot_of, 0)
+        next_slot += len(spec.inputs) if several else 0
+        self._input_slots = [slot_of[i.name] for i in spec.inputs] if several else []
         self._stages = []
         blocks, windows = iter(program.blocks), iter(program.windows)
         for node in spec.nodes:
@@ -510,10 +530,12 @@ class Stream:
             stage.sources = tuple(slot_of[name] for name in node.inputs)
             stage.mask_source = slot_of[node.mask] if node.mask else 1
             stage.active_in = active_of[node.inputs[0]]
-            stage.target = slot_of[node.outputs[0]] = len(slot_of) + 1
+            stage.target = slot_of[node.outputs[0]] = next_slot
+            next_slot += 1
             width_of[node.outputs[0]] = stage.width
             if isinstance(stage, _RowStage) and stage.masks:
-                stage.keep_target = slot_of[node.outputs[1]] = len(slot_of) + 1
+                stage.keep_target = slot_of[node.outputs[1]] = next_slot
+                next_slot += 1
             if isinstance(stage, _WindowStage):
                 stage.active_out = active_of[node.outputs[0]] = 1 + sum(isinstance(s, _WindowStage) for s in self._stages)
             else:
@@ -523,8 +545,11 @@ class Stream:
         self._windows = [s for s in self._stages if isinstance(s, _WindowStage)]
         self._output_slot = slot_of[spec.outputs[0]]
         self._output_active = active_of[spec.outputs[0]]
-        self._values = [None] * (len(slot_of) + 1)
+        self._values = [None] * next_slot
         self._all_kept = self._values[1] = np.ones(batch, np.bool_)
+        self._input_buffers = [np.zeros((batch, width_of[i.name]), _F32) for i in spec.inputs] if several else []
+        for slot, buffer in zip(self._input_slots, self._input_buffers):
+            self._values[slot] = buffer
         self._actives = [np.ones(batch, np.bool_)] + [np.ones(batch, np.bool_) for _ in self._windows]
 
     # -- running -------------------------------------------------------------------------------
@@ -586,10 +611,36 @@ class Stream:
                                f"got {array.shape}{hint}")
         if self._codes:  # the codes as given (a float32 cast could round a large one into range)
             graph.check_codes(self._embedding, np.asarray(x_t))
+        self._check_out(out)
+        np.copyto(self._step_x, array)
+        return self._advance(out)
+
+    def _step_inputs(self, *xs, out=None):
+        """One timestep of a model of several inputs: ``step(x1_t, x2_t, ..., out=None)``, one
+        (batch, features_i) array per model input in the model's order (as ``predict`` takes
+        them) -> (batch, outputs). Everything is checked before any state changes."""
+        if len(xs) != len(self._input_names):
+            raise InvalidInput(f"step takes one array per model input ({', '.join(map(repr, self._input_names))}), "
+                               f"got {len(xs)}")
+        arrays = []
+        for name, width, x in zip(self._input_names, self.input_features, xs):
+            array = _as_float32(x, f"input {name!r}")
+            if array.shape != (self.batch_size, width):
+                raise InvalidInput(f"step takes input {name!r} of shape (batch={self.batch_size}, features={width}), "
+                                   f"got {array.shape}")
+            arrays.append(array)
+        self._check_out(out)
+        for array, (start, end) in zip(arrays, self._input_columns):
+            self._step_x[:, start:end] = array
+        return self._advance(out)
+
+    def _check_out(self, out) -> None:
         if out is not None and not (isinstance(out, np.ndarray) and out.shape == self._step_y.shape
                                     and out.dtype == _F32 and out.flags.writeable):
             raise InvalidInput(f"out must be a writeable float32 array of shape {self._step_y.shape}")
-        np.copyto(self._step_x, array)
+
+    def _advance(self, out):
+        """The step of ``self._step_x`` (checked), through the fused kernel or stage by stage."""
         if self._fused:
             self._chain_step(self._packed, self._step_x, self._step_y, self._memory)
         else:
@@ -605,6 +656,7 @@ class Stream:
         (no Conv1D or pooling; a stream with one steps through :meth:`_batch_step_windowed`)."""
         values = self._values
         values[0] = x
+        self._split_inputs(x)
         for stage in self._stages:
             source = values[stage.sources[0]]
             if isinstance(stage, _RecurrentStage):
@@ -618,6 +670,11 @@ class Stream:
         np.copyto(self._step_y, values[self._output_slot])
         np.copyto(self._last_output, self._step_y)
         self._emitted.fill(1.0)
+
+    def _split_inputs(self, x) -> None:
+        """A model of several inputs: each one's columns of the step's ``x`` into its own buffer."""
+        for buffer, (start, end) in zip(self._input_buffers, self._input_columns):
+            np.copyto(buffer, x[:, start:end])
 
     @staticmethod
     def _gather(stage, values) -> list:
@@ -635,6 +692,7 @@ class Stream:
         output is among them, the stream's output is held."""
         values, actives = self._values, self._actives
         values[0] = x
+        self._split_inputs(x)
         for stage in self._stages:
             source = values[stage.sources[0]]
             if isinstance(stage, _RecurrentStage):
@@ -660,6 +718,8 @@ class Stream:
         tensors and their ``actives`` as in :meth:`_build_stages`, for the whole block."""
         values = [None] * len(self._values)
         values[0], values[1] = x, np.ones(x.shape[:2], np.bool_)
+        for slot, (start, end) in zip(self._input_slots, self._input_columns):
+            values[slot] = np.ascontiguousarray(x[:, :, start:end])
         actives = [np.ones(x.shape[:2], np.bool_) for _ in self._actives]
         for stage in self._stages:
             source = values[stage.sources[0]]
@@ -676,12 +736,41 @@ class Stream:
                     values[stage.keep_target] = keep
         return values[self._output_slot], actives[self._output_active]
 
-    def run(self, x):
+    def run(self, *xs):
         """A block of timesteps: ``x`` (batch, T, features) -> (batch, T, outputs), state carried;
-        for a model of integer codes ``x`` is (batch, T), as in ``predict``.
+        for a model of integer codes ``x`` is (batch, T), as in ``predict``; for a model of several
+        inputs, ``run(x1, x2, ...)``, one (batch, T, features_i) array per input.
 
         Row t is what ``step`` would have returned at that step: a fresh output where the model
         emitted, the last one held elsewhere; :attr:`emitted_run` (batch, T) says which."""
+        if len(xs) != len(self._input_names):
+            raise InvalidInput(f"run takes one array per model input ({', '.join(map(repr, self._input_names))}), "
+                               f"got {len(xs)}")
+        if len(xs) > 1:
+            array = self._joined_inputs(xs)
+        else:
+            array = self._one_input(xs[0])
+        if array.shape[1] == 0:
+            self.emitted_run = np.zeros((self.batch_size, 0), np.bool_)
+            return np.zeros((self.batch_size, 0, self.output_features), _F32)
+        return self._run_block(array)
+
+    def _joined_inputs(self, xs) -> np.ndarray:
+        """Several inputs' blocks, checked, side by side on the features: (batch, T, all features)."""
+        arrays = []
+        for name, width, x in zip(self._input_names, self.input_features, xs):
+            array = _as_float32(x, f"input {name!r}")
+            if array.ndim != 3 or array.shape[0] != self.batch_size or array.shape[2] != width:
+                raise InvalidInput(f"run takes input {name!r} of shape (batch={self.batch_size}, T, features={width}), "
+                                   f"got {array.shape}")
+            arrays.append(array)
+        if len({a.shape[1] for a in arrays}) > 1:
+            raise InvalidInput(f"run takes inputs of one length T (a step takes a timestep of each), got "
+                               f"{[a.shape[1] for a in arrays]}")
+        return np.concatenate(arrays, axis=2)
+
+    def _one_input(self, x) -> np.ndarray:
+        """The one input's block, checked: (batch, T, features)."""
         array = _as_float32(x, "x")
         if self._codes:
             if array.ndim != 2 or array.shape[0] != self.batch_size:
@@ -691,9 +780,10 @@ class Stream:
         if array.ndim != 3 or array.shape[0] != self.batch_size or array.shape[2] != self.input_features:
             raise InvalidInput(f"run takes x of shape (batch={self.batch_size}, T, features={self.input_features}), "
                                f"got {array.shape}")
-        if array.shape[1] == 0:
-            self.emitted_run = np.zeros((self.batch_size, 0), np.bool_)
-            return np.zeros((self.batch_size, 0, self.output_features), _F32)
+        return array
+
+    def _run_block(self, array):
+        """:meth:`run` of a checked block (batch, T, all features), T >= 1."""
         y, active = self._block(np.ascontiguousarray(array.transpose(1, 0, 2)))
         if not active.all():  # hold: each row is the latest emitted row at or before it (or the last output)
             steps = np.where(active, np.arange(1, len(active) + 1)[:, None], 0)
@@ -729,6 +819,9 @@ class Stream:
         # Fix: bools refused, as reset() refuses them (forecast(True) ran one step).
         if not (isinstance(steps, (int, np.integer)) and not isinstance(steps, (bool, np.bool_)) and steps >= 0):
             raise InvalidInput(f"forecast takes a number of steps >= 0, got {steps!r}")
+        if len(self._input_names) > 1:
+            raise InvalidInput(f"forecast feeds outputs back as the input, but this model has {len(self._input_names)} "
+                               f"inputs ({', '.join(map(repr, self._input_names))})")
         if self._codes:
             raise InvalidInput("forecast feeds outputs back as inputs, but this model's input is integer codes "
                                f"(layer {self._embedding.name!r} is an Embedding): step or run it on codes instead")

@@ -23,7 +23,8 @@ from test_stream import assert_paths_agree, assert_steps_allocate_nothing
 
 import edgernn
 from edgernn import ir, runtime
-from edgernn.errors import EdgernnError, NotStreamable
+from edgernn.bench import bench_model
+from edgernn.errors import EdgernnError, InvalidInput, NotStreamable
 from edgernn.graph import streamable_problem
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
@@ -264,6 +265,93 @@ def test_steps_allocate_nothing(residual, windowed, path, monkeypatch):
         assert_steps_allocate_nothing(s, data(2, steps=1, seed=10)[:, 0], np.empty((2, m.output_features), F32))
 
 
+# --- several inputs ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_inputs():
+    """Two sequence inputs stepped together: an LSTM of one beside a Dense of the other,
+    concatenated, added to a GRU of the second, then an LSTM: ``step(x1_t, x2_t)``, ``run(x1, x2)``."""
+    first, second = keras.Input(shape=(None, 2), name="first"), keras.Input(shape=(None, 3), name="second")
+    joined = layers.Concatenate()([layers.LSTM(4, return_sequences=True)(first), layers.Dense(3)(second)])
+    joined = layers.Add()([layers.Dense(5, activation="tanh")(joined), layers.GRU(5, return_sequences=True)(second)])
+    model = keras.Model([first, second], layers.Dense(2)(layers.LSTM(3)(joined)))
+    randomize(model, 11)
+    return model, edgernn.convert(model)  # verified, the stream in chunks included
+
+
+@pytest.mark.parametrize("path", ["fused", "many streams"])
+def test_two_inputs_stream(two_inputs, path, monkeypatch):
+    keras_model, m = two_inputs
+    if path == "many streams":
+        monkeypatch.setattr(runtime, "FUSED_STEP_MAX_BATCH", 0)
+    x1, x2 = data(2, seed=12, features=2), data(2, seed=13, features=3)
+    expected = np.stack([np.asarray(keras_model([x1[:, :n], x2[:, :n]], training=False))
+                         for n in range(1, STEPS + 1)], axis=1)
+    s = m.stream(2)
+    assert s._fused == (path == "fused") and s.input_features == (2, 3)
+    ys = np.stack([s.step(x1[:, t], x2[:, t]) for t in range(STEPS)], axis=1)
+    np.testing.assert_allclose(ys, expected, atol=ATOL, rtol=RTOL)
+    r = m.stream(2)
+    ran = np.concatenate([r.run(x1[:, :5], x2[:, :5]), r.run(x1[:, 5:], x2[:, 5:])], axis=1)
+    np.testing.assert_allclose(ran, expected, atol=ATOL, rtol=RTOL)
+    # reset of one stream, and a state round trip, as for one input
+    snapshot = r.get_state()
+    r.reset(0)
+    np.testing.assert_allclose(r.step(x1[:, 0], x2[:, 0])[0], expected[0, 0], atol=ATOL, rtol=RTOL)
+    r.set_state(snapshot)
+    out = np.empty((2, 2), F32)
+    assert r.step(x1[:, 0], x2[:, 0], out=out) is out
+    longer = [np.concatenate([x, x[:, :1]], axis=1) for x in (x1, x2)]
+    np.testing.assert_allclose(out, np.asarray(keras_model(longer, training=False)), atol=ATOL, rtol=RTOL)
+
+
+def test_two_input_steps_allocate_nothing(two_inputs):
+    _, m = two_inputs
+    x1, x2, out = data(2, 1, 14, 2)[:, 0], data(2, 1, 15, 3)[:, 0], np.empty((2, 2), F32)
+
+    class BothInputs:  # the helper steps one array: this steps the two
+        stream = m.stream(2)
+
+        def step(self, _, out):
+            return self.stream.step(x1, x2, out=out)
+
+    assert BothInputs.stream._fused
+    assert_steps_allocate_nothing(BothInputs(), None, out)
+
+
+def test_two_inputs_are_checked_before_anything_changes(two_inputs):
+    _, m = two_inputs
+    s = m.stream(2)
+    x1, x2 = data(2, 4, 16, 2), data(2, 4, 17, 3)
+    s.run(x1, x2)
+    before = s.get_state()
+    for call, message in [(lambda: s.step(x1[:, 0]), "one array per model input \\('first', 'second'\\), got 1"),
+                          (lambda: s.step(x1[:, 0], x1[:, 0]), "input 'second' of shape \\(batch=2, features=3\\)"),
+                          (lambda: s.run(x1, x2[:, :3]), "inputs of one length T"),
+                          (lambda: s.run(x2, x1), "input 'first' of shape"),
+                          (lambda: s.forecast(2), "this model has 2 inputs"),
+                          (lambda: s.step(x1[:, 0], x2[:, 0], out=np.empty((2, 3), F32)), "out must be")]:
+        with pytest.raises(InvalidInput, match=message):
+            call()
+        after = s.get_state()
+        assert all(np.array_equal(after[k], before[k]) for k in before)
+
+
+def test_inputs_of_different_fixed_lengths_are_refused():
+    first, second = keras.Input(shape=(5, 2), name="short"), keras.Input(shape=(7, 2), name="long")
+    model = keras.Model([first, second], layers.Add()([layers.LSTM(3)(first), layers.LSTM(3)(second)]))
+    randomize(model)
+    with pytest.raises(NotStreamable, match="'short': 5 steps, 'long': 7 steps"):
+        edgernn.convert(model).stream(1)
+
+
+def test_the_row_tools_refuse_several_inputs(two_inputs):
+    _, m = two_inputs
+    with pytest.raises(InvalidInput, match="edgernn bench feeds a model of one input; this one has 2"):
+        bench_model(m, quick=True)
+
+
 # --- refusals --------------------------------------------------------------------------------------------
 
 
@@ -295,13 +383,12 @@ def test_misaligned_strides_from_the_ir_are_refused():
     assert "'joined'" in problem and "2, 4, 6" in problem and "3, 6, 9" in problem
 
 
-def test_several_inputs_are_refused():
-    first, second = keras.Input(shape=(None, 2)), keras.Input(shape=(None, 3))
-    model = keras.Model([first, second], layers.LSTM(3)(layers.Concatenate()([first, second])))
+def test_a_vector_input_is_refused():
+    sequence, vector = keras.Input(shape=(None, 2)), keras.Input(shape=(3,), name="context")
+    model = keras.Model([sequence, vector], layers.Concatenate()([layers.LSTM(3)(sequence), vector]))
     randomize(model)
-    m = edgernn.convert(model, verify=False)
-    with pytest.raises(NotStreamable, match="one sequence input"):
-        m.stream(1)
+    with pytest.raises(NotStreamable, match="'context' one vector per sequence"):
+        edgernn.convert(model, verify=False).stream(1)
 
 
 def test_quantize_still_refuses_a_graph(residual):

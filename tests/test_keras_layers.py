@@ -226,8 +226,8 @@ def test_two_inputs_merged(cls, tmp_path):
     hb = layers.LSTM(4, name="lb")(b)
     out = layers.Dense(3)(cls(name="join")([ha, hb]))
     (m, _) = check_functional(keras.Model([a, b], out), [data(), data(seed=2)], tmp_path)
-    with pytest.raises(EdgernnError, match="a stream takes one sequence input"):
-        m.stream()
+    x1, x2 = data(), data(seed=2)  # it streams, a timestep of each input per step (tests/test_dag_stream.py)
+    np.testing.assert_allclose(m.stream(x1.shape[0]).run(x1, x2)[:, -1], m.predict(x1, x2), atol=ATOL, rtol=RTOL)
 
 
 def test_three_sequences_merged_per_timestep(tmp_path):

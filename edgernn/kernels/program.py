@@ -166,12 +166,18 @@ class ChainProgram:
     pooling's running value and count: :mod:`edgernn.kernels.window`); ``last_output`` and
     ``emitted`` are the model's last output and the (B, 1) flag of whether the last step emitted.
     ``input_name`` and ``output_name`` default to the first node's input and the last node's output.
+    A model of several inputs gives ``input_name`` as the tuple of their names, ``input_features``
+    as the tuple of their features: a step's ``x`` then holds each input's features side by side,
+    in that order, and each input's slot is its columns of ``x``'s copy.
     """
 
-    def __init__(self, nodes, input_features: int, input_name: str | None = None, output_name: str | None = None):
+    def __init__(self, nodes, input_features, input_name=None, output_name: str | None = None):
         nodes = list(nodes)
         input_name = input_name if input_name is not None else (nodes[0].inputs[0] if nodes else "x")
         output_name = output_name if output_name is not None else (nodes[-1].outputs[0] if nodes else input_name)
+        names = (input_name,) if isinstance(input_name, str) else tuple(input_name)
+        features = (input_features,) if isinstance(input_features, (int, np.integer)) else tuple(input_features)
+        input_features = sum(features)
         chunks: list[np.ndarray] = []
         self._size = 0
 
@@ -189,7 +195,9 @@ class ChainProgram:
         self.blocks = []  # per recurrent stage: {"h": (column, size), "c": ..., "prev": ...}
         self.windows = []  # per windowed stage: {"inputs": ..., "counters": ...} or {"pooled": ..., "count": ...}
         # Per tensor: its width, the scratch offset of its slot, the row that makes it (-1: the input).
-        widths, slots, made_by = {input_name: input_features}, {input_name: 0}, {input_name: -1}
+        widths = dict(zip(names, features))
+        slots = dict(zip(names, np.cumsum((0,) + features[:-1]).tolist()))  # the inputs' columns of x's copy
+        made_by = dict.fromkeys(names, -1)
         slot_end = -(-input_features // _ALIGN) * _ALIGN
         keep_rows = {}  # mask tensor -> the row that makes it
         state_width = 0
@@ -342,7 +350,7 @@ class ChainProgram:
         self.scratch_size = fresh + 2 * len(rows)
         program_size = -(-2 * (1 + len(rows)) * NCOLS // _ALIGN) * _ALIGN  # floats; the weights stay aligned
         meta = np.zeros(NCOLS, np.int64)
-        meta[: M_FRESH + 1] = [len(rows), input_features, width, slots[input_name], slots[output_name], z_offset, hidden,
+        meta[: M_FRESH + 1] = [len(rows), input_features, width, 0, slots[output_name], z_offset, hidden,
                                state_width, made_by[output_name], params_offset, self.scratch_size, program_size,
                                self.emitted[0], zero_offset, fresh]
         self.program = np.vstack([meta] + rows).astype(np.int64)
