@@ -436,7 +436,13 @@ class Stream:
 
     A model of integer codes (an Embedding first) steps one code per stream: ``x_t`` (batch, 1),
     ``run``'s ``x`` (batch, T); a code that is not an integer in ``[0, vocab)`` is refused before
-    any state changes.
+    any state changes. A model of several sequence inputs steps a timestep of each, in the order
+    ``predict`` takes them: ``step(x1_t, x2_t, out=None)``, ``run(x1, x2)``; its
+    ``input_features`` is the tuple of theirs.
+
+    The model may be a chain or a graph whose branches fork and merge (Merge, Concatenate over
+    features; see :func:`~edgernn.graph.streamable_problem`): every path runs the nodes in the
+    spec's order, each tensor in a place of its own.
 
     Behind a strided or valid Conv1D or pooling, a step emits only where ``predict`` on the prefix
     ending there makes its last row, and equals that row; the other steps return the last emitted
@@ -499,20 +505,20 @@ class Stream:
         """One stage per node, in the spec's order, and where each reads and writes.
 
         The paths that go stage by stage (many streams, ``run``) keep the tensors of one step or
-        block in a list, ``values``: slot 0 the model input, slot 1 the mask of an unmasked layer
-        (all kept), then one slot per tensor a stage makes (its output, and a mask maker's mask).
+        block in a list, ``values``: slot 0 the model input (all inputs side by side, for a model of
+        several, each of which then has a slot of its own from 2), slot 1 the mask of an unmasked
+        layer (all kept), then one slot per tensor a stage makes (its output, and a mask maker's mask).
         A stage reads ``sources`` (its inputs' slots) and ``mask_source``, writes ``target`` (and
         ``keep_target``). Which streams a tensor's rows are fresh for (``active``) lives in the
         list ``actives``: slot 0 the input's (all), then one per windowed stage, which may not
         emit; every other stage's output is fresh where its first input is (``active_in``)."""
         batch = self.batch_size
-        next_slot = 2
-        # A model of several inputs: each its own slot (2, 3, ...), filled from the step's x (slot 0)
         several = len(spec.inputs) > 1
         slot_of = {i.name: 2 + k if several else 0 for k, i in enumerate(spec.inputs)}
         width_of = {i.name: i.features if several else features for i in spec.inputs}
         active_of = dict.fromkeys(slot_of, 0)
-        next_slot += len(spec.inputs) if several else 0
+        next_slot = 2 + (len(spec.inputs) if several else 0)
+        window_count = 0
         self._input_slots = [slot_of[i.name] for i in spec.inputs] if several else []
         self._stages = []
         blocks, windows = iter(program.blocks), iter(program.windows)
@@ -537,7 +543,8 @@ class Stream:
                 stage.keep_target = slot_of[node.outputs[1]] = next_slot
                 next_slot += 1
             if isinstance(stage, _WindowStage):
-                stage.active_out = active_of[node.outputs[0]] = 1 + sum(isinstance(s, _WindowStage) for s in self._stages)
+                window_count += 1
+                stage.active_out = active_of[node.outputs[0]] = window_count
             else:
                 active_of[node.outputs[0]] = stage.active_in
             self._stages.append(stage)
