@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from test_conv_layers import randomize
 from test_conv_stream import step_through
 from test_keras_import import ATOL, RTOL, keras, layers
@@ -24,6 +25,7 @@ from test_stream import assert_paths_agree, assert_steps_allocate_nothing
 import edgernn
 from edgernn import ir, runtime
 from edgernn.bench import bench_model
+from edgernn.cli import main
 from edgernn.errors import EdgernnError, InvalidInput, NotStreamable
 from edgernn.graph import streamable_problem
 
@@ -346,10 +348,14 @@ def test_inputs_of_different_fixed_lengths_are_refused():
         edgernn.convert(model).stream(1)
 
 
-def test_the_row_tools_refuse_several_inputs(two_inputs):
+def test_the_row_tools_refuse_several_inputs(two_inputs, tmp_path):
     _, m = two_inputs
     with pytest.raises(InvalidInput, match="edgernn bench feeds a model of one input; this one has 2"):
         bench_model(m, quick=True)
+    m.save(tmp_path / "two.ernn")
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "two.ernn")], input="1,2,3,4,5\n")
+    assert result.exit_code == 1
+    assert "edgernn run feeds a model of one input; this one has 2 ('first', 'second')" in result.output
 
 
 # --- refusals --------------------------------------------------------------------------------------------
