@@ -1,15 +1,15 @@
 """Streams of graphs whose branches fork and merge again (Merge, Concatenate over features), built
 in live Keras 3 with the functional API: residual recurrent stacks, parallel causal convolutions
 concatenated, every merge mode, merges of merges, windowed branches with strides and valid padding,
-a mask through a merge.
+a mask through a merge; and models of several sequence inputs, ``step(x1_t, x2_t)``.
 
 The property, as for chains: a stream's output at a step equals Keras on the prefix that ends there
 (the last row of ``predict`` on the whole sequence for a model of sequence outputs), to atol 1e-5 +
 rtol 1e-4, on the fused path (batch 1-2), the many-streams path and ``run``; and where a windowed
 layer emits only every few inputs, it emits exactly where Keras's output grows a row. Also: reset of
 one stream, get/set_state and save/load_state mid-sequence, forecast, no allocation per step, and the
-refusals that name the layer (a concatenation over time, branches that do not line up, several
-inputs).
+refusals that name the layer (a concatenation over time, branches that do not line up, a vector
+input, inputs of different fixed lengths; the tools that feed one array per step).
 """
 
 from __future__ import annotations

@@ -111,6 +111,8 @@ class QSpec:
 
 def _chain_problem(spec: ir.ModelSpec) -> str | None:
     """Why a streamable ``spec`` is not a chain (each layer reading the one before), or None."""
+    if len(spec.inputs) > 1:
+        return f"the model has {len(spec.inputs)} inputs, which the float32 stream steps but the firmware runtime does not yet"
     for node in spec.nodes:
         if isinstance(node.op, ir.MULTI_INPUT_OPS):
             return (f"layer {node.op.name!r} is {type(node.op).__name__}: it joins branches, which the float32 "
