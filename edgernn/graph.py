@@ -206,8 +206,9 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
 
     Each tensor has an emission schedule (:func:`emission_schedule`): the steps at which it gets a
     fresh row. A merge's inputs must emit on the same steps (they do in every graph Keras builds,
-    whose merged tensors have equal lengths for every T; a hand-made spec may differ), and a mask
-    is read only on the schedule, and behind the same windowed layers, it was made on.
+    whose merged tensors have equal lengths for every T; a hand-made spec may differ), and so must
+    a mask and the tensor it is read over: then row k of each comes at the same step, as predict
+    pairs them.
     """
     vectors = [i.name for i in spec.inputs if i.rank != 3 and i.dtype != "int"]
     if vectors or (len(spec.inputs) > 1 and any(i.dtype == "int" for i in spec.inputs)):
@@ -224,11 +225,8 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
                 "Embedding (use predict)")
     if len(spec.outputs) != 1:
         return f"a stream makes one output; this model has {len(spec.outputs)} ({', '.join(spec.outputs)})"
-    # Per tensor: its schedule, and its clock -- the name of the last windowed op (or merge of
-    # several clocks) it is behind, "" for the input's -- which a mask must share with its reader.
     schedule = {i.name: (1, 1) for i in spec.inputs}  # every input gets a timestep at every step
-    clock = {i.name: "" for i in spec.inputs}
-    primary = {i.name for i in spec.inputs} | {node.outputs[0] for node in spec.nodes}  # the data results (not masks, states)
+    primary = {i.name for i in spec.inputs} | {node.outputs[0] for node in spec.nodes}  # data, not masks or states
     if spec.outputs[0] not in primary:
         return f"the model's output {spec.outputs[0]!r} is a layer's state or mask, which a stream does not output"
     for node in spec.nodes:
@@ -261,15 +259,13 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
             described = ", ".join(f"{name!r} on steps {_steps_text(schedule[name])}" for name in node.inputs)
             return (f"layer {op.name!r} ({type(op).__name__}) joins tensors that get new timesteps on different steps "
                     f"of a stream ({described}): their windowed layers (Conv1D, pooling) do not line up")
-        if node.mask and clock.get(node.mask) != clock[node.inputs[0]]:
-            made_on = clock.get(node.mask) or "the model input"
-            return (f"layer {op.name!r} reads mask {node.mask!r}, made behind {made_on!r}, over a tensor behind "
-                    f"{clock[node.inputs[0]] or 'the model input'!r}: another time axis")
-        clocks = {clock[name] for name in node.inputs}
-        made_clock = op.name if isinstance(op, (ir.Conv1D, ir.Pooling1D)) or len(clocks) > 1 else clocks.pop()
+        if node.mask and schedule[node.mask] != schedule[node.inputs[0]]:  # (row k of each: the same step)
+            return (f"layer {op.name!r} reads mask {node.mask!r}, which gets new timesteps on steps "
+                    f"{_steps_text(schedule[node.mask])} of a stream, over a tensor that gets them on steps "
+                    f"{_steps_text(schedule[node.inputs[0]])}: another time axis")
         made_schedule = emission_schedule(op, schedules.pop())
-        for name in node.outputs:
-            schedule[name], clock[name] = made_schedule, made_clock
+        for name in node.outputs:  # (a mask too)
+            schedule[name] = made_schedule
     return None
 
 

@@ -379,6 +379,38 @@ def test_branches_that_do_not_line_up_are_refused_by_name():
         m.stream(1)
 
 
+def test_a_mask_across_a_causal_branch_streams(monkeypatch):
+    """A Masking mask read over the sum of a causal Conv1D branch and a Dense branch: row t of
+    each comes at step t, so it streams (equal to predict, also Keras's arithmetic: see the masked
+    residual above). Over a valid Conv1D's rows (T - 2 of them) the IR itself refuses it."""
+    rng = np.random.default_rng(18)
+
+    def weight(*shape):
+        return ir.as_weight(rng.normal(0.0, 0.5, shape))
+
+    def spec(padding):
+        conv = ir.Conv1D("conv", weight(3, 2, 2), weight(2), padding=padding)
+        side = ir.Pooling1D("side", "max", 3) if padding == "valid" else ir.Dense("side", weight(2, 2), weight(2))
+        lstm = ir.Recurrent("lstm", "lstm", 3, 2, kernel=weight(2, 12), recurrent_kernel=weight(3, 12), bias=weight(12),
+                            return_sequences=True)
+        return ir.ModelSpec((ir.Input("x", 2),), (
+            ir.Node(ir.Masking("masking", 0.0), ("x",), ("m", "keep")),
+            ir.Node(conv, ("m",), ("a",)), ir.Node(side, ("m",), ("b",)),
+            ir.Node(ir.Merge("sum", "add"), ("a", "b"), ("j",)),
+            ir.Node(lstm, ("j",), ("y",), mask="keep")), ("y",))
+
+    m = runtime.Model(spec("causal"))
+    x = data(2, steps=9, seed=19, features=2)
+    x[0, 4] = 0.0
+    expected = m.predict(x)
+    for limit in (None, 0):
+        monkeypatch.setattr(runtime, "FUSED_STEP_MAX_BATCH", limit)
+        ys, _ = step_through(m.stream(2), x)
+        np.testing.assert_allclose(ys, expected, atol=ATOL, rtol=RTOL)
+    with pytest.raises(EdgernnError, match="another time axis"):
+        spec("valid")
+
+
 def test_misaligned_strides_from_the_ir_are_refused():
     """Two strided pools of 2 and 3 of one input, merged (lengths differ for most T)."""
     spec = ir.ModelSpec(inputs=(ir.Input("x", 2),), nodes=(
