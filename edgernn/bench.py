@@ -34,7 +34,7 @@ import numpy as np
 from . import ir
 from ._version import __version__
 from .errors import InvalidInput, NotStreamable
-from .graph import streamable_problem
+from .graph import several_inputs_problem, streamable_problem
 from .reference.activations import FUNCTIONS
 
 _F32 = np.float32
@@ -334,8 +334,12 @@ class NumpyChain:
             raise NotStreamable(problem)
         self.batch = batch
         self.stages = []
+        current = spec.inputs[0].name
         for node in spec.nodes:
             op = node.op
+            if node.inputs[0] != current:  # a graph of branches: the NumPy contrast covers chains only
+                raise NotStreamable(f"the NumPy baseline steps a chain; layer {op.name!r} reads another branch")
+            current = node.outputs[0]
             if isinstance(op, ir.Recurrent):
                 self.stages.append(_NpRecurrent(op))
             elif isinstance(op, ir.Dense):
@@ -561,6 +565,9 @@ class SectionResult:
 def bench_model(model, *, tflite=None, onnx=None, quick: bool = False, steps: int = 1000, streams: int = 400,
                 rounds: Optional[int] = None, log: Optional[Callable] = None) -> list:
     """Time ``model`` (an :class:`edgernn.Model`) against NumPy and the given peer files."""
+    problem = several_inputs_problem(model.spec, "edgernn bench")
+    if problem:
+        raise InvalidInput(problem)
     rounds = rounds or (3 if quick else 7)
     min_time = 0.01 if quick else 0.05
     rng = np.random.default_rng(0)

@@ -340,8 +340,12 @@ def run(model, input_path, output_path, delimiter, header, on_bad_row, on_nan, s
     A line on stderr counts the rows skipped, held or reset, if any.
     """
     from . import load
+    from .graph import several_inputs_problem
 
     m = load(model)
+    problem = several_inputs_problem(m.spec, "edgernn run")
+    if problem:
+        raise InvalidInput(problem)
     s = m.stream(streams)
     stdin = getattr(sys.stdin, "buffer", sys.stdin)  # bytes: a garbled line is a bad row, not a crash
     rows, source = _rows.open_rows(input_path, stdin, streams * s.input_features, delimiter, header, streams)

@@ -33,7 +33,7 @@ def _bidirectional(backend, op: ir.Bidirectional, x, mask):
     return y_f * y_b
 
 
-_MERGE = {"add": np.add, "multiply": np.multiply, "maximum": np.maximum, "minimum": np.minimum,
+MERGE_UFUNCS = {"add": np.add, "multiply": np.multiply, "maximum": np.maximum, "minimum": np.minimum,
           "average": np.add, "subtract": np.subtract}
 
 
@@ -42,7 +42,7 @@ def _merge(op: ir.Merge, xs: list[np.ndarray]) -> np.ndarray:
     for ``average``), in the arrays' dtype."""
     y = xs[0]
     for x in xs[1:]:
-        y = _MERGE[op.mode](y, x)
+        y = MERGE_UFUNCS[op.mode](y, x)
     return y / np.asarray(len(xs), dtype=y.dtype) if op.mode == "average" else y
 
 
@@ -198,30 +198,81 @@ def flatten_steps(spec: ir.ModelSpec, name: str | None = None) -> Optional[int]:
     return steps if reaching(steps) == flatten.op.steps else None
 
 
+def several_inputs_problem(spec: ir.ModelSpec, tool: str) -> str | None:
+    """For the tools that feed a stream one array per step (``edgernn run``'s rows, ``replay``,
+    ``bench``): why ``spec``, a model of several inputs, is not for ``tool``, or None."""
+    if len(spec.inputs) < 2:
+        return None
+    return (f"{tool} feeds a model of one input; this one has {len(spec.inputs)} "
+            f"({', '.join(repr(i.name) for i in spec.inputs)}): step it from Python, stream.step(x1_t, x2_t, ...)")
+
+
+def emission_schedule(op, schedule: tuple[int, int]) -> tuple[int, int]:
+    """When a windowed op (a streamable Conv1D or pooling) emits, given when its input does.
+
+    A schedule ``(first, period)`` says a tensor gets a fresh row at the model's inputs ``first,
+    first + period, ...`` (1-based; the model input's is ``(1, 1)``). A window that needs ``need``
+    inputs before its first full window and then emits every ``strides`` inputs (see
+    :mod:`edgernn.kernels.window`) emits on its ``need + 1``-th input, then every ``strides``-th:
+    ``(first + period * need, period * strides)``; every other op keeps its input's schedule.
+    """
+    from .kernels.program import window_geometry  # NumPy only, as this module
+
+    first, period = schedule
+    if isinstance(op, (ir.Conv1D, ir.Pooling1D, ir.Pad1D)):
+        _, _, _, strides, need = window_geometry(op)
+        if isinstance(op, ir.Pad1D):  # its zero rows on the left come before the first step
+            need -= max(op.left, 0)
+        return first + period * need, period * strides
+    return schedule
+
+
 def streamable_problem(spec: ir.ModelSpec) -> str | None:
     """Why ``spec`` cannot be stepped one timestep at a time, or None if it can.
 
-    A stream needs a chain: one sequence input, each node reading the previous node's output,
-    and only causal ops (forward recurrent layers without given initial states, Dense,
-    Activation, Masking, Affine, LayerNorm, Standardize, an Embedding of integer codes (the
-    input); Conv1D with causal or valid padding, valid or global pooling,
-    whose past inputs become state; Flatten of a vector; Cropping1D, ZeroPadding1D on the left,
-    Reshape that keeps every timestep, see :func:`_time_layout_problem`); the last node's result
-    is the model's only output.
+    A stream needs sequence inputs, stepped together (or one input of integer codes), and a graph
+    of causal ops -- forward
+    recurrent layers without given initial states, Dense, Activation, Masking, Affine, LayerNorm,
+    Standardize, an Embedding of the integer codes (the input); Conv1D with causal or valid
+    padding, valid or global pooling, whose past inputs become state; Flatten of a vector; Cropping1D,
+    ZeroPadding1D on the left, Reshape that keeps every timestep (:func:`_time_layout_problem`) -- and
+    merges of them (Merge's add ... minimum, Concatenate over features), whose branches fork and
+    join again; one output.
+
+    Each tensor has an emission schedule (:func:`emission_schedule`): the steps at which it gets a
+    fresh row. A merge's inputs must emit on the same steps (they do in every graph Keras builds,
+    whose merged tensors have equal lengths for every T; a hand-made spec may differ), and so must
+    a mask and the tensor it is read over: then row k of each comes at the same step, as predict
+    pairs them.
     """
-    for node in spec.nodes:  # named first, whatever else (several inputs, say) the model has
-        if isinstance(node.op, ir.MULTI_INPUT_OPS):
-            return (f"layer {node.op.name!r} is {type(node.op).__name__}: it joins several tensors, which runs "
-                    "in predict only (a stream steps a chain)")
-    if len(spec.inputs) != 1 or (spec.inputs[0].rank != 3 and spec.inputs[0].dtype != "int"):
-        return "a stream takes one sequence input (batch, T, features), or integer codes (batch, T)"
-    current = spec.inputs[0].name
-    windowed = None  # the first Conv1D or pooling: a mask made before it has another time axis after it
-    early_masks = set()
+    vectors = [i.name for i in spec.inputs if i.rank != 3 and i.dtype != "int"]
+    if vectors or (len(spec.inputs) > 1 and any(i.dtype == "int" for i in spec.inputs)):
+        return (f"a stream takes sequence inputs (batch, T, features), one timestep of each per step, or one input of "
+                f"integer codes (batch, T); this model has {len(spec.inputs)} input(s)"
+                + (f", {', '.join(map(repr, vectors))} one vector per sequence" if vectors else ", codes among them"))
+    fixed = {i.name: i.timesteps for i in spec.inputs if i.timesteps is not None}
+    if len(spec.inputs) > 1 and len(set(fixed.values())) > 1:
+        return (f"the inputs have different lengths ({', '.join(f'{n!r}: {t} steps' for n, t in fixed.items())}): a "
+                "stream steps one timestep of each together (use predict)")
+    readers = [node.op.name for node in spec.nodes if spec.inputs[0].name in node.inputs]
+    if spec.inputs[0].dtype == "int" and len(readers) > 1:
+        return (f"layers {', '.join(map(repr, readers))} all read the integer codes: a stream of codes takes one "
+                "Embedding (use predict)")
+    if len(spec.outputs) != 1:
+        return f"a stream makes one output; this model has {len(spec.outputs)} ({', '.join(spec.outputs)})"
+    schedule = {i.name: (1, 1) for i in spec.inputs}  # every input gets a timestep at every step
+    primary = {i.name for i in spec.inputs} | {node.outputs[0] for node in spec.nodes}  # data, not masks or states
+    if spec.outputs[0] not in primary:
+        return f"the model's output {spec.outputs[0]!r} is a layer's state or mask, which a stream does not output"
+    padded = []  # (a left ZeroPadding1D, the tensors that descend from it alone)
     for node in spec.nodes:
         op = node.op
-        if node.inputs[0] != current:
-            return f"layer {op.name!r} does not read the previous layer's output (not a chain)"
+        if isinstance(op, ir.Concatenate) and op.axis == "time":
+            return (f"layer {op.name!r} is Concatenate over time: its output's timesteps are its inputs' one after "
+                    "another, which needs whole sequences (use predict)")
+        if any(name not in primary for name in node.inputs):  # a recurrent layer's final state, say
+            return (f"layer {op.name!r} reads a layer's state output (return_state), which a stream does not "
+                    "carry as a tensor: use predict")
         if isinstance(op, ir.Bidirectional):
             return f"layer {op.name!r} is Bidirectional: its backward half needs the whole sequence (use predict)"
         if isinstance(op, ir.RepeatVector):
@@ -232,22 +283,33 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
                     "(use predict, or padding='causal' / 'valid' to stream)")
         if isinstance(op, ir.Flatten) and spec.tensor_shape(node.inputs[0])[0] == 3:
             return f"layer {op.name!r} is Flatten over time: it needs the whole sequence of {op.steps} steps (use predict)"
-        if isinstance(op, (ir.Conv1D, ir.Pooling1D, ir.Pad1D)) and windowed is None:
-            windowed = op.name
-        if node.mask and windowed is not None and node.mask in early_masks:
-            return f"layer {op.name!r} reads a mask made before {windowed!r}, whose output has another time axis"
-        if isinstance(op, (ir.Masking, ir.Embedding)) and len(node.outputs) > 1 and windowed is None:
-            early_masks.add(node.outputs[1])
         why = _time_layout_problem(op)
         if why is not None:
             return f"layer {op.name!r} is {why}"
+        for pad, after in padded:
+            if not set(node.inputs) | ({node.mask} - {None}) <= after:
+                return (f"layer {op.name!r} reads a tensor from before {pad!r}, ZeroPadding1D on the left: a stream "
+                        "starts the layers after that padding from the state its zero rows leave, so each of them "
+                        "must read only what descends from it (use predict)")
+            after.update(node.outputs)
+        if isinstance(op, ir.Pad1D) and op.left > 0:
+            padded.append((op.name, set(node.outputs)))
         if isinstance(op, ir.Recurrent) and op.go_backwards:
             return f"layer {op.name!r} reads its input backwards (go_backwards): use predict"
         if node.initial_state:
             return f"layer {op.name!r} starts from another layer's state (encoder-decoder): use predict"
-        current = node.outputs[0]
-    if tuple(spec.outputs) != (current,):
-        return "the model's output is not the last layer's result"
+        schedules = {schedule[name] for name in node.inputs}
+        if len(schedules) > 1:
+            described = ", ".join(f"{name!r} on steps {_steps_text(schedule[name])}" for name in node.inputs)
+            return (f"layer {op.name!r} ({type(op).__name__}) joins tensors that get new timesteps on different steps "
+                    f"of a stream ({described}): their windowed layers (Conv1D, pooling) do not line up")
+        if node.mask and schedule[node.mask] != schedule[node.inputs[0]]:  # (row k of each: the same step)
+            return (f"layer {op.name!r} reads mask {node.mask!r}, which gets new timesteps on steps "
+                    f"{_steps_text(schedule[node.mask])} of a stream, over a tensor that gets them on steps "
+                    f"{_steps_text(schedule[node.inputs[0]])}: another time axis")
+        made_schedule = emission_schedule(op, schedules.pop())
+        for name in node.outputs:  # (a mask too)
+            schedule[name] = made_schedule
     return None
 
 
@@ -273,3 +335,8 @@ def _time_layout_problem(op) -> str | None:
         return (f"Reshape of {source} into {op.steps} timesteps of {op.features} features: it regroups the values "
                 "of several timesteps, so it needs the whole sequence (use predict)")
     return None
+
+
+def _steps_text(schedule: tuple[int, int]) -> str:
+    first, period = schedule
+    return f"{first}, {first + period}, {first + 2 * period}, ..."

@@ -95,13 +95,20 @@ class Model:
     def _chain_program(self) -> "kernels.ChainProgram":
         """The model packed for the fused step kernel, made once and shared by all its streams."""
         if getattr(self, "_program", None) is None:
-            self._program = kernels.ChainProgram(self.spec.nodes, self.step_features)
+            inputs = self.spec.inputs
+            if len(inputs) == 1:
+                self._program = kernels.ChainProgram(self.spec.nodes, self.step_features, inputs[0].name,
+                                                     self.spec.outputs[0])
+            else:  # several: side by side in a step's x
+                self._program = kernels.ChainProgram(self.spec.nodes, tuple(i.features for i in inputs),
+                                                     tuple(i.name for i in inputs), self.spec.outputs[0])
         return self._program
 
     @property
     def step_features(self) -> int:
-        """The features of one timestep of a stream's input: 1 for integer codes (an Embedding's)."""
-        return 1 if self.spec.inputs[0].dtype == "int" else self.input_features
+        """The features of one timestep of a stream's input: 1 for integer codes (an Embedding's); for a
+        model of several inputs, all of theirs (a step holds them side by side)."""
+        return 1 if self.spec.inputs[0].dtype == "int" else sum(i.features for i in self.spec.inputs)
 
     def quantize(self, calibration_x, scheme: str = "int8"):
         """The model in a firmware scheme ("int8", "int8-weights", "float32"), calibrated on
@@ -129,8 +136,9 @@ class Model:
             self.predict(*[np.zeros((batch, steps, i.features)[3 - i.rank :], _F32) for i in self.spec.inputs])
         if streamable_problem(self.spec) is None:
             s = self.stream(batch)
-            s.step(np.zeros((batch, s.input_features), _F32))
-            s.run(np.zeros((batch, steps, s.input_features)[: 3 - s._codes], _F32))
+            widths = [i.features for i in self.spec.inputs] if len(self.spec.inputs) > 1 else [s.input_features]
+            s.step(*[np.zeros((batch, width), _F32) for width in widths])
+            s.run(*[np.zeros((batch, steps, width)[: 3 - s._codes], _F32) for width in widths])
         return self
 
     # -- description and storage ---------------------------------------------------------------
@@ -333,33 +341,40 @@ class _RowStage:
             self.epsilon = _F32(op.epsilon)
         elif isinstance(op, ir.Masking):
             self.mask_value = _F32(op.mask_value)
+        # The op's computation, chosen once here rather than by type on every step.
+        self.apply = {ir.Dense: self._dense, ir.Activation: self._activation, ir.Affine: self._affine,
+                      ir.LayerNorm: self._layer_norm, ir.Standardize: self._standardize, ir.Embedding: self._embed,
+                      ir.Flatten: self._identity, ir.Reshape: self._identity, ir.Masking: self._masking}[type(op)]
         self.step_keep = np.ones(batch, np.bool_) if self.masks else None
         self.step_y = np.zeros((batch, self.width), _F32)
 
-    def apply(self, x, y, keep):
-        """Fill ``y`` (rows, width) from ``x`` (rows, F); a mask maker also fills ``keep`` (rows,).
+    # Each fills ``y`` (rows, width) from ``x`` (rows, F); a mask maker also fills ``keep`` (rows,).
+    def _dense(self, x, y, keep):  # one BLAS product over all rows, then the activation in place
+        np.matmul(x, self.kernel, out=y)
+        kernels.bias_activation(y, self.bias, self.activation)
 
-        Dense uses one BLAS product over all rows, then the activation in place. An Embedding's
-        codes (``x`` (rows, 1)) were checked by the stream before anything ran."""
+    def _activation(self, x, y, keep):
+        kernels.activation_forward(x, self.activation, y)
+
+    def _affine(self, x, y, keep):
+        np.multiply(x, self.node.op.scale, out=y)
+        np.add(y, self.node.op.offset, out=y)
+
+    def _layer_norm(self, x, y, keep):
+        kernels.layer_norm_rows(self.norm, x, y, self.gamma, self.beta, self.epsilon)
+
+    def _standardize(self, x, y, keep):
+        kernels.standardize_rows(x, y, self.node.op.mean, self.node.op.std)
+
+    def _embed(self, x, y, keep):  # the codes (x (rows, 1)) were checked by the stream before anything ran
         op = self.node.op
-        if isinstance(op, ir.Dense):
-            np.matmul(x, self.kernel, out=y)
-            kernels.bias_activation(y, self.bias, self.activation)
-        elif isinstance(op, ir.Activation):
-            kernels.activation_forward(x, self.activation, y)
-        elif isinstance(op, ir.Affine):
-            np.multiply(x, op.scale, out=y)
-            np.add(y, op.offset, out=y)
-        elif isinstance(op, ir.LayerNorm):
-            kernels.layer_norm_rows(self.norm, x, y, self.gamma, self.beta, self.epsilon)
-        elif isinstance(op, ir.Standardize):
-            kernels.standardize_rows(x, y, op.mean, op.std)
-        elif isinstance(op, ir.Embedding):
-            kernels.embed_rows(x, y, op.embeddings, _NO_KEEP if keep is None else keep, op.mask_zero)
-        elif isinstance(op, (ir.Flatten, ir.Reshape)):  # of a vector, or keeping every row: the identity
-            np.copyto(y, x)
-        else:
-            kernels.masking_forward(x, self.mask_value, y, keep)
+        kernels.embed_rows(x, y, op.embeddings, _NO_KEEP if keep is None else keep, op.mask_zero)
+
+    def _identity(self, x, y, keep):  # Flatten of a vector, or a Reshape that keeps every row
+        np.copyto(y, x)
+
+    def _masking(self, x, y, keep):
+        kernels.masking_forward(x, self.mask_value, y, keep)
 
     def block(self, x):
         """``x`` (T, B, F) -> ``(y (T, B, width), keep (T, B) or None)``."""
@@ -372,6 +387,45 @@ class _RowStage:
         """``x`` (B, F) -> ``(y (B, width), keep (B,) or None)`` into reusable buffers."""
         self.apply(x, self.step_y, self.step_keep)
         return self.step_y, self.step_keep
+
+
+class _MergeStage:
+    """A Merge (add, subtract, multiply, average, maximum, minimum) or a Concatenate over features:
+    its inputs' rows joined into one, as :func:`edgernn.graph.execute` joins whole arrays (the
+    inputs folded left to right, an average's sum divided by their count; side by side)."""
+
+    def __init__(self, node: ir.Node, batch: int, widths: list[int]):
+        self.node = node
+        op = node.op
+        self.concatenate = isinstance(op, ir.Concatenate)
+        self.width = sum(widths) if self.concatenate else widths[0]
+        self.columns = np.cumsum([0] + widths)  # of each input in a concatenation's output
+        self.fold = None if self.concatenate else graph.MERGE_UFUNCS[op.mode]
+        self.count = _F32(len(widths)) if not self.concatenate and op.mode == "average" else None
+        self.inputs = [None] * len(widths)  # the step's inputs, gathered without a new list
+        self.step_y = np.zeros((batch, self.width), _F32)
+
+    def _join(self, xs, y):
+        if self.concatenate:
+            for x, start, end in zip(xs, self.columns[:-1], self.columns[1:]):
+                y[..., start:end] = x
+            return
+        self.fold(xs[0], xs[1], out=y)
+        for k in range(2, len(xs)):
+            self.fold(y, xs[k], out=y)
+        if self.count is not None:
+            np.divide(y, self.count, out=y)
+
+    def block(self, xs):
+        """``xs``: one (T, B, F_i) per input -> (T, B, width)."""
+        y = np.empty(xs[0].shape[:2] + (self.width,), _F32)
+        self._join(xs, y)
+        return y
+
+    def batch_step(self, xs):
+        """``xs``: one (B, F_i) per input -> (B, width) in a reusable buffer."""
+        self._join(xs, self.step_y)
+        return self.step_y
 
 
 class Stream:
@@ -389,7 +443,13 @@ class Stream:
 
     A model of integer codes (an Embedding first) steps one code per stream: ``x_t`` (batch, 1),
     ``run``'s ``x`` (batch, T); a code that is not an integer in ``[0, vocab)`` is refused before
-    any state changes.
+    any state changes. A model of several sequence inputs steps a timestep of each, in the order
+    ``predict`` takes them: ``step(x1_t, x2_t, out=None)``, ``run(x1, x2)``; its
+    ``input_features`` is the tuple of theirs.
+
+    The model may be a chain or a graph whose branches fork and merge (Merge, Concatenate over
+    features; see :func:`~edgernn.graph.streamable_problem`): every path runs the nodes in the
+    spec's order, each tensor in a place of its own.
 
     Behind a strided or valid Conv1D or pooling, or a Cropping1D, a step emits only where
     ``predict`` on the prefix ending there makes its last row, and equals that row; the other steps
@@ -418,7 +478,12 @@ class Stream:
             raise InvalidInput(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model
         self.batch_size = batch = int(batch_size)
-        self.input_features = features = model.step_features
+        features = model.step_features
+        self._input_names = tuple(i.name for i in model.spec.inputs)
+        widths = tuple(i.features for i in model.spec.inputs)
+        # A model of several inputs: a step's inputs side by side in one row (the fused step's x)
+        self._input_columns = tuple(zip(np.cumsum((0,) + widths[:-1]).tolist(), np.cumsum(widths).tolist()))
+        self.input_features = widths if len(widths) > 1 else features
         self._codes = model.spec.inputs[0].dtype == "int"  # integer codes, one per stream per step (Embedding)
         self._embedding = model.spec.nodes[0].op if self._codes else None
         self.output_features = model.output_features
@@ -427,39 +492,82 @@ class Stream:
         self._memory = program.new_memory(batch)  # state, then the fused kernel's scratch
         self._state = self._memory[: batch * program.state_width]
         self._fused = batch <= fused_step_max_batch(model.spec)
-        self._stages = []
-        blocks, windows = iter(program.blocks), iter(program.windows)
-        keep_of = {}  # mask tensor name -> index of the Masking stage that makes it
-        for node in model.spec.nodes:
-            if isinstance(node.op, ir.Recurrent):
-                stage = _RecurrentStage(node, next(blocks), self._state, batch, self._fused)
-            elif isinstance(node.op, (ir.Conv1D, ir.Pooling1D, ir.Pad1D)):
-                stage = _WindowStage(node, next(windows), self._state, batch, features, self._fused)
-            else:
-                stage = _RowStage(node, batch, features)
-                if stage.masks:
-                    keep_of[node.outputs[1]] = len(self._stages)
-            features = stage.width
-            stage.mask_source = keep_of.get(node.mask)
-            self._stages.append(stage)
-        self._recurrent = [s for s in self._stages if isinstance(s, _RecurrentStage)]
-        self._windows = [s for s in self._stages if isinstance(s, _WindowStage)]
+        self._build_stages(model.spec, program, features)
         self._last_output = program.view(self._state, batch, program.last_output)
         self._emitted = program.view(self._state, batch, program.emitted)  # (batch, 1): 1.0 if the last step emitted
-        self._step_active = np.ones(batch, np.bool_)  # the streams a step's input reaches, stage after stage
-        self._step_active_column = self._step_active[:, None]
+        self._step_active_column = self._actives[self._output_active][:, None]
         if self._windows:  # which streams each stage's input reaches is tracked only where some may not
             self._batch_step = self._batch_step_windowed
         self.emitted_run = np.zeros((batch, 0), np.bool_)
-        self._step_x = np.zeros((batch, self.input_features), _F32)
+        self._step_x = np.zeros((batch, features), _F32)
         self._step_y = np.zeros((batch, self.output_features), _F32)
-        self._all_kept = np.ones(batch, np.bool_)
         self._packed = program.packed  # the fused kernel's model argument
         self._fresh = self._padded_start()  # the state reset restores, when it is not zeros
         self._chain_step = None
-        if self._fused:
+        if len(self._input_names) > 1:  # one array per input: the checked path (below), then the same kernel
+            self.step = self._step_inputs
+            self._chain_step = kernels.compiled_chain_step() if self._fused else None
+        elif self._fused:
             self._use_kernel(kernels.compiled_chain_step())
         self._has_output = False
+
+    def _build_stages(self, spec: ir.ModelSpec, program, features: int) -> None:
+        """One stage per node, in the spec's order, and where each reads and writes.
+
+        The paths that go stage by stage (many streams, ``run``) keep the tensors of one step or
+        block in a list, ``values``: slot 0 the model input (all inputs side by side, for a model of
+        several, each of which then has a slot of its own from 2), slot 1 the mask of an unmasked
+        layer (all kept), then one slot per tensor a stage makes (its output, and a mask maker's mask).
+        A stage reads ``sources`` (its inputs' slots) and ``mask_source``, writes ``target`` (and
+        ``keep_target``). Which streams a tensor's rows are fresh for (``active``) lives in the
+        list ``actives``: slot 0 the input's (all), then one per windowed stage, which may not
+        emit; every other stage's output is fresh where its first input is (``active_in``)."""
+        batch = self.batch_size
+        several = len(spec.inputs) > 1
+        slot_of = {i.name: 2 + k if several else 0 for k, i in enumerate(spec.inputs)}
+        width_of = {i.name: i.features if several else features for i in spec.inputs}
+        active_of = dict.fromkeys(slot_of, 0)
+        next_slot = 2 + (len(spec.inputs) if several else 0)
+        window_count = 0
+        self._input_slots = [slot_of[i.name] for i in spec.inputs] if several else []
+        self._stages = []
+        blocks, windows = iter(program.blocks), iter(program.windows)
+        for node in spec.nodes:
+            op = node.op
+            width = width_of[node.inputs[0]]
+            if isinstance(op, ir.Recurrent):
+                stage = _RecurrentStage(node, next(blocks), self._state, batch, self._fused)
+            elif isinstance(op, (ir.Conv1D, ir.Pooling1D, ir.Pad1D)):
+                stage = _WindowStage(node, next(windows), self._state, batch, width, self._fused)
+            elif isinstance(op, ir.MULTI_INPUT_OPS):
+                stage = _MergeStage(node, batch, [width_of[name] for name in node.inputs])
+            else:
+                stage = _RowStage(node, batch, width)
+            stage.sources = tuple(slot_of[name] for name in node.inputs)
+            stage.mask_source = slot_of[node.mask] if node.mask else 1
+            stage.active_in = active_of[node.inputs[0]]
+            stage.target = slot_of[node.outputs[0]] = next_slot
+            next_slot += 1
+            width_of[node.outputs[0]] = stage.width
+            if isinstance(stage, _RowStage) and stage.masks:
+                stage.keep_target = slot_of[node.outputs[1]] = next_slot
+                next_slot += 1
+            if isinstance(stage, _WindowStage):
+                window_count += 1
+                stage.active_out = active_of[node.outputs[0]] = window_count
+            else:
+                active_of[node.outputs[0]] = stage.active_in
+            self._stages.append(stage)
+        self._recurrent = [s for s in self._stages if isinstance(s, _RecurrentStage)]
+        self._windows = [s for s in self._stages if isinstance(s, _WindowStage)]
+        self._output_slot = slot_of[spec.outputs[0]]
+        self._output_active = active_of[spec.outputs[0]]
+        self._values = [None] * next_slot
+        self._all_kept = self._values[1] = np.ones(batch, np.bool_)
+        self._input_buffers = [np.zeros((batch, width_of[i.name]), _F32) for i in spec.inputs] if several else []
+        for slot, buffer in zip(self._input_slots, self._input_buffers):
+            self._values[slot] = buffer
+        self._actives = [np.ones(batch, np.bool_)] + [np.ones(batch, np.bool_) for _ in self._windows]
 
     # -- running -------------------------------------------------------------------------------
     def step(self, x_t, out=None):
@@ -520,10 +628,36 @@ class Stream:
                                f"got {array.shape}{hint}")
         if self._codes:  # the codes as given (a float32 cast could round a large one into range)
             graph.check_codes(self._embedding, np.asarray(x_t))
+        self._check_out(out)
+        np.copyto(self._step_x, array)
+        return self._advance(out)
+
+    def _step_inputs(self, *xs, out=None):
+        """One timestep of a model of several inputs: ``step(x1_t, x2_t, ..., out=None)``, one
+        (batch, features_i) array per model input in the model's order (as ``predict`` takes
+        them) -> (batch, outputs). Everything is checked before any state changes."""
+        if len(xs) != len(self._input_names):
+            raise InvalidInput(f"step takes one array per model input ({', '.join(map(repr, self._input_names))}), "
+                               f"got {len(xs)}")
+        arrays = []
+        for name, width, x in zip(self._input_names, self.input_features, xs):
+            array = _as_float32(x, f"input {name!r}")
+            if array.shape != (self.batch_size, width):
+                raise InvalidInput(f"step takes input {name!r} of shape (batch={self.batch_size}, features={width}), "
+                                   f"got {array.shape}")
+            arrays.append(array)
+        self._check_out(out)
+        for array, (start, end) in zip(arrays, self._input_columns):
+            self._step_x[:, start:end] = array
+        return self._advance(out)
+
+    def _check_out(self, out) -> None:
         if out is not None and not (isinstance(out, np.ndarray) and out.shape == self._step_y.shape
                                     and out.dtype == _F32 and out.flags.writeable):
             raise InvalidInput(f"out must be a writeable float32 array of shape {self._step_y.shape}")
-        np.copyto(self._step_x, array)
+
+    def _advance(self, out):
+        """The step of ``self._step_x`` (checked), through the fused kernel or stage by stage."""
         if self._fused:
             self._chain_step(self._packed, self._step_x, self._step_y, self._memory)
         else:
@@ -537,36 +671,61 @@ class Stream:
     def _batch_step(self, x):
         """One step of many streams, stage by stage, through reusable buffers: every stream emits
         (no Conv1D or pooling; a stream with one steps through :meth:`_batch_step_windowed`)."""
-        keeps = {}
-        for index, stage in enumerate(self._stages):
+        values = self._values
+        values[0] = x
+        self._split_inputs(x)
+        for stage in self._stages:
+            source = values[stage.sources[0]]
             if isinstance(stage, _RecurrentStage):
-                x = stage.batch_step(x, keeps.get(stage.mask_source, self._all_kept))
+                values[stage.target] = stage.batch_step(source, values[stage.mask_source])
+            elif isinstance(stage, _MergeStage):
+                values[stage.target] = stage.batch_step(self._gather(stage, values))
             else:
-                x, keep = stage.batch_step(x)
-                keeps[index] = keep
-        np.copyto(self._step_y, x)
-        np.copyto(self._last_output, x)
+                values[stage.target], keep = stage.batch_step(source)
+                if keep is not None:
+                    values[stage.keep_target] = keep
+        np.copyto(self._step_y, values[self._output_slot])
+        np.copyto(self._last_output, self._step_y)
         self._emitted.fill(1.0)
+
+    def _split_inputs(self, x) -> None:
+        """A model of several inputs: each one's columns of the step's ``x`` into its own buffer."""
+        for buffer, (start, end) in zip(self._input_buffers, self._input_columns):
+            np.copyto(buffer, x[:, start:end])
+
+    @staticmethod
+    def _gather(stage, values) -> list:
+        """A merge stage's inputs from ``values``, in its reusable list."""
+        for k, slot in enumerate(stage.sources):
+            stage.inputs[k] = values[slot]
+        return stage.inputs
 
     def _batch_step_windowed(self, x):
         """One step of many streams, stage by stage, through reusable buffers.
 
-        ``active`` follows which streams the input reaches: a windowed stage that does not emit
-        for a stream leaves the stages after it untouched for that stream (a recurrent stage
-        sees it as a masked step, which keeps its state), and the stream's output is held."""
-        keeps = {}
-        active = self._step_active
-        active[:] = True
-        for index, stage in enumerate(self._stages):
+        ``actives`` follow which streams each tensor gets a fresh row for: a windowed stage that
+        does not emit for a stream leaves the stages behind it untouched for that stream (a
+        recurrent stage sees it as a masked step, which keeps its state), and, if the model's
+        output is among them, the stream's output is held."""
+        values, actives = self._values, self._actives
+        values[0] = x
+        self._split_inputs(x)
+        for stage in self._stages:
+            source = values[stage.sources[0]]
             if isinstance(stage, _RecurrentStage):
-                np.logical_and(keeps.get(stage.mask_source, self._all_kept), active, out=stage.step_keep)
-                x = stage.batch_step(x, stage.step_keep)
+                np.logical_and(values[stage.mask_source], actives[stage.active_in], out=stage.step_keep)
+                values[stage.target] = stage.batch_step(source, stage.step_keep)
             elif isinstance(stage, _WindowStage):
-                x = stage.batch_step(x, active)
+                active = actives[stage.active_out]
+                np.copyto(active, actives[stage.active_in])
+                values[stage.target] = stage.batch_step(source, active)
+            elif isinstance(stage, _MergeStage):
+                values[stage.target] = stage.batch_step(self._gather(stage, values))
             else:
-                x, keep = stage.batch_step(x)
-                keeps[index] = keep
-        np.copyto(self._last_output, x, where=self._step_active_column)
+                values[stage.target], keep = stage.batch_step(source)
+                if keep is not None:
+                    values[stage.keep_target] = keep
+        np.copyto(self._last_output, values[self._output_slot], where=self._step_active_column)
         np.copyto(self._step_y, self._last_output)
         np.copyto(self._emitted, self._step_active_column)
 
@@ -588,28 +747,68 @@ class Stream:
         return self._state.copy() if padded else None
 
     def _block(self, x, start=0):
-        """T steps of every stream, layer by layer: ``x`` (T, B, F) -> ``(y (T, B, outputs), emitted
-        (T, B))``; the rows of ``y`` that did not emit are left unset (see :meth:`run`). ``start``:
-        the first stage to run (``x`` is its input)."""
-        all_kept = np.ones(x.shape[:2], np.bool_)
-        active = np.ones(x.shape[:2], np.bool_)
-        keeps = {}
-        for index, stage in enumerate(self._stages[start:], start):
+        """T steps of every stream, stage by stage: ``x`` (T, B, F) -> ``(y (T, B, outputs), emitted
+        (T, B))``; the rows of ``y`` that did not emit are left unset (see :meth:`run`). The
+        tensors and their ``actives`` as in :meth:`_build_stages`, for the whole block. ``start``:
+        the first stage to run, ``x`` the output of the one before it (every stage from there on
+        reads only what descends from it: ``streamable_problem`` sees to that for a padding)."""
+        values = [None] * len(self._values)
+        values[0], values[1] = x, np.ones(x.shape[:2], np.bool_)
+        for slot, (first, end) in zip(self._input_slots, self._input_columns):
+            values[slot] = np.ascontiguousarray(x[:, :, first:end])
+        actives = [np.ones(x.shape[:2], np.bool_) for _ in self._actives]
+        if start:
+            values[self._stages[start - 1].target] = x
+        for stage in self._stages[start:]:
+            source = values[stage.sources[0]]
             if isinstance(stage, _RecurrentStage):
-                x = stage.block(x, keeps.get(stage.mask_source, all_kept) & active)
+                values[stage.target] = stage.block(source, values[stage.mask_source] & actives[stage.active_in])
             elif isinstance(stage, _WindowStage):
-                x = stage.block(x, active)
+                actives[stage.active_out] = active = actives[stage.active_in].copy()
+                values[stage.target] = stage.block(source, active)
+            elif isinstance(stage, _MergeStage):
+                values[stage.target] = stage.block([values[slot] for slot in stage.sources])
             else:
-                x, keep = stage.block(x)
-                keeps[index] = keep
-        return x, active
+                values[stage.target], keep = stage.block(source)
+                if keep is not None:
+                    values[stage.keep_target] = keep
+        return values[self._output_slot], actives[self._output_active]
 
-    def run(self, x):
+    def run(self, *xs):
         """A block of timesteps: ``x`` (batch, T, features) -> (batch, T, outputs), state carried;
-        for a model of integer codes ``x`` is (batch, T), as in ``predict``.
+        for a model of integer codes ``x`` is (batch, T), as in ``predict``; for a model of several
+        inputs, ``run(x1, x2, ...)``, one (batch, T, features_i) array per input.
 
         Row t is what ``step`` would have returned at that step: a fresh output where the model
         emitted, the last one held elsewhere; :attr:`emitted_run` (batch, T) says which."""
+        if len(xs) != len(self._input_names):
+            raise InvalidInput(f"run takes one array per model input ({', '.join(map(repr, self._input_names))}), "
+                               f"got {len(xs)}")
+        if len(xs) > 1:
+            array = self._joined_inputs(xs)
+        else:
+            array = self._one_input(xs[0])
+        if array.shape[1] == 0:
+            self.emitted_run = np.zeros((self.batch_size, 0), np.bool_)
+            return np.zeros((self.batch_size, 0, self.output_features), _F32)
+        return self._run_block(array)
+
+    def _joined_inputs(self, xs) -> np.ndarray:
+        """Several inputs' blocks, checked, side by side on the features: (batch, T, all features)."""
+        arrays = []
+        for name, width, x in zip(self._input_names, self.input_features, xs):
+            array = _as_float32(x, f"input {name!r}")
+            if array.ndim != 3 or array.shape[0] != self.batch_size or array.shape[2] != width:
+                raise InvalidInput(f"run takes input {name!r} of shape (batch={self.batch_size}, T, features={width}), "
+                                   f"got {array.shape}")
+            arrays.append(array)
+        if len({a.shape[1] for a in arrays}) > 1:
+            raise InvalidInput(f"run takes inputs of one length T (a step takes a timestep of each), got "
+                               f"{[a.shape[1] for a in arrays]}")
+        return np.concatenate(arrays, axis=2)
+
+    def _one_input(self, x) -> np.ndarray:
+        """The one input's block, checked: (batch, T, features)."""
         array = _as_float32(x, "x")
         if self._codes:
             if array.ndim != 2 or array.shape[0] != self.batch_size:
@@ -619,9 +818,10 @@ class Stream:
         if array.ndim != 3 or array.shape[0] != self.batch_size or array.shape[2] != self.input_features:
             raise InvalidInput(f"run takes x of shape (batch={self.batch_size}, T, features={self.input_features}), "
                                f"got {array.shape}")
-        if array.shape[1] == 0:
-            self.emitted_run = np.zeros((self.batch_size, 0), np.bool_)
-            return np.zeros((self.batch_size, 0, self.output_features), _F32)
+        return array
+
+    def _run_block(self, array):
+        """:meth:`run` of a checked block (batch, T, all features), T >= 1."""
         y, active = self._block(np.ascontiguousarray(array.transpose(1, 0, 2)))
         if not active.all():  # hold: each row is the latest emitted row at or before it (or the last output)
             steps = np.where(active, np.arange(1, len(active) + 1)[:, None], 0)
@@ -657,6 +857,9 @@ class Stream:
         # Fix: bools refused, as reset() refuses them (forecast(True) ran one step).
         if not (isinstance(steps, (int, np.integer)) and not isinstance(steps, (bool, np.bool_)) and steps >= 0):
             raise InvalidInput(f"forecast takes a number of steps >= 0, got {steps!r}")
+        if len(self._input_names) > 1:
+            raise InvalidInput(f"forecast feeds outputs back as the input, but this model has {len(self._input_names)} "
+                               f"inputs ({', '.join(map(repr, self._input_names))})")
         if self._codes:
             raise InvalidInput("forecast feeds outputs back as inputs, but this model's input is integer codes "
                                f"(layer {self._embedding.name!r} is an Embedding): step or run it on codes instead")

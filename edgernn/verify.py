@@ -270,7 +270,7 @@ def _stream_check(source, model, inputs, expected, run_source, options, atol, rt
     pieces, emitted, ends, t, k = [], [], [], 0, 0
     while t < steps:
         n = min(CHUNKS[k % len(CHUNKS)], steps - t)
-        pieces.append(stream.run(x[:, t:t + n]))
+        pieces.append(stream.run(*[i[:, t:t + n] for i in inputs]))  # every input's chunk (one of each per step)
         emitted.append(stream.emitted_run)
         t += n
         ends.append(t)
@@ -287,13 +287,14 @@ def _stream_check(source, model, inputs, expected, run_source, options, atol, rt
         return check
     # Last-step output: the stream's output at a chunk boundary is the prediction for the prefix
     # (held since the last emission; a prefix before the first emission has no prediction).
-    fixed = spec.inputs[0].timesteps is not None or spec.inputs[0].dtype == "int"  # (codes: converted at a fixed T)
+    fixed = any(i.timesteps is not None or i.dtype == "int" for i in spec.inputs)  # (codes: converted at a fixed T)
     middle = ends[(len(ends) - 1) // 2]
     prefixes = [steps] if fixed or len(ends) < 2 or not emitted[:middle].any() else [middle, steps]
     ours, theirs = [], []
     for p in prefixes:
         ours.append(y[:, p - 1])
-        theirs.append(expected[0] if p == steps else _as_list(run_source(source, [x[:, :p]], **options))[0])
+        theirs.append(expected[0] if p == steps else _as_list(run_source(source, [i[:, :p] for i in inputs],
+                                                                         **options))[0])
     what = f"stream in chunks of {chunks} steps vs predict on the prefixes of {', '.join(map(str, prefixes))} steps"
     return _compare(what, ours, theirs, atol, rtol, length)
 

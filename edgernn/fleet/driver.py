@@ -68,6 +68,11 @@ def _resolve_model(model, quant, calibration):
             data = path.read_bytes()
     else:
         raise InvalidInput(f"replay takes a .ernn path, an edgernn.Model or a QuantizedModel, got {type(model).__name__}")
+    from ..graph import several_inputs_problem  # lazy, as the imports above
+
+    problem = several_inputs_problem(model.spec, "replay")
+    if problem:
+        raise InvalidInput(problem)
     if quant is None:
         if calibration is not None:
             raise InvalidInput("calibration data is for a quantized replay: pass quant='int8' too")

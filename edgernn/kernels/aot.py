@@ -126,9 +126,9 @@ def _import(path: Path):
 
 
 def check_against(path: Path, reference) -> None:
-    """Step a small model (LSTM, GRU with and without reset_after, SimpleRNN, Dense heads; a
-    masked timestep) through the module at ``path`` and through ``reference`` (the jitted kernel)
-    from the same state: every output and state must be equal bit for bit, or
+    """Step a small model (LSTM, GRU with and without reset_after, SimpleRNN, Dense heads, a merge
+    and a concatenation of branches; a masked timestep) through the module at ``path`` and through
+    ``reference`` (the jitted kernel) from the same state: every output and state must be equal bit for bit, or
     :class:`AotUnavailable`. Run by :func:`build_step` before the module is put where streams find
     it: a module that imports but computes anything else -- a calling-convention mismatch on a new
     platform, say -- is never used."""
@@ -145,10 +145,13 @@ def check_against(path: Path, reference) -> None:
 
     nodes = [ir.Node(ir.Masking("mask", 0.0), ("x",), ("m", "keep")),
              ir.Node(layer("lstm", "lstm", 5, 3), ("m",), ("a",), mask="keep"),
-             ir.Node(layer("gru", "gru", 4, 5, recurrent_bias=weight(12)), ("a",), ("b",), mask="keep"),
+             ir.Node(ir.Dense("side", weight(3, 5), weight(5), "tanh"), ("m",), ("s",)),
+             ir.Node(ir.Merge("residual", "average"), ("a", "s", "a"), ("j",)),
+             ir.Node(layer("gru", "gru", 4, 5, recurrent_bias=weight(12)), ("j",), ("b",), mask="keep"),
              ir.Node(layer("gru1", "gru", 3, 4, reset_after=False), ("b",), ("c",), mask="keep"),
              ir.Node(layer("rnn", "simple", 4, 3), ("c",), ("d",), mask="keep"),
-             ir.Node(ir.Dense("head", weight(4, 3), weight(3), "softmax"), ("d",), ("y",))]
+             ir.Node(ir.Concatenate("both"), ("d", "c"), ("e",)),
+             ir.Node(ir.Dense("head", weight(7, 3), weight(3), "softmax"), ("e",), ("y",))]
     program = ChainProgram(nodes, 3)
     memories = [program.new_memory(2), program.new_memory(2)]
     ys = [np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32)]

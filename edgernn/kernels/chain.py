@@ -1,4 +1,5 @@
-"""The fused step: one timestep of a whole chain model in one jitted call.
+"""The fused step: one timestep of a whole streamable model (a chain, or branches that fork and
+merge) in one jitted call.
 
 For small batches a step's cost is dominated by per-call overhead (Numba's dispatch is about
 180 ns plus 45 ns per array argument), so the stream packs its model once into two flat arrays
@@ -22,8 +23,9 @@ and every step is a single call of :func:`chain_step` with four arguments, whate
   ``forecast`` feeds back, and a step that does not emit returns again) and a (B, 1) block of
   1.0 / 0.0, whether the last step emitted. Blocks rather than rows per stream, so
   that the many-streams path and the block kernels see each state as a contiguous (B, size)
-  matrix for BLAS. Then scratch: ping-pong buffers for intermediate vectors, the gate
-  pre-activations.
+  matrix for BLAS. Then scratch: one slot per tensor of the model (the input's, then each
+  op's output's: a branch's result waits in its slot until the merge that reads it), the gate
+  pre-activations, and per program row whether it emitted in this stream's step and the mask it made.
 
 Four arguments, because each one costs: Numba's dispatcher types and unboxes every argument
 before the kernel starts (tools/bench reports the floor with a no-op function).
@@ -45,12 +47,13 @@ from ._matvec import matvec_row
 from .activations import activate_row
 from .gru import gru_update
 from .lstm import lstm_update
-from .program import (ACT, ACTIVATION, AFFINE, B, C, CLIP, CNT, CONV, DENSE, DIL, EMBED, EPSILON, FLAGS, GLOBAL_AVG,
-                      GLOBAL_MAX, GROUPS, GRU, H, HAS_BETA, HAS_GAMMA, IN, KSIZE, LAYER_NORM, LSTM, M_BASE, M_EMIT,
-                      M_HIDDEN, M_IN, M_LAST, M_OUT, M_PARAMS, M_PING, M_PONG, M_SCRATCH, M_STAGES, M_WIDTH, M_Z, M_ZERO,
-                      MASK_VALUE, MASK_ZERO, MASKING, NCOLS, NEED, NORM, OP, OUT, PEEP, PREV, PROJ, PROJECTED, RACT, RB,
-                      RECURRENT_PANEL, RESET_AFTER, RING, STANDARD, STANDARDIZE, STRIDE, U, UH, UNITS, USES_MASK, VOCAB,
-                      W, ZERO_OUTPUT)
+from .program import (ACT, ACTIVATION, AFFINE, B, C, CLIP, CNT, CNT_SIZE, CONV, COPY, DENSE, DIL, DST, EMBED, EPSILON,
+                      FLAGS, GATE, GLOBAL_AVG, GROUPS, GRU, H, HAS_BETA, HAS_GAMMA, IN, KEEP_ROW, KSIZE, LAYER_NORM, LSTM,
+                      M_BASE, M_EMIT, M_FRESH, M_HIDDEN, M_IN, M_LAST, M_OUT, M_PARAMS, M_SCRATCH, M_STAGES, M_X_SLOT,
+                      M_Y_ROW, M_Y_SLOT, M_Z, M_ZERO, MASK_VALUE, MASK_ZERO, MASKING, MERGE, MERGE_ADD, MERGE_MAXIMUM,
+                      MERGE_MINIMUM, MERGE_MULTIPLY, MERGE_SUBTRACT, MODE, NCOLS, NEED, NORM, OP, OUT, PADDED, PEEP, PREV,
+                      PROJ, PROJECTED, RACT, RB, RECURRENT_PANEL, RESET_AFTER, RING, RING_SIZE, RPADDED, SRC, SRC2,
+                      STANDARD, STANDARDIZE, STRIDE, U, UH, UNITS, USES_MASK, VOCAB, W, ZERO_OUTPUT)
 from .program import DELAY  # a Pad1D: windowed, its id after the others
 from .rowwise import embed_row, layer_norm_row, standardize_row, valid_code
 from .simple_rnn import simple_update
@@ -70,8 +73,10 @@ def _chain_step(model, x, y, memory):
     stream (the caller then reports the problem): the checks cost a few comparisons, so they stay
     in the hot path.
 
-    A windowed stage (Conv1D, pooling) that does not emit for this input ends the stream's step
-    there: the stages after it do not run, ``y[s]`` is the model's last output again, and the
+    Each row reads its input's slot in the scratch and writes its output's (a branch's result
+    waits in its slot for the merge that reads it). A windowed stage (Conv1D, pooling) that does
+    not emit for this input leaves its slot as it was and is not fresh: the rows behind it do not
+    run; if the model's output is among them, ``y[s]`` is the model's last output again and the
     stream's emitted flag is 0.
     """
     ints = model.view(np.int64)  # the program's bits (see the module docstring)
@@ -92,26 +97,27 @@ def _chain_step(model, x, y, memory):
         for s in range(batch):
             if not valid_code(x[s, 0], program[0, VOCAB]):
                 return 2
-    width = meta[M_WIDTH]
-    buffers = (scratch[meta[M_PING] : meta[M_PING] + width], scratch[meta[M_PONG] : meta[M_PONG] + width])
     z_all = scratch[meta[M_Z] : meta[M_HIDDEN]]
     zeros = weights[meta[M_ZERO] :]  # zeros as long as the widest padded recurrent product
-    hidden_all = scratch[meta[M_HIDDEN] :]
+    hidden_all = scratch[meta[M_HIDDEN] : meta[M_FRESH]]
+    fresh = scratch[meta[M_FRESH] : meta[M_FRESH] + stages]  # 1.0 where the row emitted in this stream's step
+    keeps = scratch[meta[M_FRESH] + stages : meta[M_FRESH] + 2 * stages]  # the mask a row made
+    n_in_model = meta[M_IN]
     for s in range(batch):
-        current = x[s]
-        keep = True
-        emitted = True
-        which = 0
+        copy_row(scratch[meta[M_X_SLOT] : meta[M_X_SLOT] + n_in_model], x[s])
         for k in range(stages):
+            gate = program[k, GATE]
+            if gate >= 0 and fresh[gate] == np.float32(0.0):
+                fresh[k] = np.float32(0.0)  # its input did not emit: neither does it
+                continue
+            fresh[k] = np.float32(1.0)
             op = program[k, OP]
             n_in = program[k, IN]
             n_out = program[k, OUT]
+            current = scratch[program[k, SRC] : program[k, SRC] + n_in]
+            target = scratch[program[k, DST] : program[k, DST] + n_out]
             if (op >= CONV and op <= GLOBAL_AVG) or op == DELAY:
-                target = buffers[which][:n_out]
-                which = 1 - which
-                global_pool = op == GLOBAL_MAX or op == GLOBAL_AVG
-                ring_size, counter_size = (n_in, 1) if global_pool else (n_in * ((program[k, KSIZE] - 1)
-                                                                                 * program[k, DIL]), 3)
+                ring_size, counter_size = program[k, RING_SIZE], program[k, CNT_SIZE]
                 start = batch * program[k, RING] + s * ring_size
                 ring = state[start : start + ring_size]
                 start = batch * program[k, CNT] + s * counter_size
@@ -126,81 +132,84 @@ def _chain_step(model, x, y, memory):
                     bias = weights[0:0]
                 if not window_row(op, target, current, ring, counters, kernel, bias, program[k, DIL], program[k, GROUPS],
                                   program[k, NEED], program[k, STRIDE], program[k, ACT]):
-                    emitted = False  # nothing new for the stages after it: the model's output is held
-                    break
-                current = target
+                    fresh[k] = np.float32(0.0)  # nothing new for the rows behind it
+            elif op == MERGE:
+                mode = program[k, MODE]
+                other = scratch[program[k, SRC2] : program[k, SRC2] + n_in]
+                if mode == MERGE_ADD:
+                    for j in range(n_out):
+                        target[j] = current[j] + other[j]
+                elif mode == MERGE_SUBTRACT:
+                    for j in range(n_out):
+                        target[j] = current[j] - other[j]
+                elif mode == MERGE_MULTIPLY:
+                    for j in range(n_out):
+                        target[j] = current[j] * other[j]
+                elif mode == MERGE_MAXIMUM:  # NaN wins, as in np.maximum
+                    for j in range(n_out):
+                        a, b = current[j], other[j]
+                        target[j] = a if (a > b or a != a) else b
+                elif mode == MERGE_MINIMUM:
+                    for j in range(n_out):
+                        a, b = current[j], other[j]
+                        target[j] = a if (a < b or a != a) else b
+                else:  # MERGE_DIVIDE: an average's sum by its count
+                    count = params[k, CLIP]
+                    for j in range(n_out):
+                        target[j] = current[j] / count
+            elif op == COPY:
+                copy_row(target, current)
             elif op == AFFINE:
-                target = buffers[which][:n_out]
-                which = 1 - which
                 for j in range(n_out):
                     target[j] = current[j] * weights[program[k, W] + j] + weights[program[k, B] + j]
-                current = target
             elif op == LAYER_NORM:
-                target = buffers[which][:n_out]
-                which = 1 - which
                 flags = program[k, FLAGS]
                 gamma = weights[program[k, W] : program[k, W] + (n_in if flags & HAS_GAMMA else 0)]
                 beta = weights[program[k, B] : program[k, B] + (n_in if flags & HAS_BETA else 0)]
                 layer_norm_row(program[k, NORM], target, current, gamma, beta, params[k, EPSILON])
-                current = target
             elif op == STANDARDIZE:
-                target = buffers[which][:n_out]
-                which = 1 - which
                 standardize_row(target, current, weights[program[k, W] : program[k, W] + n_in],
                                 weights[program[k, B] : program[k, B] + n_in])
-                current = target
             elif op == EMBED:
-                target = buffers[which][:n_out]
-                which = 1 - which
                 table = weights[program[k, W] : program[k, W] + program[k, VOCAB] * n_out].reshape(
                     (program[k, VOCAB], n_out))
                 embed_row(target, table, current[0])
-                if program[k, FLAGS] & MASK_ZERO:
-                    keep = current[0] != np.float32(0.0)
-                current = target
+                keeps[k] = np.float32(1.0)
+                if program[k, FLAGS] & MASK_ZERO and current[0] == np.float32(0.0):
+                    keeps[k] = np.float32(0.0)
             elif op == MASKING:
-                target = buffers[which][:n_in]
-                which = 1 - which
                 mask_value = params[k, MASK_VALUE]
                 keep = False
                 for j in range(n_in):
                     if current[j] != mask_value:
                         keep = True
                         break
+                keeps[k] = np.float32(1.0) if keep else np.float32(0.0)
                 for j in range(n_in):
                     target[j] = current[j] if keep else np.float32(0.0)
-                current = target
             elif op == DENSE:
-                target = buffers[which][:n_out]
-                which = 1 - which
                 kernel = weights[program[k, W] : program[k, W] + n_in * n_out].reshape((n_in, n_out))
                 project(target, weights[program[k, B] : program[k, B] + n_out], current, kernel)
                 activate_row(program[k, ACT], target)
-                current = target
             elif op == ACTIVATION:
-                target = buffers[which][:n_out]
-                which = 1 - which
                 copy_row(target, current)
                 activate_row(program[k, ACT], target)
-                current = target
             else:
                 flags = program[k, FLAGS]
                 units = program[k, UNITS]
                 start = batch * program[k, PREV] + s * n_out
                 previous = state[start : start + n_out]
-                if keep or not (flags & USES_MASK):
+                if not (flags & USES_MASK) or keeps[program[k, KEEP_ROW]] != np.float32(0.0):
                     start = batch * program[k, H] + s * n_out
                     h = state[start : start + n_out]
                     clip = params[k, CLIP]
                     standard = (flags & STANDARD) != 0
-                    gates = 4 if op == LSTM else (3 if op == GRU else 1)
                     # W and U packed in panels (ChainProgram), the products' widths padded to whole panels
-                    padded = -(-gates * units // RECURRENT_PANEL) * RECURRENT_PANEL
+                    padded = program[k, PADDED]
                     kernel = weights[program[k, W] : program[k, W] + n_in * padded].reshape(
                         (padded // RECURRENT_PANEL, n_in, RECURRENT_PANEL))
                     bias = weights[program[k, B] :]  # padded
-                    columns = 2 * units if op == GRU and (flags & RESET_AFTER) == 0 else gates * units
-                    recurrent_padded = -(-columns // RECURRENT_PANEL) * RECURRENT_PANEL
+                    recurrent_padded = program[k, RPADDED]
                     recurrent = weights[program[k, U] : program[k, U] + n_out * recurrent_padded].reshape(
                         (recurrent_padded // RECURRENT_PANEL, n_out, RECURRENT_PANEL))
                     if op == LSTM:
@@ -237,11 +246,12 @@ def _chain_step(model, x, y, memory):
                         simple_update(z[:units], h, clip, program[k, ACT], standard, previous)
                 elif flags & ZERO_OUTPUT:
                     previous[:] = np.float32(0.0)
-                current = previous
+                copy_row(target, previous)  # the slot the rows behind it read
         start = batch * meta[M_LAST] + s * meta[M_OUT]
         last = state[start : start + meta[M_OUT]]
+        emitted = meta[M_Y_ROW] < 0 or fresh[meta[M_Y_ROW]] != np.float32(0.0)
         if emitted:
-            copy_row(last, current)
+            copy_row(last, scratch[meta[M_Y_SLOT] : meta[M_Y_SLOT] + meta[M_OUT]])
         copy_row(y[s], last)
         state[batch * meta[M_EMIT] + s] = np.float32(1.0) if emitted else np.float32(0.0)
     return 0

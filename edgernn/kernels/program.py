@@ -1,4 +1,5 @@
-"""The fused step's program: a chain model packed into one flat float32 array.
+"""The fused step's program: a streamable model (a chain, or a graph whose branches fork and merge)
+packed into one flat float32 array.
 
 No Numba here: packing a model, and the stream's views of its state, need only NumPy, so a stream
 can start on the ahead-of-time compiled step (:mod:`edgernn.kernels.aot`) without importing Numba.
@@ -9,15 +10,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import (ACTIVATION_IDS, Activation, Affine, Conv1D, Dense, Embedding, Flatten, LayerNorm, Masking, Pad1D,
-                  Pooling1D, Recurrent, Reshape, Standardize)
+from ..ir import (ACTIVATION_IDS, Activation, Affine, Concatenate, Conv1D, Dense, Embedding, Flatten, LayerNorm, Masking,
+                  Merge, Pad1D, Pooling1D, Recurrent, Reshape, Standardize)
 
 # Op kinds. CONV .. GLOBAL_AVG are the windowed stages of edgernn.kernels.window (same ids there;
 # consecutive, as chain.py tests ``CONV <= op <= GLOBAL_AVG``);
-# LAYER_NORM, STANDARDIZE, EMBED the per-row stages of edgernn.kernels.rowwise; DELAY a Pad1D's
-# windowed stage (edgernn.kernels.window: it crops, and delays by the rows cropped at the right).
+# LAYER_NORM, STANDARDIZE, EMBED the per-row stages of edgernn.kernels.rowwise; MERGE one fold of
+# a Merge (``dst = src MODE src2``, or ``dst = src / count`` for the end of an average), COPY one
+# input of a Concatenate copied into its columns of the output; DELAY a Pad1D's windowed stage
+# (edgernn.kernels.window: it crops, and delays by the rows cropped at the right).
 (LSTM, GRU, SIMPLE, DENSE, ACTIVATION, MASKING, CONV, MAX_POOL, AVG_POOL, GLOBAL_MAX, GLOBAL_AVG, AFFINE, LAYER_NORM,
- STANDARDIZE, EMBED, DELAY) = range(16)
+ STANDARDIZE, EMBED, MERGE, COPY, DELAY) = range(18)
+# A MERGE row's MODE.
+MERGE_ADD, MERGE_SUBTRACT, MERGE_MULTIPLY, MERGE_MAXIMUM, MERGE_MINIMUM, MERGE_DIVIDE = range(6)
+MERGE_IDS = {"add": MERGE_ADD, "average": MERGE_ADD, "subtract": MERGE_SUBTRACT, "multiply": MERGE_MULTIPLY,
+             "maximum": MERGE_MAXIMUM, "minimum": MERGE_MINIMUM}
 COUNT_LIMIT = 16777216.0  # 2**24: a global pooling's count saturates there (float32 counts exactly up to it)
 _CELL_KIND = {"lstm": LSTM, "gru": GRU, "simple": SIMPLE}
 # Program columns. A windowed stage: W, B its kernel (k, C/G, F) and bias; KSIZE, DIL, GROUPS the
@@ -25,9 +32,17 @@ _CELL_KIND = {"lstm": LSTM, "gru": GRU, "simple": SIMPLE}
 # state blocks (window.py's ``ring`` and ``counters``). Affine: W scale, B offset. LayerNorm: W gamma, B beta
 # (present per the flags), NORM its kind, the param EPSILON. Standardize: W mean, B std. Embedding:
 # W the table (vocab, dim), VOCAB its rows, IN 1 (the code, a whole number held in a float).
+# Every row: SRC (and SRC2, a MERGE's second operand) the scratch offset of its input's slot, DST of
+# its output's (each tensor has a slot of its own, so a branch's result waits there for its merge);
+# GATE the row whose result's freshness this row's input has (-1: the model input, always fresh;
+# a row whose input did not emit does not run, and does not emit either); KEEP_ROW the row that
+# made the mask a recurrent row reads. Sizes computed once here, not every step: PADDED and
+# RPADDED a recurrent row's products' widths padded to whole panels, RING_SIZE and CNT_SIZE a
+# windowed row's state block widths per stream.
 (OP, IN, OUT, UNITS, W, U, B, RB, PEEP, PROJ, UH, ACT, RACT, FLAGS, H, C, PREV, KSIZE, DIL, GROUPS, NEED, STRIDE, RING,
- CNT) = range(24)
-NCOLS = 24
+ CNT, SRC, SRC2, DST, GATE, KEEP_ROW, PADDED, RPADDED, RING_SIZE, CNT_SIZE) = range(33)
+NCOLS = 33
+MODE = ACT  # a MERGE row's mode (it has no activation)
 NORM = VOCAB = UNITS  # the column a LayerNorm's kind, an Embedding's vocab are in (they have no units)
 # Flags.
 RESET_AFTER, ZERO_OUTPUT, USES_MASK, STANDARD, PROJECTED, HAS_GAMMA, HAS_BETA, MASK_ZERO = 1, 2, 4, 8, 16, 32, 64, 128
@@ -39,7 +54,11 @@ CLIP, MASK_VALUE = 0, 1
 EPSILON = CLIP  # a LayerNorm's
 # Entries of program row 0. M_EMIT: the column of the (B, 1) block saying whether the last step emitted.
 # M_ZERO: the offset (in the weights) of zeros as long as the widest padded recurrent product.
-M_STAGES, M_IN, M_OUT, M_PING, M_PONG, M_Z, M_HIDDEN, M_LAST, M_WIDTH, M_PARAMS, M_SCRATCH, M_BASE, M_EMIT, M_ZERO = range(14)
+# M_X_SLOT, M_Y_SLOT: the scratch offsets of the model input's slot and the output's; M_Y_ROW the
+# row that makes the output (-1: the input); M_FRESH: the scratch offset of one float per row,
+# whether the row emitted in this stream's step, then one per row, the mask (keep) it made.
+(M_STAGES, M_IN, M_OUT, M_X_SLOT, M_Y_SLOT, M_Z, M_HIDDEN, M_LAST, M_Y_ROW, M_PARAMS, M_SCRATCH, M_BASE, M_EMIT, M_ZERO,
+ M_FRESH) = range(15)
 
 _ALIGN = 16  # floats: 64 bytes
 RECURRENT_PANEL = 32  # columns per panel of a packed recurrent kernel (edgernn.kernels._matvec.PANEL)
@@ -147,16 +166,28 @@ def window_geometry(op) -> tuple[int, int, int, int, int]:
 
 
 class ChainProgram:
-    """A chain of ops (the nodes of a streamable ModelSpec) packed for :func:`chain_step`.
+    """A streamable model's nodes (in the spec's order, every input made before it is read) packed
+    for :func:`chain_step`: one program row per op (a Merge of n inputs takes n - 1 rows, and one
+    more for an average; a Concatenate one per input).
 
     ``blocks`` lists, per recurrent stage, the column offsets of its h, c and previous output
     in the state (see :meth:`views`); the stream uses them for its other paths and get/set_state.
     ``windows`` does the same per Conv1D or pooling stage (its ring and counters, or a global
     pooling's running value and count: :mod:`edgernn.kernels.window`); ``last_output`` and
     ``emitted`` are the model's last output and the (B, 1) flag of whether the last step emitted.
+    ``input_name`` and ``output_name`` default to the first node's input and the last node's output.
+    A model of several inputs gives ``input_name`` as the tuple of their names, ``input_features``
+    as the tuple of their features: a step's ``x`` then holds each input's features side by side,
+    in that order, and each input's slot is its columns of ``x``'s copy.
     """
 
-    def __init__(self, nodes, input_features: int):
+    def __init__(self, nodes, input_features, input_name=None, output_name: str | None = None):
+        nodes = list(nodes)
+        input_name = input_name if input_name is not None else (nodes[0].inputs[0] if nodes else "x")
+        output_name = output_name if output_name is not None else (nodes[-1].outputs[0] if nodes else input_name)
+        names = (input_name,) if isinstance(input_name, str) else tuple(input_name)
+        features = (input_features,) if isinstance(input_features, (int, np.integer)) else tuple(input_features)
+        input_features = sum(features)
         chunks: list[np.ndarray] = []
         self._size = 0
 
@@ -173,15 +204,24 @@ class ChainProgram:
         rows, params = [], []
         self.blocks = []  # per recurrent stage: {"h": (column, size), "c": ..., "prev": ...}
         self.windows = []  # per windowed stage: {"inputs": ..., "counters": ...} or {"pooled": ..., "count": ...}
-        width = input_features
+        # Per tensor: its width, the scratch offset of its slot, the row that makes it (-1: the input).
+        widths = dict(zip(names, features))
+        slots = dict(zip(names, np.cumsum((0,) + features[:-1]).tolist()))  # the inputs' columns of x's copy
+        made_by = dict.fromkeys(names, -1)
+        slot_end = -(-input_features // _ALIGN) * _ALIGN
+        keep_rows = {}  # mask tensor -> the row that makes it
         state_width = 0
-        widest = max_z = max_hidden = input_features
+        max_z = max_hidden = 0
         widest_product = 0
         for node in nodes:
             op = node.op
+            width = widths[node.inputs[0]]
             row = np.full(NCOLS, -1, np.int64)
             row[IN] = width
+            row[SRC], row[GATE] = slots[node.inputs[0]], made_by[node.inputs[0]]
+            row[KEEP_ROW] = keep_rows[node.mask] if node.mask else -1
             param = [np.inf, 0.0]
+            node_rows = [row]  # a merge's folds, a concatenation's copies add more
             if isinstance(op, Recurrent):
                 main, candidate = split_recurrent(op)
                 units, out = op.units, op.output_size
@@ -190,7 +230,9 @@ class ChainProgram:
                 # W and U packed in panels for _matvec's products, the biases they start from padded.
                 row[W] = place(pack_columns(np.asarray(op.kernel, np.float32), RECURRENT_PANEL))
                 row[U] = place(pack_columns(np.asarray(main, np.float32), RECURRENT_PANEL))
-                widest_product = max(widest_product, padded_width(op.gates * units))
+                row[PADDED] = padded_width(op.gates * units)
+                row[RPADDED] = padded_width(main.shape[1])
+                widest_product = max(widest_product, row[PADDED])
                 row[UH] = place(candidate) if candidate.size else place(np.zeros(0))
                 row[B] = place(_padded(op.bias, op.gates * units))
                 row[RB] = place(_padded(op.recurrent_bias, op.gates * units))
@@ -214,7 +256,7 @@ class ChainProgram:
                 self.blocks.append(blocks)
                 param[0] = np.inf if op.cell_clip is None else op.cell_clip
                 # GRU: x W + b and h U + b_U apart; LSTM, SimpleRNN: all gates in one. Padded widths.
-                max_z = max(max_z, (2 if op.cell == "gru" else 1) * padded_width(op.gates * units))
+                max_z = max(max_z, (2 if op.cell == "gru" else 1) * row[PADDED])
                 max_hidden = max(max_hidden, units)
                 width = out
             elif isinstance(op, Dense):
@@ -261,32 +303,66 @@ class ChainProgram:
                 else:  # the last pool_size - 1 inputs; a Pad1D's: the rows it crops at the right
                     names = ("inputs", width * int(row[KSIZE] - 1)), ("counters", 3)
                 blocks = {}
-                for column, (name, size) in zip((RING, CNT), names):
-                    row[column] = state_width
+                for column, size_column, (name, size) in zip((RING, CNT), (RING_SIZE, CNT_SIZE), names):
+                    row[column], row[size_column] = state_width, size
                     blocks[name] = (state_width, size)
                     state_width += size
                 self.windows.append(blocks)
                 width = row[OUT]
+            elif isinstance(op, Merge):  # x_1 op x_2, then (that) op x_3, ...; an average divided last
+                row[OP], row[OUT], row[MODE] = MERGE, width, MERGE_IDS[op.mode]
+                row[SRC2] = slots[node.inputs[1]]
+                for name in node.inputs[2:]:
+                    node_rows.append(row.copy())
+                    node_rows[-1][SRC2] = slots[name]
+                if op.mode == "average":
+                    node_rows.append(row.copy())
+                    node_rows[-1][MODE] = MERGE_DIVIDE
+            elif isinstance(op, Concatenate):  # over features (streamable_problem refuses time): copies side by side
+                row[OP] = COPY
+                node_rows = []
+                for name in node.inputs:
+                    part = row.copy()
+                    part[SRC], part[IN] = slots[name], widths[name]
+                    node_rows.append(part)
+                width = sum(widths[name] for name in node.inputs)
             else:  # pragma: no cover - streamable_problem refuses the rest
-                raise TypeError(f"{type(op).__name__} cannot be chained")
-            widest = max(widest, width)
-            rows.append(row)
-            params.append(param)
+                raise TypeError(f"{type(op).__name__} cannot be streamed")
+            # The output's slot. The folds after a merge's first read its result; a concatenation's
+            # copies go side by side into it.
+            offset = 0
+            for k, part in enumerate(node_rows):
+                part[DST] = slot_end + offset
+                if isinstance(op, Merge) and k:
+                    part[SRC] = slot_end
+                if isinstance(op, Concatenate):
+                    part[OUT] = part[IN]
+                    offset += part[IN]
+                rows.append(part)
+                params.append([float(len(node.inputs)), 0.0] if part[OP] == MERGE and part[MODE] == MERGE_DIVIDE
+                              else param)
+            slots[node.outputs[0]], widths[node.outputs[0]] = slot_end, width
+            made_by[node.outputs[0]] = len(rows) - 1
+            if isinstance(op, (Masking, Embedding)) and len(node.outputs) > 1:
+                keep_rows[node.outputs[1]] = len(rows) - 1
+            slot_end += -(-width // _ALIGN) * _ALIGN
+        width = widths[output_name]
         self.output_features = width
         self.last_output = (state_width, width)
         self.emitted = (state_width + width, 1)
         self.state_width = state_width + width + 1
-        params_offset = place(np.array(params, np.float32))
+        params_offset = place(np.array(params, np.float32).reshape(-1, 2))
         zero_offset = place(np.zeros(widest_product))
         self.weights = np.concatenate(chunks)
-        ping, pong = 0, widest
-        z_offset = 2 * widest
+        z_offset = slot_end
         hidden = z_offset + max_z
-        self.scratch_size = hidden + max_hidden
+        fresh = hidden + max_hidden
+        self.scratch_size = fresh + 2 * len(rows)
         program_size = -(-2 * (1 + len(rows)) * NCOLS // _ALIGN) * _ALIGN  # floats; the weights stay aligned
         meta = np.zeros(NCOLS, np.int64)
-        meta[: M_ZERO + 1] = [len(rows), input_features, width, ping, pong, z_offset, hidden, state_width,
-                              widest, params_offset, self.scratch_size, program_size, self.emitted[0], zero_offset]
+        meta[: M_FRESH + 1] = [len(rows), input_features, width, 0, slots[output_name], z_offset, hidden,
+                               state_width, made_by[output_name], params_offset, self.scratch_size, program_size,
+                               self.emitted[0], zero_offset, fresh]
         self.program = np.vstack([meta] + rows).astype(np.int64)
         # 64-byte aligned: the packed recurrent panels are read with aligned loads (_matvec._panel).
         self.packed = aligned_zeros(program_size + self.weights.size)

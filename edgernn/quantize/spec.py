@@ -143,6 +143,17 @@ class QSpec:
         return any(layer.windowed for layer in self.layers)
 
 
+def _chain_problem(spec: ir.ModelSpec) -> str | None:
+    """Why a streamable ``spec`` is not a chain (each layer reading the one before), or None."""
+    if len(spec.inputs) > 1:
+        return f"the model has {len(spec.inputs)} inputs, which the float32 stream steps but the firmware runtime does not yet"
+    for node in spec.nodes:
+        if isinstance(node.op, ir.MULTI_INPUT_OPS):
+            return (f"layer {node.op.name!r} is {type(node.op).__name__}: it joins branches, which the float32 "
+                    "stream runs but the firmware runtime does not yet")
+    return None
+
+
 def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
     """Everything in ``spec`` the exported runtime cannot run in ``scheme`` (empty if all is fine)."""
     problems = []
@@ -154,7 +165,7 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
                 "of it yet (predict and stream run it in float32)" for node in spec.nodes if type(node.op) in kinds]
     if problems:
         return problems
-    why = streamable_problem(spec)
+    why = streamable_problem(spec) or _chain_problem(spec)
     if why is not None:
         return [f"the firmware runtime steps a chain one timestep at a time, and {why}"]
     integer = scheme == "int8"
