@@ -263,3 +263,40 @@ def test_codes_of_any_length_behind_a_long_window(tmp_path):
     model.save(tmp_path / "m.keras")
     m = edgernn.convert(tmp_path / "m.keras")
     assert m.spec.inputs[0].features == 30 and m.spec.source["verification"]["passed"]
+
+
+# --- a left padding in a graph that forks and merges ------------------------------------------------
+
+
+def _graph_with_padding(tmp_path, pad_after_merge: bool):
+    """x -> Dense -> Add([x, dense]) with a left ZeroPadding1D (2 rows) after the merge, or inside one
+    branch (then cropped back to the other branch's length before the merge)."""
+    inputs = keras.Input(shape=(None, 3))
+    dense = layers.Dense(3, name="dense")(inputs)
+    if pad_after_merge:
+        joined = layers.Add(name="join")([inputs, dense])
+        y = layers.LSTM(4, name="lstm")(layers.ZeroPadding1D((2, 0), name="pad")(joined))
+    else:
+        padded = layers.LSTM(3, return_sequences=True, name="lstm")(layers.ZeroPadding1D((2, 0), name="pad")(dense))
+        y = layers.Add(name="join")([inputs, layers.Cropping1D((2, 0), name="crop")(padded)])
+    model = keras.Model(inputs, y)
+    randomize(model)
+    model.save(tmp_path / "m.keras")
+    return model, edgernn.convert(tmp_path / "m.keras")
+
+
+@pytest.mark.parametrize("path", ["fused", "many streams"])
+def test_a_left_padding_after_a_merge_streams(path, tmp_path, monkeypatch):
+    if path == "many streams":
+        many_streams(monkeypatch)
+    model, m = _graph_with_padding(tmp_path, pad_after_merge=True)
+    check_stream(model, m, data(batch=2, steps=9))
+
+
+def test_a_left_padding_on_one_branch_of_a_merge_is_refused(tmp_path):
+    model, m = _graph_with_padding(tmp_path, pad_after_merge=False)
+    with pytest.raises(NotStreamable) as info:
+        m.stream()
+    assert "reads a tensor from before 'pad', ZeroPadding1D on the left" in str(info.value)
+    x = data(batch=2, steps=6)
+    np.testing.assert_allclose(m.predict(x), model.predict(x, verbose=0), atol=ATOL, rtol=RTOL)  # predict runs it
