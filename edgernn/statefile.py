@@ -8,7 +8,9 @@ and carries a SHA-256 checksum of the arrays; loading refuses a file of another 
 batch size, or whose arrays do not match their checksum, and leaves the stream untouched.
 
 The arrays are float32 (a :class:`~edgernn.Stream`), or int8 h and int16 c for a stream of the int8
-simulation (:class:`~edgernn.quantize.QuantizedStream`): a file holding integer arrays is written
+simulation (:class:`~edgernn.quantize.QuantizedStream`; with a Conv1D or pooling also its int8 ring
+and int32 counters, a global pooling's int32 running values, the int32 emitted flags): a file
+holding integer arrays is written
 as format version 2 (its checksum covers each array's dtype too), one of float32 arrays only as
 version 1, which every reader since the first understands -- unless the stream has a Conv1D or
 pooling: its ring of past inputs and counters (see :mod:`edgernn.kernels.window`) make version 3
@@ -35,7 +37,7 @@ FORMAT_VERSION = 1
 FORMAT_VERSION_INTEGER = 2  # a file with int8 / int16 arrays (the int8 simulation's state)
 FORMAT_VERSION_WINDOWS = 3  # float32, with the state of a Conv1D or pooling (rings, counters, running pools)
 VERSIONS = (FORMAT_VERSION, FORMAT_VERSION_INTEGER, FORMAT_VERSION_WINDOWS)
-DTYPES = (np.float32, np.int8, np.int16)
+DTYPES = (np.float32, np.int8, np.int16, np.int32)  # int32: the int8 simulation's window counters and sums
 MAX_BYTES = 256 << 20
 
 

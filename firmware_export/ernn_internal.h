@@ -6,6 +6,8 @@
 #ifndef ERNN_INTERNAL_H
 #define ERNN_INTERNAL_H
 
+#include <string.h>
+
 #include "ernn.h"
 
 /* gcc and clang document >> of a negative signed integer as arithmetic (sign-extending): a floor,
@@ -120,6 +122,78 @@ static inline int32_t ernn_lut(int32_t x, const int16_t *table)
     return lo + ernn_floor_shift32((table[i + 1] - lo) * f + 128, 8); /* |.| < 2^24 */
 }
 
+/* floor(a / b), b > 0 (C99's / truncates toward zero) */
+static inline int32_t ernn_floor_div(int32_t a, int32_t b)
+{
+    const int32_t q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+/* a / b rounded half up, b > 0: floor((a + floor(b / 2)) / b) (|a| + b / 2 within int32 at the callers) */
+static inline int32_t ernn_round_div(int32_t a, int32_t b) { return ernn_floor_div(a + b / 2, b); }
+
+/* The int8 output of row j of a Dense or Conv1D from its int32 accumulator a (twin of output_q in
+ * edgernn/quantize/dense.py): through the table (ERNN_MODE_TABLE), else sat8(zp_a + requant(a)), relu
+ * clamped at zp_a (affine, relu, softmax logits). */
+static inline int32_t ernn_output_q(const ernn_layer *L, int32_t j, int32_t a)
+{
+    int32_t q;
+    if (L->mode == ERNN_MODE_TABLE) {
+        const int32_t v = ernn_lut(ernn_sat16(ernn_requant(a, L->mx[j], L->nx[j])), L->lut_act);
+        return ernn_sat8((int64_t)L->zp_out + ernn_requant(v, L->mo, L->no));
+    }
+    q = ernn_sat8((int64_t)L->zp_a + ernn_requant(a, L->mx[j], L->nx[j]));
+    return (L->relu && q < L->zp_a) ? L->zp_a : q;
+}
+
+/* ---- The window of a Conv1D or pooling (twins of edgernn/kernels/window.py's _tick, _lagged, _push) --
+ * counters: [0] inputs seen, saturating at need; [1] inputs since the last output, modulo strides;
+ * [2] the ring's next row. The ring holds `rows` rows of row_bytes: the input `lag` steps back is
+ * row pos - lag (mod rows). */
+enum { ERNN_FILL = 0, ERNN_PHASE = 1, ERNN_POS = 2 };
+
+/* Count one input; 1 when it completes an output row. */
+static inline int32_t ernn_tick(int32_t *counters, int32_t need, int32_t strides)
+{
+    const int32_t emit = counters[ERNN_PHASE] == 0;
+    if (counters[ERNN_FILL] < need) {
+        counters[ERNN_FILL] += 1;
+        return 0;
+    }
+    counters[ERNN_PHASE] = counters[ERNN_PHASE] + 1 >= strides ? 0 : counters[ERNN_PHASE] + 1;
+    return emit;
+}
+
+/* The input lag steps back: x itself for lag 0, else its row of the ring. */
+static inline const void *ernn_lagged(const void *x, const void *ring, int32_t rows, int32_t pos, int32_t lag,
+                                      size_t row_bytes)
+{
+    int32_t slot = pos - lag;
+    if (lag == 0) return x;
+    if (slot < 0) slot += rows;
+    return (const unsigned char *)ring + (size_t)slot * row_bytes;
+}
+
+/* x into the ring at row counters[ERNN_POS], which moves on (an empty ring keeps nothing). */
+static inline void ernn_push(void *ring, const void *x, int32_t rows, int32_t *counters, size_t row_bytes)
+{
+    const int32_t pos = counters[ERNN_POS];
+    if (rows == 0) return;
+    memcpy((unsigned char *)ring + (size_t)pos * row_bytes, x, row_bytes);
+    counters[ERNN_POS] = pos + 1 == rows ? 0 : pos + 1;
+}
+
+/* The window of x into cols (taps rows of row_bytes, oldest first): tap j is the input
+ * (taps - 1 - j) dilation steps back. */
+static inline void ernn_gather(void *cols, const void *x, const void *ring, int32_t rows, int32_t pos, int32_t taps,
+                               int32_t dilation, size_t row_bytes)
+{
+    int32_t j;
+    for (j = 0; j < taps; ++j)
+        memcpy((unsigned char *)cols + (size_t)j * row_bytes,
+               ernn_lagged(x, ring, rows, pos, (taps - 1 - j) * dilation, row_bytes), row_bytes);
+}
+
 /* ---- The int8 matrix-vector products of the recurrent layers -------------------------------------
  *
  * Layout (written by edgernn export): a matrix of the int8 scheme's recurrent layer, W (in_size
@@ -160,6 +234,12 @@ void ernn_gru_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int8_t *ou
 void ernn_rnn_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int8_t *out, int32_t *work);
 void ernn_dense_step_q(const ernn_layer *L, const int8_t *x, int8_t *out, int32_t *work);
 int32_t ernn_mask_step_q(const ernn_layer *L, const int8_t *x, int8_t *out);
+/* Conv1D and pooling: return 1 when the input emitted an output row (out written), else 0. */
+int32_t ernn_conv_step_q(const ernn_layer *L, const int8_t *x, int8_t *ring, int32_t *counters, int8_t *out,
+                         int32_t *work);
+int32_t ernn_pool_step_q(const ernn_layer *L, const int8_t *x, void *ring, int32_t *counters, int8_t *out);
+/* The int32 words of scratch a layer's step works in (the work area; integer: the int8 scheme). */
+uint32_t ernn_work_words(const ernn_layer *L, int integer);
 
 #ifndef ERNN_NO_FLOAT
 float ernn_act_f(int32_t kind, float v);
@@ -175,6 +255,8 @@ void ernn_gru_step_f(const ernn_layer *L, const float *x, float *h, float *out, 
 void ernn_rnn_step_f(const ernn_layer *L, const float *x, float *h, float *out, float *work);
 void ernn_dense_step_f(const ernn_layer *L, const float *x, float *out);
 int32_t ernn_mask_step_f(const ernn_layer *L, const float *x, float *out);
+int32_t ernn_conv_step_f(const ernn_layer *L, const float *x, float *ring, int32_t *counters, float *out, float *work);
+int32_t ernn_pool_step_f(const ernn_layer *L, const float *x, float *ring, int32_t *counters, float *out);
 #endif
 
 #endif /* ERNN_INTERNAL_H */

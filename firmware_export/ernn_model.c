@@ -9,37 +9,77 @@ static int ernn_model_ok(const ernn_model *m)
     return m->layers && m->n_layers >= 1 && m->scheme >= ERNN_SCHEME_INT8 && m->scheme <= ERNN_SCHEME_FLOAT32;
 }
 
+uint32_t ernn_work_words(const ernn_layer *L, int integer)
+{
+    /* int8 recurrent layers: the pre-activations of their gates (ERNN_PAD4(units) rows each; LSTM and
+     * GRU 4 of them (GRU: z, r, h and its r * h), SimpleRNN 1) and x and h expanded for the kernels;
+     * int8 Conv1D: its window expanded and as bytes; float Conv1D: its window; float LSTM, GRU:
+     * 4 units; Dense units (in_size, units <= 65535 and taps in_size <= 65535: no overflow) */
+    const uint32_t units = (uint32_t)L->units, columns = (uint32_t)L->taps * (uint32_t)L->in_size;
+    switch (L->kind) {
+    case ERNN_MASK: case ERNN_POOL: return 0u;
+    case ERNN_CONV: return integer ? (uint32_t)ERNN_PAD4(columns) + (uint32_t)ERNN_PAD4(columns) / 4u : columns;
+    case ERNN_DENSE: return units;
+    default:
+        if (!integer) return (L->kind == ERNN_RNN ? 1u : 4u) * units;
+        return (L->kind == ERNN_RNN ? 2u : 5u) * (uint32_t)ERNN_PAD4(L->units) + (uint32_t)ERNN_PAD4(L->in_size);
+    }
+}
+
+/* [offset, offset + bytes) is a 4-byte aligned place within the stream state */
+static int ernn_state_fits(const ernn_model *m, int32_t offset, uint64_t bytes)
+{
+    return offset >= 0 && offset % 4 == 0 && (uint64_t)(uint32_t)offset + bytes <= (uint64_t)m->state_bytes;
+}
+
+/* A Conv1D's or pooling's window options and state (value: bytes of a value in the ring). */
+static int ernn_window_ok(const ernn_model *m, const ernn_layer *L, uint32_t value)
+{
+    uint64_t span, ring;
+    if (L->taps < 1 || L->taps > 65535 || L->dilation < 1 || L->dilation > 65535 || L->strides < 1 || L->need < 0)
+        return 0;
+    span = (uint64_t)(L->taps - 1) * (uint64_t)L->dilation + 1u;
+    if ((uint64_t)L->need > span - 1u) return 0;
+    ring = (span - 1u) * (uint64_t)L->in_size * value;
+    if (L->kind == ERNN_POOL) {
+        if (L->pool < ERNN_POOL_MAX || L->pool > ERNN_POOL_GLOBAL_AVG || L->dilation != 1) return 0;
+        if (L->pool >= ERNN_POOL_GLOBAL_MAX) ring = 4u * (uint64_t)L->in_size; /* running max / sum */
+    } else if ((uint64_t)L->taps * (uint64_t)L->in_size > 65535u || L->groups < 1 || L->in_size % L->groups != 0
+               || L->units % L->groups != 0) {
+        return 0;
+    }
+    return ernn_state_fits(m, L->state_ring, ring) && ernn_state_fits(m, L->state_count, 12u);
+}
+
 /* Whether a layer's offsets, sizes and weight pointers fit the model's state and scratch layout
  * (ernn_init and ernn_reset; the steps trust what init accepted). width: the layer's input size. */
 static int ernn_layer_ok(const ernn_model *m, const ernn_layer *L, int32_t width)
 {
     const int integer = m->scheme == ERNN_SCHEME_INT8;
     const uint32_t value = integer ? 1u : 4u, units = (uint32_t)L->units;
-    const int recurrent = L->kind <= ERNN_RNN, weights = recurrent || (L->kind == ERNN_DENSE && L->has_weights);
-    /* the work buffer (bytes): int8 recurrent layers, ernn_lstm_step_q, ernn_gru_step_q, ernn_rnn_step_q;
-     * float LSTM and GRU 4 units values, the others units (in_size and units <= 65535: no overflow) */
-    uint32_t work_bytes;
-    if (L->kind < ERNN_LSTM || L->kind > ERNN_MASK || L->units < 1 || L->units > 65535 || L->in_size != width)
+    const int recurrent = L->kind <= ERNN_RNN, windowed = L->kind == ERNN_CONV || L->kind == ERNN_POOL;
+    const int weights = recurrent || L->kind == ERNN_CONV || (L->kind == ERNN_DENSE && L->has_weights);
+    if (L->kind < ERNN_LSTM || L->kind > ERNN_POOL || L->units < 1 || L->units > 65535 || L->in_size != width)
         return 0;
-    work_bytes = 4u * (!recurrent ? units : !integer ? (L->kind == ERNN_RNN ? 1u : 4u) * units
-                       : (L->kind == ERNN_RNN ? 2u : 5u) * (uint32_t)ERNN_PAD4(L->units) + (uint32_t)ERNN_PAD4(L->in_size));
-    if (!weights && L->units != width) return 0; /* Masking, standalone activation: elementwise */
+    if (!weights && L->units != width) return 0; /* Masking, standalone activation, pooling: elementwise */
     if (units * value > m->off_b - m->off_a || units * value > m->off_work - m->off_b) return 0;
-    if (L->kind != ERNN_MASK && work_bytes > m->off_qx - m->off_work) return 0;
+    if (windowed && !ernn_window_ok(m, L, value)) return 0;
+    if (4u * ernn_work_words(L, integer) > m->off_qx - m->off_work) return 0;
     if (recurrent) {
-        if (L->state_h < 0 || L->state_h % 4 != 0 || (uint32_t)L->state_h > m->state_bytes
-            || units * value > m->state_bytes - (uint32_t)L->state_h) return 0;
-        if (L->kind == ERNN_LSTM && (L->state_c < 0 || L->state_c % 4 != 0 || (uint32_t)L->state_c > m->state_bytes
-                                     || units * (integer ? 2u : 4u) > m->state_bytes - (uint32_t)L->state_c)) return 0;
+        if (!ernn_state_fits(m, L->state_h, units * value)) return 0;
+        if (L->kind == ERNN_LSTM && !ernn_state_fits(m, L->state_c, units * (integer ? 2u : 4u))) return 0;
     }
+    if (L->kind == ERNN_POOL) return 1;
     if (integer) {
-        if (weights && (!(recurrent ? L->wt : (const void *)L->w) || !L->bx)) return 0;
+        const int tiled = recurrent || (L->kind == ERNN_CONV && L->groups == 1);
+        if (weights && (!(tiled ? L->wt : (const void *)L->w) || !L->bx)) return 0;
         if (recurrent && (!L->ut || !L->bh || !L->mh || !L->nh)) return 0;
         if (L->kind != ERNN_MASK && (!L->mx || !L->nx)) return 0;
         if ((L->kind == ERNN_LSTM || L->kind == ERNN_GRU) && (!L->lut_act || !L->lut_gate)) return 0;
         if (L->kind == ERNN_RNN && L->use_table && !L->lut_act) return 0;
-        if (L->kind == ERNN_DENSE && ((L->mode == ERNN_MODE_TABLE && !L->lut_act)
-                                      || (L->mode == ERNN_MODE_SOFTMAX && (!L->exp_table || L->units > 2047))))
+        if ((L->kind == ERNN_DENSE || L->kind == ERNN_CONV) && L->mode == ERNN_MODE_TABLE && !L->lut_act) return 0;
+        if (L->kind == ERNN_CONV && L->mode == ERNN_MODE_SOFTMAX) return 0;
+        if (L->kind == ERNN_DENSE && L->mode == ERNN_MODE_SOFTMAX && (!L->exp_table || L->units > 2047))
             return 0; /* softmax: the int32 sum of units terms below 2^20 */
         if (L->kind == ERNN_LSTM && (L->cell_shift < 0 || L->cell_shift > 15)) return 0;
     } else if (weights) {
@@ -53,18 +93,24 @@ static int ernn_layer_ok(const ernn_model *m, const ernn_layer *L, int32_t width
 static int ernn_model_consistent(const ernn_model *m)
 {
     const uint32_t value = m->scheme == ERNN_SCHEME_INT8 ? 1u : 4u;
-    int32_t i, width = m->input_features;
-    if (!ernn_model_ok(m) || m->input_features < 1 || m->input_features > 65535 || m->output_features < 1) return 0;
+    int32_t i, width = m->input_features, windowed = 0;
+    if (!ernn_model_ok(m) || m->input_features < 1 || m->input_features > 65535 || m->output_features < 1
+        || m->output_features > 65535) return 0;
     if (m->off_a > m->off_b || m->off_b > m->off_work || m->off_work > m->off_qx || m->off_qx > m->off_qy
         || m->off_qy > m->scratch_bytes || ((m->off_a | m->off_b | m->off_work | m->off_qx | m->off_qy) & 3u) != 0)
         return 0;
-    if ((uint32_t)m->input_features * value > m->off_b - m->off_a) return 0;
+    if ((uint32_t)m->input_features * value > m->off_b - m->off_a
+        || (uint32_t)m->input_features * value > m->off_work - m->off_b) return 0; /* (a folded Normalization) */
     if (value == 1u && ((uint32_t)m->input_features > m->off_qy - m->off_qx
                         || (uint32_t)m->output_features > m->scratch_bytes - m->off_qy)) return 0;
+    if ((m->in_offset == NULL) != (m->in_scale == NULL)) return 0;
     for (i = 0; i < m->n_layers; ++i) {
         if (!ernn_layer_ok(m, &m->layers[i], width)) return 0;
+        windowed |= m->layers[i].kind == ERNN_CONV || m->layers[i].kind == ERNN_POOL;
         width = m->layers[i].units;
     }
+    if (windowed && !ernn_state_fits(m, m->state_emitted, 4u + (uint64_t)m->output_features * value)) return 0;
+    if (!windowed && m->state_emitted != -1) return 0;
     return width == m->output_features;
 }
 
@@ -110,18 +156,19 @@ static ernn_status ernn_check_step(const ernn_model *m, const void *state, size_
 
 ernn_status ernn_reset(const ernn_model *m, void *state, size_t state_bytes)
 {
-    int32_t i, j;
+    int32_t i;
     ernn_status status = ernn_check_state(m, state, state_bytes);
     if (status != ERNN_OK) return status;
-    memset(state, 0, m->state_bytes); /* float zeros, int16 c = 0 */
-    if (m->scheme == ERNN_SCHEME_INT8) {
+    memset(state, 0, m->state_bytes); /* float zeros, int16 c = 0, counters 0, emitted 0 */
+    if (m->scheme == ERNN_SCHEME_INT8) { /* the int8 of 0.0: h, the rings of past inputs, the last output */
         for (i = 0; i < m->n_layers; ++i) {
             const ernn_layer *L = &m->layers[i];
-            if (L->kind <= ERNN_RNN) {
-                int8_t *h = (int8_t *)state + L->state_h;
-                for (j = 0; j < L->units; ++j) h[j] = (int8_t)L->zp_out; /* the int8 of 0.0 */
-            }
+            if (L->kind <= ERNN_RNN) memset((int8_t *)state + L->state_h, L->zp_out & 0xff, (size_t)L->units);
+            if (L->kind == ERNN_CONV || (L->kind == ERNN_POOL && L->pool < ERNN_POOL_GLOBAL_MAX))
+                memset((int8_t *)state + L->state_ring, L->zp_in & 0xff,
+                       (size_t)((L->taps - 1) * L->dilation) * (size_t)L->in_size);
         }
+        if (m->state_emitted >= 0) memset((int8_t *)state + m->state_emitted + 4, m->zp_out & 0xff, (size_t)m->output_features);
     }
     return ERNN_OK;
 }
@@ -131,17 +178,30 @@ ernn_status ernn_init(const ernn_model *m, void *state, size_t state_bytes)
     return ernn_reset(m, state, state_bytes);
 }
 
-/* The int8 layers, in order (arguments checked by the caller). */
+/* After the layers of a step: a model with Conv1D or pooling records whether the step emitted and
+ * the row it emitted, or writes its last emitted row again into y (bytes: its size). */
+static void ernn_emit(const ernn_model *m, void *state, int32_t emitted, void *y, size_t bytes)
+{
+    unsigned char *flag = (unsigned char *)state + m->state_emitted;
+    if (m->state_emitted < 0) return;
+    memcpy(flag, &emitted, sizeof emitted);
+    if (emitted) memcpy(flag + 4, y, bytes);
+    else memcpy(y, flag + 4, bytes);
+}
+
+/* The int8 layers, in order (arguments checked by the caller), up to the first Conv1D or pooling
+ * that does not emit. */
 static void ernn_run_int8(const ernn_model *m, void *state, int8_t *s, const int8_t *x_q, int8_t *y_q)
 {
-    int32_t i, j, keep = 1;
+    int32_t i, j, keep = 1, emitted = 1;
     const int8_t *in = x_q;
     int32_t *work;
     work = (int32_t *)(void *)(s + m->off_work);
-    for (i = 0; i < m->n_layers; ++i) {
+    for (i = 0; i < m->n_layers && emitted; ++i) {
         const ernn_layer *L = &m->layers[i];
         int8_t *out = i == m->n_layers - 1 ? y_q : s + ((i & 1) ? m->off_b : m->off_a);
         int8_t *h = (int8_t *)state + L->state_h;
+        int32_t *counters = (int32_t *)(void *)((int8_t *)state + L->state_count);
         if (L->masked && !keep) { /* a masked step: state kept, output h or zeros */
             for (j = 0; j < L->units; ++j) out[j] = L->zero_output ? (int8_t)L->zp_out : h[j];
             in = out;
@@ -152,10 +212,25 @@ static void ernn_run_int8(const ernn_model *m, void *state, int8_t *s, const int
         case ERNN_LSTM: ernn_lstm_step_q(L, in, h, (int16_t *)(void *)((int8_t *)state + L->state_c), out, work); break;
         case ERNN_GRU: ernn_gru_step_q(L, in, h, out, work); break;
         case ERNN_RNN: ernn_rnn_step_q(L, in, h, out, work); break;
+        case ERNN_CONV: emitted = ernn_conv_step_q(L, in, (int8_t *)state + L->state_ring, counters, out, work); break;
+        case ERNN_POOL: emitted = ernn_pool_step_q(L, in, (int8_t *)state + L->state_ring, counters, out); break;
         default: ernn_dense_step_q(L, in, out, work); break;
         }
         in = out;
     }
+    ernn_emit(m, state, emitted, y_q, (size_t)m->output_features);
+}
+
+ernn_status ernn_emitted(const ernn_model *m, const void *state, size_t state_bytes, int32_t *emitted)
+{
+    if (!m || !state || !emitted) return ERNN_ERR_NULL;
+    if (!ernn_model_ok(m)) return ERNN_ERR_MODEL;
+    if (ernn_misaligned(state)) return ERNN_ERR_ALIGN;
+    if (state_bytes < m->state_bytes) return ERNN_ERR_SIZE;
+    if (ernn_overlap(state, m->state_bytes, emitted, sizeof *emitted)) return ERNN_ERR_OVERLAP;
+    if (m->state_emitted < 0) *emitted = 1;
+    else memcpy(emitted, (const unsigned char *)state + m->state_emitted, sizeof *emitted);
+    return ERNN_OK;
 }
 
 ernn_status ernn_step_int8(const ernn_model *m, void *state, size_t state_bytes, void *scratch,
@@ -188,7 +263,7 @@ ernn_status ernn_quantize_input(const ernn_model *m, const float *x, size_t x_by
     ernn_status status = ernn_check_convert(m, x, x_bytes, sizeof *x, x_q, x_q_bytes, 1u, m ? m->input_features : 0);
     if (status != ERNN_OK) return status;
     for (j = 0; j < m->input_features; ++j) {
-        float t = x[j] / m->s_in + 0.5f;
+        float t = (m->in_scale ? (x[j] - m->in_offset[j]) / m->in_scale[j] : x[j] / m->s_in) + 0.5f;
         int32_t k;
         if (t != t) t = 0.0f; /* NaN */
         t = t < -1000.0f ? -1000.0f : (t > 1000.0f ? 1000.0f : t);
@@ -212,7 +287,7 @@ ernn_status ernn_dequantize_output(const ernn_model *m, const int8_t *y_q, size_
 ernn_status ernn_step_float(const ernn_model *m, void *state, size_t state_bytes, void *scratch,
                             size_t scratch_bytes, const float *x, size_t x_bytes, float *y, size_t y_bytes)
 {
-    int32_t i, j, keep = 1;
+    int32_t i, j, keep = 1, emitted = 1;
     const float *in = x;
     int8_t *s = (int8_t *)scratch;
     float *work;
@@ -226,10 +301,17 @@ ernn_status ernn_step_float(const ernn_model *m, void *state, size_t state_bytes
         return ernn_dequantize_output(m, qy, (size_t)m->output_features, y, y_bytes);
     }
     work = (float *)(void *)(s + m->off_work);
-    for (i = 0; i < m->n_layers; ++i) {
+    if (m->in_scale) { /* a Normalization folded into the input: into b, which the first layer does not write */
+        float *standardized = (float *)(void *)(s + m->off_b);
+        for (j = 0; j < m->input_features; ++j) standardized[j] = (x[j] - m->in_offset[j]) / m->in_scale[j];
+        in = standardized;
+    }
+    for (i = 0; i < m->n_layers && emitted; ++i) {
         const ernn_layer *L = &m->layers[i];
         float *out = i == m->n_layers - 1 ? y : (float *)(void *)(s + ((i & 1) ? m->off_b : m->off_a));
         float *h = (float *)(void *)((int8_t *)state + L->state_h);
+        float *ring = (float *)(void *)((int8_t *)state + L->state_ring);
+        int32_t *counters = (int32_t *)(void *)((int8_t *)state + L->state_count);
         if (L->masked && !keep) {
             for (j = 0; j < L->units; ++j) out[j] = L->zero_output ? 0.0f : h[j];
             in = out;
@@ -240,10 +322,13 @@ ernn_status ernn_step_float(const ernn_model *m, void *state, size_t state_bytes
         case ERNN_LSTM: ernn_lstm_step_f(L, in, h, (float *)(void *)((int8_t *)state + L->state_c), out, work); break;
         case ERNN_GRU: ernn_gru_step_f(L, in, h, out, work); break;
         case ERNN_RNN: ernn_rnn_step_f(L, in, h, out, work); break;
+        case ERNN_CONV: emitted = ernn_conv_step_f(L, in, ring, counters, out, work); break;
+        case ERNN_POOL: emitted = ernn_pool_step_f(L, in, ring, counters, out); break;
         default: ernn_dense_step_f(L, in, out); break;
         }
         in = out;
     }
+    ernn_emit(m, state, emitted, y, y_bytes);
     return ERNN_OK;
 }
 #endif

@@ -234,11 +234,13 @@ def test_stream_refused_naming_same_pooling(cnn):
     assert "'pool'" in str(info.value) and "padding='same'" in str(info.value) and "front" not in str(info.value)
 
 
-def test_quantize_refused_naming_conv1d(cnn):
+def test_quantize_refused_naming_same_pooling(cnn):
+    """The firmware streams Conv1D and BatchNormalization (tests/test_firmware_conv.py); a pooling
+    with padding="same" does not stream, and the refusal names it."""
     with pytest.raises(EdgernnError) as info:
         cnn[0].quantize(data())
     text = str(info.value) + " ".join(getattr(info.value, "problems", []))
-    assert "'front'" in text and "Conv1D" in text
+    assert "'pool'" in text and "padding='same'" in text and "'front'" not in text
 
 
 def _rewrite(src, dst, mutate):

@@ -349,13 +349,13 @@ def test_what_reads_the_future_is_refused_by_name(stack, name, text, tmp_path):
     m.predict(data(steps=8))  # predict still runs it
 
 
-def test_quantize_still_refuses_a_streamable_conv(cnn_lstm):
+def test_a_streamable_conv_quantizes(cnn_lstm):
+    """What streams, the firmware runs (tests/test_firmware_conv.py checks it against Keras and the C):
+    the float32 scheme's simulation answers the model's predict."""
     _, m = cnn_lstm
-    m.stream(1)  # it streams
-    with pytest.raises(EdgernnError) as info:
-        m.quantize(data())
-    text = str(info.value) + " ".join(getattr(info.value, "problems", []))
-    assert "Conv1D" in text and repr(m.spec.nodes[0].op.name) in text
+    x = data()
+    q = m.quantize(x, "float32")
+    np.testing.assert_allclose(q.predict(x), m.predict(x), atol=ATOL, rtol=RTOL)
 
 
 # --- from the IR: strides with dilation, a Masking ahead of the convolutions -------------------------

@@ -39,7 +39,8 @@ def _recurrent(rng, name, cell, units, features, **options):
 
 def chain(layers, features, seed=0, return_sequences=True):
     """A chain model: ``layers`` = [("lstm", units, options) | ("dense", units, activation) | ("act", activation)
-    | ("mask", mask_value)]; recurrent layers after a Masking read its mask."""
+    | ("mask", mask_value) | ("conv", filters, kernel_size, options) | ("pool", kind, pool_size, strides)
+    | ("gpool", kind) | ("bn",) | ("norm",)]; recurrent layers after a Masking read its mask."""
     rng = np.random.default_rng(seed)
     nodes, current, width, mask = [], "x", features, None
     for index, layer in enumerate(layers):
@@ -53,9 +54,20 @@ def chain(layers, features, seed=0, return_sequences=True):
             op = ir.Dense(name, _w(rng, width, layer[1]), _w(rng, layer[1], scale=0.3), layer[2])
         elif layer[0] == "act":
             op = ir.Activation(name, layer[1])
+        elif layer[0] == "conv":
+            groups = layer[3].get("groups", 1)
+            op = ir.Conv1D(name, _w(rng, layer[2], width // groups, layer[1]), _w(rng, layer[1], scale=0.3), **layer[3])
+        elif layer[0] in ("pool", "gpool"):
+            op = ir.Pooling1D(name, layer[1], *layer[2:], global_pool=layer[0] == "gpool")
+        elif layer[0] == "bn":  # not folded: BatchNormalization after a Conv1D with an activation
+            op = ir.Affine(name, ir.as_weight(rng.uniform(0.5, 2.0, width)), _w(rng, width, scale=0.5))
+        elif layer[0] == "norm":  # a Normalization of off-centre, spread-out inputs
+            op = ir.Standardize(name, ir.as_weight(rng.normal(size=width)), ir.as_weight(rng.uniform(0.5, 3.0, width)))
         else:
             op = _recurrent(rng, name, layer[0], layer[1], width, **layer[2])
         width = getattr(op, "output_size", width)
+        if isinstance(op, (ir.Conv1D, ir.Pooling1D)):
+            mask = None  # a Masking's mask is not read past another time axis: the Conv1D reads its zeros
         reads_mask = mask if isinstance(op, ir.Recurrent) else None
         nodes.append(ir.Node(op, (current,), (name,), mask=reads_mask))
         current = name
@@ -83,6 +95,16 @@ MODELS = {
                   ("act", "sigmoid")]),
     "masked": (3, [("mask", 0.0), ("lstm", 6, {}), ("gru", 5, {"zero_output_for_mask": True}),
                    ("simple", 4, {}), ("dense", 2, "linear")]),
+    # convolutional front-ends: steps that emit no row return the last one again
+    "cnn_lstm": (3, [("conv", 8, 3, {"padding": "causal", "activation": "relu"}),
+                     ("conv", 8, 3, {"padding": "valid", "strides": 2}), ("pool", "max", 2, 2), ("lstm", 8, {}),
+                     ("dense", 3, "linear")]),
+    "cnn_depthwise": (4, [("norm",), ("conv", 4, 3, {"padding": "causal", "dilation_rate": 2, "groups": 4,
+                                                     "activation": "tanh"}), ("bn",),
+                          ("conv", 6, 2, {"padding": "valid", "groups": 2, "activation": "relu"}),
+                          ("pool", "average", 3, 2), ("gru", 6, {}), ("gpool", "average"), ("dense", 3, "softmax")]),
+    "cnn_global_max": (3, [("mask", 0.0), ("conv", 5, 1, {"activation": "sigmoid"}), ("simple", 5, {}),
+                           ("gpool", "max"), ("dense", 2, "linear")]),
 }
 
 
@@ -185,7 +207,7 @@ def test_testbench_bit_exact_with_simulation(exported, key, scheme):
 
 @pytest.mark.skipif(not HAVE_CLANG, reason="clang is not installed (CI installs it)")
 @pytest.mark.parametrize("scheme", SCHEMES)
-@pytest.mark.parametrize("key", ["stacked", "heads", "gru_reset_after", "masked"])
+@pytest.mark.parametrize("key", ["stacked", "heads", "gru_reset_after", "masked", "cnn_lstm", "cnn_depthwise"])
 def test_clang_sanitized_testbench_bit_exact(exported, key, scheme, tmp_path):
     qmodel, folder = exported(key, scheme)
     binary = sanitized_testbench(folder, tmp_path)
@@ -260,20 +282,23 @@ M4F = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc is not installed (CI installs it)")
-def test_int8_cortex_m0plus_links_no_floating_point(exported, tmp_path):
-    _, folder = exported("stacked", "int8")
+@pytest.mark.parametrize("key, op", [("stacked", "ernn_gru_step_q"), ("cnn_depthwise", "ernn_conv_step_q"),
+                                     ("cnn_lstm", "ernn_pool_step_q")])
+def test_int8_cortex_m0plus_links_no_floating_point(exported, key, op, tmp_path):
+    _, folder = exported(key, "int8")
     elf = cross_link(folder, tmp_path, M0PLUS, MCU_MAIN, ["-DERNN_NO_FLOAT"])
     symbols = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
     floating = [line for line in symbols.splitlines() if "__aeabi_f" in line or "__aeabi_d" in line]
     assert not floating, floating
-    assert " ernn_step_int8" in symbols and " ernn_gru_step_q" in symbols
+    assert " ernn_step_int8" in symbols and f" {op}" in symbols
     assert " ernn_dot4" in symbols  # the ARMv6-M kernel of ernn_internal.h (its own function there)
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc is not installed (CI installs it)")
 @pytest.mark.parametrize("scheme", SCHEMES)
-def test_cortex_m4_hard_float_builds(exported, scheme, tmp_path):
-    _, folder = exported("stacked", scheme)
+@pytest.mark.parametrize("key", ["stacked", "cnn_lstm"])
+def test_cortex_m4_hard_float_builds(exported, key, scheme, tmp_path):
+    _, folder = exported(key, scheme)
     elf = cross_link(folder, tmp_path, M4F, MCU_MAIN if scheme == "int8" else MCU_MAIN_FLOAT)
     symbols = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
     assert " ernn_step_" in symbols

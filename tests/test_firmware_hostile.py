@@ -37,6 +37,10 @@ def compile_c(compiler, folder, source, binary, *flags):
 
 STATUS_CASES = [pytest.param("stacked", s, c, (), id=f"stacked-{s}-{c}") for s in SCHEMES for c in ("gcc", "clang")] + [
     pytest.param("masked", "int8", "gcc", (), id="masked-int8-gcc"),
+    *[pytest.param("cnn_lstm", s, "gcc", (), id=f"cnn_lstm-{s}-gcc") for s in SCHEMES],
+    pytest.param("cnn_depthwise", "int8", "clang", (), id="cnn_depthwise-int8-clang"),
+    pytest.param("cnn_depthwise", "float32", "gcc", (), id="cnn_depthwise-float32-gcc"),
+    pytest.param("cnn_global_max", "int8", "gcc", ("-DERNN_NO_FLOAT",), id="cnn_global_max-int8-gcc-ERNN_NO_FLOAT"),
     pytest.param("stacked", "int8", "gcc", ("-DERNN_NO_FLOAT",), id="stacked-int8-gcc-ERNN_NO_FLOAT")]
 
 
@@ -74,9 +78,11 @@ def seed_corpus(folder, features, int8):
             (folder / f"seed{i}{mode[0]}").write_bytes(mode + data[start:start + 8 * row])
 
 
-# lstm_softmax: NaN and Inf reach a softmax (float schemes); stacked: every cell kind; masked: Masking
+# lstm_softmax: NaN and Inf reach a softmax (float schemes); stacked: every cell kind; masked: Masking;
+# cnn_*: Conv1D, pooling, BatchNormalization, a folded Normalization (NaN through max pooling, a ring)
 @pytest.mark.parametrize("key, scheme", [("lstm_softmax", s) for s in SCHEMES]
-                         + [("stacked", "int8"), ("stacked", "float32"), ("masked", "int8")])
+                         + [("stacked", "int8"), ("stacked", "float32"), ("masked", "int8"), ("cnn_depthwise", "int8"),
+                            ("cnn_lstm", "float32")])
 def test_fuzz_testbench_input_path(exported, key, scheme, tmp_path):
     qmodel, folder = exported(key, scheme)
     fuzzer = tmp_path / "fuzz"

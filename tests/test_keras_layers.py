@@ -435,7 +435,7 @@ def test_normalization_store_round_trip(normed, tmp_path):
     assert ops[0].startswith("Standardize(3)") and ops[1].startswith("LayerNorm(3), kind=layer")
     with pytest.raises(EdgernnError) as info:  # streams (tests/test_row_stream.py), not in the firmware
         loaded.quantize(data())
-    assert "'norm' is Standardize" in str(info.value) + " ".join(info.value.problems)
+    assert "'ln' is LayerNorm" in str(info.value) + " ".join(info.value.problems)  # (the Normalization runs)
 
 
 @pytest.mark.parametrize("node, field, value, message", [

@@ -9,7 +9,9 @@ separated by resets), as float32 bit patterns and, for the int8 scheme, as the r
 ``ernn_step_int8``.
 
 The model has every layer kind the runtime has: Masking -> LSTM(8) -> GRU(6, reset_after=False) ->
-SimpleRNN(5) -> Dense(7, relu) -> Dense(4) -> softmax, on 6 features. Everything is seeded, so
+SimpleRNN(5) -> Conv1D(6, 3, causal, dilation 2, relu) -> BatchNormalization (a per-channel Conv1D) ->
+AveragePooling1D(3, strides 2) -> Dense(7, relu) -> Dense(4) -> softmax, on 6 features (the steps
+that emit no pooled row return the last output again). Everything is seeded, so
 running this again writes the same bytes; tests/test_firmware_export.py checks that it does.
 
     python tools/make_c_fixtures.py [FOLDER]     (default: firmware_export/tests/fixtures)
@@ -51,7 +53,11 @@ def fixture_model() -> edgernn.Model:
         ir.Node(recurrent("lstm", "lstm", 8, FEATURES), ("mask",), ("lstm",), mask="keep"),
         ir.Node(recurrent("gru", "gru", 6, 8, reset_after=False), ("lstm",), ("gru",), mask="keep"),
         ir.Node(recurrent("rnn", "simple", 5, 6), ("gru",), ("rnn",), mask="keep"),
-        ir.Node(ir.Dense("hidden", weight(5, 7), weight(7, scale=0.3), "relu"), ("rnn",), ("hidden",)),
+        ir.Node(ir.Conv1D("conv", weight(3, 5, 6), weight(6, scale=0.3), padding="causal", dilation_rate=2,
+                          activation="relu"), ("rnn",), ("conv",)),
+        ir.Node(ir.Affine("norm", ir.as_weight(rng.uniform(0.5, 2.0, 6)), weight(6)), ("conv",), ("norm",)),
+        ir.Node(ir.Pooling1D("pool", "average", 3, 2), ("norm",), ("pool",)),
+        ir.Node(ir.Dense("hidden", weight(6, 7), weight(7, scale=0.3), "relu"), ("pool",), ("hidden",)),
         ir.Node(ir.Dense("logits", weight(7, 4), weight(4, scale=0.3), "linear"), ("hidden",), ("logits",)),
         ir.Node(ir.Activation("probabilities", "softmax"), ("logits",), ("probabilities",)),
     )

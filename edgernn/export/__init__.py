@@ -37,10 +37,13 @@ from ..quantize import QuantizedModel, format_report
 from ..quantize.activations import ACT_IDS
 from ..rows import read_lines, text_rows
 
+# The runtime, in one place: the export copies these, and fills the .c files into the Makefile and
+# CMakeLists.txt templates (@SOURCES@).
 RUNTIME_SOURCES = ("ernn.h", "ernn_internal.h", "ernn_model.c", "ernn_lstm.c", "ernn_gru.c", "ernn_rnn.c",
-                   "ernn_dense.c", "ernn_mask.c", "ernn_matvec.c", "ernn_floatmath.c")
+                   "ernn_dense.c", "ernn_mask.c", "ernn_conv.c", "ernn_pool.c", "ernn_matvec.c", "ernn_floatmath.c")
 SCHEME_IDS = {"int8": 0, "int8-weights": 1, "float32": 2}
-KIND_IDS = {"lstm": 0, "gru": 1, "simple": 2, "dense": 3, "mask": 4}
+KIND_IDS = {"lstm": 0, "gru": 1, "simple": 2, "dense": 3, "mask": 4, "conv": 5, "pool": 6}
+POOL_IDS = {"max": 0, "avg": 1, "global_max": 2, "global_avg": 3}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 MANIFEST = ".edgernn-export"
 _LISTED = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # a file of the folder itself: no path, no dot-file
@@ -69,6 +72,9 @@ class Layout:
 
     state_h: list
     state_c: list
+    state_ring: list
+    state_count: list
+    state_emitted: int   # -1: every step emits (no Conv1D or pooling)
     state_bytes: int
     off_a: int
     off_b: int
@@ -83,12 +89,17 @@ def _pad4(n: int) -> int:
 
 
 def work_words_of(layer, integer: bool) -> int:
-    """The int32 words of scratch a layer's step works in (``ernn_layer_ok`` checks the same sizes):
-    an int8 recurrent layer its gates' pre-activations (P = units padded to a multiple of 4 rows per
-    gate; LSTM and GRU 4 P, SimpleRNN P) and its input and h expanded for the kernels (see
-    ``ernn_internal.h``); the float schemes' LSTM and GRU 4 units values; the others units."""
-    if layer.kind == "mask":
+    """The int32 words of scratch a layer's step works in: the Python twin of ``ernn_work_words``
+    (ernn_model.c), which ``ernn_init`` checks the scratch layout with. An int8 recurrent layer its
+    gates' pre-activations (P = units padded to a multiple of 4 rows per gate; LSTM and GRU 4 P,
+    SimpleRNN P) and its input and h expanded for the kernels (see ``ernn_internal.h``); an int8
+    Conv1D its window expanded and as bytes; a float Conv1D its window; the float schemes' LSTM and
+    GRU 4 units values; a Dense units; Masking and pooling none."""
+    if layer.kind in ("mask", "pool"):
         return 0
+    if layer.kind == "conv":
+        columns = layer.taps * layer.in_size
+        return _pad4(columns) + _pad4(columns) // 4 if integer else columns
     if layer.recurrent and integer:
         return (2 if layer.kind == "simple" else 5) * _pad4(layer.units) + _pad4(layer.in_size)
     return (4 if layer.kind in ("lstm", "gru") else 1) * layer.units
@@ -120,7 +131,7 @@ def layout(qmodel: QuantizedModel) -> Layout:
     spec = qmodel.spec
     integer = spec.scheme == "int8"
     h_size, c_size, value = (1, 2, 1) if integer else (4, 4, 4)
-    offset, state_h, state_c = 0, [], []
+    offset, state_h, state_c, state_ring, state_count = 0, [], [], [], []
     for layer in spec.layers:
         state_h.append(offset if layer.recurrent else 0)
         if layer.recurrent:
@@ -128,6 +139,15 @@ def layout(qmodel: QuantizedModel) -> Layout:
         state_c.append(offset if layer.kind == "lstm" else 0)
         if layer.kind == "lstm":
             offset += _pad4(layer.units * c_size)
+        state_ring.append(offset if layer.windowed else 0)
+        if layer.windowed:  # int8: the ring int8, a global pooling's running values int32
+            offset += _pad4(layer.ring_size * (4 if layer.pool.startswith("global") else value))
+        state_count.append(offset if layer.windowed else 0)
+        if layer.windowed:
+            offset += 12  # fill, phase, pos
+    state_emitted = -1
+    if spec.windowed:  # the flag of the last step, then the last emitted output
+        state_emitted, offset = offset, offset + 4 + _pad4(spec.outputs * value)
     width = max([spec.features] + [layer.units for layer in spec.layers])
     work_words = max(work_words_of(layer, integer) for layer in spec.layers)
     off_a, off_b = 0, _pad4(width * value)
@@ -135,7 +155,8 @@ def layout(qmodel: QuantizedModel) -> Layout:
     off_qx = off_work + 4 * work_words
     off_qy = off_qx + (_pad4(spec.features) if integer else 0)
     total = off_qy + (_pad4(spec.outputs) if integer else 0)
-    return Layout(state_h, state_c, max(offset, 4), off_a, off_b, off_work, off_qx, off_qy, total)
+    return Layout(state_h, state_c, state_ring, state_count, state_emitted, max(offset, 4), off_a, off_b, off_work,
+                  off_qx, off_qy, total)
 
 
 def _c_float(v) -> str:
@@ -183,11 +204,17 @@ def model_sources(qmodel: QuantizedModel, name: str) -> tuple[str, str, dict]:
             "state_h": lay.state_h[i], "state_c": lay.state_c[i], "masked": int(layer.masked),
             "zero_output": int(layer.zero_output), "mask_q": layer.mask_q, "mask_f": _c_float(layer.mask_f),
         }
+        if layer.windowed:
+            fields.update(taps=layer.taps, dilation=layer.dilation, groups=layer.groups, strides=layer.strides,
+                          need=layer.need, pool=POOL_IDS.get(layer.pool, 0), state_ring=lay.state_ring[i],
+                          state_count=lay.state_count[i])
         float_weights = layer.w is not None and layer.w.dtype == np.float32
         gates = len(layer.bx) // layer.units if integer and layer.recurrent else 0
         if integer and layer.recurrent:  # tiled for the kernels, per-row arrays padded alike
             fields["wt"] = arrays.add(f"{p}_wt", tiles(layer.w, gates))
             fields["ut"] = arrays.add(f"{p}_ut", tiles(layer.u, gates))
+        elif integer and layer.kind == "conv" and layer.groups == 1:  # one matrix: the kernels' tiles
+            fields["wt"] = arrays.add(f"{p}_wt", tiles(layer.w, 1))
         elif integer or not float_weights:
             fields["w"] = arrays.add(f"{p}_w", layer.w)
             fields["u"] = arrays.add(f"{p}_u", layer.u)
@@ -217,6 +244,8 @@ def model_sources(qmodel: QuantizedModel, name: str) -> tuple[str, str, dict]:
         "off_a": f"{lay.off_a}u", "off_b": f"{lay.off_b}u", "off_work": f"{lay.off_work}u",
         "off_qx": f"{lay.off_qx}u", "off_qy": f"{lay.off_qy}u",
         "s_in": _c_float(spec.s_in), "zp_in": spec.zp_in, "s_out": _c_float(spec.s_out), "zp_out": spec.zp_out,
+        "state_emitted": lay.state_emitted,
+        "in_offset": arrays.add("in_offset", spec.in_offset), "in_scale": arrays.add("in_scale", spec.in_scale),
     }
     source = [f"/* {name}: generated by edgernn export ({spec.scheme}); const data for flash. */\n",
               f'#include "{name}_model.h"\n\n', *arrays.lines,
@@ -268,7 +297,8 @@ def export(qmodel: QuantizedModel, folder, name: str = "model", testbench: bool 
     for template, target in (("Makefile.in", "Makefile"), ("CMakeLists.txt.in", "CMakeLists.txt")) + \
             ((("testbench.c.in", "testbench.c"),) if testbench else ()):
         text = (runtime / "templates" / template).read_text()
-        texts[target] = text.replace("@NAME@", name).replace("@UPPER@", name.upper())
+        sources = " ".join(source for source in RUNTIME_SOURCES if source.endswith(".c"))
+        texts[target] = text.replace("@NAME@", name).replace("@UPPER@", name.upper()).replace("@SOURCES@", sources)
     texts["quantization_report.txt"] = f"scheme: {qmodel.scheme}\n" + format_report(qmodel.report) + "\n"
     texts["quantization_report.json"] = json.dumps({"scheme": qmodel.scheme, "layers": qmodel.report, "sizes": sizes},
                                                    indent=1)

@@ -1,8 +1,9 @@
 """Calibration: run the float model (the float64 reference equations) over representative data and
 record the ranges the int8 scheme needs.
 
-Recorded per chain node: the range of its output (every timestep, since a stream emits one per
-step), and for an LSTM the largest |c| (the cell state's power-of-two scale), for a Dense the
+Recorded per chain node: the range of its output (every row a stream emits: every timestep, or a
+Conv1D's and a windowed pooling's rows of ``predict``, a global pooling's running max or mean
+after every step), and for an LSTM the largest |c| (the cell state's power-of-two scale), for a Dense the
 range of its pre-activation (softmax logits). The model input's range comes first. Gate
 pre-activations need no calibration: they are held in Q3.12, whose range [-8, 8) covers every
 value where sigmoid and tanh are not already flat to within 4e-4.
@@ -77,7 +78,20 @@ def float_layers(spec: ir.ModelSpec, x: np.ndarray, ranges: Ranges | None = None
             if ranges is not None:
                 ranges.see(op.name, current, ranges.pre_low, ranges.pre_high)
             current = reference.activate(op.activation, current)
-        else:  # refused earlier by the quantizer
+        elif isinstance(op, ir.Conv1D):  # the rows a stream emits: predict's on the whole block
+            current = reference.conv1d(op, current)
+        elif isinstance(op, ir.Pooling1D) and op.global_pool:  # a stream emits the running max / mean
+            if op.kind == "max":
+                current = np.maximum.accumulate(current, axis=1)
+            else:
+                current = np.cumsum(current, axis=1) / np.arange(1, current.shape[1] + 1)[:, None]
+        elif isinstance(op, ir.Pooling1D):
+            current = reference.pool1d(op, current)
+        elif isinstance(op, ir.Affine):
+            current = reference.affine(op, current)
+        elif isinstance(op, ir.Standardize):
+            current = reference.standardize(op, current)
+        elif not isinstance(op, ir.Flatten):  # (of a vector: nothing to do) the rest is refused earlier
             raise TypeError(type(op).__name__)
         if ranges is not None:
             ranges.see(op.name, current)

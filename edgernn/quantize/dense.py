@@ -16,9 +16,23 @@ import numpy as np
 from numba import njit
 
 from .activations import f_activate_row
-from .fixedpoint import JIT, dot_f, dot_q, lut, requant, sat16, sat8
+from .fixedpoint import INLINE, JIT, dot_f, dot_q, lut, requant, sat16, sat8
 
 MODE_AFFINE, MODE_TABLE, MODE_SOFTMAX = 0, 1, 2
+
+
+@njit(**INLINE)
+def output_q(a, m, n, mode, relu, table, mo, no, zp_a, zp_y):
+    """The int8 output of one row of a Dense or Conv1D from its int32 accumulator ``a``, as
+    ``ernn_output_q``: MODE_TABLE through the table, else (affine, relu, softmax logits)
+    ``sat8(zp_a + requant(a, m, n))``, relu clamped at ``zp_a``."""
+    if mode == MODE_TABLE:
+        v = lut(sat16(requant(a, m, n)), table)
+        return sat8(zp_y + requant(v, mo, no))
+    q = sat8(zp_a + requant(a, m, n))
+    if relu and q < zp_a:
+        q = zp_a
+    return q
 
 
 @njit(**JIT)
@@ -33,14 +47,7 @@ def dense_q(x, w, bx, m, n, has_weights, zp_x, mode, relu, table, mo, no, exp_ta
                 a = dot_q(np.int64(bx[j]), x[s], w[j])
             else:
                 a = np.int64(x[s, j]) - zp_x
-            if mode == MODE_TABLE:
-                v = lut(sat16(requant(a, m[j], n[j])), table)
-                acc[j] = sat8(zp_y + requant(v, mo, no))
-            else:
-                q = sat8(zp_a + requant(a, m[j], n[j]))
-                if relu and q < zp_a:
-                    q = zp_a
-                acc[j] = q
+            acc[j] = output_q(a, m[j], n[j], mode, relu, table, mo, no, zp_a, zp_y)
         if mode == MODE_SOFTMAX:
             top = acc[0]
             for j in range(1, outputs):

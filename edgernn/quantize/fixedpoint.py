@@ -118,10 +118,15 @@ def asymmetric(lo: float, hi: float) -> tuple[float, int]:
     return scale, zero_point
 
 
-def quantize_input(x, scale, zero_point) -> np.ndarray:
-    """float -> int8 as ``ernn_quantize_input``: floor(x / s + 1/2) + zp in float32, saturated; NaN -> zp."""
+def quantize_input(x, scale, zero_point, offset=None, scales=None) -> np.ndarray:
+    """float -> int8 as ``ernn_quantize_input``: floor(x / s + 1/2) + zp in float32, saturated; NaN -> zp.
+    With per-feature ``offset`` and ``scales`` (a Standardize folded in; non-empty), floor((x - offset[f])
+    / scales[f] + 1/2) + zp instead."""
     x = np.asarray(x, dtype=np.float32)
-    t = x / np.float32(scale) + np.float32(0.5)
+    if scales is not None and np.size(scales):
+        t = (x - offset) / scales + np.float32(0.5)
+    else:
+        t = x / np.float32(scale) + np.float32(0.5)
     t = np.where(np.isnan(t), np.float32(0.0), np.clip(t, np.float32(-1000.0), np.float32(1000.0)))
     return np.clip(np.floor(t).astype(np.int32) + zero_point, -128, 127).astype(np.int8)
 

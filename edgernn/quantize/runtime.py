@@ -15,16 +15,19 @@ import dataclasses
 import hashlib
 
 import numpy as np
+from numba import njit
 
 from .. import statefile
 from ..errors import InvalidInput
 from . import fixedpoint as fx
 from .activations import ACT_IDS
+from .conv import conv_f, conv_q
 from .dense import dense_f, dense_q
-from .fixedpoint import dequantize, quantize_input
+from .fixedpoint import JIT, dequantize, quantize_input
 from .gru import gru_f, gru_q
 from .lstm import lstm_f, lstm_q
 from .masking import mask_step
+from .pooling import global_f, global_q, pool_f, pool_q
 from .simple_rnn import rnn_f, rnn_q
 from .spec import QLayer, QSpec
 
@@ -32,10 +35,22 @@ _F32 = np.float32
 
 
 def new_states(layer: QLayer, scheme: str, batch: int) -> list[np.ndarray]:
-    """Zero state of one layer: int8 h filled with its zero point, int16 c zeros; float32 zeros."""
+    """Zero state of one layer: int8 h filled with its zero point, int16 c zeros; float32 zeros.
+    Conv1D and pooling: the ring of past inputs (int8: full of the input's zero point, the int8 of
+    0.0; a global pooling's running max / sum int32 zeros) and the counters (3 int32 zeros)."""
     states = []
+    integer = scheme == "int8"
     for name in layer.state_names:
-        if scheme != "int8":
+        if name == "counters":
+            states.append(np.zeros((batch, 3), np.int32))
+        elif name == "ring":
+            if not integer:
+                states.append(np.zeros((batch, layer.ring_size), _F32))
+            elif layer.pool.startswith("global"):
+                states.append(np.zeros((batch, layer.ring_size), np.int32))
+            else:
+                states.append(np.full((batch, layer.ring_size), layer.zp_in, np.int8))
+        elif not integer:
             states.append(np.zeros((batch, layer.units), _F32))
         elif name == "h":
             states.append(np.full((batch, layer.units), layer.zp_out, np.int8))
@@ -44,19 +59,41 @@ def new_states(layer: QLayer, scheme: str, batch: int) -> list[np.ndarray]:
     return states
 
 
-def run_layer(layer: QLayer, scheme: str, x: np.ndarray, states: list[np.ndarray], keep: np.ndarray) -> np.ndarray:
+def run_layer(layer: QLayer, scheme: str, x: np.ndarray, states: list[np.ndarray], keep: np.ndarray,
+              active: np.ndarray) -> np.ndarray:
     """One layer over a block ``x`` (B, T, F) (int8 or float32), states updated in place -> (B, T, units).
 
-    ``keep`` (B, T) bool: the mask of the block, written by a Masking layer, read by masked layers."""
+    ``keep`` (B, T) bool: the mask of the block, written by a Masking layer, read by masked layers.
+    ``active`` (B, T) bool: the inputs that reach this layer (every earlier Conv1D and pooling
+    emitted); a layer leaves its state alone at the others, where its output is not used. A
+    Conv1D or pooling sets it to where it emitted."""
     batch, steps, _ = x.shape
     units = layer.units
     integer = scheme == "int8"
-    y = np.empty((batch, steps, units), np.int8 if integer else _F32)
+    y = np.zeros((batch, steps, units), np.int8 if integer else _F32)
     if layer.kind == "mask":
         zero = np.int8(layer.zp_out) if integer else _F32(0.0)
         mask_step(x, np.int8(layer.mask_q) if integer else _F32(layer.mask_f), zero, y, keep)
         return y
-    kept = keep if layer.masked else np.ones((batch, steps), np.bool_)
+    if layer.kind == "conv":
+        args = (layer.taps, layer.dilation, layer.groups, layer.need, layer.strides)
+        if integer:
+            conv_q(x, active, y, states[0], states[1], layer.w, layer.bx, layer.mx, layer.nx, layer.mode, layer.relu,
+                   _table(layer), layer.mo, layer.no, layer.zp_a, layer.zp_out, *args,
+                   np.zeros(layer.taps * layer.in_size, np.int64))
+        else:
+            conv_f(x, active, y, states[0], states[1], layer.w, layer.sw, layer.bx, ACT_IDS[layer.act], *args,
+                   np.zeros(layer.taps * layer.in_size, _F32))
+        return y
+    if layer.kind == "pool":
+        is_max = layer.pool.endswith("max")
+        if layer.pool.startswith("global"):
+            (global_q if integer else global_f)(x, active, y, states[0], states[1], is_max)
+        else:
+            (pool_q if integer else pool_f)(x, active, y, states[0], states[1], is_max, layer.taps, layer.need,
+                                            layer.strides)
+        return y
+    kept = (keep & active) if layer.masked else active
     if layer.kind == "dense":
         rows, out = x.reshape(batch * steps, -1), y.reshape(batch * steps, units)
         if integer:
@@ -86,11 +123,32 @@ def run_layer(layer: QLayer, scheme: str, x: np.ndarray, states: list[np.ndarray
     else:
         if integer:
             rnn_q(x, layer.w, layer.u, layer.bx, layer.bh, layer.mx, layer.nx, layer.mh, layer.nh, layer.use_table,
-                  layer.lut_act if layer.use_table else np.zeros(fx.LUT_SIZE, np.int16), layer.relu, layer.mo, layer.no,
+                  _table(layer), layer.relu, layer.mo, layer.no,
                   layer.zp_out, states[0], y, np.zeros(units, np.int64), kept, layer.zero_output)
         else:
             rnn_f(x, layer.w, layer.u, layer.sw, layer.su, layer.bx, layer.bh, act, states[0], y, np.zeros(units, _F32), kept, layer.zero_output)
     return y
+
+
+def _table(layer: QLayer) -> np.ndarray:
+    """The layer's activation table, or a placeholder of the right type when it has none."""
+    return layer.lut_act if layer.lut_act.size else np.zeros(fx.LUT_SIZE, np.int16)
+
+
+@njit(**JIT)
+def hold_last(y, active, last, emitted):
+    """The model's output ``y`` (B, T, O) where the chain did not emit (``active`` False) becomes the
+    last emitted output ``last`` (B, O), which follows the emitted rows; ``emitted`` (B, 1) the flag
+    of each stream's last step."""
+    for b in range(y.shape[0]):
+        for t in range(y.shape[1]):
+            if active[b, t]:
+                for j in range(y.shape[2]):
+                    last[b, j] = y[b, t, j]
+            else:
+                for j in range(y.shape[2]):
+                    y[b, t, j] = last[b, j]
+            emitted[b, 0] = active[b, t]
 
 
 def _fingerprint(spec: QSpec) -> str:
@@ -137,7 +195,17 @@ class QuantizedModel:
     def quantize_input(self, x) -> np.ndarray:
         """Float inputs as the int8 values the chip takes (int8 scheme)."""
         self._need_int8()
-        return quantize_input(_as_float(x, "x"), self.spec.s_in, self.spec.zp_in)
+        return quantize_input(_as_float(x, "x"), self.spec.s_in, self.spec.zp_in, self.spec.in_offset,
+                              self.spec.in_scale)
+
+    def _first_input(self, x: np.ndarray) -> np.ndarray:
+        """What the first layer reads for float inputs ``x``: int8 ``quantize_input``; float: ``x``, or
+        ``(x - in_offset) / in_scale`` in float32 for a Standardize folded into the input."""
+        if self.scheme == "int8":
+            return self.quantize_input(x)
+        if self.spec.in_scale.size:
+            return (x - self.spec.in_offset) / self.spec.in_scale
+        return np.ascontiguousarray(x)
 
     def dequantize_output(self, q) -> np.ndarray:
         self._need_int8()
@@ -150,12 +218,14 @@ class QuantizedModel:
     def layer_outputs(self, x) -> list[np.ndarray]:
         """Every layer's output over ``x`` (B, T, F) from zero state, as floats (dequantized)."""
         x = _as_float(x, "x")
-        current = self.quantize_input(x) if self.scheme == "int8" else np.ascontiguousarray(x)
+        current = self._first_input(x)
         outputs = []
         keep = np.ones(x.shape[:2], np.bool_)
+        active = np.ones(x.shape[:2], np.bool_)
         for layer in self.spec.layers:
-            current = run_layer(layer, self.scheme, current, new_states(layer, self.scheme, x.shape[0]), keep)
-            outputs.append(dequantize(current, layer.s_out, layer.zp_out) if self.scheme == "int8" else current)
+            current = run_layer(layer, self.scheme, current, new_states(layer, self.scheme, x.shape[0]), keep, active)
+            rows = current[:, active[0]] if x.shape[0] else current  # from zero state every stream emits alike
+            outputs.append(dequantize(rows, layer.s_out, layer.zp_out) if self.scheme == "int8" else rows)
         return outputs
 
     def predict(self, x) -> np.ndarray:
@@ -167,10 +237,13 @@ class QuantizedModel:
         if x.shape[1] == 0:
             raise InvalidInput(f"predict takes x of shape (batch, T, {self.spec.features}), got {x.shape}: "
                                "an empty sequence (T = 0)")
-        y = self.stream(max(1, x.shape[0])).run(x) if x.shape[0] else np.zeros((0, x.shape[1], self.spec.outputs), _F32)
+        if not x.shape[0]:
+            return np.zeros((0, x.shape[1], self.spec.outputs), _F32)[:, -1 if self.spec.output_rank == 2 else slice(None)]
+        stream = self.stream(x.shape[0])
+        y = stream.run(x)
         if self.spec.output_rank == 2:
-            return y[:, -1]
-        return y
+            return y[:, -1]  # the last emitted row
+        return y[:, stream.emitted_run[0]]  # the rows predict makes: where a Conv1D or pooling emitted
 
     def stream(self, batch_size: int = 1) -> "QuantizedStream":
         return QuantizedStream(self, batch_size)
@@ -199,11 +272,30 @@ class QuantizedStream:
         self.batch_size = int(batch_size)
         self._scheme = model.scheme
         self._states = [new_states(layer, model.scheme, self.batch_size) for layer in model.spec.layers]
+        # the model's last emitted output (returned again by the steps that do not emit) and whether
+        # the last step emitted, as the C keeps them in the state of a model with Conv1D or pooling
+        self._last = np.zeros((self.batch_size, model.spec.outputs), np.int8 if model.scheme == "int8" else _F32)
+        self._emitted = np.zeros((self.batch_size, 1), np.int32)
+        self._zero_last()
+        self.emitted_run = np.zeros((self.batch_size, 0), np.bool_)
+
+    @property
+    def emitted(self) -> np.ndarray:
+        """(batch,) bool: whether each stream's last step made a new output row (``ernn_emitted``);
+        a model without Conv1D or pooling emits at every step."""
+        return self._emitted[:, 0].astype(bool) | (not self.model.spec.windowed)
+
+    def _zero_last(self, rows=slice(None)):
+        self._last[rows] = self.model.spec.zp_out if self._scheme == "int8" else 0
+        self._emitted[rows] = 0
 
     def _block(self, x):
         keep = np.ones(x.shape[:2], np.bool_)
+        active = np.ones(x.shape[:2], np.bool_)
         for layer, states in zip(self.model.spec.layers, self._states):
-            x = run_layer(layer, self._scheme, x, states, keep)
+            x = run_layer(layer, self._scheme, x, states, keep, active)
+        hold_last(x, active, self._last, self._emitted)
+        self.emitted_run = active
         return x
 
     def _check(self, array, ndim):
@@ -233,8 +325,8 @@ class QuantizedStream:
         self._check(array, 3)
         spec = self.model.spec
         if self._scheme == "int8":
-            return dequantize(self._block(quantize_input(array, spec.s_in, spec.zp_in)), spec.s_out, spec.zp_out)
-        return self._block(np.ascontiguousarray(array))
+            return dequantize(self._block(self.model._first_input(array)), spec.s_out, spec.zp_out)
+        return self._block(self.model._first_input(array))
 
     def step(self, x_t) -> np.ndarray:
         array = _as_float(x_t, "x_t")
@@ -251,11 +343,15 @@ class QuantizedStream:
             zero = new_states(layer, self._scheme, 1)
             for state, z in zip(states, zero):
                 state[rows] = z[0]
+        self._zero_last(rows)
 
     def _named(self):
         for layer, states in zip(self.model.spec.layers, self._states):
             for name, state in zip(layer.state_names, states):
                 yield f"{layer.name}/{name}", state
+        if self.model.spec.windowed:
+            yield "stream/last_output", self._last
+            yield "stream/emitted", self._emitted
 
     def get_state(self) -> dict:
         """A copy of every state vector (int8 h / int16 c, or float32), keyed ``"<layer>/h"``, ``"<layer>/c"``."""

@@ -41,7 +41,8 @@ MAX_SIZE = 16384      # features / units per layer: 2^30 + 16384 * 128 * 127 < 2
 
 @dataclass(eq=False)
 class QLayer:
-    kind: str                 # "lstm", "gru", "simple", "dense" (a Dense, or an Activation: no weights), "mask"
+    kind: str                 # "lstm", "gru", "simple", "dense" (a Dense, or an Activation: no weights), "mask",
+    #                           "conv" (a Conv1D; also Affine and a Standardize not first: per-channel, k = 1), "pool"
     name: str
     in_size: int
     units: int                # output features
@@ -74,8 +75,14 @@ class QLayer:
     zero_output: bool = False  # recurrent: a masked step outputs zeros (else the previous output)
     mask_q: int = 0           # Masking: the int8 of mask_value (int8 scheme)
     mask_f: float = 0.0       # Masking: mask_value (float schemes)
+    taps: int = 1             # Conv1D: kernel_size; windowed pooling: pool_size
+    dilation: int = 1         # Conv1D: dilation_rate (pooling: 1)
+    groups: int = 1           # Conv1D: w is (units, taps * in_size / groups), tap-major per filter
+    strides: int = 1          # Conv1D / pooling
+    need: int = 0             # windowed: inputs before the first output (span - 1 valid, 0 causal)
+    pool: str = ""            # pooling: "max", "avg", "global_max", "global_avg"
     zp_in: int = 0
-    zp_a: int = 0             # Dense int8: zero point of the affine result (logits for softmax)
+    zp_a: int = 0             # Dense / Conv1D int8: zero point of the affine result (logits for softmax)
     zp_out: int = 0
     s_in: float = 1.0
     s_out: float = 1.0
@@ -90,9 +97,27 @@ class QLayer:
         return self.kind in ("lstm", "gru", "simple")
 
     @property
+    def windowed(self) -> bool:
+        """Conv1D or pooling: keeps a window of past inputs, emits only on some steps."""
+        return self.kind in ("conv", "pool")
+
+    @property
+    def span(self) -> int:
+        """Timesteps one output sees: ``(taps - 1) * dilation + 1``."""
+        return (self.taps - 1) * self.dilation + 1
+
+    @property
+    def ring_size(self) -> int:
+        """Values of the ring of past inputs (``span - 1`` rows of ``in_size``), or of a global
+        pooling's running max / sum (``in_size``)."""
+        return self.in_size if self.pool.startswith("global") else (self.span - 1) * self.in_size
+
+    @property
     def state_names(self) -> tuple:
-        """The state vectors of one stream (each ``units`` long): LSTM h, c; GRU, SimpleRNN h; Dense none."""
-        return {"lstm": ("h", "c"), "gru": ("h",), "simple": ("h",)}.get(self.kind, ())
+        """The state vectors of one stream: LSTM h, c; GRU, SimpleRNN h; Conv1D and pooling their
+        ring and counters (see :mod:`edgernn.quantize.window`); Dense none."""
+        return {"lstm": ("h", "c"), "gru": ("h",), "simple": ("h",), "conv": ("ring", "counters"),
+                "pool": ("ring", "counters")}.get(self.kind, ())
 
 
 @dataclass(eq=False)
@@ -107,6 +132,15 @@ class QSpec:
     s_out: float = 1.0
     zp_out: int = 0
     source: dict = field(default_factory=dict)
+    # A Standardize first, folded into the input (all schemes): the input is (x - in_offset) / in_scale
+    # per feature, then (int8) rounded and shifted by zp_in; empty: x / s_in (int8), x (float).
+    in_offset: np.ndarray = field(default_factory=lambda: _EMPTY_F.copy())
+    in_scale: np.ndarray = field(default_factory=lambda: _EMPTY_F.copy())
+
+    @property
+    def windowed(self) -> bool:
+        """Whether a step may not emit (a Conv1D or pooling in the chain)."""
+        return any(layer.windowed for layer in self.layers)
 
 
 def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
@@ -114,11 +148,9 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
     problems = []
     if scheme not in SCHEMES:
         return [f"unknown scheme {scheme!r} (one of {', '.join(SCHEMES)})"]
-    # Streamable in float, not in the int8 runtime yet: named first, whatever else is wrong.
-    kinds = {ir.Conv1D: "Conv1D", ir.Pooling1D: "Pooling1D", ir.Affine: "Affine (BatchNormalization)",
-             ir.Flatten: "Flatten", ir.LayerNorm: "LayerNorm", ir.Standardize: "Standardize (Normalization)",
-             ir.Embedding: "Embedding"}
-    problems = [f"layer {node.op.name!r} is {kinds[type(node.op)]}: the firmware runtime has no integer version "
+    # Streamable in float, not in the firmware runtime yet: named first, whatever else is wrong.
+    kinds = {ir.LayerNorm: "LayerNorm", ir.Embedding: "Embedding"}
+    problems = [f"layer {node.op.name!r} is {kinds[type(node.op)]}: the firmware runtime has no version "
                 "of it yet (predict and stream run it in float32)" for node in spec.nodes if type(node.op) in kinds]
     if problems:
         return problems
@@ -141,6 +173,10 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
         sizes = [getattr(op, "units", 0), getattr(op, "input_size", 0)]
         if isinstance(op, ir.Dense):
             sizes = list(op.kernel.shape)
+        elif isinstance(op, ir.Conv1D):  # one output sums taps * C / groups products
+            sizes = [op.kernel.shape[0] * op.kernel.shape[1], op.kernel.shape[2], width]
+        elif isinstance(op, ir.Pooling1D) and not op.global_pool:
+            sizes = [op.pool_size, width]
         if max(sizes) > MAX_SIZE:
             problems.append(f"{where}: {max(sizes)} features or units; the runtime takes at most {MAX_SIZE} "
                             "(int32 accumulators)")
@@ -170,7 +206,12 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
             if op.activation not in allowed:
                 problems.append(f"{where}: activation {op.activation!r} is not supported in {scheme} "
                                 f"(supported: {', '.join(allowed)})")
-        elif not isinstance(op, ir.Recurrent):
+        elif isinstance(op, ir.Conv1D):
+            allowed = tuple(TABLE_FUNCTIONS) + ("linear", "relu") if integer else elementwise
+            if op.activation not in allowed:
+                problems.append(f"{where}: Conv1D activation {op.activation!r} is not supported in {scheme} "
+                                f"(supported: {', '.join(allowed)})")
+        elif not isinstance(op, (ir.Recurrent, ir.Pooling1D, ir.Affine, ir.Standardize, ir.Flatten)):
             problems.append(f"{where}: {type(op).__name__} is not supported by the firmware export")
         width = getattr(op, "output_size", width)
     return problems
@@ -263,7 +304,14 @@ def _dense(op, scheme: str, features: int, s_x: float, zp_x: int, ranges: Ranges
         layer.w, sw = np.zeros((0, 0), np.int8), np.ones(units)
         layer.bx = np.zeros(0, np.int32)
     layer.u, layer.bh = np.zeros((0, 0), np.int8), np.zeros(0, np.int32)
-    act = op.activation
+    s_y, zp_y = _output_stage(layer, op.activation, op.name, s_x, sw, ranges)
+    layer.s_in, layer.zp_in, layer.s_out, layer.zp_out = s_x, zp_x, s_y, zp_y
+    return layer
+
+
+def _output_stage(layer: QLayer, act: str, name: str, s_x: float, sw: np.ndarray, ranges: Ranges) -> tuple[float, int]:
+    """The int8 output stage of a Dense or Conv1D (``ernn_output_q``): mode, multipliers, tables;
+    returns the output's ``(scale, zero point)``. ``sw``: the rows' weight scales."""
     if act in TABLE_FUNCTIONS:
         layer.mode = MODE_TABLE
         layer.lut_act = fx.table(TABLE_FUNCTIONS[act])
@@ -273,17 +321,60 @@ def _dense(op, scheme: str, features: int, s_x: float, zp_x: int, ranges: Ranges
         layer.zp_a = zp_y
     elif act == "softmax":
         layer.mode = MODE_SOFTMAX
-        s_l, zp_l = fx.asymmetric(ranges.pre_low[op.name], ranges.pre_high[op.name])
+        s_l, zp_l = fx.asymmetric(ranges.pre_low[name], ranges.pre_high[name])
         layer.mx, layer.nx = fx.multipliers(s_x * sw / s_l)
         layer.exp_table = np.round(np.exp(-np.arange(256) * s_l) * (1 << 20)).astype(np.int32)
         s_y, zp_y, layer.zp_a = 1.0 / 256.0, -128, zp_l
     else:
         layer.mode = MODE_AFFINE
         layer.relu = act == "relu"
-        s_y, zp_y = fx.asymmetric(ranges.low[op.name], ranges.high[op.name])
+        s_y, zp_y = fx.asymmetric(ranges.low[name], ranges.high[name])
         layer.mx, layer.nx = fx.multipliers(s_x * sw / s_y)
         layer.zp_a = zp_y
+    return s_y, zp_y
+
+
+def per_channel_conv(op) -> ir.Conv1D:
+    """An Affine (``x * scale + offset``) or a Standardize (``(x - mean) / std``, as ``x (1/std) - mean/std``)
+    as the Conv1D the firmware runs it with: kernel size 1, one group per channel."""
+    if isinstance(op, ir.Standardize):
+        scale, offset = 1.0 / op.std.astype(np.float64), -op.mean.astype(np.float64) / op.std.astype(np.float64)
+    else:
+        scale, offset = op.scale, op.offset
+    return ir.Conv1D(op.name, kernel=ir.as_weight(np.asarray(scale).reshape(1, 1, -1)), bias=ir.as_weight(offset),
+                     groups=len(scale))
+
+
+def _conv(op: ir.Conv1D, scheme: str, s_x: float, zp_x: int, ranges: Ranges) -> QLayer:
+    """A Conv1D (causal or valid): weights per filter row, ``w[f, j * C/G + c] = kernel[j, c, f]``."""
+    taps, per_group, filters = op.kernel.shape
+    w = np.ascontiguousarray(op.kernel.astype(np.float64).transpose(2, 0, 1).reshape(filters, taps * per_group))
+    b = np.zeros(filters) if op.bias is None else op.bias.astype(np.float64)
+    layer = QLayer("conv", op.name, per_group * op.groups, filters, act=op.activation, taps=taps,
+                   dilation=op.dilation_rate, groups=op.groups, strides=op.strides,
+                   need=op.span - 1 if op.padding == "valid" else 0)
+    if scheme != "int8":
+        _float_weights(layer, scheme, w, None, b, np.zeros(0))
+        return layer
+    layer.w, sw = fx.symmetric_rows(w)
+    # causal padding is real zeros, whose int8 is zp_x: the ring starts full of zp_x, and the folded
+    # bias removes zp_x sum w from every output, padding or not
+    layer.bx = _fold_bias(b, s_x, sw, zp_x, layer.w)
+    layer.u, layer.bh = np.zeros((0, 0), np.int8), np.zeros(0, np.int32)
+    s_y, zp_y = _output_stage(layer, op.activation, op.name, s_x, sw, ranges)
     layer.s_in, layer.zp_in, layer.s_out, layer.zp_out = s_x, zp_x, s_y, zp_y
+    return layer
+
+
+def _pool(op: ir.Pooling1D, scheme: str, width: int, s_x: float, zp_x: int) -> QLayer:
+    """Max or average pooling (valid) or global: the output keeps the input's quantization."""
+    pool = ("global_" if op.global_pool else "") + ("max" if op.kind == "max" else "avg")
+    empty = np.zeros((0, 0), np.int8 if scheme == "int8" else np.float32)
+    layer = QLayer("pool", op.name, width, width, taps=1 if op.global_pool else op.pool_size,
+                   strides=1 if op.global_pool else op.strides, need=0 if op.global_pool else op.pool_size - 1,
+                   pool=pool, has_weights=False, w=empty, u=empty)
+    layer.bx = layer.bh = np.zeros(0, np.int32 if scheme == "int8" else np.float32)
+    layer.s_in, layer.zp_in, layer.s_out, layer.zp_out = s_x, zp_x, s_x, zp_x
     return layer
 
 
@@ -293,28 +384,45 @@ def build(spec: ir.ModelSpec, scheme: str, ranges: Ranges | None) -> QSpec:
     if problems:
         raise UnsupportedModel(f"cannot export this model in scheme {scheme!r}", problems)
     features = spec.inputs[0].features
-    if scheme == "int8":
+    integer = scheme == "int8"
+    if integer:
         s_x, zp_x = fx.asymmetric(ranges.low[""], ranges.high[""])
     else:
         s_x, zp_x = 1.0, 0
-    s_in, zp_in = s_x, zp_x
+    in_offset = in_scale = np.zeros(0, np.float32)
     layers = []
+    s_in, zp_in = s_x, zp_x
     width = features
-    for node in spec.nodes:
+    for index, node in enumerate(spec.nodes):
         op = node.op
+        if isinstance(op, ir.Flatten):  # of a vector: nothing to do
+            continue
+        if isinstance(op, ir.Standardize) and index == 0:
+            # folded into the input: (x - mean) / (std s_z) per feature, then rounded (int8);
+            # (x - mean) / std (float), computed as the float model does
+            if integer:
+                s_x, zp_x = fx.asymmetric(ranges.low[op.name], ranges.high[op.name])
+            in_offset = op.mean.astype(np.float32)
+            in_scale = (op.std.astype(np.float64) * (s_x if integer else 1.0)).astype(np.float32)
+            s_in, zp_in = s_x, zp_x
+            continue
         if isinstance(op, ir.Recurrent):
             layer = _recurrent(op, scheme, s_x, zp_x, ranges, node.mask is not None)
         elif isinstance(op, ir.Masking):
             layer = QLayer("mask", op.name, width, width, has_weights=False, s_in=s_x, zp_in=zp_x, s_out=s_x, zp_out=zp_x)
-            if scheme == "int8":
+            if integer:
                 layer.mask_q = int(fx.quantize_input(np.float32(op.mask_value), s_x, zp_x))
             else:
                 layer.mask_f = float(np.float32(op.mask_value))
+        elif isinstance(op, (ir.Conv1D, ir.Affine, ir.Standardize)):
+            layer = _conv(op if isinstance(op, ir.Conv1D) else per_channel_conv(op), scheme, s_x, zp_x, ranges)
+        elif isinstance(op, ir.Pooling1D):
+            layer = _pool(op, scheme, width, s_x, zp_x)
         else:
             layer = _dense(op, scheme, width, s_x, zp_x, ranges)
         layers.append(layer)
         width = layer.units
         s_x, zp_x = layer.s_out, layer.zp_out
     rank, outputs = spec.tensor_shape(spec.outputs[0])
-    return QSpec(scheme, features, outputs, rank, layers, s_in, zp_in, s_x if scheme == "int8" else 1.0,
-                 zp_x if scheme == "int8" else 0, dict(spec.source))
+    return QSpec(scheme, features, outputs, rank, layers, s_in, zp_in, s_x if integer else 1.0,
+                 zp_x if integer else 0, dict(spec.source), in_offset, in_scale)

@@ -32,6 +32,7 @@ static int fails;
 static unsigned char saved_state[sizeof state], saved_scratch[sizeof scratch];
 static float x[IN], y[OUT], saved_y[OUT];
 static int8_t xq[IN], yq[OUT], saved_xq[IN], saved_yq[OUT];
+static int32_t flag, saved_flag; /* ernn_emitted's output */
 
 static void snapshot(void)
 {
@@ -40,12 +41,14 @@ static void snapshot(void)
     memcpy(saved_y, y, sizeof y);
     memcpy(saved_xq, xq, sizeof xq);
     memcpy(saved_yq, yq, sizeof yq);
+    saved_flag = flag;
 }
 
 static int unchanged(void)
 {
     return !memcmp(saved_state, state, sizeof state) && !memcmp(saved_scratch, scratch, sizeof scratch)
-           && !memcmp(saved_y, y, sizeof y) && !memcmp(saved_xq, xq, sizeof xq) && !memcmp(saved_yq, yq, sizeof yq);
+           && !memcmp(saved_y, y, sizeof y) && !memcmp(saved_xq, xq, sizeof xq) && !memcmp(saved_yq, yq, sizeof yq)
+           && saved_flag == flag;
 }
 
 /* call refused with code, nothing written */
@@ -68,9 +71,18 @@ static int unchanged(void)
 #define W scratch, NET_SCRATCH_BYTES
 
 /* inconsistent copies of the model: each one field wrong */
-static ernn_model bad_models[8];
-static ernn_layer bad_layers[4][64];
+static ernn_model bad_models[16];
+static ernn_layer bad_layers[8][64];
 static int n_bad;
+
+/* the index of the model's first Conv1D or pooling, -1 if none */
+static int first_window(void)
+{
+    int i;
+    for (i = 0; i < net_model.n_layers; ++i)
+        if (net_model.layers[i].kind == ERNN_CONV || net_model.layers[i].kind == ERNN_POOL) return i;
+    return -1;
+}
 
 static void make_bad_models(void)
 {
@@ -94,6 +106,37 @@ static void make_bad_models(void)
     bad_models[6].layers = bad_layers[0];
     bad_models[7].layers = bad_layers[1];
     n_bad = 8;
+    /* a window's options and state, and the emitted flag's place */
+    bad_models[n_bad] = net_model;
+    bad_models[n_bad++].state_emitted = first_window() < 0 ? 0 : -1; /* a flag it does not (does) need */
+    if (first_window() >= 0) {
+        const int w = first_window();
+        const ernn_layer *L = &net_model.layers[w];
+        for (i = 4; i < 8; ++i) memcpy(bad_layers[i], net_model.layers, (size_t)n * sizeof(ernn_layer));
+        bad_layers[4][w].taps = 0;
+        bad_layers[5][w].state_count = (int32_t)NET_STATE_BYTES - 8; /* the counters past the state */
+        bad_layers[6][w].need = (L->taps - 1) * L->dilation + 1; /* more than the window holds */
+        if (L->kind == ERNN_CONV) bad_layers[7][w].groups = L->in_size + 1; /* not a divisor */
+        else bad_layers[7][w].pool = 4;
+        for (i = 4; i < 8; ++i) {
+            bad_models[n_bad] = net_model;
+            bad_models[n_bad++].layers = bad_layers[i];
+        }
+        bad_models[n_bad] = net_model;
+        bad_models[n_bad++].state_emitted = (int32_t)NET_STATE_BYTES - 2; /* misaligned, past the state */
+    }
+}
+
+static void bad_emitted(void)
+{
+    int i;
+    REFUSED(ernn_emitted(NULL, S, &flag), ERNN_ERR_NULL);
+    REFUSED(ernn_emitted(&net_model, NULL, NET_STATE_BYTES, &flag), ERNN_ERR_NULL);
+    REFUSED(ernn_emitted(&net_model, S, NULL), ERNN_ERR_NULL);
+    for (i = 0; i < 4; ++i) REFUSED(ernn_emitted(&bad_models[i], S, &flag), ERNN_ERR_MODEL);
+    REFUSED(ernn_emitted(&net_model, (char *)state + 1, NET_STATE_BYTES, &flag), ERNN_ERR_ALIGN);
+    REFUSED(ernn_emitted(&net_model, state, NET_STATE_BYTES - 1, &flag), ERNN_ERR_SIZE);
+    REFUSED(ernn_emitted(&net_model, S, (int32_t *)state), ERNN_ERR_OVERLAP);
 }
 
 static void bad_init_and_reset(void)
@@ -243,7 +286,8 @@ int main(void)
     static float ref_y[STEPS][OUT];
 #endif
     static int8_t ref_yq[STEPS][OUT];
-    int t;
+    static int32_t ref_flag[STEPS];
+    int t, emitted_steps = 0, steps = 0;
     make_bad_models();
     /* reference: a clean stream */
     CHECK(ernn_init(&net_model, S) == ERNN_OK);
@@ -252,11 +296,25 @@ int main(void)
 #ifndef ERNN_NO_FLOAT
         CHECK(ernn_step_float(&net_model, S, W, x, sizeof x, y, sizeof y) == ERNN_OK);
         memcpy(ref_y[t], y, sizeof y);
+        CHECK(ernn_emitted(&net_model, S, &flag) == ERNN_OK);
+        emitted_steps += flag;
+        ++steps;
 #endif
         if (INT8) CHECK(ernn_step_int8(&net_model, S, W, xq, IN, yq, OUT) == ERNN_OK);
         memcpy(ref_yq[t], yq, sizeof yq);
-        if (t == STEPS / 2) CHECK(ernn_reset(&net_model, S) == ERNN_OK);
+        CHECK(ernn_emitted(&net_model, S, &ref_flag[t]) == ERNN_OK);
+        CHECK(ref_flag[t] == 0 || ref_flag[t] == 1);
+        if (INT8) {
+            emitted_steps += ref_flag[t];
+            ++steps;
+        }
+        if (t == STEPS / 2) {
+            CHECK(ernn_reset(&net_model, S) == ERNN_OK);
+            CHECK(ernn_emitted(&net_model, S, &flag) == ERNN_OK && flag == (first_window() < 0));
+        }
     }
+    /* a model without Conv1D or pooling emits at every step */
+    CHECK(first_window() < 0 ? emitted_steps == steps : emitted_steps > 0);
     memcpy(ref_state, state, sizeof state);
     /* the same stream with every refused call before each step */
     memset(state, 0x5a, sizeof state);
@@ -278,6 +336,8 @@ int main(void)
         bad_step_int8();
         if (INT8) CHECK(ernn_step_int8(&net_model, S, W, xq, IN, yq, OUT) == ERNN_OK);
         CHECK(memcmp(ref_yq[t], yq, sizeof yq) == 0);
+        bad_emitted();
+        CHECK(ernn_emitted(&net_model, S, &flag) == ERNN_OK && flag == ref_flag[t]);
         if (t == STEPS / 2) CHECK(ernn_reset(&net_model, S) == ERNN_OK);
     }
     CHECK(memcmp(ref_state, state, NET_STATE_BYTES) == 0);
