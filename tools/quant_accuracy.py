@@ -69,9 +69,14 @@ def scheme_outputs(model: edgernn.Model, calibration: np.ndarray, run, title: st
         yield scheme, run(qmodel.predict)
 
 
+def load(path: Path) -> edgernn.Model:
+    """An .ernn model (edgernn's own file) loaded, any other converted."""
+    return edgernn.load(str(path)) if Path(path).suffix == ".ernn" else edgernn.convert(str(path))
+
+
 def evaluate(key: str = "lstm") -> list[dict]:
     (x_train, _, _), (x_test, y_test, _) = basic_motions()
-    model = edgernn.convert(str(MODELS[key][0]))
+    model = load(MODELS[key][0])
     labels = np.repeat(y_test[:, None], x_test.shape[1], axis=1)
     rows, reference = [], None
     for scheme, y in scheme_outputs(model, x_train, lambda predict: predict(x_test), MODELS[key][1]):
