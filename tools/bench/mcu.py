@@ -102,8 +102,8 @@ def basicmotions(steps: int) -> BenchModel:
 
 
 def bench_model(key: str, steps: int) -> BenchModel:
-    """(a) LSTM(64) on 8 + Dense(1), (d) GRU(64) on 8 + Dense(1) or (f) 2 x Conv1D(16, 5) causal relu +
-    LSTM(32) on 6 + Dense(4): the weights of tools/bench/models.py, built as edgernn IR directly (no
+    """(a) LSTM(64) on 8 + Dense(1), (d) GRU(64) on 8 + Dense(1), (f) 2 x Conv1D(16, 5) causal relu +
+    LSTM(32) on 6 + Dense(4) or (g) LSTM(32) on 16 + Dense(4): the weights of tools/bench/models.py, built as edgernn IR directly (no
     framework), calibrated on seeded normal inputs."""
     import edgernn
     from edgernn import ir
@@ -438,10 +438,11 @@ def measure(model: BenchModel, core: str, opt: str, work: Path, expected: np.nda
 # ---------------------------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------------------------
-MODEL_KEYS = ("basicmotions", "a", "d", "f")
+DEFAULT_MODELS = ("basicmotions", "a", "d", "f")
+MODEL_KEYS = (*DEFAULT_MODELS, "g")  # (g): (f)'s LSTM(32) + Dense(4) alone, to compare with (f)
 
 
-def bench(models=MODEL_KEYS, cores=tuple(CORES), opts=OPT_LEVELS, steps: int = 16, check_count: bool = False,
+def bench(models=DEFAULT_MODELS, cores=tuple(CORES), opts=OPT_LEVELS, steps: int = 16, check_count: bool = False,
           log=lambda message: None) -> list:
     """Every model on every core at every optimization level; raises BenchError when a check fails."""
     if not 1 <= steps <= MAX_STEPS:
@@ -494,7 +495,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="CI smoke: the BasicMotions model on cortex-m0plus at -O2, 4 steps, both counters")
-    parser.add_argument("--models", default=",".join(MODEL_KEYS), help=f"any of {','.join(MODEL_KEYS)}")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"any of {','.join(MODEL_KEYS)}")
     parser.add_argument("--cores", default=",".join(CORES), help=f"any of {','.join(CORES)}")
     parser.add_argument("--opts", default=",".join(OPT_LEVELS), help="any of -O2,-Os (and other gcc -O levels)")
     parser.add_argument("--steps", type=int, default=16, help=f"timesteps per run, 1..{MAX_STEPS}")
