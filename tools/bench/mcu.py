@@ -8,8 +8,8 @@ For each model and core:
 1. ``edgernn export`` (int8) of the model, with the harness ``mcu_harness.c`` beside it, is
    cross-compiled with arm-none-eabi-gcc (the core's flags of ``edgernn.export.MCU_TARGETS``, as
    ``edgernn export`` sizes it: ``-mthumb -mcpu=cortex-m4 -mfloat-abi=hard -mfpu=fpv4-sp-d16`` or
-   ``-mthumb -mcpu=cortex-m0plus``; ``-DERNN_NO_FLOAT``, ``-Os`` and/or ``-O2``) and linked by ``mcu_harness.ld`` (flash at 0x08000000,
-   RAM at 0x20000000) with ``-nostartfiles``.
+   ``-mthumb -mcpu=cortex-m0plus``; ``-DERNN_NO_FLOAT``, ``-Os`` and/or ``-O2``) and linked by
+   ``mcu_harness.ld`` (flash at 0x08000000, RAM at 0x20000000) with ``-nostartfiles``.
 2. The ELF runs in the unicorn CPU emulator (``UC_MODE_THUMB | UC_MODE_MCLASS``, CPU model
    ``UC_CPU_ARM_CORTEX_M4`` or ``UC_CPU_ARM_CORTEX_M0``: unicorn has no M0+ model; the M0 and M0+
    share the ARMv6-M instruction set) from ``Reset_Handler`` to ``bench_done``, once with N steps and
@@ -103,8 +103,8 @@ def basicmotions(steps: int) -> BenchModel:
 
 def bench_model(key: str, steps: int) -> BenchModel:
     """(a) LSTM(64) on 8 + Dense(1), (d) GRU(64) on 8 + Dense(1), (f) 2 x Conv1D(16, 5) causal relu +
-    LSTM(32) on 6 + Dense(4) or (g) LSTM(32) on 16 + Dense(4): the weights of tools/bench/models.py, built as edgernn IR directly (no
-    framework), calibrated on seeded normal inputs."""
+    LSTM(32) on 6 + Dense(4) or (g) LSTM(32) on 16 + Dense(4): the weights of tools/bench/models.py,
+    built as edgernn IR directly (no framework), calibrated on seeded normal inputs."""
     import edgernn
     from edgernn import ir
 
@@ -363,10 +363,9 @@ def host_testbench(folder: Path, x: np.ndarray, work: Path) -> np.ndarray:
     compiler = shutil.which("gcc") or shutil.which("cc") or shutil.which("clang")
     if compiler is None:
         raise BenchError("no host C compiler (gcc, cc or clang) for the testbench")
-    build = work  # the Makefile builds in place: a copy keeps the export free of host objects
-    shutil.copytree(folder, build, dirs_exist_ok=True)
-    _run(["make", "-s", "-C", build, "testbench", f"CC={compiler}", "CFLAGS=-O1"])
-    result = subprocess.run([str(build / "testbench"), "--int8"], input=np.ascontiguousarray(x, "<f4").tobytes(),
+    shutil.copytree(folder, work, dirs_exist_ok=True)  # make builds in place: the copy keeps host objects out
+    _run(["make", "-s", "-C", work, "testbench", f"CC={compiler}", "CFLAGS=-O1"])
+    result = subprocess.run([str(work / "testbench"), "--int8"], input=np.ascontiguousarray(x, "<f4").tobytes(),
                             capture_output=True)
     if result.returncode != 0:
         raise BenchError(f"the testbench failed: {result.stderr.decode(errors='replace')}")
