@@ -105,3 +105,17 @@ def test_a_build_without_its_kernel_fails_the_benchmark(mcu):
     Built.mnemonics, Built.symbols = {"smlad", "uxtb16"}, {"ernn_dot4": 1}
     mcu.check_kernel(Built(), "cortex-m4", "-O2")
     mcu.check_kernel(Built(), "cortex-m0plus", "-Os")
+
+
+@pytest.mark.parametrize("core", ["cortex-m4", "cortex-m0plus"])
+def test_cnn_lstm_model_bit_exact(mcu, core):
+    """Model (f), two causal Conv1D(16, 5) before an LSTM(32): built and run as the table runs it, on
+    each core's kernel; its outputs equal the simulation's, stepped here on its own (the convolutions'
+    windows filling over the first steps included)."""
+    [result] = mcu.bench(("f",), (core,), ("-Os",), steps=6)
+    model = mcu.load_model("f", 6)
+    assert [layer.kind for layer in model.qmodel.spec.layers] == ["conv", "conv", "lstm", "dense"]
+    expected = model.qmodel.stream(1).run_int8(model.qmodel.quantize_input(model.x)[None])[0]
+    assert len(np.unique(expected)) > 6  # outputs that move
+    assert result["outputs"].shape == (6, 4) and np.array_equal(result["outputs"], expected)
+    assert result["step_min"] <= result["instructions_per_step"] <= result["step_max"]

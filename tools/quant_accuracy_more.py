@@ -1,7 +1,7 @@
-"""Accuracy of the firmware schemes on more real data: a GRU classifier and an LSTM forecaster.
+"""Accuracy of the firmware schemes on more real data: a GRU classifier, an LSTM forecaster, a CNN-LSTM.
 
-The BasicMotions LSTM is tools/quant_accuracy.py; this script does the other two models of the issue,
-each trained by a seeded script in tools/ (run here first if its model is not in build/models/),
+The BasicMotions models are tools/quant_accuracy.py; this script does the others, each trained by a
+seeded script in tools/ (the first two run here first if their model is not in build/models/),
 converted with edgernn, quantized with its *training* data as calibration, then run on held-out data
 by the float model (edgernn's float32 kernels) and by each scheme's simulation (bit-exact with the C
 runtime), from zero state:
@@ -14,6 +14,11 @@ runtime), from zero state:
   whole series is run once, each month's output forecasting the next month from the true history;
   RMSE (thousands of passengers) of the one-step-ahead forecasts of the 24 held-out months. Target
   for int8: at most 5% more RMSE than float.
+* Daphnet gait CNN-LSTM (examples/daphnet/daphnet_cnn_lstm.ernn, tools/train_daphnet.py --model
+  cnn-lstm): standardisation -> 2 x causal Conv1D(16, 5) -> LSTM(32) -> Dense(2, softmax) on three
+  3-axis accelerometers at 64 Hz, calibrated on its training windows (226 x 4 s); each test segment
+  (24 s and 22 s) streamed from zero state, every step counted: test accuracy and argmax agreement
+  with the float model. Target for int8: <= 1 point lost, >= 98% agreement.
 
 Run:  python tools/quant_accuracy_more.py      (needs keras for training; EDGERNN_DATA or `aeon`)
 """
@@ -27,11 +32,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_airline_lstm as airline  # noqa: E402
+import train_daphnet as daphnet  # noqa: E402
 import train_vowels_gru as vowels  # noqa: E402
-from quant_accuracy import SCHEMES, compare  # noqa: E402
+from quant_accuracy import ROOT, compare, errors, int8_met, load, scheme_outputs  # noqa: E402
 
 import edgernn  # noqa: E402
-from edgernn.quantize import format_report  # noqa: E402
 
 
 def _model(trainer) -> edgernn.Model:
@@ -40,52 +45,64 @@ def _model(trainer) -> edgernn.Model:
     return edgernn.convert(str(trainer.OUTPUT))
 
 
+def classifier_rows(model: edgernn.Model, calibration: np.ndarray, run, labels: np.ndarray, title: str) -> list[dict]:
+    """Per scheme (the float model first): accuracy against ``labels``, argmax agreement with the float
+    model, max / mean |probability - float probability| of ``run(predict)``'s probabilities."""
+    rows, reference = [], None
+    for scheme, y in scheme_outputs(model, calibration, run, title):
+        reference = y if reference is None else reference
+        acc, agree = compare(y, reference, labels)
+        rows.append({"scheme": scheme, "acc": acc, "agree": agree, **errors(y, reference)})
+    return rows
+
+
 def evaluate_vowels() -> list[dict]:
     (x_train, _), (x_test, y_test) = vowels.data()
-    model = _model(vowels)
-    reference = model.predict(x_test)  # (370, 9)
-    rows = [{"scheme": "float (edgernn kernels)", "acc": compare(reference, reference, y_test)[0], "agree": 1.0,
-             "max_err": 0.0, "mean_err": 0.0}]
-    for scheme in SCHEMES:
-        qmodel = model.quantize(x_train, scheme)
-        if scheme == "int8":
-            print("JapaneseVowels int8 calibration report (training data):\n" + format_report(qmodel.report) + "\n")
-        y = qmodel.predict(x_test)
-        error = np.abs(y.astype(np.float64) - reference)
-        acc, agree = compare(y, reference, y_test)
-        rows.append({"scheme": scheme, "acc": acc, "agree": agree, "max_err": float(error.max()),
-                     "mean_err": float(error.mean())})
-    return rows
+    return classifier_rows(_model(vowels), x_train, lambda predict: predict(x_test), y_test, "JapaneseVowels")
+
+
+def evaluate_daphnet() -> list[dict]:
+    """Every step of the test segments, each streamed whole from zero state (as train_daphnet.py measures)."""
+    _, _, _, test, _, windows_x, _ = daphnet.data()
+    model = load(ROOT / "examples" / "daphnet" / "daphnet_cnn_lstm.ernn")
+    labels = np.concatenate([py for _, py in test])
+
+    def run(predict):
+        return np.concatenate([predict(px[None])[0] for px, _ in test])  # (2944, 2)
+
+    return classifier_rows(model, windows_x, run, labels, "Daphnet CNN-LSTM")
 
 
 def evaluate_airline() -> list[dict]:
     x, r, first = airline.data()
     calibration, _ = airline.training_windows()
-    model = _model(airline)
     truth = x[first:]
-    reference = airline.forecast(model.predict, x, r, first)
-    rows = [{"scheme": "float (edgernn kernels)", "rmse": airline.rmse(reference, truth), "max_diff": 0.0}]
-    for scheme in SCHEMES:
-        qmodel = model.quantize(calibration, scheme)
-        if scheme == "int8":
-            print("Airline int8 calibration report (training windows):\n" + format_report(qmodel.report) + "\n")
-        predicted = airline.forecast(qmodel.predict, x, r, first)
+    rows, reference = [], None
+    for scheme, predicted in scheme_outputs(_model(airline), calibration,
+                                            lambda predict: airline.forecast(predict, x, r, first), "Airline"):
+        reference = predicted if reference is None else reference
         rows.append({"scheme": scheme, "rmse": airline.rmse(predicted, truth),
                      "max_diff": float(np.abs(predicted - reference).max())})
     return rows
 
 
-def main() -> None:
-    ok = True
-    rows = evaluate_vowels()
-    print("JapaneseVowels test set (370 utterances, 7-29 frames), Masking -> GRU(24) -> Dense(9, softmax)")
+def print_classifier(rows: list[dict], title: str) -> bool:
+    """The table of `classifier_rows` and the int8 target's verdict; returns whether it is met."""
+    print(title)
     print(f"{'scheme':<24} {'accuracy':>9} {'agreement':>9} {'max |dp|':>9} {'mean |dp|':>9}")
     for row in rows:
         print(f"{row['scheme']:<24} {100 * row['acc']:>8.2f}% {100 * row['agree']:>8.2f}% "
               f"{row['max_err']:>9.4f} {row['mean_err']:>9.5f}")
-    met = rows[0]["acc"] - rows[1]["acc"] <= 0.01 and rows[1]["agree"] >= 0.98
-    ok &= met
+    met = int8_met(rows)
     print("int8 target (<= 1 point lost, >= 98% argmax agreement):", "met" if met else "NOT met", "\n")
+    return met
+
+
+def main() -> None:
+    ok = print_classifier(evaluate_vowels(), "JapaneseVowels test set (370 utterances, 7-29 frames), "
+                                             "Masking -> GRU(24) -> Dense(9, softmax)")
+    ok &= print_classifier(evaluate_daphnet(), "Daphnet test segments (2,944 steps at 64 Hz, every step), "
+                                               "CNN-LSTM: 2 x Conv1D(16, 5) causal -> LSTM(32) -> Dense(2, softmax)")
 
     rows = evaluate_airline()
     print(f"Airline, one-step-ahead forecasts of the last {airline.HELD_OUT} months, LSTM(16) -> Dense(1)")

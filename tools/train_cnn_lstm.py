@@ -48,7 +48,10 @@ NOISE = 0.1  # on the standardised input, training only (40 recordings are few)
 
 
 def build(keras, mean: np.ndarray, variance: np.ndarray, classes: int):
-    inputs = keras.Input(shape=(None, 6), name="imu")
+    """The causal DeepConvLSTM above for ``len(mean)`` input features (also tools/train_daphnet.py's
+    CNN-LSTM), its first layer standardising with the fixed per-feature ``mean`` and ``variance``."""
+    features = len(mean)
+    inputs = keras.Input(shape=(None, features), name="imu")
     standardise = keras.layers.BatchNormalization(epsilon=1e-6, name="standardise")
     x = standardise(inputs)
     x = keras.layers.GaussianNoise(NOISE, name="noise")(x)
@@ -61,7 +64,7 @@ def build(keras, mean: np.ndarray, variance: np.ndarray, classes: int):
     model = keras.Model(inputs, outputs)
     # The first BatchNormalization is the input standardisation: its statistics set, not learned
     # (trainable=False also makes Keras use them while training).
-    standardise.set_weights([np.ones(6, np.float32), np.zeros(6, np.float32), mean.astype(np.float32),
+    standardise.set_weights([np.ones(features, np.float32), np.zeros(features, np.float32), mean.astype(np.float32),
                              variance.astype(np.float32)])
     standardise.trainable = False
     return model

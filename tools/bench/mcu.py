@@ -6,9 +6,10 @@
 For each model and core:
 
 1. ``edgernn export`` (int8) of the model, with the harness ``mcu_harness.c`` beside it, is
-   cross-compiled with arm-none-eabi-gcc (``-mthumb -mcpu=cortex-m4`` or ``cortex-m0plus``,
-   ``-DERNN_NO_FLOAT``, ``-Os`` and/or ``-O2``) and linked by ``mcu_harness.ld`` (flash at 0x08000000,
-   RAM at 0x20000000) with ``-nostartfiles``.
+   cross-compiled with arm-none-eabi-gcc (the core's flags of ``edgernn.export.MCU_TARGETS``, as
+   ``edgernn export`` sizes it: ``-mthumb -mcpu=cortex-m4 -mfloat-abi=hard -mfpu=fpv4-sp-d16`` or
+   ``-mthumb -mcpu=cortex-m0plus``; ``-DERNN_NO_FLOAT``, ``-Os`` and/or ``-O2``) and linked by
+   ``mcu_harness.ld`` (flash at 0x08000000, RAM at 0x20000000) with ``-nostartfiles``.
 2. The ELF runs in the unicorn CPU emulator (``UC_MODE_THUMB | UC_MODE_MCLASS``, CPU model
    ``UC_CPU_ARM_CORTEX_M4`` or ``UC_CPU_ARM_CORTEX_M0``: unicorn has no M0+ model; the M0 and M0+
    share the ARMv6-M instruction set) from ``Reset_Handler`` to ``bench_done``, once with N steps and
@@ -28,7 +29,7 @@ For each model and core:
    entries into ``ernn_step_int8`` (they include the harness loop around the call, a few instructions).
 5. The emulated outputs must equal, bit for bit, the Python simulation's
    (``qmodel.stream(1).run_int8(qmodel.quantize_input(x))``) and the host testbench's
-   (``testbench --int8`` built with the host's gcc from the same export); any difference is an error.
+   (``testbench --int8``, the export's Makefile target, built with the host's gcc); any difference is an error.
 6. Flash = .isr_vector + .text (with .rodata) + .data of the linked ELF: the runtime, the model's
    weights, the harness's startup (~100 bytes) and the libc routines linked (memcpy, memset);
    the model's own share (the ``net_model.c`` object) is given beside it. RAM = .data + .bss (the
@@ -55,6 +56,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgernn.export import MCU_TARGETS
+
 if __package__ in (None, ""):  # run as a script: make `bench` (this folder) importable as a package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "bench"
@@ -64,10 +67,7 @@ HARNESS, LINKER_SCRIPT = HERE / "mcu_harness.c", HERE / "mcu_harness.ld"
 FLASH, FLASH_SIZE = 0x08000000, 1 << 20
 RAM, RAM_SIZE = 0x20000000, 128 << 10
 STACK_PATTERN = 0xA5
-CORES = {
-    "cortex-m4": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"],
-    "cortex-m0plus": ["-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"],
-}
+CORES = ("cortex-m4", "cortex-m0plus")  # keys of MCU_TARGETS: each build uses `edgernn export`'s flags for its core
 OPT_LEVELS = ("-O2", "-Os")
 MAX_STEPS = 64  # BENCH_MAX_STEPS of the harness
 CALIBRATION_LOOPS = 1000
@@ -102,7 +102,8 @@ def basicmotions(steps: int) -> BenchModel:
 
 
 def bench_model(key: str, steps: int) -> BenchModel:
-    """(a) LSTM(64) on 8 + Dense(1) or (d) GRU(64) on 8 + Dense(1): the weights of tools/bench/models.py,
+    """(a) LSTM(64) on 8 + Dense(1), (d) GRU(64) on 8 + Dense(1), (f) 2 x Conv1D(16, 5) causal relu +
+    LSTM(32) on 6 + Dense(4) or (g) LSTM(32) on 16 + Dense(4): the weights of tools/bench/models.py,
     built as edgernn IR directly (no framework), calibrated on seeded normal inputs."""
     import edgernn
     from edgernn import ir
@@ -111,17 +112,23 @@ def bench_model(key: str, steps: int) -> BenchModel:
 
     definition = make_weights(MODELS[key])
     (kernel, recurrent, bias), (dense_w, dense_b) = definition.weights
-    units, features = definition.units[0], definition.features
+    units = definition.units[0]
+    nodes, previous = [], "x"
+    for number, (conv_kernel, conv_bias) in enumerate(definition.conv_weights, 1):
+        conv = ir.Conv1D(f"conv{number}", ir.as_weight(conv_kernel), ir.as_weight(conv_bias), padding="causal",
+                         activation="relu")
+        nodes.append(ir.Node(conv, (previous,), (conv.name,)))
+        previous = conv.name
     extra = {"bias": bias[0], "recurrent_bias": bias[1]} if definition.cell == "gru" else {"bias": bias}
-    cell = ir.Recurrent("rnn", definition.cell, units, features, ir.as_weight(kernel), ir.as_weight(recurrent),
-                        return_sequences=True, **{k: ir.as_weight(v) for k, v in extra.items()})
+    cell = ir.Recurrent("rnn", definition.cell, units, definition.recurrent_features, ir.as_weight(kernel),
+                        ir.as_weight(recurrent), return_sequences=True, **{k: ir.as_weight(v) for k, v in extra.items()})
     dense = ir.Dense("head", ir.as_weight(dense_w), ir.as_weight(dense_b), "linear")
-    spec = ir.ModelSpec((ir.Input("x", features),), (ir.Node(cell, ("x",), ("rnn",)), ir.Node(dense, ("rnn",), ("y",))),
-                        ("y",), {"format": "bench"})
+    nodes += [ir.Node(cell, (previous,), ("rnn",)), ir.Node(dense, ("rnn",), ("y",))]
+    spec = ir.ModelSpec((ir.Input("x", definition.features),), tuple(nodes), ("y",), {"format": "bench"})
     rng = np.random.default_rng(1234 + ord(key))
-    calibration = rng.normal(size=(8, 100, features)).astype(np.float32)
+    calibration = rng.normal(size=(8, 100, definition.features)).astype(np.float32)
     qmodel = edgernn.Model(spec).quantize(calibration, "int8")
-    x = rng.normal(size=(steps, features)).astype(np.float32)
+    x = rng.normal(size=(steps, definition.features)).astype(np.float32)
     return BenchModel(key, definition.label, qmodel, x)
 
 
@@ -155,7 +162,7 @@ def build_elf(folder: Path, core: str, opt: str, out: Path) -> Path:
     from edgernn.export import RUNTIME_SOURCES
 
     out.mkdir(parents=True, exist_ok=True)
-    flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", opt, *CORES[core], "-DERNN_NO_FLOAT", "-ffp-contract=off",
+    flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", opt, *MCU_TARGETS[core], "-DERNN_NO_FLOAT", "-ffp-contract=off",
              "-ffunction-sections", "-fdata-sections", f"-DBENCH_MAX_STEPS={MAX_STEPS}", "-I", folder]
     sources = [folder / s for s in RUNTIME_SOURCES if s.endswith(".c")] + [folder / "net_model.c", HARNESS]
     objects = []
@@ -164,7 +171,7 @@ def build_elf(folder: Path, core: str, opt: str, out: Path) -> Path:
         _run(["arm-none-eabi-gcc", *flags, "-c", source, "-o", obj])
         objects.append(obj)
     elf = out / "bench.elf"
-    _run(["arm-none-eabi-gcc", *CORES[core], "-nostartfiles", "-Wl,--gc-sections", "-T", LINKER_SCRIPT,
+    _run(["arm-none-eabi-gcc", *MCU_TARGETS[core], "-nostartfiles", "-Wl,--gc-sections", "-T", LINKER_SCRIPT,
           "-o", elf, *objects])
     return elf
 
@@ -351,17 +358,15 @@ class Emulator:
 # One model on one core
 # ---------------------------------------------------------------------------------------------
 def host_testbench(folder: Path, x: np.ndarray, work: Path) -> np.ndarray:
-    """The export's testbench.c built with the host's C compiler: raw int8 outputs of x (T, features)."""
-    from edgernn.export import RUNTIME_SOURCES
-
+    """The export's testbench (its Makefile's ``testbench`` target) built with the host's C compiler:
+    raw int8 outputs of x (T, features)."""
     compiler = shutil.which("gcc") or shutil.which("cc") or shutil.which("clang")
     if compiler is None:
         raise BenchError("no host C compiler (gcc, cc or clang) for the testbench")
-    exe = work / "testbench"
-    sources = [folder / s for s in RUNTIME_SOURCES if s.endswith(".c")]
-    sources += [folder / "net_model.c", folder / "testbench.c"]
-    _run([compiler, "-std=c99", "-O1", "-ffp-contract=off", "-I", folder, "-o", exe, *sources, "-lm"])
-    result = subprocess.run([str(exe), "--int8"], input=np.ascontiguousarray(x, "<f4").tobytes(), capture_output=True)
+    shutil.copytree(folder, work, dirs_exist_ok=True)  # make builds in place: the copy keeps host objects out
+    _run(["make", "-s", "-C", work, "testbench", f"CC={compiler}", "CFLAGS=-O1"])
+    result = subprocess.run([str(work / "testbench"), "--int8"], input=np.ascontiguousarray(x, "<f4").tobytes(),
+                            capture_output=True)
     if result.returncode != 0:
         raise BenchError(f"the testbench failed: {result.stderr.decode(errors='replace')}")
     return np.frombuffer(result.stdout, np.int8).reshape(len(x), -1)
@@ -432,10 +437,11 @@ def measure(model: BenchModel, core: str, opt: str, work: Path, expected: np.nda
 # ---------------------------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------------------------
-MODEL_KEYS = ("basicmotions", "a", "d")
+DEFAULT_MODELS = ("basicmotions", "a", "d", "f")
+MODEL_KEYS = (*DEFAULT_MODELS, "g")  # (g): (f)'s LSTM(32) + Dense(4) alone, to compare with (f)
 
 
-def bench(models=MODEL_KEYS, cores=tuple(CORES), opts=OPT_LEVELS, steps: int = 16, check_count: bool = False,
+def bench(models=DEFAULT_MODELS, cores=tuple(CORES), opts=OPT_LEVELS, steps: int = 16, check_count: bool = False,
           log=lambda message: None) -> list:
     """Every model on every core at every optimization level; raises BenchError when a check fails."""
     if not 1 <= steps <= MAX_STEPS:
@@ -448,7 +454,7 @@ def bench(models=MODEL_KEYS, cores=tuple(CORES), opts=OPT_LEVELS, steps: int = 1
             model = load_model(key, steps)
             export_model(model, work / key)
             expected = model.qmodel.stream(1).run_int8(model.qmodel.quantize_input(model.x)[None])[0]
-            testbench = host_testbench(work / key, model.x, work / key)
+            testbench = host_testbench(work / key, model.x, work / f"{key}-host")
             if not np.array_equal(testbench, expected):
                 raise BenchError(f"{key}: the host testbench's outputs differ from the simulation's")
             for core in cores:
@@ -488,7 +494,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="CI smoke: the BasicMotions model on cortex-m0plus at -O2, 4 steps, both counters")
-    parser.add_argument("--models", default=",".join(MODEL_KEYS), help=f"any of {','.join(MODEL_KEYS)}")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"any of {','.join(MODEL_KEYS)}")
     parser.add_argument("--cores", default=",".join(CORES), help=f"any of {','.join(CORES)}")
     parser.add_argument("--opts", default=",".join(OPT_LEVELS), help="any of -O2,-Os (and other gcc -O levels)")
     parser.add_argument("--steps", type=int, default=16, help=f"timesteps per run, 1..{MAX_STEPS}")

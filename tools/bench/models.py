@@ -79,6 +79,10 @@ MODELS = {
     "d": ModelDef("d", "gru", 8, (64,), 1),
     # DeepConvLSTM's shape (activity recognition from 6 inertial channels, 6 activities)
     "e": ModelDef("e", "lstm", 6, (64,), 6, conv=((32, 5), (32, 5))),
+    # the same shape sized for a microcontroller (tools/bench/mcu.py; 4 activities, as BasicMotions')
+    "f": ModelDef("f", "lstm", 6, (32,), 4, conv=((16, 5), (16, 5))),
+    # (f) without its convolutions: what they cost (tools/bench/mcu.py --models f,g)
+    "g": ModelDef("g", "lstm", 16, (32,), 4),
 }
 
 
