@@ -121,7 +121,7 @@ def test_usage_errors_stay_exit_status_2(small_model, tmp_path):
     assert invoke("export", small_model).exit_code == 2  # -o missing
 
 
-@pytest.mark.parametrize("suffix, known", [(".pt", "known: activations, batch_first, head, mode, nonlinearity, order"),
+@pytest.mark.parametrize("suffix, known", [(".pt", "known: activations, batch_first, head, mode, modules, nonlinearity, order"),
                                            (".keras", "this format takes no options"),
                                            (".onnx", "this format takes no options"),
                                            (".tflite", "this format takes no options")])
