@@ -270,8 +270,8 @@ class Run:
 class Profile:
     """What ran inside ``ernn_step_int8``, function by function. ``own[name]``: the instructions of the
     function's own code (its callees' not included); ``calls[name]``: one (step index, instructions)
-    per call, in the order of the calls, the instructions from its entry to its return, callees included. The own
-    counts add up to the sum of ``ernn_step_int8``'s calls."""
+    per call, in the order of the calls, the instructions from its entry to its return, callees
+    included. The own counts add up to the sum of ``ernn_step_int8``'s calls."""
     own: dict
     calls: dict
 
@@ -373,8 +373,9 @@ class Emulator:
         seen at the block that starts at a function's entry address (a call or a tail call: the
         return address is the link register there) and ends at the first block that starts at its
         return address (a tail-called function returns to its caller's return address: both end
-        there). A branch back to the entry of the function on top of the call stack is a loop, not a
-        call (the runtime has no recursion)."""
+        there; a call above them that never came back to its own return address ends with them). A
+        branch back to the entry of the function on top of the call stack is a loop, not a call (the
+        runtime has no recursion)."""
         import unicorn
         from unicorn import arm_const
 
