@@ -119,3 +119,23 @@ def test_cnn_lstm_model_bit_exact(mcu, core):
     assert len(np.unique(expected)) > 6  # outputs that move
     assert result["outputs"].shape == (6, 4) and np.array_equal(result["outputs"], expected)
     assert result["step_min"] <= result["instructions_per_step"] <= result["step_max"]
+
+
+def test_per_function_counts_of_the_cnn_lstm(mcu):
+    """--per-function on model (f) at -Os on the Cortex-M0+, where gcc's switch tables call libgcc's
+    __gnu_thumb1_case_uqi (a BL that does not return to the link register): the functions' own counts
+    add up to ernn_step_int8's (checked by the benchmark), which is the step's count less the harness
+    loop around the call; each convolution is one call of ernn_conv_step_q, the second (16 channels
+    in) costing more than the first (6 in); a leaf function's own count is its entry-to-return count."""
+    [result] = mcu.bench(("f",), ("cortex-m0plus",), ("-Os",), steps=4, per_function=True)
+    rows = {row["function"]: row for row in result["functions"]}
+    step = rows["ernn_step_int8"]
+    per_step = result["instructions_per_step"]
+    assert step["calls"] == 1 and per_step - 40 < step["inclusive"] < per_step
+    assert sum(row["own"] for row in rows.values()) == step["inclusive"]
+    conv = rows["ernn_conv_step_q"]
+    assert conv["calls"] == 2 and 0 < conv["per_call"][0] < conv["per_call"][1]
+    assert sum(conv["per_call"]) == conv["inclusive"] < step["inclusive"]
+    assert rows["ernn_dot4"]["own"] == rows["ernn_dot4"]["inclusive"] > 0
+    assert rows["__gnu_thumb1_case_uqi"]["calls"] == 0 and rows["__gnu_thumb1_case_uqi"]["own"] > 0
+    assert "| `ernn_conv_step_q` | 2 |" in mcu.function_markdown(result)

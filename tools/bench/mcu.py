@@ -35,6 +35,12 @@ For each model and core:
    the model's own share (the ``net_model.c`` object) is given beside it. RAM = .data + .bss (the
    stream's state and the scratch buffer, static in the harness) + the peak stack depth, measured
    by filling the stack with a pattern before the run and finding the deepest word overwritten.
+7. ``--per-function``: the N-step run also follows the calls inside ``ernn_step_int8`` (a call starts
+   at the block at a function's entry, ``arm-none-eabi-nm``'s symbols, and ends at the first block at
+   the link register's address then) and prints, per function and step, its own instructions (blocks
+   in its address range) and those from entry to return (callees included), per call in call order:
+   each layer's share of a step (model (f)'s two ``ernn_conv_step_q`` calls). The own counts must add
+   up to ``ernn_step_int8``'s.
 
 Instructions are not cycles: a real core adds flash wait states (at tens of MHz most parts run
 flash with 0-5 wait states, partly hidden by prefetch buffers or caches), pipeline refills after
@@ -185,6 +191,18 @@ def symbols(elf: Path) -> dict:
     return table
 
 
+def function_table(elf: Path) -> tuple[list, list, list]:
+    """The ELF's functions sorted by address: entry addresses (Thumb bit cleared), end addresses and names."""
+    functions = []
+    for line in _run(["arm-none-eabi-nm", "-S", "--defined-only", elf]).splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "tTwW":
+            start = int(parts[0], 16) & ~1
+            functions.append((start, start + int(parts[1], 16), parts[3]))
+    functions.sort()
+    return [f[0] for f in functions], [f[1] for f in functions], [f[2] for f in functions]
+
+
 ARMV6M_WIDE = {"bl", "mrs", "msr", "dmb", "dsb", "isb"}  # the only 32-bit instructions ARMv6-M has
 
 
@@ -245,6 +263,17 @@ class Run:
     outputs: np.ndarray | None
     status: int
     stack_bytes: int
+    profile: "Profile | None" = None  # with per_function
+
+
+@dataclass
+class Profile:
+    """What ran inside ``ernn_step_int8``, function by function. ``own[name]``: the instructions of the
+    function's own code (its callees' not included); ``calls[name]``: one (step index, instructions)
+    per call, in the order of the calls, the instructions from its entry to its return, callees
+    included. The own counts add up to the sum of ``ernn_step_int8``'s calls."""
+    own: dict
+    calls: dict
 
 
 class Emulator:
@@ -255,7 +284,7 @@ class Emulator:
         image = work / (elf.stem + ".bin")
         _run(["arm-none-eabi-objcopy", "-O", "binary", elf, image])
         self.image = image.read_bytes()
-        self.core = core
+        self.elf, self.core = elf, core
         self.symbols = symbols(elf)
         if self.symbols.get("bench_vectors") != FLASH:
             raise BenchError("the vector table is not at the start of flash")
@@ -275,7 +304,7 @@ class Emulator:
         return count
 
     def run(self, mode: int, n: int, x_q: np.ndarray | None = None, outputs: int = 0,
-            check_count: bool = False) -> Run:
+            check_count: bool = False, per_function: bool = False) -> Run:
         import unicorn
         from unicorn import arm_const
 
@@ -310,6 +339,7 @@ class Emulator:
                 blocks[address, size] = blocks.get((address, size), 0) + 1
 
         uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
+        profile = self._profile_hook(uc, step_entry) if per_function else None
         if check_count:
             def on_code(_uc, address, _size, _data):
                 executed[address] = executed.get(address, 0) + 1
@@ -332,7 +362,57 @@ class Emulator:
         untouched = len(stack) - len(stack.lstrip(bytes([STACK_PATTERN])))
         it_skipped = self._compare_counts(blocks, executed) if check_count else 0
         return Run(counter[0], sum(executed.values()) if check_count else None, it_skipped, entries, y, status,
-                   stack_top - stack_floor - untouched)
+                   stack_top - stack_floor - untouched, profile)
+
+    # libgcc's switch-table helpers of Thumb-1 code (gcc -Os on the Cortex-M0+): called with BL, they jump
+    # to a case, not back to the link register; their instructions count as theirs, but not as calls
+    NOT_CALLS = ("__gnu_thumb1_case_",)
+
+    def _profile_hook(self, uc, step_entry: int) -> Profile:
+        """Adds a basic-block hook that fills the returned Profile while the emulation runs. A call is
+        seen at the block that starts at a function's entry address (a call or a tail call: the
+        return address is the link register there) and ends at the first block that starts at its
+        return address (a tail-called function returns to its caller's return address: both end
+        there; a call above them that never came back to its own return address ends with them). A
+        branch back to the entry of the function on top of the call stack is a loop, not a call (the
+        runtime has no recursion)."""
+        import unicorn
+        from unicorn import arm_const
+
+        starts, ends, names = function_table(self.elf)
+        entries = dict(zip(starts, names))
+        profile = Profile({}, {})
+        frames = []  # the calls under way inside a step: (name, return address, count at entry, step index)
+        returns: dict = {}  # return address -> frames that return there
+        count, steps = [0], [-1]
+        instructions_in = self._instructions_in
+
+        def on_block(_uc, address, size, _data):
+            while address in returns:  # the return of the innermost call to return here, and of its tail calls
+                name, back, start, step = frames.pop()
+                returns[back] -= 1
+                if not returns[back]:
+                    del returns[back]
+                profile.calls.setdefault(name, []).append((step, count[0] - start))
+                if back == address and (not frames or frames[-1][1] != address):
+                    break
+            name = entries.get(address)
+            if (name is not None and (address == step_entry or frames) and not (frames and frames[-1][0] == name)
+                    and not name.startswith(self.NOT_CALLS)):
+                if address == step_entry:  # calls outside the steps (start-up, ernn_init) are not followed
+                    steps[0] += 1
+                back = _uc.reg_read(arm_const.UC_ARM_REG_LR) & ~1
+                frames.append((name, back, count[0], steps[0]))
+                returns[back] = returns.get(back, 0) + 1
+            instructions = instructions_in(address, size)
+            if frames:
+                at = bisect.bisect_right(starts, address) - 1
+                owner = names[at] if at >= 0 and address < ends[at] else f"{address:#x}"
+                profile.own[owner] = profile.own.get(owner, 0) + instructions
+            count[0] += instructions
+
+        uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
+        return profile
 
     def _compare_counts(self, blocks: dict, executed: dict) -> int:
         """The block counter against the per-instruction one, address by address. unicorn's UC_HOOK_CODE
@@ -383,9 +463,9 @@ def check_kernel(emulator: Emulator, core: str, opt: str) -> None:
 
 
 def measure(model: BenchModel, core: str, opt: str, work: Path, expected: np.ndarray,
-            check_count: bool = False) -> dict:
+            check_count: bool = False, per_function: bool = False) -> dict:
     """Builds and runs the model on one core at one optimization level; checks the calibration and
-    the outputs; returns the figures."""
+    the outputs; returns the figures (with per_function, also "functions": function_rows' rows)."""
     folder = work / model.key
     build = work / f"{model.key}-{core}{opt}"
     elf = build_elf(folder, core, opt, build)
@@ -402,7 +482,7 @@ def measure(model: BenchModel, core: str, opt: str, work: Path, expected: np.nda
     x_q = model.qmodel.quantize_input(model.x)
     steps, outputs = x_q.shape[0], model.qmodel.output_features
     empty = emulator.run(0, 0, x_q, outputs, check_count)
-    full = emulator.run(0, steps, x_q, outputs, check_count)
+    full = emulator.run(0, steps, x_q, outputs, check_count, per_function)
     for run in (*calibration, empty, full):
         if run.status != 0:
             raise BenchError(f"{core} {opt}: ernn returned status {run.status}")
@@ -418,6 +498,7 @@ def measure(model: BenchModel, core: str, opt: str, work: Path, expected: np.nda
     if len(full.step_entries) != steps:
         raise BenchError(f"{core} {opt}: ernn_step_int8 was entered {len(full.step_entries)} times, not {steps}")
     per_step = np.diff(full.step_entries) if steps > 1 else np.array([full.instructions - empty.instructions])
+    functions = function_rows(full.profile, steps, f"{core} {opt}") if per_function else None
     sections = section_sizes(elf)
     flash = sum(sections.get(s, 0) for s in (".isr_vector", ".text", ".ARM.exidx", ".data"))
     static_ram = sections.get(".data", 0) + sections.get(".bss", 0)
@@ -430,8 +511,28 @@ def measure(model: BenchModel, core: str, opt: str, work: Path, expected: np.nda
         "flash": flash, "model_flash": object_flash(build / "net_model.o"),
         "static_ram": static_ram, "stack": full.stack_bytes, "ram": static_ram + full.stack_bytes,
         "state_scratch": model.sizes["state_bytes"] + model.sizes["scratch_bytes"],
-        "outputs": full.outputs, "code_hook_checked": check_count,
+        "outputs": full.outputs, "code_hook_checked": check_count, "functions": functions,
     }
+
+
+def function_rows(profile: Profile, steps: int, build: str) -> list:
+    """Per function called inside ernn_step_int8, per step: calls, own instructions, instructions
+    from entry to return (callees included), and those of each call in the order of the calls within
+    a step when every step makes the same number of them; the most instructions first. Checks that
+    the own counts add up to ernn_step_int8's."""
+    step_calls = profile.calls.get("ernn_step_int8", [])
+    if len(step_calls) != steps or sum(profile.own.values()) != sum(n for _, n in step_calls):
+        raise BenchError(f"{build}: the per-function counts do not add up to ernn_step_int8's "
+                         f"({sum(profile.own.values())} against {sum(n for _, n in step_calls)})")
+    rows = []
+    for name in set(profile.own) | set(profile.calls):
+        calls = profile.calls.get(name, [])
+        per_step = [[n for step, n in calls if step == s] for s in range(steps)]
+        by_order = ([sum(column) / steps for column in zip(*per_step)]
+                    if calls and all(len(p) == len(per_step[0]) for p in per_step) else None)
+        rows.append({"function": name, "calls": len(calls) / steps, "own": profile.own.get(name, 0) / steps,
+                     "inclusive": sum(n for _, n in calls) / steps if calls else None, "per_call": by_order})
+    return sorted(rows, key=lambda r: -(r["inclusive"] if r["inclusive"] is not None else r["own"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,7 +543,7 @@ MODEL_KEYS = (*DEFAULT_MODELS, "g")  # (g): (f)'s LSTM(32) + Dense(4) alone, to 
 
 
 def bench(models=DEFAULT_MODELS, cores=tuple(CORES), opts=OPT_LEVELS, steps: int = 16, check_count: bool = False,
-          log=lambda message: None) -> list:
+          log=lambda message: None, per_function: bool = False) -> list:
     """Every model on every core at every optimization level; raises BenchError when a check fails."""
     if not 1 <= steps <= MAX_STEPS:
         raise BenchError(f"--steps must be 1..{MAX_STEPS}")
@@ -460,7 +561,7 @@ def bench(models=DEFAULT_MODELS, cores=tuple(CORES), opts=OPT_LEVELS, steps: int
             for core in cores:
                 for opt in opts:
                     log(f"{key}: {core} {opt}")
-                    results.append(measure(model, core, opt, work, expected, check_count))
+                    results.append(measure(model, core, opt, work, expected, check_count, per_function))
     return results
 
 
@@ -490,6 +591,21 @@ def markdown(results, compiler: str) -> str:
             f"instructions per iteration on every build. Instructions, not cycles.")
 
 
+def function_markdown(result) -> str:
+    """One build's per-function table (--per-function)."""
+    from edgernn.bench import markdown_table
+
+    def figure(value):
+        return "" if value is None else f"{value:,.0f}" if value == int(value) or value >= 100 else f"{value:,.2f}"
+
+    rows = [[f"`{r['function']}`", figure(r["calls"]), figure(r["own"]), figure(r["inclusive"]),
+             " / ".join(figure(v) for v in r["per_call"]) if r["per_call"] and 1 < len(r["per_call"]) <= 8 else ""]
+            for r in result["functions"]]
+    headers = ["function", "calls", "own instructions", "entry to return", "each call, in order (up to 8)"]
+    return (f"{result['model']}, {result['core']} {result['opt']}: per step, inside `ernn_step_int8` "
+            f"(own: the function's own code; entry to return: callees included)\n\n" + markdown_table(headers, rows))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -500,6 +616,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=16, help=f"timesteps per run, 1..{MAX_STEPS}")
     parser.add_argument("--check-count", action="store_true",
                         help="also count with a per-instruction hook (UC_HOOK_CODE) and require the same totals")
+    parser.add_argument("--per-function", action="store_true",
+                        help="also print, for each build, the instructions per step of each function ernn_step_int8 "
+                             "runs: its own and from entry to return (callees included), per call")
     args = parser.parse_args(argv)
     if shutil.which("arm-none-eabi-gcc") is None:
         print("arm-none-eabi-gcc is not installed (apt install gcc-arm-none-eabi libnewlib-arm-none-eabi)",
@@ -514,11 +633,14 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown model or core: {', '.join(unknown)}")
     try:
-        results = bench(models, cores, opts, steps, check, log=lambda m: print(m, file=sys.stderr, flush=True))
+        results = bench(models, cores, opts, steps, check, log=lambda m: print(m, file=sys.stderr, flush=True),
+                        per_function=args.per_function)
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(markdown(results, compiler_version()))
+    for result in results if args.per_function else ():
+        print("\n" + function_markdown(result))
     return 0
 
 
