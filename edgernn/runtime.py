@@ -165,6 +165,8 @@ def _time_rows(spec: ir.ModelSpec, steps: int) -> int:
         op = node.op
         if isinstance(op, (ir.Conv1D, ir.Pad1D)) or (isinstance(op, ir.Pooling1D) and not op.global_pool):
             steps = node.op.output_steps(steps)
+        elif isinstance(op, ir.UpSample1D):
+            steps *= op.size
     return steps
 
 
@@ -389,6 +391,21 @@ class _RowStage:
         return self.step_y, self.step_keep
 
 
+class _UpSampleStage:
+    """An UpSample1D in the paths that go stage by stage: each row of a block repeated ``size`` times
+    along its time axis, with the freshness of each stream's rows; the stages after it run on
+    that axis, and :meth:`Stream._block` folds their output back to one row per input step."""
+
+    def __init__(self, node: ir.Node, width: int):
+        self.node = node
+        self.size = node.op.size
+        self.width = width
+
+    def block(self, x, active):
+        """``x`` (T, B, F), ``active`` (T, B) -> (T * size, B, F), (T * size, B)."""
+        return np.repeat(x, self.size, axis=0), np.repeat(active, self.size, axis=0)
+
+
 class _MergeStage:
     """A Merge (add, subtract, multiply, average, maximum, minimum) or a Concatenate over features:
     its inputs' rows joined into one, as :func:`edgernn.graph.execute` joins whole arrays (the
@@ -426,6 +443,23 @@ class _MergeStage:
         """``xs``: one (B, F_i) per input -> (B, width) in a reusable buffer."""
         self._join(xs, self.step_y)
         return self.step_y
+
+
+def _fold_repeats(y, active, steps: int):
+    """``(y (T, B, O), active (T, B))`` from the rows a block of ``steps`` = T input steps made.
+
+    Behind an UpSample1D of ``size`` r, the stages after it made r rows per input step (``y``
+    (T * r, B, O), ``active`` (T * r, B); r the product of the sizes of several): the step emits
+    if any of its rows did, and its output is the last row that did, which ``predict`` on the
+    prefix ending at that step ends with (its row for a later repeat does not exist yet).
+    Without an UpSample1D, ``y`` and ``active`` as they are."""
+    repeats = len(active) // steps
+    if repeats == 1:
+        return y, active
+    active = active.reshape(steps, repeats, -1)
+    last = repeats - 1 - np.argmax(active[:, ::-1], axis=1)  # (T, B): the last repeat that emitted (any, if none)
+    rows = np.take_along_axis(y.reshape(steps, repeats, *y.shape[1:]), last[:, None, :, None], axis=1)[:, 0]
+    return rows, active.any(axis=1)
 
 
 class Stream:
@@ -498,6 +532,8 @@ class Stream:
         self._step_active_column = self._actives[self._output_active][:, None]
         if self._windows:  # which streams each stage's input reaches is tracked only where some may not
             self._batch_step = self._batch_step_windowed
+        if self._upsampled:  # the stages after an UpSample1D run size times per step: a block of one step
+            self._batch_step = self._batch_step_upsampled
         self.emitted_run = np.zeros((batch, 0), np.bool_)
         self._step_x = np.zeros((batch, features), _F32)
         self._step_y = np.zeros((batch, self.output_features), _F32)
@@ -521,7 +557,8 @@ class Stream:
         A stage reads ``sources`` (its inputs' slots) and ``mask_source``, writes ``target`` (and
         ``keep_target``). Which streams a tensor's rows are fresh for (``active``) lives in the
         list ``actives``: slot 0 the input's (all), then one per windowed stage, which may not
-        emit; every other stage's output is fresh where its first input is (``active_in``)."""
+        emit, and one per UpSample1D (in ``run``'s blocks, its rows are its own time axis); every
+        other stage's output is fresh where its first input is (``active_in``)."""
         batch = self.batch_size
         several = len(spec.inputs) > 1
         slot_of = {i.name: 2 + k if several else 0 for k, i in enumerate(spec.inputs)}
@@ -541,6 +578,8 @@ class Stream:
                 stage = _WindowStage(node, next(windows), self._state, batch, width, self._fused)
             elif isinstance(op, ir.MULTI_INPUT_OPS):
                 stage = _MergeStage(node, batch, [width_of[name] for name in node.inputs])
+            elif isinstance(op, ir.UpSample1D):
+                stage = _UpSampleStage(node, width)
             else:
                 stage = _RowStage(node, batch, width)
             stage.sources = tuple(slot_of[name] for name in node.inputs)
@@ -552,7 +591,7 @@ class Stream:
             if isinstance(stage, _RowStage) and stage.masks:
                 stage.keep_target = slot_of[node.outputs[1]] = next_slot
                 next_slot += 1
-            if isinstance(stage, _WindowStage):
+            if isinstance(stage, (_WindowStage, _UpSampleStage)):  # (an UpSample1D's: a time axis of its own)
                 window_count += 1
                 stage.active_out = active_of[node.outputs[0]] = window_count
             else:
@@ -567,7 +606,8 @@ class Stream:
         self._input_buffers = [np.zeros((batch, width_of[i.name]), _F32) for i in spec.inputs] if several else []
         for slot, buffer in zip(self._input_slots, self._input_buffers):
             self._values[slot] = buffer
-        self._actives = [np.ones(batch, np.bool_)] + [np.ones(batch, np.bool_) for _ in self._windows]
+        self._actives = [np.ones(batch, np.bool_) for _ in range(1 + window_count)]
+        self._upsampled = any(isinstance(stage, _UpSampleStage) for stage in self._stages)
 
     # -- running -------------------------------------------------------------------------------
     def step(self, x_t, out=None):
@@ -762,17 +802,21 @@ class Stream:
         for stage in self._stages[start:]:
             source = values[stage.sources[0]]
             if isinstance(stage, _RecurrentStage):
-                values[stage.target] = stage.block(source, values[stage.mask_source] & actives[stage.active_in])
+                active = actives[stage.active_in]  # (behind an UpSample1D, longer than the all-kept slot 1)
+                values[stage.target] = stage.block(source, active if stage.mask_source == 1
+                                                   else values[stage.mask_source] & active)
             elif isinstance(stage, _WindowStage):
                 actives[stage.active_out] = active = actives[stage.active_in].copy()
                 values[stage.target] = stage.block(source, active)
+            elif isinstance(stage, _UpSampleStage):
+                values[stage.target], actives[stage.active_out] = stage.block(source, actives[stage.active_in])
             elif isinstance(stage, _MergeStage):
                 values[stage.target] = stage.block([values[slot] for slot in stage.sources])
             else:
                 values[stage.target], keep = stage.block(source)
                 if keep is not None:
                     values[stage.keep_target] = keep
-        return values[self._output_slot], actives[self._output_active]
+        return _fold_repeats(values[self._output_slot], actives[self._output_active], len(x))
 
     def run(self, *xs):
         """A block of timesteps: ``x`` (batch, T, features) -> (batch, T, outputs), state carried;
@@ -820,15 +864,29 @@ class Stream:
                                f"got {array.shape}")
         return array
 
-    def _run_block(self, array):
-        """:meth:`run` of a checked block (batch, T, all features), T >= 1."""
-        y, active = self._block(np.ascontiguousarray(array.transpose(1, 0, 2)))
+    def _batch_step_upsampled(self, x):
+        """One step of many streams behind an UpSample1D: :meth:`_block` of one step (the stages
+        after it run once per repeat), held as ``run`` holds. It allocates its blocks (the fused
+        step does not)."""
+        y, active = self._held_block(x[None])
+        np.copyto(self._step_y, y[0])
+
+    def _held_block(self, x):
+        """:meth:`_block` of ``x`` (T, B, all features), each row that did not emit held from the
+        last one that did (or the last output); the last output and ``emitted`` updated. Returns
+        ``(y (T, B, outputs), active (T, B))``."""
+        y, active = self._block(x)
         if not active.all():  # hold: each row is the latest emitted row at or before it (or the last output)
             steps = np.where(active, np.arange(1, len(active) + 1)[:, None], 0)
             np.maximum.accumulate(steps, axis=0, out=steps)
             y = np.concatenate([self._last_output[None], y])[steps, np.arange(self.batch_size)]
         np.copyto(self._last_output, y[-1])
         self._emitted[:, 0] = active[-1]
+        return y, active
+
+    def _run_block(self, array):
+        """:meth:`run` of a checked block (batch, T, all features), T >= 1."""
+        y, active = self._held_block(np.ascontiguousarray(array.transpose(1, 0, 2)))
         self.emitted_run = np.ascontiguousarray(active.T)
         self._has_output = True
         # A copy, always: the caller's result must never be a view of a buffer the stream reuses.
