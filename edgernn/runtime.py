@@ -490,7 +490,9 @@ class Stream:
     return the last emitted output again (zeros before the first). ``emitted`` (batch,) and
     ``emitted_run`` (batch, T) say which steps emitted (see :mod:`edgernn.kernels.window` for the
     state this takes). Behind a ZeroPadding1D on the left, the layers after it start from the
-    state its zero rows leave (:meth:`_padded_start`).
+    state its zero rows leave (:meth:`_padded_start`). Behind an UpSampling1D of ``size`` r, each step
+runs the layers after it r times on its row and returns the last row ``predict`` on the prefix
+makes (emitted if any of the r made one).
 
     How it runs: all state lives in one flat float32 array (see :mod:`edgernn.kernels.chain`).
     ``step`` on a few streams (:func:`fused_step_max_batch`) is one call of the fused chain kernel

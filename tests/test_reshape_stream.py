@@ -275,39 +275,60 @@ def test_codes_of_any_length_behind_a_long_window(tmp_path):
     assert m.spec.inputs[0].features == 30 and m.spec.source["verification"]["passed"]
 
 
-# --- a left padding in a graph that forks and merges ------------------------------------------------
+# --- a left padding or an UpSampling1D in a graph that forks and merges ---------------------------------
 
 
-def _graph_with_padding(tmp_path, pad_after_merge: bool):
-    """x -> Dense -> Add([x, dense]) with a left ZeroPadding1D (2 rows) after the merge, or inside one
-    branch (then cropped back to the other branch's length before the merge)."""
+def _pad_after_merge(x):
+    joined = layers.Add(name="join")([x, layers.Dense(3, name="dense")(x)])
+    return layers.LSTM(4, name="lstm")(layers.ZeroPadding1D((2, 0), name="pad")(joined))
+
+
+def _pad_in_a_branch(x):  # cropped back to the other branch's length before the merge
+    padded = layers.ZeroPadding1D((2, 0), name="pad")(layers.Dense(3, name="dense")(x))
+    padded = layers.LSTM(3, return_sequences=True, name="lstm")(padded)
+    return layers.Add(name="join")([x, layers.Cropping1D((2, 0), name="crop")(padded)])
+
+
+def _merge_after_upsampling(x):  # both branches descend from the upsampling
+    up = layers.UpSampling1D(2, name="up")(x)
+    joined = layers.Add(name="join")([layers.Dense(3, name="a")(up), layers.Dense(3, activation="tanh", name="b")(up)])
+    return layers.LSTM(4, return_sequences=True, name="lstm")(joined)
+
+
+def _upsampling_merged_with_its_input(x):  # a strided Conv1D makes T rows of the 2T again
+    back = layers.Conv1D(3, 2, strides=2, name="conv")(layers.UpSampling1D(2, name="up")(x))
+    return layers.GRU(2, name="gru")(layers.Add(name="join")([layers.Dense(3, name="dense")(x), back]))
+
+
+def _graph(tmp_path, build):
+    """A Keras model of ``build(x)`` on ``x`` of any length and 3 features, random weights, saved and
+    converted: ``(keras_model, edgernn_model)``."""
     inputs = keras.Input(shape=(None, 3))
-    dense = layers.Dense(3, name="dense")(inputs)
-    if pad_after_merge:
-        joined = layers.Add(name="join")([inputs, dense])
-        y = layers.LSTM(4, name="lstm")(layers.ZeroPadding1D((2, 0), name="pad")(joined))
-    else:
-        padded = layers.LSTM(3, return_sequences=True, name="lstm")(layers.ZeroPadding1D((2, 0), name="pad")(dense))
-        y = layers.Add(name="join")([inputs, layers.Cropping1D((2, 0), name="crop")(padded)])
-    model = keras.Model(inputs, y)
+    model = keras.Model(inputs, build(inputs))
     randomize(model)
     model.save(tmp_path / "m.keras")
     return model, edgernn.convert(tmp_path / "m.keras")
 
 
 @pytest.mark.parametrize("path", ["fused", "many streams"])
-def test_a_left_padding_after_a_merge_streams(path, tmp_path, monkeypatch):
+@pytest.mark.parametrize("build", [_pad_after_merge, _merge_after_upsampling], ids=["pad", "upsampling"])
+def test_a_graph_that_merges_after_a_padding_or_upsampling_streams(build, path, tmp_path, monkeypatch):
     if path == "many streams":
         many_streams(monkeypatch)
-    model, m = _graph_with_padding(tmp_path, pad_after_merge=True)
-    check_stream(model, m, data(batch=2, steps=9))
+    model, m = _graph(tmp_path, build)
+    check_stream(model, m, data(batch=2, steps=7))
 
 
-def test_a_left_padding_on_one_branch_of_a_merge_is_refused(tmp_path):
-    model, m = _graph_with_padding(tmp_path, pad_after_merge=False)
+# (the first layer after it in the model's order that reads from before it is named: 'dense', or 'join')
+@pytest.mark.parametrize("build, text", [
+    (_pad_in_a_branch, "reads a tensor from before 'pad', ZeroPadding1D on the left"),
+    (_upsampling_merged_with_its_input, "reads a tensor from before 'up', UpSampling1D (size 2)"),
+], ids=["pad", "upsampling"])
+def test_what_descends_from_a_padding_or_upsampling_merged_with_what_came_before_is_refused(build, text, tmp_path):
+    model, m = _graph(tmp_path, build)
     with pytest.raises(NotStreamable) as info:
         m.stream()
-    assert "reads a tensor from before 'pad', ZeroPadding1D on the left" in str(info.value)
+    assert text in str(info.value)
     x = data(batch=2, steps=6)
     np.testing.assert_allclose(m.predict(x), model.predict(x, verbose=0), atol=ATOL, rtol=RTOL)  # predict runs it
 
@@ -389,38 +410,3 @@ def test_upsampled_verification_and_quantize(upsampled):
     with pytest.raises(EdgernnError) as info:
         m.quantize(data(batch=2, steps=8))
     assert "'up' is UpSample1D (UpSampling1D)" in str(info.value) + " ".join(getattr(info.value, "problems", []))
-
-
-def _graph_with_upsampling(tmp_path, merge_before: bool):
-    """x -> UpSampling1D(2) -> two Dense branches -> Add -> LSTM (every layer after the upsampling reads
-    only from it), or x -> UpSampling1D(2) -> Conv1D(k=2, stride 2) back to T rows, added to a Dense of x."""
-    inputs = keras.Input(shape=(None, 3))
-    up = layers.UpSampling1D(2, name="up")(inputs)
-    if merge_before:
-        back = layers.Conv1D(3, 2, strides=2, name="conv")(up)
-        y = layers.GRU(2, name="gru")(layers.Add(name="join")([layers.Dense(3, name="dense")(inputs), back]))
-    else:
-        joined = layers.Add(name="join")([layers.Dense(3, name="a")(up), layers.Dense(3, activation="tanh", name="b")(up)])
-        y = layers.LSTM(4, return_sequences=True, name="lstm")(joined)
-    model = keras.Model(inputs, y)
-    randomize(model)
-    model.save(tmp_path / "m.keras")
-    return model, edgernn.convert(tmp_path / "m.keras")
-
-
-@pytest.mark.parametrize("path", ["fused", "many streams"])
-def test_an_upsampling_that_forks_and_merges_after_it_streams(path, tmp_path, monkeypatch):
-    if path == "many streams":
-        many_streams(monkeypatch)
-    model, m = _graph_with_upsampling(tmp_path, merge_before=False)
-    check_stream(model, m, data(batch=2, steps=7))
-
-
-def test_an_upsampling_merged_with_what_came_before_it_is_refused(tmp_path):
-    model, m = _graph_with_upsampling(tmp_path, merge_before=True)
-    with pytest.raises(NotStreamable) as info:
-        m.stream()
-    # (the first layer after 'up' in the model's order that reads from before it: 'dense', or 'join')
-    assert "reads a tensor from before 'up', UpSampling1D (size 2)" in str(info.value)
-    x = data(batch=2, steps=6)
-    np.testing.assert_allclose(m.predict(x), model.predict(x, verbose=0), atol=ATOL, rtol=RTOL)  # predict runs it

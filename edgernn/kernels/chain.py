@@ -79,6 +79,10 @@ def _chain_step(model, x, y, memory):
     not emit for this input leaves its slot as it was and is not fresh: the rows behind it do not
     run; if the model's output is among them, ``y[s]`` is the model's last output again and the
     stream's emitted flag is 0.
+
+    A REPEAT row (an UpSample1D) makes the rows after it run ``size`` times for each of its input's
+    rows (the pass over the rows starts again after it; the innermost first when there are
+    several): the step emits if any pass made the output, and returns the last one made.
     """
     ints = model.view(np.int64)  # the program's bits (see the module docstring)
     stages = ints[M_STAGES]
