@@ -400,6 +400,7 @@ class _UpSampleStage:
         self.node = node
         self.size = node.op.size
         self.width = width
+        self.repeats = 0  # of a step of many streams: the repeats done (Stream._batch_step_upsampled)
 
     def block(self, x, active):
         """``x`` (T, B, F), ``active`` (T, B) -> (T * size, B, F), (T * size, B)."""
@@ -490,9 +491,9 @@ class Stream:
     return the last emitted output again (zeros before the first). ``emitted`` (batch,) and
     ``emitted_run`` (batch, T) say which steps emitted (see :mod:`edgernn.kernels.window` for the
     state this takes). Behind a ZeroPadding1D on the left, the layers after it start from the
-    state its zero rows leave (:meth:`_padded_start`). Behind an UpSampling1D of ``size`` r, each step
-runs the layers after it r times on its row and returns the last row ``predict`` on the prefix
-makes (emitted if any of the r made one).
+    state its zero rows leave (:meth:`_padded_start`). Behind an UpSampling1D of ``size`` r, each
+    step runs the layers after it r times on its row and returns the last row ``predict`` on the
+    prefix makes (emitted if any of the r made one).
 
     How it runs: all state lives in one flat float32 array (see :mod:`edgernn.kernels.chain`).
     ``step`` on a few streams (:func:`fused_step_max_batch`) is one call of the fused chain kernel
@@ -534,7 +535,7 @@ makes (emitted if any of the r made one).
         self._step_active_column = self._actives[self._output_active][:, None]
         if self._windows:  # which streams each stage's input reaches is tracked only where some may not
             self._batch_step = self._batch_step_windowed
-        if self._upsampled:  # the stages after an UpSample1D run size times per step: a block of one step
+        if self._upsamplings:  # the stages after an UpSample1D run size times per step
             self._batch_step = self._batch_step_upsampled
         self.emitted_run = np.zeros((batch, 0), np.bool_)
         self._step_x = np.zeros((batch, features), _F32)
@@ -609,7 +610,7 @@ makes (emitted if any of the r made one).
         for slot, buffer in zip(self._input_slots, self._input_buffers):
             self._values[slot] = buffer
         self._actives = [np.ones(batch, np.bool_) for _ in range(1 + window_count)]
-        self._upsampled = any(isinstance(stage, _UpSampleStage) for stage in self._stages)
+        self._upsamplings = [(index, stage) for index, stage in enumerate(self._stages) if isinstance(stage, _UpSampleStage)]
 
     # -- running -------------------------------------------------------------------------------
     def step(self, x_t, out=None):
@@ -749,10 +750,17 @@ makes (emitted if any of the r made one).
         does not emit for a stream leaves the stages behind it untouched for that stream (a
         recurrent stage sees it as a masked step, which keeps its state), and, if the model's
         output is among them, the stream's output is held."""
-        values, actives = self._values, self._actives
-        values[0] = x
+        self._values[0] = x
         self._split_inputs(x)
-        for stage in self._stages:
+        self._step_stages(0)
+        np.copyto(self._last_output, self._values[self._output_slot], where=self._step_active_column)
+        np.copyto(self._step_y, self._last_output)
+        np.copyto(self._emitted, self._step_active_column)
+
+    def _step_stages(self, first: int) -> None:
+        """The stages from ``first`` on, of one step of many streams (see :meth:`_batch_step_windowed`)."""
+        values, actives = self._values, self._actives
+        for stage in self._stages[first:] if first else self._stages:
             source = values[stage.sources[0]]
             if isinstance(stage, _RecurrentStage):
                 np.logical_and(values[stage.mask_source], actives[stage.active_in], out=stage.step_keep)
@@ -763,13 +771,35 @@ makes (emitted if any of the r made one).
                 values[stage.target] = stage.batch_step(source, active)
             elif isinstance(stage, _MergeStage):
                 values[stage.target] = stage.batch_step(self._gather(stage, values))
+            elif isinstance(stage, _UpSampleStage):  # the first of its repeats: its input's row as it is
+                np.copyto(actives[stage.active_out], actives[stage.active_in])
+                values[stage.target] = source
+                stage.repeats = 0
             else:
                 values[stage.target], keep = stage.batch_step(source)
                 if keep is not None:
                     values[stage.keep_target] = keep
-        np.copyto(self._last_output, values[self._output_slot], where=self._step_active_column)
+
+    def _batch_step_upsampled(self, x):
+        """One step of many streams behind an UpSample1D: as :meth:`_batch_step_windowed`, and then
+        again from the stage after the innermost UpSample1D with repeats to go, as the fused step
+        does (every stream repeats; a stream whose row did not reach it repeats no fresh row). The
+        output: the last one made in any pass, emitted if any pass made one."""
+        self._values[0] = x
+        self._split_inputs(x)
+        self._emitted.fill(0.0)
+        first = 0
+        while first < len(self._stages):
+            self._step_stages(first)
+            np.copyto(self._last_output, self._values[self._output_slot], where=self._step_active_column)
+            np.copyto(self._emitted, self._step_active_column, where=self._step_active_column)  # any pass
+            first = len(self._stages)
+            for index, stage in reversed(self._upsamplings):  # the innermost first
+                if stage.repeats + 1 < stage.size:
+                    stage.repeats += 1
+                    first = index + 1
+                    break
         np.copyto(self._step_y, self._last_output)
-        np.copyto(self._emitted, self._step_active_column)
 
     def _padded_start(self):
         """The stream's fresh state behind a ZeroPadding1D, or None (zeros) without one.
@@ -866,29 +896,15 @@ makes (emitted if any of the r made one).
                                f"got {array.shape}")
         return array
 
-    def _batch_step_upsampled(self, x):
-        """One step of many streams behind an UpSample1D: :meth:`_block` of one step (the stages
-        after it run once per repeat), held as ``run`` holds. It allocates its blocks (the fused
-        step does not)."""
-        y, active = self._held_block(x[None])
-        np.copyto(self._step_y, y[0])
-
-    def _held_block(self, x):
-        """:meth:`_block` of ``x`` (T, B, all features), each row that did not emit held from the
-        last one that did (or the last output); the last output and ``emitted`` updated. Returns
-        ``(y (T, B, outputs), active (T, B))``."""
-        y, active = self._block(x)
+    def _run_block(self, array):
+        """:meth:`run` of a checked block (batch, T, all features), T >= 1."""
+        y, active = self._block(np.ascontiguousarray(array.transpose(1, 0, 2)))
         if not active.all():  # hold: each row is the latest emitted row at or before it (or the last output)
             steps = np.where(active, np.arange(1, len(active) + 1)[:, None], 0)
             np.maximum.accumulate(steps, axis=0, out=steps)
             y = np.concatenate([self._last_output[None], y])[steps, np.arange(self.batch_size)]
         np.copyto(self._last_output, y[-1])
         self._emitted[:, 0] = active[-1]
-        return y, active
-
-    def _run_block(self, array):
-        """:meth:`run` of a checked block (batch, T, all features), T >= 1."""
-        y, active = self._held_block(np.ascontiguousarray(array.transpose(1, 0, 2)))
         self.emitted_run = np.ascontiguousarray(active.T)
         self._has_output = True
         # A copy, always: the caller's result must never be a view of a buffer the stream reuses.

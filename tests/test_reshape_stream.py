@@ -394,10 +394,13 @@ def test_upsampled_state_resumes_mid_sequence(upsampled, path, tmp_path, monkeyp
     assert_paths_agree(expected[0], m.stream(2).run(x)[:, 4:])  # run on the whole sequence: the same rows
 
 
-def test_upsampled_fused_steps_allocate_nothing(upsampled):
+@pytest.mark.parametrize("path", ["fused", "many streams"])
+def test_upsampled_steps_allocate_nothing(upsampled, path, monkeypatch):
+    if path == "many streams":
+        many_streams(monkeypatch)
     _, m = upsampled
     s = m.stream(2)
-    assert s._fused
+    assert s._fused == (path == "fused")
     assert_steps_allocate_nothing(s, data(batch=2, steps=1, seed=10)[:, 0], np.empty((2, 2), F32))
 
 
