@@ -235,9 +235,12 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
     recurrent layers without given initial states, Dense, Activation, Masking, Affine, LayerNorm,
     Standardize, an Embedding of the integer codes (the input); Conv1D with causal or valid
     padding, valid or global pooling, whose past inputs become state; Flatten of a vector; Cropping1D,
-    ZeroPadding1D on the left, Reshape that keeps every timestep (:func:`_time_layout_problem`) -- and
-    merges of them (Merge's add ... minimum, Concatenate over features), whose branches fork and
-    join again; one output.
+    ZeroPadding1D on the left, Reshape that keeps every timestep, UpSampling1D
+    (:func:`_time_layout_problem`) -- and merges of them (Merge's add ... minimum, Concatenate over
+    features), whose branches fork and join again; one output. Every layer after a left
+    ZeroPadding1D or an UpSampling1D reads only what descends from it: a stream runs those layers
+    apart (from the state the padding's zeros leave; ``size`` times per input), so they cannot
+    join tensors that step once per input. Schedules after an UpSampling1D count its timesteps.
 
     Each tensor has an emission schedule (:func:`emission_schedule`): the steps at which it gets a
     fresh row. A merge's inputs must emit on the same steps (they do in every graph Keras builds,
@@ -264,7 +267,8 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
     primary = {i.name for i in spec.inputs} | {node.outputs[0] for node in spec.nodes}  # data, not masks or states
     if spec.outputs[0] not in primary:
         return f"the model's output {spec.outputs[0]!r} is a layer's state or mask, which a stream does not output"
-    padded = []  # (a left ZeroPadding1D, the tensors that descend from it alone)
+    # (a left ZeroPadding1D or an UpSampling1D: its name, kind and why, the tensors that descend from it alone)
+    padded = []
     for node in spec.nodes:
         op = node.op
         if isinstance(op, ir.Concatenate) and op.axis == "time":
@@ -286,14 +290,17 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
         why = _time_layout_problem(op)
         if why is not None:
             return f"layer {op.name!r} is {why}"
-        for pad, after in padded:
+        for (pad, kind, why_alone), after in padded:
             if not set(node.inputs) | ({node.mask} - {None}) <= after:
-                return (f"layer {op.name!r} reads a tensor from before {pad!r}, ZeroPadding1D on the left: a stream "
-                        "starts the layers after that padding from the state its zero rows leave, so each of them "
-                        "must read only what descends from it (use predict)")
+                return (f"layer {op.name!r} reads a tensor from before {pad!r}, {kind}: a stream {why_alone}, so "
+                        "each of them must read only what descends from it (use predict)")
             after.update(node.outputs)
         if isinstance(op, ir.Pad1D) and op.left > 0:
-            padded.append((op.name, set(node.outputs)))
+            padded.append(((op.name, "ZeroPadding1D on the left", "starts the layers after that padding from the "
+                            "state its zero rows leave"), set(node.outputs)))
+        if isinstance(op, ir.UpSample1D):
+            padded.append(((op.name, f"UpSampling1D (size {op.size})", f"steps the layers after it {op.size} times "
+                            "per input, on timesteps of their own"), set(node.outputs)))
         if isinstance(op, ir.Recurrent) and op.go_backwards:
             return f"layer {op.name!r} reads its input backwards (go_backwards): use predict"
         if node.initial_state:
@@ -308,6 +315,8 @@ def streamable_problem(spec: ir.ModelSpec) -> str | None:
                     f"{_steps_text(schedule[node.mask])} of a stream, over a tensor that gets them on steps "
                     f"{_steps_text(schedule[node.inputs[0]])}: another time axis")
         made_schedule = emission_schedule(op, schedules.pop())
+        if isinstance(op, ir.UpSample1D):  # a time axis of its own: every layer after it reads only from it
+            made_schedule = (1, 1)
         for name in node.outputs:  # (a mask too)
             schedule[name] = made_schedule
     return None
@@ -319,14 +328,11 @@ def _time_layout_problem(op) -> str | None:
     Each streams where ``predict`` on a prefix ends in a row the stream can make at that step:
     Cropping1D (its first rows dropped, the rows cropped at the end a delay line), ZeroPadding1D
     on the left (the layers after it start from the state its zero rows leave), Reshape that keeps
-    every timestep (an identity per row). The rest change the rows already made, or make several
-    per input."""
+    every timestep (an identity per row), UpSampling1D (the layers after it step ``size`` times per
+    input, and the stream returns the last row they made). The rest change the rows already made."""
     if isinstance(op, ir.Pad1D) and op.right > 0:
         return (f"ZeroPadding1D with {op.right} zero timesteps on the right: predict on every prefix ends with them, "
                 "and a stream cannot take them back at the next step (use predict, or pad on the left only)")
-    if isinstance(op, ir.UpSample1D):
-        return (f"UpSampling1D (size {op.size}): it makes {op.size} timesteps of each input one, and a stream steps "
-                "the layers after it once per input (use predict)")
     if isinstance(op, ir.Permute):
         return (f"Permute swapping time and features: each output timestep holds one feature of all {op.steps} input "
                 "timesteps, so it needs the whole sequence (use predict)")

@@ -165,6 +165,8 @@ def _time_rows(spec: ir.ModelSpec, steps: int) -> int:
         op = node.op
         if isinstance(op, (ir.Conv1D, ir.Pad1D)) or (isinstance(op, ir.Pooling1D) and not op.global_pool):
             steps = node.op.output_steps(steps)
+        elif isinstance(op, ir.UpSample1D):
+            steps *= op.size
     return steps
 
 
@@ -389,6 +391,22 @@ class _RowStage:
         return self.step_y, self.step_keep
 
 
+class _UpSampleStage:
+    """An UpSample1D in the paths that go stage by stage: each row of a block repeated ``size`` times
+    along its time axis, with the freshness of each stream's rows; the stages after it run on
+    that axis, and :meth:`Stream._block` folds their output back to one row per input step."""
+
+    def __init__(self, node: ir.Node, width: int):
+        self.node = node
+        self.size = node.op.size
+        self.width = width
+        self.repeats = 0  # of a step of many streams: the repeats done (Stream._batch_step_upsampled)
+
+    def block(self, x, active):
+        """``x`` (T, B, F), ``active`` (T, B) -> (T * size, B, F), (T * size, B)."""
+        return np.repeat(x, self.size, axis=0), np.repeat(active, self.size, axis=0)
+
+
 class _MergeStage:
     """A Merge (add, subtract, multiply, average, maximum, minimum) or a Concatenate over features:
     its inputs' rows joined into one, as :func:`edgernn.graph.execute` joins whole arrays (the
@@ -428,6 +446,23 @@ class _MergeStage:
         return self.step_y
 
 
+def _fold_repeats(y, active, steps: int):
+    """``(y (T, B, O), active (T, B))`` from the rows a block of ``steps`` = T input steps made.
+
+    Behind an UpSample1D of ``size`` r, the stages after it made r rows per input step (``y``
+    (T * r, B, O), ``active`` (T * r, B); r the product of the sizes of several): the step emits
+    if any of its rows did, and its output is the last row that did, which ``predict`` on the
+    prefix ending at that step ends with (its row for a later repeat does not exist yet).
+    Without an UpSample1D, ``y`` and ``active`` as they are."""
+    repeats = len(active) // steps
+    if repeats == 1:
+        return y, active
+    active = active.reshape(steps, repeats, -1)
+    last = repeats - 1 - np.argmax(active[:, ::-1], axis=1)  # (T, B): the last repeat that emitted (any, if none)
+    rows = np.take_along_axis(y.reshape(steps, repeats, *y.shape[1:]), last[:, None, :, None], axis=1)[:, 0]
+    return rows, active.any(axis=1)
+
+
 class Stream:
     """``batch_size`` independent, stateful streams through one model (Keras ``stateful=True``).
 
@@ -456,7 +491,9 @@ class Stream:
     return the last emitted output again (zeros before the first). ``emitted`` (batch,) and
     ``emitted_run`` (batch, T) say which steps emitted (see :mod:`edgernn.kernels.window` for the
     state this takes). Behind a ZeroPadding1D on the left, the layers after it start from the
-    state its zero rows leave (:meth:`_padded_start`).
+    state its zero rows leave (:meth:`_padded_start`). Behind an UpSampling1D of ``size`` r, each
+    step runs the layers after it r times on its row and returns the last row ``predict`` on the
+    prefix makes (emitted if any of the r made one).
 
     How it runs: all state lives in one flat float32 array (see :mod:`edgernn.kernels.chain`).
     ``step`` on a few streams (:func:`fused_step_max_batch`) is one call of the fused chain kernel
@@ -498,6 +535,8 @@ class Stream:
         self._step_active_column = self._actives[self._output_active][:, None]
         if self._windows:  # which streams each stage's input reaches is tracked only where some may not
             self._batch_step = self._batch_step_windowed
+        if self._upsamplings:  # the stages after an UpSample1D run size times per step
+            self._batch_step = self._batch_step_upsampled
         self.emitted_run = np.zeros((batch, 0), np.bool_)
         self._step_x = np.zeros((batch, features), _F32)
         self._step_y = np.zeros((batch, self.output_features), _F32)
@@ -521,7 +560,8 @@ class Stream:
         A stage reads ``sources`` (its inputs' slots) and ``mask_source``, writes ``target`` (and
         ``keep_target``). Which streams a tensor's rows are fresh for (``active``) lives in the
         list ``actives``: slot 0 the input's (all), then one per windowed stage, which may not
-        emit; every other stage's output is fresh where its first input is (``active_in``)."""
+        emit, and one per UpSample1D (in ``run``'s blocks, its rows are its own time axis); every
+        other stage's output is fresh where its first input is (``active_in``)."""
         batch = self.batch_size
         several = len(spec.inputs) > 1
         slot_of = {i.name: 2 + k if several else 0 for k, i in enumerate(spec.inputs)}
@@ -541,6 +581,8 @@ class Stream:
                 stage = _WindowStage(node, next(windows), self._state, batch, width, self._fused)
             elif isinstance(op, ir.MULTI_INPUT_OPS):
                 stage = _MergeStage(node, batch, [width_of[name] for name in node.inputs])
+            elif isinstance(op, ir.UpSample1D):
+                stage = _UpSampleStage(node, width)
             else:
                 stage = _RowStage(node, batch, width)
             stage.sources = tuple(slot_of[name] for name in node.inputs)
@@ -552,7 +594,7 @@ class Stream:
             if isinstance(stage, _RowStage) and stage.masks:
                 stage.keep_target = slot_of[node.outputs[1]] = next_slot
                 next_slot += 1
-            if isinstance(stage, _WindowStage):
+            if isinstance(stage, (_WindowStage, _UpSampleStage)):  # (an UpSample1D's: a time axis of its own)
                 window_count += 1
                 stage.active_out = active_of[node.outputs[0]] = window_count
             else:
@@ -567,7 +609,8 @@ class Stream:
         self._input_buffers = [np.zeros((batch, width_of[i.name]), _F32) for i in spec.inputs] if several else []
         for slot, buffer in zip(self._input_slots, self._input_buffers):
             self._values[slot] = buffer
-        self._actives = [np.ones(batch, np.bool_)] + [np.ones(batch, np.bool_) for _ in self._windows]
+        self._actives = [np.ones(batch, np.bool_) for _ in range(1 + window_count)]
+        self._upsamplings = [(index, stage) for index, stage in enumerate(self._stages) if isinstance(stage, _UpSampleStage)]
 
     # -- running -------------------------------------------------------------------------------
     def step(self, x_t, out=None):
@@ -707,10 +750,17 @@ class Stream:
         does not emit for a stream leaves the stages behind it untouched for that stream (a
         recurrent stage sees it as a masked step, which keeps its state), and, if the model's
         output is among them, the stream's output is held."""
-        values, actives = self._values, self._actives
-        values[0] = x
+        self._values[0] = x
         self._split_inputs(x)
-        for stage in self._stages:
+        self._step_stages(0)
+        np.copyto(self._last_output, self._values[self._output_slot], where=self._step_active_column)
+        np.copyto(self._step_y, self._last_output)
+        np.copyto(self._emitted, self._step_active_column)
+
+    def _step_stages(self, first: int) -> None:
+        """The stages from ``first`` on, of one step of many streams (see :meth:`_batch_step_windowed`)."""
+        values, actives = self._values, self._actives
+        for stage in self._stages[first:] if first else self._stages:
             source = values[stage.sources[0]]
             if isinstance(stage, _RecurrentStage):
                 np.logical_and(values[stage.mask_source], actives[stage.active_in], out=stage.step_keep)
@@ -721,13 +771,35 @@ class Stream:
                 values[stage.target] = stage.batch_step(source, active)
             elif isinstance(stage, _MergeStage):
                 values[stage.target] = stage.batch_step(self._gather(stage, values))
+            elif isinstance(stage, _UpSampleStage):  # the first of its repeats: its input's row as it is
+                np.copyto(actives[stage.active_out], actives[stage.active_in])
+                values[stage.target] = source
+                stage.repeats = 0
             else:
                 values[stage.target], keep = stage.batch_step(source)
                 if keep is not None:
                     values[stage.keep_target] = keep
-        np.copyto(self._last_output, values[self._output_slot], where=self._step_active_column)
+
+    def _batch_step_upsampled(self, x):
+        """One step of many streams behind an UpSample1D: as :meth:`_batch_step_windowed`, and then
+        again from the stage after the innermost UpSample1D with repeats to go, as the fused step
+        does (every stream repeats; a stream whose row did not reach it repeats no fresh row). The
+        output: the last one made in any pass, emitted if any pass made one."""
+        self._values[0] = x
+        self._split_inputs(x)
+        self._emitted.fill(0.0)
+        first = 0
+        while first < len(self._stages):
+            self._step_stages(first)
+            np.copyto(self._last_output, self._values[self._output_slot], where=self._step_active_column)
+            np.copyto(self._emitted, self._step_active_column, where=self._step_active_column)  # any pass
+            first = len(self._stages)
+            for index, stage in reversed(self._upsamplings):  # the innermost first
+                if stage.repeats + 1 < stage.size:
+                    stage.repeats += 1
+                    first = index + 1
+                    break
         np.copyto(self._step_y, self._last_output)
-        np.copyto(self._emitted, self._step_active_column)
 
     def _padded_start(self):
         """The stream's fresh state behind a ZeroPadding1D, or None (zeros) without one.
@@ -762,17 +834,21 @@ class Stream:
         for stage in self._stages[start:]:
             source = values[stage.sources[0]]
             if isinstance(stage, _RecurrentStage):
-                values[stage.target] = stage.block(source, values[stage.mask_source] & actives[stage.active_in])
+                active = actives[stage.active_in]  # (behind an UpSample1D, longer than the all-kept slot 1)
+                values[stage.target] = stage.block(source, active if stage.mask_source == 1
+                                                   else values[stage.mask_source] & active)
             elif isinstance(stage, _WindowStage):
                 actives[stage.active_out] = active = actives[stage.active_in].copy()
                 values[stage.target] = stage.block(source, active)
+            elif isinstance(stage, _UpSampleStage):
+                values[stage.target], actives[stage.active_out] = stage.block(source, actives[stage.active_in])
             elif isinstance(stage, _MergeStage):
                 values[stage.target] = stage.block([values[slot] for slot in stage.sources])
             else:
                 values[stage.target], keep = stage.block(source)
                 if keep is not None:
                     values[stage.keep_target] = keep
-        return values[self._output_slot], actives[self._output_active]
+        return _fold_repeats(values[self._output_slot], actives[self._output_active], len(x))
 
     def run(self, *xs):
         """A block of timesteps: ``x`` (batch, T, features) -> (batch, T, outputs), state carried;

@@ -279,10 +279,12 @@ def _stream_check(source, model, inputs, expected, run_source, options, atol, rt
     emitted = np.concatenate(emitted, axis=1)[0]  # one phase for all rows of a fresh stream
     chunks = ", ".join(str(e - s) for s, e in zip([0] + ends[:-1], ends))
     if spec.tensor_shape(spec.outputs[0])[0] == 3:
-        # The rows that emitted are predict's last rows (all of them, unless a Conv1D or pooling is strided or
-        # valid, or a ZeroPadding1D made the first ones from its zeros alone, before any input).
-        made = int(emitted.sum())
-        rows = expected[0][:, expected[0].shape[1] - made:]
+        # A step that emitted returns the last row predict makes from the prefix ending there (predict is causal:
+        # the row of that index on the whole sequence). Its rows grow with each input, except behind a strided
+        # or valid Conv1D or pooling; a ZeroPadding1D makes the first ones from its zeros alone, before any
+        # input; an UpSampling1D makes several per input, and the stream returns the last.
+        made = [_rows_made(spec, t) for t in range(1, steps + 1)]
+        rows = expected[0][:, [count - 1 for count, fresh in zip(made, emitted) if fresh]]
         check = _compare(f"stream in chunks of {chunks} steps vs predict", [y[:, emitted]], [rows], atol, rtol, length)
         return check
     # Last-step output: the stream's output at a chunk boundary is the prediction for the prefix
@@ -297,6 +299,12 @@ def _stream_check(source, model, inputs, expected, run_source, options, atol, rt
                                                                          **options))[0])
     what = f"stream in chunks of {chunks} steps vs predict on the prefixes of {', '.join(map(str, prefixes))} steps"
     return _compare(what, ours, theirs, atol, rtol, length)
+
+
+def _rows_made(spec, steps: int) -> int:
+    """How many timesteps the model's (sequence) output has when every input has ``steps``."""
+    time, _ = spec.sequence_problems({i.name: steps for i in spec.inputs})
+    return time[spec.outputs[0]][1]
 
 
 def _framework_name(short: str, source, spec) -> str:

@@ -46,11 +46,13 @@ def convert(*stack, features=3, seed=0, tmp_path=None):
 def rows_of(spec, steps):
     """How many time rows ``predict`` makes from ``steps`` inputs (IR shape arithmetic only); for a
     global pooling, the rows it reduces (its output changes with each). (Also of a Pad1D's crops
-    and zero rows: tests/test_reshape_stream.py.)"""
+    and zero rows, and an UpSample1D's repeats: tests/test_reshape_stream.py.)"""
     for node in spec.nodes:
         op = node.op
         if isinstance(op, (ir.Conv1D, ir.Pad1D)) or (isinstance(op, ir.Pooling1D) and not op.global_pool):
             steps = op.output_steps(steps)
+        elif isinstance(op, ir.UpSample1D):  # (tests/test_reshape_stream.py)
+            steps *= op.size
     return steps
 
 

@@ -8,7 +8,10 @@ The property is the one of tests/test_conv_stream.py: where a stream emits, its 
 emitted output (zeros before the first). A crop of ``a`` rows at the start skips the first ``a``
 inputs; one of ``b`` rows at the end emits, at input t, the row of input t - b (prefix t keeps
 rows up to t - b), so it is a delay line of ``b`` rows in the state. ZeroPadding1D of ``p`` rows on
-the left starts the layers after it from the state its ``p`` zero rows leave.
+the left starts the layers after it from the state its ``p`` zero rows leave. UpSampling1D of
+``size`` r steps the layers after it r times per input, on the same row: predict on a prefix of t
+inputs makes their rows from t * r rows, and the stream returns the last one (emitted if any of the
+r repeats made a row).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import pytest
 from test_conv_layers import data, randomize
 from test_conv_stream import check_stream, convert, expected_emitted, rows_of, step_through
 from test_keras_import import ATOL, RTOL, keras, layers
-from test_stream import assert_steps_allocate_nothing
+from test_stream import assert_paths_agree, assert_steps_allocate_nothing
 
 import edgernn
 from edgernn import ir, runtime, statefile
@@ -54,6 +57,14 @@ CASES = {
                               layers.ZeroPadding1D((2, 0)), layers.Cropping1D((1, 1)),
                               layers.Conv1D(3, 2, padding="causal"), layers.GRU(2, return_sequences=True)],
     "reshape-identity": lambda: [layers.Conv1D(4, 2, padding="causal"), layers.Reshape((-1, 4)), layers.LSTM(3)],
+    "upsample-lstm": lambda: [layers.UpSampling1D(2), layers.LSTM(4), layers.Dense(2)],
+    # stride 4 over 3 repeats: rows from the 2nd, 3rd and 1st repeat of inputs 1, 2, 4, ... (not always the last)
+    "upsample-strided-conv-gru": lambda: [layers.UpSampling1D(3), layers.Conv1D(3, 2, strides=4),
+                                          layers.GRU(2, return_sequences=True)],
+    "conv-upsample-crop-dense": lambda: [layers.Conv1D(3, 3), layers.UpSampling1D(2), layers.Cropping1D((1, 2)),
+                                         layers.Dense(2)],
+    "two-upsamplings": lambda: [layers.UpSampling1D(2), layers.Conv1D(3, 2, strides=3), layers.UpSampling1D(3),
+                                layers.Conv1D(2, 2, strides=4), layers.LSTM(2, return_sequences=True)],
 }
 
 
@@ -198,13 +209,12 @@ def test_reshape_that_keeps_every_row_streams_as_the_identity(path, monkeypatch)
 @pytest.mark.parametrize("stack, steps, text", [
     (lambda: [layers.ZeroPadding1D((1, 2), name="move"), layers.LSTM(2)], None,
      "'move' is ZeroPadding1D with 2 zero timesteps on the right"),
-    (lambda: [layers.UpSampling1D(3, name="move"), layers.LSTM(2)], None, "'move' is UpSampling1D (size 3)"),
     (lambda: [layers.Permute((2, 1), name="move"), layers.LSTM(2)], 6, "'move' is Permute swapping time and features"),
     (lambda: [layers.Reshape((2, 9), name="move"), layers.LSTM(2)], 6,
      "'move' is Reshape of 6 timesteps into 2 timesteps of 9 features"),
     (lambda: [layers.LSTM(6), layers.Reshape((2, 3), name="move"), layers.LSTM(2)], None,
      "'move' is Reshape of a vector into 2 timesteps of 3 features"),
-], ids=["right-pad", "upsampling", "permute", "regroup", "vector"])
+], ids=["right-pad", "permute", "regroup", "vector"])
 def test_what_a_stream_cannot_make_is_refused_by_name(stack, steps, text, tmp_path):
     model = keras.Sequential([keras.Input(shape=(steps, 3)), *stack()])
     randomize(model)
@@ -265,38 +275,141 @@ def test_codes_of_any_length_behind_a_long_window(tmp_path):
     assert m.spec.inputs[0].features == 30 and m.spec.source["verification"]["passed"]
 
 
-# --- a left padding in a graph that forks and merges ------------------------------------------------
+# --- a left padding or an UpSampling1D in a graph that forks and merges ---------------------------------
 
 
-def _graph_with_padding(tmp_path, pad_after_merge: bool):
-    """x -> Dense -> Add([x, dense]) with a left ZeroPadding1D (2 rows) after the merge, or inside one
-    branch (then cropped back to the other branch's length before the merge)."""
+def _pad_after_merge(x):
+    joined = layers.Add(name="join")([x, layers.Dense(3, name="dense")(x)])
+    return layers.LSTM(4, name="lstm")(layers.ZeroPadding1D((2, 0), name="pad")(joined))
+
+
+def _pad_in_a_branch(x):  # cropped back to the other branch's length before the merge
+    padded = layers.ZeroPadding1D((2, 0), name="pad")(layers.Dense(3, name="dense")(x))
+    padded = layers.LSTM(3, return_sequences=True, name="lstm")(padded)
+    return layers.Add(name="join")([x, layers.Cropping1D((2, 0), name="crop")(padded)])
+
+
+def _merge_after_upsampling(x):  # both branches descend from the upsampling
+    up = layers.UpSampling1D(2, name="up")(x)
+    joined = layers.Add(name="join")([layers.Dense(3, name="a")(up), layers.Dense(3, activation="tanh", name="b")(up)])
+    return layers.LSTM(4, return_sequences=True, name="lstm")(joined)
+
+
+def _upsampling_merged_with_its_input(x):  # a strided Conv1D makes T rows of the 2T again
+    back = layers.Conv1D(3, 2, strides=2, name="conv")(layers.UpSampling1D(2, name="up")(x))
+    return layers.GRU(2, name="gru")(layers.Add(name="join")([layers.Dense(3, name="dense")(x), back]))
+
+
+def _graph(tmp_path, build):
+    """A Keras model of ``build(x)`` on ``x`` of any length and 3 features, random weights, saved and
+    converted: ``(keras_model, edgernn_model)``."""
     inputs = keras.Input(shape=(None, 3))
-    dense = layers.Dense(3, name="dense")(inputs)
-    if pad_after_merge:
-        joined = layers.Add(name="join")([inputs, dense])
-        y = layers.LSTM(4, name="lstm")(layers.ZeroPadding1D((2, 0), name="pad")(joined))
-    else:
-        padded = layers.LSTM(3, return_sequences=True, name="lstm")(layers.ZeroPadding1D((2, 0), name="pad")(dense))
-        y = layers.Add(name="join")([inputs, layers.Cropping1D((2, 0), name="crop")(padded)])
-    model = keras.Model(inputs, y)
+    model = keras.Model(inputs, build(inputs))
     randomize(model)
     model.save(tmp_path / "m.keras")
     return model, edgernn.convert(tmp_path / "m.keras")
 
 
 @pytest.mark.parametrize("path", ["fused", "many streams"])
-def test_a_left_padding_after_a_merge_streams(path, tmp_path, monkeypatch):
+@pytest.mark.parametrize("build", [_pad_after_merge, _merge_after_upsampling], ids=["pad", "upsampling"])
+def test_a_graph_that_merges_after_a_padding_or_upsampling_streams(build, path, tmp_path, monkeypatch):
     if path == "many streams":
         many_streams(monkeypatch)
-    model, m = _graph_with_padding(tmp_path, pad_after_merge=True)
-    check_stream(model, m, data(batch=2, steps=9))
+    model, m = _graph(tmp_path, build)
+    check_stream(model, m, data(batch=2, steps=7))
 
 
-def test_a_left_padding_on_one_branch_of_a_merge_is_refused(tmp_path):
-    model, m = _graph_with_padding(tmp_path, pad_after_merge=False)
+# (the first layer after it in the model's order that reads from before it is named: 'dense', or 'join')
+@pytest.mark.parametrize("build, text", [
+    (_pad_in_a_branch, "reads a tensor from before 'pad', ZeroPadding1D on the left"),
+    (_upsampling_merged_with_its_input, "reads a tensor from before 'up', UpSampling1D (size 2)"),
+], ids=["pad", "upsampling"])
+def test_what_descends_from_a_padding_or_upsampling_merged_with_what_came_before_is_refused(build, text, tmp_path):
+    model, m = _graph(tmp_path, build)
     with pytest.raises(NotStreamable) as info:
         m.stream()
-    assert "reads a tensor from before 'pad', ZeroPadding1D on the left" in str(info.value)
+    assert text in str(info.value)
     x = data(batch=2, steps=6)
     np.testing.assert_allclose(m.predict(x), model.predict(x, verbose=0), atol=ATOL, rtol=RTOL)  # predict runs it
+
+
+# --- UpSampling1D -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def upsampled(tmp_path_factory):
+    """Each input repeated twice, a valid Conv1D of stride 3 over the repeats (it emits on the first
+    or the second repeat of an input, or on none), an LSTM and a Dense after it."""
+    return convert(layers.UpSampling1D(2, name="up"), layers.Conv1D(4, 2, strides=3, name="conv"),
+                   layers.LSTM(3, return_sequences=True, name="lstm"), layers.Dense(2, name="head"),
+                   tmp_path=tmp_path_factory.mktemp("upsampled"))
+
+
+@pytest.mark.parametrize("path", ["fused", "many streams"])
+def test_reset_one_stream_of_an_upsampled_model(upsampled, path, monkeypatch):
+    """reset(1) mid-sequence: stream 1 starts over (its conv's phase too), emits when it alone
+    should, and equals predict on its own prefix; stream 0 goes on."""
+    if path == "many streams":
+        many_streams(monkeypatch)
+    _, m = upsampled
+    x = data(batch=3, steps=17, seed=11)
+    s = m.stream(3)
+    assert s._fused == (path == "fused")
+    s.run(x[:, :7])
+    s.reset(1)
+    ys, emitted = step_through(s, x[:, 7:])
+    for row, start in ((0, 0), (1, 7)):
+        np.testing.assert_array_equal(emitted[row], expected_emitted(m.spec, 17 - start)[-10:])
+        for n in range(1, 11):
+            total = n + 7 - start
+            if rows_of(m.spec, total):
+                np.testing.assert_allclose(ys[row, n - 1], m.predict(x[row:row + 1, start:7 + n])[0, -1], atol=ATOL,
+                                           rtol=RTOL)
+            else:
+                np.testing.assert_array_equal(ys[row, n - 1], 0.0)
+
+
+@pytest.mark.parametrize("path", ["fused", "many streams"])
+def test_upsampled_state_resumes_mid_sequence(upsampled, path, tmp_path, monkeypatch):
+    """get_state/set_state and save_state/load_state mid-sequence (the conv's counters inside a
+    repeat cycle) resume exactly; an UpSampling1D adds no state of its own."""
+    if path == "many streams":
+        many_streams(monkeypatch)
+    _, m = upsampled
+    x = data(batch=2, steps=12, seed=13)
+    s = m.stream(2)
+    s.run(x[:, :4])
+    snapshot = s.get_state()
+    assert sorted(snapshot) == ["conv/counters", "conv/inputs", "lstm/c", "lstm/h", "output"]
+    s.save_state(tmp_path / "state.zip")
+    expected = step_through(s, x[:, 4:])
+    other = m.stream(2)
+    other.set_state(snapshot)
+    np.testing.assert_array_equal(step_through(other, x[:, 4:])[0], expected[0])
+    loaded = m.stream(2)
+    loaded.load_state(tmp_path / "state.zip")
+    again = step_through(loaded, x[:, 4:])
+    np.testing.assert_array_equal(again[0], expected[0])
+    np.testing.assert_array_equal(again[1], expected[1])
+    assert_paths_agree(expected[0], m.stream(2).run(x)[:, 4:])  # run on the whole sequence: the same rows
+
+
+@pytest.mark.parametrize("path", ["fused", "many streams"])
+def test_upsampled_steps_allocate_nothing(upsampled, path, monkeypatch):
+    if path == "many streams":
+        many_streams(monkeypatch)
+    _, m = upsampled
+    s = m.stream(2)
+    assert s._fused == (path == "fused")
+    assert_steps_allocate_nothing(s, data(batch=2, steps=1, seed=10)[:, 0], np.empty((2, 2), F32))
+
+
+def test_upsampled_verification_and_quantize(upsampled):
+    """convert's verification compares each emitted step with the last row predict makes from its
+    prefix; the firmware runtime has no UpSampling1D, named."""
+    _, m = upsampled
+    record = m.spec.source["verification"]
+    assert record["passed"] and any(c["check"].startswith("stream") and c["passed"] for c in record["checks"])
+    with pytest.raises(EdgernnError) as info:
+        m.quantize(data(batch=2, steps=8))
+    assert "'up' is UpSample1D (UpSampling1D)" in str(info.value) + " ".join(getattr(info.value, "problems", []))

@@ -55,6 +55,7 @@ from .program import (ACT, ACTIVATION, AFFINE, B, C, CLIP, CNT, CNT_SIZE, CONV, 
                       PROJ, PROJECTED, RACT, RB, RECURRENT_PANEL, RESET_AFTER, RING, RING_SIZE, RPADDED, SRC, SRC2,
                       STANDARD, STANDARDIZE, STRIDE, U, UH, UNITS, USES_MASK, VOCAB, W, ZERO_OUTPUT)
 from .program import DELAY  # a Pad1D: windowed, its id after the others
+from .program import M_LAST_REPEAT, REPEAT, REPEATS  # an UpSample1D
 from .rowwise import embed_row, layer_norm_row, standardize_row, valid_code
 from .simple_rnn import simple_update
 from .window import window_row
@@ -78,6 +79,10 @@ def _chain_step(model, x, y, memory):
     not emit for this input leaves its slot as it was and is not fresh: the rows behind it do not
     run; if the model's output is among them, ``y[s]`` is the model's last output again and the
     stream's emitted flag is 0.
+
+    A REPEAT row (an UpSample1D) makes the rows after it run ``size`` times for each of its input's
+    rows (the pass over the rows starts again after it; the innermost first when there are
+    several): the step emits if any pass made the output, and returns the last one made.
     """
     ints = model.view(np.int64)  # the program's bits (see the module docstring)
     stages = ints[M_STAGES]
@@ -105,151 +110,168 @@ def _chain_step(model, x, y, memory):
     n_in_model = meta[M_IN]
     for s in range(batch):
         copy_row(scratch[meta[M_X_SLOT] : meta[M_X_SLOT] + n_in_model], x[s])
-        for k in range(stages):
-            gate = program[k, GATE]
-            if gate >= 0 and fresh[gate] == np.float32(0.0):
-                fresh[k] = np.float32(0.0)  # its input did not emit: neither does it
-                continue
-            fresh[k] = np.float32(1.0)
-            op = program[k, OP]
-            n_in = program[k, IN]
-            n_out = program[k, OUT]
-            current = scratch[program[k, SRC] : program[k, SRC] + n_in]
-            target = scratch[program[k, DST] : program[k, DST] + n_out]
-            if (op >= CONV and op <= GLOBAL_AVG) or op == DELAY:
-                ring_size, counter_size = program[k, RING_SIZE], program[k, CNT_SIZE]
-                start = batch * program[k, RING] + s * ring_size
-                ring = state[start : start + ring_size]
-                start = batch * program[k, CNT] + s * counter_size
-                counters = state[start : start + counter_size]
-                if op == CONV:
-                    per_group = n_in // program[k, GROUPS]
-                    kernel = weights[program[k, W] : program[k, W] + program[k, KSIZE] * per_group * n_out].reshape(
-                        (program[k, KSIZE], per_group, n_out))
-                    bias = weights[program[k, B] : program[k, B] + n_out]
-                else:
-                    kernel = weights[0:0].reshape((0, 0, 0))
-                    bias = weights[0:0]
-                if not window_row(op, target, current, ring, counters, kernel, bias, program[k, DIL], program[k, GROUPS],
-                                  program[k, NEED], program[k, STRIDE], program[k, ACT]):
-                    fresh[k] = np.float32(0.0)  # nothing new for the rows behind it
-            elif op == MERGE:
-                mode = program[k, MODE]
-                other = scratch[program[k, SRC2] : program[k, SRC2] + n_in]
-                if mode == MERGE_ADD:
-                    for j in range(n_out):
-                        target[j] = current[j] + other[j]
-                elif mode == MERGE_SUBTRACT:
-                    for j in range(n_out):
-                        target[j] = current[j] - other[j]
-                elif mode == MERGE_MULTIPLY:
-                    for j in range(n_out):
-                        target[j] = current[j] * other[j]
-                elif mode == MERGE_MAXIMUM:  # NaN wins, as in np.maximum
-                    for j in range(n_out):
-                        a, b = current[j], other[j]
-                        target[j] = a if (a > b or a != a) else b
-                elif mode == MERGE_MINIMUM:
-                    for j in range(n_out):
-                        a, b = current[j], other[j]
-                        target[j] = a if (a < b or a != a) else b
-                else:  # MERGE_DIVIDE: an average's sum by its count
-                    count = params[k, CLIP]
-                    for j in range(n_out):
-                        target[j] = current[j] / count
-            elif op == COPY:
-                copy_row(target, current)
-            elif op == AFFINE:
-                for j in range(n_out):
-                    target[j] = current[j] * weights[program[k, W] + j] + weights[program[k, B] + j]
-            elif op == LAYER_NORM:
-                flags = program[k, FLAGS]
-                gamma = weights[program[k, W] : program[k, W] + (n_in if flags & HAS_GAMMA else 0)]
-                beta = weights[program[k, B] : program[k, B] + (n_in if flags & HAS_BETA else 0)]
-                layer_norm_row(program[k, NORM], target, current, gamma, beta, params[k, EPSILON])
-            elif op == STANDARDIZE:
-                standardize_row(target, current, weights[program[k, W] : program[k, W] + n_in],
-                                weights[program[k, B] : program[k, B] + n_in])
-            elif op == EMBED:
-                table = weights[program[k, W] : program[k, W] + program[k, VOCAB] * n_out].reshape(
-                    (program[k, VOCAB], n_out))
-                embed_row(target, table, current[0])
-                keeps[k] = np.float32(1.0)
-                if program[k, FLAGS] & MASK_ZERO and current[0] == np.float32(0.0):
-                    keeps[k] = np.float32(0.0)
-            elif op == MASKING:
-                mask_value = params[k, MASK_VALUE]
-                keep = False
-                for j in range(n_in):
-                    if current[j] != mask_value:
-                        keep = True
-                        break
-                keeps[k] = np.float32(1.0) if keep else np.float32(0.0)
-                for j in range(n_in):
-                    target[j] = current[j] if keep else np.float32(0.0)
-            elif op == DENSE:
-                kernel = weights[program[k, W] : program[k, W] + n_in * n_out].reshape((n_in, n_out))
-                project(target, weights[program[k, B] : program[k, B] + n_out], current, kernel)
-                activate_row(program[k, ACT], target)
-            elif op == ACTIVATION:
-                copy_row(target, current)
-                activate_row(program[k, ACT], target)
-            else:
-                flags = program[k, FLAGS]
-                units = program[k, UNITS]
-                start = batch * program[k, PREV] + s * n_out
-                previous = state[start : start + n_out]
-                if not (flags & USES_MASK) or keeps[program[k, KEEP_ROW]] != np.float32(0.0):
-                    start = batch * program[k, H] + s * n_out
-                    h = state[start : start + n_out]
-                    clip = params[k, CLIP]
-                    standard = (flags & STANDARD) != 0
-                    # W and U packed in panels (ChainProgram), the products' widths padded to whole panels
-                    padded = program[k, PADDED]
-                    kernel = weights[program[k, W] : program[k, W] + n_in * padded].reshape(
-                        (padded // RECURRENT_PANEL, n_in, RECURRENT_PANEL))
-                    bias = weights[program[k, B] :]  # padded
-                    recurrent_padded = program[k, RPADDED]
-                    recurrent = weights[program[k, U] : program[k, U] + n_out * recurrent_padded].reshape(
-                        (recurrent_padded // RECURRENT_PANEL, n_out, RECURRENT_PANEL))
-                    if op == LSTM:
-                        z = z_all[:padded]  # its padding columns are scratch
-                        matvec_row(bias, zeros, current, kernel, z)  # z = b + x W
-                        matvec_row(z, zeros, h, recurrent, z)  # z += h U
-                        peephole = weights[program[k, PEEP] : program[k, PEEP] + 3 * units].reshape((3, units))
-                        if flags & PROJECTED:
-                            projection = weights[program[k, PROJ] : program[k, PROJ] + units * n_out].reshape(
-                                (units, n_out))
-                        else:
-                            projection = weights[0:0].reshape((0, 0))
-                        start = batch * program[k, C] + s * units
-                        c = state[start : start + units]
-                        lstm_update(z, h, c, peephole, projection, clip, program[k, ACT], program[k, RACT], standard,
-                                    hidden_all[:units], previous)
-                    elif op == GRU:
-                        xw = z_all[:padded]
-                        hu = z_all[padded : 2 * padded]
-                        matvec_row(bias, zeros, current, kernel, xw)  # xw = b + x W
-                        reset_after = (flags & RESET_AFTER) != 0
-                        if reset_after:  # hu = h U + b_U (its bias stored padded)
-                            matvec_row(weights[program[k, RB] :], zeros, h, recurrent, hu)
-                            candidate = weights[0:0].reshape((0, 0))
-                        else:  # hu[:2H] = h U_zr
-                            matvec_row(zeros, zeros, h, recurrent, hu)
-                            candidate = weights[program[k, UH] : program[k, UH] + units * units].reshape((units, units))
-                        gru_update(xw, hu, h, candidate, reset_after, clip, program[k, ACT], program[k, RACT],
-                                   standard, previous)
+        # One pass over the rows, then again from the row after the innermost REPEAT (an UpSample1D)
+        # that has repeats to go: its rows see its row once per repeat. The output emitted if any
+        # pass made it; its slot holds the last row made (a row that does not run leaves its slot).
+        first_row = 0
+        emitted = meta[M_Y_ROW] < 0
+        while first_row < stages:
+            for k in range(first_row, stages):
+                gate = program[k, GATE]
+                if gate >= 0 and fresh[gate] == np.float32(0.0):
+                    fresh[k] = np.float32(0.0)  # its input did not emit: neither does it
+                    continue
+                fresh[k] = np.float32(1.0)
+                op = program[k, OP]
+                n_in = program[k, IN]
+                n_out = program[k, OUT]
+                current = scratch[program[k, SRC] : program[k, SRC] + n_in]
+                target = scratch[program[k, DST] : program[k, DST] + n_out]
+                if (op >= CONV and op <= GLOBAL_AVG) or op == DELAY:
+                    ring_size, counter_size = program[k, RING_SIZE], program[k, CNT_SIZE]
+                    start = batch * program[k, RING] + s * ring_size
+                    ring = state[start : start + ring_size]
+                    start = batch * program[k, CNT] + s * counter_size
+                    counters = state[start : start + counter_size]
+                    if op == CONV:
+                        per_group = n_in // program[k, GROUPS]
+                        kernel = weights[program[k, W] : program[k, W] + program[k, KSIZE] * per_group * n_out].reshape(
+                            (program[k, KSIZE], per_group, n_out))
+                        bias = weights[program[k, B] : program[k, B] + n_out]
                     else:
-                        z = z_all[:padded]
-                        matvec_row(bias, zeros, current, kernel, z)
-                        matvec_row(z, zeros, h, recurrent, z)
-                        simple_update(z[:units], h, clip, program[k, ACT], standard, previous)
-                elif flags & ZERO_OUTPUT:
-                    previous[:] = np.float32(0.0)
-                copy_row(target, previous)  # the slot the rows behind it read
+                        kernel = weights[0:0].reshape((0, 0, 0))
+                        bias = weights[0:0]
+                    if not window_row(op, target, current, ring, counters, kernel, bias, program[k, DIL], program[k, GROUPS],
+                                      program[k, NEED], program[k, STRIDE], program[k, ACT]):
+                        fresh[k] = np.float32(0.0)  # nothing new for the rows behind it
+                elif op == MERGE:
+                    mode = program[k, MODE]
+                    other = scratch[program[k, SRC2] : program[k, SRC2] + n_in]
+                    if mode == MERGE_ADD:
+                        for j in range(n_out):
+                            target[j] = current[j] + other[j]
+                    elif mode == MERGE_SUBTRACT:
+                        for j in range(n_out):
+                            target[j] = current[j] - other[j]
+                    elif mode == MERGE_MULTIPLY:
+                        for j in range(n_out):
+                            target[j] = current[j] * other[j]
+                    elif mode == MERGE_MAXIMUM:  # NaN wins, as in np.maximum
+                        for j in range(n_out):
+                            a, b = current[j], other[j]
+                            target[j] = a if (a > b or a != a) else b
+                    elif mode == MERGE_MINIMUM:
+                        for j in range(n_out):
+                            a, b = current[j], other[j]
+                            target[j] = a if (a < b or a != a) else b
+                    else:  # MERGE_DIVIDE: an average's sum by its count
+                        count = params[k, CLIP]
+                        for j in range(n_out):
+                            target[j] = current[j] / count
+                elif op == REPEAT:  # its input, for the first of its repeats (counted in its keeps entry)
+                    copy_row(target, current)
+                    keeps[k] = np.float32(0.0)
+                elif op == COPY:
+                    copy_row(target, current)
+                elif op == AFFINE:
+                    for j in range(n_out):
+                        target[j] = current[j] * weights[program[k, W] + j] + weights[program[k, B] + j]
+                elif op == LAYER_NORM:
+                    flags = program[k, FLAGS]
+                    gamma = weights[program[k, W] : program[k, W] + (n_in if flags & HAS_GAMMA else 0)]
+                    beta = weights[program[k, B] : program[k, B] + (n_in if flags & HAS_BETA else 0)]
+                    layer_norm_row(program[k, NORM], target, current, gamma, beta, params[k, EPSILON])
+                elif op == STANDARDIZE:
+                    standardize_row(target, current, weights[program[k, W] : program[k, W] + n_in],
+                                    weights[program[k, B] : program[k, B] + n_in])
+                elif op == EMBED:
+                    table = weights[program[k, W] : program[k, W] + program[k, VOCAB] * n_out].reshape(
+                        (program[k, VOCAB], n_out))
+                    embed_row(target, table, current[0])
+                    keeps[k] = np.float32(1.0)
+                    if program[k, FLAGS] & MASK_ZERO and current[0] == np.float32(0.0):
+                        keeps[k] = np.float32(0.0)
+                elif op == MASKING:
+                    mask_value = params[k, MASK_VALUE]
+                    keep = False
+                    for j in range(n_in):
+                        if current[j] != mask_value:
+                            keep = True
+                            break
+                    keeps[k] = np.float32(1.0) if keep else np.float32(0.0)
+                    for j in range(n_in):
+                        target[j] = current[j] if keep else np.float32(0.0)
+                elif op == DENSE:
+                    kernel = weights[program[k, W] : program[k, W] + n_in * n_out].reshape((n_in, n_out))
+                    project(target, weights[program[k, B] : program[k, B] + n_out], current, kernel)
+                    activate_row(program[k, ACT], target)
+                elif op == ACTIVATION:
+                    copy_row(target, current)
+                    activate_row(program[k, ACT], target)
+                else:
+                    flags = program[k, FLAGS]
+                    units = program[k, UNITS]
+                    start = batch * program[k, PREV] + s * n_out
+                    previous = state[start : start + n_out]
+                    if not (flags & USES_MASK) or keeps[program[k, KEEP_ROW]] != np.float32(0.0):
+                        start = batch * program[k, H] + s * n_out
+                        h = state[start : start + n_out]
+                        clip = params[k, CLIP]
+                        standard = (flags & STANDARD) != 0
+                        # W and U packed in panels (ChainProgram), the products' widths padded to whole panels
+                        padded = program[k, PADDED]
+                        kernel = weights[program[k, W] : program[k, W] + n_in * padded].reshape(
+                            (padded // RECURRENT_PANEL, n_in, RECURRENT_PANEL))
+                        bias = weights[program[k, B] :]  # padded
+                        recurrent_padded = program[k, RPADDED]
+                        recurrent = weights[program[k, U] : program[k, U] + n_out * recurrent_padded].reshape(
+                            (recurrent_padded // RECURRENT_PANEL, n_out, RECURRENT_PANEL))
+                        if op == LSTM:
+                            z = z_all[:padded]  # its padding columns are scratch
+                            matvec_row(bias, zeros, current, kernel, z)  # z = b + x W
+                            matvec_row(z, zeros, h, recurrent, z)  # z += h U
+                            peephole = weights[program[k, PEEP] : program[k, PEEP] + 3 * units].reshape((3, units))
+                            if flags & PROJECTED:
+                                projection = weights[program[k, PROJ] : program[k, PROJ] + units * n_out].reshape(
+                                    (units, n_out))
+                            else:
+                                projection = weights[0:0].reshape((0, 0))
+                            start = batch * program[k, C] + s * units
+                            c = state[start : start + units]
+                            lstm_update(z, h, c, peephole, projection, clip, program[k, ACT], program[k, RACT], standard,
+                                        hidden_all[:units], previous)
+                        elif op == GRU:
+                            xw = z_all[:padded]
+                            hu = z_all[padded : 2 * padded]
+                            matvec_row(bias, zeros, current, kernel, xw)  # xw = b + x W
+                            reset_after = (flags & RESET_AFTER) != 0
+                            if reset_after:  # hu = h U + b_U (its bias stored padded)
+                                matvec_row(weights[program[k, RB] :], zeros, h, recurrent, hu)
+                                candidate = weights[0:0].reshape((0, 0))
+                            else:  # hu[:2H] = h U_zr
+                                matvec_row(zeros, zeros, h, recurrent, hu)
+                                candidate = weights[program[k, UH] : program[k, UH] + units * units].reshape((units, units))
+                            gru_update(xw, hu, h, candidate, reset_after, clip, program[k, ACT], program[k, RACT],
+                                       standard, previous)
+                        else:
+                            z = z_all[:padded]
+                            matvec_row(bias, zeros, current, kernel, z)
+                            matvec_row(z, zeros, h, recurrent, z)
+                            simple_update(z[:units], h, clip, program[k, ACT], standard, previous)
+                    elif flags & ZERO_OUTPUT:
+                        previous[:] = np.float32(0.0)
+                    copy_row(target, previous)  # the slot the rows behind it read
+            if meta[M_Y_ROW] >= 0 and fresh[meta[M_Y_ROW]] != np.float32(0.0):
+                emitted = True
+            first_row = stages
+            for j in range(meta[M_LAST_REPEAT], -1, -1):  # none without an UpSample1D
+                if (program[j, OP] == REPEAT and fresh[j] != np.float32(0.0)
+                        and keeps[j] + np.float32(1.0) < program[j, REPEATS]):
+                    keeps[j] += np.float32(1.0)
+                    first_row = j + 1
+                    break
         start = batch * meta[M_LAST] + s * meta[M_OUT]
         last = state[start : start + meta[M_OUT]]
-        emitted = meta[M_Y_ROW] < 0 or fresh[meta[M_Y_ROW]] != np.float32(0.0)
         if emitted:
             copy_row(last, scratch[meta[M_Y_SLOT] : meta[M_Y_SLOT] + meta[M_OUT]])
         copy_row(y[s], last)

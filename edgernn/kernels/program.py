@@ -11,16 +11,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import (ACTIVATION_IDS, Activation, Affine, Concatenate, Conv1D, Dense, Embedding, Flatten, LayerNorm, Masking,
-                  Merge, Pad1D, Pooling1D, Recurrent, Reshape, Standardize)
+                  Merge, Pad1D, Pooling1D, Recurrent, Reshape, Standardize, UpSample1D)
 
 # Op kinds. CONV .. GLOBAL_AVG are the windowed stages of edgernn.kernels.window (same ids there;
 # consecutive, as chain.py tests ``CONV <= op <= GLOBAL_AVG``);
 # LAYER_NORM, STANDARDIZE, EMBED the per-row stages of edgernn.kernels.rowwise; MERGE one fold of
 # a Merge (``dst = src MODE src2``, or ``dst = src / count`` for the end of an average), COPY one
 # input of a Concatenate copied into its columns of the output; DELAY a Pad1D's windowed stage
-# (edgernn.kernels.window: it crops, and delays by the rows cropped at the right).
+# (edgernn.kernels.window: it crops, and delays by the rows cropped at the right); REPEAT an
+# UpSample1D: its input copied to its output, then every row after it run REPEATS times in all
+# (the kernel jumps back to the row after it; the repeats done so far in the row's KEEPS entry).
 (LSTM, GRU, SIMPLE, DENSE, ACTIVATION, MASKING, CONV, MAX_POOL, AVG_POOL, GLOBAL_MAX, GLOBAL_AVG, AFFINE, LAYER_NORM,
- STANDARDIZE, EMBED, MERGE, COPY, DELAY) = range(18)
+ STANDARDIZE, EMBED, MERGE, COPY, DELAY, REPEAT) = range(19)
 # A MERGE row's MODE.
 MERGE_ADD, MERGE_SUBTRACT, MERGE_MULTIPLY, MERGE_MAXIMUM, MERGE_MINIMUM, MERGE_DIVIDE = range(6)
 MERGE_IDS = {"add": MERGE_ADD, "average": MERGE_ADD, "subtract": MERGE_SUBTRACT, "multiply": MERGE_MULTIPLY,
@@ -44,6 +46,7 @@ _CELL_KIND = {"lstm": LSTM, "gru": GRU, "simple": SIMPLE}
 NCOLS = 33
 MODE = ACT  # a MERGE row's mode (it has no activation)
 NORM = VOCAB = UNITS  # the column a LayerNorm's kind, an Embedding's vocab are in (they have no units)
+REPEATS = KSIZE  # the column of a REPEAT row's size
 # Flags.
 RESET_AFTER, ZERO_OUTPUT, USES_MASK, STANDARD, PROJECTED, HAS_GAMMA, HAS_BETA, MASK_ZERO = 1, 2, 4, 8, 16, 32, 64, 128
 # LayerNorm kinds (ir.NORM_KINDS, in the NORM column).
@@ -56,9 +59,10 @@ EPSILON = CLIP  # a LayerNorm's
 # M_ZERO: the offset (in the weights) of zeros as long as the widest padded recurrent product.
 # M_X_SLOT, M_Y_SLOT: the scratch offsets of the model input's slot and the output's; M_Y_ROW the
 # row that makes the output (-1: the input); M_FRESH: the scratch offset of one float per row,
-# whether the row emitted in this stream's step, then one per row, the mask (keep) it made.
+# whether the row emitted in this stream's step, then one per row, the mask (keep) it made (a
+# REPEAT row's: its repeats so far). M_LAST_REPEAT: the last REPEAT row (-1: none).
 (M_STAGES, M_IN, M_OUT, M_X_SLOT, M_Y_SLOT, M_Z, M_HIDDEN, M_LAST, M_Y_ROW, M_PARAMS, M_SCRATCH, M_BASE, M_EMIT, M_ZERO,
- M_FRESH) = range(15)
+ M_FRESH, M_LAST_REPEAT) = range(16)
 
 _ALIGN = 16  # floats: 64 bytes
 RECURRENT_PANEL = 32  # columns per panel of a packed recurrent kernel (edgernn.kernels._matvec.PANEL)
@@ -212,6 +216,7 @@ class ChainProgram:
         keep_rows = {}  # mask tensor -> the row that makes it
         state_width = 0
         max_z = max_hidden = 0
+        last_repeat = -1
         widest_product = 0
         for node in nodes:
             op = node.op
@@ -270,6 +275,9 @@ class ChainProgram:
             elif isinstance(op, Masking):
                 row[OP], row[OUT] = MASKING, width
                 param[1] = op.mask_value
+            elif isinstance(op, UpSample1D):  # every layer after it reads only from it (streamable_problem)
+                row[OP], row[OUT], row[REPEATS] = REPEAT, width, op.size
+                last_repeat = len(rows)
             elif isinstance(op, (Flatten, Reshape)):  # of a vector, or keeping every row (streamable_problem): identity
                 row[OP], row[OUT], row[ACT] = ACTIVATION, width, ACTIVATION_IDS["linear"]
             elif isinstance(op, Affine):
@@ -360,9 +368,9 @@ class ChainProgram:
         self.scratch_size = fresh + 2 * len(rows)
         program_size = -(-2 * (1 + len(rows)) * NCOLS // _ALIGN) * _ALIGN  # floats; the weights stay aligned
         meta = np.zeros(NCOLS, np.int64)
-        meta[: M_FRESH + 1] = [len(rows), input_features, width, 0, slots[output_name], z_offset, hidden,
+        meta[: M_LAST_REPEAT + 1] = [len(rows), input_features, width, 0, slots[output_name], z_offset, hidden,
                                state_width, made_by[output_name], params_offset, self.scratch_size, program_size,
-                               self.emitted[0], zero_offset, fresh]
+                               self.emitted[0], zero_offset, fresh, last_repeat]
         self.program = np.vstack([meta] + rows).astype(np.int64)
         # 64-byte aligned: the packed recurrent panels are read with aligned loads (_matvec._panel).
         self.packed = aligned_zeros(program_size + self.weights.size)

@@ -160,7 +160,8 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
     if scheme not in SCHEMES:
         return [f"unknown scheme {scheme!r} (one of {', '.join(SCHEMES)})"]
     # Streamable in float, not in the firmware runtime yet: named first, whatever else is wrong.
-    kinds = {ir.LayerNorm: "LayerNorm", ir.Embedding: "Embedding", ir.Pad1D: "Pad1D (ZeroPadding1D, Cropping1D)"}
+    kinds = {ir.LayerNorm: "LayerNorm", ir.Embedding: "Embedding", ir.Pad1D: "Pad1D (ZeroPadding1D, Cropping1D)",
+             ir.UpSample1D: "UpSample1D (UpSampling1D)"}
     problems = [f"layer {node.op.name!r} is {kinds[type(node.op)]}: the firmware runtime has no version "
                 "of it yet (predict and stream run it in float32)" for node in spec.nodes if type(node.op) in kinds]
     if problems:
