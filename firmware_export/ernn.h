@@ -17,7 +17,7 @@
  * Every buffer argument is followed by its size in bytes (sizeof the array). Every function
  * returns ERNN_OK or a negative ernn_status; a refused call reads no buffer and writes nothing.
  * When several arguments are wrong, the first failing check in this order is reported: NULL,
- * MODEL, SCHEME, ALIGN, SIZE, LENGTH, OVERLAP. ernn_init and ernn_reset check the whole model
+ * MODEL, SCHEME, ALIGN, SIZE, LENGTH, OVERLAP, CODE. ernn_init and ernn_reset check the whole model
  * struct (every layer); the steps and helpers only its scheme and layer table, a few compares.
  * Define ERNN_NO_FLOAT to build without any floating-point code (int8 models only).
  */
@@ -40,11 +40,13 @@ typedef enum {
     ERNN_ERR_MODEL = -5,    /* the model struct is inconsistent (layers, sizes, offsets, scheme) */
     ERNN_ERR_LENGTH = -6,   /* an input or output buffer's size is not exactly input_features
                                (output_features) elements */
-    ERNN_ERR_OVERLAP = -7   /* two buffers of the call share a byte (state, scratch, input, output) */
+    ERNN_ERR_OVERLAP = -7,  /* two buffers of the call share a byte (state, scratch, input, output) */
+    ERNN_ERR_CODE = -8      /* a model of codes (an Embedding first): the code is not an integer in [0, vocab) */
 } ernn_status;
 
 enum { ERNN_SCHEME_INT8 = 0, ERNN_SCHEME_INT8_WEIGHTS = 1, ERNN_SCHEME_FLOAT32 = 2 };
-enum { ERNN_LSTM = 0, ERNN_GRU = 1, ERNN_RNN = 2, ERNN_DENSE = 3, ERNN_MASK = 4, ERNN_CONV = 5, ERNN_POOL = 6 };
+enum { ERNN_LSTM = 0, ERNN_GRU = 1, ERNN_RNN = 2, ERNN_DENSE = 3, ERNN_MASK = 4, ERNN_CONV = 5, ERNN_POOL = 6,
+       ERNN_EMBED = 7 };
 /* ERNN_POOL layers: pool */
 enum { ERNN_POOL_MAX = 0, ERNN_POOL_AVG = 1, ERNN_POOL_GLOBAL_MAX = 2, ERNN_POOL_GLOBAL_AVG = 3 };
 enum {
@@ -59,7 +61,7 @@ enum { ERNN_MODE_AFFINE = 0, ERNN_MODE_TABLE = 1, ERNN_MODE_SOFTMAX = 2 };
  * instead (4 x 4 tiles, each gate's rows padded to a multiple of 4; layout in ernn_internal.h), and
  * their per-row arrays (bx, bh, mx, nx, mh, nh) padded the same way. Unused pointers are NULL. */
 typedef struct ernn_layer {
-    int32_t kind;            /* ERNN_LSTM, ERNN_GRU, ERNN_RNN, ERNN_DENSE, ERNN_MASK, ERNN_CONV, ERNN_POOL */
+    int32_t kind;            /* ERNN_LSTM, ERNN_GRU, ERNN_RNN, ERNN_DENSE, ERNN_MASK, ERNN_CONV, ERNN_POOL, ERNN_EMBED */
     int32_t in_size;
     int32_t units;           /* output features */
     int32_t act;             /* ERNN_ACT_*: cell activation / Dense activation */
@@ -72,6 +74,11 @@ typedef struct ernn_layer {
     int32_t zero_output;     /* recurrent: a masked step outputs zeros (else the previous output, h) */
     int32_t mask_q;          /* Masking: the mask value as int8 (int8 scheme) */
     float mask_f;            /* Masking: the mask value (float schemes) */
+    /* Embedding (ERNN_EMBED, first layer only; in_size 1: the code): the table is w (vocab x units
+     * int8: int8 scheme, in the output's scale and zero point; int8-weights with one scale per code
+     * in sw) or wf (float32). A step outputs the code's row. */
+    int32_t vocab;
+    int32_t mask_zero;       /* code 0 masks the step for the masked recurrent layers */
     /* Conv1D (ERNN_CONV; also BatchNormalization: taps 1, one group per channel) and pooling (ERNN_POOL).
      * A window of the last span - 1 inputs, span = (taps - 1) dilation + 1, is a ring in the stream
      * state; an input emits an output row when need inputs came before it and every strides-th
@@ -148,6 +155,13 @@ ernn_status ernn_reset(const ernn_model *m, void *state, size_t state_bytes);
 ernn_status ernn_step_int8(const ernn_model *m, void *state, size_t state_bytes, void *scratch,
                            size_t scratch_bytes, const int8_t *x_q, size_t x_q_bytes, int8_t *y_q,
                            size_t y_q_bytes);
+
+/* One timestep of a model of integer codes (an Embedding first; input_features 1): *code (code_bytes
+ * = 4) -> y_q (output_features int8), int8 scheme. A code not in [0, vocab) is ERNN_ERR_CODE (nothing
+ * written). ernn_step_float takes the code as a float instead, x[0] (an integer value, exact up to
+ * 2^24), in every scheme; ernn_step_int8 and ernn_quantize_input refuse a model of codes (SCHEME). */
+ernn_status ernn_step_code(const ernn_model *m, void *state, size_t state_bytes, void *scratch, size_t scratch_bytes,
+                           const int32_t *code, size_t code_bytes, int8_t *y_q, size_t y_q_bytes);
 
 /* *emitted = 1 if the stream's last step made a new output row, 0 if it returned the last one again
  * (or no step since ernn_init / ernn_reset); always 1 for a model without Conv1D or pooling. */
