@@ -18,7 +18,8 @@ import subprocess
 import numpy as np
 import pytest
 from test_conv_layers import randomize
-from test_firmware import SCHEMES, build, expected, run_testbench
+from test_firmware_conv import assert_answers_keras, assert_testbench_equals_simulation
+from test_firmware import SCHEMES, build
 from test_firmware_hostile import C_TESTS, SANITIZE, compile_c
 from test_keras_import import keras, layers
 
@@ -71,7 +72,6 @@ def models(tmp_path_factory):
 
 
 KEYS = sorted(stacks())
-BOUNDS = {"int8": 0.03, "int8-weights": 0.01}  # mean |simulation - Keras| / (output range)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
@@ -81,13 +81,7 @@ def test_simulation_answers_what_keras_answers(models, key, scheme):
     x = codes(2, batch=3, steps=40)  # other codes than the calibration's
     want = np.asarray(keras_model.predict(x, verbose=0))
     got = quantized[scheme].predict(x)
-    assert got.shape == want.shape
-    if scheme == "float32":
-        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
-    else:
-        relative = np.abs(got - want).mean() / (want.max() - want.min())
-        assert relative < BOUNDS[scheme], relative
-        assert np.abs(got - want).max() > 0  # the comparison is not vacuous
+    assert_answers_keras(got, want, scheme)  # the bounds of the CNN models
     # the stream, step by step on codes (batch, 1), continues as predict does
     stream = quantized[scheme].stream(3)
     steps = np.stack([stream.step(x[:, t:t + 1]) for t in range(x.shape[1])], axis=1)
@@ -115,16 +109,6 @@ def segments(seed):
     return [part[:, None] for part in parts], rows
 
 
-def expected_codes(qmodel, parts, int8):
-    """expected() of tests/test_firmware.py for codes: the stream's outputs, reset before every part."""
-    stream = qmodel.stream(1)
-    outputs = []
-    for part in parts:
-        stream.reset()
-        outputs.append((stream.run_int8 if int8 else stream.run)(part.T)[0])
-    return np.concatenate(outputs)
-
-
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("key", KEYS)
 def test_c_bit_exact_with_simulation(models, key, scheme, tmp_path):
@@ -134,14 +118,8 @@ def test_c_bit_exact_with_simulation(models, key, scheme, tmp_path):
     export(qmodel, tmp_path, name="net", testbench=True)
     binary = build(tmp_path, "gcc")
     parts, rows = segments(seed=5)
+    assert_testbench_equals_simulation(binary, qmodel, parts, rows)  # float and (int8) ernn_step_code's raw outputs
     outputs = qmodel.spec.outputs
-    got = np.frombuffer(run_testbench(binary, rows), "<f4").reshape(-1, outputs)
-    want = expected_codes(qmodel, parts, int8=False)
-    np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))  # every bit
-    if scheme == "int8":
-        raw = np.frombuffer(run_testbench(binary, rows, int8=True), np.int8).reshape(-1, outputs)
-        np.testing.assert_array_equal(raw, expected_codes(qmodel, parts, int8=True))
-        assert len(np.unique(raw)) > 3
     # a bad code stops the testbench with the status, after the good rows before it
     result = subprocess.run([str(binary)], input=np.array([[2.0], [float(VOCAB)]], "<f4").tobytes(), capture_output=True)
     assert result.returncode == 1 and b"ernn error -8" in result.stderr
