@@ -200,7 +200,7 @@ def test_c_emits_where_the_streams_emit_and_reset_clears_the_rings(models, key, 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_layer_norm_is_still_refused_naming_the_layer(scheme):
-    """What the firmware has no version of (LayerNorm here, Embedding, merges) is refused, named, in
+    """What the firmware has no version of (LayerNorm here, Pad1D, merges) is refused, named, in
     every scheme, while the convolutional front-end before it is accepted."""
     from test_firmware import chain
 
