@@ -234,6 +234,9 @@ void ernn_gru_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int8_t *ou
 void ernn_rnn_step_q(const ernn_layer *L, const int8_t *x, int8_t *h, int8_t *out, int32_t *work);
 void ernn_dense_step_q(const ernn_layer *L, const int8_t *x, int8_t *out, int32_t *work);
 int32_t ernn_mask_step_q(const ernn_layer *L, const int8_t *x, int8_t *out);
+/* Embedding: the row of code (in [0, vocab), checked by the step) into out; returns keep (0: code 0
+ * with mask_zero). */
+int32_t ernn_embed_step_q(const ernn_layer *L, int32_t code, int8_t *out);
 /* Conv1D and pooling: return 1 when the input emitted an output row (out written), else 0. */
 int32_t ernn_conv_step_q(const ernn_layer *L, const int8_t *x, int8_t *ring, int32_t *counters, int8_t *out,
                          int32_t *work);
@@ -255,6 +258,7 @@ void ernn_gru_step_f(const ernn_layer *L, const float *x, float *h, float *out, 
 void ernn_rnn_step_f(const ernn_layer *L, const float *x, float *h, float *out, float *work);
 void ernn_dense_step_f(const ernn_layer *L, const float *x, float *out);
 int32_t ernn_mask_step_f(const ernn_layer *L, const float *x, float *out);
+int32_t ernn_embed_step_f(const ernn_layer *L, int32_t code, float *out);
 int32_t ernn_conv_step_f(const ernn_layer *L, const float *x, float *ring, int32_t *counters, float *out, float *work);
 int32_t ernn_pool_step_f(const ernn_layer *L, const float *x, float *ring, int32_t *counters, float *out);
 #endif

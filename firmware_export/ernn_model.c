@@ -17,7 +17,7 @@ uint32_t ernn_work_words(const ernn_layer *L, int integer)
      * 4 units; Dense units (in_size, units <= 65535 and taps in_size <= 65535: no overflow) */
     const uint32_t units = (uint32_t)L->units, columns = (uint32_t)L->taps * (uint32_t)L->in_size;
     switch (L->kind) {
-    case ERNN_MASK: case ERNN_POOL: return 0u;
+    case ERNN_MASK: case ERNN_POOL: case ERNN_EMBED: return 0u;
     case ERNN_CONV: return integer ? (uint32_t)ERNN_PAD4(columns) + (uint32_t)ERNN_PAD4(columns) / 4u : columns;
     case ERNN_DENSE: return units;
     default:
@@ -58,8 +58,9 @@ static int ernn_layer_ok(const ernn_model *m, const ernn_layer *L, int32_t width
     const int integer = m->scheme == ERNN_SCHEME_INT8;
     const uint32_t value = integer ? 1u : 4u, units = (uint32_t)L->units;
     const int recurrent = L->kind <= ERNN_RNN, windowed = L->kind == ERNN_CONV || L->kind == ERNN_POOL;
-    const int weights = recurrent || L->kind == ERNN_CONV || (L->kind == ERNN_DENSE && L->has_weights);
-    if (L->kind < ERNN_LSTM || L->kind > ERNN_POOL || L->units < 1 || L->units > 65535 || L->in_size != width)
+    const int weights = recurrent || L->kind == ERNN_CONV || L->kind == ERNN_EMBED
+                        || (L->kind == ERNN_DENSE && L->has_weights);
+    if (L->kind < ERNN_LSTM || L->kind > ERNN_EMBED || L->units < 1 || L->units > 65535 || L->in_size != width)
         return 0;
     if (!weights && L->units != width) return 0; /* Masking, standalone activation, pooling: elementwise */
     if (units * value > m->off_b - m->off_a || units * value > m->off_work - m->off_b) return 0;
@@ -70,6 +71,9 @@ static int ernn_layer_ok(const ernn_model *m, const ernn_layer *L, int32_t width
         if (L->kind == ERNN_LSTM && !ernn_state_fits(m, L->state_c, units * (integer ? 2u : 4u))) return 0;
     }
     if (L->kind == ERNN_POOL) return 1;
+    if (L->kind == ERNN_EMBED) /* the table: int8 (w, with sw in int8-weights) or float32 (wf) */
+        return width == 1 && L->vocab >= 1 && L->vocab <= (1 << 24)
+               && (integer ? L->w != NULL : (L->wf != NULL || (L->w != NULL && L->sw != NULL)));
     if (integer) {
         const int tiled = recurrent || (L->kind == ERNN_CONV && L->groups == 1);
         if (weights && (!(tiled ? L->wt : (const void *)L->w) || !L->bx)) return 0;
@@ -105,7 +109,7 @@ static int ernn_model_consistent(const ernn_model *m)
                         || (uint32_t)m->output_features > m->scratch_bytes - m->off_qy)) return 0;
     if ((m->in_offset == NULL) != (m->in_scale == NULL)) return 0;
     for (i = 0; i < m->n_layers; ++i) {
-        if (!ernn_layer_ok(m, &m->layers[i], width)) return 0;
+        if (!ernn_layer_ok(m, &m->layers[i], width) || (i > 0 && m->layers[i].kind == ERNN_EMBED)) return 0;
         windowed |= m->layers[i].kind == ERNN_CONV || m->layers[i].kind == ERNN_POOL;
         width = m->layers[i].units;
     }
@@ -134,17 +138,19 @@ static ernn_status ernn_check_state(const ernn_model *m, const void *state, size
 }
 
 /* The arguments of a step; value: the byte size of an input and output element (int8 1, float 4). */
+/* codes: the call's input is an int32 code (ernn_step_code), which only a model of codes takes. */
 static ernn_status ernn_check_step(const ernn_model *m, const void *state, size_t state_bytes, const void *scratch,
                                    size_t scratch_bytes, const void *x, size_t x_bytes, const void *y,
-                                   size_t y_bytes, size_t value)
+                                   size_t y_bytes, size_t value, int codes)
 {
     size_t nx, ny;
     if (!m || !state || !scratch || !x || !y) return ERNN_ERR_NULL;
     if (!ernn_model_ok(m)) return ERNN_ERR_MODEL;
-    if (value == 1u && m->scheme != ERNN_SCHEME_INT8) return ERNN_ERR_SCHEME;
+    if (value == 1u && (m->scheme != ERNN_SCHEME_INT8 || codes != (m->layers[0].kind == ERNN_EMBED)))
+        return ERNN_ERR_SCHEME;
     if (ernn_misaligned(state) || ernn_misaligned(scratch)) return ERNN_ERR_ALIGN;
     if (state_bytes < m->state_bytes || scratch_bytes < m->scratch_bytes) return ERNN_ERR_SIZE;
-    nx = (size_t)m->input_features * value;
+    nx = (size_t)m->input_features * (codes ? 4u : value);
     ny = (size_t)m->output_features * value;
     if (x_bytes != nx || y_bytes != ny) return ERNN_ERR_LENGTH;
     if (ernn_overlap(state, m->state_bytes, scratch, m->scratch_bytes) || ernn_overlap(x, nx, y, ny)
@@ -190,8 +196,8 @@ static void ernn_emit(const ernn_model *m, void *state, int32_t emitted, void *y
 }
 
 /* The int8 layers, in order (arguments checked by the caller), up to the first Conv1D or pooling
- * that does not emit. */
-static void ernn_run_int8(const ernn_model *m, void *state, int8_t *s, const int8_t *x_q, int8_t *y_q)
+ * that does not emit. code: the input of a model of codes (an Embedding first; x_q unused). */
+static void ernn_run_int8(const ernn_model *m, void *state, int8_t *s, const int8_t *x_q, int32_t code, int8_t *y_q)
 {
     int32_t i, j, keep = 1, emitted = 1;
     const int8_t *in = x_q;
@@ -209,6 +215,7 @@ static void ernn_run_int8(const ernn_model *m, void *state, int8_t *s, const int
         }
         switch (L->kind) {
         case ERNN_MASK: keep = ernn_mask_step_q(L, in, out); break;
+        case ERNN_EMBED: keep = ernn_embed_step_q(L, code, out); break;
         case ERNN_LSTM: ernn_lstm_step_q(L, in, h, (int16_t *)(void *)((int8_t *)state + L->state_c), out, work); break;
         case ERNN_GRU: ernn_gru_step_q(L, in, h, out, work); break;
         case ERNN_RNN: ernn_rnn_step_q(L, in, h, out, work); break;
@@ -238,9 +245,20 @@ ernn_status ernn_step_int8(const ernn_model *m, void *state, size_t state_bytes,
                            size_t y_q_bytes)
 {
     ernn_status status = ernn_check_step(m, state, state_bytes, scratch, scratch_bytes, x_q, x_q_bytes, y_q,
-                                         y_q_bytes, 1u);
-    if (status == ERNN_OK) ernn_run_int8(m, state, (int8_t *)scratch, x_q, y_q);
+                                         y_q_bytes, 1u, 0);
+    if (status == ERNN_OK) ernn_run_int8(m, state, (int8_t *)scratch, x_q, 0, y_q);
     return status;
+}
+
+ernn_status ernn_step_code(const ernn_model *m, void *state, size_t state_bytes, void *scratch, size_t scratch_bytes,
+                           const int32_t *code, size_t code_bytes, int8_t *y_q, size_t y_q_bytes)
+{
+    ernn_status status = ernn_check_step(m, state, state_bytes, scratch, scratch_bytes, code, code_bytes, y_q,
+                                         y_q_bytes, 1u, 1);
+    if (status != ERNN_OK) return status;
+    if (*code < 0 || *code >= m->layers[0].vocab) return ERNN_ERR_CODE;
+    ernn_run_int8(m, state, (int8_t *)scratch, NULL, *code, y_q);
+    return ERNN_OK;
 }
 
 #ifndef ERNN_NO_FLOAT
@@ -250,7 +268,7 @@ static ernn_status ernn_check_convert(const ernn_model *m, const void *in, size_
 {
     if (!m || !in || !out) return ERNN_ERR_NULL;
     if (!ernn_model_ok(m)) return ERNN_ERR_MODEL;
-    if (m->scheme != ERNN_SCHEME_INT8) return ERNN_ERR_SCHEME;
+    if (m->scheme != ERNN_SCHEME_INT8 || (in_value == 4u && m->layers[0].kind == ERNN_EMBED)) return ERNN_ERR_SCHEME;
     if (in_bytes != (size_t)n * in_value || out_bytes != (size_t)n * out_value) return ERNN_ERR_LENGTH;
     if (ernn_overlap(in, in_bytes, out, out_bytes)) return ERNN_ERR_OVERLAP;
     return ERNN_OK;
@@ -284,20 +302,35 @@ ernn_status ernn_dequantize_output(const ernn_model *m, const int8_t *y_q, size_
     return ERNN_OK;
 }
 
+/* The code of a model of codes in [0, vocab), or -1 given as a float (NaN, out of range, not an integer). */
+static int32_t ernn_code_of(const ernn_model *m, float x)
+{
+    return x >= 0.0f && x < (float)m->layers[0].vocab && x == (float)(int32_t)x ? (int32_t)x : -1;
+}
+
 ernn_status ernn_step_float(const ernn_model *m, void *state, size_t state_bytes, void *scratch,
                             size_t scratch_bytes, const float *x, size_t x_bytes, float *y, size_t y_bytes)
 {
-    int32_t i, j, keep = 1, emitted = 1;
+    int32_t i, j, keep = 1, emitted = 1, code = 0;
     const float *in = x;
     int8_t *s = (int8_t *)scratch;
     float *work;
     ernn_status status = ernn_check_step(m, state, state_bytes, scratch, scratch_bytes, x, x_bytes, y, y_bytes,
-                                         sizeof *x);
+                                         sizeof *x, 0);
     if (status != ERNN_OK) return status;
+    if (m->layers[0].kind == ERNN_EMBED) { /* a model of codes: x[0] is the code */
+        code = ernn_code_of(m, x[0]);
+        if (code < 0) return ERNN_ERR_CODE;
+    }
+    if (m->scheme == ERNN_SCHEME_INT8 && m->layers[0].kind == ERNN_EMBED) {
+        int8_t *qy = s + m->off_qy;
+        ernn_run_int8(m, state, s, NULL, code, qy);
+        return ernn_dequantize_output(m, qy, (size_t)m->output_features, y, y_bytes);
+    }
     if (m->scheme == ERNN_SCHEME_INT8) { /* qx, qy: the int8 input and output, in the scratch */
         int8_t *qx = s + m->off_qx, *qy = s + m->off_qy;
         ernn_quantize_input(m, x, x_bytes, qx, (size_t)m->input_features);
-        ernn_run_int8(m, state, s, qx, qy);
+        ernn_run_int8(m, state, s, qx, 0, qy);
         return ernn_dequantize_output(m, qy, (size_t)m->output_features, y, y_bytes);
     }
     work = (float *)(void *)(s + m->off_work);
@@ -319,6 +352,7 @@ ernn_status ernn_step_float(const ernn_model *m, void *state, size_t state_bytes
         }
         switch (L->kind) {
         case ERNN_MASK: keep = ernn_mask_step_f(L, in, out); break;
+        case ERNN_EMBED: keep = ernn_embed_step_f(L, code, out); break;
         case ERNN_LSTM: ernn_lstm_step_f(L, in, h, (float *)(void *)((int8_t *)state + L->state_c), out, work); break;
         case ERNN_GRU: ernn_gru_step_f(L, in, h, out, work); break;
         case ERNN_RNN: ernn_rnn_step_f(L, in, h, out, work); break;

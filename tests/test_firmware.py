@@ -40,11 +40,20 @@ def _recurrent(rng, name, cell, units, features, **options):
 def chain(layers, features, seed=0, return_sequences=True):
     """A chain model: ``layers`` = [("lstm", units, options) | ("dense", units, activation) | ("act", activation)
     | ("mask", mask_value) | ("conv", filters, kernel_size, options) | ("pool", kind, pool_size, strides)
-    | ("gpool", kind) | ("bn",) | ("norm",)]; recurrent layers after a Masking read its mask."""
+    | ("gpool", kind) | ("bn",) | ("norm",) | ("embed", vocab, dim, mask_zero)]; recurrent layers after a
+    Masking (or an Embedding with mask_zero, first: a model of integer codes) read its mask."""
     rng = np.random.default_rng(seed)
     nodes, current, width, mask = [], "x", features, None
+    model_input = ir.Input("x", features)
     for index, layer in enumerate(layers):
         name = f"l{index}"
+        if layer[0] == "embed":  # codes (batch, T) of any T
+            model_input = ir.Input("x", 24, rank=2, dtype="int")
+            mask = name + "_keep" if layer[3] else None
+            nodes.append(ir.Node(ir.Embedding(name, _w(rng, layer[1], layer[2], scale=1.0), layer[3]), (current,),
+                                 (name, mask) if mask else (name,)))
+            current, width = name, layer[2]
+            continue
         if layer[0] == "mask":
             mask = name + "_keep"
             nodes.append(ir.Node(ir.Masking(name, layer[1]), (current,), (name, mask)))
@@ -77,7 +86,7 @@ def chain(layers, features, seed=0, return_sequences=True):
         import dataclasses
 
         nodes[last] = ir.Node(dataclasses.replace(op, return_sequences=False), nodes[last].inputs, nodes[last].outputs)
-    return edgernn.Model(ir.ModelSpec((ir.Input("x", features),), tuple(nodes), (current,), {"format": "test"}))
+    return edgernn.Model(ir.ModelSpec((model_input,), tuple(nodes), (current,), {"format": "test"}))
 
 
 # Every cell type and option the export supports, small enough to build and run in a second each.
@@ -105,11 +114,25 @@ MODELS = {
                           ("pool", "average", 3, 2), ("gru", 6, {}), ("gpool", "average"), ("dense", 3, "softmax")]),
     "cnn_global_max": (3, [("mask", 0.0), ("conv", 5, 1, {"activation": "sigmoid"}), ("simple", 5, {}),
                            ("gpool", "max"), ("dense", 2, "linear")]),
+    # integer codes, one a step (features 1): code 0 masks the recurrent layers' step
+    "embedding_masked": (1, [("embed", 11, 6, True), ("lstm", 6, {}), ("gru", 5, {"zero_output_for_mask": True}),
+                             ("dense", 3, "linear")]),
 }
 
 
-def data(features, seed, steps=120, batch=6):
+def vocab_of(key):
+    """The vocabulary of a model of integer codes in MODELS (an Embedding first), else 0."""
+    first = MODELS[key][1][0]
+    return first[1] if first[0] == "embed" else 0
+
+
+def data(features, seed, steps=120, batch=6, vocab=0):
+    """Inputs (batch, steps, features); with ``vocab``, integer codes (batch, steps), one in ten 0."""
     rng = np.random.default_rng(seed)
+    if vocab:
+        codes = rng.integers(1, vocab, size=(batch, steps))
+        codes[rng.random((batch, steps)) < 0.1] = 0
+        return codes.astype(np.int32)
     offset = rng.normal(size=features)  # inputs not centred on 0: zero points matter
     x = (rng.normal(size=(batch, steps, features)) * 1.5 + offset).astype(np.float32)
     x[rng.random((batch, steps)) < 0.1] = 0.0  # rows a Masking(0.0) masks
@@ -146,11 +169,14 @@ def run_testbench(binary, rows, int8=False):
     return result.stdout
 
 
-def segments(features, seed):
-    """Three stateful runs (130, 250 and 60 steps) separated by resets, as testbench rows and as arrays."""
+def segments(features, seed, vocab=0):
+    """Three stateful runs (130, 250 and 60 steps) separated by resets, as testbench rows and as arrays;
+    with ``vocab``, codes (the testbench's one float per row)."""
     rng = np.random.default_rng(seed + 100)
     offset = rng.normal(size=features)
     parts = [(rng.normal(size=(n, features)) * 2.0 + offset).astype(np.float32) for n in (130, 250, 60)]
+    if vocab:
+        parts = [rng.integers(1, vocab, size=(n, 1)).astype(np.float32) for n in (130, 250, 60)]
     for part in parts:
         part[rng.random(len(part)) < 0.1] = 0.0  # masked by Masking(0.0)
     reset = np.full((1, features), np.nan, np.float32)
@@ -163,7 +189,9 @@ def expected(qmodel, parts, int8):
     outputs = []
     for part in parts:
         stream.reset()
-        if int8:
+        if qmodel.spec.vocab:  # codes: (T, 1) -> (1, T)
+            outputs.append((stream.run_int8 if int8 else stream.run)(part.T)[0])
+        elif int8:
             outputs.append(stream.run_int8(qmodel.quantize_input(part[None]))[0])
         else:
             outputs.append(stream.run(part[None])[0])
@@ -179,7 +207,7 @@ def exported(tmp_path_factory):
         if (key, scheme) not in made:
             features, layers = MODELS[key]
             model = chain(layers, features, seed=len(key))
-            qmodel = model.quantize(data(features, seed=1), scheme)
+            qmodel = model.quantize(data(features, seed=1, vocab=vocab_of(key)), scheme)
             folder = tmp_path_factory.mktemp(f"{key}_{scheme}")
             export(qmodel, folder, name="net", testbench=True)
             made[key, scheme] = qmodel, folder
@@ -194,7 +222,7 @@ def test_testbench_bit_exact_with_simulation(exported, key, scheme):
     qmodel, folder = exported(key, scheme)
     binary = build(folder, "gcc")
     features = qmodel.spec.features
-    parts, rows = segments(features, seed=len(key))
+    parts, rows = segments(features, seed=len(key), vocab=qmodel.spec.vocab)
     out = np.frombuffer(run_testbench(binary, rows), "<f4").reshape(-1, qmodel.spec.outputs)
     want = expected(qmodel, parts, int8=False)
     assert out.shape == want.shape
@@ -207,11 +235,12 @@ def test_testbench_bit_exact_with_simulation(exported, key, scheme):
 
 @pytest.mark.skipif(not HAVE_CLANG, reason="clang is not installed (CI installs it)")
 @pytest.mark.parametrize("scheme", SCHEMES)
-@pytest.mark.parametrize("key", ["stacked", "heads", "gru_reset_after", "masked", "cnn_lstm", "cnn_depthwise"])
+@pytest.mark.parametrize("key", ["stacked", "heads", "gru_reset_after", "masked", "cnn_lstm", "cnn_depthwise",
+                                 "embedding_masked"])
 def test_clang_sanitized_testbench_bit_exact(exported, key, scheme, tmp_path):
     qmodel, folder = exported(key, scheme)
     binary = sanitized_testbench(folder, tmp_path)
-    parts, rows = segments(qmodel.spec.features, seed=3)
+    parts, rows = segments(qmodel.spec.features, seed=3, vocab=qmodel.spec.vocab)
     int8 = scheme == "int8"
     out = run_testbench(binary, rows, int8=int8)
     got = np.frombuffer(out, np.int8 if int8 else "<f4").reshape(-1, qmodel.spec.outputs)
@@ -283,7 +312,7 @@ M4F = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc is not installed (CI installs it)")
 @pytest.mark.parametrize("key, op", [("stacked", "ernn_gru_step_q"), ("cnn_depthwise", "ernn_conv_step_q"),
-                                     ("cnn_lstm", "ernn_pool_step_q")])
+                                     ("cnn_lstm", "ernn_pool_step_q"), ("embedding_masked", "ernn_embed_step_q")])
 def test_int8_cortex_m0plus_links_no_floating_point(exported, key, op, tmp_path):
     _, folder = exported(key, "int8")
     elf = cross_link(folder, tmp_path, M0PLUS, MCU_MAIN, ["-DERNN_NO_FLOAT"])
@@ -296,7 +325,7 @@ def test_int8_cortex_m0plus_links_no_floating_point(exported, key, op, tmp_path)
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc is not installed (CI installs it)")
 @pytest.mark.parametrize("scheme", SCHEMES)
-@pytest.mark.parametrize("key", ["stacked", "cnn_lstm"])
+@pytest.mark.parametrize("key", ["stacked", "cnn_lstm", "embedding_masked"])
 def test_cortex_m4_hard_float_builds(exported, key, scheme, tmp_path):
     _, folder = exported(key, scheme)
     elf = cross_link(folder, tmp_path, M4F, MCU_MAIN if scheme == "int8" else MCU_MAIN_FLOAT)

@@ -41,7 +41,9 @@ STATUS_CASES = [pytest.param("stacked", s, c, (), id=f"stacked-{s}-{c}") for s i
     pytest.param("cnn_depthwise", "int8", "clang", (), id="cnn_depthwise-int8-clang"),
     pytest.param("cnn_depthwise", "float32", "gcc", (), id="cnn_depthwise-float32-gcc"),
     pytest.param("cnn_global_max", "int8", "gcc", ("-DERNN_NO_FLOAT",), id="cnn_global_max-int8-gcc-ERNN_NO_FLOAT"),
-    pytest.param("stacked", "int8", "gcc", ("-DERNN_NO_FLOAT",), id="stacked-int8-gcc-ERNN_NO_FLOAT")]
+    pytest.param("stacked", "int8", "gcc", ("-DERNN_NO_FLOAT",), id="stacked-int8-gcc-ERNN_NO_FLOAT"),
+    pytest.param("embedding_masked", "int8", "gcc", ("-DERNN_NO_FLOAT",), id="embedding_masked-int8-gcc-ERNN_NO_FLOAT"),
+    pytest.param("embedding_masked", "int8-weights", "clang", (), id="embedding_masked-int8-weights-clang")]
 
 
 @pytest.mark.parametrize("key, scheme, compiler, defines", STATUS_CASES)
@@ -66,10 +68,10 @@ def test_nan_input_reaching_softmax_is_defined_and_bit_exact(exported, scheme, t
     np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
 
 
-def seed_corpus(folder, features, int8):
+def seed_corpus(folder, features, int8, vocab=0):
     """A few testbench inputs from the seeded test vectors: mode byte, then rows (with a reset row)."""
     folder.mkdir()
-    _, rows = segments(features, seed=4)
+    _, rows = segments(features, seed=4, vocab=vocab)
     data = rows.astype("<f4").tobytes()
     row = 4 * features
     starts = [0, 129 * row]  # the second one takes in the all-NaN reset row
@@ -79,17 +81,18 @@ def seed_corpus(folder, features, int8):
 
 
 # lstm_softmax: NaN and Inf reach a softmax (float schemes); stacked: every cell kind; masked: Masking;
-# cnn_*: Conv1D, pooling, BatchNormalization, a folded Normalization (NaN through max pooling, a ring)
+# cnn_*: Conv1D, pooling, BatchNormalization, a folded Normalization (NaN through max pooling, a ring);
+# embedding_masked: the code path (codes out of range, NaN and fractions refused)
 @pytest.mark.parametrize("key, scheme", [("lstm_softmax", s) for s in SCHEMES]
                          + [("stacked", "int8"), ("stacked", "float32"), ("masked", "int8"), ("cnn_depthwise", "int8"),
-                            ("cnn_lstm", "float32")])
+                            ("cnn_lstm", "float32"), ("embedding_masked", "int8"), ("embedding_masked", "float32")])
 def test_fuzz_testbench_input_path(exported, key, scheme, tmp_path):
     qmodel, folder = exported(key, scheme)
     fuzzer = tmp_path / "fuzz"
     compile_c("clang", folder, C_TESTS / "fuzz_testbench.c", fuzzer, "-O1", "-g",
               "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all")
     corpus = tmp_path / "corpus"
-    seed_corpus(corpus, qmodel.spec.features, scheme == "int8")
+    seed_corpus(corpus, qmodel.spec.features, scheme == "int8", qmodel.spec.vocab)
     result = subprocess.run([str(fuzzer), f"-max_total_time={FUZZ_SECONDS}", "-seed=1", "-timeout=10",
                              f"-max_len={1 + 4 * qmodel.spec.features * 64}", "-print_final_stats=1",
                              f"-artifact_prefix={tmp_path}/", str(corpus)],

@@ -15,7 +15,7 @@ from edgernn import examples, ir
 from edgernn.errors import InvalidInput, UnsupportedModel
 from edgernn.quantize import fixedpoint as fx
 from edgernn.quantize.activations import TABLE_FUNCTIONS, f_activate_row, f_exp, f_tanh
-from test_firmware import MODELS, chain, data
+from test_firmware import MODELS, chain, data, vocab_of
 
 # Measured maximum |table(x) - f(x)| over every Q3.12 input (docs/firmware.md quotes these).
 TABLE_BOUNDS = {"sigmoid": 7e-5, "tanh": 4e-4, "hard_sigmoid": 5e-5, "hard_sigmoid_keras2": 5e-5,
@@ -106,7 +106,7 @@ def test_example_model_error_is_bounded(example, scheme, mean_bound, max_bound, 
 def test_random_models_int8_error_is_bounded(key):
     features, layers = MODELS[key]
     model = chain(layers, features, seed=len(key))
-    x = data(features, seed=1)
+    x = data(features, seed=1, vocab=vocab_of(key))
     reference = model.predict(x)
     spread = float(reference.max() - reference.min()) or 1.0
     for scheme, bound in (("int8", 0.05), ("int8-weights", 0.02), ("float32", 1e-5)):

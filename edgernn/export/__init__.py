@@ -40,9 +40,9 @@ from ..rows import read_lines, text_rows
 # The runtime, in one place: the export copies these, and fills the .c files into the Makefile and
 # CMakeLists.txt templates (@SOURCES@).
 RUNTIME_SOURCES = ("ernn.h", "ernn_internal.h", "ernn_model.c", "ernn_lstm.c", "ernn_gru.c", "ernn_rnn.c",
-                   "ernn_dense.c", "ernn_mask.c", "ernn_conv.c", "ernn_pool.c", "ernn_matvec.c", "ernn_floatmath.c")
+                   "ernn_dense.c", "ernn_mask.c", "ernn_embed.c", "ernn_conv.c", "ernn_pool.c", "ernn_matvec.c", "ernn_floatmath.c")
 SCHEME_IDS = {"int8": 0, "int8-weights": 1, "float32": 2}
-KIND_IDS = {"lstm": 0, "gru": 1, "simple": 2, "dense": 3, "mask": 4, "conv": 5, "pool": 6}
+KIND_IDS = {"lstm": 0, "gru": 1, "simple": 2, "dense": 3, "mask": 4, "conv": 5, "pool": 6, "embed": 7}
 POOL_IDS = {"max": 0, "avg": 1, "global_max": 2, "global_avg": 3}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 MANIFEST = ".edgernn-export"
@@ -94,8 +94,8 @@ def work_words_of(layer, integer: bool) -> int:
     gates' pre-activations (P = units padded to a multiple of 4 rows per gate; LSTM and GRU 4 P,
     SimpleRNN P) and its input and h expanded for the kernels (see ``ernn_internal.h``); an int8
     Conv1D its window expanded and as bytes; a float Conv1D its window; the float schemes' LSTM and
-    GRU 4 units values; a Dense units; Masking and pooling none."""
-    if layer.kind in ("mask", "pool"):
+    GRU 4 units values; a Dense units; Masking, pooling and Embedding none."""
+    if layer.kind in ("mask", "pool", "embed"):
         return 0
     if layer.kind == "conv":
         columns = layer.taps * layer.in_size
@@ -204,6 +204,8 @@ def model_sources(qmodel: QuantizedModel, name: str) -> tuple[str, str, dict]:
             "state_h": lay.state_h[i], "state_c": lay.state_c[i], "masked": int(layer.masked),
             "zero_output": int(layer.zero_output), "mask_q": layer.mask_q, "mask_f": _c_float(layer.mask_f),
         }
+        if layer.kind == "embed":
+            fields.update(vocab=layer.vocab, mask_zero=int(layer.mask_zero))
         if layer.windowed:
             fields.update(taps=layer.taps, dilation=layer.dilation, groups=layer.groups, strides=layer.strides,
                           need=layer.need, pool=POOL_IDS.get(layer.pool, 0), state_ring=lay.state_ring[i],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import ir
 from ..errors import InvalidInput, UnsupportedModel
 from .calibrate import Ranges, as_sequences, float_layers
 from .runtime import QuantizedModel, QuantizedStream
@@ -22,7 +23,7 @@ def error_report(qmodel: QuantizedModel, spec, x: np.ndarray, float_outputs=None
     """Per layer: max and mean |quantized output - float64 reference output| over ``x`` (every step)."""
     reference = float_outputs if float_outputs is not None else float_layers(spec, x)
     by_name = {node.op.name: output for node, output in zip(spec.nodes, reference)}  # (a folded node has no layer)
-    quantized = qmodel.layer_outputs(x.astype(np.float32))
+    quantized = qmodel.layer_outputs(x[..., 0] if qmodel.spec.vocab else x.astype(np.float32))
     report = []
     for layer, got in zip(qmodel.spec.layers, quantized):
         ref = by_name[layer.name]
@@ -35,7 +36,8 @@ def error_report(qmodel: QuantizedModel, spec, x: np.ndarray, float_outputs=None
 def quantize(model, calibration_x, scheme: str = "int8") -> QuantizedModel:
     """Quantize ``model`` (an :class:`edgernn.Model`) for the firmware runtime.
 
-    ``calibration_x``: representative inputs, (sequences, T, features) or (T, features), run from
+    ``calibration_x``: representative inputs, (sequences, T, features) or (T, features) (a model of
+    integer codes: (sequences, T) or (T,) codes), run from
     zero state through the float model to find the ranges (int8) and to measure each layer's error
     (all schemes; see ``QuantizedModel.report``). The float schemes accept None (no report).
     """
@@ -47,7 +49,8 @@ def quantize(model, calibration_x, scheme: str = "int8") -> QuantizedModel:
         if scheme == "int8":
             raise InvalidInput("the int8 scheme needs calibration data (representative inputs)")
         return QuantizedModel(build(spec, scheme, None), float_model=model)  # no data: no error report
-    x = as_sequences(calibration_x, spec.inputs[0].features)
+    first = spec.nodes[0].op
+    x = as_sequences(calibration_x, spec.inputs[0].features, first if isinstance(first, ir.Embedding) else None)
     ranges = Ranges()
     outputs = float_layers(spec, x, ranges)
     qmodel = QuantizedModel(build(spec, scheme, ranges), float_model=model)

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import ir, reference
 from ..errors import InvalidInput
+from ..graph import check_codes
 
 
 class Ranges:
@@ -45,7 +46,13 @@ def float_layers(spec: ir.ModelSpec, x: np.ndarray, ranges: Ranges | None = None
     keep = np.ones(current.shape[:2], bool)
     for node in spec.nodes:
         op = node.op
-        if isinstance(op, ir.Masking):
+        if isinstance(op, ir.Embedding):  # first, on the codes (B, T) (:func:`as_sequences` checked them)
+            codes = current.reshape(current.shape[0], -1).astype(np.intp)
+            keep = codes != 0 if op.mask_zero else keep
+            current = op.embeddings.astype(np.float64)[codes]
+            if ranges is not None:  # the whole table: any code may come, not only the calibration's
+                ranges.see(op.name, op.embeddings)
+        elif isinstance(op, ir.Masking):
             keep = np.any(current != np.float32(op.mask_value), axis=-1)
             current = current * keep[..., None]
         elif isinstance(op, ir.Recurrent):
@@ -99,8 +106,16 @@ def float_layers(spec: ir.ModelSpec, x: np.ndarray, ranges: Ranges | None = None
     return outputs
 
 
-def as_sequences(calibration_x, features: int) -> np.ndarray:
-    """Calibration data as (B, T, features) float64: (B, T, F) as is, (T, F) as one sequence."""
+def as_sequences(calibration_x, features: int, embedding: ir.Embedding | None = None) -> np.ndarray:
+    """Calibration data as (B, T, features) float64: (B, T, F) as is, (T, F) as one sequence. A model of
+    integer codes (``embedding`` its first layer): (B, T) codes, or (T,) one sequence -> (B, T, 1)."""
+    if embedding is not None:
+        x = np.asarray(calibration_x)
+        if x.dtype.kind not in "fiub" or x.ndim not in (1, 2) or x.size == 0:
+            raise InvalidInput(f"calibration data of a model of integer codes must be (sequences, T) or (T,) codes "
+                               f"with at least one timestep, got shape {x.shape} of {x.dtype}")
+        check_codes(embedding, x)
+        return x.reshape((1, -1) if x.ndim == 1 else x.shape).astype(np.float64)[..., None]
     try:
         x = np.asarray(calibration_x, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import types
 
 import numpy as np
 from numba import njit
 
 from .. import statefile
+from ..graph import check_codes
 from ..errors import InvalidInput
 from . import fixedpoint as fx
 from .activations import ACT_IDS
 from .conv import conv_f, conv_q
 from .dense import dense_f, dense_q
+from .embedding import embed
 from .fixedpoint import JIT, dequantize, quantize_input
 from .gru import gru_f, gru_q
 from .lstm import lstm_f, lstm_q
@@ -71,6 +74,9 @@ def run_layer(layer: QLayer, scheme: str, x: np.ndarray, states: list[np.ndarray
     units = layer.units
     integer = scheme == "int8"
     y = np.zeros((batch, steps, units), np.int8 if integer else _F32)
+    if layer.kind == "embed":  # x: the codes (B, T, 1) int32
+        embed(x, layer.w, layer.sw, y, keep, layer.mask_zero)
+        return y
     if layer.kind == "mask":
         zero = np.int8(layer.zp_out) if integer else _F32(0.0)
         mask_step(x, np.int8(layer.mask_q) if integer else _F32(layer.mask_f), zero, y, keep)
@@ -192,15 +198,33 @@ class QuantizedModel:
     input_features = property(lambda self: self.spec.features)
     output_features = property(lambda self: self.spec.outputs)
 
+    def codes(self, x, what: str = "x") -> np.ndarray:
+        """A model of integer codes (an Embedding first): ``x`` (batch, T) codes, each an integer in
+        ``[0, vocab)`` (else one InvalidInput naming the layer and the first bad code), as the
+        (batch, T, 1) int32 the first layer reads."""
+        layer = self.spec.layers[0]
+        array = np.asarray(x)
+        if array.dtype.kind not in "fiub" or array.ndim != 2:
+            raise InvalidInput(f"{what}: this model takes integer codes of shape (batch, T) (layer {layer.name!r} "
+                               f"is an Embedding), got {array.dtype} {array.shape}")
+        check_codes(types.SimpleNamespace(name=layer.name, vocab=layer.vocab), array)
+        return np.ascontiguousarray(array.astype(np.int32)[..., None])
+
     def quantize_input(self, x) -> np.ndarray:
         """Float inputs as the int8 values the chip takes (int8 scheme)."""
         self._need_int8()
+        if self.spec.vocab:
+            raise InvalidInput("this model takes integer codes, not quantized inputs: pass the codes to "
+                               "run_int8 / step_int8 (ernn_step_code in C) as they are")
         return quantize_input(_as_float(x, "x"), self.spec.s_in, self.spec.zp_in, self.spec.in_offset,
                               self.spec.in_scale)
 
     def _first_input(self, x: np.ndarray) -> np.ndarray:
-        """What the first layer reads for float inputs ``x``: int8 ``quantize_input``; float: ``x``, or
-        ``(x - in_offset) / in_scale`` in float32 for a Standardize folded into the input."""
+        """What the first layer reads for inputs ``x``: int8 ``quantize_input``; float: ``x``, or
+        ``(x - in_offset) / in_scale`` in float32 for a Standardize folded into the input; codes (any
+        scheme): :meth:`codes`."""
+        if self.spec.vocab:
+            return self.codes(x)
         if self.scheme == "int8":
             return self.quantize_input(x)
         if self.spec.in_scale.size:
@@ -216,9 +240,9 @@ class QuantizedModel:
             raise InvalidInput(f"integer inputs and outputs exist in the int8 scheme only (this model: {self.scheme})")
 
     def layer_outputs(self, x) -> list[np.ndarray]:
-        """Every layer's output over ``x`` (B, T, F) from zero state, as floats (dequantized)."""
-        x = _as_float(x, "x")
-        current = self._first_input(x)
+        """Every layer's output over ``x`` (B, T, F) (codes: (B, T)) from zero state, as floats (dequantized)."""
+        current = self._first_input(x if self.spec.vocab else _as_float(x, "x"))
+        x = current
         outputs = []
         keep = np.ones(x.shape[:2], np.bool_)
         active = np.ones(x.shape[:2], np.bool_)
@@ -230,7 +254,10 @@ class QuantizedModel:
 
     def predict(self, x) -> np.ndarray:
         """``x`` (batch, T, features) from zero state -> (batch, T, outputs), or (batch, outputs) for a
-        model whose output is the last step's (a final recurrent layer without return_sequences)."""
+        model whose output is the last step's (a final recurrent layer without return_sequences).
+        A model of integer codes takes ``x`` (batch, T) codes, as :meth:`edgernn.Model.predict`."""
+        if self.spec.vocab:
+            x = self.codes(x)
         x = _as_float(x, "x")
         if x.ndim != 3 or x.shape[2] != self.spec.features:
             raise InvalidInput(f"predict takes x of shape (batch, T, {self.spec.features}), got {x.shape}")
@@ -240,7 +267,7 @@ class QuantizedModel:
         if not x.shape[0]:
             return np.zeros((0, x.shape[1], self.spec.outputs), _F32)[:, -1 if self.spec.output_rank == 2 else slice(None)]
         stream = self.stream(x.shape[0])
-        y = stream.run(x)
+        y = stream.run(x[..., 0] if self.spec.vocab else x)
         if self.spec.output_rank == 2:
             return y[:, -1]  # the last emitted row
         return y[:, stream.emitted_run[0]]  # the rows predict makes: where a Conv1D or pooling emitted
@@ -305,8 +332,11 @@ class QuantizedStream:
             raise InvalidInput(f"expected shape {shape}, got {array.shape}")
 
     def run_int8(self, xq) -> np.ndarray:
-        """int8 scheme: raw int8 inputs (batch, T, features) -> raw int8 outputs (batch, T, outputs)."""
+        """int8 scheme: raw int8 inputs (batch, T, features) -> raw int8 outputs (batch, T, outputs); a
+        model of integer codes takes the codes (batch, T) instead (``ernn_step_code``)."""
         self.model._need_int8()
+        if self.model.spec.vocab:
+            return self._block(self._codes(xq))
         xq = np.asarray(xq)
         if xq.dtype != np.int8:
             raise InvalidInput(f"run_int8 takes int8 inputs, got {xq.dtype}")
@@ -314,13 +344,35 @@ class QuantizedStream:
         return self._block(np.ascontiguousarray(xq))
 
     def step_int8(self, xq) -> np.ndarray:
-        """int8 scheme: one timestep of raw int8 inputs (batch, features) -> int8 outputs (batch, outputs)."""
+        """int8 scheme: one timestep of raw int8 inputs (batch, features) -> int8 outputs (batch, outputs);
+        a model of integer codes takes one code per stream, (batch, 1)."""
+        if self.model.spec.vocab:
+            return self.run_int8(self._step_codes(xq))[:, 0]
         xq = np.asarray(xq)
         self._check(xq, 2)
         return self.run_int8(xq[:, None, :])[:, 0]
 
+    def _codes(self, x) -> np.ndarray:
+        """Codes (batch, T), checked for this stream (shape and values) before anything runs."""
+        codes = self.model.codes(x)
+        if codes.shape[0] != self.batch_size:
+            raise InvalidInput(f"expected integer codes of shape (batch={self.batch_size}, T), got {codes.shape[:2]}")
+        return codes
+
+    def _step_codes(self, x_t):
+        """One code per stream: ``x_t`` (batch, 1), as run's ``x[:, t:t + 1]``."""
+        array = np.asarray(x_t)
+        if array.shape != (self.batch_size, 1):
+            raise InvalidInput(f"step takes x_t of shape (batch={self.batch_size}, 1): one integer code per stream, "
+                               f"got {array.shape}")
+        return array
+
     def run(self, x) -> np.ndarray:
-        """float inputs (batch, T, features) -> float outputs (batch, T, outputs), state carried."""
+        """float inputs (batch, T, features) -> float outputs (batch, T, outputs), state carried; a
+        model of integer codes takes codes (batch, T) (each in [0, vocab), else InvalidInput, nothing run)."""
+        if self.model.spec.vocab:
+            y = self._block(self._codes(x))
+            return dequantize(y, self.model.spec.s_out, self.model.spec.zp_out) if self._scheme == "int8" else y
         array = _as_float(x, "x")
         self._check(array, 3)
         spec = self.model.spec
@@ -329,6 +381,9 @@ class QuantizedStream:
         return self._block(self.model._first_input(array))
 
     def step(self, x_t) -> np.ndarray:
+        """One timestep: ``x_t`` (batch, features) floats, or one code per stream (batch, 1)."""
+        if self.model.spec.vocab:
+            return self.run(self._step_codes(x_t))[:, 0]
         array = _as_float(x_t, "x_t")
         self._check(array, 2)
         return self.run(array[:, None, :])[:, 0]

@@ -37,12 +37,14 @@ _EMPTY_I = np.zeros(0, np.int32)
 _EMPTY_T = np.zeros(0, np.int16)
 BIAS_LIMIT = 1 << 30  # folded biases are kept within +-2^30 so int32 accumulators cannot overflow
 MAX_SIZE = 16384      # features / units per layer: 2^30 + 16384 * 128 * 127 < 2^31 (int32 accumulators)
+MAX_VOCAB = 1 << 24   # codes of an Embedding: ernn_step_float takes the code as a float32, exact up to 2^24
 
 
 @dataclass(eq=False)
 class QLayer:
     kind: str                 # "lstm", "gru", "simple", "dense" (a Dense, or an Activation: no weights), "mask",
-    #                           "conv" (a Conv1D; also Affine and a Standardize not first: per-channel, k = 1), "pool"
+    #                           "conv" (a Conv1D; also Affine and a Standardize not first: per-channel, k = 1), "pool",
+    #                           "embed" (an Embedding, first: w is its table (vocab, units), in_size 1, the code)
     name: str
     in_size: int
     units: int                # output features
@@ -81,6 +83,7 @@ class QLayer:
     strides: int = 1          # Conv1D / pooling
     need: int = 0             # windowed: inputs before the first output (span - 1 valid, 0 causal)
     pool: str = ""            # pooling: "max", "avg", "global_max", "global_avg"
+    mask_zero: bool = False   # Embedding: code 0 masks the step for the recurrent layers that read the mask
     zp_in: int = 0
     zp_a: int = 0             # Dense / Conv1D int8: zero point of the affine result (logits for softmax)
     zp_out: int = 0
@@ -100,6 +103,11 @@ class QLayer:
     def windowed(self) -> bool:
         """Conv1D or pooling: keeps a window of past inputs, emits only on some steps."""
         return self.kind in ("conv", "pool")
+
+    @property
+    def vocab(self) -> int:
+        """Embedding: the number of codes (rows of its table); 0 for the other kinds."""
+        return self.w.shape[0] if self.kind == "embed" else 0
 
     @property
     def span(self) -> int:
@@ -138,6 +146,12 @@ class QSpec:
     in_scale: np.ndarray = field(default_factory=lambda: _EMPTY_F.copy())
 
     @property
+    def vocab(self) -> int:
+        """A model of integer codes (an Embedding first; ``features`` is 1, the code): its vocabulary;
+        0 for a model of float inputs."""
+        return self.layers[0].vocab if self.layers else 0
+
+    @property
     def windowed(self) -> bool:
         """Whether a step may not emit (a Conv1D or pooling in the chain)."""
         return any(layer.windowed for layer in self.layers)
@@ -160,7 +174,7 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
     if scheme not in SCHEMES:
         return [f"unknown scheme {scheme!r} (one of {', '.join(SCHEMES)})"]
     # Streamable in float, not in the firmware runtime yet: named first, whatever else is wrong.
-    kinds = {ir.LayerNorm: "LayerNorm", ir.Embedding: "Embedding", ir.Pad1D: "Pad1D (ZeroPadding1D, Cropping1D)",
+    kinds = {ir.LayerNorm: "LayerNorm", ir.Pad1D: "Pad1D (ZeroPadding1D, Cropping1D)",
              ir.UpSample1D: "UpSample1D (UpSampling1D)"}
     problems = [f"layer {node.op.name!r} is {kinds[type(node.op)]}: the firmware runtime has no version "
                 "of it yet (predict and stream run it in float32)" for node in spec.nodes if type(node.op) in kinds]
@@ -171,7 +185,9 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
         return [f"the firmware runtime steps a chain one timestep at a time, and {why}"]
     integer = scheme == "int8"
     elementwise = tuple(a for a in ACT_IDS if a != "softmax")
-    first_mask = spec.nodes[0].outputs[1] if spec.nodes and isinstance(spec.nodes[0].op, ir.Masking) else None
+    first = spec.nodes[0].op if spec.nodes else None
+    masking_first = isinstance(first, ir.Masking) or (isinstance(first, ir.Embedding) and first.mask_zero)
+    first_mask = spec.nodes[0].outputs[1] if masking_first else None
     width = spec.inputs[0].features
     for index, node in enumerate(spec.nodes):
         op = node.op
@@ -180,8 +196,19 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
             if index:
                 problems.append(f"{where}: Masking is supported as the first layer only (on the model input)")
             continue
+        if isinstance(op, ir.Embedding):
+            if index:
+                problems.append(f"{where}: Embedding is supported as the first layer only (on the model's codes)")
+            if op.vocab > MAX_VOCAB:
+                problems.append(f"{where}: {op.vocab} codes; the runtime takes at most {MAX_VOCAB} (a code passed as "
+                                "a float32 is exact up to 2^24)")
+            if op.output_size > MAX_SIZE:
+                problems.append(f"{where}: {op.output_size} features; the runtime takes at most {MAX_SIZE}")
+            width = op.output_size
+            continue
         if node.mask and (node.mask != first_mask or not isinstance(op, ir.Recurrent)):
-            problems.append(f"{where}: a mask that is not the first layer's Masking is not supported")
+            problems.append(f"{where}: a mask that is not the first layer's Masking (or Embedding mask_zero) "
+                            "is not supported")
         sizes = [getattr(op, "units", 0), getattr(op, "input_size", 0)]
         if isinstance(op, ir.Dense):
             sizes = list(op.kernel.shape)
@@ -390,14 +417,34 @@ def _pool(op: ir.Pooling1D, scheme: str, width: int, s_x: float, zp_x: int) -> Q
     return layer
 
 
+def _embedding(op: ir.Embedding, scheme: str, ranges: Ranges) -> QLayer:
+    """An Embedding (first): its table, one row per code. int8: every value quantized with the output
+    tensor's (scale, zero point), calibrated on the whole table (any code may come); int8-weights:
+    int8 per row (code) with its scale; float32: the table."""
+    table = op.embeddings.astype(np.float64)
+    layer = QLayer("embed", op.name, 1, op.output_size, mask_zero=op.mask_zero)
+    layer.u = np.zeros((0, 0), np.int8 if scheme != "float32" else np.float32)
+    if scheme != "int8":
+        _float_weights(layer, scheme, table, None, np.zeros(0), np.zeros(0))
+        return layer
+    s_y, zp_y = fx.asymmetric(ranges.low[op.name], ranges.high[op.name])
+    layer.w = fx.quantize_input(table.astype(np.float32), s_y, zp_y, _EMPTY_F, _EMPTY_F)
+    layer.bx, layer.bh = np.zeros(0, np.int32), np.zeros(0, np.int32)
+    layer.s_out, layer.zp_out = s_y, zp_y
+    return layer
+
+
 def build(spec: ir.ModelSpec, scheme: str, ranges: Ranges | None) -> QSpec:
     """The integer IR of ``spec`` (checked with :func:`supported_problems` first)."""
     problems = supported_problems(spec, scheme)
     if problems:
         raise UnsupportedModel(f"cannot export this model in scheme {scheme!r}", problems)
-    features = spec.inputs[0].features
+    codes = isinstance(spec.nodes[0].op, ir.Embedding)
+    features = 1 if codes else spec.inputs[0].features  # a model of codes steps one code per stream
     integer = scheme == "int8"
-    if integer:
+    if codes:
+        s_x, zp_x = 1.0, 0  # the code is no quantized value
+    elif integer:
         s_x, zp_x = fx.asymmetric(ranges.low[""], ranges.high[""])
     else:
         s_x, zp_x = 1.0, 0
@@ -418,7 +465,9 @@ def build(spec: ir.ModelSpec, scheme: str, ranges: Ranges | None) -> QSpec:
             in_scale = (op.std.astype(np.float64) * (s_x if integer else 1.0)).astype(np.float32)
             s_in, zp_in = s_x, zp_x
             continue
-        if isinstance(op, ir.Recurrent):
+        if isinstance(op, ir.Embedding):
+            layer = _embedding(op, scheme, ranges)
+        elif isinstance(op, ir.Recurrent):
             layer = _recurrent(op, scheme, s_x, zp_x, ranges, node.mask is not None)
         elif isinstance(op, ir.Masking):
             layer = QLayer("mask", op.name, width, width, has_weights=False, s_in=s_x, zp_in=zp_x, s_out=s_x, zp_out=zp_x)

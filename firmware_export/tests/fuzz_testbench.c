@@ -4,7 +4,7 @@
  * (a trailing partial row is what the testbench refuses as truncated, so it is dropped).
  *
  * Every call gets valid arguments, so a refused call is a bug (abort), as is anything the
- * sanitizers report. Build in an exported folder (tests/test_firmware_hostile.py):
+ * sanitizers report -- but for a model of codes's row that is no code (ERNN_ERR_CODE, nothing written). Build in an exported folder (tests/test_firmware_hostile.py):
  *   clang -fsanitize=fuzzer,address,undefined -I FOLDER FOLDER/ernn_*.c FOLDER/net_model.c fuzz_testbench.c */
 #include <stdlib.h>
 
@@ -15,14 +15,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static int32_t before[sizeof tb_state / sizeof tb_state[0]];
     unsigned char out[TB_OUT_BYTES];
     size_t out_bytes;
+    ernn_status status;
     int raw;
     if (size < 1) return 0;
     raw = (data[0] & 1) && NET_SCHEME == ERNN_SCHEME_INT8;
     if (tb_begin() != ERNN_OK) abort();
     for (++data, --size; size >= TB_ROW_BYTES; data += TB_ROW_BYTES, size -= TB_ROW_BYTES) {
-        if (tb_row(data, raw, out, &out_bytes) != ERNN_OK) abort();
+        memcpy(before, tb_state, sizeof tb_state);
+        status = tb_row(data, raw, out, &out_bytes);
+        /* a model of codes: a row that is no code in [0, vocab) is refused, the state untouched */
+        if (status == ERNN_ERR_CODE && net_model.layers[0].kind == ERNN_EMBED && out_bytes == 0
+            && memcmp(before, tb_state, sizeof tb_state) == 0)
+            continue;
+        if (status != ERNN_OK) abort();
     }
     return 0;
 }

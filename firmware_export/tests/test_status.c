@@ -14,6 +14,8 @@
 #define OUT NET_OUTPUT_FEATURES
 #define STEPS 40
 #define INT8 (NET_SCHEME == ERNN_SCHEME_INT8)
+/* a model of integer codes (an Embedding first): ernn_step_code, or the code as ernn_step_float's x[0] */
+#define CODES (net_model.layers[0].kind == ERNN_EMBED)
 
 /* one word more than the model needs, so a pointer moved by a byte still has the room */
 static int32_t state[NET_STATE_WORDS + 1], scratch[NET_SCRATCH_WORDS + 1];
@@ -33,6 +35,7 @@ static unsigned char saved_state[sizeof state], saved_scratch[sizeof scratch];
 static float x[IN], y[OUT], saved_y[OUT];
 static int8_t xq[IN], yq[OUT], saved_xq[IN], saved_yq[OUT];
 static int32_t flag, saved_flag; /* ernn_emitted's output */
+static int32_t code;               /* the step's code (a model of codes) */
 
 static void snapshot(void)
 {
@@ -103,6 +106,7 @@ static void make_bad_models(void)
     bad_layers[2][0].units = 0;
     bad_layers[3][weighted].bx = NULL; /* a layer without its biases (int8: bx, float: bxf) */
     bad_layers[3][weighted].bxf = NULL;
+    if (CODES) bad_layers[3][0].w = NULL, bad_layers[3][0].wf = NULL; /* an Embedding without its table */
     bad_models[6].layers = bad_layers[0];
     bad_models[7].layers = bad_layers[1];
     n_bad = 8;
@@ -188,7 +192,7 @@ static void bad_step_int8(void)
     REFUSED(ernn_step_int8(&net_model, S, W, NULL, IN, yq, OUT), ERNN_ERR_NULL);
     REFUSED(ernn_step_int8(&net_model, S, W, xq, IN, NULL, OUT), ERNN_ERR_NULL);
     for (i = 0; i < 4; ++i) REFUSED(ernn_step_int8(&bad_models[i], S, W, xq, IN, yq, OUT), ERNN_ERR_MODEL);
-    if (!INT8) {
+    if (!INT8 || CODES) { /* a model of codes steps codes (ernn_step_code) */
         REFUSED(ernn_step_int8(&net_model, S, W, xq, IN, yq, OUT), ERNN_ERR_SCHEME);
         return;
     }
@@ -211,7 +215,55 @@ static void bad_step_int8(void)
     REFUSED(ernn_step_int8(&net_model, S, W, both, IN, both + IN - 1, OUT), ERNN_ERR_OVERLAP);
 }
 
+/* ernn_step_code: a model of codes in the int8 scheme only; a code out of [0, vocab) is ERNN_ERR_CODE */
+static void bad_step_code(void)
+{
+    static int32_t bad_codes[] = {-1, 0, INT32_MIN, INT32_MAX}, both[1 + OUT];
+    const int32_t good = code;
+    size_t i;
+    REFUSED(ernn_step_code(NULL, S, W, &code, sizeof code, yq, OUT), ERNN_ERR_NULL);
+    REFUSED(ernn_step_code(&net_model, S, W, NULL, sizeof code, yq, OUT), ERNN_ERR_NULL);
+    REFUSED(ernn_step_code(&net_model, S, W, &code, sizeof code, NULL, OUT), ERNN_ERR_NULL);
+    for (i = 0; i < 4; ++i) REFUSED(ernn_step_code(&bad_models[i], S, W, &code, sizeof code, yq, OUT), ERNN_ERR_MODEL);
+    if (!INT8 || !CODES) {
+        REFUSED(ernn_step_code(&net_model, S, W, &code, sizeof code, yq, OUT), ERNN_ERR_SCHEME);
+        return;
+    }
+    REFUSED(ernn_step_code(&net_model, (char *)state + 1, NET_STATE_BYTES, W, &code, sizeof code, yq, OUT),
+            ERNN_ERR_ALIGN);
+    REFUSED(ernn_step_code(&net_model, state, NET_STATE_BYTES - 1, W, &code, sizeof code, yq, OUT), ERNN_ERR_SIZE);
+    REFUSED(ernn_step_code(&net_model, S, W, &code, 1, yq, OUT), ERNN_ERR_LENGTH); /* bytes of an int32 */
+    REFUSED(ernn_step_code(&net_model, S, W, &code, sizeof code, yq, OUT + 1), ERNN_ERR_LENGTH);
+    REFUSED(ernn_step_code(&net_model, S, W, (const int32_t *)state, sizeof code, yq, OUT), ERNN_ERR_OVERLAP);
+    REFUSED(ernn_step_code(&net_model, S, W, both, sizeof code, (int8_t *)both + 3, OUT), ERNN_ERR_OVERLAP);
+    bad_codes[1] = net_model.layers[0].vocab;
+    for (i = 0; i < sizeof bad_codes / sizeof bad_codes[0]; ++i) {
+        code = bad_codes[i];
+        REFUSED(ernn_step_code(&net_model, S, W, &code, sizeof code, yq, OUT), ERNN_ERR_CODE);
+    }
+    code = good;
+}
+
 #ifndef ERNN_NO_FLOAT
+/* a model of codes: ernn_step_float's x[0] that is no code in [0, vocab) is ERNN_ERR_CODE */
+static void bad_float_codes(void)
+{
+    const float good = x[0], zero = 0.0f;
+    float bad[5];
+    size_t i;
+    if (!CODES) return;
+    bad[0] = -1.0f;
+    bad[1] = (float)net_model.layers[0].vocab;
+    bad[2] = 0.5f;
+    bad[3] = zero / zero; /* NaN */
+    bad[4] = 1e30f;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+        x[0] = bad[i];
+        REFUSED(ernn_step_float(&net_model, S, W, x, sizeof x, y, sizeof y), ERNN_ERR_CODE);
+    }
+    x[0] = good;
+}
+
 static void bad_step_float(void)
 {
     static float big[IN + OUT];
@@ -238,6 +290,7 @@ static void bad_step_float(void)
     REFUSED(ernn_step_float(&net_model, S, W, x, sizeof x, (float *)(void *)scratch, sizeof y), ERNN_ERR_OVERLAP);
     REFUSED(ernn_step_float(&net_model, S, W, x, sizeof x, (float *)(void *)state, sizeof y), ERNN_ERR_OVERLAP);
     REFUSED(ernn_step_float(&net_model, S, W, big, sizeof x, big + IN - 1, sizeof y), ERNN_ERR_OVERLAP);
+    bad_float_codes();
 }
 
 static void bad_helpers(void)
@@ -258,13 +311,18 @@ static void bad_helpers(void)
         REFUSED(ernn_dequantize_output(&net_model, yq, sizeof yq, y, sizeof y), ERNN_ERR_SCHEME);
         return;
     }
-    REFUSED(ernn_quantize_input(&net_model, x, IN, xq, sizeof xq), ERNN_ERR_LENGTH);
-    REFUSED(ernn_quantize_input(&net_model, x, sizeof x, xq, sizeof xq + 1), ERNN_ERR_LENGTH);
-    REFUSED(ernn_quantize_input(&net_model, x, sizeof x, xq, 0), ERNN_ERR_LENGTH);
+    if (CODES) { /* the code is no quantized value */
+        REFUSED(ernn_quantize_input(&net_model, x, sizeof x, xq, sizeof xq), ERNN_ERR_SCHEME);
+    } else {
+        REFUSED(ernn_quantize_input(&net_model, x, IN, xq, sizeof xq), ERNN_ERR_LENGTH);
+        REFUSED(ernn_quantize_input(&net_model, x, sizeof x, xq, sizeof xq + 1), ERNN_ERR_LENGTH);
+        REFUSED(ernn_quantize_input(&net_model, x, sizeof x, xq, 0), ERNN_ERR_LENGTH);
+    }
     REFUSED(ernn_dequantize_output(&net_model, yq, sizeof yq - 1, y, sizeof y), ERNN_ERR_LENGTH);
     REFUSED(ernn_dequantize_output(&net_model, yq, sizeof yq, y, OUT), ERNN_ERR_LENGTH);
-    REFUSED(ernn_quantize_input(&net_model, (const float *)(void *)scratch, sizeof x, (int8_t *)scratch + 4 * IN - 1,
-                                sizeof xq), ERNN_ERR_OVERLAP);
+    if (!CODES)
+        REFUSED(ernn_quantize_input(&net_model, (const float *)(void *)scratch, sizeof x,
+                                    (int8_t *)scratch + 4 * IN - 1, sizeof xq), ERNN_ERR_OVERLAP);
     REFUSED(ernn_dequantize_output(&net_model, (const int8_t *)scratch, sizeof yq, (float *)(void *)scratch, sizeof y),
             ERNN_ERR_OVERLAP);
 }
@@ -278,6 +336,17 @@ static void input(int t)
         x[j] = (float)(((t * 7 + j * 3) % 11) - 5) * 0.37f;
         xq[j] = (int8_t)(((t * 29 + j * 13) % 255) - 127);
     }
+    if (CODES) { /* the code of step t (0 among them: masked with mask_zero) */
+        code = (t * 7) % net_model.layers[0].vocab;
+        x[0] = (float)code;
+    }
+}
+
+/* one int8 step of the clean stream: ernn_step_int8, or ernn_step_code for a model of codes */
+static ernn_status step_q(void)
+{
+    return CODES ? ernn_step_code(&net_model, S, W, &code, sizeof code, yq, OUT)
+                 : ernn_step_int8(&net_model, S, W, xq, IN, yq, OUT);
 }
 
 int main(void)
@@ -300,7 +369,7 @@ int main(void)
         emitted_steps += flag;
         ++steps;
 #endif
-        if (INT8) CHECK(ernn_step_int8(&net_model, S, W, xq, IN, yq, OUT) == ERNN_OK);
+        if (INT8) CHECK(step_q() == ERNN_OK);
         memcpy(ref_yq[t], yq, sizeof yq);
         CHECK(ernn_emitted(&net_model, S, &ref_flag[t]) == ERNN_OK);
         CHECK(ref_flag[t] == 0 || ref_flag[t] == 1);
@@ -334,7 +403,8 @@ int main(void)
         bad_step_float();
 #endif
         bad_step_int8();
-        if (INT8) CHECK(ernn_step_int8(&net_model, S, W, xq, IN, yq, OUT) == ERNN_OK);
+        bad_step_code();
+        if (INT8) CHECK(step_q() == ERNN_OK);
         CHECK(memcmp(ref_yq[t], yq, sizeof yq) == 0);
         bad_emitted();
         CHECK(ernn_emitted(&net_model, S, &flag) == ERNN_OK && flag == ref_flag[t]);
