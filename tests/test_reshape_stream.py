@@ -161,10 +161,11 @@ def test_summary_counts_the_delay_line(padded):
 
 
 @pytest.mark.parametrize("path", ["fused", "many streams"])
-def test_steps_allocate_nothing(padded, path, monkeypatch):
+@pytest.mark.parametrize("made", ["padded", "upsampled"])
+def test_steps_allocate_nothing(made, path, request, monkeypatch):
     if path == "many streams":
         many_streams(monkeypatch)
-    _, m = padded
+    _, m = request.getfixturevalue(made)
     s = m.stream(2)
     assert s._fused == (path == "fused")
     assert_steps_allocate_nothing(s, data(batch=2, steps=1, seed=10)[:, 0], np.empty((2, 2), F32))
@@ -392,16 +393,6 @@ def test_upsampled_state_resumes_mid_sequence(upsampled, path, tmp_path, monkeyp
     np.testing.assert_array_equal(again[0], expected[0])
     np.testing.assert_array_equal(again[1], expected[1])
     assert_paths_agree(expected[0], m.stream(2).run(x)[:, 4:])  # run on the whole sequence: the same rows
-
-
-@pytest.mark.parametrize("path", ["fused", "many streams"])
-def test_upsampled_steps_allocate_nothing(upsampled, path, monkeypatch):
-    if path == "many streams":
-        many_streams(monkeypatch)
-    _, m = upsampled
-    s = m.stream(2)
-    assert s._fused == (path == "fused")
-    assert_steps_allocate_nothing(s, data(batch=2, steps=1, seed=10)[:, 0], np.empty((2, 2), F32))
 
 
 def test_upsampled_verification_and_quantize(upsampled):
