@@ -284,7 +284,10 @@ def _stream_check(source, model, inputs, expected, run_source, options, atol, rt
         # or valid Conv1D or pooling; a ZeroPadding1D makes the first ones from its zeros alone, before any
         # input; an UpSampling1D makes several per input, and the stream returns the last.
         made = [_rows_made(spec, t) for t in range(1, steps + 1)]
-        rows = expected[0][:, [count - 1 for count, fresh in zip(made, emitted) if fresh]]
+        picked = [count - 1 for count, fresh in zip(made, emitted) if fresh]
+        source = np.asarray(expected[0])
+        fits = source.ndim == 3 and source.shape[1] == made[-1]  # else the source is off: compared whole, it fails
+        rows = source[:, picked] if fits else source
         check = _compare(f"stream in chunks of {chunks} steps vs predict", [y[:, emitted]], [rows], atol, rtol, length)
         return check
     # Last-step output: the stream's output at a chunk boundary is the prediction for the prefix
