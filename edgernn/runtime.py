@@ -611,6 +611,8 @@ class Stream:
             self._values[slot] = buffer
         self._actives = [np.ones(batch, np.bool_) for _ in range(1 + window_count)]
         self._upsamplings = [(index, stage) for index, stage in enumerate(self._stages) if isinstance(stage, _UpSampleStage)]
+        # The stages from each one on, made once: a repeat behind an UpSample1D restarts there every step.
+        self._stages_from = [self._stages[first:] for first in range(len(self._stages) + 1)]
 
     # -- running -------------------------------------------------------------------------------
     def step(self, x_t, out=None):
@@ -760,7 +762,7 @@ class Stream:
     def _step_stages(self, first: int) -> None:
         """The stages from ``first`` on, of one step of many streams (see :meth:`_batch_step_windowed`)."""
         values, actives = self._values, self._actives
-        for stage in self._stages[first:] if first else self._stages:
+        for stage in self._stages_from[first]:
             source = values[stage.sources[0]]
             if isinstance(stage, _RecurrentStage):
                 np.logical_and(values[stage.mask_source], actives[stage.active_in], out=stage.step_keep)

@@ -42,6 +42,21 @@ def many_streams(monkeypatch):
     monkeypatch.setattr(runtime, "FUSED_STEP_MAX_BATCH", 1)
 
 
+def assert_each_stream_from_its_start(m, x, ys, emitted, split):
+    """After ``run(x[:, :split])``, ``reset(1)`` and stepping ``x[:, split:]`` into ``ys``, ``emitted``:
+    stream 0 goes on from the start of ``x``, stream 1 from ``split``; each step that emitted equals
+    predict on that stream's own prefix (zeros before its first row)."""
+    steps, rest = x.shape[1], x.shape[1] - split
+    for row, start in ((0, 0), (1, split)):
+        np.testing.assert_array_equal(emitted[row], expected_emitted(m.spec, steps - start)[-rest:])
+        for n in range(1, rest + 1):
+            if rows_of(m.spec, n + split - start):
+                np.testing.assert_allclose(ys[row, n - 1], m.predict(x[row:row + 1, start:split + n])[0, -1], atol=ATOL,
+                                           rtol=RTOL)
+            else:
+                np.testing.assert_array_equal(ys[row, n - 1], 0.0)
+
+
 CASES = {
     "crop-conv-lstm": lambda: [layers.Cropping1D((2, 3)), layers.Conv1D(4, 3, padding="causal"),
                                layers.LSTM(5, return_sequences=True)],
@@ -111,15 +126,7 @@ def test_reset_restores_the_padded_start(padded, path, monkeypatch):
     s.reset(1)
     assert all(np.array_equal(s.get_state()[k][1], fresh[k][1]) for k in fresh)
     ys, emitted = step_through(s, x[:, 8:])
-    for row, start in ((0, 0), (1, 8)):
-        np.testing.assert_array_equal(emitted[row], expected_emitted(m.spec, 20 - start)[-12:])
-        for n in range(1, 13):
-            total = n + 8 - start
-            if rows_of(m.spec, total):
-                np.testing.assert_allclose(ys[row, n - 1], m.predict(x[row:row + 1, start:8 + n])[0, -1], atol=ATOL,
-                                           rtol=RTOL)
-            else:
-                np.testing.assert_array_equal(ys[row, n - 1], 0.0)
+    assert_each_stream_from_its_start(m, x, ys, emitted, 8)
     s.reset()
     assert all(np.array_equal(s.get_state()[k], fresh[k]) for k in fresh)
 
@@ -359,15 +366,7 @@ def test_reset_one_stream_of_an_upsampled_model(upsampled, path, monkeypatch):
     s.run(x[:, :7])
     s.reset(1)
     ys, emitted = step_through(s, x[:, 7:])
-    for row, start in ((0, 0), (1, 7)):
-        np.testing.assert_array_equal(emitted[row], expected_emitted(m.spec, 17 - start)[-10:])
-        for n in range(1, 11):
-            total = n + 7 - start
-            if rows_of(m.spec, total):
-                np.testing.assert_allclose(ys[row, n - 1], m.predict(x[row:row + 1, start:7 + n])[0, -1], atol=ATOL,
-                                           rtol=RTOL)
-            else:
-                np.testing.assert_array_equal(ys[row, n - 1], 0.0)
+    assert_each_stream_from_its_start(m, x, ys, emitted, 7)
 
 
 @pytest.mark.parametrize("path", ["fused", "many streams"])
