@@ -222,6 +222,20 @@ class _RecurrentStage:
         self.kernel.batch_step(x, self.states, self.previous, keep, self.buffers, self.scratch)
         return self.previous
 
+    # A stage's part of one step of many streams, and of a block: reading its inputs from the
+    # tensors ``values`` and the freshness lists ``actives`` of :meth:`Stream._build_stages`,
+    # writing its output there. (Every stage class has these two; the stream loops over them.)
+    def step_in(self, values, actives):
+        keep = values[self.mask_source]
+        if self.active_in != 0:  # slot 0, the model input's, is fresh for every stream
+            keep = np.logical_and(keep, actives[self.active_in], out=self.step_keep)
+        values[self.target] = self.batch_step(values[self.sources[0]], keep)
+
+    def block_in(self, values, actives):
+        active = actives[self.active_in]  # (behind an UpSample1D, longer than the all-kept slot 1)
+        values[self.target] = self.block(values[self.sources[0]], active if self.mask_source == 1
+                                         else values[self.mask_source] & active)
+
 
 class _WindowStage:
     """A Conv1D, Pooling1D or Pad1D inside a stream (see :mod:`edgernn.kernels.window`): views of this
@@ -304,6 +318,15 @@ class _WindowStage:
         if self.activation != _LINEAR and not self.relu:
             kernels.activation_forward(self.step_y, self.activation, self.step_y)
         return self.step_y
+
+    def step_in(self, values, actives):  # (see _RecurrentStage.step_in)
+        active = actives[self.active_out]
+        np.copyto(active, actives[self.active_in])
+        values[self.target] = self.batch_step(values[self.sources[0]], active)
+
+    def block_in(self, values, actives):
+        actives[self.active_out] = active = actives[self.active_in].copy()
+        values[self.target] = self.block(values[self.sources[0]], active)
 
 
 def _conv_product(op: ir.Conv1D, kernel_2d: np.ndarray, bias: np.ndarray, features: int) -> tuple:
@@ -390,6 +413,17 @@ class _RowStage:
         self.apply(x, self.step_y, self.step_keep)
         return self.step_y, self.step_keep
 
+    def step_in(self, values, actives):  # (see _RecurrentStage.step_in)
+        self._store(values, *self.batch_step(values[self.sources[0]]))
+
+    def block_in(self, values, actives):
+        self._store(values, *self.block(values[self.sources[0]]))
+
+    def _store(self, values, y, keep):
+        values[self.target] = y
+        if keep is not None:
+            values[self.keep_target] = keep
+
 
 class _UpSampleStage:
     """An UpSample1D in the paths that go stage by stage: each row of a block repeated ``size`` times
@@ -405,6 +439,14 @@ class _UpSampleStage:
     def block(self, x, active):
         """``x`` (T, B, F), ``active`` (T, B) -> (T * size, B, F), (T * size, B)."""
         return np.repeat(x, self.size, axis=0), np.repeat(active, self.size, axis=0)
+
+    def step_in(self, values, actives):  # the first of its repeats: its input's row as it is
+        np.copyto(actives[self.active_out], actives[self.active_in])
+        values[self.target] = values[self.sources[0]]
+        self.repeats = 0
+
+    def block_in(self, values, actives):
+        values[self.target], actives[self.active_out] = self.block(values[self.sources[0]], actives[self.active_in])
 
 
 class _MergeStage:
@@ -444,6 +486,14 @@ class _MergeStage:
         """``xs``: one (B, F_i) per input -> (B, width) in a reusable buffer."""
         self._join(xs, self.step_y)
         return self.step_y
+
+    def step_in(self, values, actives):  # (see _RecurrentStage.step_in)
+        for k, slot in enumerate(self.sources):  # into its reusable list
+            self.inputs[k] = values[slot]
+        values[self.target] = self.batch_step(self.inputs)
+
+    def block_in(self, values, actives):
+        values[self.target] = self.block([values[slot] for slot in self.sources])
 
 
 def _fold_repeats(y, active, steps: int):
@@ -539,6 +589,10 @@ class Stream:
             self._batch_step = self._batch_step_upsampled
         self.emitted_run = np.zeros((batch, 0), np.bool_)
         self._step_x = np.zeros((batch, features), _F32)
+        # A step's several inputs are written where it reads them: side by side in the fused step's
+        # row, or each into its own buffer for the stage-by-stage path.
+        self._input_targets = ([self._step_x[:, start:end] for start, end in self._input_columns] if self._fused
+                               else self._input_buffers)
         self._step_y = np.zeros((batch, self.output_features), _F32)
         self._packed = program.packed  # the fused kernel's model argument
         self._fresh = self._padded_start()  # the state reset restores, when it is not zeros
@@ -692,8 +746,8 @@ class Stream:
                                    f"got {array.shape}")
             arrays.append(array)
         self._check_out(out)
-        for array, (start, end) in zip(arrays, self._input_columns):
-            self._step_x[:, start:end] = array
+        for array, target in zip(arrays, self._input_targets):
+            np.copyto(target, array)
         return self._advance(out)
 
     def _check_out(self, out) -> None:
@@ -716,34 +770,13 @@ class Stream:
     def _batch_step(self, x):
         """One step of many streams, stage by stage, through reusable buffers: every stream emits
         (no Conv1D or pooling; a stream with one steps through :meth:`_batch_step_windowed`)."""
-        values = self._values
+        values, actives = self._values, self._actives
         values[0] = x
-        self._split_inputs(x)
         for stage in self._stages:
-            source = values[stage.sources[0]]
-            if isinstance(stage, _RecurrentStage):
-                values[stage.target] = stage.batch_step(source, values[stage.mask_source])
-            elif isinstance(stage, _MergeStage):
-                values[stage.target] = stage.batch_step(self._gather(stage, values))
-            else:
-                values[stage.target], keep = stage.batch_step(source)
-                if keep is not None:
-                    values[stage.keep_target] = keep
+            stage.step_in(values, actives)
         np.copyto(self._step_y, values[self._output_slot])
         np.copyto(self._last_output, self._step_y)
         self._emitted.fill(1.0)
-
-    def _split_inputs(self, x) -> None:
-        """A model of several inputs: each one's columns of the step's ``x`` into its own buffer."""
-        for buffer, (start, end) in zip(self._input_buffers, self._input_columns):
-            np.copyto(buffer, x[:, start:end])
-
-    @staticmethod
-    def _gather(stage, values) -> list:
-        """A merge stage's inputs from ``values``, in its reusable list."""
-        for k, slot in enumerate(stage.sources):
-            stage.inputs[k] = values[slot]
-        return stage.inputs
 
     def _batch_step_windowed(self, x):
         """One step of many streams, stage by stage, through reusable buffers.
@@ -753,7 +786,6 @@ class Stream:
         recurrent stage sees it as a masked step, which keeps its state), and, if the model's
         output is among them, the stream's output is held."""
         self._values[0] = x
-        self._split_inputs(x)
         self._step_stages(0)
         np.copyto(self._last_output, self._values[self._output_slot], where=self._step_active_column)
         np.copyto(self._step_y, self._last_output)
@@ -763,24 +795,7 @@ class Stream:
         """The stages from ``first`` on, of one step of many streams (see :meth:`_batch_step_windowed`)."""
         values, actives = self._values, self._actives
         for stage in self._stages_from[first]:
-            source = values[stage.sources[0]]
-            if isinstance(stage, _RecurrentStage):
-                np.logical_and(values[stage.mask_source], actives[stage.active_in], out=stage.step_keep)
-                values[stage.target] = stage.batch_step(source, stage.step_keep)
-            elif isinstance(stage, _WindowStage):
-                active = actives[stage.active_out]
-                np.copyto(active, actives[stage.active_in])
-                values[stage.target] = stage.batch_step(source, active)
-            elif isinstance(stage, _MergeStage):
-                values[stage.target] = stage.batch_step(self._gather(stage, values))
-            elif isinstance(stage, _UpSampleStage):  # the first of its repeats: its input's row as it is
-                np.copyto(actives[stage.active_out], actives[stage.active_in])
-                values[stage.target] = source
-                stage.repeats = 0
-            else:
-                values[stage.target], keep = stage.batch_step(source)
-                if keep is not None:
-                    values[stage.keep_target] = keep
+            stage.step_in(values, actives)
 
     def _batch_step_upsampled(self, x):
         """One step of many streams behind an UpSample1D: as :meth:`_batch_step_windowed`, and then
@@ -788,7 +803,6 @@ class Stream:
         does (every stream repeats; a stream whose row did not reach it repeats no fresh row). The
         output: the last one made in any pass, emitted if any pass made one."""
         self._values[0] = x
-        self._split_inputs(x)
         self._emitted.fill(0.0)
         first = 0
         while first < len(self._stages):
@@ -834,22 +848,7 @@ class Stream:
         if start:
             values[self._stages[start - 1].target] = x
         for stage in self._stages[start:]:
-            source = values[stage.sources[0]]
-            if isinstance(stage, _RecurrentStage):
-                active = actives[stage.active_in]  # (behind an UpSample1D, longer than the all-kept slot 1)
-                values[stage.target] = stage.block(source, active if stage.mask_source == 1
-                                                   else values[stage.mask_source] & active)
-            elif isinstance(stage, _WindowStage):
-                actives[stage.active_out] = active = actives[stage.active_in].copy()
-                values[stage.target] = stage.block(source, active)
-            elif isinstance(stage, _UpSampleStage):
-                values[stage.target], actives[stage.active_out] = stage.block(source, actives[stage.active_in])
-            elif isinstance(stage, _MergeStage):
-                values[stage.target] = stage.block([values[slot] for slot in stage.sources])
-            else:
-                values[stage.target], keep = stage.block(source)
-                if keep is not None:
-                    values[stage.keep_target] = keep
+            stage.block_in(values, actives)
         return _fold_repeats(values[self._output_slot], actives[self._output_active], len(x))
 
     def run(self, *xs):
