@@ -231,3 +231,62 @@ def test_simulated_stream_state_round_trips_and_resets_one_stream(models, tmp_pa
     again.reset(1)
     fresh = qmodel.stream(1).run(x[1:, :11])
     np.testing.assert_array_equal(again.run(x[:, :11])[1], fresh[0])
+
+
+# -- Flatten over a fixed window: the Flatten -> Dense the firmware steps as a valid Conv1D --------
+WINDOW = 24  # the model's input length
+
+
+@pytest.fixture(scope="module")
+def window_model(tmp_path_factory):
+    """A classifier over a fixed window (Conv1D valid -> MaxPooling1D -> Flatten -> Dense softmax):
+    (keras model, edgernn model, {scheme: quantized})."""
+    keras_model = keras.Sequential([keras.Input(shape=(WINDOW, FEATURES)), layers.Conv1D(6, 3, activation="relu"),
+                                    layers.MaxPooling1D(2), layers.Flatten(), layers.Dense(4, activation="softmax")])
+    randomize(keras_model, seed=3)
+    path = tmp_path_factory.mktemp("window") / "model.keras"
+    keras_model.save(path)
+    model = edgernn.convert(path)
+    calibration = inputs("window", 1, batch=4, steps=80)  # any length: every window of it
+    return keras_model, model, {s: model.quantize(calibration, s) for s in SCHEMES}
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_flatten_window_emits_keras_answer_on_every_window(window_model, scheme):
+    """From reset, nothing is emitted until the window fills; from then on each emitted step answers
+    what Keras answers on the window of the last WINDOW inputs (nothing before the Flatten carries
+    state past a window here: a valid Conv1D and a pooling), at the pooling's stride."""
+    keras_model, _, quantized = window_model
+    qmodel = quantized[scheme]
+    assert [layer.kind for layer in qmodel.spec.layers] == ["conv", "pool", "conv", "dense"]
+    x = inputs("window", 2, batch=2, steps=40)
+    stream = qmodel.stream(2)
+    y = stream.run(x)
+    emitted = stream.emitted_run[0]
+    assert not emitted[: WINDOW - 1].any() and emitted[WINDOW - 1]
+    steps = np.flatnonzero(emitted)
+    np.testing.assert_array_equal(steps, np.arange(WINDOW - 1, 40, 2))  # MaxPooling1D(2): every other input
+    windows = np.stack([x[:, t - WINDOW + 1 : t + 1] for t in steps], axis=1).reshape(-1, WINDOW, FEATURES)
+    want = np.asarray(keras_model.predict(windows, verbose=0)).reshape(2, len(steps), -1)
+    assert_answers_keras(y[:, steps], want, scheme)
+    np.testing.assert_array_equal(qmodel.predict(x[:, :WINDOW]), y[:, WINDOW - 1])  # predict: the window's answer
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_flatten_window_c_bit_exact_with_simulation(window_model, scheme, tmp_path):
+    qmodel = window_model[2][scheme]
+    export(qmodel, tmp_path, name="net", testbench=True)
+    parts, rows = segments("window", seed=5)
+    assert_testbench_equals_simulation(build(tmp_path, "gcc"), qmodel, parts, rows)
+
+
+def test_flatten_no_dense_reads_is_refused_naming_it(window_model):
+    """A Flatten over time that is not the window a Dense alone reads (here: the model's output) is
+    refused by name; the float model's stream refuses every Flatten over time."""
+    _, model, _ = window_model
+    nodes = model.spec.nodes[:-1]
+    spec = model.spec.replace(nodes=nodes, outputs=(nodes[-1].outputs[0],))
+    problems = edgernn.quantize.supported_problems(spec, "int8")
+    assert len(problems) == 1 and f"{nodes[-1].op.name!r}" in problems[0] and "Flatten over time" in problems[0], problems
+    with pytest.raises(edgernn.NotStreamable, match="Flatten"):
+        model.stream(1)

@@ -17,6 +17,7 @@ from ..errors import InvalidInput, UnsupportedModel
 from .calibrate import Ranges, as_sequences, float_layers
 from .runtime import QuantizedModel, QuantizedStream
 from .spec import SCHEMES, QLayer, QSpec, build, supported_problems
+from .windows import windowed_flattens
 
 
 def error_report(qmodel: QuantizedModel, spec, x: np.ndarray, float_outputs=None) -> list[dict]:
@@ -52,9 +53,10 @@ def quantize(model, calibration_x, scheme: str = "int8") -> QuantizedModel:
     first = spec.nodes[0].op
     x = as_sequences(calibration_x, spec.inputs[0].features, first if isinstance(first, ir.Embedding) else None)
     ranges = Ranges()
-    outputs = float_layers(spec, x, ranges)
+    stepped = windowed_flattens(spec)  # calibrated and measured as the firmware runs it
+    outputs = float_layers(stepped, x, ranges)
     qmodel = QuantizedModel(build(spec, scheme, ranges), float_model=model)
-    qmodel.report = error_report(qmodel, spec, x, outputs)
+    qmodel.report = error_report(qmodel, stepped, x, outputs)
     return qmodel
 
 

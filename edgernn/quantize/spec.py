@@ -30,6 +30,7 @@ from . import fixedpoint as fx
 from .activations import ACT_IDS, TABLE_FUNCTIONS, UNIT_INTERVAL
 from .calibrate import Ranges
 from .dense import MODE_AFFINE, MODE_SOFTMAX, MODE_TABLE
+from .windows import flatten_problem, windowed_flattens
 
 SCHEMES = ("int8", "int8-weights", "float32")
 _EMPTY_F = np.zeros(0, np.float32)
@@ -178,6 +179,11 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
              ir.UpSample1D: "UpSample1D (UpSampling1D)"}
     problems = [f"layer {node.op.name!r} is {kinds[type(node.op)]}: the firmware runtime has no version "
                 "of it yet (predict and stream run it in float32)" for node in spec.nodes if type(node.op) in kinds]
+    if problems:
+        return problems
+    spec = windowed_flattens(spec)
+    problems = [why for node in spec.nodes if isinstance(node.op, ir.Flatten) and spec.tensor_shape(node.inputs[0])[0] == 3
+                for why in [flatten_problem(spec, node)] if why]
     if problems:
         return problems
     why = streamable_problem(spec) or _chain_problem(spec)
@@ -439,6 +445,8 @@ def build(spec: ir.ModelSpec, scheme: str, ranges: Ranges | None) -> QSpec:
     problems = supported_problems(spec, scheme)
     if problems:
         raise UnsupportedModel(f"cannot export this model in scheme {scheme!r}", problems)
+    rank, outputs = spec.tensor_shape(spec.outputs[0])  # a Flatten's window emits what predict's last row is
+    spec = windowed_flattens(spec)
     codes = isinstance(spec.nodes[0].op, ir.Embedding)
     features = 1 if codes else spec.inputs[0].features  # a model of codes steps one code per stream
     integer = scheme == "int8"
@@ -484,6 +492,5 @@ def build(spec: ir.ModelSpec, scheme: str, ranges: Ranges | None) -> QSpec:
         layers.append(layer)
         width = layer.units
         s_x, zp_x = layer.s_out, layer.zp_out
-    rank, outputs = spec.tensor_shape(spec.outputs[0])
     return QSpec(scheme, features, outputs, rank, layers, s_in, zp_in, s_x if integer else 1.0,
                  zp_x if integer else 0, dict(spec.source), in_offset, in_scale)
