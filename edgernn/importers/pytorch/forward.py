@@ -32,7 +32,7 @@ from typing import Optional
 
 from .activations import _PLAIN_ACTIVATIONS, _SKIP_CLASSES as _SKIP
 from .chain import _RNN, _Act, _Embedding, _LayerNorm, _Linear
-from .conv import _Conv, _Flatten, _Norm, _Pad, _Pool, _Unread
+from .conv import _Conv, _Flatten, _Norm, _Pad, _Pool, _Unread, _Upsample
 
 _INT64_MAX = 9223372036854775807
 _MAX_DEPTH = 32
@@ -191,7 +191,7 @@ class _Reader:
             raise GraphRefusal(f"{where} reads a tensor laid out {_LAYOUT[x.layout]}, not (N, C, T)")
         if isinstance(layer, _Conv):
             return self._add(layer, "NCT", conv=layer)
-        if isinstance(layer, _Pad):
+        if isinstance(layer, (_Pad, _Upsample)):
             return self._add(layer, "NCT")
         return self._add(layer, "NC1" if layer.global_pool else "NCT")
 
