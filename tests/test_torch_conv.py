@@ -345,6 +345,41 @@ def test_upsample_options_refused_by_name(up, text):
     assert "'up' (Upsample)" in str(info.value) and text in str(info.value)
 
 
+class Cropped(nn.Module):
+    """A strided valid Conv1d whose output loses timesteps at either end, ``y[:, :, start:stop]``,
+    before an LSTM read on every step."""
+
+    def __init__(self, start, stop):
+        super().__init__()
+        self.conv = nn.Conv1d(C, 8, 3, stride=2)
+        self.lstm = nn.LSTM(8, 5, batch_first=True)
+        self.start, self.stop = start, stop
+
+    def forward(self, x):
+        y = torch.tanh(self.conv(x))
+        y = y[:, :, self.start:] if self.stop is None else y[:, :, self.start:self.stop]
+        return self.lstm(y.permute(0, 2, 1))[0]
+
+
+@pytest.mark.parametrize("start, stop", [(2, -1), (0, -2), (3, None)], ids=["2:-1", ":-2", "3:"])
+def test_time_crop_is_cropping1d_and_streams(start, stop, tmp_path):
+    """``y[:, :, a:-b]`` of (N, C, T) is Keras's Cropping1D((a, b)), on any length; it streams (a delay
+    line of b rows, tests/test_reshape_stream.py): the stream's last output is PyTorch's."""
+    module = scaled(Cropped(start, stop), seed=10)
+    x = data(steps=13)
+    for model in check_three_ways(module, x, tmp_path):
+        crop = model.spec.nodes[1].op
+        assert ops(model) == ["Conv1D", "Pad1D", "Recurrent"] and (crop.left, crop.right) == (-start, stop or 0)
+        np.testing.assert_allclose(model.stream(3).run(x)[:, -1], run(module, ncl(x))[:, -1], **TOL)
+    longer = data(steps=20, seed=2)  # another length, as PyTorch's module takes it
+    np.testing.assert_allclose(model.predict(longer), run(module, ncl(longer)), **TOL)
+
+
+def test_a_crop_to_a_fixed_stop_is_refused():
+    with pytest.raises(UnsupportedModel, match=r"indexes a tensor laid out \(N, C, T\) with \[:, :, 1:5\]"):
+        edgernn.convert(scaled(Cropped(1, 5)))
+
+
 class GlobalCnn(nn.Module):
     """A convolutional classifier without a recurrent module: global pooling, Flatten, Linear."""
 
