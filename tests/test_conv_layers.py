@@ -376,6 +376,9 @@ KERAS2_SCRIPT = KERAS2_RANDOMIZE + textwrap.dedent(
                                            L.AveragePooling1D(2), L.GlobalAveragePooling1D(), L.BatchNormalization(scale=False),
                                            L.Dense(2)]),
         "flatten": keras.Sequential([L.Conv1D(4, 3, strides=2, input_shape=(12, 3)), L.Flatten(), L.Dense(2)]),
+        "folded_bn": keras.Sequential([L.Conv1D(4, 3, use_bias=False, input_shape=(12, 3)), L.BatchNormalization(epsilon=0.01),
+                                       L.Activation("relu"), L.LSTM(5, return_sequences=True), L.Dense(4),
+                                       L.BatchNormalization(center=False), L.GlobalAveragePooling1D()]),
     }
     for name, m in models.items():
         randomize(m)
@@ -392,10 +395,13 @@ def keras2_dir(tmp_path_factory):
     return keras2_files(tmp_path_factory, KERAS2_SCRIPT, "keras2conv")
 
 
-@pytest.mark.parametrize("name", ["cnn_lstm", "conv_variants", "pool_variants", "flatten"])
+@pytest.mark.parametrize("name", ["cnn_lstm", "conv_variants", "pool_variants", "flatten", "folded_bn"])
 @pytest.mark.parametrize("fmt", ["h5", "keras"])
 def test_keras2_files(keras2_dir, name, fmt):
     m = edgernn.convert(keras2_dir / f"{name}.{fmt}")
     assert m.spec.source["framework_version"].startswith("2.")
     ours = m.predict(np.load(keras2_dir / "x.npy"))
     np.testing.assert_allclose(ours, np.load(keras2_dir / f"{name}.y.npy"), atol=ATOL, rtol=RTOL)
+    if name == "folded_bn":  # each BatchNormalization folded into the Conv1D / Dense right before it
+        assert [type(n.op).__name__ for n in m.spec.nodes] == ["Conv1D", "Recurrent", "Dense", "Pooling1D"]
+        assert m.spec.nodes[0].op.activation == "relu" and m.spec.nodes[0].op.bias is not None

@@ -3,7 +3,7 @@ Normalization, and Embedding of integer codes (one code per stream per step, ``m
 against live Keras 3 on prefixes and edgernn's predict on every prefix, on the fused step and the
 many-streams step (a batch above ``fused_step_max_batch``), with ``run`` in chunks.
 
-Also: get/set_state and reset(i) with these stages in the chain, no allocation per step, bad codes
+Also: get/set_state, save/load_state and reset(i) with these stages in the chain, no allocation per step, bad codes
 refused before any state changes (on both step paths, and in run), the (batch,) shape refused
 with a hint, forecast refused on codes, predict on codes of another length than the converted one,
 and quantize still refusing the layers by name.
@@ -85,18 +85,23 @@ def test_normalization_steps_allocate_nothing(normed, path):
     assert_steps_allocate_nothing(m.stream(batch), data(batch=batch, steps=1)[:, 0], np.empty((batch, 2), F32))
 
 
-def check_state_and_reset(m, x, split, state_names, reset):
+def check_state_and_reset(m, x, split, state_names, reset, state_file):
     """The per-row stages add no state: get_state holds the recurrent layers' only, a stream set to
-    it mid-sequence goes on exactly as the original, and after reset(``reset``) that stream alone
-    starts over (the others carry on) -- each against predict."""
+    it mid-sequence (set_state, or load_state of ``state_file`` save_state wrote) goes on exactly as
+    the original, and after reset(``reset``) that stream alone starts over (the others carry on) --
+    each against predict."""
     s = m.stream(x.shape[0])
     s.run(x[:, :split])
     snapshot = s.get_state()
     assert sorted(snapshot) == state_names
+    s.save_state(state_file)
     rest = s.run(x[:, split:])
     other = m.stream(x.shape[0])
     other.set_state(snapshot)
     np.testing.assert_array_equal(other.run(x[:, split:]), rest)
+    loaded = m.stream(x.shape[0])
+    loaded.load_state(state_file)
+    np.testing.assert_array_equal(loaded.run(x[:, split:]), rest)
     s.reset(reset)
     again = s.run(x[:, split:])
     np.testing.assert_allclose(again[reset, -1], m.predict(x[reset:reset + 1, split:])[0], atol=ATOL, rtol=RTOL)
@@ -105,10 +110,10 @@ def check_state_and_reset(m, x, split, state_names, reset):
                                atol=ATOL, rtol=RTOL)
 
 
-def test_normalization_state_reset_and_quantize(normed):
+def test_normalization_state_reset_and_quantize(normed, tmp_path):
     _, m = normed
     x = data(batch=3, steps=10, seed=4)
-    check_state_and_reset(m, x, 4, ["lstm/c", "lstm/h", "output"], reset=1)
+    check_state_and_reset(m, x, 4, ["lstm/c", "lstm/h", "output"], reset=1, state_file=tmp_path / "state.zip")
     with pytest.raises(EdgernnError) as info:
         m.quantize(x)
     text = str(info.value) + " ".join(info.value.problems)
@@ -261,9 +266,9 @@ def test_codes_shapes_forecast_and_quantize(words):
     assert y.shape == expected.shape and np.abs(y - expected).mean() < 0.05 * (np.ptp(expected) + 1e-3)
 
 
-def test_codes_state_reset_and_allocation(words):
+def test_codes_state_reset_and_allocation(words, tmp_path):
     _, m = words
-    check_state_and_reset(m, codes(4, 12, seed=6), 5, ["gru/h", "output"], reset=2)
+    check_state_and_reset(m, codes(4, 12, seed=6), 5, ["gru/h", "output"], reset=2, state_file=tmp_path / "state.zip")
     for path in ("fused", "many streams"):
         batch = batch_for(m, path)
         column = np.ascontiguousarray(codes(batch, 1, zeros=False), dtype=F32)

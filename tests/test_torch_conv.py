@@ -308,6 +308,78 @@ def test_windowed_pooling(pool, tmp_path):
         assert ops(model)[1] == "Pooling1D"
 
 
+class Upsampled(nn.Module):
+    """Conv1d -> ReLU -> nn.Upsample (nearest) -> a strided Conv1d over the repeats -> GRU, every step."""
+
+    def __init__(self, mode="nearest", scale=2):
+        super().__init__()
+        self.conv = nn.Conv1d(C, 8, 3)
+        self.up = nn.Upsample(scale_factor=scale, mode=mode)
+        self.conv2 = nn.Conv1d(8, 6, 2, stride=3)
+        self.gru = nn.GRU(6, 5, batch_first=True)
+
+    def forward(self, x):
+        return self.gru(self.conv2(self.up(F.relu(self.conv(x)))).transpose(1, 2))[0]
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+def test_upsample_is_upsampling1d_and_streams(mode, tmp_path):
+    """nn.Upsample(scale_factor=2) of (N, C, T), nearest: each timestep repeated, Keras's
+    UpSampling1D; it streams (tests/test_reshape_stream.py): the stream's last output is PyTorch's."""
+    module = scaled(Upsampled(mode), seed=9)
+    x = data(steps=11)
+    sources = three_ways(module, ncl(x), tmp_path) if mode == "nearest" else [module]  # (traced: nearest only)
+    for model in [check(source, x, run(module, ncl(x))) for source in sources]:
+        assert ops(model) == ["Conv1D", "UpSample1D", "Conv1D", "Recurrent"] and model.spec.nodes[1].op.size == 2
+        np.testing.assert_allclose(model.stream(3).run(x)[:, -1], run(module, ncl(x))[:, -1], **TOL)
+
+
+@pytest.mark.parametrize("up, text", [(nn.Upsample(scale_factor=1.5), "scale_factor=1.5"),
+                                      (nn.Upsample(scale_factor=2, mode="linear"), "mode='linear'"),
+                                      (nn.Upsample(size=20), "size=20")], ids=["fraction", "linear", "size"])
+def test_upsample_options_refused_by_name(up, text):
+    module = scaled(Upsampled(), seed=9)
+    module.up = up
+    with pytest.raises(UnsupportedModel) as info:
+        edgernn.convert(module)
+    assert "'up' (Upsample)" in str(info.value) and text in str(info.value)
+
+
+class Cropped(nn.Module):
+    """A strided valid Conv1d whose output loses timesteps at either end, ``y[:, :, start:stop]``,
+    before an LSTM read on every step."""
+
+    def __init__(self, start, stop):
+        super().__init__()
+        self.conv = nn.Conv1d(C, 8, 3, stride=2)
+        self.lstm = nn.LSTM(8, 5, batch_first=True)
+        self.start, self.stop = start, stop
+
+    def forward(self, x):
+        y = torch.tanh(self.conv(x))
+        y = y[:, :, self.start:] if self.stop is None else y[:, :, self.start:self.stop]
+        return self.lstm(y.permute(0, 2, 1))[0]
+
+
+@pytest.mark.parametrize("start, stop", [(2, -1), (0, -2), (3, None)], ids=["2:-1", ":-2", "3:"])
+def test_time_crop_is_cropping1d_and_streams(start, stop, tmp_path):
+    """``y[:, :, a:-b]`` of (N, C, T) is Keras's Cropping1D((a, b)), on any length; it streams (a delay
+    line of b rows, tests/test_reshape_stream.py): the stream's last output is PyTorch's."""
+    module = scaled(Cropped(start, stop), seed=10)
+    x = data(steps=13)
+    for model in check_three_ways(module, x, tmp_path):
+        crop = model.spec.nodes[1].op
+        assert ops(model) == ["Conv1D", "Pad1D", "Recurrent"] and (crop.left, crop.right) == (-start, stop or 0)
+        np.testing.assert_allclose(model.stream(3).run(x)[:, -1], run(module, ncl(x))[:, -1], **TOL)
+    longer = data(steps=20, seed=2)  # another length, as PyTorch's module takes it
+    np.testing.assert_allclose(model.predict(longer), run(module, ncl(longer)), **TOL)
+
+
+def test_a_crop_to_a_fixed_stop_is_refused():
+    with pytest.raises(UnsupportedModel, match=r"indexes a tensor laid out \(N, C, T\) with \[:, :, 1:5\]"):
+        edgernn.convert(scaled(Cropped(1, 5)))
+
+
 class GlobalCnn(nn.Module):
     """A convolutional classifier without a recurrent module: global pooling, Flatten, Linear."""
 

@@ -59,7 +59,7 @@ Modules, one idea each:
   permutes between (N, C, T) and the recurrent part, the head (this replaces the ``head`` option
   wherever a graph exists; see docs/pytorch.md).
 * ``conv``: Conv1d, MaxPool1d/AvgPool1d, the global adaptive poolings, BatchNorm1d, ConstantPad1d/
-  ZeroPad1d and Flatten: read from a module, built into IR ops (what PyTorch and ONNX share is in
+  ZeroPad1d, Upsample (nearest) and Flatten: read from a module, built into IR ops (what PyTorch and ONNX share is in
   ``importers._conv``; BatchNorm, activations and pads folded into the layer before or after them
   where exact by ``importers._fold``).
 * ``calls``: the order forward() calls the layers, from a torch.fx trace or a TorchScript graph

@@ -22,7 +22,7 @@ from .._conv import time_major_rows
 from .._fold import fold_into_linear_maps, with_flatten_steps
 from .._refusals import end_refusal
 from .chain import _RNN, _Act, _Chain, _Embedding, _LayerNorm, _Linear, _orders_that_chain, _units
-from .conv import _Conv, _Flatten, _Norm, _Pad, _Pool, conv_ops_of, norm_op, pool_ops_of
+from .conv import _Conv, _Flatten, _Norm, _Pad, _Pool, _Upsample, conv_ops_of, norm_op, pool_ops_of
 
 
 # The length of integer codes a model starting with nn.Embedding records as its input's (PyTorch does
@@ -202,7 +202,7 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
             out = f"{op.name}:0"
             nodes.append(ir.Node(op, (tensor,), (out,)))
             tensor = out
-        elif isinstance(layer, (_Conv, _Pool, _Norm, _Flatten, _Pad)):
+        elif isinstance(layer, (_Conv, _Pool, _Norm, _Flatten, _Pad, _Upsample)):
             made = _front_end(layer, f"{where} ({type(layer).__name__.strip('_')})", nodes, tensor, rank, features, layers[index + 1:],
                               refusals)
             if made is None:
@@ -236,8 +236,9 @@ def _front_end(layer, where: str, nodes: list, tensor: str, rank: int, features,
     if isinstance(layer, _Conv) and features is not None and features != layer.input_size:
         problems.append(f"{where} (Conv1d) takes {layer.input_size} channels but gets {features}")
         return None
-    if isinstance(layer, (_Conv, _Pool, _Pad)):
+    if isinstance(layer, (_Conv, _Pool, _Pad, _Upsample)):
         ops = (conv_ops_of(layer) if isinstance(layer, _Conv) else pool_ops_of(layer) if isinstance(layer, _Pool)
+               else [ir.UpSample1D(layer.path or "upsample", layer.size)] if isinstance(layer, _Upsample)
                else [ir.Pad1D(layer.path or "pad", layer.left, layer.right)])
         for op in ops:
             nodes.append(ir.Node(op, (tensor,), (f"{op.name}:0",)))

@@ -1,6 +1,7 @@
 """The convolutional front-end modules: ``nn.Conv1d``, ``nn.MaxPool1d``/``nn.AvgPool1d``,
 ``nn.AdaptiveAvgPool1d(1)``/``nn.AdaptiveMaxPool1d(1)`` (global pooling), ``nn.BatchNorm1d``
-(eval-mode running statistics) and ``nn.Flatten``: read from a module (live, scripted or traced)
+(eval-mode running statistics), ``nn.Upsample`` (nearest, a whole ``scale_factor``: each timestep
+repeated, ``ir.UpSample1D``) and ``nn.Flatten``: read from a module (live, scripted or traced)
 into chain records, and built into IR ops.
 
 PyTorch lays these out ``(N, C, T)``; the IR is ``(batch, T, C)``, so a Conv1d weight
@@ -39,7 +40,8 @@ POOL_CLASSES = {"MaxPool1d", "AvgPool1d", "AdaptiveAvgPool1d", "AdaptiveMaxPool1
 NORM_CLASSES = {"BatchNorm1d"}
 FLATTEN_CLASSES = {"Flatten"}
 PAD_CLASSES = {"ConstantPad1d", "ZeroPad1d"}
-FRONT_END_CLASSES = CONV_CLASSES | POOL_CLASSES | NORM_CLASSES | FLATTEN_CLASSES | PAD_CLASSES
+UPSAMPLE_CLASSES = {"Upsample"}
+FRONT_END_CLASSES = CONV_CLASSES | POOL_CLASSES | NORM_CLASSES | FLATTEN_CLASSES | PAD_CLASSES | UPSAMPLE_CLASSES
 
 
 @dataclass
@@ -85,6 +87,15 @@ class _Pad:
     path: str
     left: int
     right: int
+
+
+@dataclass
+class _Upsample:
+    """``nn.Upsample(scale_factor=size, mode="nearest")`` of ``(N, C, T)``: each timestep repeated
+    ``size`` times (PyTorch's nearest source index ``floor(t' / size)`` for a whole ``size``)."""
+
+    path: str
+    size: int
 
 
 @dataclass
@@ -199,6 +210,11 @@ def _traced_options(module, cls: str) -> Optional[dict]:
         if not args or len(args) < 2 or (at == 3 and len(args) > 2 and _literal(args[2]) != "constant"):
             return None
         return dict(padding=_literal(args[1]), value=_literal(args[at]) if len(args) > at else 0.0)
+    if cls == "Upsample":  # torch.upsample_nearest1d(x, output_size, [scale]); other modes trace to other calls
+        args = _code_args(module, "upsample_nearest1d")
+        if not args or len(args) < 3:
+            return None
+        return dict(size=_literal(args[1]), scale_factor=_literal(args[2]), mode="nearest")
     if cls == "Flatten":
         args = _code_args(module, "flatten")
         if not args:
@@ -218,6 +234,7 @@ _DEFAULTS = {
     "Flatten": ("start_dim", "end_dim"),
     "ConstantPad1d": ("padding", "value"),
     "ZeroPad1d": ("padding", "value"),
+    "Upsample": ("size", "scale_factor", "mode"),
 }
 
 
@@ -297,6 +314,16 @@ def front_end_layer(module, cls: str, path: str, where: str, attr, numpy, proble
                             "supported (zeros, (left, right) of the time axis)")
             return None
         return _Pad(path, int(padding[0]), int(padding[1]))
+    if cls == "Upsample":
+        scale, mode = _one(options.get("scale_factor")), options.get("mode")
+        # nearest (and nearest-exact, the same for a whole scale) repeats each timestep `scale` times
+        if options.get("size") is not None or mode not in ("nearest", "nearest-exact") or scale is None \
+                or float(scale) != int(scale) or int(scale) < 1:
+            problems.append(f"{where}: size={options.get('size')!r}, scale_factor={options.get('scale_factor')!r}, "
+                            f"mode={mode!r} is not supported (mode='nearest' with a whole scale_factor: each "
+                            "timestep repeated)")
+            return None
+        return _Upsample(path, int(scale))
     # Flatten: applied by .forward, which knows the layout of what it flattens.
     return {"start_dim": int(options["start_dim"]), "end_dim": int(options["end_dim"])}
 

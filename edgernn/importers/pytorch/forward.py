@@ -16,7 +16,8 @@ The head of the last recurrent module is read from what forward() does with its 
 Functional activations (``F.relu``, ``torch.tanh``, ``x.relu()``, ...) become activation layers,
 ``torch.flatten``/``x.view(x.size(0), -1)`` a Flatten, ``F.pad(x, (left, right))`` of zeros on
 the time axis a Pad1D (a Conv1d right after takes it as its padding where exact), and
-``y[:, :, :-p]`` right after a Conv1d padded ``p = (k-1)*d`` makes it causal. Anything else -- arithmetic, a branch or skip connection,
+``y[:, :, :-p]`` right after a Conv1d padded ``p = (k-1)*d`` makes it causal; any other
+``y[:, :, a:-b]`` (or ``a:``) of ``(N, C, T)`` is a crop, a Pad1D of negative counts. Anything else -- arithmetic, a branch or skip connection,
 an RNN's ``c_n``, an index edgernn cannot represent, control flow that depends on the data -- is
 refused naming it (:class:`GraphRefusal`). A graph that cannot be had gives None: forward() that
 torch.fx cannot trace, or whose trace computes something else than the module on a seeded probe
@@ -32,7 +33,7 @@ from typing import Optional
 
 from .activations import _PLAIN_ACTIVATIONS, _SKIP_CLASSES as _SKIP
 from .chain import _RNN, _Act, _Embedding, _LayerNorm, _Linear
-from .conv import _Conv, _Flatten, _Norm, _Pad, _Pool, _Unread
+from .conv import _Conv, _Flatten, _Norm, _Pad, _Pool, _Unread, _Upsample
 
 _INT64_MAX = 9223372036854775807
 _MAX_DEPTH = 32
@@ -191,7 +192,7 @@ class _Reader:
             raise GraphRefusal(f"{where} reads a tensor laid out {_LAYOUT[x.layout]}, not (N, C, T)")
         if isinstance(layer, _Conv):
             return self._add(layer, "NCT", conv=layer)
-        if isinstance(layer, _Pad):
+        if isinstance(layer, (_Pad, _Upsample)):
             return self._add(layer, "NCT")
         return self._add(layer, "NC1" if layer.global_pool else "NCT")
 
@@ -283,6 +284,14 @@ class _Reader:
                 # PyTorch's causal convolution: pad (k-1)*d on both sides, drop the right end
                 self.layers[-1] = replace(conv, causal=True)
                 return replace(x, conv=None)
+        if x.layout == "NCT" and len(items) == 3 and _full(items[0]) and _full(items[1]) and items[2][0] == "slice":
+            start, stop, step = items[2][1:]
+            stop = None if stop == _INT64_MAX else stop
+            if step in (None, 1) and (start or 0) >= 0 and (stop is None or stop < 0):
+                # y[:, :, a:-b] drops a timesteps at the start, b at the end, on any length (Keras's
+                # Cropping1D((a, b))): a Pad1D of negative counts. A positive stop fixes the length: refused.
+                x = self._take(x, f"forward()'s [:, :, {_show(items[2])}]")
+                return self._add(_Pad(self._name("crop"), -(start or 0), stop or 0), "NCT")
         if x.layout == "NC1" and len(items) == 3 and _full(items[0]) and _full(items[1]) and items[2] == ("int", 0):
             return replace(x, layout="NC")
         raise GraphRefusal(f"forward() indexes a tensor laid out {_LAYOUT.get(x.layout, x.layout)} with "

@@ -21,7 +21,7 @@ from .activations import _ACTIVATION_CLASSES, _SKIP_CLASSES, _activation_of
 from .build import _build
 from .calls import call_order
 from .chain import _RNN, _Act, _Chain, _Embedding, _LayerNorm, _Linear, _in_order, _units
-from .conv import FRONT_END_CLASSES, _Conv, _Pad, _Pool, _code_args, _literal, front_end_layer
+from .conv import FRONT_END_CLASSES, _Conv, _Pad, _Pool, _Upsample, _code_args, _literal, front_end_layer
 from .forward import GraphRefusal, read_forward
 from .options import _check_options, _flag, _head_option
 from .state_dict import _rnn_from_params
@@ -203,7 +203,7 @@ def _walk(module, path: str, options: dict, layers: list, problems: list[str], l
         if cls in _CONTAINER_CLASSES and not own:
             return
         problems.append(f"{where} is not supported (supported: LSTM, GRU, RNN, Linear, Conv1d, MaxPool1d, "
-                        "AvgPool1d, AdaptiveAvgPool1d(1), AdaptiveMaxPool1d(1), BatchNorm1d, ConstantPad1d, ZeroPad1d, LayerNorm, Embedding, Flatten, activations, "
+                        "AvgPool1d, AdaptiveAvgPool1d(1), AdaptiveMaxPool1d(1), BatchNorm1d, ConstantPad1d, ZeroPad1d, Upsample, LayerNorm, Embedding, Flatten, activations, "
                         "Dropout, Identity, and modules composed of them)")
         return
     if own:
@@ -247,7 +247,7 @@ def _layouts(layers: list) -> list[str]:
     if layers and isinstance(layers[0], _Embedding):
         return ["NT", "TN"] if rnn is None or rnn.batch_first else ["TN", "NT"]
     sequence = "NTC" if rnn is None or rnn.batch_first else "TNC"
-    conv = any(isinstance(layer, (_Conv, _Pool, _Pad)) for layer in layers)
+    conv = any(isinstance(layer, (_Conv, _Pool, _Pad, _Upsample)) for layer in layers)
     first = "NCT" if conv else sequence
     return [first] + [layout for layout in ("NTC", "TNC", "NCT", "NC") if layout != first]
 
