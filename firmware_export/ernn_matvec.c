@@ -131,22 +131,38 @@ static inline void ernn_dot4(const uint8_t *p, const int32_t *v, int32_t blocks,
 }
 #endif
 
+/* Columns 4 block .. 4 block + 3 into v's layout (see ernn_internal.h); returns their sum. */
+static int32_t ernn_expand_block(int32_t *v, int32_t block, int32_t c0, int32_t c1, int32_t c2, int32_t c3)
+{
+#ifdef ERNN_DOT_DSP
+    /* word 2 block: columns 0 and 2 (low, high halfword); word 2 block + 1: columns 1 and 3 */
+    uint32_t *word = (uint32_t *)(void *)(v + 2 * block);
+    word[0] = ((uint32_t)c0 & 0xFFFFu) | ((uint32_t)c2 << 16);
+    word[1] = ((uint32_t)c1 & 0xFFFFu) | ((uint32_t)c3 << 16);
+#else
+    v += 4 * block;
+    v[0] = c0;
+    v[1] = c1;
+    v[2] = c2;
+    v[3] = c3;
+#endif
+    return c0 + c1 + c2 + c3;
+}
+
+/* A whole block of four columns per pass, the source (int8 or int32) chosen once, the zero-padded
+ * tail once: one element at a time this took a quarter of a Conv1D's step on a Cortex-M4. */
 int32_t ernn_expand(const int8_t *x, const int32_t *x32, int32_t n, int32_t *v)
 {
-    int32_t k, sum = 0;
-    for (k = 0; k < ERNN_PAD4(n); ++k) {
-        const int32_t value = k >= n ? 0 : (x ? x[k] : x32[k]);
-        sum += value;
-#ifdef ERNN_DOT_DSP
-        {   /* column k of block k / 4 -> word 2 (k / 4) + k % 2, halfword (k / 2) % 2 */
-            uint32_t *word = (uint32_t *)(void *)(v + 2 * (k >> 2) + (k & 1));
-            const uint32_t half = (uint32_t)value & 0xFFFFu;
-            *word = (k & 2) ? (*word & 0xFFFFu) | (half << 16) : half;
-        }
-#else
-        v[k] = value;
-#endif
+    const int32_t full = n / 4, rest = n % 4;
+    int32_t b, k, sum = 0, tail[4] = {0, 0, 0, 0};
+    if (x) {
+        for (b = 0; b < full; ++b, x += 4) sum += ernn_expand_block(v, b, x[0], x[1], x[2], x[3]);
+        for (k = 0; k < rest; ++k) tail[k] = x[k];
+    } else {
+        for (b = 0; b < full; ++b, x32 += 4) sum += ernn_expand_block(v, b, x32[0], x32[1], x32[2], x32[3]);
+        for (k = 0; k < rest; ++k) tail[k] = x32[k];
     }
+    if (rest) sum += ernn_expand_block(v, full, tail[0], tail[1], tail[2], tail[3]);
     return sum;
 }
 
