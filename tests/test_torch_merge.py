@@ -137,31 +137,29 @@ class TwoRnnHead(nn.Module):
         return self.fc(torch.cat([a[:, -1], h[-1]], dim=1))
 
 
-def test_residual_lstm_stack(tmp_path):
-    torch.manual_seed(0)
-    for model in converted_three_ways(ResidualLstm(), False, tmp_path):
-        assert merges(model) == [("Merge", "add", 2)]
+# module, whether its input is (N, C, T), the merges its model holds (sorted)
+CONVERTED = {
+    "residual_lstm_stack": (ResidualLstm, False, [("Merge", "add", 2)]),
+    "every_element_wise_merge": (EveryMerge, False, [("Merge", mode, 2) for mode in
+                                                     ("add", "maximum", "minimum", "multiply", "subtract")]),
+    "parallel_convs_over_channels": (ParallelConvs, True, [("Concatenate", "features", 2)]),
+    "linear_head_on_two_rnns": (TwoRnnHead, False, [("Concatenate", "features", 2)]),
+}
 
 
-def test_every_element_wise_merge(tmp_path):
-    torch.manual_seed(1)
-    for model in converted_three_ways(EveryMerge(), False, tmp_path):
-        modes = sorted(mode for _, mode, _ in merges(model))
-        assert modes == ["add", "maximum", "minimum", "multiply", "subtract"]
+@pytest.mark.parametrize("case", CONVERTED)
+def test_branches_and_merges_convert_and_stream(case, tmp_path):
+    cls, channels_first, want = CONVERTED[case]
+    torch.manual_seed(list(CONVERTED).index(case))
+    for model in converted_three_ways(cls(), channels_first, tmp_path):
+        assert sorted(merges(model)) == want
 
 
-def test_parallel_conv_branches_concatenated_over_channels(tmp_path):
-    torch.manual_seed(2)
-    for model in converted_three_ways(ParallelConvs(), True, tmp_path):
-        assert merges(model) == [("Concatenate", "features", 2)]
-
-
-def test_linear_head_on_two_rnns(tmp_path):
-    torch.manual_seed(3)
-    for model in converted_three_ways(TwoRnnHead(), False, tmp_path):
-        assert merges(model) == [("Concatenate", "features", 2)]
-        recurrent = [n.op for n in model.spec.nodes if type(n.op).__name__ == "Recurrent"]
-        assert [op.return_sequences for op in recurrent] == [False, False]
+def test_each_recurrent_module_has_its_own_head():
+    """out[:, -1] of one and h_n[-1] of the other: both return their last step only."""
+    model = edgernn.convert(TwoRnnHead().eval(), verify=False)
+    recurrent = [n.op for n in model.spec.nodes if type(n.op).__name__ == "Recurrent"]
+    assert [op.return_sequences for op in recurrent] == [False, False]
 
 
 # --- what stays refused -------------------------------------------------------------------------------
