@@ -1,7 +1,8 @@
 """PyTorch forward()s that branch and merge, against live PyTorch.
 
 forward() is read as a graph (edgernn/importers/pytorch/forward.py): ``a + b``, ``a - b``, ``a * b``,
-``torch.maximum``/``torch.minimum`` of two tensors in one layout become ``ir.Merge``, and
+``torch.maximum``/``torch.minimum`` of two tensors in one layout (and ``(a + b) / 2``, the average)
+become ``ir.Merge``, and
 ``torch.cat`` over the features (dim -1 of a sequence, dim 1 of ``(N, C, T)`` or of a vector)
 ``ir.Concatenate`` -- the IR the Keras importer gives Add/Concatenate. Each model is converted from
 the module in memory (torch.fx), and from files of it scripted and traced (TorchScript); ``predict``
@@ -89,7 +90,8 @@ class ResidualLstm(nn.Module):
 
 
 class EveryMerge(nn.Module):
-    """Every element-wise merge between a GRU's input and output: add, sub, mul, maximum, minimum."""
+    """Every element-wise merge between a GRU's input and output: sub, mul, maximum, minimum, and the
+    average torch.add(y, p) / 2."""
 
     def __init__(self):
         super().__init__()
@@ -99,7 +101,7 @@ class EveryMerge(nn.Module):
     def forward(self, x):
         p = self.proj(x)
         y, _ = self.gru(p)
-        return torch.maximum(y, p) - torch.minimum(y, p) * torch.add(y, p)
+        return torch.maximum(y, p) - torch.minimum(y, p) * (torch.add(y, p) / 2)
 
 
 class ParallelConvs(nn.Module):
@@ -141,7 +143,7 @@ class TwoRnnHead(nn.Module):
 CONVERTED = {
     "residual_lstm_stack": (ResidualLstm, False, [("Merge", "add", 2)]),
     "every_element_wise_merge": (EveryMerge, False, [("Merge", mode, 2) for mode in
-                                                     ("add", "maximum", "minimum", "multiply", "subtract")]),
+                                                     ("average", "maximum", "minimum", "multiply", "subtract")]),
     "parallel_convs_over_channels": (ParallelConvs, True, [("Concatenate", "features", 2)]),
     "linear_head_on_two_rnns": (TwoRnnHead, False, [("Concatenate", "features", 2)]),
 }
@@ -183,6 +185,8 @@ class Refused(nn.Module):
             return out + 1.0
         if self.how == "parameter":
             return out * self.scale
+        if self.how == "division":
+            return (out + x) / 3
         if self.how == "h_n":
             return out + h
         if self.how == "layouts":
@@ -194,6 +198,7 @@ REFUSED = {
     "over_time": r"cat\(dim=1\) joins tensors laid out \(N, T, C\) over the time axis",
     "constant": r"add\(\) of a tensor laid out \(N, T, C\), the value 1.0: .*no constant",
     "parameter": r"holds parameters of its own \(scale\) that its forward\(\) uses",
+    "division": r"divides a tensor laid out \(N, T, C\) by 3; edgernn divides only a sum of n tensors by n",
     "h_n": r"add\(\) merges tensors laid out \(layers, N, H\) and \(N, T, C\)",
     "layouts": r"add\(\) merges tensors laid out \(N, C, T\) and \(N, T, C\)",
     "batch": r"cat\(dim=0\) joins tensors laid out \(N, T, C\) over dim 0",

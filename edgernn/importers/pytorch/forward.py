@@ -14,7 +14,7 @@ node with every tensor's layout (:class:`_T`) followed symbolically:
 The result is :class:`Forward`: the layers in the order forward() makes them, and per layer the
 tensors it reads (``reads``: 0 the input, k the output of layer k - 1), so that a tensor may be read
 by several layers. Element-wise arithmetic between two tensors of one layout (``a + b``, ``a - b``,
-``a * b``, ``torch.maximum``, ``torch.minimum``) is a merge layer, and ``torch.cat`` over the
+``a * b``, ``torch.maximum``, ``torch.minimum``; ``(a + b) / 2`` the average) is a merge layer, and ``torch.cat`` over the
 features (C, wherever it stands in the layout) a concatenation: the IR's ``Merge`` and
 ``Concatenate`` (:class:`~.chain._Merge`).
 
@@ -83,7 +83,8 @@ class Forward:
 class _T:
     """A tensor of forward(), symbolically: its layout, the number of layers made before it (0 the
     input, k the output of layer k - 1), and what it is of a recurrent module (``out``, ``h``, ``c``,
-    ``h_last`` = h_n[-1], ``h_prev`` = h_n[-2]) or of a Conv1d (``conv``)."""
+    ``h_last`` = h_n[-1], ``h_prev`` = h_n[-2]), of a Conv1d (``conv``), or ``average``: a sum
+    divided by its count (:meth:`_Reader.divide`)."""
 
     layout: str
     step: int
@@ -117,6 +118,7 @@ class _Reader:
         self.reads: list = []  # per layer, the steps of the tensors it reads
         self.read: set = set()  # the steps some layer or forward()'s result reads
         self.cropped: set = set()  # the steps of Conv1d outputs made causal by a crop
+        self.averaged: set = set()  # the steps of sums made averages by a division
         self.called: set = set()
         self.heads: dict = {}  # id(rnn) -> head of that recurrent module
         self.names: set = set(by_path)
@@ -152,6 +154,9 @@ class _Reader:
         if x.conv is not None and x.step in self.cropped:
             raise GraphRefusal(f"{what} reads the output of Conv1d {x.conv.path!r} uncropped, which forward() also "
                                "crops to make it causal; edgernn computes one of the two")
+        if x.step in self.averaged and x.kind != "average":
+            raise GraphRefusal(f"{what} reads the sum {self.layers[x.step - 1].path!r}, which forward() also divides "
+                               "into an average; edgernn computes one of the two")
         self.read.add(x.step)
         return x
 
@@ -383,6 +388,18 @@ class _Reader:
         tensors of forward() in one layout: an IR Merge, element-wise (no broadcasting)."""
         tensors = self._operands(values, f"forward()'s {function}()")
         return self._add(_Merge(self._name(_MERGES[function]), _MERGES[function]), tensors, tensors[0].layout)
+
+    def divide(self, x, by) -> _T:
+        """``(a + b) / 2``: a sum of n tensors divided by n, the average (the sum's Merge becomes an
+        IR Merge ``average``, where nothing has read the sum itself)."""
+        layer = self.layers[x.step - 1] if isinstance(x, _T) and x.step else None
+        if not (isinstance(layer, _Merge) and layer.mode == "add" and x.kind is None and not isinstance(by, bool)
+                and by == len(self.reads[x.step - 1]) and x.step not in self.read):
+            raise GraphRefusal(f"forward() divides {_describe(x)} by {by!r}; edgernn divides only a sum of n "
+                               "tensors by n (a + b) / 2, their average")
+        self.layers[x.step - 1] = replace(layer, mode="average")
+        self.averaged.add(x.step)
+        return replace(x, kind="average")
 
     def _operands(self, values, what: str) -> list:
         """The tensors a merge or a concatenation reads: tensors of forward() (no constant, parameter
@@ -642,6 +659,8 @@ def _apply(reader: _Reader, name: str, args: list, kwargs: dict, method: bool):
         return reader.pad(x, pad, mode, value)
     if name == "cat":
         return reader.cat(list(x), kwargs.get("dim", args[1] if len(args) > 1 else 0))
+    if name in ("truediv", "div") and len(args) == 2 and not kwargs:
+        return reader.divide(x, args[1])
     if name in _MERGES:
         # aten::add/sub carry alpha (y = a + alpha * b) as a third argument, torch.add(a, b, alpha=...) as a keyword
         alpha = kwargs.get("alpha", args[2] if name in ("add", "sub", "iadd", "isub") and len(args) > 2 else 1)
