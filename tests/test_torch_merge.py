@@ -185,6 +185,8 @@ class Refused(nn.Module):
             return out + 1.0
         if self.how == "parameter":
             return out * self.scale
+        if self.how == "last_of_sum":
+            return (out + x)[:, -1]
         if self.how == "division":
             return (out + x) / 3
         if self.how == "h_n":
@@ -198,6 +200,7 @@ REFUSED = {
     "over_time": r"cat\(dim=1\) joins tensors laid out \(N, T, C\) over the time axis",
     "constant": r"add\(\) of a tensor laid out \(N, T, C\), the value 1.0: .*no constant",
     "parameter": r"holds parameters of its own \(scale\) that its forward\(\) uses",
+    "last_of_sum": r"last step of a sequence that is not a recurrent module's output",
     "division": r"divides a tensor laid out \(N, T, C\) by 3; edgernn divides only a sum of n tensors by n",
     "h_n": r"add\(\) merges tensors laid out \(layers, N, H\) and \(N, T, C\)",
     "layouts": r"add\(\) merges tensors laid out \(N, C, T\) and \(N, T, C\)",

@@ -286,11 +286,14 @@ class _Reader:
             raise GraphRefusal(f"forward() indexes {_describe(x)}")
         while items and _full(items[-1]):
             items = items[:-1]
-        if x.kind == "out":
-            if (x.layout == "NTC" and len(items) == 2 and _full(items[0]) and items[1] == ("int", -1)) or \
-                    (x.layout == "TNC" and items == [("int", -1)]):
-                self._head(x.rnn, "last", "out[:, -1]")
-                return _T("NC", x.step)
+        last_step = (x.layout == "NTC" and len(items) == 2 and _full(items[0]) and items[1] == ("int", -1)) or \
+            (x.layout == "TNC" and items == [("int", -1)])
+        if last_step and x.kind == "out":
+            self._head(x.rnn, "last", "out[:, -1]")
+            return _T("NC", x.step)
+        if last_step:
+            raise GraphRefusal("forward() takes the last step of a sequence that is not a recurrent module's output "
+                               "(after a merge or a layer); edgernn takes only out[:, -1] of a recurrent module")
         if x.kind == "h" and len(items) == 1 and items[0][0] == "int":
             index = items[0][1]
             if index == -1:
