@@ -14,9 +14,9 @@ node with every tensor's layout (:class:`_T`) followed symbolically:
 The result is :class:`Forward`: the layers in the order forward() makes them, and per layer the
 tensors it reads (``reads``: 0 the input, k the output of layer k - 1), so that a tensor may be read
 by several layers. Element-wise arithmetic between two tensors of one layout (``a + b``, ``a - b``,
-``a * b``, ``torch.maximum``, ``torch.minimum``; ``(a + b) / 2`` the average) is a merge layer, and ``torch.cat`` over the
-features (C, wherever it stands in the layout) a concatenation: the IR's ``Merge`` and
-``Concatenate`` (:class:`~.chain._Merge`).
+``a * b``, ``torch.maximum``, ``torch.minimum``; ``(a + b) / 2`` the average) is a merge layer,
+and ``torch.cat`` over the features (C, wherever it stands in the layout) a concatenation: the
+IR's ``Merge`` and ``Concatenate`` (:class:`~.chain._Merge`).
 
 The head of each recurrent module is read from what forward() does with its results:
 ``out[:, -1]`` (``out[-1]`` time-major) is ``head="last"``, ``h_n[-1]`` (bidirectional:
