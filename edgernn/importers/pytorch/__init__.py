@@ -55,7 +55,8 @@ Modules, one idea each:
 
 * ``files``: ``.pt``/``.pth`` and ``.safetensors`` read: :func:`load_torch_file`, :func:`load_safetensors_file`.
 * ``modules``: :func:`from_torch_module`, and the walk of a live or TorchScript module tree into a chain.
-* ``forward``: forward() read from its torch.fx or TorchScript graph: the layers in order, the
+* ``forward``: forward() read from its torch.fx or TorchScript graph: the layers in order and the
+  tensors each reads (branches; ``a + b``, ``torch.cat`` over the features and the other merges), the
   permutes between (N, C, T) and the recurrent part, the head (this replaces the ``head`` option
   wherever a graph exists; see docs/pytorch.md).
 * ``conv``: Conv1d, MaxPool1d/AvgPool1d, the global adaptive poolings, BatchNorm1d, ConstantPad1d/

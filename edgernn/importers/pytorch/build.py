@@ -12,7 +12,7 @@ order); ``bias_ih + bias_hh`` summed. GRU rows r, z, n are reordered to z, r, h;
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from ...errors import UnsupportedModel
 from .._conv import time_major_rows
 from .._fold import fold_into_linear_maps, with_flatten_steps
 from .._refusals import end_refusal
-from .chain import _RNN, _Act, _Chain, _Embedding, _LayerNorm, _Linear, _orders_that_chain, _units
+from .chain import _RNN, _Act, _Chain, _Embedding, _LayerNorm, _Linear, _Merge, _orders_that_chain, _units
 from .conv import _Conv, _Flatten, _Norm, _Pad, _Pool, _Upsample, conv_ops_of, norm_op, pool_ops_of
 
 
@@ -107,8 +107,22 @@ def _order_rule(chain: _Chain) -> Optional[str]:
             f"option {given}")
 
 
+class _Tensor(NamedTuple):
+    """An IR tensor of the model being built: its name, rank (3 a sequence, 2 a vector), features
+    (None for integer codes), and after PyTorch's channel-major flatten of ``(N, C, T)`` the
+    ``(channels, steps)`` whose order the Linear reading it reorders its rows by."""
+
+    name: str
+    rank: int
+    features: Optional[int]
+    reorder: Optional[tuple] = None
+
+
 def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
-    """The ModelSpec of ``chain`` with ``head`` semantics; returns (spec, the head used)."""
+    """The ModelSpec of ``chain`` with ``head`` semantics; returns (spec, the head used).
+
+    Each layer reads the tensors ``chain.reads`` gives (forward()'s graph), else the one before it;
+    the head of the last recurrent module is ``head``, of the others ``chain.heads`` (else "every")."""
     label = chain.label
     layers = chain.layers
     head = head or chain.head
@@ -129,21 +143,29 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
             "visible; choose it with the option head='last' (the head sees output[:, -1]), head='every' "
             "(the head runs on every step) or head='final' (the head sees h_n of the last layer, both "
             "directions concatenated)")
-    if head == "last" and layers[last_rnn].bidirectional:
-        raise UnsupportedModel(
-            f"{label}: head='last' on bidirectional module {layers[last_rnn].path!r} means output[:, -1], whose "
-            "backward half has read only the last step; edgernn cannot compute that. Use head='final' "
-            "(torch.cat([h_n[-2], h_n[-1]], 1)) or head='every'")
+    heads = {index: head if index == last_rnn else (chain.heads or {}).get(layers[index].path, "every")
+             for index in rnns}
+    for index, rnn_head in heads.items():
+        if rnn_head == "last" and layers[index].bidirectional:
+            raise UnsupportedModel(
+                f"{label}: head='last' on bidirectional module {layers[index].path!r} means output[:, -1], whose "
+                "backward half has read only the last step; edgernn cannot compute that. Use head='final' "
+                "(torch.cat([h_n[-2], h_n[-1]], 1)) or head='every'")
 
     problems: list[str] = []
     nodes: list[ir.Node] = []
-    features = None
-    rank = 2 if chain.input_layout == "NC" else 3
-    tensor = "x"
     refusals: list[str] = []
-    reorder = None  # (channels, steps) of a channel-major flatten, for the Linear after it
+    first = next(layer for layer in layers if isinstance(layer, (_RNN, _Linear, _LayerNorm, _Conv, _Norm, _Embedding)))
+    reads = chain.reads or [(index,) for index in range(len(layers))]
+    # tensors[0] is the model's input, tensors[k] the output of layers[k - 1]
+    tensors = [_Tensor("x", 2 if chain.input_layout == "NC" else 3,
+                       None if isinstance(first, _Embedding) else first.input_size)]
     for index, layer in enumerate(layers):
         where = f"module {layer.path!r}" if layer.path else "the module"
+        if isinstance(layer, _Merge):
+            tensors.append(_merge(layer, [tensors[step] for step in reads[index]], nodes, problems))
+            continue
+        tensor, rank, features, reorder = tensors[reads[index][0]]
         if isinstance(layer, _RNN):
             if features is not None and features != layer.input_size:
                 problems.append(f"{where} takes {layer.input_size} features but gets {features}")
@@ -152,7 +174,7 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
             size = layer.input_size
             for k in range(layer.num_layers):
                 name = _rnn_name(layer, k)
-                sequences = not (index == last_rnn and k == layer.num_layers - 1 and head in ("last", "final"))
+                sequences = not (k == layer.num_layers - 1 and heads[index] in ("last", "final"))
                 forward = _recurrent_layer(layer, k, "", name, size, sequences, False)
                 if layer.bidirectional:
                     backward = _recurrent_layer(layer, k, "_reverse", name + "_reverse", size, sequences, True)
@@ -203,12 +225,13 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
             nodes.append(ir.Node(op, (tensor,), (out,)))
             tensor = out
         elif isinstance(layer, (_Conv, _Pool, _Norm, _Flatten, _Pad, _Upsample)):
-            made = _front_end(layer, f"{where} ({type(layer).__name__.strip('_')})", nodes, tensor, rank, features, layers[index + 1:],
-                              refusals)
+            readers = [layers[j] for j in range(index + 1, len(layers)) if index + 1 in reads[j]]
+            made = _front_end(layer, f"{where} ({type(layer).__name__.strip('_')})", nodes, tensor, rank, features,
+                              readers, refusals)
             if made is None:
                 raise end_refusal(UnsupportedModel(f"{label}: cannot convert", refusals), "docs/pytorch.md")
             tensor, rank, features, reorder = made
-    first = next(layer for layer in layers if isinstance(layer, (_RNN, _Linear, _LayerNorm, _Conv, _Norm, _Embedding)))
+        tensors.append(_Tensor(tensor, rank, features, reorder))
     if problems:
         error = UnsupportedModel(f"{label}: the modules do not chain{_TAKEN[chain.order]}", problems)
         raise end_refusal(error, "docs/pytorch.md", _order_rule(chain))
@@ -216,8 +239,26 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
     # Integer codes: an int input, its features the T verification runs (predict takes any T).
     x = (ir.Input("x", CODES_STEPS, rank=2, dtype="int") if isinstance(first, _Embedding)
          else ir.Input("x", first.input_size))
-    spec = ir.ModelSpec((x,), tuple(nodes), (tensor,), source)
+    spec = ir.ModelSpec((x,), tuple(nodes), (tensors[-1].name,), source)
     return fold_into_linear_maps(with_flatten_steps(spec)), head
+
+
+def _merge(layer: _Merge, inputs: list, nodes: list, problems: list[str]) -> _Tensor:
+    """Append the IR Merge (or Concatenate over the features) of ``inputs``; its output."""
+    where = f"forward()'s {layer.path}"
+    op = ir.Concatenate(layer.path, "features") if layer.mode == "concatenate" else ir.Merge(layer.path, layer.mode)
+    nodes.append(ir.Node(op, tuple(t.name for t in inputs), (f"{op.name}:0",)))
+    sizes = [t.features for t in inputs]
+    if len({t.rank for t in inputs}) > 1:
+        problems.append(f"{where} merges a sequence with a vector")
+    if any(t.reorder is not None for t in inputs):
+        problems.append(f"{where} merges a flattened (N, C, T) tensor, whose features PyTorch orders channel-major; "
+                        "flatten after the merge")
+    if layer.mode == "concatenate":
+        return _Tensor(op.name + ":0", inputs[0].rank, None if None in sizes else sum(sizes))
+    if len(set(sizes)) > 1:
+        problems.append(f"{where} merges tensors of {sizes} features element-wise")
+    return _Tensor(op.name + ":0", inputs[0].rank, sizes[0])
 
 
 def _front_end(layer, where: str, nodes: list, tensor: str, rank: int, features, after: list, problems: list[str]):

@@ -4,7 +4,8 @@ A live module, a TorchScript module (``modules``) and a state dict (``state_dict
 ``_Chain`` of ``_RNN`` (a whole ``nn.LSTM``/``nn.GRU``/``nn.RNN``, its parameters as PyTorch names
 and stores them), ``_Linear``, ``_LayerNorm``, ``_Embedding`` and ``_Act`` records (and the
 convolutional front-end's, :mod:`.conv`); ``build`` turns a chain into the IR and ``run``
-runs it with PyTorch's own modules.
+runs it with PyTorch's own modules. A chain read from forward()'s graph may branch: it says which
+tensors each layer reads (``_Chain.reads``), and ``_Merge`` records join them.
 """
 
 from __future__ import annotations
@@ -92,6 +93,15 @@ class _Act:
 
 
 @dataclass
+class _Merge:
+    """Tensors of forward() joined: ``mode`` an IR Merge mode (``x + y`` is ``add``, ``torch.maximum``
+    ``maximum``, ...) or ``"concatenate"`` (``torch.cat`` over the features)."""
+
+    path: str
+    mode: str
+
+
+@dataclass
 class _Chain:
     """A source reduced to layers in forward order; ``bare`` when it is a single recurrent module.
 
@@ -113,6 +123,11 @@ class _Chain:
     head: Optional[str] = None
     input_layout: Optional[str] = None
     output_layout: Optional[str] = None
+    # forward() as a graph: per layer, the tensors it reads (0 the model's input, k the output of
+    # layers[k - 1]), and the head of every recurrent module by path; None: each layer reads the one
+    # before it, and only the last recurrent module has a head (``head``).
+    reads: Optional[list] = None
+    heads: Optional[dict] = None
 
 
 def _top(path: str) -> str:

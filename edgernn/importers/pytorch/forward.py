@@ -1,5 +1,6 @@
-"""Reading forward(): the layers in the order it calls them, the permutes between the ``(N, C, T)``
-convolutional part and the recurrent part, and how the recurrent output reaches the head.
+"""Reading forward(): the layers in the order it calls them and the tensors each reads (a graph:
+branches and merges), the permutes between the ``(N, C, T)`` convolutional part and the recurrent
+part, and how each recurrent output reaches what reads it.
 
 Where PyTorch has a graph of forward() -- ``torch.fx.symbolic_trace`` for an in-memory module (run
 on proxies, no data), the graph of a TorchScript module (read, never run) -- it is walked node by
@@ -10,16 +11,25 @@ node with every tensor's layout (:class:`_T`) followed symbolically:
 * ``NC`` a vector; ``NC1`` the ``(N, C, 1)`` of a global (adaptive) pooling;
 * ``HN``: an RNN's ``h_n`` ``(layers * directions, N, H)`` (or ``c_n``).
 
-The head of the last recurrent module is read from what forward() does with its results:
+The result is :class:`Forward`: the layers in the order forward() makes them, and per layer the
+tensors it reads (``reads``: 0 the input, k the output of layer k - 1), so that a tensor may be read
+by several layers. Element-wise arithmetic between two tensors of one layout (``a + b``, ``a - b``,
+``a * b``, ``torch.maximum``, ``torch.minimum``; ``(a + b) / 2`` the average) is a merge layer,
+and ``torch.cat`` over the features (C, wherever it stands in the layout) a concatenation: the
+IR's ``Merge`` and ``Concatenate`` (:class:`~.chain._Merge`).
+
+The head of each recurrent module is read from what forward() does with its results:
 ``out[:, -1]`` (``out[-1]`` time-major) is ``head="last"``, ``h_n[-1]`` (bidirectional:
 ``torch.cat([h_n[-2], h_n[-1]], 1)``) ``head="final"``, the output sequence itself ``head="every"``.
 Functional activations (``F.relu``, ``torch.tanh``, ``x.relu()``, ...) become activation layers,
 ``torch.flatten``/``x.view(x.size(0), -1)`` a Flatten, ``F.pad(x, (left, right))`` of zeros on
 the time axis a Pad1D (a Conv1d right after takes it as its padding where exact), and
-``y[:, :, :-p]`` right after a Conv1d padded ``p = (k-1)*d`` makes it causal; any other
-``y[:, :, a:-b]`` (or ``a:``) of ``(N, C, T)`` is a crop, a Pad1D of negative counts. Anything else -- arithmetic, a branch or skip connection,
-an RNN's ``c_n``, an index edgernn cannot represent, control flow that depends on the data -- is
-refused naming it (:class:`GraphRefusal`). A graph that cannot be had gives None: forward() that
+``y[:, :, :-p]`` of a Conv1d padded ``p = (k-1)*d`` (before anything reads it uncropped) makes it
+causal; any other ``y[:, :, a:-b]`` (or ``a:``) of ``(N, C, T)`` is a crop, a Pad1D of negative
+counts. Anything else -- a merge of tensors in different layouts, over time, of a constant or a
+parameter (no broadcasting), an RNN's ``c_n``, an index edgernn cannot represent, a layer whose
+result is unused, a second input, control flow that depends on the data -- is refused naming it
+(:class:`GraphRefusal`). A graph that cannot be had gives None: forward() that
 torch.fx cannot trace, or whose trace computes something else than the module on a seeded probe
 (:func:`_faithful`: Python inspecting fx's proxies, such as ``isinstance(states, tuple)``).
 """
@@ -32,7 +42,7 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from .activations import _PLAIN_ACTIVATIONS, _SKIP_CLASSES as _SKIP
-from .chain import _RNN, _Act, _Embedding, _LayerNorm, _Linear
+from .chain import _RNN, _Act, _Embedding, _LayerNorm, _Linear, _Merge
 from .conv import _Conv, _Flatten, _Norm, _Pad, _Pool, _Unread, _Upsample
 
 _INT64_MAX = 9223372036854775807
@@ -43,6 +53,11 @@ _FUNCTIONS = {cls.lower(): name for cls, name in _PLAIN_ACTIVATIONS.items()}
 _FUNCTIONS.update({"logsigmoid": "log_sigmoid", "log_sigmoid": "log_sigmoid", "hardsigmoid": "hard_sigmoid", "hardswish": "hard_silu",
                    "tanhshrink": "tanh_shrink", "gelu": "gelu", "elu": "elu", "celu": "celu",
                    "softplus": "softplus", "hardtanh": "hard_tanh"})
+# Element-wise arithmetic between tensors of forward() (operator.add, torch.add, x.add, aten::add,
+# y += x as operator.iadd or aten::add_) -> IR Merge modes.
+_MERGES = {"add": "add", "iadd": "add", "sub": "subtract", "subtract": "subtract", "isub": "subtract",
+           "mul": "multiply", "multiply": "multiply", "imul": "multiply", "maximum": "maximum",
+           "minimum": "minimum"}
 _IDENTITIES = {"contiguous", "dropout", "dropout_", "feature_dropout", "alpha_dropout", "clone", "detach",
                "float", "identity", "to", "cpu"}
 
@@ -53,19 +68,24 @@ class GraphRefusal(Exception):
 
 @dataclass
 class Forward:
-    """What the graph says: layers in forward order, the head, the layouts of input and output."""
+    """What the graph says: layers in forward order, the tensors each reads (0 the input, k the
+    output of ``layers[k - 1]``), the head of the last recurrent module and of every one by path, the
+    layouts of input and output."""
 
     layers: list
+    reads: list
     head: Optional[str]
+    heads: dict
     input_layout: str
     output_layout: str
 
 
 @dataclass(frozen=True)
 class _T:
-    """A tensor of forward(), symbolically: its layout, the number of layers made before it (the
-    chain position it belongs to), and what it is of a recurrent module (``out``, ``h``, ``c``,
-    ``h_last`` = h_n[-1], ``h_prev`` = h_n[-2]) or of a Conv1d (``conv``)."""
+    """A tensor of forward(), symbolically: its layout, the number of layers made before it (0 the
+    input, k the output of layer k - 1), and what it is of a recurrent module (``out``, ``h``, ``c``,
+    ``h_last`` = h_n[-1], ``h_prev`` = h_n[-2]), of a Conv1d (``conv``), or ``average``: a sum
+    divided by its count (:meth:`_Reader.divide`)."""
 
     layout: str
     step: int
@@ -96,6 +116,10 @@ class _Reader:
     def __init__(self, by_path: dict, input_layout: str):
         self.by_path = by_path
         self.layers: list = []
+        self.reads: list = []  # per layer, the steps of the tensors it reads
+        self.read: set = set()  # the steps some layer or forward()'s result reads
+        self.cropped: set = set()  # the steps of Conv1d outputs made causal by a crop
+        self.averaged: set = set()  # the steps of sums made averages by a division
         self.called: set = set()
         self.heads: dict = {}  # id(rnn) -> head of that recurrent module
         self.names: set = set(by_path)
@@ -117,9 +141,9 @@ class _Reader:
         self.heads[id(rnn)] = head
 
     def _take(self, x, what: str) -> _T:
-        """``x`` read by a layer: it must be the chain's current tensor."""
+        """``x`` read by a layer or returned: a tensor of forward() that edgernn passes on."""
         if not isinstance(x, _T):
-            raise GraphRefusal(f"{what} reads {_describe(x)}, not a tensor of the chain")
+            raise GraphRefusal(f"{what} reads {_describe(x)}, not a tensor of forward()")
         if x.kind == "out":
             self._head(x.rnn, "every", what)
         elif x.kind == "h_last" and not x.rnn.bidirectional:
@@ -128,13 +152,19 @@ class _Reader:
             raise GraphRefusal(f"{what} reads {_describe(x)}; edgernn can pass on only the output sequence, its last "
                                "step (out[:, -1]) or the last layer's final hidden state (h_n[-1], or "
                                "torch.cat([h_n[-2], h_n[-1]], 1) when bidirectional)")
-        if x.step != len(self.layers):
-            raise GraphRefusal(f"{what} reads a tensor made before the previous layer: a branch or skip "
-                               "connection, which edgernn's chain cannot represent")
+        if x.conv is not None and x.step in self.cropped:
+            raise GraphRefusal(f"{what} reads the output of Conv1d {x.conv.path!r} uncropped, which forward() also "
+                               "crops to make it causal; edgernn computes one of the two")
+        if x.step in self.averaged and x.kind != "average":
+            raise GraphRefusal(f"{what} reads the sum {self.layers[x.step - 1].path!r}, which forward() also divides "
+                               "into an average; edgernn computes one of the two")
+        self.read.add(x.step)
         return x
 
-    def _add(self, layer, layout: str, **extra) -> _T:
+    def _add(self, layer, inputs, layout: str, **extra) -> _T:
+        """``layer`` appended, reading ``inputs`` (a tensor, or a list for a merge); its output."""
         self.layers.append(layer)
+        self.reads.append(tuple(x.step for x in (inputs if isinstance(inputs, list) else [inputs])))
         return _T(layout, len(self.layers), **extra)
 
     # --- operations ----------------------------------------------------------------------------
@@ -163,14 +193,14 @@ class _Reader:
                 raise GraphRefusal(
                     f"{where} with batch_first={layer.batch_first} reads a tensor laid out {_LAYOUT[x.layout]}, "
                     f"not {_LAYOUT[wanted]}: its time axis would not be the sequence's (permute first)")
-            out = self._add(layer, wanted, rnn=layer, kind="out")
+            out = self._add(layer, x, wanted, rnn=layer, kind="out")
             h = replace(out, layout="HN", kind="h")
             return (out, (h, replace(h, kind="c")) if layer.mode == "LSTM" else h)
         if isinstance(layer, _Embedding):
             if x.layout not in _CODES or x.step:
                 raise GraphRefusal(f"{where} reads {_LAYOUT.get(x.layout, x.layout)}; edgernn's Embedding reads the "
                                    "model's input, integer codes (N, T) or (T, N)")
-            return self._add(layer, _CODES[x.layout])
+            return self._add(layer, x, _CODES[x.layout])
         if x.layout in _CODES:
             raise GraphRefusal(f"{where} reads the integer codes of the model's input; only an Embedding reads them")
         if isinstance(layer, (_Linear, _LayerNorm)):
@@ -178,23 +208,23 @@ class _Reader:
             if x.layout in ("NCT", "NC1"):
                 raise GraphRefusal(f"{where} acts on the last axis of a tensor laid out {_LAYOUT[x.layout]}, which "
                                    "is not the features; permute first")
-            return self._add(layer, x.layout)
+            return self._add(layer, x, x.layout)
         if isinstance(layer, _Act):
             if layer.dim is not None:  # Softmax/LogSoftmax: over the channels, wherever they stand
                 layer = replace(layer, dim=self._feature_dim(x, layer.dim, where))
-            return self._add(layer, x.layout)
+            return self._add(layer, x, x.layout)
         if isinstance(layer, _Norm):
             if x.layout not in ("NCT", "NC", "NC1"):
                 raise GraphRefusal(f"{where} normalizes axis 1 of a tensor laid out {_LAYOUT[x.layout]}, which is "
                                    "not the channels")
-            return self._add(layer, x.layout)
+            return self._add(layer, x, x.layout)
         if x.layout != "NCT":
             raise GraphRefusal(f"{where} reads a tensor laid out {_LAYOUT[x.layout]}, not (N, C, T)")
         if isinstance(layer, _Conv):
-            return self._add(layer, "NCT", conv=layer)
+            return self._add(layer, x, "NCT", conv=layer)
         if isinstance(layer, (_Pad, _Upsample)):
-            return self._add(layer, "NCT")
-        return self._add(layer, "NC1" if layer.global_pool else "NCT")
+            return self._add(layer, x, "NCT")
+        return self._add(layer, x, "NC1" if layer.global_pool else "NCT")
 
     def pad(self, x, pad, mode, value):
         """``F.pad(x, (left, right))`` of zeros on the time axis, the last of ``(N, C, T)``."""
@@ -208,7 +238,7 @@ class _Reader:
         if x.layout != "NCT":
             raise GraphRefusal(f"{what} pads the last axis of a tensor laid out {_LAYOUT[x.layout]}, which is not "
                                "the time axis of (N, C, T)")
-        return self._add(_Pad(self._name("pad"), pads[0], pads[1]), "NCT")
+        return self._add(_Pad(self._name("pad"), pads[0], pads[1]), x, "NCT")
 
     def activation(self, function: str, x, dim=None):
         name = _FUNCTIONS.get(function) if function not in ("softmax", "log_softmax") else function
@@ -216,7 +246,7 @@ class _Reader:
         x = self._take(x, what)
         if name in ("softmax", "log_softmax"):
             dim = self._feature_dim(x, dim, what)
-        return self._add(_Act(self._name(function), name, dim), x.layout)
+        return self._add(_Act(self._name(function), name, dim), x, x.layout)
 
     @staticmethod
     def _feature_dim(x: _T, dim, what: str) -> int:
@@ -257,13 +287,14 @@ class _Reader:
             raise GraphRefusal(f"forward() indexes {_describe(x)}")
         while items and _full(items[-1]):
             items = items[:-1]
-        if x.kind == "out":
-            if (x.layout == "NTC" and len(items) == 2 and _full(items[0]) and items[1] == ("int", -1)) or \
-                    (x.layout == "TNC" and items == [("int", -1)]):
-                self._head(x.rnn, "last", "out[:, -1]")
-                if x.step != len(self.layers):
-                    raise GraphRefusal("forward() takes the last step of a recurrent output after other layers ran")
-                return _T("NC", x.step)
+        last_step = (x.layout == "NTC" and len(items) == 2 and _full(items[0]) and items[1] == ("int", -1)) or \
+            (x.layout == "TNC" and items == [("int", -1)])
+        if last_step and x.kind == "out":
+            self._head(x.rnn, "last", "out[:, -1]")
+            return _T("NC", x.step)
+        if last_step:
+            raise GraphRefusal("forward() takes the last step of a sequence that is not a recurrent module's output "
+                               "(after a merge or a layer); edgernn takes only out[:, -1] of a recurrent module")
         if x.kind == "h" and len(items) == 1 and items[0][0] == "int":
             index = items[0][1]
             if index == -1:
@@ -280,9 +311,10 @@ class _Reader:
             conv = x.conv
             pad = (int(conv.weight.shape[2]) - 1) * conv.dilation
             if items[2][0] == "slice" and start in (None, 0) and step in (None, 1) and pad > 0 and stop == -pad \
-                    and conv.padding == pad and conv.stride == 1 and x.step == len(self.layers):
+                    and conv.padding == pad and conv.stride == 1 and x.step not in self.read:
                 # PyTorch's causal convolution: pad (k-1)*d on both sides, drop the right end
-                self.layers[-1] = replace(conv, causal=True)
+                self.layers[x.step - 1] = replace(conv, causal=True)
+                self.cropped.add(x.step)
                 return replace(x, conv=None)
         if x.layout == "NCT" and len(items) == 3 and _full(items[0]) and _full(items[1]) and items[2][0] == "slice":
             start, stop, step = items[2][1:]
@@ -291,7 +323,7 @@ class _Reader:
                 # y[:, :, a:-b] drops a timesteps at the start, b at the end, on any length (Keras's
                 # Cropping1D((a, b))): a Pad1D of negative counts. A positive stop fixes the length: refused.
                 x = self._take(x, f"forward()'s [:, :, {_show(items[2])}]")
-                return self._add(_Pad(self._name("crop"), -(start or 0), stop or 0), "NCT")
+                return self._add(_Pad(self._name("crop"), -(start or 0), stop or 0), x, "NCT")
         if x.layout == "NC1" and len(items) == 3 and _full(items[0]) and _full(items[1]) and items[2] == ("int", 0):
             return replace(x, layout="NC")
         raise GraphRefusal(f"forward() indexes a tensor laid out {_LAYOUT.get(x.layout, x.layout)} with "
@@ -306,7 +338,7 @@ class _Reader:
             return replace(x, layout="NC", conv=None)
         if x.layout in ("NCT", "NTC") and (start, end) == (1, 2):
             x = self._take(x, where)
-            return self._add(_Flatten(name or self._name("flatten"), x.layout == "NCT"), "NC")
+            return self._add(_Flatten(name or self._name("flatten"), x.layout == "NCT"), x, "NC")
         raise GraphRefusal(f"{where} flattens dims {start}..{end} of a tensor laid out {_LAYOUT[x.layout]}, which "
                            "edgernn cannot represent (flatten(1) of (N, C, T) or (N, T, C) only)")
 
@@ -335,7 +367,7 @@ class _Reader:
             raise GraphRefusal(f"{what} of a tensor laid out {_LAYOUT[x.layout]} is not over the time axis alone")
         if keepdim and x.layout != "NCT":
             raise GraphRefusal(f"{what} with keepdim=True of a tensor laid out {_LAYOUT[x.layout]}")
-        return self._add(_Pool(self._name(f"global_{kind}"), kind, global_pool=True), "NC1" if keepdim else "NC")
+        return self._add(_Pool(self._name(f"global_{kind}"), kind, global_pool=True), x, "NC1" if keepdim else "NC")
 
     def size(self, x, dim):
         if dim == 0:
@@ -343,15 +375,59 @@ class _Reader:
         raise GraphRefusal(f"forward() reads x.size({dim}); edgernn's graph cannot depend on sizes")
 
     def cat(self, values, dim):
+        """``torch.cat(values, dim)``: of a bidirectional module's ``h_n[-2]`` and ``h_n[-1]`` its
+        final state (``head="final"``), else tensors of one layout over their features (C): an IR
+        Concatenate."""
         if len(values) == 2 and all(isinstance(v, _T) for v in values):
             prev, last = values
             if prev.kind == "h_prev" and last.kind == "h_last" and prev.rnn is last.rnn and dim in (1, -1):
                 self._head(last.rnn, "final", "torch.cat([h_n[-2], h_n[-1]], 1)")
-                if last.step != len(self.layers):
-                    raise GraphRefusal("forward() takes h_n after other layers ran")
                 return _T("NC", last.step)
-        raise GraphRefusal("forward() concatenates tensors (torch.cat) other than torch.cat([h_n[-2], h_n[-1]], 1) "
-                           "of a bidirectional module")
+        what = f"forward()'s cat(dim={dim})"
+        tensors = self._operands(values, what)
+        layout = tensors[0].layout
+        rank = len(layout)
+        if not isinstance(dim, int) or isinstance(dim, bool) or not -rank <= dim < rank \
+                or dim % rank != layout.index("C"):
+            axis = "the time axis" if isinstance(dim, int) and "T" in layout and dim % rank == layout.index("T") \
+                else f"dim {dim}"
+            raise GraphRefusal(f"{what} joins tensors laid out {_LAYOUT[layout]} over {axis}; edgernn joins them "
+                               "over their features (C) only")
+        return self._add(_Merge(self._name("cat"), "concatenate"), tensors, layout)
+
+    def merge(self, function: str, values) -> _T:
+        """``a + b``, ``a - b``, ``a * b``, ``torch.maximum(a, b)``, ``torch.minimum(a, b)`` of two
+        tensors of forward() in one layout: an IR Merge, element-wise (no broadcasting)."""
+        tensors = self._operands(values, f"forward()'s {function}()")
+        return self._add(_Merge(self._name(_MERGES[function]), _MERGES[function]), tensors, tensors[0].layout)
+
+    def divide(self, x, by) -> _T:
+        """``(a + b) / 2``: a sum of n tensors divided by n, the average (the sum's Merge becomes an
+        IR Merge ``average``, where nothing has read the sum itself)."""
+        layer = self.layers[x.step - 1] if isinstance(x, _T) and x.step else None
+        if not (isinstance(layer, _Merge) and layer.mode == "add" and x.kind is None and not isinstance(by, bool)
+                and by == len(self.reads[x.step - 1]) and x.step not in self.read):
+            raise GraphRefusal(f"forward() divides {_describe(x)} by {by!r}; edgernn divides only a sum of n "
+                               "tensors by n (a + b) / 2, their average")
+        self.layers[x.step - 1] = replace(layer, mode="average")
+        self.averaged.add(x.step)
+        return replace(x, kind="average")
+
+    def _operands(self, values, what: str) -> list:
+        """The tensors a merge or a concatenation reads: tensors of forward() (no constant, parameter
+        or broadcast), laid out alike, none of them integer codes or a recurrent module's state."""
+        values = list(values)
+        if len(values) < 2 or not all(isinstance(v, _T) for v in values):
+            shown = ", ".join(_describe(v) for v in values)
+            raise GraphRefusal(f"{what} of {shown}: edgernn merges two or more tensors of forward() of one shape "
+                               "(no constant, parameter or broadcasting)")
+        layouts = sorted({v.layout for v in values})
+        if len(layouts) > 1:
+            raise GraphRefusal(f"{what} merges tensors laid out {' and '.join(_LAYOUT[lay] for lay in layouts)}; "
+                               "edgernn merges tensors of one layout (the same axes in the same order)")
+        if layouts[0] in _CODES or layouts[0] == "HN":
+            raise GraphRefusal(f"{what} merges {_describe(values[0])}; edgernn merges features, sequences or vectors")
+        return [self._take(v, what) for v in values]
 
     def output(self, x) -> Forward:
         if isinstance(x, (tuple, list)):
@@ -359,15 +435,14 @@ class _Reader:
         x = self._take(x, "forward()'s result")
         if x.layout not in ("NCT", "NTC", "TNC", "NC"):
             raise GraphRefusal(f"forward() returns a tensor laid out {_LAYOUT[x.layout]}")
+        for step, layer in enumerate(self.layers, 1):
+            if step not in self.read:
+                what = "recurrent module" if isinstance(layer, _RNN) else "layer"
+                raise GraphRefusal(f"forward() does not use the output of {what} {layer.path!r}")
         rnns = [layer for layer in self.layers if isinstance(layer, _RNN)]
-        for rnn in rnns[:-1]:
-            if self.heads.get(id(rnn)) != "every":
-                raise GraphRefusal(f"forward() passes on recurrent module {rnn.path!r} as "
-                                   f"{self.heads.get(id(rnn))!r} although another recurrent module follows it")
-        head = self.heads.get(id(rnns[-1])) if rnns else None
-        if rnns and head is None:
-            raise GraphRefusal(f"forward() does not use the output of recurrent module {rnns[-1].path!r}")
-        return Forward(self.layers, head, self.input.layout, x.layout)
+        heads = {rnn.path: self.heads.get(id(rnn)) for rnn in rnns}
+        return Forward(self.layers, self.reads, heads[rnns[-1].path] if rnns else None, heads, self.input.layout,
+                       x.layout)
 
 
 _LAYOUT = {"NCT": "(N, C, T)", "NTC": "(N, T, C)", "TNC": "(T, N, C)", "NC": "(N, C)", "NC1": "(N, C, 1)",
@@ -596,8 +671,18 @@ def _apply(reader: _Reader, name: str, args: list, kwargs: dict, method: bool):
         return reader.pad(x, pad, mode, value)
     if name == "cat":
         return reader.cat(list(x), kwargs.get("dim", args[1] if len(args) > 1 else 0))
-    raise GraphRefusal(f"forward() calls {name}(), which edgernn cannot represent (a chain of layers has no "
-                       "arithmetic, branches or other functions)")
+    if name in ("truediv", "div") and len(args) == 2 and not kwargs:
+        return reader.divide(x, args[1])
+    if name in _MERGES:
+        # aten::add/sub carry alpha (y = a + alpha * b) as a third argument, torch.add(a, b, alpha=...) as a keyword
+        alpha = kwargs.get("alpha", args[2] if name in ("add", "sub", "iadd", "isub") and len(args) > 2 else 1)
+        operands = list(args[:2]) + [kwargs[k] for k in ("input", "other") if k in kwargs]
+        if alpha != 1 or len(operands) != 2:
+            raise GraphRefusal(f"forward()'s {name}() with alpha={alpha!r} or other arguments cannot be represented")
+        return reader.merge(name, operands)
+    raise GraphRefusal(f"forward() calls {name}(), which edgernn cannot represent (edgernn reads layers, "
+                       "activations, permutes, indexes of recurrent results, element-wise merges of tensors and "
+                       "torch.cat over the features)")
 
 
 # --- TorchScript ---------------------------------------------------------------------------------
