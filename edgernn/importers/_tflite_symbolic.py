@@ -192,6 +192,8 @@ def _row_activation(name: str, row: Lin, param=None) -> Lin:
 def _numeric_activation(name: str, x: np.ndarray, param=None) -> np.ndarray:
     if name == "clip":
         return np.clip(x, -param, param)
+    if name == "rsqrt":  # a LayerNormalization's 1 / sqrt(variance + epsilon): no activation of a layer
+        return 1.0 / np.sqrt(np.asarray(x, np.float64))
     return _ACTIVATION_FUNCTIONS[name](np.asarray(x, np.float64))
 
 
@@ -476,6 +478,17 @@ class Executor:
             return [self._conv(op, args, depthwise=name == "DEPTHWISE_CONV_2D")]
         if name in ("MAX_POOL_2D", "AVERAGE_POOL_2D") and isinstance(args[0], Sym):
             return [self._pool(op, args[0], "max" if name == "MAX_POOL_2D" else "average")]
+        # A LayerNormalization: the mean over the features (affine), SQUARED_DIFFERENCE (a product of
+        # two rows), RSQRT (an atom); the importer reads the layer off the forms they make.
+        if name == "MEAN" and isinstance(args[0], Sym) and self._over_features(args):
+            return [self._feature_mean(args[0], bool(o(0, "B", 0)))]
+        if name == "SQUARED_DIFFERENCE" and any(isinstance(a, Sym) for a in args):
+            difference = self._binary("SUB", args[0], args[1], None)
+            return [self._map_rows(difference, lambda r: _mul_rows(r, r))]
+        if name == "NEG" and isinstance(args[0], Sym):
+            return [self._map_rows(args[0], lambda r: lin_scale(r, np.full(r.width, -1.0)))]
+        if name == "RSQRT" and isinstance(args[0], Sym):
+            return [self._unary("rsqrt", args[0])]
         if name in ("MEAN", "REDUCE_MAX") and isinstance(args[0], Sym):
             return [self._global_pool(args, "average" if name == "MEAN" else "max", bool(o(0, "B", 0)))]
         if name in ("MAXIMUM", "MINIMUM") and isinstance(args[0], Sym) and isinstance(args[1], Sym):
@@ -861,8 +874,8 @@ class Executor:
 
     def _global_pool(self, args: list, kind: str, keep_dims: bool) -> Sym:
         """MEAN / REDUCE_MAX over the time axis of a (batch, T, C) tensor: Keras's
-        GlobalAveragePooling1D / GlobalMaxPooling1D. Other reductions of computed values (a
-        LayerNormalization's mean over features) are refused."""
+        GlobalAveragePooling1D / GlobalMaxPooling1D (the mean over the features is
+        :meth:`_feature_mean`). Other reductions of computed values are refused."""
         x = args[0]
         axes = sorted({int(a) % len(x.shape) for a in _ints(args[1], "the axes").reshape(-1)})
         if len(x.shape) != 3 or axes != [1]:
@@ -873,6 +886,20 @@ class Executor:
         layer = Layer("global_pool", x, None, lambda vs: reduce(np.stack(vs), axis=0), pool=kind)
         out = self._layer_rows(layer, lambda bi, _: list(rows[bi]), rows.shape[0], 1, x.shape[-1])
         return Sym((rows.shape[0], 1, x.shape[-1]), out) if keep_dims else Sym((rows.shape[0], x.shape[-1]), out[:, 0])
+
+    @staticmethod
+    def _over_features(args: list) -> bool:
+        """Whether a reduction's axes are the last one alone (the features)."""
+        rank = len(args[0].shape)
+        return sorted({int(a) % rank for a in _ints(args[1], "the axes").reshape(-1)}) == [rank - 1]
+
+    def _feature_mean(self, x: Sym, keep_dims: bool) -> Sym:
+        """MEAN over the features, keeping that axis (of size 1): each row times a column of 1/C."""
+        if not keep_dims:
+            raise Unsupported("a mean over the features that drops their axis")
+        width = x.shape[-1]
+        column = np.full((width, 1), 1.0 / width)
+        return self._map_rows(Sym(x.shape[:-1] + (1,), x.rows), lambda r: lin_matmul(r, column))
 
     def _merge(self, a: Sym, b: Sym, mode: str) -> Sym:
         """MAXIMUM / MINIMUM of two computed tensors of one shape: Keras's Maximum / Minimum merges."""

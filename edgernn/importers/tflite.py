@@ -24,7 +24,8 @@ zeros on the left; a dilated one with a dynamic time axis between SPACE_TO_BATCH
 BATCH_TO_SPACE_ND, its bias added after), MAX_POOL_2D / AVERAGE_POOL_2D, MEAN / REDUCE_MAX over time (global pooling), a
 RESHAPE to (batch, T*C) before FULLY_CONNECTED (Flatten), BatchNormalization folded into the
 convolution's weights or left as MUL + ADD (an ir.Affine), ADD / SUB / MUL / MAXIMUM / MINIMUM of two
-layers' outputs and CONCATENATION over features (merges; a residual connection makes a graph).
+layers' outputs and CONCATENATION over features (merges; a residual connection makes a graph),
+LayerNormalization over the features (MEAN, SQUARED_DIFFERENCE, RSQRT and the products by it).
 
 How the layers are found (see :mod:`._tflite_symbolic`): the graph is *executed* on symbolic
 values -- WHILE loops run iteration by iteration, fused ops expanded step by step -- so every
@@ -37,7 +38,8 @@ its kernel, recurrent kernel and biases read from the affine forms (so the gate 
 and bias folding of each form need no special case); a Dense layer by an affine map of the layer
 below; a convolution, pooling, concatenation or max/min merge by the "layer" atom the executor made
 of it (which holds its weights and input); an Add/Subtract/Multiply by a sum, difference or
-product of layers' outputs. Each layer's inputs are recognised from their own last rows, so the
+product of layers' outputs; a LayerNormalization by the products of one row with its
+``rsqrt(mean(d * d) + epsilon)``, which :func:`_normalized` writes as one atom. Each layer's inputs are recognised from their own last rows, so the
 result is a graph (a row met again is the layer already built). Finally the recognised model is run (float64 reference) against the symbolic graph itself
 on random inputs over every batch row and timestep: if they disagree beyond float rounding, the
 file is refused. A form the recognition does not know is refused naming what it could not
@@ -52,13 +54,14 @@ any sequence length: ``Input.timesteps`` records the file's).
 
 Refused: fully integer-quantized models (int8 inputs or activations), Bidirectional, masking,
 go_backwards, stateful variables beyond the fused op's own, CIFG/peephole/projection/layer-norm
-fused LSTMs, LayerNormalization, 2-D convolutions and poolings, several inputs or outputs, ops not
+fused LSTMs, a normalization over another axis than the features, 2-D convolutions and poolings, several inputs or outputs, ops not
 listed above (named in the error).
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import Optional
 
@@ -70,7 +73,7 @@ from ._fold import fold_into_linear_maps
 from ._refusals import points_to
 from ._tflite_reader import FormatError, Model, Subgraph, Tensor, read_model
 from ._tflite_symbolic import (Atom, Executor, Lin, Sym, Unsupported, atom_row, dense, evaluate, is_identity,
-                               lin_add, lin_equal)
+                               lin_add, lin_equal, lin_matmul, lin_scale)
 
 __all__ = ["load_tflite_file", "run_source"]
 
@@ -84,7 +87,7 @@ _KNOWN_OPS = {
     "GREATER_EQUAL", "EQUAL", "NOT_EQUAL", "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT", "MAXIMUM", "MINIMUM",
     "FLOOR_DIV", "FLOOR_MOD", "CAST", "FILL", "ZEROS_LIKE", "RANGE", "REDUCE_MAX", "REDUCE_MIN", "SUM",
     "REDUCE_PROD", "MEAN", "NEG", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD",
-    "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND",
+    "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "SQUARED_DIFFERENCE", "RSQRT",
 }
 _FLOAT_TYPES = {0, 1, 10}        # float32, float16, float64
 _QUANTIZED_TYPES = {3, 7, 9}     # uint8, int16, int8
@@ -329,8 +332,6 @@ class _Importer:
             elif name.startswith("CUSTOM(Flex"):
                 hint = (" (a TensorFlow op kept by SELECT_TF_OPS; TFLiteConverter lowers RNNs to builtin ops "
                         "when the batch size is fixed)")
-            elif name in ("RSQRT", "SQUARED_DIFFERENCE"):
-                hint = " (LayerNormalization is not supported from TFLite)"
             elif name == "QUANTIZE":
                 hint = " (quantized activations are not supported)"
             problems.append(f"op {name} in {', '.join(sorted(where))}{hint}")
@@ -403,6 +404,9 @@ class _Importer:
                                 strides=layer["strides"], padding=layer["padding"])
         if kind == "flatten":
             return ir.Flatten(fresh("flatten"), layer["steps"])
+        if kind == "layer_norm":
+            gamma, beta = (None if layer[k] is None else ir.as_weight(layer[k]) for k in ("gamma", "beta"))
+            return ir.LayerNorm(fresh("layer_normalization"), "layer", layer["epsilon"], gamma, beta)
         if kind == "merge":
             return ir.Merge(fresh(layer["mode"]), layer["mode"])
         if kind == "concatenate":
@@ -487,9 +491,71 @@ def _split(row: Lin, part: Lin):
     return m, rest
 
 
+_NORMS: "weakref.WeakKeyDictionary[Atom, Optional[Atom]]" = weakref.WeakKeyDictionary()
+
+
+def _norm_atom(rsqrt: Atom) -> Optional[Atom]:
+    """The atom ``d r`` of a LayerNormalization (param: epsilon), ``r`` = ``rsqrt`` when it is
+    ``rsqrt(mean(d * d) + epsilon)`` over the features; one per ``rsqrt`` (else None)."""
+    if rsqrt not in _NORMS:
+        variance = rsqrt.args[0]
+        square = next(iter(variance.terms)) if len(variance.terms) == 1 else None
+        ok = (square is not None and square.kind == "mul" and variance.width == 1 and square.args[0] is square.args[1]
+              and np.allclose(dense(variance.terms[square], square.width), 1.0 / square.width, rtol=1e-6, atol=0))
+        _NORMS[rsqrt] = Atom("layer_norm", (square.args[0],), float(variance.bias[0]), square.width) if ok else None
+    return _NORMS[rsqrt]
+
+
+def _normalized(row: Lin) -> Lin:
+    """``row`` with the products by a LayerNormalization's ``r = rsqrt(mean(d * d) + epsilon)`` (one
+    number per row) written as its atom ``d r``: the converter's MEAN, SQUARED_DIFFERENCE, MEAN, ADD,
+    RSQRT, then products with ``r`` (times gamma) of ``x``, of ``mean(x)`` or of ``d``, summed or
+    subtracted in whatever order and width it chose, maybe under a Dense. ``r`` being one number,
+    ``sum_k (p_k * (r G_k)) @ M_k = r S`` with ``S = sum_k (p_k * G_k) @ M_k``, which must be
+    ``d @ V``: then the row is ``(d r) @ V`` (gamma, beta and any Dense in ``V`` and the bias).
+    ``row`` itself when it has no such products, or they do not make a normalization."""
+    by_norm: dict = {}
+    terms = {}
+    for a, m in row.terms.items():
+        factor = None
+        if a.kind == "mul":
+            for p, q in _pairs(a.args):
+                atom = next(iter(q.terms)) if len(q.terms) == 1 and not np.any(q.bias) else None
+                if atom is not None and atom.kind == "act" and atom.param == "rsqrt" and atom.width == 1:
+                    factor = p, atom, dense(q.terms[atom], 1)[0]
+                    break
+        if factor is None:
+            terms[a] = m
+            continue
+        p, rsqrt, scale = factor
+        norm = _norm_atom(rsqrt)
+        if norm is None:
+            return row
+        part = lin_matmul(lin_scale(p, scale), dense(m, a.width))
+        by_norm[norm] = lin_add(by_norm[norm], part) if norm in by_norm else part
+    if not by_norm:
+        return row
+    for norm, summed in by_norm.items():
+        centered = norm.args[0]
+        atom = max(centered.terms, key=lambda a: np.abs(dense(centered.terms[a], a.width)).sum())
+        if atom not in summed.terms:
+            return row
+        d, target = dense(centered.terms[atom], atom.width), dense(summed.terms[atom], atom.width)
+        # V is not unique (d's columns sum to zero); a diagonal one (gamma alone) is tried first
+        diagonal = np.diag((d * target).sum(axis=0) / np.maximum((d * d).sum(axis=0), 1e-300)) \
+            if target.shape == d.shape else None
+        v = next((m for m in (diagonal, np.linalg.lstsq(d, target, rcond=None)[0])
+                  if m is not None and lin_equal(summed, lin_matmul(centered, m))), None)
+        if v is None:
+            return row
+        terms[norm] = None if is_identity(v, norm.width) and v.shape[1] == norm.width else v
+    return Lin(terms, row.bias)
+
+
 def _common(row: Lin):
     """``(W, input row, bias)`` if ``row = input @ W + bias`` where the input row is the sum of
     ``row``'s atoms (the output of one layer); None if its atoms carry different matrices."""
+    row = _normalized(row)
     if not row.terms:
         return None
     items = list(row.terms.items())
@@ -532,6 +598,7 @@ class _Recognizer:
 
     def build(self, row: Lin, sequence: bool) -> int:
         """The index of the layer whose output ``row`` is (-1: the model input), built with its inputs."""
+        row = _normalized(row)
         if lin_equal(row, self.last_input):
             return -1
         key = _row_key(row)
@@ -544,7 +611,7 @@ class _Recognizer:
             self.fail(f"the last output step reads input timestep {a.param[1]} directly, not the last one "
                       "(go_backwards or a reordered input is not supported)")
         layer = (self._lstm(row) or self._gru(row) or self._simple(row) or self._kept_whole(row)
-                 or self._merge(row) or self._dense(row))
+                 or self._layer_norm(row) or self._merge(row) or self._dense(row))
         if layer is None:
             self.fail("an output that is neither an LSTM, GRU or SimpleRNN step, a convolution, pooling or merge, "
                       f"nor a Dense/activation layer of the layer below ({_row_summary(row)})")
@@ -760,6 +827,26 @@ class _Recognizer:
         if layer.kind == "conv" and found["pad"] != (0, 0):  # an explicit PAD that is not a causal one
             found["input_rows"] = [({"kind": "pad", "pad": found["pad"], "input_rows": [(below, True)]}, True)]
         return found
+
+    # -- LayerNormalization -------------------------------------------------------------------------
+    def _layer_norm(self, row: Lin) -> Optional[dict]:
+        """A LayerNormalization's atom (see :func:`_normalized`) times ``diag(gamma)`` plus ``beta``.
+        Its input is ``d`` with the centering taken off where it is exactly ``I - 1/C`` (else ``d``
+        itself: LN(d) = LN(x)). (Under a Dense, gamma and beta are folded into the Dense's weights.)"""
+        if len(row.terms) != 1:
+            return None
+        ((norm, m),) = row.terms.items()
+        width = row.width
+        gamma = None if m is None else np.diag(m).copy()
+        if norm.kind != "layer_norm" or norm.width != width or (m is not None and not np.array_equal(m, np.diag(gamma))):
+            return None
+        centered = norm.args[0]
+        centering = np.eye(width) - 1.0 / width
+        terms = {a: (None if a.width == width and np.allclose(dense(t, width), centering, rtol=0, atol=1e-12) else t)
+                 for a, t in centered.terms.items()}
+        layer_input = Lin(terms, centered.bias) if all(t is None for t in terms.values()) else centered
+        return {"kind": "layer_norm", "epsilon": norm.param, "gamma": gamma,
+                "beta": row.bias if np.any(row.bias) else None, "input_rows": [(layer_input, None)]}
 
     # -- element-wise merges: Add, Subtract, Multiply of layers' outputs ------------------------------
     def _merge(self, row: Lin) -> Optional[dict]:
