@@ -8,7 +8,8 @@ become ``ir.Merge``, and
 the module in memory (torch.fx), and from files of it scripted and traced (TorchScript); ``predict``
 matches PyTorch at atol 1e-5 + rtol 1e-4, and a stream's step t is the module run on the first t + 1
 steps. What stays refused -- a merge across layouts, over time, of a constant or parameter, of h_n
-with the output, a second input -- is refused naming it.
+with the output, a module called twice -- is refused naming it; forward() of several arguments
+is a model of several inputs.
 """
 
 from __future__ import annotations
@@ -229,6 +230,55 @@ class TwoInputs(nn.Module):
         return self.lstm(a)[0] + self.lstm(b)[0]
 
 
-def test_a_second_input_is_refused():
-    with pytest.raises(UnsupportedModel, match="second argument 'b'; edgernn's model has one input"):
-        importer.from_torch_module(TwoInputs())
+class TwoSensors(nn.Module):
+    """forward(imu, env): an LSTM on each input (of other features), their sequences concatenated
+    over the features, a Linear on every step."""
+
+    def __init__(self):
+        super().__init__()
+        self.imu_rnn = nn.LSTM(C, 4, batch_first=True)
+        self.env_rnn = nn.GRU(2, 3, batch_first=True)
+        self.fc = nn.Linear(7, 2)
+
+    def forward(self, imu, env):
+        a, _ = self.imu_rnn(imu)
+        b, _ = self.env_rnn(env)
+        return self.fc(torch.cat([a, b], dim=-1))
+
+
+def test_several_inputs_convert_and_stream(tmp_path):
+    """forward() of two arguments: a model of two inputs named as forward()'s arguments, from fx and
+    from scripted and traced files (verified against PyTorch on conversion); predict(x1, x2) is the
+    module's answer and step(x1_t, x2_t) the module's on the prefix."""
+    torch.manual_seed(7)
+    module = TwoSensors().eval()
+    x1, x2 = data(seed=2), np.random.default_rng(3).normal(size=(2, T, 2)).astype(np.float32)
+    t1, t2 = torch.from_numpy(x1), torch.from_numpy(x2)
+    torch.jit.script(module).save(str(tmp_path / "scripted.pt"))
+    torch.jit.trace(module, (t1, t2)).save(str(tmp_path / "traced.pt"))
+    with torch.no_grad():
+        want = module(t1, t2).numpy()
+    for source in (module, tmp_path / "scripted.pt", tmp_path / "traced.pt"):
+        model = edgernn.convert(source)
+        assert [(i.name, i.features) for i in model.spec.inputs] == [("imu", C), ("env", 2)]
+        np.testing.assert_allclose(model.predict(x1, x2), want, **TOL)
+        np.testing.assert_allclose(importer.run_source(source, [x1, x2])[0], want, **TOL)
+        stream = model.stream(2)
+        steps = np.stack([stream.step(x1[:, t], x2[:, t]) for t in range(T)], axis=1)
+        np.testing.assert_allclose(steps, want, **TOL)
+
+
+class SharedModule(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(C, 4, batch_first=True)
+
+    def forward(self, a, b):
+        return self.lstm(a)[0] + self.lstm(b)[0]
+
+
+def test_a_module_called_on_two_inputs_is_refused():
+    """One module run on both arguments (shared weights) is no layer of the IR, which runs each layer
+    once: refused, naming the module."""
+    with pytest.raises(UnsupportedModel, match="'lstm'"):
+        importer.from_torch_module(SharedModule())

@@ -157,15 +157,24 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
     refusals: list[str] = []
     first = next(layer for layer in layers if isinstance(layer, (_RNN, _Linear, _LayerNorm, _Conv, _Norm, _Embedding)))
     reads = chain.reads or [(index,) for index in range(len(layers))]
-    # tensors[0] is the model's input, tensors[k] the output of layers[k - 1]
-    tensors = [_Tensor("x", 2 if chain.input_layout == "NC" else 3,
-                       None if isinstance(first, _Embedding) else first.input_size)]
+    # tensors[0] is the model's (first) input, tensors[k] the output of layers[k - 1]; arguments[k]
+    # forward()'s k-th argument (step -k), its features those of the first layer that reads it
+    several = len(chain.input_names) > 1
+    arguments = [_Tensor(name, 2 if chain.input_layout == "NC" else 3,
+                         None if isinstance(first, _Embedding) else first.input_size if not several else
+                         next((getattr(layers[j], "input_size", None) for j, steps in enumerate(reads) if -k in steps), None))
+                 for k, name in enumerate(chain.input_names)]
+    tensors = [arguments[0]]
+
+    def tensor_of(step: int) -> _Tensor:
+        return arguments[-step] if step <= 0 else tensors[step]
+
     for index, layer in enumerate(layers):
         where = f"module {layer.path!r}" if layer.path else "the module"
         if isinstance(layer, _Merge):
-            tensors.append(_merge(layer, [tensors[step] for step in reads[index]], nodes, problems))
+            tensors.append(_merge(layer, [tensor_of(step) for step in reads[index]], nodes, problems))
             continue
-        tensor, rank, features, reorder = tensors[reads[index][0]]
+        tensor, rank, features, reorder = tensor_of(reads[index][0])
         if isinstance(layer, _RNN):
             if features is not None and features != layer.input_size:
                 problems.append(f"{where} takes {layer.input_size} features but gets {features}")
@@ -237,9 +246,14 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
         raise end_refusal(error, "docs/pytorch.md", _order_rule(chain))
     source = {"format": "pytorch", **chain.source, "head": head}
     # Integer codes: an int input, its features the T verification runs (predict takes any T).
-    x = (ir.Input("x", CODES_STEPS, rank=2, dtype="int") if isinstance(first, _Embedding)
-         else ir.Input("x", first.input_size))
-    spec = ir.ModelSpec((x,), tuple(nodes), (tensors[-1].name,), source)
+    if isinstance(first, _Embedding):
+        inputs = (ir.Input("x", CODES_STEPS, rank=2, dtype="int"),)
+    elif any(t.features is None for t in arguments):  # (an argument merged before any layer reads it)
+        raise UnsupportedModel(f"{label}: forward()'s argument(s) {', '.join(repr(t.name) for t in arguments if t.features is None)} "
+                               "reach a merge before any layer, which says their features")
+    else:
+        inputs = tuple(ir.Input(t.name, t.features) for t in arguments)
+    spec = ir.ModelSpec(inputs, tuple(nodes), (tensors[-1].name,), source)
     return fold_into_linear_maps(with_flatten_steps(spec)), head
 
 

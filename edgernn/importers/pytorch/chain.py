@@ -128,6 +128,8 @@ class _Chain:
     # before it, and only the last recurrent module has a head (``head``).
     reads: Optional[list] = None
     heads: Optional[dict] = None
+    # forward()'s arguments, the model's inputs (the k-th is read as step -k in ``reads``)
+    input_names: tuple = ("x",)
 
 
 def _top(path: str) -> str:

@@ -28,7 +28,7 @@ the time axis a Pad1D (a Conv1d right after takes it as its padding where exact)
 causal; any other ``y[:, :, a:-b]`` (or ``a:``) of ``(N, C, T)`` is a crop, a Pad1D of negative
 counts. Anything else -- a merge of tensors in different layouts, over time, of a constant or a
 parameter (no broadcasting), an RNN's ``c_n``, an index edgernn cannot represent, a layer whose
-result is unused, a second input, control flow that depends on the data -- is refused naming it
+result is unused, an argument no layer reads, control flow that depends on the data -- is refused naming it
 (:class:`GraphRefusal`). A graph that cannot be had gives None: forward() that
 torch.fx cannot trace, or whose trace computes something else than the module on a seeded probe
 (:func:`_faithful`: Python inspecting fx's proxies, such as ``isinstance(states, tuple)``).
@@ -78,6 +78,9 @@ class Forward:
     heads: dict
     input_layout: str
     output_layout: str
+    # forward()'s arguments, the model's inputs in its order: the tensor of the k-th has step -k
+    # (the first's, 0), all laid out ``input_layout``
+    input_names: tuple = ("x",)
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,10 @@ class _Reader:
         self.heads: dict = {}  # id(rnn) -> head of that recurrent module
         self.names: set = set(by_path)
         self.input = _T(input_layout, 0)
+
+    def argument(self, k: int) -> _T:
+        """forward()'s k-th tensor argument (0 the first): step -k, laid out as the first."""
+        return self.input if k == 0 else _T(self.input.layout, -k)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -506,8 +513,8 @@ def read_forward(module, by_path: dict, input_layouts: list[str], features: int)
             first = first or (GraphRefusal(f"forward()'s graph could not be read ({type(exc).__name__}: {exc})"),
                               layout)
             continue
-        return read if graph is None or _faithful(module, graph, layout, features) else None
-    if graph is not None and not _faithful(module, graph, first[1], features):
+        return read if graph is None or _faithful(module, graph, layout, input_sizes(read, features)) else None
+    if graph is not None and not _faithful(module, graph, first[1], [features]):
         return None
     raise first[0]
 
@@ -515,7 +522,7 @@ def read_forward(module, by_path: dict, input_layouts: list[str], features: int)
 _PROBE_STEPS = 32
 
 
-def _faithful(module, graph, layout: str, features: int) -> bool:
+def _faithful(module, graph, layout: str, features: list) -> bool:
     """Whether the torch.fx trace computes what the module does, on one seeded random probe.
 
     torch.fx runs forward() on proxies, and Python that inspects them is traced as it ran on the
@@ -524,26 +531,28 @@ def _faithful(module, graph, layout: str, features: int) -> bool:
     (a Flatten fixing another length) proves nothing, and the trace stands."""
     import torch
 
-    shape = {"NCT": (2, features, _PROBE_STEPS), "NTC": (2, _PROBE_STEPS, features),
-             "TNC": (_PROBE_STEPS, 2, features), "NC": (2, features), "NT": (2, _PROBE_STEPS),
-             "TN": (_PROBE_STEPS, 2)}[layout]
     dtype = next((p.dtype for p in module.parameters()), torch.float32)
     seeded = torch.Generator().manual_seed(0)
-    if layout in _CODES:  # integer codes an Embedding looks up: ``features`` is its vocabulary
-        x = torch.randint(0, features, shape, generator=seeded)
-    else:
-        x = torch.randn(shape, generator=seeded).to(dtype)
+    xs = []
+    for size in features:  # one probe per input
+        shape = {"NCT": (2, size, _PROBE_STEPS), "NTC": (2, _PROBE_STEPS, size),
+                 "TNC": (_PROBE_STEPS, 2, size), "NC": (2, size), "NT": (2, _PROBE_STEPS),
+                 "TN": (_PROBE_STEPS, 2)}[layout]
+        if layout in _CODES:  # integer codes an Embedding looks up: ``size`` is its vocabulary
+            xs.append(torch.randint(0, size, shape, generator=seeded))
+        else:
+            xs.append(torch.randn(shape, generator=seeded).to(dtype))
     training = module.training
     module.eval()
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                want = module(x)
+                want = module(*xs)
             except Exception:  # noqa: BLE001 - the module does not run the probe: inconclusive
                 return True
             try:
-                got = torch.fx.GraphModule(module, graph)(x)
+                got = torch.fx.GraphModule(module, graph)(*xs)
             except Exception:  # noqa: BLE001 - the module runs it and its trace does not
                 return False
     finally:
@@ -597,15 +606,13 @@ def _read_fx(graph, module, reader: _Reader) -> Forward:
             return type(a)(arg(v) for v in a)
         return a
 
-    placeholders = 0
+    names = []
     for node in graph.nodes:
         args = [arg(a) for a in node.args]
         kwargs = {k: arg(v) for k, v in node.kwargs.items()}
         if node.op == "placeholder":
-            placeholders += 1
-            if placeholders > 1:
-                raise GraphRefusal(f"forward() takes a second argument {node.target!r}; edgernn's model has one input")
-            values[node.name] = reader.input
+            values[node.name] = reader.argument(len(names))
+            names.append(str(node.target))
         elif node.op == "call_module":
             target = str(node.target)
             cls = type(modules[target]).__name__
@@ -614,7 +621,7 @@ def _read_fx(graph, module, reader: _Reader) -> Forward:
             name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
             values[node.name] = _apply(reader, name, args, kwargs, node.op == "call_method")
         elif node.op == "output":
-            return reader.output(args[0])
+            return _named(reader.output(args[0]), names)
         elif node.op == "get_attr":
             raise GraphRefusal(f"forward() reads the tensor {node.target!r} directly; edgernn reads modules only")
     raise GraphRefusal("forward() returns nothing")
@@ -715,13 +722,37 @@ def _traced_rnn_result(child, method: str, out: _T):
 
 def _read_script(module, reader: _Reader) -> Forward:
     graph = module.graph
-    inputs = list(graph.inputs())
-    if len(inputs) != 2:
-        raise GraphRefusal(f"forward() takes {len(inputs) - 1} arguments; edgernn's model has one input")
-    values = {inputs[0].debugName(): _Module("", module), inputs[1].debugName(): reader.input}
+    self_input, *inputs = list(graph.inputs())
+    if not inputs:
+        raise GraphRefusal("forward() takes no argument")
+    values = {self_input.debugName(): _Module("", module)}
+    values.update((v.debugName(), reader.argument(k)) for k, v in enumerate(inputs))
     _script_block(graph.nodes(), values, reader, 0)
     returned = [_resolve(reader, values[v.debugName()]) for v in graph.return_node().inputs()]
-    return reader.output(returned[0] if len(returned) == 1 else tuple(returned))
+    read = reader.output(returned[0] if len(returned) == 1 else tuple(returned))
+    return _named(read, [v.debugName().split(".")[0] for v in inputs])
+
+
+def _named(read: Forward, names: list) -> Forward:
+    """``read`` with forward()'s argument names; every argument must reach a layer. One argument is
+    the model input ``x``, as without a graph."""
+    for k, name in enumerate(names):
+        if not any(-k in steps for steps in read.reads):
+            raise GraphRefusal(f"forward()'s argument {name!r} reaches no layer")
+    return replace(read, input_names=tuple(names) if len(names) > 1 else ("x",))
+
+
+def input_sizes(read: Forward, default: int) -> list:
+    """The features (vocabulary, for codes) of each input of ``read``: what the first layer reading
+    it takes (``default`` where that is a merge)."""
+    sizes = []
+    for k in range(len(read.input_names)):
+        first = next((layer for layer, steps in zip(read.layers, read.reads) if -k in steps), None)
+        size = getattr(first, "input_size", None)
+        if isinstance(first, _Embedding):
+            size = first.weight.shape[0]
+        sizes.append(default if size is None else size)
+    return sizes
 
 
 def _script_block(nodes, values: dict, reader: _Reader, depth: int):

@@ -279,7 +279,7 @@ def _chain_from_module(module, options: dict, label: str, source: dict, head: Op
                 raise UnsupportedModel(f"{label}: option head={head!r}, but forward() passes the recurrent output on "
                                        f"as head={read.head!r}; leave the option out")
             return _Chain(read.layers, False, label, source, "calls", read.head, read.input_layout,
-                          read.output_layout, read.reads, read.heads)
+                          read.output_layout, read.reads, read.heads, read.input_names)
     if front_end:
         names = ", ".join(repr(layer.path) for layer in front_end)
         raise UnsupportedModel(

@@ -95,18 +95,19 @@ def _layouts(chain: _Chain, head: str) -> tuple[str, str]:
     return codes if isinstance(chain.layers[0], _Embedding) else sequence, sequence if head == "every" else "NC"
 
 
-def _run_module(torch, module, chain: _Chain, head: str, x: np.ndarray) -> np.ndarray:
-    """Run a live or TorchScript module on ``x`` (batch, T, F) laid out as it wants."""
+def _run_module(torch, module, chain: _Chain, head: str, xs: list) -> np.ndarray:
+    """Run a live or TorchScript module on ``xs`` (one (batch, T, F) array per forward() argument)
+    laid out as it wants."""
     into, out_of = _layouts(chain, head)
     dtype = torch.long if into in ("NT", "TN") else next((p.dtype for p in module.parameters()), torch.float32)
-    inp = torch.from_numpy(np.asarray(x, np.float32)).to(dtype)  # integer codes as predict takes them
+    inps = [torch.from_numpy(np.asarray(x, np.float32)).to(dtype) for x in xs]  # codes as predict takes them
     if into in _TO_TORCH:
-        inp = inp.permute(*_TO_TORCH[into])
+        inps = [inp.permute(*_TO_TORCH[into]) for inp in inps]
     training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            out = module(inp)
+            out = module(*inps)
     finally:
         module.train(training)
     while isinstance(out, (tuple, list)):
@@ -117,7 +118,8 @@ def _run_module(torch, module, chain: _Chain, head: str, x: np.ndarray) -> np.nd
 
 
 def run_source(source, inputs, **options) -> list[np.ndarray]:
-    """Run the source with PyTorch on ``inputs`` (one (batch, T, features) array); [output] as float32.
+    """Run the source with PyTorch on ``inputs`` (one (batch, T, features) array, or a list of one per
+    forward() argument); [output] as float32.
 
     A module or TorchScript file runs its own ``forward``; a state dict runs PyTorch's modules rebuilt
     from it with the same mapping rules. Shapes are those of ``predict``. Raises ImportError without torch.
@@ -126,7 +128,8 @@ def run_source(source, inputs, **options) -> list[np.ndarray]:
 
     _check_options(options, "run_source")
     head = _head_option(options)
-    x = np.asarray(inputs[0] if isinstance(inputs, (list, tuple)) else inputs, np.float32)
+    xs = [np.asarray(x, np.float32) for x in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
+    x = xs[0]
     if isinstance(source, (str, Path)) or hasattr(source, "__fspath__"):
         path = Path(source)
         if path.suffix.lower() == ".safetensors":
@@ -142,7 +145,7 @@ def run_source(source, inputs, **options) -> list[np.ndarray]:
         module = source
     _, head = _build(chain, head)
     if module is not None:
-        return [_run_module(torch, module, chain, head, x)]
+        return [_run_module(torch, module, chain, head, xs)]
     with torch.no_grad():
         y = _rebuilt_run(chain, head, torch.from_numpy(x.astype(np.float64)))
     return [y.numpy().astype(np.float32)]
