@@ -131,21 +131,54 @@ static inline void ernn_dot4(const uint8_t *p, const int32_t *v, int32_t blocks,
 }
 #endif
 
+/* Column block (c0, c1, c2, c3) into the kernels' vector at v: with the DSP extension two words,
+ * lanes (c0, c2) and (c1, c3), the earlier column in the low halfword (see ernn_internal.h); else
+ * four int32. Each c in [-32768, 32767]. */
+#ifdef ERNN_DOT_DSP
+#define ERNN_BLOCK_WORDS 2
+static inline void ernn_put_block(int32_t *v, int32_t c0, int32_t c1, int32_t c2, int32_t c3)
+{
+    uint32_t *word = (uint32_t *)(void *)v;
+    word[0] = ((uint32_t)c0 & 0xFFFFu) | ((uint32_t)c2 << 16);
+    word[1] = ((uint32_t)c1 & 0xFFFFu) | ((uint32_t)c3 << 16);
+}
+#else
+#define ERNN_BLOCK_WORDS 4
+static inline void ernn_put_block(int32_t *v, int32_t c0, int32_t c1, int32_t c2, int32_t c3)
+{
+    v[0] = c0;
+    v[1] = c1;
+    v[2] = c2;
+    v[3] = c3;
+}
+#endif
+
+/* A whole column block a pass (the conv step expands taps x in_size columns a step, so this loop is
+ * hot); the source type is picked once, outside the loop, and the last n % 4 columns, padded with
+ * zeros to a block, are written once after it. */
 int32_t ernn_expand(const int8_t *x, const int32_t *x32, int32_t n, int32_t *v)
 {
+    const int32_t whole = n & ~3; /* the columns in full blocks */
+    int32_t tail[4] = {0, 0, 0, 0};
     int32_t k, sum = 0;
-    for (k = 0; k < ERNN_PAD4(n); ++k) {
-        const int32_t value = k >= n ? 0 : (x ? x[k] : x32[k]);
-        sum += value;
-#ifdef ERNN_DOT_DSP
-        {   /* column k of block k / 4 -> word 2 (k / 4) + k % 2, halfword (k / 2) % 2 */
-            uint32_t *word = (uint32_t *)(void *)(v + 2 * (k >> 2) + (k & 1));
-            const uint32_t half = (uint32_t)value & 0xFFFFu;
-            *word = (k & 2) ? (*word & 0xFFFFu) | (half << 16) : half;
+    if (x) {
+        for (k = 0; k < whole; k += 4, v += ERNN_BLOCK_WORDS) {
+            const int32_t c0 = x[k], c1 = x[k + 1], c2 = x[k + 2], c3 = x[k + 3];
+            sum += c0 + c1 + c2 + c3;
+            ernn_put_block(v, c0, c1, c2, c3);
         }
-#else
-        v[k] = value;
-#endif
+        for (; k < n; ++k) tail[k & 3] = x[k];
+    } else {
+        for (k = 0; k < whole; k += 4, v += ERNN_BLOCK_WORDS) {
+            const int32_t c0 = x32[k], c1 = x32[k + 1], c2 = x32[k + 2], c3 = x32[k + 3];
+            sum += c0 + c1 + c2 + c3;
+            ernn_put_block(v, c0, c1, c2, c3);
+        }
+        for (; k < n; ++k) tail[k & 3] = x32[k];
+    }
+    if (whole < n) {
+        sum += tail[0] + tail[1] + tail[2] + tail[3];
+        ernn_put_block(v, tail[0], tail[1], tail[2], tail[3]);
     }
     return sum;
 }
