@@ -131,38 +131,55 @@ static inline void ernn_dot4(const uint8_t *p, const int32_t *v, int32_t blocks,
 }
 #endif
 
-/* Columns 4 block .. 4 block + 3 into v's layout (see ernn_internal.h); returns their sum. */
-static int32_t ernn_expand_block(int32_t *v, int32_t block, int32_t c0, int32_t c1, int32_t c2, int32_t c3)
-{
+/* Column block (c0, c1, c2, c3) into the kernels' vector at v: with the DSP extension two words,
+ * lanes (c0, c2) and (c1, c3), the earlier column in the low halfword (see ernn_internal.h); else
+ * four int32. Each c in [-32768, 32767]. */
 #ifdef ERNN_DOT_DSP
-    /* word 2 block: columns 0 and 2 (low, high halfword); word 2 block + 1: columns 1 and 3 */
-    uint32_t *word = (uint32_t *)(void *)(v + 2 * block);
+#define ERNN_BLOCK_WORDS 2
+static inline void ernn_put_block(int32_t *v, int32_t c0, int32_t c1, int32_t c2, int32_t c3)
+{
+    uint32_t *word = (uint32_t *)(void *)v;
     word[0] = ((uint32_t)c0 & 0xFFFFu) | ((uint32_t)c2 << 16);
     word[1] = ((uint32_t)c1 & 0xFFFFu) | ((uint32_t)c3 << 16);
+}
 #else
-    v += 4 * block;
+#define ERNN_BLOCK_WORDS 4
+static inline void ernn_put_block(int32_t *v, int32_t c0, int32_t c1, int32_t c2, int32_t c3)
+{
     v[0] = c0;
     v[1] = c1;
     v[2] = c2;
     v[3] = c3;
-#endif
-    return c0 + c1 + c2 + c3;
 }
+#endif
 
-/* A whole block of four columns per pass, the source (int8 or int32) chosen once, the zero-padded
- * tail once: one element at a time this took a quarter of a Conv1D's step on a Cortex-M4. */
+/* A whole column block a pass (the conv step expands taps x in_size columns a step, so this loop is
+ * hot); the source type is picked once, outside the loop, and the last n % 4 columns, padded with
+ * zeros to a block, are written once after it. */
 int32_t ernn_expand(const int8_t *x, const int32_t *x32, int32_t n, int32_t *v)
 {
-    const int32_t full = n / 4, rest = n % 4;
-    int32_t b, k, sum = 0, tail[4] = {0, 0, 0, 0};
+    const int32_t whole = n & ~3; /* the columns in full blocks */
+    int32_t tail[4] = {0, 0, 0, 0};
+    int32_t k, sum = 0;
     if (x) {
-        for (b = 0; b < full; ++b, x += 4) sum += ernn_expand_block(v, b, x[0], x[1], x[2], x[3]);
-        for (k = 0; k < rest; ++k) tail[k] = x[k];
+        for (k = 0; k < whole; k += 4, v += ERNN_BLOCK_WORDS) {
+            const int32_t c0 = x[k], c1 = x[k + 1], c2 = x[k + 2], c3 = x[k + 3];
+            sum += c0 + c1 + c2 + c3;
+            ernn_put_block(v, c0, c1, c2, c3);
+        }
+        for (; k < n; ++k) tail[k & 3] = x[k];
     } else {
-        for (b = 0; b < full; ++b, x32 += 4) sum += ernn_expand_block(v, b, x32[0], x32[1], x32[2], x32[3]);
-        for (k = 0; k < rest; ++k) tail[k] = x32[k];
+        for (k = 0; k < whole; k += 4, v += ERNN_BLOCK_WORDS) {
+            const int32_t c0 = x32[k], c1 = x32[k + 1], c2 = x32[k + 2], c3 = x32[k + 3];
+            sum += c0 + c1 + c2 + c3;
+            ernn_put_block(v, c0, c1, c2, c3);
+        }
+        for (; k < n; ++k) tail[k & 3] = x32[k];
     }
-    if (rest) sum += ernn_expand_block(v, full, tail[0], tail[1], tail[2], tail[3]);
+    if (whole < n) {
+        sum += tail[0] + tail[1] + tail[2] + tail[3];
+        ernn_put_block(v, tail[0], tail[1], tail[2], tail[3]);
+    }
     return sum;
 }
 
