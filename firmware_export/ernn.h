@@ -140,7 +140,7 @@ typedef struct ernn_model {
      * step emit a new output row) followed by that row (output_features values), which the steps
      * that do not emit return again; -1 without (every step emits). */
     int32_t state_emitted;
-    /* A Normalization (Standardize) or BatchNormalization first, folded into the input: per feature (x - in_offset) /
+    /* A Normalization (Standardize) first, folded into the input: per feature (x - in_offset) /
      * in_scale (int8: then + 1/2, floor, + zp_in; float: what the first layer reads); NULL: none. */
     const float *in_offset;
     const float *in_scale;

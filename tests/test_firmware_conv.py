@@ -26,7 +26,6 @@ from test_keras_import import keras, layers
 import edgernn
 from edgernn import ir
 from edgernn.export import export
-from edgernn.quantize.spec import input_fold
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
@@ -40,8 +39,6 @@ def stacks():
         "cnn_lstm": [layers.Conv1D(8, 3, padding="causal", activation="relu"),
                      layers.Conv1D(8, 3, padding="valid", strides=2), layers.MaxPooling1D(2),
                      layers.LSTM(8, return_sequences=True), layers.Dense(3)],
-        "bn_lstm": [layers.BatchNormalization(),  # first: folded into the input quantization
-                    layers.LSTM(8, return_sequences=True), layers.Dense(3)],
         "normalized_dilated_bn": [layers.Normalization(mean=MEAN, variance=STD ** 2),
                                   layers.Conv1D(8, 3, padding="causal", dilation_rate=2, activation="relu"),
                                   layers.BatchNormalization(),  # after an activation: not folded
@@ -81,7 +78,6 @@ def models(tmp_path_factory):
 
 
 KEYS = sorted(stacks())
-WINDOWED_KEYS = [key for key in KEYS if key != "bn_lstm"]  # the models with rings (bn_lstm has none)
 # the bound on mean |simulation - Keras| / (output range) per scheme: int8 rounds every tensor
 BOUNDS = {"int8": 0.03, "int8-weights": 0.01}
 
@@ -109,22 +105,6 @@ def test_simulation_answers_what_keras_answers(models, key, scheme):
     if key == "normalized_dilated_bn":  # the Normalization first, folded into the input; BatchNormalization a layer
         assert isinstance(model.spec.nodes[0].op, ir.Standardize) and quantized[scheme].spec.in_scale.size
         assert any(isinstance(node.op, ir.Affine) for node in model.spec.nodes)
-    if key == "bn_lstm":  # the BatchNormalization first, folded into the input: no layer of its own
-        first = model.spec.nodes[0].op
-        assert isinstance(first, ir.Affine) and quantized[scheme].spec.in_scale.size == FEATURES
-        assert first.name not in [layer.name for layer in quantized[scheme].spec.layers]
-
-
-def test_a_batch_norm_first_stays_a_layer_where_the_fold_is_not_exact():
-    """input_fold: x * scale + offset as (x - mean) / std; None for a scale of 0, or where 1/scale or
-    -offset/scale overflows float32: there the Affine stays a per-channel layer."""
-    affine = ir.Affine("bn", np.array([2.0, -0.5, 1e-3], np.float32), np.array([1.0, 3.0, 0.0], np.float32))
-    mean, std = input_fold(affine)
-    x = np.array([0.7, -2.0, 5.0])
-    np.testing.assert_allclose((x - mean) / std, x * affine.scale + affine.offset, rtol=1e-6)
-    for scale, offset in ((0.0, 0.0), (1e-39, 0.0), (1e-30, 1e10)):  # zero; 1/scale, -offset/scale overflow
-        affine = ir.Affine("bn", np.array([1.0, scale, 1.0], np.float32), np.array([0.0, offset, 0.0], np.float32))
-        assert input_fold(affine) is None
 
 
 def segments(key, seed):
@@ -189,7 +169,7 @@ int main(void)
 
 
 @pytest.mark.parametrize("scheme", ["int8", "float32"])
-@pytest.mark.parametrize("key", WINDOWED_KEYS)
+@pytest.mark.parametrize("key", KEYS)
 def test_c_emits_where_the_streams_emit_and_reset_clears_the_rings(models, key, scheme, tmp_path):
     _, model, quantized = models(key)
     qmodel = quantized[scheme]

@@ -141,8 +141,7 @@ class QSpec:
     s_out: float = 1.0
     zp_out: int = 0
     source: dict = field(default_factory=dict)
-    # A Standardize or a BatchNormalization (Affine) first, folded into the input (all schemes; see
-    # input_fold): the input is (x - in_offset) / in_scale
+    # A Standardize first, folded into the input (all schemes): the input is (x - in_offset) / in_scale
     # per feature, then (int8) rounded and shifted by zp_in; empty: x / s_in (int8), x (float).
     in_offset: np.ndarray = field(default_factory=lambda: _EMPTY_F.copy())
     in_scale: np.ndarray = field(default_factory=lambda: _EMPTY_F.copy())
@@ -391,32 +390,6 @@ def per_channel_conv(op) -> ir.Conv1D:
                      groups=len(scale))
 
 
-def input_fold(op) -> tuple[np.ndarray, np.ndarray] | None:
-    """A first layer the input quantization can do instead, as ``(mean, std)`` (float64, per feature):
-    the layer's output is ``(x - mean) / std``. A Standardize as it is; an Affine (a BatchNormalization
-    first) ``x * scale + offset`` as ``mean = -offset / scale``, ``std = 1 / scale`` (std < 0 where
-    scale < 0). None (the layer stays one) for anything else, or for an Affine with a scale of 0 or
-    whose scale and offset do not come back from the float32 mean and std to within 4 float32 ulps
-    (an over- or underflow)."""
-    if isinstance(op, ir.Standardize):
-        return op.mean.astype(np.float64), op.std.astype(np.float64)
-    if not isinstance(op, ir.Affine):
-        return None
-    scale, offset = op.scale.astype(np.float64), op.offset.astype(np.float64)
-    if not np.all(scale != 0):
-        return None
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        mean, std = (-offset / scale).astype(np.float32), (1.0 / scale).astype(np.float32)
-        back_scale = 1.0 / std.astype(np.float64)
-        back_offset = -mean.astype(np.float64) * back_scale
-    tolerance = 4 * float(np.finfo(np.float32).eps)
-    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std != 0)
-            and np.all(np.abs(back_scale - scale) <= tolerance * np.abs(scale))
-            and np.all(np.abs(back_offset - offset) <= tolerance * np.abs(offset))):
-        return None
-    return mean.astype(np.float64), std.astype(np.float64)
-
-
 def _conv(op: ir.Conv1D, scheme: str, s_x: float, zp_x: int, ranges: Ranges) -> QLayer:
     """A Conv1D (causal or valid): weights per filter row, ``w[f, j * C/G + c] = kernel[j, c, f]``."""
     taps, per_group, filters = op.kernel.shape
@@ -491,15 +464,13 @@ def build(spec: ir.ModelSpec, scheme: str, ranges: Ranges | None) -> QSpec:
         op = node.op
         if isinstance(op, ir.Flatten):  # of a vector: nothing to do
             continue
-        folded = input_fold(op) if index == 0 else None
-        if folded is not None:
+        if isinstance(op, ir.Standardize) and index == 0:
             # folded into the input: (x - mean) / (std s_z) per feature, then rounded (int8);
             # (x - mean) / std (float), computed as the float model does
-            mean, std = folded
             if integer:
                 s_x, zp_x = fx.asymmetric(ranges.low[op.name], ranges.high[op.name])
-            in_offset = mean.astype(np.float32)
-            in_scale = (std * (s_x if integer else 1.0)).astype(np.float32)
+            in_offset = op.mean.astype(np.float32)
+            in_scale = (op.std.astype(np.float64) * (s_x if integer else 1.0)).astype(np.float32)
             s_in, zp_in = s_x, zp_x
             continue
         if isinstance(op, ir.Embedding):
