@@ -290,3 +290,10 @@ def test_flatten_no_dense_reads_is_refused_naming_it(window_model):
     assert len(problems) == 1 and f"{nodes[-1].op.name!r}" in problems[0] and "Flatten over time" in problems[0], problems
     with pytest.raises(edgernn.NotStreamable, match="Flatten"):
         model.stream(1)
+
+
+def test_calibration_shorter_than_the_window_is_refused_naming_the_flatten(window_model):
+    _, model, _ = window_model
+    flatten = next(node.op.name for node in model.spec.nodes if isinstance(node.op, ir.Flatten))
+    with pytest.raises(edgernn.InvalidInput, match=f"never fill the window of layer '{flatten}'.*{WINDOW} steps"):
+        model.quantize(inputs("window", 1, batch=2, steps=WINDOW - 1), "int8")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ir
+from ..graph import flatten_steps
 from ..errors import InvalidInput, UnsupportedModel
 from .calibrate import Ranges, as_sequences, float_layers
 from .runtime import QuantizedModel, QuantizedStream
@@ -54,6 +55,12 @@ def quantize(model, calibration_x, scheme: str = "int8") -> QuantizedModel:
     x = as_sequences(calibration_x, spec.inputs[0].features, first if isinstance(first, ir.Embedding) else None)
     ranges = Ranges()
     stepped = windowed_flattens(spec)  # calibrated and measured as the firmware runs it
+    window = flatten_steps(spec) if stepped is not spec else None
+    if window is not None and x.shape[1] < window:
+        flatten = next(node.op.name for node in spec.nodes if isinstance(node.op, ir.Flatten))
+        raise InvalidInput(f"calibration sequences of {x.shape[1]} steps never fill the window of layer {flatten!r} "
+                           f"(a Flatten over time: the model's input is {window} steps); give sequences of at least "
+                           f"{window} steps")
     outputs = float_layers(stepped, x, ranges)
     qmodel = QuantizedModel(build(spec, scheme, ranges), float_model=model)
     qmodel.report = error_report(qmodel, stepped, x, outputs)
