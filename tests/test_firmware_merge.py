@@ -1,0 +1,117 @@
+"""Graphs that fork and merge in the firmware (Add, Subtract, Average, Concatenate over features):
+models made in live Keras 3, quantized and exported in every scheme.
+
+* the simulation answers what Keras's ``predict`` answers: float32 to float32 rounding, the int8
+  schemes within a bound on the mean error relative to the output range;
+* calibration records the merges' ranges, and each int8 merge its own output scale;
+* the exported C equals the simulation bit for bit at every step, over stateful runs separated by
+  resets, with a branch kept in a slot of the scratch until its merge reads it.
+
+(The ir-built graphs of tests/test_firmware.py cover the sanitizer builds, the Cortex-M cross
+builds, the bad-argument tests and the fuzzer.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_conv_layers import randomize
+from test_firmware import SCHEMES, build
+from test_firmware_conv import FEATURES, assert_answers_keras, assert_testbench_equals_simulation, inputs, segments
+from test_keras_import import keras, layers
+
+import edgernn
+from edgernn.export import export, layout
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+
+
+def residual_lstm(x):
+    """LSTM(16) -> LSTM(16) -> Add with the first -> Dense."""
+    first = layers.LSTM(16, return_sequences=True)(x)
+    second = layers.LSTM(16, return_sequences=True)(first)
+    return layers.Dense(3)(layers.Add()([first, second]))
+
+
+def parallel_convolutions(x):
+    """Two causal Conv1D branches of the input, concatenated over features -> LSTM -> Dense."""
+    a = layers.Conv1D(8, 3, padding="causal", activation="relu")(x)
+    b = layers.Conv1D(6, 2, padding="causal", dilation_rate=2)(x)
+    return layers.Dense(3)(layers.LSTM(8, return_sequences=True)(layers.Concatenate()([a, b])))
+
+
+def subtract_average(x):
+    """A GRU, a Dense of it, their difference, and the average of that with a SimpleRNN of it."""
+    h = layers.GRU(6, return_sequences=True)(x)
+    d = layers.Subtract()([layers.Dense(6, activation="tanh")(h), h])
+    return layers.Dense(2)(layers.Average()([d, layers.SimpleRNN(6, return_sequences=True)(d)]))
+
+
+GRAPHS = {"residual_lstm": residual_lstm, "parallel_convolutions": parallel_convolutions,
+          "subtract_average": subtract_average}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """key -> (keras model, edgernn model, {scheme: quantized}) made once."""
+    made = {}
+
+    def get(key):
+        if key not in made:
+            x = keras.Input(shape=(None, FEATURES))
+            keras_model = keras.Model(x, GRAPHS[key](x))
+            randomize(keras_model, seed=len(key))
+            path = tmp_path_factory.mktemp(key) / "model.keras"
+            keras_model.save(path)
+            model = edgernn.convert(path)
+            calibration = inputs(key, 1, batch=4, steps=80)
+            made[key] = keras_model, model, {s: model.quantize(calibration, s) for s in SCHEMES}
+        return made[key]
+
+    return get
+
+
+KEYS = sorted(GRAPHS)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("key", KEYS)
+def test_simulation_answers_what_keras_answers(models, key, scheme):
+    keras_model, _, quantized = models(key)
+    x = inputs(key, 2, batch=3, steps=50)  # other data than the calibration's
+    assert_answers_keras(quantized[scheme].predict(x), np.asarray(keras_model.predict(x, verbose=0)), scheme)
+    assert any(layer.kind == "merge" for layer in quantized[scheme].spec.layers)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_calibration_covers_the_merges(models, key):
+    """Each int8 merge has the scale of its own calibrated range (not an input's), and the report
+    measures its error against the float model."""
+    _, model, quantized = models(key)
+    qmodel = quantized["int8"]
+    merges = [layer for layer in qmodel.spec.layers if layer.kind == "merge"]
+    report = {row["layer"]: row for row in qmodel.report}
+    for layer in merges:
+        low, high = report[layer.name]["float_range"]
+        assert layer.s_out == pytest.approx((max(high, 0) - min(low, 0)) / 255)
+        assert report[layer.name]["mean_abs_error"] < 0.02 * (high - low)
+        assert len(layer.mx) == 2 and layer.mx.min() > 0
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("key", KEYS)
+def test_c_bit_exact_with_simulation(models, key, scheme, tmp_path):
+    _, _, quantized = models(key)
+    qmodel = quantized[scheme]
+    export(qmodel, tmp_path, name="net", testbench=True)
+    parts, rows = segments(key, seed=5)
+    assert_testbench_equals_simulation(build(tmp_path, "gcc"), qmodel, parts, rows)
+
+
+def test_only_a_branch_read_later_gets_a_slot(models):
+    """The residual stack keeps the first LSTM's output (read by the Add two layers on); the chain
+    layers use the two buffers of a chain, and a chain model has no slot at all."""
+    _, _, quantized = models("residual_lstm")
+    assert layout(quantized["int8"]).slot[1:] == [0, 0, 0] and layout(quantized["int8"]).slot[0] > 0
+    _, _, branches = models("parallel_convolutions")
+    assert [s > 0 for s in layout(branches["float32"]).slot] == [True, False, False, False, False]
