@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_conv_layers import randomize
-from test_firmware import SCHEMES, build
-from test_firmware_conv import FEATURES, assert_answers_keras, assert_testbench_equals_simulation, inputs, segments
+from test_firmware import SCHEMES
+from test_firmware_conv import FEATURES, assert_answers_keras, assert_exported_c_equals_simulation, inputs, model_maker
 from test_keras_import import keras, layers
 
-import edgernn
-from edgernn.export import export, layout
+from edgernn.export import layout
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
@@ -51,24 +49,14 @@ GRAPHS = {"residual_lstm": residual_lstm, "parallel_convolutions": parallel_conv
           "subtract_average": subtract_average}
 
 
+def functional(key):
+    x = keras.Input(shape=(None, FEATURES))
+    return keras.Model(x, GRAPHS[key](x))
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """key -> (keras model, edgernn model, {scheme: quantized}) made once."""
-    made = {}
-
-    def get(key):
-        if key not in made:
-            x = keras.Input(shape=(None, FEATURES))
-            keras_model = keras.Model(x, GRAPHS[key](x))
-            randomize(keras_model, seed=len(key))
-            path = tmp_path_factory.mktemp(key) / "model.keras"
-            keras_model.save(path)
-            model = edgernn.convert(path)
-            calibration = inputs(key, 1, batch=4, steps=80)
-            made[key] = keras_model, model, {s: model.quantize(calibration, s) for s in SCHEMES}
-        return made[key]
-
-    return get
+    return model_maker(tmp_path_factory, functional)
 
 
 KEYS = sorted(GRAPHS)
@@ -101,11 +89,7 @@ def test_calibration_covers_the_merges(models, key):
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("key", KEYS)
 def test_c_bit_exact_with_simulation(models, key, scheme, tmp_path):
-    _, _, quantized = models(key)
-    qmodel = quantized[scheme]
-    export(qmodel, tmp_path, name="net", testbench=True)
-    parts, rows = segments(key, seed=5)
-    assert_testbench_equals_simulation(build(tmp_path, "gcc"), qmodel, parts, rows)
+    assert_exported_c_equals_simulation(models(key)[2][scheme], key, tmp_path)
 
 
 def test_only_a_branch_read_later_gets_a_slot(models):
