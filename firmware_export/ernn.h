@@ -128,7 +128,8 @@ typedef struct ernn_layer {
     /* A graph that forks and merges (0 everywhere in a chain). src: what the layer reads, 0 the layer
      * before's output, -1 the model's input, > 0 the byte offset in scratch of an earlier layer's slot;
      * slot: > 0, the byte offset in scratch this layer writes its output to (read by a later layer
-     * than the next), 0 the usual place. */
+     * than the next; the 4 bytes before it: an int32 flag, whether the layer made a row this step),
+     * 0 the usual place. A layer whose input made no row this step does not run. */
     int32_t src;
     int32_t slot;
     /* ERNN_MERGE: two inputs, a (src, in_size) and b (src2 the same way, in_size2), one output:

@@ -113,8 +113,9 @@ static int32_t ernn_source_width(const ernn_model *m, int32_t i, int32_t src)
     return 0;
 }
 
-/* Layer i's slot (if any): 4-byte aligned, after the int8 input and output of the scratch, within it,
- * apart from every earlier layer's slot; not on the last layer (which writes the step's output). */
+/* Layer i's slot (if any) and the int32 flag in the 4 bytes before it (did the layer write a new row
+ * this step): 4-byte aligned, after the int8 input and output of the scratch, within it, apart from
+ * every earlier layer's; not on the last layer (which writes the step's output). */
 static int ernn_slot_ok(const ernn_model *m, int32_t i, uint32_t value)
 {
     const ernn_layer *L = &m->layers[i];
@@ -122,12 +123,12 @@ static int ernn_slot_ok(const ernn_model *m, int32_t i, uint32_t value)
     const uint64_t bytes = (uint64_t)(uint32_t)L->units * value;
     int32_t j;
     if (L->slot == 0) return 1;
-    if (L->slot < 0 || L->slot % 4 != 0 || i == m->n_layers - 1 || (uint64_t)L->slot < start
+    if (L->slot < 0 || L->slot % 4 != 0 || i == m->n_layers - 1 || (uint64_t)L->slot < start + 4u
         || (uint64_t)L->slot + bytes > m->scratch_bytes) return 0;
-    for (j = 0; j < i; ++j) {
+    for (j = 0; j < i; ++j) { /* each slot and its flag apart from the others */
         const ernn_layer *K = &m->layers[j];
-        if (K->slot != 0 && (uint64_t)K->slot < (uint64_t)L->slot + bytes
-            && (uint64_t)L->slot < (uint64_t)K->slot + (uint64_t)(uint32_t)K->units * value) return 0;
+        if (K->slot != 0 && (uint64_t)K->slot - 4u < (uint64_t)L->slot + bytes
+            && (uint64_t)L->slot - 4u < (uint64_t)K->slot + (uint64_t)(uint32_t)K->units * value) return 0;
     }
     return 1;
 }
@@ -238,23 +239,50 @@ static void ernn_emit(const ernn_model *m, void *state, int32_t emitted, void *y
     else memcpy(y, flag + 4, bytes);
 }
 
-/* The int8 layers, in order (arguments checked by the caller), up to the first Conv1D or pooling
- * that does not emit. Each reads the layer before's output, or (src) the input or a slot. code: the input of a model of codes (an Embedding first; x_q unused). */
+/* Whether what a layer reads from src (ernn_layer) made a row this step: the layer before's output
+ * if it emitted, the model's input always, a slot if the int32 flag in the 4 bytes before it says so. */
+static int32_t ernn_fresh(const int8_t *s, int32_t src, int32_t emitted)
+{
+    int32_t flag;
+    if (src == 0) return emitted;
+    if (src < 0) return 1;
+    memcpy(&flag, s + src - 4, sizeof flag);
+    return flag;
+}
+
+/* A layer with a slot records whether it wrote a new row there this step (its flag). */
+static void ernn_mark(int8_t *s, const ernn_layer *L, int32_t fresh)
+{
+    if (L->slot) memcpy(s + L->slot - 4, &fresh, sizeof fresh);
+}
+
+/* The int8 layers, in order (arguments checked by the caller). Each reads the layer before's output,
+ * or (src, a graph) the input or an earlier layer's slot; a layer whose input made no row this step
+ * (behind a Conv1D or pooling that did not emit) does not run. code: the input of a model of codes
+ * (an Embedding first; x_q unused). */
 static void ernn_run_int8(const ernn_model *m, void *state, int8_t *s, const int8_t *x_q, int32_t code, int8_t *y_q)
 {
     int32_t i, j, keep = 1, emitted = 1;
     const int8_t *in = x_q, *previous;
     int32_t *work;
     work = (int32_t *)(void *)(s + m->off_work);
-    for (i = 0; i < m->n_layers && emitted; ++i) {
+    for (i = 0; i < m->n_layers; ++i) {
         const ernn_layer *L = &m->layers[i];
         int8_t *out = i == m->n_layers - 1 ? y_q : s + (L->slot ? (uint32_t)L->slot : (i & 1) ? m->off_b : m->off_a);
         int8_t *h = (int8_t *)state + L->state_h;
-        previous = in;
-        if (L->src) in = L->src < 0 ? x_q : s + L->src; /* a graph: a branch from the input or a slot */
         int32_t *counters = (int32_t *)(void *)((int8_t *)state + L->state_count);
+        previous = in;
+        if (L->src) { /* a graph: a branch from the input or a slot */
+            emitted = ernn_fresh(s, L->src, emitted);
+            in = L->src < 0 ? x_q : s + L->src;
+        }
+        if (!emitted) {
+            ernn_mark(s, L, 0);
+            continue;
+        }
         if (L->masked && !keep) { /* a masked step: state kept, output h or zeros */
             for (j = 0; j < L->units; ++j) out[j] = L->zero_output ? (int8_t)L->zp_out : h[j];
+            ernn_mark(s, L, 1);
             in = out;
             continue;
         }
@@ -271,6 +299,7 @@ static void ernn_run_int8(const ernn_model *m, void *state, int8_t *s, const int
             break;
         default: ernn_dense_step_q(L, in, out, work); break;
         }
+        ernn_mark(s, L, emitted);
         in = out;
     }
     ernn_emit(m, state, emitted, y_q, (size_t)m->output_features);
@@ -388,16 +417,24 @@ ernn_status ernn_step_float(const ernn_model *m, void *state, size_t state_bytes
         in = standardized;
     }
     first = in;
-    for (i = 0; i < m->n_layers && emitted; ++i) {
+    for (i = 0; i < m->n_layers; ++i) {
         const ernn_layer *L = &m->layers[i];
         float *out = i == m->n_layers - 1 ? y : (float *)(void *)(s + (L->slot ? (uint32_t)L->slot : (i & 1) ? m->off_b : m->off_a));
         float *h = (float *)(void *)((int8_t *)state + L->state_h);
-        previous = in;
-        if (L->src) in = L->src < 0 ? first : (const float *)(const void *)(s + L->src);
         float *ring = (float *)(void *)((int8_t *)state + L->state_ring);
         int32_t *counters = (int32_t *)(void *)((int8_t *)state + L->state_count);
+        previous = in;
+        if (L->src) { /* a graph: a branch from the input or a slot */
+            emitted = ernn_fresh(s, L->src, emitted);
+            in = L->src < 0 ? first : (const float *)(const void *)(s + L->src);
+        }
+        if (!emitted) {
+            ernn_mark(s, L, 0);
+            continue;
+        }
         if (L->masked && !keep) {
             for (j = 0; j < L->units; ++j) out[j] = L->zero_output ? 0.0f : h[j];
+            ernn_mark(s, L, 1);
             in = out;
             continue;
         }
@@ -415,6 +452,7 @@ ernn_status ernn_step_float(const ernn_model *m, void *state, size_t state_bytes
             break;
         default: ernn_dense_step_f(L, in, out); break;
         }
+        ernn_mark(s, L, emitted);
         in = out;
     }
     ernn_emit(m, state, emitted, y, y_bytes);

@@ -135,6 +135,8 @@ MODELS = {
     "branches_concat": (3, [("conv", 6, 3, {"padding": "causal", "activation": "relu"}), ("from", -1),
                             ("conv", 4, 2, {"padding": "causal", "dilation_rate": 2}), ("merge", "concat", 0, 2),
                             ("lstm", 8, {}), ("dense", 3, "linear")]),
+    "strided_branches": (3, [("conv", 6, 3, {"padding": "valid", "strides": 2, "activation": "relu"}), ("from", -1),
+                             ("pool", "max", 3, 2), ("merge", "concat", 0, 2), ("gru", 6, {}), ("dense", 3, "linear")]),
     "merge_modes": (4, [("gru", 6, {}), ("dense", 6, "tanh"), ("merge", "subtract", 1, 0), ("simple", 6, {}),
                         ("merge", "average", 3, 2), ("merge", "concat", 4, 4), ("dense", 2, "linear")]),
     # integer codes, one a step (features 1): code 0 masks the recurrent layers' step
@@ -259,7 +261,7 @@ def test_testbench_bit_exact_with_simulation(exported, key, scheme):
 @pytest.mark.skipif(not HAVE_CLANG, reason="clang is not installed (CI installs it)")
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("key", ["stacked", "heads", "gru_reset_after", "masked", "cnn_lstm", "cnn_depthwise",
-                                 "embedding_masked", "residual_lstm", "branches_concat", "merge_modes"])
+                                 "embedding_masked", "residual_lstm", "branches_concat", "strided_branches", "merge_modes"])
 def test_clang_sanitized_testbench_bit_exact(exported, key, scheme, tmp_path):
     qmodel, folder = exported(key, scheme)
     binary = sanitized_testbench(folder, tmp_path)

@@ -83,7 +83,7 @@ class Layout:
     off_work: int
     off_qx: int
     off_qy: int
-    slot: list          # per layer: the byte offset in scratch of its kept output (a graph), 0: none
+    slot: list          # per layer: the byte offset in scratch of its kept output (a graph; its flag 4 before), 0: none
     scratch_bytes: int
 
 
@@ -158,11 +158,12 @@ def layout(qmodel: QuantizedModel) -> Layout:
     off_qx = off_work + 4 * work_words
     off_qy = off_qx + (_pad4(spec.features) if integer else 0)
     total = off_qy + (_pad4(spec.outputs) if integer else 0)
-    # a graph: the output of a layer read by a later one than the next is kept in a slot of its own
+    # a graph: the output of a layer read by a later one than the next is kept in a slot of its own,
+    # after an int32 flag (did the layer write a new row this step)
     slot = [0] * len(spec.layers)
     for index, layer in enumerate(spec.layers):
         if any(index in later.sources for later in spec.layers[index + 2:]):
-            slot[index], total = total, total + _pad4(layer.units * value)
+            slot[index], total = total + 4, total + 4 + _pad4(layer.units * value)
     return Layout(state_h, state_c, state_ring, state_count, state_emitted, max(offset, 4), off_a, off_b, off_work,
                   off_qx, off_qy, slot, total)
 
