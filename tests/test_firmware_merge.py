@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_firmware import SCHEMES
+from test_firmware import SCHEMES, chain
 from test_firmware_conv import FEATURES, assert_answers_keras, assert_exported_c_equals_simulation, inputs, model_maker
 from test_keras_import import keras, layers
 
+import edgernn
 from edgernn.export import layout
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
@@ -99,3 +100,17 @@ def test_only_a_branch_read_later_gets_a_slot(models):
     assert layout(quantized["int8"]).slot[1:] == [0, 0, 0] and layout(quantized["int8"]).slot[0] > 0
     _, _, branches = models("parallel_convolutions")
     assert [s > 0 for s in layout(branches["float32"]).slot] == [True, False, False, False, False]
+
+
+def test_a_folded_normalization_read_twice_is_refused_naming_it():
+    """A Normalization first is folded into the input's quantization, which one layer reads: two
+    branches of it are refused by name, in every scheme (the same graph without it is accepted)."""
+    branches = [("conv", 4, 2, {"padding": "causal"}), ("from", 0), ("conv", 3, 3, {"padding": "causal"}),
+                ("merge", "concat", 1, 3), ("dense", 2, "linear")]
+    normalized = chain([("norm",)] + branches, 3)
+    plain = chain(branches[:1] + [("from", -1)] + branches[2:3] + [("merge", "concat", 0, 2), branches[4]], 3)
+    for scheme in SCHEMES:
+        problems = edgernn.quantize.supported_problems(normalized.spec, scheme)
+        assert problems == ["layer 'l0' (a Normalization first, folded into the input) is read by 2 layers "
+                            "(l1, l3): the firmware runtime takes one"]
+        assert edgernn.quantize.supported_problems(plain.spec, scheme) == []
