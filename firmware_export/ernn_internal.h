@@ -241,6 +241,8 @@ int32_t ernn_embed_step_q(const ernn_layer *L, int32_t code, int8_t *out);
 int32_t ernn_conv_step_q(const ernn_layer *L, const int8_t *x, int8_t *ring, int32_t *counters, int8_t *out,
                          int32_t *work);
 int32_t ernn_pool_step_q(const ernn_layer *L, const int8_t *x, void *ring, int32_t *counters, int8_t *out);
+/* Merge: out from a (in_size) and b (in_size2), see ernn_merge.c. */
+void ernn_merge_step_q(const ernn_layer *L, const int8_t *a, const int8_t *b, int8_t *out);
 /* The int32 words of scratch a layer's step works in (the work area; integer: the int8 scheme). */
 uint32_t ernn_work_words(const ernn_layer *L, int integer);
 
@@ -261,6 +263,7 @@ int32_t ernn_mask_step_f(const ernn_layer *L, const float *x, float *out);
 int32_t ernn_embed_step_f(const ernn_layer *L, int32_t code, float *out);
 int32_t ernn_conv_step_f(const ernn_layer *L, const float *x, float *ring, int32_t *counters, float *out, float *work);
 int32_t ernn_pool_step_f(const ernn_layer *L, const float *x, float *ring, int32_t *counters, float *out);
+void ernn_merge_step_f(const ernn_layer *L, const float *a, const float *b, float *out);
 #endif
 
 #endif /* ERNN_INTERNAL_H */

@@ -14,10 +14,12 @@ uint32_t ernn_work_words(const ernn_layer *L, int integer)
     /* int8 recurrent layers: the pre-activations of their gates (ERNN_PAD4(units) rows each; LSTM and
      * GRU 4 of them (GRU: z, r, h and its r * h), SimpleRNN 1) and x and h expanded for the kernels;
      * int8 Conv1D: its window expanded and as bytes; float Conv1D: its window; float LSTM, GRU:
-     * 4 units; Dense units (in_size, units <= 65535 and taps in_size <= 65535: no overflow) */
+     * 4 units; Dense units; Masking, pooling, Embedding, merges none (in_size, units <= 65535 and
+     * taps in_size <= 65535: no overflow). The outputs a graph keeps for a later layer are not work:
+     * they have their own slots in the scratch (ernn_layer src, slot), after the work area. */
     const uint32_t units = (uint32_t)L->units, columns = (uint32_t)L->taps * (uint32_t)L->in_size;
     switch (L->kind) {
-    case ERNN_MASK: case ERNN_POOL: case ERNN_EMBED: return 0u;
+    case ERNN_MASK: case ERNN_POOL: case ERNN_EMBED: case ERNN_MERGE: return 0u;
     case ERNN_CONV: return integer ? (uint32_t)ERNN_PAD4(columns) + (uint32_t)ERNN_PAD4(columns) / 4u : columns;
     case ERNN_DENSE: return units;
     default:
@@ -60,8 +62,14 @@ static int ernn_layer_ok(const ernn_model *m, const ernn_layer *L, int32_t width
     const int recurrent = L->kind <= ERNN_RNN, windowed = L->kind == ERNN_CONV || L->kind == ERNN_POOL;
     const int weights = recurrent || L->kind == ERNN_CONV || L->kind == ERNN_EMBED
                         || (L->kind == ERNN_DENSE && L->has_weights);
-    if (L->kind < ERNN_LSTM || L->kind > ERNN_EMBED || L->units < 1 || L->units > 65535 || L->in_size != width)
+    if (L->kind < ERNN_LSTM || L->kind > ERNN_MERGE || L->units < 1 || L->units > 65535 || L->in_size != width)
         return 0;
+    if (L->kind == ERNN_MERGE) /* two inputs, one of each's width; Concatenate: side by side */
+        return L->merge >= ERNN_MERGE_ADD && L->merge <= ERNN_MERGE_CONCAT && L->in_size2 >= 1
+               && L->units == (L->merge == ERNN_MERGE_CONCAT ? L->in_size + L->in_size2 : L->in_size)
+               && (L->merge == ERNN_MERGE_CONCAT || L->in_size2 == L->in_size)
+               && units * value <= m->off_b - m->off_a && units * value <= m->off_work - m->off_b
+               && (!integer || (L->mx && L->nx));
     if (!weights && L->units != width) return 0; /* Masking, standalone activation, pooling: elementwise */
     if (units * value > m->off_b - m->off_a || units * value > m->off_work - m->off_b) return 0;
     if (windowed && !ernn_window_ok(m, L, value)) return 0;
@@ -93,11 +101,43 @@ static int ernn_layer_ok(const ernn_model *m, const ernn_layer *L, int32_t width
     return 1;
 }
 
-/* The whole model: every layer, the chain of widths and the scratch layout. */
+/* The width of what layer i reads from src (ernn_layer: 0 the layer before, -1 the model's input, > 0
+ * an earlier layer's slot, not the layer before's), or 0 when src names nothing it may read. */
+static int32_t ernn_source_width(const ernn_model *m, int32_t i, int32_t src)
+{
+    int32_t j;
+    if (src == 0) return i == 0 ? m->input_features : m->layers[i - 1].units;
+    if (src == -1) return m->input_features;
+    for (j = 0; j + 1 < i; ++j)
+        if (m->layers[j].slot == src) return m->layers[j].units;
+    return 0;
+}
+
+/* Layer i's slot (if any) and the int32 flag in the 4 bytes before it (did the layer write a new row
+ * this step): 4-byte aligned, after the int8 input and output of the scratch, within it, apart from
+ * every earlier layer's; not on the last layer (which writes the step's output). */
+static int ernn_slot_ok(const ernn_model *m, int32_t i, uint32_t value)
+{
+    const ernn_layer *L = &m->layers[i];
+    const uint64_t start = (uint64_t)m->off_qy + (value == 1u ? (uint32_t)m->output_features : 0u);
+    const uint64_t bytes = (uint64_t)(uint32_t)L->units * value;
+    int32_t j;
+    if (L->slot == 0) return 1;
+    if (L->slot < 0 || L->slot % 4 != 0 || i == m->n_layers - 1 || (uint64_t)L->slot < start + 4u
+        || (uint64_t)L->slot + bytes > m->scratch_bytes) return 0;
+    for (j = 0; j < i; ++j) { /* each slot and its flag apart from the others */
+        const ernn_layer *K = &m->layers[j];
+        if (K->slot != 0 && (uint64_t)K->slot - 4u < (uint64_t)L->slot + bytes
+            && (uint64_t)L->slot - 4u < (uint64_t)K->slot + (uint64_t)(uint32_t)K->units * value) return 0;
+    }
+    return 1;
+}
+
+/* The whole model: every layer, the widths each reads and the scratch layout. */
 static int ernn_model_consistent(const ernn_model *m)
 {
     const uint32_t value = m->scheme == ERNN_SCHEME_INT8 ? 1u : 4u;
-    int32_t i, width = m->input_features, windowed = 0;
+    int32_t i, width, windowed = 0;
     if (!ernn_model_ok(m) || m->input_features < 1 || m->input_features > 65535 || m->output_features < 1
         || m->output_features > 65535) return 0;
     if (m->off_a > m->off_b || m->off_b > m->off_work || m->off_work > m->off_qx || m->off_qx > m->off_qy
@@ -109,13 +149,17 @@ static int ernn_model_consistent(const ernn_model *m)
                         || (uint32_t)m->output_features > m->scratch_bytes - m->off_qy)) return 0;
     if ((m->in_offset == NULL) != (m->in_scale == NULL)) return 0;
     for (i = 0; i < m->n_layers; ++i) {
-        if (!ernn_layer_ok(m, &m->layers[i], width) || (i > 0 && m->layers[i].kind == ERNN_EMBED)) return 0;
-        windowed |= m->layers[i].kind == ERNN_CONV || m->layers[i].kind == ERNN_POOL;
-        width = m->layers[i].units;
+        const ernn_layer *L = &m->layers[i];
+        width = ernn_source_width(m, i, L->src);
+        if (!ernn_layer_ok(m, L, width) || (i > 0 && L->kind == ERNN_EMBED) || !ernn_slot_ok(m, i, value)) return 0;
+        /* a merge's second input; any other layer reads one (src2 0) */
+        if (L->kind == ERNN_MERGE ? ernn_source_width(m, i, L->src2) != L->in_size2 : L->src2 != 0) return 0;
+        if (m->in_scale && L->src == -1 && i > 0) return 0; /* the folded Normalization's input is read once */
+        windowed |= L->kind == ERNN_CONV || L->kind == ERNN_POOL;
     }
     if (windowed && !ernn_state_fits(m, m->state_emitted, 4u + (uint64_t)m->output_features * value)) return 0;
     if (!windowed && m->state_emitted != -1) return 0;
-    return width == m->output_features;
+    return m->layers[m->n_layers - 1].units == m->output_features;
 }
 
 /* [p, p + n) and [q, q + k) share a byte (addresses compared as integers: no relational
@@ -195,21 +239,50 @@ static void ernn_emit(const ernn_model *m, void *state, int32_t emitted, void *y
     else memcpy(y, flag + 4, bytes);
 }
 
-/* The int8 layers, in order (arguments checked by the caller), up to the first Conv1D or pooling
- * that does not emit. code: the input of a model of codes (an Embedding first; x_q unused). */
+/* Whether what a layer reads from src (ernn_layer) made a row this step: the layer before's output
+ * if it emitted, the model's input always, a slot if the int32 flag in the 4 bytes before it says so. */
+static int32_t ernn_fresh(const int8_t *s, int32_t src, int32_t emitted)
+{
+    int32_t flag;
+    if (src == 0) return emitted;
+    if (src < 0) return 1;
+    memcpy(&flag, s + src - 4, sizeof flag);
+    return flag;
+}
+
+/* A layer with a slot records whether it wrote a new row there this step (its flag). */
+static void ernn_mark(int8_t *s, const ernn_layer *L, int32_t fresh)
+{
+    if (L->slot) memcpy(s + L->slot - 4, &fresh, sizeof fresh);
+}
+
+/* The int8 layers, in order (arguments checked by the caller). Each reads the layer before's output,
+ * or (src, a graph) the input or an earlier layer's slot; a layer whose input made no row this step
+ * (behind a Conv1D or pooling that did not emit) does not run. code: the input of a model of codes
+ * (an Embedding first; x_q unused). */
 static void ernn_run_int8(const ernn_model *m, void *state, int8_t *s, const int8_t *x_q, int32_t code, int8_t *y_q)
 {
     int32_t i, j, keep = 1, emitted = 1;
-    const int8_t *in = x_q;
+    const int8_t *in = x_q, *previous;
     int32_t *work;
     work = (int32_t *)(void *)(s + m->off_work);
-    for (i = 0; i < m->n_layers && emitted; ++i) {
+    for (i = 0; i < m->n_layers; ++i) {
         const ernn_layer *L = &m->layers[i];
-        int8_t *out = i == m->n_layers - 1 ? y_q : s + ((i & 1) ? m->off_b : m->off_a);
+        int8_t *out = i == m->n_layers - 1 ? y_q : s + (L->slot ? (uint32_t)L->slot : (i & 1) ? m->off_b : m->off_a);
         int8_t *h = (int8_t *)state + L->state_h;
         int32_t *counters = (int32_t *)(void *)((int8_t *)state + L->state_count);
+        previous = in;
+        if (L->src) { /* a graph: a branch from the input or a slot */
+            emitted = ernn_fresh(s, L->src, emitted);
+            in = L->src < 0 ? x_q : s + L->src;
+        }
+        if (!emitted) {
+            ernn_mark(s, L, 0);
+            continue;
+        }
         if (L->masked && !keep) { /* a masked step: state kept, output h or zeros */
             for (j = 0; j < L->units; ++j) out[j] = L->zero_output ? (int8_t)L->zp_out : h[j];
+            ernn_mark(s, L, 1);
             in = out;
             continue;
         }
@@ -221,8 +294,12 @@ static void ernn_run_int8(const ernn_model *m, void *state, int8_t *s, const int
         case ERNN_RNN: ernn_rnn_step_q(L, in, h, out, work); break;
         case ERNN_CONV: emitted = ernn_conv_step_q(L, in, (int8_t *)state + L->state_ring, counters, out, work); break;
         case ERNN_POOL: emitted = ernn_pool_step_q(L, in, (int8_t *)state + L->state_ring, counters, out); break;
+        case ERNN_MERGE:
+            ernn_merge_step_q(L, in, L->src2 == 0 ? previous : L->src2 < 0 ? x_q : s + L->src2, out);
+            break;
         default: ernn_dense_step_q(L, in, out, work); break;
         }
+        ernn_mark(s, L, emitted);
         in = out;
     }
     ernn_emit(m, state, emitted, y_q, (size_t)m->output_features);
@@ -312,7 +389,7 @@ ernn_status ernn_step_float(const ernn_model *m, void *state, size_t state_bytes
                             size_t scratch_bytes, const float *x, size_t x_bytes, float *y, size_t y_bytes)
 {
     int32_t i, j, keep = 1, emitted = 1, code = 0;
-    const float *in = x;
+    const float *in = x, *first, *previous;
     int8_t *s = (int8_t *)scratch;
     float *work;
     ernn_status status = ernn_check_step(m, state, state_bytes, scratch, scratch_bytes, x, x_bytes, y, y_bytes,
@@ -339,14 +416,25 @@ ernn_status ernn_step_float(const ernn_model *m, void *state, size_t state_bytes
         for (j = 0; j < m->input_features; ++j) standardized[j] = (x[j] - m->in_offset[j]) / m->in_scale[j];
         in = standardized;
     }
-    for (i = 0; i < m->n_layers && emitted; ++i) {
+    first = in;
+    for (i = 0; i < m->n_layers; ++i) {
         const ernn_layer *L = &m->layers[i];
-        float *out = i == m->n_layers - 1 ? y : (float *)(void *)(s + ((i & 1) ? m->off_b : m->off_a));
+        float *out = i == m->n_layers - 1 ? y : (float *)(void *)(s + (L->slot ? (uint32_t)L->slot : (i & 1) ? m->off_b : m->off_a));
         float *h = (float *)(void *)((int8_t *)state + L->state_h);
         float *ring = (float *)(void *)((int8_t *)state + L->state_ring);
         int32_t *counters = (int32_t *)(void *)((int8_t *)state + L->state_count);
+        previous = in;
+        if (L->src) { /* a graph: a branch from the input or a slot */
+            emitted = ernn_fresh(s, L->src, emitted);
+            in = L->src < 0 ? first : (const float *)(const void *)(s + L->src);
+        }
+        if (!emitted) {
+            ernn_mark(s, L, 0);
+            continue;
+        }
         if (L->masked && !keep) {
             for (j = 0; j < L->units; ++j) out[j] = L->zero_output ? 0.0f : h[j];
+            ernn_mark(s, L, 1);
             in = out;
             continue;
         }
@@ -358,8 +446,13 @@ ernn_status ernn_step_float(const ernn_model *m, void *state, size_t state_bytes
         case ERNN_RNN: ernn_rnn_step_f(L, in, h, out, work); break;
         case ERNN_CONV: emitted = ernn_conv_step_f(L, in, ring, counters, out, work); break;
         case ERNN_POOL: emitted = ernn_pool_step_f(L, in, ring, counters, out); break;
+        case ERNN_MERGE:
+            ernn_merge_step_f(L, in, L->src2 == 0 ? previous : L->src2 < 0 ? first
+                                     : (const float *)(const void *)(s + L->src2), out);
+            break;
         default: ernn_dense_step_f(L, in, out); break;
         }
+        ernn_mark(s, L, emitted);
         in = out;
     }
     ernn_emit(m, state, emitted, y, y_bytes);

@@ -436,8 +436,12 @@ def test_a_vector_input_is_refused():
         edgernn.convert(model, verify=False).stream(1)
 
 
-def test_quantize_still_refuses_a_graph(residual):
+def test_quantize_refuses_the_merges_the_firmware_has_not(residual):
+    """The residual graph quantizes (tests/test_firmware_merge.py runs such graphs); Maximum, three-way
+    merges and several model inputs are refused naming the layer."""
     _, m = residual
-    # (Keras numbers the Add 'add_1', 'add_2', ... when other test files made one earlier in the process)
-    with pytest.raises(EdgernnError, match=r"layer 'add(_\d+)?' is Merge: it joins branches"):
-        m.quantize(data(2, steps=6), "int8")
+    assert m.quantize(data(2, steps=6), "int8").spec.layers[2].kind == "merge"
+    for mode, why in (("maximum", "is Merge mode 'maximum'"), ("add", "joins 3 tensors")):
+        _, three = functional(merge_of(mode), seed=3)  # of three Dense branches
+        with pytest.raises(EdgernnError, match=f"layer '{mode}[_0-9]*' {why}"):
+            three.quantize(data(2, steps=6), "int8")

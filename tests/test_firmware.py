@@ -41,12 +41,27 @@ def chain(layers, features, seed=0, return_sequences=True):
     """A chain model: ``layers`` = [("lstm", units, options) | ("dense", units, activation) | ("act", activation)
     | ("mask", mask_value) | ("conv", filters, kernel_size, options) | ("pool", kind, pool_size, strides)
     | ("gpool", kind) | ("bn",) | ("norm",) | ("embed", vocab, dim, mask_zero)]; recurrent layers after a
-    Masking (or an Embedding with mask_zero, first: a model of integer codes) read its mask."""
+    Masking (or an Embedding with mask_zero, first: a model of integer codes) read its mask. A graph:
+    ("from", i) makes the next layer read entry i's output (-1: the model's input), and ("merge", mode, i, j)
+    joins entries i and j (mode "add", "subtract", "average", ... or "concat": Concatenate over features)."""
     rng = np.random.default_rng(seed)
     nodes, current, width, mask = [], "x", features, None
     model_input = ir.Input("x", features)
+    widths = {"x": features}
     for index, layer in enumerate(layers):
         name = f"l{index}"
+        widths[current] = width
+        if layer[0] == "from":
+            current = "x" if layer[1] < 0 else f"l{layer[1]}"
+            width = widths[current]
+            continue
+        if layer[0] == "merge":
+            reads = tuple("x" if i < 0 else f"l{i}" for i in layer[2:])
+            op = ir.Concatenate(name) if layer[1] == "concat" else ir.Merge(name, layer[1])
+            nodes.append(ir.Node(op, reads, (name,)))
+            current = name
+            width = sum(widths[r] for r in reads) if layer[1] == "concat" else widths[reads[0]]
+            continue
         if layer[0] == "embed":  # codes (batch, T) of any T
             model_input = ir.Input("x", 24, rank=2, dtype="int")
             mask = name + "_keep" if layer[3] else None
@@ -114,6 +129,16 @@ MODELS = {
                           ("pool", "average", 3, 2), ("gru", 6, {}), ("gpool", "average"), ("dense", 3, "softmax")]),
     "cnn_global_max": (3, [("mask", 0.0), ("conv", 5, 1, {"activation": "sigmoid"}), ("simple", 5, {}),
                            ("gpool", "max"), ("dense", 2, "linear")]),
+    # graphs that fork and merge: a residual LSTM stack; two causal Conv1D branches concatenated;
+    # Subtract and Average, and a Concatenate of inputs at one scale (a copy in the int8 C)
+    "residual_lstm": (3, [("lstm", 16, {}), ("lstm", 16, {}), ("merge", "add", 0, 1), ("dense", 3, "linear")]),
+    "branches_concat": (3, [("conv", 6, 3, {"padding": "causal", "activation": "relu"}), ("from", -1),
+                            ("conv", 4, 2, {"padding": "causal", "dilation_rate": 2}), ("merge", "concat", 0, 2),
+                            ("lstm", 8, {}), ("dense", 3, "linear")]),
+    "strided_branches": (3, [("conv", 6, 3, {"padding": "valid", "strides": 2, "activation": "relu"}), ("from", -1),
+                             ("pool", "max", 3, 2), ("merge", "concat", 0, 2), ("gru", 6, {}), ("dense", 3, "linear")]),
+    "merge_modes": (4, [("gru", 6, {}), ("dense", 6, "tanh"), ("merge", "subtract", 1, 0), ("simple", 6, {}),
+                        ("merge", "average", 3, 2), ("merge", "concat", 4, 4), ("dense", 2, "linear")]),
     # integer codes, one a step (features 1): code 0 masks the recurrent layers' step
     "embedding_masked": (1, [("embed", 11, 6, True), ("lstm", 6, {}), ("gru", 5, {"zero_output_for_mask": True}),
                              ("dense", 3, "linear")]),
@@ -236,7 +261,7 @@ def test_testbench_bit_exact_with_simulation(exported, key, scheme):
 @pytest.mark.skipif(not HAVE_CLANG, reason="clang is not installed (CI installs it)")
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("key", ["stacked", "heads", "gru_reset_after", "masked", "cnn_lstm", "cnn_depthwise",
-                                 "embedding_masked"])
+                                 "embedding_masked", "residual_lstm", "branches_concat", "strided_branches", "merge_modes"])
 def test_clang_sanitized_testbench_bit_exact(exported, key, scheme, tmp_path):
     qmodel, folder = exported(key, scheme)
     binary = sanitized_testbench(folder, tmp_path)
@@ -312,7 +337,8 @@ M4F = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc is not installed (CI installs it)")
 @pytest.mark.parametrize("key, op", [("stacked", "ernn_gru_step_q"), ("cnn_depthwise", "ernn_conv_step_q"),
-                                     ("cnn_lstm", "ernn_pool_step_q"), ("embedding_masked", "ernn_embed_step_q")])
+                                     ("cnn_lstm", "ernn_pool_step_q"), ("embedding_masked", "ernn_embed_step_q"),
+                                     ("residual_lstm", "ernn_merge_step_q"), ("branches_concat", "ernn_merge_step_q")])
 def test_int8_cortex_m0plus_links_no_floating_point(exported, key, op, tmp_path):
     _, folder = exported(key, "int8")
     elf = cross_link(folder, tmp_path, M0PLUS, MCU_MAIN, ["-DERNN_NO_FLOAT"])
@@ -325,7 +351,7 @@ def test_int8_cortex_m0plus_links_no_floating_point(exported, key, op, tmp_path)
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc is not installed (CI installs it)")
 @pytest.mark.parametrize("scheme", SCHEMES)
-@pytest.mark.parametrize("key", ["stacked", "cnn_lstm", "embedding_masked"])
+@pytest.mark.parametrize("key", ["stacked", "cnn_lstm", "embedding_masked", "branches_concat"])
 def test_cortex_m4_hard_float_builds(exported, key, scheme, tmp_path):
     _, folder = exported(key, scheme)
     elf = cross_link(folder, tmp_path, M4F, MCU_MAIN if scheme == "int8" else MCU_MAIN_FLOAT)

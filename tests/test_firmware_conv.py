@@ -58,14 +58,14 @@ def inputs(key, seed, batch, steps):
     return (x * STD + MEAN if key.startswith("normalized") else x * 1.5 + 0.3).astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """key -> (keras model, edgernn model, {scheme: quantized}) made once."""
+def model_maker(tmp_path_factory, make):
+    """key -> (keras model, edgernn model, {scheme: quantized}), made once from ``make(key)`` (a Keras
+    model of inputs (batch, T, FEATURES)): random weights, saved, converted, calibrated on ``inputs``."""
     made = {}
 
     def get(key):
         if key not in made:
-            keras_model = keras.Sequential([keras.Input(shape=(None, FEATURES)), *stacks()[key]])
+            keras_model = make(key)
             randomize(keras_model, seed=len(key))
             path = tmp_path_factory.mktemp(key) / "model.keras"
             keras_model.save(path)
@@ -75,6 +75,12 @@ def models(tmp_path_factory):
         return made[key]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return model_maker(tmp_path_factory, lambda key: keras.Sequential([keras.Input(shape=(None, FEATURES)),
+                                                                      *stacks()[key]]))
 
 
 KEYS = sorted(stacks())
@@ -117,12 +123,15 @@ def segments(key, seed):
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("key", KEYS)
 def test_c_bit_exact_with_simulation(models, key, scheme, tmp_path):
-    _, _, quantized = models(key)
-    qmodel = quantized[scheme]
-    export(qmodel, tmp_path, name="net", testbench=True)
-    binary = build(tmp_path, "gcc")
+    assert_exported_c_equals_simulation(models(key)[2][scheme], key, tmp_path)
+
+
+def assert_exported_c_equals_simulation(qmodel, key, folder):
+    """``qmodel`` exported into ``folder`` with its testbench, built with gcc, equals the simulation
+    bit for bit over :func:`segments` of ``key``."""
+    export(qmodel, folder, name="net", testbench=True)
     parts, rows = segments(key, seed=5)
-    assert_testbench_equals_simulation(binary, qmodel, parts, rows)
+    assert_testbench_equals_simulation(build(folder, "gcc"), qmodel, parts, rows)
 
 
 def assert_testbench_equals_simulation(binary, qmodel, parts, rows):

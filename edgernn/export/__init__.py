@@ -35,14 +35,16 @@ import numpy as np
 from ..errors import InvalidInput
 from ..quantize import QuantizedModel, format_report
 from ..quantize.activations import ACT_IDS
+from ..quantize.merge import MERGE_IDS
 from ..rows import read_lines, text_rows
 
 # The runtime, in one place: the export copies these, and fills the .c files into the Makefile and
 # CMakeLists.txt templates (@SOURCES@).
 RUNTIME_SOURCES = ("ernn.h", "ernn_internal.h", "ernn_model.c", "ernn_lstm.c", "ernn_gru.c", "ernn_rnn.c",
-                   "ernn_dense.c", "ernn_mask.c", "ernn_embed.c", "ernn_conv.c", "ernn_pool.c", "ernn_matvec.c", "ernn_floatmath.c")
+                   "ernn_dense.c", "ernn_mask.c", "ernn_embed.c", "ernn_conv.c", "ernn_pool.c", "ernn_merge.c", "ernn_matvec.c",
+                   "ernn_floatmath.c")
 SCHEME_IDS = {"int8": 0, "int8-weights": 1, "float32": 2}
-KIND_IDS = {"lstm": 0, "gru": 1, "simple": 2, "dense": 3, "mask": 4, "conv": 5, "pool": 6, "embed": 7}
+KIND_IDS = {"lstm": 0, "gru": 1, "simple": 2, "dense": 3, "mask": 4, "conv": 5, "pool": 6, "embed": 7, "merge": 8}
 POOL_IDS = {"max": 0, "avg": 1, "global_max": 2, "global_avg": 3}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 MANIFEST = ".edgernn-export"
@@ -81,6 +83,7 @@ class Layout:
     off_work: int
     off_qx: int
     off_qy: int
+    slot: list          # per layer: the byte offset in scratch of its kept output (a graph; its flag 4 before), 0: none
     scratch_bytes: int
 
 
@@ -94,8 +97,8 @@ def work_words_of(layer, integer: bool) -> int:
     gates' pre-activations (P = units padded to a multiple of 4 rows per gate; LSTM and GRU 4 P,
     SimpleRNN P) and its input and h expanded for the kernels (see ``ernn_internal.h``); an int8
     Conv1D its window expanded and as bytes; a float Conv1D its window; the float schemes' LSTM and
-    GRU 4 units values; a Dense units; Masking, pooling and Embedding none."""
-    if layer.kind in ("mask", "pool", "embed"):
+    GRU 4 units values; a Dense units; Masking, pooling, Embedding and merges none."""
+    if layer.kind in ("mask", "pool", "embed", "merge"):
         return 0
     if layer.kind == "conv":
         columns = layer.taps * layer.in_size
@@ -155,8 +158,22 @@ def layout(qmodel: QuantizedModel) -> Layout:
     off_qx = off_work + 4 * work_words
     off_qy = off_qx + (_pad4(spec.features) if integer else 0)
     total = off_qy + (_pad4(spec.outputs) if integer else 0)
+    # a graph: the output of a layer read by a later one than the next is kept in a slot of its own,
+    # after an int32 flag (did the layer write a new row this step)
+    slot = [0] * len(spec.layers)
+    for index, layer in enumerate(spec.layers):
+        if any(index in later.sources for later in spec.layers[index + 2:]):
+            slot[index], total = total + 4, total + 4 + _pad4(layer.units * value)
     return Layout(state_h, state_c, state_ring, state_count, state_emitted, max(offset, 4), off_a, off_b, off_work,
-                  off_qx, off_qy, total)
+                  off_qx, off_qy, slot, total)
+
+
+def _source(lay: Layout, index: int, source: int) -> int:
+    """``ernn_layer.src`` of layer ``index`` reading layer ``source`` (-1: the model's input): 0 the
+    layer before, -1 the input, else the source's slot."""
+    if source == index - 1:
+        return 0
+    return -1 if source < 0 else lay.slot[source]
 
 
 def _c_float(v) -> str:
@@ -206,6 +223,13 @@ def model_sources(qmodel: QuantizedModel, name: str) -> tuple[str, str, dict]:
         }
         if layer.kind == "embed":
             fields.update(vocab=layer.vocab, mask_zero=int(layer.mask_zero))
+        if layer.sources:  # a graph (a chain leaves src, src2 and slot 0)
+            fields["src"] = _source(lay, i, layer.sources[0])
+        if lay.slot[i]:
+            fields["slot"] = lay.slot[i]
+        if layer.kind == "merge":
+            fields.update(merge=MERGE_IDS[layer.merge], src2=_source(lay, i, layer.sources[1]), in_size2=layer.in_size2,
+                          zp_in2=layer.zp_in2)
         if layer.windowed:
             fields.update(taps=layer.taps, dilation=layer.dilation, groups=layer.groups, strides=layer.strides,
                           need=layer.need, pool=POOL_IDS.get(layer.pool, 0), state_ring=lay.state_ring[i],

@@ -1,7 +1,7 @@
 """Calibration: run the float model (the float64 reference equations) over representative data and
 record the ranges the int8 scheme needs.
 
-Recorded per chain node: the range of its output (every row a stream emits: every timestep, or a
+Recorded per node (a graph's branches are kept until their merge reads them): the range of its output (every row a stream emits: every timestep, or a
 Conv1D's and a windowed pooling's rows of ``predict``, a global pooling's running max or mean
 after every step), and for an LSTM the largest |c| (the cell state's power-of-two scale), for a Dense the
 range of its pre-activation (softmax logits). The model input's range comes first. Gate
@@ -37,16 +37,25 @@ class Ranges:
 
 
 def float_layers(spec: ir.ModelSpec, x: np.ndarray, ranges: Ranges | None = None) -> list[np.ndarray]:
-    """Every chain node's output over the whole block ``x`` (B, T, F), float64, from zero state
+    """Every node's output over the whole block ``x`` (B, T, F), float64, from zero state
     (every timestep, also for a recurrent layer without return_sequences), recording ranges."""
     current = np.asarray(x, dtype=np.float64)
     if ranges is not None:
         ranges.see("", current)
     outputs = []
     keep = np.ones(current.shape[:2], bool)
+    made = {spec.inputs[0].name: current}  # every tensor by name: a branch is read where it merges
     for node in spec.nodes:
         op = node.op
-        if isinstance(op, ir.Embedding):  # first, on the codes (B, T) (:func:`as_sequences` checked them)
+        current = made[node.inputs[0]]
+        if isinstance(op, ir.MULTI_INPUT_OPS):  # two inputs (supported_problems): Add, Subtract, Average, Concatenate
+            first, second = (made[name] for name in node.inputs)
+            if isinstance(op, ir.Concatenate):
+                current = np.concatenate([first, second], axis=-1)
+            else:
+                current = {"add": first + second, "subtract": first - second,
+                           "average": (first + second) / 2.0}[op.mode]
+        elif isinstance(op, ir.Embedding):  # first, on the codes (B, T) (:func:`as_sequences` checked them)
             codes = current.reshape(current.shape[0], -1).astype(np.intp)
             keep = codes != 0 if op.mask_zero else keep
             current = op.embeddings.astype(np.float64)[codes]
@@ -103,6 +112,7 @@ def float_layers(spec: ir.ModelSpec, x: np.ndarray, ranges: Ranges | None = None
         if ranges is not None:
             ranges.see(op.name, current)
         outputs.append(current)
+        made[node.outputs[0]] = current
     return outputs
 
 

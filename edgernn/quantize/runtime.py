@@ -30,6 +30,7 @@ from .fixedpoint import JIT, dequantize, quantize_input
 from .gru import gru_f, gru_q
 from .lstm import lstm_f, lstm_q
 from .masking import mask_step
+from .merge import MERGE_IDS, merge_f, merge_q
 from .pooling import global_f, global_q, pool_f, pool_q
 from .simple_rnn import rnn_f, rnn_q
 from .spec import QLayer, QSpec
@@ -141,6 +142,39 @@ def _table(layer: QLayer) -> np.ndarray:
     return layer.lut_act if layer.lut_act.size else np.zeros(fx.LUT_SIZE, np.int16)
 
 
+def run_merge(layer: QLayer, scheme: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A merge layer over blocks ``a`` (B, T, in_size) and ``b`` (B, T, in_size2) -> (B, T, units)."""
+    batch, steps = a.shape[:2]
+    y = np.zeros((batch, steps, layer.units), a.dtype)
+    rows = (a.reshape(batch * steps, -1), b.reshape(batch * steps, -1), y.reshape(batch * steps, -1))
+    if scheme == "int8":
+        merge_q(*rows, MERGE_IDS[layer.merge], layer.mx, layer.nx, layer.zp_in, layer.zp_in2, layer.mo, layer.no,
+                layer.zp_out)
+    else:
+        merge_f(*rows, MERGE_IDS[layer.merge])
+    return y
+
+
+def run_layers(spec: QSpec, scheme: str, x: np.ndarray, states: list, keep: np.ndarray) -> list:
+    """Every layer over the block ``x`` (B, T, F) in order, states updated in place -> per layer
+    ``(output, active)`` (see :func:`run_layer`). A layer reads the layer before it, or (a graph that
+    forks and merges) the layers of its ``sources``, -1 the model's input."""
+    made = []
+    for layer, layer_states in zip(spec.layers, states):
+        reads = [made[i] if i >= 0 else (x, None) for i in layer.sources] or [made[-1] if made else (x, None)]
+        current, active = reads[0]
+        if active is None:
+            active = np.ones(x.shape[:2], np.bool_)
+        elif layer.windowed:  # a Conv1D or pooling writes where it emitted: its own copy (a branch may share)
+            active = active.copy()
+        if layer.kind == "merge":
+            y = run_merge(layer, scheme, current, reads[1][0])
+        else:
+            y = run_layer(layer, scheme, current, layer_states, keep, active)
+        made.append((y, active))
+    return made
+
+
 @njit(**JIT)
 def hold_last(y, active, last, emitted):
     """The model's output ``y`` (B, T, O) where the chain did not emit (``active`` False) becomes the
@@ -241,13 +275,11 @@ class QuantizedModel:
 
     def layer_outputs(self, x) -> list[np.ndarray]:
         """Every layer's output over ``x`` (B, T, F) (codes: (B, T)) from zero state, as floats (dequantized)."""
-        current = self._first_input(x if self.spec.vocab else _as_float(x, "x"))
-        x = current
+        x = self._first_input(x if self.spec.vocab else _as_float(x, "x"))
         outputs = []
         keep = np.ones(x.shape[:2], np.bool_)
-        active = np.ones(x.shape[:2], np.bool_)
-        for layer in self.spec.layers:
-            current = run_layer(layer, self.scheme, current, new_states(layer, self.scheme, x.shape[0]), keep, active)
+        states = [new_states(layer, self.scheme, x.shape[0]) for layer in self.spec.layers]
+        for layer, (current, active) in zip(self.spec.layers, run_layers(self.spec, self.scheme, x, states, keep)):
             rows = current[:, active[0]] if x.shape[0] else current  # from zero state every stream emits alike
             outputs.append(dequantize(rows, layer.s_out, layer.zp_out) if self.scheme == "int8" else rows)
         return outputs
@@ -318,9 +350,7 @@ class QuantizedStream:
 
     def _block(self, x):
         keep = np.ones(x.shape[:2], np.bool_)
-        active = np.ones(x.shape[:2], np.bool_)
-        for layer, states in zip(self.model.spec.layers, self._states):
-            x = run_layer(layer, self._scheme, x, states, keep, active)
+        x, active = run_layers(self.model.spec, self._scheme, x, self._states, keep)[-1]
         hold_last(x, active, self._last, self._emitted)
         self.emitted_run = active
         return x

@@ -30,6 +30,7 @@ from . import fixedpoint as fx
 from .activations import ACT_IDS, TABLE_FUNCTIONS, UNIT_INTERVAL
 from .calibrate import Ranges
 from .dense import MODE_AFFINE, MODE_SOFTMAX, MODE_TABLE
+from .merge import HEADROOM
 from .windows import flatten_problem, windowed_flattens
 
 SCHEMES = ("int8", "int8-weights", "float32")
@@ -45,7 +46,8 @@ MAX_VOCAB = 1 << 24   # codes of an Embedding: ernn_step_float takes the code as
 class QLayer:
     kind: str                 # "lstm", "gru", "simple", "dense" (a Dense, or an Activation: no weights), "mask",
     #                           "conv" (a Conv1D; also Affine and a Standardize not first: per-channel, k = 1), "pool",
-    #                           "embed" (an Embedding, first: w is its table (vocab, units), in_size 1, the code)
+    #                           "embed" (an Embedding, first: w is its table (vocab, units), in_size 1, the code),
+    #                           "merge" (Add, Subtract, Average or Concatenate over features of two tensors)
     name: str
     in_size: int
     units: int                # output features
@@ -85,6 +87,13 @@ class QLayer:
     need: int = 0             # windowed: inputs before the first output (span - 1 valid, 0 causal)
     pool: str = ""            # pooling: "max", "avg", "global_max", "global_avg"
     mask_zero: bool = False   # Embedding: code 0 masks the step for the recurrent layers that read the mask
+    # A graph that forks and merges: the layers this one reads, by index in the layer list (-1: the model's
+    # input); empty: the layer before it (a chain). A merge reads two: in_size features of the first,
+    # in_size2 of the second. int8 merge: mx, nx rescale each input (see edgernn/quantize/merge.py).
+    sources: tuple = ()
+    merge: str = ""           # "add", "subtract", "average", "concat"
+    in_size2: int = 0
+    zp_in2: int = 0
     zp_in: int = 0
     zp_a: int = 0             # Dense / Conv1D int8: zero point of the affine result (logits for softmax)
     zp_out: int = 0
@@ -158,15 +167,33 @@ class QSpec:
         return any(layer.windowed for layer in self.layers)
 
 
-def _chain_problem(spec: ir.ModelSpec) -> str | None:
-    """Why a streamable ``spec`` is not a chain (each layer reading the one before), or None."""
+MERGE_MODES = ("add", "subtract", "average")  # the ir.Merge modes the firmware runs
+
+
+def _graph_problems(spec: ir.ModelSpec) -> list[str]:
+    """Why a streamable ``spec`` is not a graph the firmware steps (one input; branches joined by a
+    two-input Add, Subtract, Average or Concatenate over features), one line per layer; empty if fine."""
     if len(spec.inputs) > 1:
-        return f"the model has {len(spec.inputs)} inputs, which the float32 stream steps but the firmware runtime does not yet"
+        return [f"the model has {len(spec.inputs)} inputs, which the float32 stream steps but the firmware "
+                "runtime does not yet"]
+    problems = []
     for node in spec.nodes:
-        if isinstance(node.op, ir.MULTI_INPUT_OPS):
-            return (f"layer {node.op.name!r} is {type(node.op).__name__}: it joins branches, which the float32 "
-                    "stream runs but the firmware runtime does not yet")
-    return None
+        op, where = node.op, f"layer {node.op.name!r}"
+        if isinstance(op, ir.Merge) and op.mode not in MERGE_MODES:
+            problems.append(f"{where} is Merge mode {op.mode!r}: the firmware runtime joins branches with "
+                            f"{', '.join(MERGE_MODES)} or Concatenate only (the float32 stream runs it)")
+        elif isinstance(op, ir.Concatenate) and op.axis != "features":
+            problems.append(f"{where} concatenates over {op.axis}: the firmware runtime joins over features only")
+        elif isinstance(op, ir.MULTI_INPUT_OPS) and len(node.inputs) != 2:
+            problems.append(f"{where} joins {len(node.inputs)} tensors: the firmware runtime joins two "
+                            "(nest them: Add()([Add()([a, b]), c]))")
+    first = spec.nodes[0] if spec.nodes else None
+    if first is not None and isinstance(first.op, ir.Standardize):  # folded into the input: read once
+        readers = [n.op.name for n in spec.nodes if first.outputs[0] in n.inputs]
+        if len(readers) > 1:
+            problems.append(f"layer {first.op.name!r} (a Normalization first, folded into the input) is read by "
+                            f"{len(readers)} layers ({', '.join(readers)}): the firmware runtime takes one")
+    return problems
 
 
 def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
@@ -186,9 +213,12 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
                 for why in [flatten_problem(spec, node)] if why]
     if problems:
         return problems
-    why = streamable_problem(spec) or _chain_problem(spec)
+    why = streamable_problem(spec)
     if why is not None:
-        return [f"the firmware runtime steps a chain one timestep at a time, and {why}"]
+        return [f"the firmware runtime steps the model one timestep at a time, and {why}"]
+    problems = _graph_problems(spec)
+    if problems:
+        return problems
     integer = scheme == "int8"
     elementwise = tuple(a for a in ACT_IDS if a != "softmax")
     first = spec.nodes[0].op if spec.nodes else None
@@ -198,6 +228,8 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
     for index, node in enumerate(spec.nodes):
         op = node.op
         where = f"layer {op.name!r}"
+        if index:  # the features of what the node reads (a graph: not always the node before)
+            width = spec.tensor_shape(node.inputs[0])[1]
         if isinstance(op, ir.Masking):
             if index:
                 problems.append(f"{where}: Masking is supported as the first layer only (on the model input)")
@@ -256,9 +288,9 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
             if op.activation not in allowed:
                 problems.append(f"{where}: Conv1D activation {op.activation!r} is not supported in {scheme} "
                                 f"(supported: {', '.join(allowed)})")
-        elif not isinstance(op, (ir.Recurrent, ir.Pooling1D, ir.Affine, ir.Standardize, ir.Flatten)):
+        elif not isinstance(op, (ir.Recurrent, ir.Pooling1D, ir.Affine, ir.Standardize, ir.Flatten, ir.Merge,
+                                 ir.Concatenate)):
             problems.append(f"{where}: {type(op).__name__} is not supported by the firmware export")
-        width = getattr(op, "output_size", width)
     return problems
 
 
@@ -440,6 +472,29 @@ def _embedding(op: ir.Embedding, scheme: str, ranges: Ranges) -> QLayer:
     return layer
 
 
+def _merge(op, scheme: str, inputs: list, ranges: Ranges) -> QLayer:
+    """A two-input Add, Subtract, Average or Concatenate; ``inputs``: per input (layer, scale, zero
+    point, width) as :func:`build` tracks them. int8: the multipliers of edgernn/quantize/merge.py."""
+    (_, s_1, zp_1, width_1), (_, s_2, zp_2, width_2) = inputs
+    mode = op.mode if isinstance(op, ir.Merge) else "concat"
+    units = width_1 + width_2 if mode == "concat" else width_1
+    layer = QLayer("merge", op.name, width_1, units, merge=mode, in_size2=width_2, has_weights=False)
+    empty = np.zeros((0, 0), np.int8 if scheme == "int8" else np.float32)
+    layer.w, layer.u = empty, empty
+    layer.bx = layer.bh = np.zeros(0, np.int32 if scheme == "int8" else np.float32)
+    if scheme != "int8":
+        return layer
+    s_y, zp_y = fx.asymmetric(ranges.low[op.name], ranges.high[op.name])
+    if mode == "concat":
+        layer.mx, layer.nx = fx.multipliers([s_1 / s_y, s_2 / s_y])
+    else:
+        top = 2.0 * max(s_1, s_2)
+        layer.mx, layer.nx = fx.multipliers([s_1 / top, s_2 / top])
+        layer.mo, layer.no = fx.multiplier(top / (2.0 ** HEADROOM * s_y) / (2.0 if mode == "average" else 1.0))
+    layer.s_in, layer.zp_in, layer.zp_in2, layer.s_out, layer.zp_out = s_1, zp_1, zp_2, s_y, zp_y
+    return layer
+
+
 def build(spec: ir.ModelSpec, scheme: str, ranges: Ranges | None) -> QSpec:
     """The integer IR of ``spec`` (checked with :func:`supported_problems` first)."""
     problems = supported_problems(spec, scheme)
@@ -460,9 +515,13 @@ def build(spec: ir.ModelSpec, scheme: str, ranges: Ranges | None) -> QSpec:
     layers = []
     s_in, zp_in = s_x, zp_x
     width = features
+    # per tensor: (index of the layer that makes it, -1: the model's input; its scale, zero point, width)
+    made = {spec.inputs[0].name: (-1, s_x, zp_x, width)}
     for index, node in enumerate(spec.nodes):
         op = node.op
+        source, s_x, zp_x, width = made[node.inputs[0]]
         if isinstance(op, ir.Flatten):  # of a vector: nothing to do
+            made[node.outputs[0]] = made[node.inputs[0]]
             continue
         if isinstance(op, ir.Standardize) and index == 0:
             # folded into the input: (x - mean) / (std s_z) per feature, then rounded (int8);
@@ -472,8 +531,11 @@ def build(spec: ir.ModelSpec, scheme: str, ranges: Ranges | None) -> QSpec:
             in_offset = op.mean.astype(np.float32)
             in_scale = (op.std.astype(np.float64) * (s_x if integer else 1.0)).astype(np.float32)
             s_in, zp_in = s_x, zp_x
+            made[node.outputs[0]] = (-1, s_x, zp_x, width)
             continue
-        if isinstance(op, ir.Embedding):
+        if isinstance(op, ir.MULTI_INPUT_OPS):
+            layer = _merge(op, scheme, [made[name] for name in node.inputs], ranges)
+        elif isinstance(op, ir.Embedding):
             layer = _embedding(op, scheme, ranges)
         elif isinstance(op, ir.Recurrent):
             layer = _recurrent(op, scheme, s_x, zp_x, ranges, node.mask is not None)
@@ -489,8 +551,10 @@ def build(spec: ir.ModelSpec, scheme: str, ranges: Ranges | None) -> QSpec:
             layer = _pool(op, scheme, width, s_x, zp_x)
         else:
             layer = _dense(op, scheme, width, s_x, zp_x, ranges)
+        sources = tuple(made[name][0] for name in node.inputs)
+        layer.sources = () if sources == (len(layers) - 1,) else sources  # () : the layer before (a chain)
         layers.append(layer)
-        width = layer.units
-        s_x, zp_x = layer.s_out, layer.zp_out
+        made[node.outputs[0]] = (len(layers) - 1, layer.s_out, layer.zp_out, layer.units)
+    _, s_x, zp_x, _ = made[spec.outputs[0]]
     return QSpec(scheme, features, outputs, rank, layers, s_in, zp_in, s_x if integer else 1.0,
                  zp_x if integer else 0, dict(spec.source), in_offset, in_scale)

@@ -74,8 +74,8 @@ static int unchanged(void)
 #define W scratch, NET_SCRATCH_BYTES
 
 /* inconsistent copies of the model: each one field wrong */
-static ernn_model bad_models[16];
-static ernn_layer bad_layers[8][64];
+static ernn_model bad_models[24];
+static ernn_layer bad_layers[13][64];
 static int n_bad;
 
 /* the index of the model's first Conv1D or pooling, -1 if none */
@@ -84,6 +84,18 @@ static int first_window(void)
     int i;
     for (i = 0; i < net_model.n_layers; ++i)
         if (net_model.layers[i].kind == ERNN_CONV || net_model.layers[i].kind == ERNN_POOL) return i;
+    return -1;
+}
+
+/* the index of the model's first merge (a graph), -1 if none; *kept: the first layer with a slot */
+static int first_merge(int *kept)
+{
+    int i;
+    *kept = -1;
+    for (i = net_model.n_layers - 1; i >= 0; --i)
+        if (net_model.layers[i].slot != 0) *kept = i;
+    for (i = 0; i < net_model.n_layers; ++i)
+        if (net_model.layers[i].kind == ERNN_MERGE) return i;
     return -1;
 }
 
@@ -128,6 +140,22 @@ static void make_bad_models(void)
         }
         bad_models[n_bad] = net_model;
         bad_models[n_bad++].state_emitted = (int32_t)NET_STATE_BYTES - 2; /* misaligned, past the state */
+    }
+    /* a graph: a merge's options and what it reads, a kept output's slot */
+    {
+        int kept, g = first_merge(&kept);
+        if (g >= 0 && kept >= 0) {
+            for (i = 8; i < 13; ++i) memcpy(bad_layers[i], net_model.layers, (size_t)n * sizeof(ernn_layer));
+            bad_layers[8][g].merge = 4; /* no such merge */
+            bad_layers[9][g].in_size2 += 1; /* not the width of what src2 names */
+            bad_layers[10][g].src2 = 2; /* no layer's slot */
+            bad_layers[11][kept].slot = (int32_t)NET_SCRATCH_BYTES - 4; /* past the scratch */
+            bad_layers[12][kept].slot = 4; /* inside the buffers of the chain's steps */
+            for (i = 8; i < 13; ++i) {
+                bad_models[n_bad] = net_model;
+                bad_models[n_bad++].layers = bad_layers[i];
+            }
+        }
     }
 }
 
