@@ -139,7 +139,10 @@ class _ActivationOps:
             if (isinstance(x, _Data) and isinstance(s, _Data) and isinstance(s.expr, _ActE)
                     and s.expr.activation == "sigmoid" and s.expr.inner is x.expr and s.axes == x.axes):
                 return replace(x, expr=_ActE(x.expr, "silu", node.name or node.output[0]))
-        raise _Refuse(f"{where}: Mul is supported only as x * Sigmoid(x) (SiLU)")
+        if isinstance(a, _Data) and isinstance(b, _Data):
+            return self._merge(node, inputs, where)  # a * b of two computed tensors
+        raise _Refuse(f"{where}: Mul is supported only of computed tensors of one shape, or as x * Sigmoid(x) "
+                      "(SiLU)")
 
 
 def _elementwise(ir_name):
