@@ -20,7 +20,7 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
-from test_torch_merge import C, T, EveryMerge, ParallelConvs, ResidualLstm, TwoRnnHead, TwoSensors, merges  # noqa: E402
+from test_torch_merge import CONVERTED, C, T, TwoSensors, merges  # noqa: E402
 
 import edgernn  # noqa: E402
 from edgernn.errors import UnsupportedModel  # noqa: E402
@@ -61,11 +61,7 @@ class NormedLast(nn.Module):
 
 # module, whether its input is (N, C, T), the merges (and LayerNorms) its model holds (sorted)
 CASES = {
-    "residual_lstm_stack": (ResidualLstm, False, [("Merge", "add", 2)]),
-    "every_element_wise_merge": (EveryMerge, False, [("Merge", mode, 2) for mode in
-                                                     ("average", "maximum", "minimum", "multiply", "subtract")]),
-    "parallel_convs_over_channels": (ParallelConvs, True, [("Concatenate", "features", 2)]),
-    "linear_head_on_two_rnns": (TwoRnnHead, False, [("Concatenate", "features", 2)]),
+    **CONVERTED,
     "layer_norm_of_a_residual": (NormedResidual, False, [("LayerNorm", None, 1), ("Merge", "add", 2)]),
     "last_step_of_a_layer_norm": (NormedLast, False, [("LayerNorm", None, 1)]),
 }
@@ -79,7 +75,7 @@ def inputs_of(case: str) -> list:
     return [rng.normal(size=(2, C, T) if CASES[case][1] else (2, T, C)).astype(np.float32)]
 
 
-def export(module, xs: list, path, dynamo: bool):
+def export(module, xs: list, path, dynamo: bool, channels_first: bool = False):
     """The TorchScript exporter with dynamic batch and time, or the dynamo exporter with fixed shapes."""
     names = ["imu", "env"] if len(xs) == 2 else ["x"]
     args = tuple(torch.from_numpy(x) for x in xs)
@@ -89,9 +85,8 @@ def export(module, xs: list, path, dynamo: bool):
             pytest.importorskip("onnxscript")  # the dynamo exporter's dependency
             torch.onnx.export(module, args, str(path), dynamo=True, input_names=names, output_names=["y"])
         else:
-            time_axis = 2 if xs[0].shape[1] == C and len(xs) == 1 and xs[0].shape[2] == T else 1
             torch.onnx.export(module, args, str(path), dynamo=False, input_names=names, output_names=["y"],
-                              dynamic_axes={n: {0: "batch", time_axis: "time"} for n in names})
+                              dynamic_axes={n: {0: "batch", 2 if channels_first else 1: "time"} for n in names})
     return path
 
 
@@ -114,7 +109,7 @@ def test_merges_convert_and_match_onnxruntime(case, dynamo, tmp_path):
     cls, channels_first, want_merges = CASES[case]
     torch.manual_seed(list(CASES).index(case))
     xs = inputs_of(case)
-    path = export(cls().eval(), xs, tmp_path / "m.onnx", dynamo)
+    path = export(cls().eval(), xs, tmp_path / "m.onnx", dynamo, channels_first)
     model = edgernn.convert(path, verify=False)
     assert sorted(with_norms(model)) == want_merges
     np.testing.assert_allclose(model.predict(*edgernn_inputs(xs, channels_first)), onnxruntime_output(path, xs),

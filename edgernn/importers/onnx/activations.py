@@ -128,11 +128,9 @@ class _ActivationOps:
         return self._softmax(node, inputs, attrs, where, "log_softmax")
 
     def _op_Mul(self, node, inputs, attrs, where):
-        if self._all_const(inputs):
-            return self._fold(node, inputs, where)
-        sizes = self._shape_arithmetic(node, inputs, where)
-        if sizes is not None:
-            return sizes
+        folded = self._constant_arithmetic(node, inputs, where)
+        if folded is not None:
+            return folded
         a, b = inputs
         # SiLU as PyTorch exports it: x * Sigmoid(x).
         for x, s in ((a, b), (b, a)):

@@ -60,11 +60,9 @@ class _DenseOps:
         return self._dense(a, np.asarray(b.value, np.float64), None, where, node.name or node.output[0])
 
     def _op_Add(self, node, inputs, attrs, where):
-        if self._all_const(inputs):
-            return self._fold(node, inputs, where)
-        sizes = self._shape_arithmetic(node, inputs, where)
-        if sizes is not None:
-            return sizes
+        folded = self._constant_arithmetic(node, inputs, where)
+        if folded is not None:
+            return folded
         data = [v for v in inputs if isinstance(v, _Data)]
         const = [v for v in inputs if isinstance(v, _Const)]
         if len(data) == len(inputs):

@@ -40,7 +40,9 @@ class _MergeOps:
                             self.require(x, other, where)
                     same = self._same(a, b)
                     sizes = self._static_size(a), self._static_size(b)
-                    same = same and (None in sizes or sizes[0] == sizes[1])
+                    if same and None not in sizes and sizes[0] != sizes[1]:
+                        raise _Refuse(f"{where}: {what} of tensors whose axis {position} ({_describe(ra)}) has "
+                                      f"lengths {sizes[0]} and {sizes[1]}")
                 if not same:
                     raise _Refuse(f"{where}: {what} of tensors laid out differently (axis {position} is "
                                   f"{_describe(ra)} in one, {_describe(rb)} in the other)")
@@ -51,10 +53,7 @@ class _MergeOps:
         data = [v for v in inputs if v is not None]
         if len(data) < 2:
             raise _Refuse(f"{where}: {node.op_type} of one tensor")
-        self._same_layout(data, None, where, node.op_type)
-        features = ("F", 0, len(data[0].factors))
-        if not any(self.role(a) == features for a in data[0].axes):
-            raise _Refuse(f"{where}: {node.op_type} of tensors whose features are split over several axes")
+        self._same_layout(data, None, where, node.op_type)  # one view of each canonical tensor: merged as those
         expr = _MergeE(tuple(d.expr for d in data), ir.Merge("merge", mode), node.name or node.output[0])
         return _Data(expr, tuple(self.role(a) for a in data[0].axes), data[0].factors)
 
@@ -67,11 +66,9 @@ class _MergeOps:
 
     def _binary(self, node, inputs, attrs, where):
         """``Add``/``Sub``/``Mul``/``Max``/``Min``: folded on constants (sizes included), else a merge of data."""
-        if self._all_const(inputs):
-            return self._fold(node, inputs, where)
-        sizes = self._shape_arithmetic(node, inputs, where)
-        if sizes is not None:
-            return sizes
+        folded = self._constant_arithmetic(node, inputs, where)
+        if folded is not None:
+            return folded
         if all(isinstance(v, _Data) for v in inputs if v is not None):
             return self._merge(node, inputs, where)
         raise _Refuse(f"{where}: {node.op_type} of a tensor and a constant (edgernn merges computed tensors of one "
