@@ -10,7 +10,9 @@ Layout ops (``Transpose``, ``Squeeze``/``Unsqueeze``, ``Reshape`` that merges fe
 batch and time around a per-step ``MatMul`` as tf2onnx writes a Dense on a sequence -- targets
 given by ``Shape``/``Gather`` or as numbers matched to the declared static sizes --
 ``Gather``/``Slice`` of the last step, ``Identity``, ``Dropout``) only change the layout; the
-recurrent nodes, ``Gemm``, ``MatMul`` (+ ``Add``) and activations make IR layers. So the model
+recurrent nodes, ``Gemm``, ``MatMul`` (+ ``Add``), ``LayerNormalization`` and activations make IR
+layers, and ``Add``/``Sub``/``Mul``/``Max``/``Min`` of computed tensors (``ir.Merge``) and their
+``Concat`` over the features (``ir.Concatenate``) join branches: a model of several inputs and a graph. So the model
 edgernn builds takes and returns edgernn's layouts, batch first, whatever ``layout`` attribute or
 ``Transpose`` the graph used:
 
@@ -43,9 +45,12 @@ Modules, in the order a conversion uses them:
 * :mod:`.constants` -- Constant, Shape, ConstantOfShape, Equal, If, Expand; constant folding and
   the Mul/Add of sizes read with Shape.
 * :mod:`.axes` -- Identity, Dropout, Cast, Transpose, Squeeze, Unsqueeze: axes moved only.
-* :mod:`.select` -- Gather, Slice, Concat: the last step, a direction, a stack of states.
+* :mod:`.select` -- Gather, Slice, Concat: the last step, a direction, a stack of states (a Concat
+  over the features goes to :mod:`.merge`).
 * :mod:`.reshape` -- Reshape and Flatten as layout changes.
-* :mod:`.dense` -- Gemm, MatMul (+ Add): Dense layers.
+* :mod:`.dense` -- Gemm, MatMul (+ Add): Dense layers; LayerNormalization.
+* :mod:`.merge` -- Add, Sub, Mul, Max, Min, Div (the average) of computed tensors, Concat over the
+  features: branches merged.
 * :mod:`.conv` -- Conv, MaxPool/AveragePool, the global poolings, BatchNormalization: the 1-D
   convolutional front-end on (batch, channels, T) tensors.
 * :mod:`.activations` -- activation ops and the recurrent nodes' activation functions.

@@ -128,18 +128,19 @@ class _ActivationOps:
         return self._softmax(node, inputs, attrs, where, "log_softmax")
 
     def _op_Mul(self, node, inputs, attrs, where):
-        if self._all_const(inputs):
-            return self._fold(node, inputs, where)
-        sizes = self._shape_arithmetic(node, inputs, where)
-        if sizes is not None:
-            return sizes
+        folded = self._constant_arithmetic(node, inputs, where)
+        if folded is not None:
+            return folded
         a, b = inputs
         # SiLU as PyTorch exports it: x * Sigmoid(x).
         for x, s in ((a, b), (b, a)):
             if (isinstance(x, _Data) and isinstance(s, _Data) and isinstance(s.expr, _ActE)
                     and s.expr.activation == "sigmoid" and s.expr.inner is x.expr and s.axes == x.axes):
                 return replace(x, expr=_ActE(x.expr, "silu", node.name or node.output[0]))
-        raise _Refuse(f"{where}: Mul is supported only as x * Sigmoid(x) (SiLU)")
+        if isinstance(a, _Data) and isinstance(b, _Data):
+            return self._merge(node, inputs, where)  # a * b of two computed tensors
+        raise _Refuse(f"{where}: Mul is supported only of computed tensors of one shape, or as x * Sigmoid(x) "
+                      "(SiLU)")
 
 
 def _elementwise(ir_name):

@@ -93,6 +93,13 @@ class _ConstantOps:
             return _Const(np.array(v.dims if not v.scalar else v.dims[0], np.int64))
         return v
 
+    def _constant_arithmetic(self, node, inputs, where):
+        """An arithmetic node (``Add``, ``Mul``, ``Sub``, ...) of constants folded, or of sizes read with
+        ``Shape`` (:meth:`_shape_arithmetic`); None where an input is data."""
+        if self._all_const(inputs):
+            return self._fold(node, inputs, where)
+        return self._shape_arithmetic(node, inputs, where)
+
     def _shape_arithmetic(self, node, inputs, where):
         """``Mul``/``Add`` of sizes: PyTorch's dynamo exporter computes the hidden width of a recurrent
         output as ``directions * hidden`` from its ``Shape``. Numbers are folded; a size known only at

@@ -22,6 +22,7 @@ from .dense import _DenseOps
 from .emit import _Emitter
 from .expressions import _InputE
 from .graph import _clean_name, _LOOPS, _needed_nodes
+from .merge import _MergeOps
 from .producers import dynamo_note
 from .recurrent import _RecurrentOps
 from .reshape import _ReshapeOps
@@ -46,7 +47,7 @@ CODES_STEPS = 16
 
 
 class _Converter(_Roles, _ConstantOps, _AxisOps, _SelectOps, _ReshapeOps, _DenseOps, _ActivationOps, _RecurrentOps,
-                 _ConvOps):
+                 _ConvOps, _MergeOps):
     """One conversion: the environment of symbolic values, the axis roles bound so far, the problems."""
 
     def __init__(self, model, label: str):

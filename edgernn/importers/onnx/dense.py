@@ -1,5 +1,6 @@
-"""Dense layers: ``Gemm`` and ``MatMul`` of data by a constant weight, and ``Add`` of a constant bias
-to their result."""
+"""Per-step layers over the features: ``Gemm`` and ``MatMul`` of data by a constant weight, ``Add`` of a
+constant bias to their result (``Add`` of two computed tensors is a merge, :mod:`.merge`), and
+``LayerNormalization`` over the last axis."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from dataclasses import replace
 import numpy as np
 
 from ... import ir
-from .expressions import _DenseE, _FlatE
+from .expressions import _DenseE, _FlatE, _OpE
 from .values import _Const, _Data, _Refuse
 
 
 class _DenseOps:
-    """Gemm, MatMul, Add (a mixin of :class:`~.converter._Converter`)."""
+    """Gemm, MatMul, Add, LayerNormalization (a mixin of :class:`~.converter._Converter`)."""
 
     def _dense(self, d: _Data, kernel, bias, where, name, position=None) -> _Data:
         position = len(d.axes) - 1 if position is None else position
@@ -59,15 +60,16 @@ class _DenseOps:
         return self._dense(a, np.asarray(b.value, np.float64), None, where, node.name or node.output[0])
 
     def _op_Add(self, node, inputs, attrs, where):
-        if self._all_const(inputs):
-            return self._fold(node, inputs, where)
-        sizes = self._shape_arithmetic(node, inputs, where)
-        if sizes is not None:
-            return sizes
+        folded = self._constant_arithmetic(node, inputs, where)
+        if folded is not None:
+            return folded
         data = [v for v in inputs if isinstance(v, _Data)]
         const = [v for v in inputs if isinstance(v, _Const)]
+        if len(data) == len(inputs):
+            return self._merge(node, inputs, where)  # a + b: a residual connection, branches summed
         if len(data) != 1 or len(const) != 1:
-            raise _Refuse(f"{where}: Add is supported only as a constant bias after MatMul/Gemm")
+            raise _Refuse(f"{where}: Add is supported only of computed tensors of one shape, or as a constant bias "
+                          "after MatMul/Gemm")
         d, c = data[0], np.asarray(const[0].value, np.float64)
         if not isinstance(d.expr, _DenseE):
             raise _Refuse(f"{where}: Add of a constant to a tensor that is not a MatMul/Gemm result")
@@ -77,3 +79,27 @@ class _DenseOps:
         self._feature_axis(d, len(d.axes) - 1, where)
         bias = np.broadcast_to(c.reshape(-1), (units,)) + (0 if d.expr.bias is None else d.expr.bias)
         return replace(d, expr=replace(d.expr, bias=ir.as_weight(bias)))
+
+    def _op_LayerNormalization(self, node, inputs, attrs, where):
+        """``y = (x - mean(x)) / sqrt(var(x) + epsilon) * Scale + B`` over the last axis (opset 17; what
+        ``torch.onnx.export`` writes for ``nn.LayerNorm``): ``ir.LayerNorm`` of kind ``layer``."""
+        x, scale = inputs[0], inputs[1]
+        bias = inputs[2] if len(inputs) > 2 else None
+        if not isinstance(x, _Data):
+            raise _Refuse(f"{where}: LayerNormalization of a {type(x).__name__.strip('_')}")
+        if any(node.output[1:]):
+            raise _Refuse(f"{where}: its Mean and InvStdDev outputs are not supported")
+        rank = len(x.axes)
+        if attrs.get("axis", -1) % rank != rank - 1:
+            raise _Refuse(f"{where}: normalizes from axis {attrs.get('axis')}; edgernn normalizes over the last "
+                          "axis only, the features")
+        self._feature_axis(x, rank - 1, where)
+        features = x.expr.features
+        params = []
+        for what, v in (("Scale", scale), ("B", bias)):
+            if v is not None and not (isinstance(v, _Const) and v.value.size in (1, features)):
+                raise _Refuse(f"{where}: {what} must be a constant of {features} values")
+            params.append(None if v is None else ir.as_weight(np.broadcast_to(
+                np.asarray(v.value, np.float64).reshape(-1), (features,))))
+        op = ir.LayerNorm("layer_norm", "layer", float(attrs.get("epsilon", 1e-5)), *params)
+        return replace(x, expr=_OpE(x.expr, op, node.name or node.output[0], x.expr.rank, features))

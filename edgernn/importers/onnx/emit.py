@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ... import ir
-from .expressions import _ActE, _BiE, _children, _DenseE, _FlatE, _InputE, _OpE, _RecE, _RevSeqE
+from .expressions import _ActE, _BiE, _children, _DenseE, _FlatE, _InputE, _MergeE, _OpE, _RecE, _RevSeqE
 from .graph import _clean_name
 from .values import _Refuse
 
@@ -88,6 +88,8 @@ class _Emitter:
             name = self._node(op, [self._emit(expr.inner)])
         elif isinstance(expr, _OpE):
             name = self._node(replace(expr.op, name=c.unique(expr.name)), [self._emit(expr.inner)])
+        elif isinstance(expr, _MergeE):
+            name = self._node(replace(expr.op, name=c.unique(expr.name)), [self._emit(e) for e in expr.inputs])
         elif isinstance(expr, _FlatE):
             raise _Refuse(f"node {expr.name!r} (Flatten): a Flatten of (batch, channels, T) merges the channels with "
                           "the time axis; supported only right before a Gemm or MatMul, whose weight fixes T")

@@ -2,8 +2,8 @@
 
 Each is ``(batch, T, features)`` or ``(batch, features)``: a graph input, one direction of a
 recurrent node (its output sequence or a final state), both directions of a bidirectional node
-concatenated, a reverse node's output in time order, or a Dense or an activation applied to each
-step (or the one vector) of another expression.
+concatenated, a reverse node's output in time order, a Dense or an activation applied to each
+step (or the one vector) of another expression, or expressions merged (element-wise or over the features).
 """
 
 from __future__ import annotations
@@ -151,6 +151,26 @@ class _FlatE(_Expr):
         return self.channels * (self.steps or 0)
 
 
+@dataclass(eq=False)
+class _MergeE(_Expr):
+    """Tensors of one rank merged: ``op`` an ``ir.Merge`` (one shape) or an ``ir.Concatenate`` over the
+    features; ``op.name`` is a placeholder until emission."""
+
+    inputs: tuple
+    op: object
+    name: str
+
+    @property
+    def rank(self):
+        return self.inputs[0].rank
+
+    @property
+    def features(self):
+        if isinstance(self.op, ir.Concatenate):
+            return sum(e.features for e in self.inputs)
+        return self.inputs[0].features
+
+
 def _children(expr) -> list:
     if isinstance(expr, _RecE):
         return [expr.rec.input, *expr.rec.initial]
@@ -160,4 +180,6 @@ def _children(expr) -> list:
         return [expr.rec.input]
     if isinstance(expr, (_DenseE, _ActE, _OpE, _FlatE)):
         return [expr.inner]
+    if isinstance(expr, _MergeE):
+        return list(expr.inputs)
     return []

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 
 from ... import ir
-from .expressions import _ActE, _BiE, _DenseE, _OpE, _RecE, _RevSeqE
+from .expressions import _ActE, _BiE, _DenseE, _MergeE, _OpE, _RecE, _RevSeqE
 from .values import _Codes, _Const, _Data, _Fill, _is_feature, _Refuse, _Shape, _Stack, _Sym
 
 _BIG = 2 ** 30  # Slice ends at or beyond this mean "to the end"
@@ -54,6 +54,8 @@ class _SelectOps:
                     and self.role(a.axes[axis]) == ("F", 0, len(a.factors))):
                 axes = tuple(("F", 0, 2) if i == axis else self.role(x) for i, x in enumerate(a.axes))
                 return _Data(_BiE(ea.rec, eb.rec, "last"), axes, (2, ea.rec.layer.units))
+        if all(isinstance(v, _Data) and self.role(v.axes[axis]) == ("F", 0, len(v.factors)) for v in present):
+            return self._concatenate(node, present, axis, where)  # branches joined over their features
         items = []
         for v in present:
             if isinstance(v, _Stack):
@@ -63,8 +65,8 @@ class _SelectOps:
             else:
                 role = self.role(v.axes[axis])
                 if role not in ("U",) and not (_is_feature(role) and role == ("F", 0, 1) and len(v.factors) >= 2):
-                    raise _Refuse(f"{where}: Concat along an axis that is not a stacking axis (edgernn has no "
-                                  "concatenation layer)")
+                    raise _Refuse(f"{where}: Concat along an axis that is neither the features nor a stacking axis "
+                                  "(edgernn concatenates over the features)")
                 items.append(v)
         return _Stack(tuple(items), axis)
 
@@ -256,12 +258,17 @@ class _SelectOps:
             result = replace(expr, inner=self._last(expr.inner, where))
         elif isinstance(expr, _ActE):
             result = replace(expr, inner=self._last(expr.inner, where))
+        elif isinstance(expr, _OpE) and isinstance(expr.op, ir.LayerNorm):  # per step: the last step's norm
+            result = replace(expr, inner=self._last(expr.inner, where), rank=2)
         elif isinstance(expr, _BiE):
             raise _Refuse(f"{where}: the last step of a bidirectional output (its backward half has read one step "
                           "only) cannot be computed by edgernn; use the node's Y_h (final states) instead")
         elif isinstance(expr, _RevSeqE):
             raise _Refuse(f"{where}: the last step of a reverse direction's output cannot be computed by edgernn; "
                           "use its Y_h (the first step)")
+        elif isinstance(expr, _MergeE):
+            raise _Refuse(f"{where}: the last step of a merge of branches (its inputs' last steps would be read "
+                          "as final states, which a stream does not carry); merge the last steps instead")
         else:
             raise _Refuse(f"{where}: the last step of the input itself is not supported")
         self.memo_last[key] = result
