@@ -260,7 +260,7 @@ def info(model, as_json, calibration, quant):
     if calibration:
         from .export import load_calibration
 
-        qm = m.quantize(load_calibration(calibration, m.input_features), scheme=quant)
+        qm = m.quantize(load_calibration(calibration, m.input_features, m.spec.inputs[0].dtype == "int"), scheme=quant)
         description["quantization"] = {"scheme": quant, "layers": qm.report}
     if as_json:
         click.echo(json.dumps(description, indent=2))
@@ -417,7 +417,8 @@ def warmup(model, ahead_of_time):
 @click.option("--quant", type=click.Choice(["int8", "int8-weights", "float32"]), default="int8", show_default=True,
               help="int8: integer only; int8-weights: int8 weights, float32 activations; float32: no quantization.")
 @click.option("--calibration", type=click.Path(dir_okay=False),
-              help="Representative inputs: .npy (sequences, T, features) or (T, features), or CSV rows. Needed for int8.")
+              help="Representative inputs: .npy (sequences, T, features) or (T, features), or CSV rows "
+                   "(a model of integer codes: (sequences, T) or (sequences, T, 1) codes, any T). Needed for int8.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="The firmware folder to write (created, with missing folders above it).")
 @click.option("--name", help="C name of the model (prefix of its symbols and files; the CMake target) "
@@ -442,7 +443,7 @@ def export_firmware(model, quant, calibration, output, name, testbench):
     from .quantize import format_report
 
     m = load(model)
-    data = load_calibration(calibration, m.input_features) if calibration else None
+    data = load_calibration(calibration, m.input_features, m.spec.inputs[0].dtype == "int") if calibration else None
     qm = m.quantize(data, scheme=quant)
     name = c_name(Path(model).stem) if name is None else name
     with _writing(output):
@@ -534,7 +535,8 @@ def replay(model, input_path, by, time_column, output, features, scheduler, work
         from . import load
         from .export import load_calibration
 
-        calibration = load_calibration(calibration, load(model).input_features)
+        loaded = load(model)
+        calibration = load_calibration(calibration, loaded.input_features, loaded.spec.inputs[0].dtype == "int")
     result = run_replay(model, input_path, by=by, time=time_column, features=features, output=output,
                         scheduler=scheduler, workers=workers, quant=quant, calibration=calibration,
                         initial_state=initial_state, task_rows=task_rows, sort=sort, progress=progress,

@@ -359,11 +359,18 @@ def _write_manifest(folder: Path, files) -> None:
                                    + "".join(f"{f}\n" for f in sorted(files)))
 
 
-def load_calibration(path, features: int) -> np.ndarray:
+def load_calibration(path, features: int, codes: bool = False) -> np.ndarray:
     """Calibration data from a file: ``.npy`` (sequences, T, features) or (T, features), or text
     rows (one timestep per row, one sequence) in the format ``edgernn run`` reads
-    (:mod:`edgernn.rows`: comma, ``;``, tab or space separated, ``#`` comments, a header line)."""
+    (:mod:`edgernn.rows`: comma, ``;``, tab or space separated, ``#`` comments, a header line).
+
+    ``codes``: the model takes integer codes (an Embedding first): ``.npy`` (sequences, T),
+    (sequences, T, 1) or (T,) codes at any T, or text rows of one code each; returned as (sequences,
+    T) or (T,) in the file's dtype (whether they are codes of the vocabulary is checked by
+    ``quantize``, naming the layer)."""
     path = Path(path)
+    if codes:
+        return _load_codes(path)
     try:
         if path.suffix.lower() == ".npy":
             array = np.load(path, allow_pickle=False)
@@ -383,6 +390,22 @@ def load_calibration(path, features: int) -> np.ndarray:
         raise InvalidInput(f"{path}: calibration data of shape {array.shape}; expected (sequences, T, {features}) "
                            f"or (T, {features})")
     return np.asarray(array, dtype=np.float32)
+
+
+def _load_codes(path: Path) -> np.ndarray:
+    """:func:`load_calibration` of a model of integer codes."""
+    if path.suffix.lower() != ".npy":
+        return load_calibration(path, 1)[:, 0]  # one code per row: one sequence (T,)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{path}: not readable calibration data ({exc})") from None
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (1, 2) or array.size == 0:
+        raise InvalidInput(f"{path}: calibration data of shape {array.shape}; a model of integer codes takes "
+                           "(sequences, T), (sequences, T, 1) or (T,) codes")
+    return array
 
 
 MCU_TARGETS = {
