@@ -5,12 +5,13 @@ subprocess); the store round trip and hostile headers; refusals naming the layer
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import numpy as np
 import pytest
 from test_conv_layers import KERAS2_RANDOMIZE, _rewrite, check, data, randomize, seq
-from test_keras_import import ATOL, RTOL, keras, keras2_files, layers
+from test_keras_import import ATOL, RTOL, _rewrite_zip, keras, keras2_files, layers
 
 import edgernn
 from edgernn import ir, kernels, reference
@@ -444,6 +445,44 @@ def test_normalization_given_mean_and_variance(mean, variance, invert, tmp_path)
     assert type(m.spec.nodes[0].op).__name__ == ("Affine" if invert else "Standardize")
 
 
+@pytest.mark.parametrize("scale, offset", [(1 / 255, 0.0), (0.5, -1.0), ([0.5, 2.0, -3.0], 0.25),
+                                           ([0.5, 2.0, -3.0], [1.0, 0.0, -2.0])], ids=str)
+def test_rescaling(scale, offset, tmp_path):
+    """Rescaling(scale, offset): x * scale + offset (numbers, or Keras 3's arrays per feature), an
+    Affine the mask crosses; it streams, and the firmware runs it."""
+    x = data() * 100.0
+    x[1, 6:] = 0.0
+    model = seq(layers.Masking(0.0), layers.Rescaling(np.asarray(scale, np.float32) if isinstance(scale, list)
+                                                      else scale, offset=np.asarray(offset, np.float32)
+                                                      if isinstance(offset, list) else offset),
+                layers.GRU(3, return_sequences=True))
+    for m in check(model, x, tmp_path):
+        op = m.spec.nodes[1].op
+        assert type(op).__name__ == "Affine" and m.spec.nodes[2].mask is not None
+        np.testing.assert_array_equal(op.scale, np.broadcast_to(np.float32(scale), (F,)))
+        stream = m.stream(len(x))
+        np.testing.assert_allclose(np.stack([stream.step(x[:, t]) for t in range(T)], 1), m.predict(x),
+                                   atol=ATOL, rtol=RTOL)
+        assert m.quantize(x, "float32").predict(x).shape == (len(x), T, 3)
+
+
+@pytest.mark.parametrize("scale, message", [("2", "scale='2' is not a number or a vector of numbers"),
+                                            ([1.0, 2.0], "scale has 2 values for 3 features")])
+def test_rescaling_refusals_named(scale, message, tmp_path):
+    model = seq(layers.Rescaling(1.0, name="rescale"), layers.GRU(3))
+    model.save(tmp_path / "m.keras")
+
+    def edit(blob):
+        config = json.loads(blob)
+        next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Rescaling")["config"]["scale"] = scale
+        return json.dumps(config).encode()
+
+    _rewrite_zip(tmp_path / "m.keras", tmp_path / "bad.keras", replace={"config.json": edit})
+    with pytest.raises(EdgernnError) as info:
+        edgernn.convert(tmp_path / "bad.keras")
+    assert message in str(info.value) + " ".join(info.value.problems)
+
+
 @pytest.fixture(scope="module")
 def normed(tmp_path_factory):
     norm = layers.Normalization(name="norm")
@@ -806,7 +845,8 @@ KERAS2_SCRIPT = KERAS2_RANDOMIZE + textwrap.dedent(
     models["normalization_given"] = (keras.Sequential([L.Input(shape=(12, 3)),
                                                        L.Normalization(mean=[1.0, 2.0, 3.0], variance=[4.0, 0.5, 0.0]),
                                                        L.Normalization(mean=0.5, variance=2.0, invert=True),
-                                                       L.GRU(3)]), [x * 1e-6 for x in seqs(1)])
+                                                       L.Rescaling(2.0, offset=-0.5), L.GRU(3)]),
+                                     [x * 1e-6 for x in seqs(1)])
 
     words = rng.integers(0, 11, size=(4, 12))
     words[0, 6:] = 0

@@ -403,6 +403,7 @@ _HANDLERS = {
     "LayerNormalization": _Converter._layer_normalization,
     "RMSNormalization": _Converter._layer_normalization,
     "Normalization": _Converter._normalization,
+    "Rescaling": _Converter._rescaling,
     "ZeroPadding1D": _Converter._pad1d,
     "Cropping1D": _Converter._pad1d,
     "UpSampling1D": _Converter._upsampling1d,

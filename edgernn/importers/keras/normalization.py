@@ -6,7 +6,8 @@ masks through, drops the mask as Keras does.
 
 Normalization's ``std = max(sqrt(variance), epsilon)`` uses Keras's default ``epsilon`` 1e-7
 (``keras.config.epsilon()``, not saved in the file), computed in float32 as Keras does. Its
-``invert=True`` form, ``mean + x * std``, is an Affine, computed in the same order.
+``invert=True`` form, ``mean + x * std``, is an Affine, computed in the same order, and so is the
+preprocessing Rescaling, ``x * scale + offset`` (each a number or, in Keras 3, an array per feature).
 """
 
 from __future__ import annotations
@@ -28,8 +29,21 @@ def _axes(value) -> tuple:
     return (value,)
 
 
+def _config_numbers(value):
+    """A config's number, or Keras 3's serialized numpy array ``{"class_name": "__numpy__", ...}``, as a
+    float32 array; None if it is neither."""
+    if isinstance(value, dict) and value.get("class_name") == "__numpy__":
+        value = (value.get("config") or {}).get("value")
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):  # ragged lists
+        return None
+    # numbers only: numpy would read "2" and True as numbers too
+    return array.astype(np.float32) if array.dtype.kind in "iuf" and array.ndim <= 1 else None
+
+
 class _NormalizationHandlers:
-    """Handlers of LayerNormalization, RMSNormalization and Normalization. A mixin of
+    """Handlers of LayerNormalization, RMSNormalization, Normalization and Rescaling. A mixin of
     ``_Converter``: uses its ``nodes``, ``_data_input``, ``_op_name`` and ``_fetch``."""
 
     def _last_axis(self, cfg, default, x, where, problems, allow_all=False) -> bool:
@@ -110,4 +124,23 @@ class _NormalizationHandlers:
             op = ir.Affine(name=op_name, scale=ir.as_weight(std), offset=ir.as_weight(mean))
         else:
             op = ir.Standardize(name=op_name, mean=ir.as_weight(mean), std=ir.as_weight(std))
+        return self._norm_node(op, x)
+
+    def _rescaling(self, entry, call, k, where, problems, dry):
+        """``Rescaling(scale, offset)``: ``x * scale + offset``, an Affine; the mask passes through."""
+        cfg = entry["config"]
+        factors = {key: _config_numbers(cfg.get(key, default)) for key, default in (("scale", None), ("offset", 0.0))}
+        for key, value in factors.items():
+            if value is None:
+                problems.append(f"{where}: {key}={cfg.get(key)!r} is not a number or a vector of numbers")
+        x = None if dry else self._data_input(call, where, problems)
+        if dry or problems or x is None:
+            return None
+        for key, value in factors.items():
+            if value.size not in (1, x.features):
+                self.invalid.append(f"{where}: {key} has {value.size} values for {x.features} features")
+                return None
+        ones = np.ones(x.features, np.float32)
+        op = ir.Affine(name=self._op_name(cfg.get("name", entry.get("name")), k),
+                       scale=ir.as_weight(factors["scale"] * ones), offset=ir.as_weight(factors["offset"] * ones))
         return self._norm_node(op, x)
