@@ -37,7 +37,7 @@ MERGE_UFUNCS = {"add": np.add, "multiply": np.multiply, "maximum": np.maximum, "
           "average": np.add, "subtract": np.subtract}
 
 
-def _merge(op: ir.Merge, xs: list[np.ndarray]) -> np.ndarray:
+def merge(op: ir.Merge, xs: list[np.ndarray]) -> np.ndarray:
     """Keras's merge layers: the inputs folded left to right by the op (a sum divided by their count
     for ``average``), in the arrays' dtype."""
     y = xs[0]
@@ -82,7 +82,7 @@ def execute(spec: ir.ModelSpec, inputs: list[np.ndarray], backend) -> list[np.nd
         x = env[node.inputs[0]]
         mask = env[node.mask] if node.mask else None
         if isinstance(op, ir.Merge):
-            made = [_merge(op, [env[n] for n in node.inputs])]
+            made = [merge(op, [env[n] for n in node.inputs])]
         elif isinstance(op, ir.Embedding):
             made = _embed(op, x, backend.dtype)
         elif isinstance(op, ir.Concatenate):

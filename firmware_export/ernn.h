@@ -50,7 +50,8 @@ enum { ERNN_SCHEME_INT8 = 0, ERNN_SCHEME_INT8_WEIGHTS = 1, ERNN_SCHEME_FLOAT32 =
 enum { ERNN_LSTM = 0, ERNN_GRU = 1, ERNN_RNN = 2, ERNN_DENSE = 3, ERNN_MASK = 4, ERNN_CONV = 5, ERNN_POOL = 6,
        ERNN_EMBED = 7, ERNN_MERGE = 8 };
 /* ERNN_MERGE layers: merge */
-enum { ERNN_MERGE_ADD = 0, ERNN_MERGE_SUBTRACT = 1, ERNN_MERGE_AVERAGE = 2, ERNN_MERGE_CONCAT = 3 };
+enum { ERNN_MERGE_ADD = 0, ERNN_MERGE_SUBTRACT = 1, ERNN_MERGE_AVERAGE = 2, ERNN_MERGE_CONCAT = 3,
+       ERNN_MERGE_MULTIPLY = 4, ERNN_MERGE_MAXIMUM = 5, ERNN_MERGE_MINIMUM = 6 };
 /* ERNN_POOL layers: pool */
 enum { ERNN_POOL_MAX = 0, ERNN_POOL_AVG = 1, ERNN_POOL_GLOBAL_MAX = 2, ERNN_POOL_GLOBAL_AVG = 3 };
 enum {
@@ -133,8 +134,9 @@ typedef struct ernn_layer {
     int32_t src;
     int32_t slot;
     /* ERNN_MERGE: two inputs, a (src, in_size) and b (src2 the same way, in_size2), one output:
-     * ERNN_MERGE_ADD, _SUBTRACT, _AVERAGE (in_size2 = units = in_size) or _CONCAT (units = in_size +
-     * in_size2). int8: mx, nx rescale a and b (zero points zp_in, zp_in2), mo, no the output. */
+     * ERNN_MERGE_ADD, _SUBTRACT, _AVERAGE, _MULTIPLY, _MAXIMUM, _MINIMUM (in_size2 = units = in_size) or
+     * _CONCAT (units = in_size + in_size2). int8: mx, nx rescale a and b (zero points zp_in, zp_in2), mo,
+     * no the output (see ernn_merge.c). */
     int32_t merge;
     int32_t src2;
     int32_t in_size2;

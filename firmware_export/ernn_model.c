@@ -65,7 +65,7 @@ static int ernn_layer_ok(const ernn_model *m, const ernn_layer *L, int32_t width
     if (L->kind < ERNN_LSTM || L->kind > ERNN_MERGE || L->units < 1 || L->units > 65535 || L->in_size != width)
         return 0;
     if (L->kind == ERNN_MERGE) /* two inputs, one of each's width; Concatenate: side by side */
-        return L->merge >= ERNN_MERGE_ADD && L->merge <= ERNN_MERGE_CONCAT && L->in_size2 >= 1
+        return L->merge >= ERNN_MERGE_ADD && L->merge <= ERNN_MERGE_MINIMUM && L->in_size2 >= 1
                && L->units == (L->merge == ERNN_MERGE_CONCAT ? L->in_size + L->in_size2 : L->in_size)
                && (L->merge == ERNN_MERGE_CONCAT || L->in_size2 == L->in_size)
                && units * value <= m->off_b - m->off_a && units * value <= m->off_work - m->off_b

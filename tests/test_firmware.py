@@ -130,7 +130,8 @@ MODELS = {
     "cnn_global_max": (3, [("mask", 0.0), ("conv", 5, 1, {"activation": "sigmoid"}), ("simple", 5, {}),
                            ("gpool", "max"), ("dense", 2, "linear")]),
     # graphs that fork and merge: a residual LSTM stack; two causal Conv1D branches concatenated;
-    # Subtract and Average, and a Concatenate of inputs at one scale (a copy in the int8 C)
+    # Subtract and Average, and a Concatenate of inputs at one scale (a copy in the int8 C); Multiply,
+    # Maximum and Minimum
     "residual_lstm": (3, [("lstm", 16, {}), ("lstm", 16, {}), ("merge", "add", 0, 1), ("dense", 3, "linear")]),
     "branches_concat": (3, [("conv", 6, 3, {"padding": "causal", "activation": "relu"}), ("from", -1),
                             ("conv", 4, 2, {"padding": "causal", "dilation_rate": 2}), ("merge", "concat", 0, 2),
@@ -139,6 +140,8 @@ MODELS = {
                              ("pool", "max", 3, 2), ("merge", "concat", 0, 2), ("gru", 6, {}), ("dense", 3, "linear")]),
     "merge_modes": (4, [("gru", 6, {}), ("dense", 6, "tanh"), ("merge", "subtract", 1, 0), ("simple", 6, {}),
                         ("merge", "average", 3, 2), ("merge", "concat", 4, 4), ("dense", 2, "linear")]),
+    "merge_products": (4, [("gru", 6, {}), ("dense", 6, "tanh"), ("merge", "multiply", 1, 0), ("simple", 6, {}),
+                           ("merge", "maximum", 3, 2), ("merge", "minimum", 4, 1), ("dense", 2, "linear")]),
     # integer codes, one a step (features 1): code 0 masks the recurrent layers' step
     "embedding_masked": (1, [("embed", 11, 6, True), ("lstm", 6, {}), ("gru", 5, {"zero_output_for_mask": True}),
                              ("dense", 3, "linear")]),
@@ -261,7 +264,8 @@ def test_testbench_bit_exact_with_simulation(exported, key, scheme):
 @pytest.mark.skipif(not HAVE_CLANG, reason="clang is not installed (CI installs it)")
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("key", ["stacked", "heads", "gru_reset_after", "masked", "cnn_lstm", "cnn_depthwise",
-                                 "embedding_masked", "residual_lstm", "branches_concat", "strided_branches", "merge_modes"])
+                                 "embedding_masked", "residual_lstm", "branches_concat", "strided_branches", "merge_modes",
+                                 "merge_products"])
 def test_clang_sanitized_testbench_bit_exact(exported, key, scheme, tmp_path):
     qmodel, folder = exported(key, scheme)
     binary = sanitized_testbench(folder, tmp_path)
@@ -338,7 +342,8 @@ M4F = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc is not installed (CI installs it)")
 @pytest.mark.parametrize("key, op", [("stacked", "ernn_gru_step_q"), ("cnn_depthwise", "ernn_conv_step_q"),
                                      ("cnn_lstm", "ernn_pool_step_q"), ("embedding_masked", "ernn_embed_step_q"),
-                                     ("residual_lstm", "ernn_merge_step_q"), ("branches_concat", "ernn_merge_step_q")])
+                                     ("residual_lstm", "ernn_merge_step_q"), ("branches_concat", "ernn_merge_step_q"),
+                                     ("merge_products", "ernn_merge_step_q")])
 def test_int8_cortex_m0plus_links_no_floating_point(exported, key, op, tmp_path):
     _, folder = exported(key, "int8")
     elf = cross_link(folder, tmp_path, M0PLUS, MCU_MAIN, ["-DERNN_NO_FLOAT"])

@@ -46,7 +46,8 @@ STATUS_CASES = [pytest.param("stacked", s, c, (), id=f"stacked-{s}-{c}") for s i
     pytest.param("embedding_masked", "int8-weights", "clang", (), id="embedding_masked-int8-weights-clang"),
     *[pytest.param("branches_concat", s, "gcc", (), id=f"branches_concat-{s}-gcc") for s in SCHEMES],
     pytest.param("residual_lstm", "int8", "clang", ("-DERNN_NO_FLOAT",), id="residual_lstm-int8-clang-ERNN_NO_FLOAT"),
-    pytest.param("merge_modes", "float32", "clang", (), id="merge_modes-float32-clang")]
+    pytest.param("merge_modes", "float32", "clang", (), id="merge_modes-float32-clang"),
+    pytest.param("merge_products", "int8", "gcc", ("-DERNN_NO_FLOAT",), id="merge_products-int8-gcc-ERNN_NO_FLOAT")]
 
 
 @pytest.mark.parametrize("key, scheme, compiler, defines", STATUS_CASES)
@@ -86,11 +87,11 @@ def seed_corpus(folder, features, int8, vocab=0):
 # lstm_softmax: NaN and Inf reach a softmax (float schemes); stacked: every cell kind; masked: Masking;
 # cnn_*: Conv1D, pooling, BatchNormalization, a folded Normalization (NaN through max pooling, a ring);
 # embedding_masked: the code path (codes out of range, NaN and fractions refused); branches_concat,
-# residual_lstm: graphs (branches kept in slots, merged)
+# residual_lstm, merge_products: graphs (branches kept in slots, merged)
 @pytest.mark.parametrize("key, scheme", [("lstm_softmax", s) for s in SCHEMES]
                          + [("stacked", "int8"), ("stacked", "float32"), ("masked", "int8"), ("cnn_depthwise", "int8"),
                             ("cnn_lstm", "float32"), ("embedding_masked", "int8"), ("embedding_masked", "float32"),
-                            ("branches_concat", "int8"), ("residual_lstm", "float32")])
+                            ("branches_concat", "int8"), ("residual_lstm", "float32"), ("merge_products", "int8")])
 def test_fuzz_testbench_input_path(exported, key, scheme, tmp_path):
     qmodel, folder = exported(key, scheme)
     fuzzer = tmp_path / "fuzz"

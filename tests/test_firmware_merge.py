@@ -1,4 +1,5 @@
-"""Graphs that fork and merge in the firmware (Add, Subtract, Average, Concatenate over features):
+"""Graphs that fork and merge in the firmware (Add, Subtract, Average, Multiply, Maximum, Minimum,
+Concatenate over features):
 models made in live Keras 3, quantized and exported in every scheme.
 
 * the simulation answers what Keras's ``predict`` answers: float32 to float32 rounding, the int8
@@ -46,8 +47,18 @@ def subtract_average(x):
     return layers.Dense(2)(layers.Average()([d, layers.SimpleRNN(6, return_sequences=True)(d)]))
 
 
+def products(x):
+    """A gated recurrent stack: an LSTM times a sigmoid Dense of it (a gate), the Maximum of that and a
+    GRU of it, the Minimum of that and the gate."""
+    h = layers.LSTM(6, return_sequences=True)(x)
+    gate = layers.Dense(6, activation="sigmoid")(h)
+    gated = layers.Multiply()([h, gate])
+    top = layers.Maximum()([gated, layers.GRU(6, return_sequences=True)(gated)])
+    return layers.Dense(2)(layers.Minimum()([top, gate]))
+
+
 GRAPHS = {"residual_lstm": residual_lstm, "parallel_convolutions": parallel_convolutions,
-          "subtract_average": subtract_average}
+          "subtract_average": subtract_average, "products": products}
 
 
 def functional(key):
@@ -84,7 +95,7 @@ def test_calibration_covers_the_merges(models, key):
         low, high = report[layer.name]["float_range"]
         assert layer.s_out == pytest.approx((max(high, 0) - min(low, 0)) / 255)
         assert report[layer.name]["mean_abs_error"] < 0.02 * (high - low)
-        assert len(layer.mx) == 2 and layer.mx.min() > 0
+        assert len(layer.mx) == 2 and min([layer.mo] if layer.merge == "multiply" else layer.mx) > 0
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)

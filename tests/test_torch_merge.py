@@ -9,8 +9,7 @@ the module in memory (torch.fx), and from files of it scripted and traced (Torch
 matches PyTorch at atol 1e-5 + rtol 1e-4, and a stream's step t is the module run on the first t + 1
 steps. What stays refused -- a merge across layouts, over time, of a constant or parameter, of h_n
 with the output, a module called twice -- is refused naming it; forward() of several arguments
-is a model of several inputs. Sums and feature concatenations export to the firmware bit for bit
-(the other merges are refused there by name).
+is a model of several inputs. The merges export to the firmware, bit for bit with the simulation.
 """
 
 from __future__ import annotations
@@ -284,10 +283,10 @@ def test_a_module_called_on_two_inputs_is_refused():
     with pytest.raises(UnsupportedModel, match="'lstm'"):
         importer.from_torch_module(SharedModule())
 
-@pytest.mark.parametrize("case", ["residual_lstm_stack", "parallel_convs_over_channels"])
+@pytest.mark.parametrize("case", ["residual_lstm_stack", "every_element_wise_merge", "parallel_convs_over_channels"])
 def test_merges_export_to_firmware_bit_exact(case, tmp_path):
-    """A PyTorch sum or feature concatenation is the IR Keras's Add/Concatenate give, so the firmware
-    runs it: int8 calibrated on random data, exported, and the C equals the simulation bit for bit."""
+    """A PyTorch merge is the IR Keras's merge layers give, so the firmware runs it: int8 calibrated
+    on random data, exported, and the C equals the simulation bit for bit."""
     from test_firmware_conv import assert_exported_c_equals_simulation, inputs
 
     cls = CONVERTED[case][0]
@@ -295,10 +294,3 @@ def test_merges_export_to_firmware_bit_exact(case, tmp_path):
     qmodel = edgernn.convert(cls().eval()).quantize(inputs(case, 1, batch=4, steps=80), "int8")
     assert any(layer.kind == "merge" for layer in qmodel.spec.layers)
     assert_exported_c_equals_simulation(qmodel, case, tmp_path)
-
-
-def test_merges_the_firmware_lacks_are_refused_naming_them():
-    """maximum, minimum and multiply have no firmware version: quantize() names the first one."""
-    model = edgernn.convert(EveryMerge().eval())
-    with pytest.raises(UnsupportedModel, match=r"Merge mode '(maximum|minimum|multiply)'.*add, subtract, average"):
-        model.quantize(data(4, 40), "int8")

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import ir, reference
 from ..errors import InvalidInput
-from ..graph import check_codes
+from ..graph import check_codes, merge
 
 
 class Ranges:
@@ -48,13 +48,12 @@ def float_layers(spec: ir.ModelSpec, x: np.ndarray, ranges: Ranges | None = None
     for node in spec.nodes:
         op = node.op
         current = made[node.inputs[0]]
-        if isinstance(op, ir.MULTI_INPUT_OPS):  # two inputs (supported_problems): Add, Subtract, Average, Concatenate
+        if isinstance(op, ir.MULTI_INPUT_OPS):  # two inputs (supported_problems): a merge or Concatenate
             first, second = (made[name] for name in node.inputs)
             if isinstance(op, ir.Concatenate):
                 current = np.concatenate([first, second], axis=-1)
             else:
-                current = {"add": first + second, "subtract": first - second,
-                           "average": (first + second) / 2.0}[op.mode]
+                current = merge(op, [first, second])
         elif isinstance(op, ir.Embedding):  # first, on the codes (B, T) (:func:`as_sequences` checked them)
             codes = current.reshape(current.shape[0], -1).astype(np.intp)
             keep = codes != 0 if op.mask_zero else keep

@@ -1,4 +1,5 @@
-"""Add, Subtract, Average and Concatenate (over features) of two tensors, twin of ``firmware_export/ernn_merge.c``.
+"""Add, Subtract, Average, Multiply, Maximum, Minimum and Concatenate (over features) of two tensors,
+twin of ``firmware_export/ernn_merge.c``.
 
 int8, inputs ``a`` (scale s_1, zero point z_1) and ``b`` (s_2, z_2), output (s_o, z_o) from calibration.
 
@@ -9,10 +10,19 @@ Add, Subtract, Average (TFLite's int8 ADD: both inputs brought to one scale with
 
 (|q - z| <= 255, so (q - z) 2^20 < 2^28 and t_1 +- t_2 < 2^29: no int32 overflow.)
 
-Concatenate: each input requantized to the output's scale, ``y = sat8(z_o + requant(q_i - z_i, m[i], n[i]))``
-with m[i] 2^-n[i] = s_i / s_o (an input already at (s_o, z_o) has (2^30, 30): a copy).
+Multiply (TFLite's int8 MUL)::
 
-float32 and int8-weights: ``a + b``, ``a - b``, ``(a + b) / 2``, ``[a, b]`` in float32.
+    y = sat8(z_o + requant((q_1 - z_1)(q_2 - z_2), mo, no))     mo 2^-no = s_1 s_2 / s_o
+
+(|q - z| <= 255: the product is below 2^16.)
+
+Concatenate, Maximum, Minimum: each input requantized to the output's scale,
+``r_i = sat8(z_o + requant(q_i - z_i, m[i], n[i]))`` with m[i] 2^-n[i] = s_i / s_o (an input already at
+(s_o, z_o) has (2^30, 30): a copy); Concatenate writes r_1 then r_2, Maximum max(r_1, r_2), Minimum
+min(r_1, r_2) (the requantization is monotonic, so this is the maximum of the inputs, requantized).
+
+float32 and int8-weights: ``a + b``, ``a - b``, ``(a + b) / 2``, ``a * b``, ``max(a, b)``, ``min(a, b)``,
+``[a, b]`` in float32.
 """
 
 from __future__ import annotations
@@ -23,7 +33,8 @@ from numba import njit
 from .fixedpoint import JIT, requant, sat8
 
 HEADROOM = 20  # bits the inputs of an int8 Add are shifted up before their rescaling
-MERGE_IDS = {"add": 0, "subtract": 1, "average": 2, "concat": 3}
+MERGE_IDS = {"add": 0, "subtract": 1, "average": 2, "concat": 3, "multiply": 4, "maximum": 5, "minimum": 6}
+RESCALED = (3, 5, 6)  # the merges that bring each input to the output's scale (Concatenate, Maximum, Minimum)
 
 
 @njit(**JIT)
@@ -38,9 +49,16 @@ def merge_q(a, b, y, merge, m, n, zp_a, zp_b, mo, no, zp_y):
                 y[r, width + j] = sat8(zp_y + requant(np.int64(b[r, j]) - zp_b, m[1], n[1]))
             continue
         for j in range(width):
-            t1 = requant((np.int64(a[r, j]) - zp_a) << HEADROOM, m[0], n[0])
-            t2 = requant((np.int64(b[r, j]) - zp_b) << HEADROOM, m[1], n[1])
-            y[r, j] = sat8(zp_y + requant(t1 - t2 if merge == 1 else t1 + t2, mo, no))
+            if merge == 4:
+                y[r, j] = sat8(zp_y + requant((np.int64(a[r, j]) - zp_a) * (np.int64(b[r, j]) - zp_b), mo, no))
+            elif merge == 5 or merge == 6:
+                r1 = sat8(zp_y + requant(np.int64(a[r, j]) - zp_a, m[0], n[0]))
+                r2 = sat8(zp_y + requant(np.int64(b[r, j]) - zp_b, m[1], n[1]))
+                y[r, j] = r1 if (merge == 5) == (r1 > r2) else r2
+            else:
+                t1 = requant((np.int64(a[r, j]) - zp_a) << HEADROOM, m[0], n[0])
+                t2 = requant((np.int64(b[r, j]) - zp_b) << HEADROOM, m[1], n[1])
+                y[r, j] = sat8(zp_y + requant(t1 - t2 if merge == 1 else t1 + t2, mo, no))
 
 
 @njit(**JIT)
@@ -55,6 +73,12 @@ def merge_f(a, b, y, merge):
                 y[r, j] = a[r, j] - b[r, j]
             elif merge == 2:
                 y[r, j] = (a[r, j] + b[r, j]) * np.float32(0.5)
+            elif merge == 4:
+                y[r, j] = a[r, j] * b[r, j]
+            elif merge == 5:  # as the C writes it (which of 0.0 and -0.0 is kept)
+                y[r, j] = a[r, j] if a[r, j] > b[r, j] else b[r, j]
+            elif merge == 6:
+                y[r, j] = a[r, j] if a[r, j] < b[r, j] else b[r, j]
             else:
                 y[r, j] = a[r, j] + b[r, j]
         if merge == 3:

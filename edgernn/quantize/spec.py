@@ -30,7 +30,7 @@ from . import fixedpoint as fx
 from .activations import ACT_IDS, TABLE_FUNCTIONS, UNIT_INTERVAL
 from .calibrate import Ranges
 from .dense import MODE_AFFINE, MODE_SOFTMAX, MODE_TABLE
-from .merge import HEADROOM
+from .merge import HEADROOM, MERGE_IDS, RESCALED
 from .windows import flatten_problem, windowed_flattens
 
 SCHEMES = ("int8", "int8-weights", "float32")
@@ -47,7 +47,7 @@ class QLayer:
     kind: str                 # "lstm", "gru", "simple", "dense" (a Dense, or an Activation: no weights), "mask",
     #                           "conv" (a Conv1D; also Affine and a Standardize not first: per-channel, k = 1), "pool",
     #                           "embed" (an Embedding, first: w is its table (vocab, units), in_size 1, the code),
-    #                           "merge" (Add, Subtract, Average or Concatenate over features of two tensors)
+    #                           "merge" (Add, Subtract, Average, Multiply, Maximum, Minimum or Concatenate over features of two tensors)
     name: str
     in_size: int
     units: int                # output features
@@ -91,7 +91,7 @@ class QLayer:
     # input); empty: the layer before it (a chain). A merge reads two: in_size features of the first,
     # in_size2 of the second. int8 merge: mx, nx rescale each input (see edgernn/quantize/merge.py).
     sources: tuple = ()
-    merge: str = ""           # "add", "subtract", "average", "concat"
+    merge: str = ""           # a key of edgernn.quantize.merge.MERGE_IDS ("add", ..., "concat")
     in_size2: int = 0
     zp_in2: int = 0
     zp_in: int = 0
@@ -167,21 +167,17 @@ class QSpec:
         return any(layer.windowed for layer in self.layers)
 
 
-MERGE_MODES = ("add", "subtract", "average")  # the ir.Merge modes the firmware runs
-
-
 def _graph_problems(spec: ir.ModelSpec) -> list[str]:
     """Why a streamable ``spec`` is not a graph the firmware steps (one input; branches joined by a
-    two-input Add, Subtract, Average or Concatenate over features), one line per layer; empty if fine."""
+    two-input merge or Concatenate over features), one line per layer; empty if fine."""
     if len(spec.inputs) > 1:
         return [f"the model has {len(spec.inputs)} inputs, which the float32 stream steps but the firmware "
                 "runtime does not yet"]
     problems = []
     for node in spec.nodes:
         op, where = node.op, f"layer {node.op.name!r}"
-        if isinstance(op, ir.Merge) and op.mode not in MERGE_MODES:
-            problems.append(f"{where} is Merge mode {op.mode!r}: the firmware runtime joins branches with "
-                            f"{', '.join(MERGE_MODES)} or Concatenate only (the float32 stream runs it)")
+        if isinstance(op, ir.Merge) and op.mode not in MERGE_IDS:
+            problems.append(f"{where} is Merge mode {op.mode!r}, which the firmware runtime does not have")
         elif isinstance(op, ir.Concatenate) and op.axis != "features":
             problems.append(f"{where} concatenates over {op.axis}: the firmware runtime joins over features only")
         elif isinstance(op, ir.MULTI_INPUT_OPS) and len(node.inputs) != 2:
@@ -473,7 +469,7 @@ def _embedding(op: ir.Embedding, scheme: str, ranges: Ranges) -> QLayer:
 
 
 def _merge(op, scheme: str, inputs: list, ranges: Ranges) -> QLayer:
-    """A two-input Add, Subtract, Average or Concatenate; ``inputs``: per input (layer, scale, zero
+    """A two-input merge or Concatenate; ``inputs``: per input (layer, scale, zero
     point, width) as :func:`build` tracks them. int8: the multipliers of edgernn/quantize/merge.py."""
     (_, s_1, zp_1, width_1), (_, s_2, zp_2, width_2) = inputs
     mode = op.mode if isinstance(op, ir.Merge) else "concat"
@@ -485,8 +481,11 @@ def _merge(op, scheme: str, inputs: list, ranges: Ranges) -> QLayer:
     if scheme != "int8":
         return layer
     s_y, zp_y = fx.asymmetric(ranges.low[op.name], ranges.high[op.name])
-    if mode == "concat":
+    if MERGE_IDS[mode] in RESCALED:  # each input at the output's scale
         layer.mx, layer.nx = fx.multipliers([s_1 / s_y, s_2 / s_y])
+    elif mode == "multiply":
+        layer.mx, layer.nx = np.zeros(2, np.int32), np.zeros(2, np.int32)
+        layer.mo, layer.no = fx.multiplier(s_1 * s_2 / s_y)
     else:
         top = 2.0 * max(s_1, s_2)
         layer.mx, layer.nx = fx.multipliers([s_1 / top, s_2 / top])

@@ -146,7 +146,7 @@ static void make_bad_models(void)
         int kept, g = first_merge(&kept);
         if (g >= 0 && kept >= 0) {
             for (i = 8; i < 13; ++i) memcpy(bad_layers[i], net_model.layers, (size_t)n * sizeof(ernn_layer));
-            bad_layers[8][g].merge = 4; /* no such merge */
+            bad_layers[8][g].merge = ERNN_MERGE_MINIMUM + 1; /* no such merge */
             bad_layers[9][g].in_size2 += 1; /* not the width of what src2 names */
             bad_layers[10][g].src2 = 2; /* no layer's slot */
             bad_layers[11][kept].slot = (int32_t)NET_SCRATCH_BYTES - 4; /* past the scratch */
