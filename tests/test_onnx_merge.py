@@ -20,7 +20,7 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
-from test_torch_merge import CONVERTED, C, T, TwoSensors, merges  # noqa: E402
+from test_torch_merge import CONVERTED, C, T, AverageOfThree, TwoSensors, merges  # noqa: E402
 
 import edgernn  # noqa: E402
 from edgernn.errors import UnsupportedModel  # noqa: E402
@@ -149,7 +149,7 @@ class Refused(nn.Module):
     def forward(self, x):
         out, _ = self.lstm(x)
         if self.how == "constant":
-            return out * 2.0
+            return out * self.lstm.weight_ih_l0[:T, :].detach()  # a constant over time and features, not per feature
         if self.how == "over_time":
             return torch.cat([out, x], dim=1)
         if self.how == "last_of_sum":
@@ -158,7 +158,8 @@ class Refused(nn.Module):
 
 
 REFUSED = {
-    "constant": r"node '/Mul' \(Mul\): Mul is supported only of computed tensors",
+    "constant": r"\(Mul\): Mul by a constant of shape \(10, 3\); edgernn scales or shifts by one number or one per "
+                r"feature \(3\) on the last axis",
     "over_time": r"node '/Concat' \(Concat\): Concat along an axis that is neither the features",
     "last_of_sum": r"node '/Gather' \(Gather\): the last step of a merge of branches",
     "layouts": r"node '/Add' \(Add\): Add of tensors laid out differently \(axis 1 is the time axis in one, a "
@@ -174,3 +175,66 @@ def test_other_merges_are_refused_naming_the_node(how, tmp_path):
         torch.onnx.export(Refused(how).eval(), (torch.from_numpy(x),), str(tmp_path / "r.onnx"), dynamo=False)
     with pytest.raises(UnsupportedModel, match=REFUSED[how]):
         edgernn.convert(tmp_path / "r.onnx", verify=False)
+
+
+class Gains(nn.Module):
+    """Per-feature constants (buffers: ONNX initializers) scaling and shifting the input before an LSTM,
+    as a module that standardises its own input does; the LSTM's output over a number."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.5, -1.0, 2.0]))
+        self.register_buffer("gain", torch.tensor([2.0, 0.25, -1.5]))
+        self.lstm = nn.LSTM(C, 4, batch_first=True)
+
+    def forward(self, x):
+        out, _ = self.lstm((x - self.mean) * self.gain + 1.0)
+        return out / 8.0
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_constants_per_feature_are_affines(dynamo, tmp_path):
+    """``Sub``/``Mul`` by an initializer of one value per feature and ``Add``/``Div`` by a number: Affines
+    (PyTorch itself refuses the module: forward() reads its buffers directly)."""
+    torch.manual_seed(2)
+    xs = inputs_of("residual_lstm_stack")
+    path = export(Gains().eval(), xs, tmp_path / "m.onnx", dynamo)
+    model = edgernn.convert(path, verify=False)
+    affines = [(list(n.op.scale), list(n.op.offset)) for n in model.spec.nodes if type(n.op).__name__ == "Affine"]
+    assert affines == [([1, 1, 1], [-0.5, 1.0, -2.0]), ([2.0, 0.25, -1.5], [0, 0, 0]), ([1, 1, 1], [1, 1, 1]),
+                       ([0.125] * 4, [0] * 4)]
+    np.testing.assert_allclose(model.predict(*xs), onnxruntime_output(path, xs), **TOL)
+
+
+class ThreeSum(AverageOfThree):
+    def forward(self, x):
+        a, _ = self.lstm(x)
+        b, _ = self.gru(x)
+        c, _ = self.lstm2(x)
+        return self.fc(a + b + c)
+
+
+@pytest.mark.parametrize("op, mode", [("Sum", "add"), ("Mean", "average")])
+def test_sum_and_mean_of_three(op, mode, tmp_path):
+    """ONNX's variadic Sum and Mean: ``a + b + c`` of three recurrent modules exported, its two Adds
+    made one Sum (or Mean) node of the three, run by onnxruntime: one merge of three inputs."""
+    import onnx
+    from onnx import helper
+
+    torch.manual_seed(6)
+    xs = inputs_of("residual_lstm_stack")
+    proto = onnx.load(str(export(ThreeSum().eval(), xs, tmp_path / "adds.onnx", dynamo=False)))
+    graph = proto.graph
+    second = next(n for n in graph.node if n.op_type == "Add" and any(m.op_type == "Add" and m.output[0] in n.input
+                                                                        for m in graph.node))
+    first = next(n for n in graph.node if n.op_type == "Add" and n.output[0] in second.input)
+    inputs = list(first.input) + [name for name in second.input if name != first.output[0]]
+    joined = helper.make_node(op, inputs, list(second.output), name="/Joined")
+    kept = [joined if n is second else n for n in graph.node if n is not first]
+    del graph.node[:]
+    graph.node.extend(kept)
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, str(path))
+    model = edgernn.convert(path, verify=False)
+    assert merges(model) == [("Merge", mode, 3)]
+    np.testing.assert_allclose(model.predict(*xs), onnxruntime_output(path, xs), **TOL)

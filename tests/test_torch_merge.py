@@ -140,6 +140,39 @@ class TwoRnnHead(nn.Module):
         return self.fc(torch.cat([a[:, -1], h[-1]], dim=1))
 
 
+class AverageOfThree(nn.Module):
+    """The mean of three recurrent modules' sequences as people write it, ``(a + b + c) / 3``: two
+    sums, then a division by a number (an Affine; ``(a + b) / 2`` is an average merge)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(C, 4, batch_first=True)
+        self.gru = nn.GRU(C, 4, batch_first=True)
+        self.lstm2 = nn.LSTM(C, 4, batch_first=True)  # (not nn.RNN: the dynamo ONNX exporter unrolls it)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        a, _ = self.lstm(x)
+        b, _ = self.gru(x)
+        c, _ = self.lstm2(x)
+        return self.fc((a + b + c) / 3)
+
+
+class Scaled(nn.Module):
+    """Arithmetic with numbers: the input standardised in forward(), scaled and shifted, negated,
+    subtracted from a number, an int multiplier: each an Affine."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(C, 5, batch_first=True)
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x):
+        x = (x - 0.5) / 4.0
+        y, _ = self.lstm(x * 0.5 + 1)
+        return 1.0 - self.fc(-(2 * y))
+
+
 # module, whether its input is (N, C, T), the merges its model holds (sorted)
 CONVERTED = {
     "residual_lstm_stack": (ResidualLstm, False, [("Merge", "add", 2)]),
@@ -147,6 +180,8 @@ CONVERTED = {
                                                      ("average", "maximum", "minimum", "multiply", "subtract")]),
     "parallel_convs_over_channels": (ParallelConvs, True, [("Concatenate", "features", 2)]),
     "linear_head_on_two_rnns": (TwoRnnHead, False, [("Concatenate", "features", 2)]),
+    "average_of_three": (AverageOfThree, False, [("Merge", "add", 2), ("Merge", "add", 2)]),
+    "scaled_and_shifted": (Scaled, False, []),
 }
 
 
@@ -156,6 +191,17 @@ def test_branches_and_merges_convert_and_stream(case, tmp_path):
     torch.manual_seed(list(CONVERTED).index(case))
     for model in converted_three_ways(cls(), channels_first, tmp_path):
         assert sorted(merges(model)) == want
+
+
+@pytest.mark.parametrize("case", ["average_of_three", "scaled_and_shifted"])
+def test_arithmetic_with_numbers_is_an_affine(case):
+    """``x / 3``, ``x * 0.5 + 1``, ``1 - x``, ``-x``: Affines of the scale and offset forward() wrote
+    (the one right after the Linear folded into it)."""
+    torch.manual_seed(5)
+    model = edgernn.convert(CONVERTED[case][0]().eval())
+    affines = [(float(n.op.scale[0]), float(n.op.offset[0])) for n in model.spec.nodes if type(n.op).__name__ == "Affine"]
+    assert affines == ([(pytest.approx(1 / 3), 0.0)] if case == "average_of_three" else
+                       [(1.0, -0.5), (0.25, 0.0), (0.5, 0.0), (1.0, 1.0), (2.0, 0.0), (-1.0, 0.0)])
 
 
 def test_each_recurrent_module_has_its_own_head():
@@ -182,14 +228,16 @@ class Refused(nn.Module):
         out, (h, _) = self.lstm(x)
         if self.how == "over_time":
             return torch.cat([out, x], dim=1)
-        if self.how == "constant":
-            return out + 1.0
+        if self.how == "reciprocal":
+            return 1.0 / out
+        if self.how == "by_zero":
+            return out / 0
+        if self.how == "by_tensor":
+            return out / x
         if self.how == "parameter":
             return out * self.scale
         if self.how == "last_of_sum":
             return (out + x)[:, -1]
-        if self.how == "division":
-            return (out + x) / 3
         if self.how == "h_n":
             return out + h
         if self.how == "layouts":
@@ -199,10 +247,11 @@ class Refused(nn.Module):
 
 REFUSED = {
     "over_time": r"cat\(dim=1\) joins tensors laid out \(N, T, C\) over the time axis",
-    "constant": r"add\(\) of a tensor laid out \(N, T, C\), the value 1.0: .*no constant",
+    "reciprocal": r"divides the value 1.0 by a tensor laid out \(N, T, C\); edgernn divides a tensor only by a number",
+    "by_zero": r"divides a tensor laid out \(N, T, C\) by the value 0; edgernn divides a tensor only by a number other than 0",
+    "by_tensor": r"divides a tensor laid out \(N, T, C\) by a tensor laid out \(N, T, C\)",
     "parameter": r"holds parameters of its own \(scale\) that its forward\(\) uses",
     "last_of_sum": r"last step of a sequence that is not a recurrent module's output",
-    "division": r"divides a tensor laid out \(N, T, C\) by 3; edgernn divides only a sum of n tensors by n",
     "h_n": r"add\(\) merges tensors laid out \(layers, N, H\) and \(N, T, C\)",
     "layouts": r"add\(\) merges tensors laid out \(N, C, T\) and \(N, T, C\)",
     "batch": r"cat\(dim=0\) joins tensors laid out \(N, T, C\) over dim 0",
@@ -283,14 +332,16 @@ def test_a_module_called_on_two_inputs_is_refused():
     with pytest.raises(UnsupportedModel, match="'lstm'"):
         importer.from_torch_module(SharedModule())
 
-@pytest.mark.parametrize("case", ["residual_lstm_stack", "every_element_wise_merge", "parallel_convs_over_channels"])
+@pytest.mark.parametrize("case", ["residual_lstm_stack", "every_element_wise_merge", "parallel_convs_over_channels",
+                                  "scaled_and_shifted"])
 def test_merges_export_to_firmware_bit_exact(case, tmp_path):
-    """A PyTorch merge is the IR Keras's merge layers give, so the firmware runs it: int8 calibrated
-    on random data, exported, and the C equals the simulation bit for bit."""
+    """A PyTorch merge is the IR Keras's merge layers give (arithmetic with numbers an Affine, as a
+    BatchNormalization), so the firmware runs it: int8 calibrated on random data, exported, and the C
+    equals the simulation bit for bit."""
     from test_firmware_conv import assert_exported_c_equals_simulation, inputs
 
     cls = CONVERTED[case][0]
     torch.manual_seed(3)
     qmodel = edgernn.convert(cls().eval()).quantize(inputs(case, 1, batch=4, steps=80), "int8")
-    assert any(layer.kind == "merge" for layer in qmodel.spec.layers)
+    assert any(layer.kind == "merge" for layer in qmodel.spec.layers) or case == "scaled_and_shifted"
     assert_exported_c_equals_simulation(qmodel, case, tmp_path)

@@ -139,8 +139,11 @@ class _ActivationOps:
                 return replace(x, expr=_ActE(x.expr, "silu", node.name or node.output[0]))
         if isinstance(a, _Data) and isinstance(b, _Data):
             return self._merge(node, inputs, where)  # a * b of two computed tensors
-        raise _Refuse(f"{where}: Mul is supported only of computed tensors of one shape, or as x * Sigmoid(x) "
-                      "(SiLU)")
+        scaled = self._constant_affine(node, inputs, where)
+        if scaled is not None:
+            return scaled
+        raise _Refuse(f"{where}: Mul is supported only of computed tensors of one shape, of a tensor and a "
+                      "constant, or as x * Sigmoid(x) (SiLU)")
 
 
 def _elementwise(ir_name):

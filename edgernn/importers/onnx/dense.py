@@ -68,11 +68,11 @@ class _DenseOps:
         if len(data) == len(inputs):
             return self._merge(node, inputs, where)  # a + b: a residual connection, branches summed
         if len(data) != 1 or len(const) != 1:
-            raise _Refuse(f"{where}: Add is supported only of computed tensors of one shape, or as a constant bias "
-                          "after MatMul/Gemm")
+            raise _Refuse(f"{where}: Add is supported only of computed tensors of one shape, or of a tensor and a "
+                          "constant (a MatMul/Gemm's bias, or a shift)")
         d, c = data[0], np.asarray(const[0].value, np.float64)
-        if not isinstance(d.expr, _DenseE):
-            raise _Refuse(f"{where}: Add of a constant to a tensor that is not a MatMul/Gemm result")
+        if not isinstance(d.expr, _DenseE):  # a shift: x + c
+            return self._constant_affine(node, inputs, where)
         units = d.expr.features
         if c.size not in (1, units) or (c.ndim and c.shape[-1] not in (1, units)) or c.ndim > len(d.axes):
             raise _Refuse(f"{where}: Add of a constant of shape {c.shape} that is not a bias over the features")

@@ -21,7 +21,7 @@ from ...errors import UnsupportedModel
 from .._conv import time_major_rows
 from .._fold import fold_into_linear_maps, with_flatten_steps
 from .._refusals import end_refusal
-from .chain import _RNN, _Act, _Chain, _Embedding, _LayerNorm, _Linear, _Merge, _orders_that_chain, _units
+from .chain import _RNN, _Act, _Chain, _Embedding, _LayerNorm, _Linear, _Merge, _orders_that_chain, _Scale, _units
 from .conv import _Conv, _Flatten, _Norm, _Pad, _Pool, _Upsample, conv_ops_of, norm_op, pool_ops_of
 
 
@@ -233,6 +233,15 @@ def _build(chain: _Chain, head: Optional[str]) -> tuple[ir.ModelSpec, str]:
             out = f"{op.name}:0"
             nodes.append(ir.Node(op, (tensor,), (out,)))
             tensor = out
+        elif isinstance(layer, _Scale):
+            if features is None:
+                problems.append(f"{where} scales forward()'s argument before any layer reads it (which says its "
+                                "features)")
+            else:
+                op = ir.Affine(layer.path, *(ir.as_weight(np.full(features, v)) for v in (layer.scale, layer.offset)))
+                out = f"{op.name}:0"
+                nodes.append(ir.Node(op, (tensor,), (out,)))
+                tensor = out
         elif isinstance(layer, (_Conv, _Pool, _Norm, _Flatten, _Pad, _Upsample)):
             readers = [layers[j] for j in range(index + 1, len(layers)) if index + 1 in reads[j]]
             made = _front_end(layer, f"{where} ({type(layer).__name__.strip('_')})", nodes, tensor, rank, features,

@@ -93,6 +93,16 @@ class _Act:
 
 
 @dataclass
+class _Scale:
+    """``y = x * scale + offset`` of a tensor of forward() and numbers (``x / 100``, ``x * 2 - 1``,
+    ``1 - x``): an IR Affine over whatever features the tensor has."""
+
+    path: str
+    scale: float
+    offset: float
+
+
+@dataclass
 class _Merge:
     """Tensors of forward() joined: ``mode`` an IR Merge mode (``x + y`` is ``add``, ``torch.maximum``
     ``maximum``, ...) or ``"concatenate"`` (``torch.cat`` over the features)."""

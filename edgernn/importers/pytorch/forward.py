@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from .activations import _PLAIN_ACTIVATIONS, _SKIP_CLASSES as _SKIP
-from .chain import _RNN, _Act, _Embedding, _LayerNorm, _Linear, _Merge
+from .chain import _RNN, _Act, _Embedding, _LayerNorm, _Linear, _Merge, _Scale
 from .conv import _Conv, _Flatten, _Norm, _Pad, _Pool, _Unread, _Upsample
 
 _INT64_MAX = 9223372036854775807
@@ -58,6 +58,15 @@ _FUNCTIONS.update({"logsigmoid": "log_sigmoid", "log_sigmoid": "log_sigmoid", "h
 _MERGES = {"add": "add", "iadd": "add", "sub": "subtract", "subtract": "subtract", "isub": "subtract",
            "mul": "multiply", "multiply": "multiply", "imul": "multiply", "maximum": "maximum",
            "minimum": "minimum"}
+# A tensor of forward() and a number (x * c, c * x, x + c, x - c, c - x; aten::rsub(x, c) is c - x;
+# x / c in :meth:`_Reader.divide`): (scale, offset) of y = x * scale + offset, from the number c and
+# whether the tensor came first; None where that is not the form (c / x).
+_SCALINGS = {
+    **{name: lambda c, first: (c, 0.0) for name in ("mul", "multiply", "imul")},
+    **{name: lambda c, first: (1.0, c) for name in ("add", "iadd")},
+    **{name: lambda c, first: (1.0, -c) if first else (-1.0, c) for name in ("sub", "subtract", "isub")},
+    "rsub": lambda c, first: (-1.0, c) if first else None,
+}
 _IDENTITIES = {"contiguous", "dropout", "dropout_", "feature_dropout", "alpha_dropout", "clone", "detach",
                "float", "identity", "to", "cpu"}
 
@@ -410,15 +419,26 @@ class _Reader:
 
     def divide(self, x, by) -> _T:
         """``(a + b) / 2``: a sum of n tensors divided by n, the average (the sum's Merge becomes an
-        IR Merge ``average``, where nothing has read the sum itself)."""
+        IR Merge ``average``, where nothing has read the sum itself); another tensor divided by a
+        number, ``x * (1 / by)`` (:meth:`scale`)."""
         layer = self.layers[x.step - 1] if isinstance(x, _T) and x.step else None
-        if not (isinstance(layer, _Merge) and layer.mode == "add" and x.kind is None and not isinstance(by, bool)
-                and by == len(self.reads[x.step - 1]) and x.step not in self.read):
-            raise GraphRefusal(f"forward() divides {_describe(x)} by {by!r}; edgernn divides only a sum of n "
-                               "tensors by n (a + b) / 2, their average")
-        self.layers[x.step - 1] = replace(layer, mode="average")
-        self.averaged.add(x.step)
-        return replace(x, kind="average")
+        number = _number(by)
+        if (isinstance(layer, _Merge) and layer.mode == "add" and x.kind is None and number is not None
+                and number == len(self.reads[x.step - 1]) and x.step not in self.read):
+            self.layers[x.step - 1] = replace(layer, mode="average")
+            self.averaged.add(x.step)
+            return replace(x, kind="average")
+        if isinstance(x, _T) and number is not None and number != 0:
+            return self.scale(x, 1.0 / number, 0.0, f"forward() divides {_describe(x)} by {number!r}")
+        raise GraphRefusal(f"forward() divides {_describe(x)} by {_describe(by)}; edgernn divides a tensor only by a "
+                           "number other than 0")
+
+    def scale(self, x, scale: float, offset: float, what: str) -> _T:
+        """``x * scale + offset`` of a tensor of forward() ``x``: a :class:`~.chain._Scale` layer."""
+        x = self._take(x, what)
+        if x.layout in _CODES or x.layout == "HN":
+            raise GraphRefusal(f"{what}: edgernn scales features, sequences or vectors, not {_describe(x)}")
+        return self._add(_Scale(self._name("scale"), float(scale), float(offset)), x, x.layout)
 
     def _operands(self, values, what: str) -> list:
         """The tensors a merge or a concatenation reads: tensors of forward() (no constant, parameter
@@ -680,6 +700,12 @@ def _apply(reader: _Reader, name: str, args: list, kwargs: dict, method: bool):
         return reader.cat(list(x), kwargs.get("dim", args[1] if len(args) > 1 else 0))
     if name in ("truediv", "div") and len(args) == 2 and not kwargs:
         return reader.divide(x, args[1])
+    if name == "neg" and len(args) == 1:
+        return reader.scale(x, -1.0, 0.0, f"forward()'s neg() of {_describe(x)}")
+    if name in _SCALINGS:
+        scaled = _scaling(reader, name, args, kwargs)
+        if scaled is not None:
+            return scaled
     if name in _MERGES:
         # aten::add/sub carry alpha (y = a + alpha * b) as a third argument, torch.add(a, b, alpha=...) as a keyword
         alpha = kwargs.get("alpha", args[2] if name in ("add", "sub", "iadd", "isub") and len(args) > 2 else 1)
@@ -690,6 +716,35 @@ def _apply(reader: _Reader, name: str, args: list, kwargs: dict, method: bool):
     raise GraphRefusal(f"forward() calls {name}(), which edgernn cannot represent (edgernn reads layers, "
                        "activations, permutes, indexes of recurrent results, element-wise merges of tensors and "
                        "torch.cat over the features)")
+
+
+def _number(value) -> Optional[float]:
+    """``value`` as a float where it is a number (a Python int or float, or a one-element tensor: a
+    traced graph's constant); None otherwise (a bool, a tensor of forward(), anything else)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    numel, item = getattr(value, "numel", None), getattr(value, "item", None)
+    if callable(numel) and callable(item) and numel() == 1:
+        value = item()
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return None
+
+
+def _scaling(reader: _Reader, name: str, args: list, kwargs: dict):
+    """``x * c``, ``x + c``, ``c - x``, ... of a tensor of forward() and a number (:data:`_SCALINGS`):
+    its scaled tensor; None where the operands are not one tensor and one number."""
+    operands = list(args[:2]) + [kwargs[k] for k in ("input", "other") if k in kwargs]
+    alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1)
+    if len(operands) != 2 or alpha != 1:
+        return None
+    for first, (x, c) in ((True, operands), (False, operands[::-1])):
+        number = _number(c)
+        if isinstance(x, _T) and number is not None:
+            made = _SCALINGS[name](number, first)
+            if made is None:
+                return None
+            return reader.scale(x, *made, f"forward()'s {name}() of {_describe(x)} and {number!r}")
+    return None
 
 
 # --- TorchScript ---------------------------------------------------------------------------------
