@@ -159,6 +159,11 @@ def merge_of(mode):
     return build
 
 
+def merged_name(model) -> str:
+    """The name of the one merge layer of ``model``."""
+    return next(n.op.name for n in model.spec.nodes if type(n.op).__name__ == "Merge")
+
+
 def merges_of_merges(x):
     """Add(Multiply(a, b), Maximum(c, Average(a, c))) -> Concatenate with x -> SimpleRNN."""
     a, b, c = (layers.Dense(4, activation=act)(x) for act in ("tanh", "sigmoid", "linear"))
@@ -436,12 +441,15 @@ def test_a_vector_input_is_refused():
         edgernn.convert(model, verify=False).stream(1)
 
 
-def test_quantize_refuses_the_merges_the_firmware_has_not(residual):
-    """The residual graph quantizes (tests/test_firmware_merge.py runs such graphs); merges of three
-    tensors and several model inputs are refused naming the layer."""
+def test_quantize_runs_merges_of_three_as_pairs(residual):
+    """The residual graph quantizes (tests/test_firmware_merge.py runs such graphs in C); a merge of
+    three tensors as two merges of two, an average of three as two sums and an Affine of 1/3."""
     _, m = residual
     assert m.quantize(data(2, steps=6), "int8").spec.layers[2].kind == "merge"
-    for mode in ("maximum", "add"):
+    for mode in ("maximum", "average"):
         _, three = functional(merge_of(mode), seed=3)  # of three Dense branches
-        with pytest.raises(EdgernnError, match=f"layer '{mode}[_0-9]*' joins 3 tensors"):
-            three.quantize(data(2, steps=6), "int8")
+        layers_ = three.quantize(data(2, steps=6), "int8").spec.layers
+        merged = [(layer.kind, layer.merge) for layer in layers_ if layer.kind == "merge"]
+        assert merged == [("merge", "add" if mode == "average" else mode)] * 2
+        last = next(layer for layer in layers_ if layer.name == merged_name(three))  # named as the merge
+        assert last.kind == ("conv" if mode == "average" else "merge")

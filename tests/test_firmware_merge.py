@@ -57,8 +57,18 @@ def products(x):
     return layers.Dense(2)(layers.Minimum()([top, gate]))
 
 
+def three_way(x):
+    """An LSTM, a GRU and a Dense of the input: their Add, their Average and the Concatenate of those
+    and the Dense (merges of three tensors, stepped as pairs: edgernn/quantize/pairwise.py)."""
+    a = layers.LSTM(5, return_sequences=True)(x)
+    b = layers.GRU(5, return_sequences=True)(x)
+    c = layers.Dense(5, activation="tanh")(x)
+    joined = layers.Concatenate()([layers.Add()([a, b, c]), layers.Average()([a, b, c]), c])
+    return layers.Dense(2)(joined)
+
+
 GRAPHS = {"residual_lstm": residual_lstm, "parallel_convolutions": parallel_convolutions,
-          "subtract_average": subtract_average, "products": products}
+          "subtract_average": subtract_average, "products": products, "three_way": three_way}
 
 
 def functional(key):

@@ -18,7 +18,7 @@ from ..errors import InvalidInput, UnsupportedModel
 from .calibrate import Ranges, as_sequences, float_layers
 from .runtime import QuantizedModel, QuantizedStream
 from .spec import SCHEMES, QLayer, QSpec, build, supported_problems
-from .windows import windowed_flattens
+from .pairwise import firmware_form
 
 
 def error_report(qmodel: QuantizedModel, spec, x: np.ndarray, float_outputs=None) -> list[dict]:
@@ -54,8 +54,8 @@ def quantize(model, calibration_x, scheme: str = "int8") -> QuantizedModel:
     first = spec.nodes[0].op
     x = as_sequences(calibration_x, spec.inputs[0].features, first if isinstance(first, ir.Embedding) else None)
     ranges = Ranges()
-    stepped = windowed_flattens(spec)  # calibrated and measured as the firmware runs it
-    window = flatten_steps(spec) if stepped is not spec else None
+    stepped = firmware_form(spec)  # calibrated and measured as the firmware runs it
+    window = flatten_steps(spec)  # None without a Flatten over time (else the window's length)
     if window is not None and x.shape[1] < window:
         flatten = next(node.op.name for node in spec.nodes if isinstance(node.op, ir.Flatten))
         raise InvalidInput(f"calibration sequences of {x.shape[1]} steps never fill the window of layer {flatten!r} "

@@ -31,7 +31,8 @@ from .activations import ACT_IDS, TABLE_FUNCTIONS, UNIT_INTERVAL
 from .calibrate import Ranges
 from .dense import MODE_AFFINE, MODE_SOFTMAX, MODE_TABLE
 from .merge import HEADROOM, MERGE_IDS, RESCALED
-from .windows import flatten_problem, windowed_flattens
+from .pairwise import firmware_form
+from .windows import flatten_problem
 
 SCHEMES = ("int8", "int8-weights", "float32")
 _EMPTY_F = np.zeros(0, np.float32)
@@ -180,9 +181,6 @@ def _graph_problems(spec: ir.ModelSpec) -> list[str]:
             problems.append(f"{where} is Merge mode {op.mode!r}, which the firmware runtime does not have")
         elif isinstance(op, ir.Concatenate) and op.axis != "features":
             problems.append(f"{where} concatenates over {op.axis}: the firmware runtime joins over features only")
-        elif isinstance(op, ir.MULTI_INPUT_OPS) and len(node.inputs) != 2:
-            problems.append(f"{where} joins {len(node.inputs)} tensors: the firmware runtime joins two "
-                            "(nest them: Add()([Add()([a, b]), c]))")
     first = spec.nodes[0] if spec.nodes else None
     if first is not None and isinstance(first.op, ir.Standardize):  # folded into the input: read once
         readers = [n.op.name for n in spec.nodes if first.outputs[0] in n.inputs]
@@ -204,7 +202,7 @@ def supported_problems(spec: ir.ModelSpec, scheme: str) -> list[str]:
                 "of it yet (predict and stream run it in float32)" for node in spec.nodes if type(node.op) in kinds]
     if problems:
         return problems
-    spec = windowed_flattens(spec)
+    spec = firmware_form(spec)
     problems = [why for node in spec.nodes if isinstance(node.op, ir.Flatten) and spec.tensor_shape(node.inputs[0])[0] == 3
                 for why in [flatten_problem(spec, node)] if why]
     if problems:
@@ -500,7 +498,7 @@ def build(spec: ir.ModelSpec, scheme: str, ranges: Ranges | None) -> QSpec:
     if problems:
         raise UnsupportedModel(f"cannot export this model in scheme {scheme!r}", problems)
     rank, outputs = spec.tensor_shape(spec.outputs[0])  # a Flatten's window emits what predict's last row is
-    spec = windowed_flattens(spec)
+    spec = firmware_form(spec)
     codes = isinstance(spec.nodes[0].op, ir.Embedding)
     features = 1 if codes else spec.inputs[0].features  # a model of codes steps one code per stream
     integer = scheme == "int8"
