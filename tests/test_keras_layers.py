@@ -203,9 +203,8 @@ def test_residual_lstm_stack(tmp_path):
     assert m.spec.nodes[1].inputs == (m.spec.inputs[0].name, "lstm1")
     x = data(features=6)  # it streams (tests/test_dag_stream.py has the details): run's last row is predict's
     np.testing.assert_allclose(m.stream(x.shape[0]).run(x)[:, -1], m.predict(x), atol=ATOL, rtol=RTOL)
-    with pytest.raises(EdgernnError) as info:
-        m.quantize(data(features=6))
-    assert "'residual1' is Merge" in str(info.value) + " ".join(info.value.problems)
+    qmodel = m.quantize(data(features=6))  # the firmware runs such graphs too (tests/test_firmware_merge.py)
+    assert [layer.kind for layer in qmodel.spec.layers].count("merge") == 2
 
 
 def test_parallel_conv_branches_concatenated(tmp_path):
