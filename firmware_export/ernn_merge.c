@@ -30,26 +30,36 @@ static void ernn_concat_part_q(const ernn_layer *L, const int8_t *x, int32_t cou
  * the larger / smaller of the two at the output's scale. Concatenate: each part at the output's scale. */
 void ernn_merge_step_q(const ernn_layer *L, const int8_t *a, const int8_t *b, int8_t *out)
 {
+    const int32_t n = L->units;
     int32_t j;
-    if (L->merge == ERNN_MERGE_CONCAT) {
+    switch (L->merge) { /* the mode picked once per step, not per value */
+    case ERNN_MERGE_CONCAT:
         ernn_concat_part_q(L, a, L->in_size, L->zp_in, L->mx[0], L->nx[0], out);
         ernn_concat_part_q(L, b, L->in_size2, L->zp_in2, L->mx[1], L->nx[1], out + L->in_size);
         return;
-    }
-    for (j = 0; j < L->units; ++j) {
-        if (L->merge == ERNN_MERGE_MULTIPLY) {
-            const int32_t product = (a[j] - L->zp_in) * (b[j] - L->zp_in2);
-            out[j] = (int8_t)ernn_sat8((int64_t)L->zp_out + ernn_requant(product, L->mo, L->no));
-        } else if (L->merge == ERNN_MERGE_MAXIMUM || L->merge == ERNN_MERGE_MINIMUM) {
+    case ERNN_MERGE_MULTIPLY:
+        for (j = 0; j < n; ++j)
+            out[j] = (int8_t)ernn_sat8((int64_t)L->zp_out
+                                       + ernn_requant((a[j] - L->zp_in) * (b[j] - L->zp_in2), L->mo, L->no));
+        return;
+    case ERNN_MERGE_MAXIMUM:
+    case ERNN_MERGE_MINIMUM: {
+        const int larger = L->merge == ERNN_MERGE_MAXIMUM;
+        for (j = 0; j < n; ++j) {
             const int8_t r1 = ernn_rescale_q(L, a[j], L->zp_in, L->mx[0], L->nx[0]);
             const int8_t r2 = ernn_rescale_q(L, b[j], L->zp_in2, L->mx[1], L->nx[1]);
-            out[j] = (L->merge == ERNN_MERGE_MAXIMUM) == (r1 > r2) ? r1 : r2;
-        } else {
+            out[j] = larger == (r1 > r2) ? r1 : r2;
+        }
+        return;
+    }
+    default: { /* Add, Subtract, Average: the sign of the second term */
+        const int32_t sign = L->merge == ERNN_MERGE_SUBTRACT ? -1 : 1;
+        for (j = 0; j < n; ++j) {
             const int32_t t1 = ernn_requant((a[j] - L->zp_in) * (1 << ERNN_HEADROOM), L->mx[0], L->nx[0]);
             const int32_t t2 = ernn_requant((b[j] - L->zp_in2) * (1 << ERNN_HEADROOM), L->mx[1], L->nx[1]);
-            const int32_t sum = L->merge == ERNN_MERGE_SUBTRACT ? t1 - t2 : t1 + t2;
-            out[j] = (int8_t)ernn_sat8((int64_t)L->zp_out + ernn_requant(sum, L->mo, L->no));
+            out[j] = (int8_t)ernn_sat8((int64_t)L->zp_out + ernn_requant(t1 + sign * t2, L->mo, L->no));
         }
+    }
     }
 }
 
@@ -57,19 +67,19 @@ void ernn_merge_step_q(const ernn_layer *L, const int8_t *a, const int8_t *b, in
 /* float: a + b, a - b, (a + b) 0.5 (exactly (a + b) / 2), a b, max, min, or a then b */
 void ernn_merge_step_f(const ernn_layer *L, const float *a, const float *b, float *out)
 {
+    const int32_t n = L->units;
     int32_t j;
-    if (L->merge == ERNN_MERGE_CONCAT) {
+    switch (L->merge) { /* the mode picked once per step, not per value */
+    case ERNN_MERGE_CONCAT:
         memcpy(out, a, (size_t)L->in_size * sizeof *out);
         memcpy(out + L->in_size, b, (size_t)L->in_size2 * sizeof *out);
         return;
-    }
-    for (j = 0; j < L->units; ++j) {
-        if (L->merge == ERNN_MERGE_SUBTRACT) out[j] = a[j] - b[j];
-        else if (L->merge == ERNN_MERGE_AVERAGE) out[j] = (a[j] + b[j]) * 0.5f;
-        else if (L->merge == ERNN_MERGE_MULTIPLY) out[j] = a[j] * b[j];
-        else if (L->merge == ERNN_MERGE_MAXIMUM) out[j] = a[j] > b[j] ? a[j] : b[j];
-        else if (L->merge == ERNN_MERGE_MINIMUM) out[j] = a[j] < b[j] ? a[j] : b[j];
-        else out[j] = a[j] + b[j];
+    case ERNN_MERGE_SUBTRACT: for (j = 0; j < n; ++j) out[j] = a[j] - b[j]; return;
+    case ERNN_MERGE_AVERAGE: for (j = 0; j < n; ++j) out[j] = (a[j] + b[j]) * 0.5f; return;
+    case ERNN_MERGE_MULTIPLY: for (j = 0; j < n; ++j) out[j] = a[j] * b[j]; return;
+    case ERNN_MERGE_MAXIMUM: for (j = 0; j < n; ++j) out[j] = a[j] > b[j] ? a[j] : b[j]; return;
+    case ERNN_MERGE_MINIMUM: for (j = 0; j < n; ++j) out[j] = a[j] < b[j] ? a[j] : b[j]; return;
+    default: for (j = 0; j < n; ++j) out[j] = a[j] + b[j]; return;
     }
 }
 #endif

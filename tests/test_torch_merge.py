@@ -270,15 +270,6 @@ def test_unsupported_merge_refused_from_torchscript(tmp_path):
         importer.load_torch_file(tmp_path / "traced.pt")
 
 
-class TwoInputs(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lstm = nn.LSTM(C, 4, batch_first=True)
-
-    def forward(self, a, b):
-        return self.lstm(a)[0] + self.lstm(b)[0]
-
-
 class TwoSensors(nn.Module):
     """forward(imu, env): an LSTM on each input (of other features), their sequences concatenated
     over the features, a Linear on every step."""
@@ -331,6 +322,7 @@ def test_a_module_called_on_two_inputs_is_refused():
     once: refused, naming the module."""
     with pytest.raises(UnsupportedModel, match="'lstm'"):
         importer.from_torch_module(SharedModule())
+
 
 @pytest.mark.parametrize("case", ["residual_lstm_stack", "every_element_wise_merge", "parallel_convs_over_channels",
                                   "scaled_and_shifted"])

@@ -92,9 +92,11 @@ FIGURES = (
            {"flash": ((f"{M4}/flash",), 1000), "runtime": ((f"{M4}/runtime_flash",), 1),
             "model": ((f"{M4}/model_flash",), 1), "state": ((f"{M4}/state_bytes",), 1),
             "scratch": ((f"{M4}/scratch_bytes",), 1)}),
-    Figure("docs/microcontrollers.md", r"~(?P<int8>\d+) KB int8 on Cortex-M0\+/M4 .*?, ~(?P<float_m4>[\d.]+) KB "
+    Figure("docs/microcontrollers.md", r"~(?P<int8_m4>[\d.]+) KB \(Cortex-M4\) to ~(?P<int8_m0>[\d.]+) KB "
+                                       r"\(Cortex-M0\+\) int8 .*?, ~(?P<float_m4>[\d.]+) KB "
                                        r"\(Cortex-M4\) to ~(?P<float_m0>[\d.]+) KB \(Cortex-M0\+\) for float schemes",
-           {"int8": ((f"{M0}/runtime_flash", f"{M4}/runtime_flash"), 1000), "float_m4": (FLOAT_RUNTIMES_M4, 1000),
+           {"int8_m4": ((f"{M4}/runtime_flash",), 1000), "int8_m0": ((f"{M0}/runtime_flash",), 1000),
+            "float_m4": (FLOAT_RUNTIMES_M4, 1000),
             "float_m0": (("float32/cortex-m0plus/runtime_flash",), 1000)}),
     Figure("docs/microcontrollers.md", r"fits a Cortex-M0\+ with (?P<flash>\d+) KB flash", {},
            {"flash": ((f"{M0}/flash",), 1024)}),

@@ -13,12 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ir
-from ..graph import flatten_steps
 from ..errors import InvalidInput, UnsupportedModel
+from ..graph import flatten_steps
 from .calibrate import Ranges, as_sequences, float_layers
+from .pairwise import firmware_form
 from .runtime import QuantizedModel, QuantizedStream
 from .spec import SCHEMES, QLayer, QSpec, build, supported_problems
-from .pairwise import firmware_form
 
 
 def error_report(qmodel: QuantizedModel, spec, x: np.ndarray, float_outputs=None) -> list[dict]:
@@ -57,7 +57,8 @@ def quantize(model, calibration_x, scheme: str = "int8") -> QuantizedModel:
     stepped = firmware_form(spec)  # calibrated and measured as the firmware runs it
     window = flatten_steps(spec)  # None without a Flatten over time (else the window's length)
     if window is not None and x.shape[1] < window:
-        flatten = next(node.op.name for node in spec.nodes if isinstance(node.op, ir.Flatten))
+        flatten = next(node.op.name for node in spec.nodes
+                       if isinstance(node.op, ir.Flatten) and spec.tensor_shape(node.inputs[0])[0] == 3)
         raise InvalidInput(f"calibration sequences of {x.shape[1]} steps never fill the window of layer {flatten!r} "
                            f"(a Flatten over time: the model's input is {window} steps); give sequences of at least "
                            f"{window} steps")

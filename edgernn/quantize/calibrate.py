@@ -48,12 +48,9 @@ def float_layers(spec: ir.ModelSpec, x: np.ndarray, ranges: Ranges | None = None
     for node in spec.nodes:
         op = node.op
         current = made[node.inputs[0]]
-        if isinstance(op, ir.MULTI_INPUT_OPS):  # two inputs (supported_problems): a merge or Concatenate
-            first, second = (made[name] for name in node.inputs)
-            if isinstance(op, ir.Concatenate):
-                current = np.concatenate([first, second], axis=-1)
-            else:
-                current = merge(op, [first, second])
+        if isinstance(op, ir.MULTI_INPUT_OPS):  # a merge, or a Concatenate over features
+            parts = [made[name] for name in node.inputs]
+            current = np.concatenate(parts, axis=-1) if isinstance(op, ir.Concatenate) else merge(op, parts)
         elif isinstance(op, ir.Embedding):  # first, on the codes (B, T) (:func:`as_sequences` checked them)
             codes = current.reshape(current.shape[0], -1).astype(np.intp)
             keep = codes != 0 if op.mask_zero else keep

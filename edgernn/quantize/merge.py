@@ -38,49 +38,58 @@ RESCALED = (3, 5, 6)  # the merges that bring each input to the output's scale (
 
 
 @njit(**JIT)
+def _rescaled(q, zp, m, n, zp_y):
+    """``q`` (zero point ``zp``) at the output's scale: sat8(zp_y + requant(q - zp, m, n))."""
+    return sat8(zp_y + requant(np.int64(q) - zp, m, n))
+
+
+@njit(**JIT)
 def merge_q(a, b, y, merge, m, n, zp_a, zp_b, mo, no, zp_y):
-    """int8 ``a`` (rows, F1), ``b`` (rows, F2) -> ``y`` (rows, O) as above (``merge``: a MERGE_IDS value)."""
+    """int8 ``a`` (rows, F1), ``b`` (rows, F2) -> ``y`` (rows, O) as above (``merge``: a MERGE_IDS
+    value, picked once, outside the loops, as the C does)."""
     width = a.shape[1]
-    for r in range(a.shape[0]):
-        if merge == 3:
+    if merge == 3:  # Concatenate
+        for r in range(a.shape[0]):
             for j in range(width):
-                y[r, j] = sat8(zp_y + requant(np.int64(a[r, j]) - zp_a, m[0], n[0]))
+                y[r, j] = _rescaled(a[r, j], zp_a, m[0], n[0], zp_y)
             for j in range(b.shape[1]):
-                y[r, width + j] = sat8(zp_y + requant(np.int64(b[r, j]) - zp_b, m[1], n[1]))
-            continue
-        for j in range(width):
-            if merge == 4:
+                y[r, width + j] = _rescaled(b[r, j], zp_b, m[1], n[1], zp_y)
+    elif merge == 4:  # Multiply
+        for r in range(a.shape[0]):
+            for j in range(width):
                 y[r, j] = sat8(zp_y + requant((np.int64(a[r, j]) - zp_a) * (np.int64(b[r, j]) - zp_b), mo, no))
-            elif merge == 5 or merge == 6:
-                r1 = sat8(zp_y + requant(np.int64(a[r, j]) - zp_a, m[0], n[0]))
-                r2 = sat8(zp_y + requant(np.int64(b[r, j]) - zp_b, m[1], n[1]))
-                y[r, j] = r1 if (merge == 5) == (r1 > r2) else r2
-            else:
+    elif merge == 5 or merge == 6:  # Maximum, Minimum
+        larger = merge == 5
+        for r in range(a.shape[0]):
+            for j in range(width):
+                r1 = _rescaled(a[r, j], zp_a, m[0], n[0], zp_y)
+                r2 = _rescaled(b[r, j], zp_b, m[1], n[1], zp_y)
+                y[r, j] = r1 if larger == (r1 > r2) else r2
+    else:  # Add, Subtract, Average: the sign of the second term
+        sign = -1 if merge == 1 else 1
+        for r in range(a.shape[0]):
+            for j in range(width):
                 t1 = requant((np.int64(a[r, j]) - zp_a) << HEADROOM, m[0], n[0])
                 t2 = requant((np.int64(b[r, j]) - zp_b) << HEADROOM, m[1], n[1])
-                y[r, j] = sat8(zp_y + requant(t1 - t2 if merge == 1 else t1 + t2, mo, no))
+                y[r, j] = sat8(zp_y + requant(t1 + sign * t2, mo, no))
 
 
 @njit(**JIT)
 def merge_f(a, b, y, merge):
     """float32 twin of :func:`merge_q`."""
     width = a.shape[1]
-    for r in range(a.shape[0]):
-        for j in range(width):
-            if merge == 3:
-                y[r, j] = a[r, j]
-            elif merge == 1:
-                y[r, j] = a[r, j] - b[r, j]
-            elif merge == 2:
-                y[r, j] = (a[r, j] + b[r, j]) * np.float32(0.5)
-            elif merge == 4:
-                y[r, j] = a[r, j] * b[r, j]
-            elif merge == 5:  # as the C writes it (which of 0.0 and -0.0 is kept)
-                y[r, j] = a[r, j] if a[r, j] > b[r, j] else b[r, j]
-            elif merge == 6:
-                y[r, j] = a[r, j] if a[r, j] < b[r, j] else b[r, j]
-            else:
-                y[r, j] = a[r, j] + b[r, j]
-        if merge == 3:
-            for j in range(b.shape[1]):
-                y[r, width + j] = b[r, j]
+    if merge == 3:
+        y[:, :width] = a
+        y[:, width:] = b
+    elif merge == 1:
+        y[:] = a - b
+    elif merge == 2:
+        y[:] = (a + b) * np.float32(0.5)
+    elif merge == 4:
+        y[:] = a * b
+    elif merge == 5:  # as the C writes it (which of 0.0 and -0.0 is kept)
+        y[:] = np.where(a > b, a, b)
+    elif merge == 6:
+        y[:] = np.where(a < b, a, b)
+    else:
+        y[:] = a + b

@@ -482,7 +482,7 @@ def _merge(op, scheme: str, inputs: list, ranges: Ranges) -> QLayer:
     if MERGE_IDS[mode] in RESCALED:  # each input at the output's scale
         layer.mx, layer.nx = fx.multipliers([s_1 / s_y, s_2 / s_y])
     elif mode == "multiply":
-        layer.mx, layer.nx = np.zeros(2, np.int32), np.zeros(2, np.int32)
+        layer.mx, layer.nx = np.zeros(2, np.int32), np.zeros(2, np.int32)  # unread: the C layer check wants them
         layer.mo, layer.no = fx.multiplier(s_1 * s_2 / s_y)
     else:
         top = 2.0 * max(s_1, s_2)
